@@ -1,0 +1,15 @@
+"""noisesim: physics-based camera RAW noise simulation, calibration and paired raw-data synthesis.
+
+Quick tour::
+
+    import noisesim as ns
+    card = ns.load_card("SonyA7S2")
+    params = ns.sample_params(card, iso=1600, rng=0)
+    noisy = ns.simulate(clean, params, card.sensor, ratio=100, rng=0)
+"""
+
+__version__ = "0.1.0"
+
+from .cfa import CFA, PATTERNS  # noqa: E402
+from .errors import *  # noqa: E402,F401,F403
+from .params import FixedPatternMaps, NoiseComponents, NoiseParams, Sensor  # noqa: E402

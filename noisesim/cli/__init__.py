@@ -1,0 +1,64 @@
+"""The ``noisesim`` console script: a thin shell over the Python API.
+
+Each subcommand lives in a module of this package exposing ``add_parser(subparsers)`` and
+``run(args) -> int``. Errors a user can cause (:class:`noisesim.errors.NoiseSimError`, missing files)
+become one line on stderr and exit status 2, never a traceback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import logging
+import sys
+
+# Subcommand modules, in the order ``noisesim --help`` lists them. A module that fails to import
+# (an optional part not present) is skipped, not fatal.
+COMMANDS = ("simulate", "cards", "calibrate", "validate", "generate", "inspect")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    from .. import __version__
+
+    parser = argparse.ArgumentParser(
+        prog="noisesim",
+        description="Physics-based camera RAW noise simulation, calibration and paired-data synthesis.",
+    )
+    parser.add_argument("--version", action="version", version=f"noisesim {__version__}")
+    parser.add_argument("-v", "--verbose", action="store_true", help="log progress details to stderr")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    for name in COMMANDS:
+        try:
+            module = importlib.import_module(f".{name}", __name__)
+        except ModuleNotFoundError as exc:
+            if exc.name and exc.name.endswith(f"cli.{name}"):
+                continue
+            raise
+        module.add_parser(sub)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    from ..errors import NoiseSimError
+
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING, format="noisesim: %(message)s")
+    if not getattr(args, "run", None):
+        parser.print_help()
+        return 2
+    try:
+        return int(args.run(args) or 0)
+    except NoiseSimError as exc:
+        print(f"noisesim {args.command}: error: {exc}", file=sys.stderr)
+        return 2
+    except (FileNotFoundError, IsADirectoryError, PermissionError) as exc:
+        print(f"noisesim {args.command}: error: {exc.strerror or exc}: {exc.filename}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print(f"noisesim {args.command}: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())
