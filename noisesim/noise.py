@@ -1,0 +1,227 @@
+"""The physics-based raw noise model: public façade over the fused kernels.
+
+Implements ../shared/DESIGN.md §1 (Wei et al., ELD, CVPR 2020 / TPAMI 2021; Feng et al., PMN, ACM MM 2022;
+EMVA Standard 1288 release 4.0 for the linear camera model, DSNU, PRNU and dark current)::
+
+    x_dn = y · (W_c − B_c) / r                  expected signal of the short exposure [DN]
+    μ_e  = x_dn / K · (1 + PRNU) + I_dark · t   expected electrons
+    D    = K · Poisson(μ_e) + N_read + σ_row ρ_row + σ_col ρ_col + DS + b_c + B_c
+    D_out = clip(round(D), 0, W_c)
+
+Every random number comes from Philox keyed by (seed, frame_index, stream, pixel coordinate in the full
+sensor), so output is bit-identical for any thread count and a crop at ``origin`` reproduces the same
+pixels as the full frame.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from . import kernels
+from .errors import ParameterError, ShapeError
+from .params import FixedPatternMaps, NoiseComponents, NoiseParams, Sensor
+from .rng import STREAM_COL, STREAM_ROW, key_from_seed, line_normals
+
+INPUT_UNITS = ("normalized", "dn", "electrons")
+OUTPUT_UNITS = ("normalized", "dn")
+BACKENDS = ("numba", "numpy")
+
+
+def _crop_map(m: np.ndarray | None, origin, shape, name: str) -> np.ndarray | None:
+    if m is None:
+        return None
+    oy, ox = origin
+    h, w = shape
+    if oy + h > m.shape[0] or ox + w > m.shape[1]:
+        raise ShapeError(
+            f"map {name} of shape {m.shape} does not cover the frame: frame ({h}, {w}) at origin {tuple(origin)} "
+            f"needs at least ({oy + h}, {ox + w})"
+        )
+    return np.ascontiguousarray(m[oy : oy + h, ox : ox + w])
+
+
+def _without_hot_pixels(m: np.ndarray | None, mask: np.ndarray | None, sensor: Sensor) -> np.ndarray | None:
+    """Replace masked (hot) pixels by the median of their tile phase, so the hot-pixel term can be switched off."""
+    if m is None or mask is None or not mask.any():
+        return m
+    m = m.copy()
+    p = sensor.cfa.period
+    for py in range(p):
+        for px in range(p):
+            sub, msk = m[py::p, px::p], mask[py::p, px::p]
+            if msk.any() and (~msk).any():
+                sub[msk] = np.median(sub[~msk])
+    return m
+
+
+def simulate(
+    clean: np.ndarray,
+    params: NoiseParams,
+    sensor: Sensor,
+    *,
+    ratio: float = 1.0,
+    input_unit: str = "normalized",
+    output_unit: str = "normalized",
+    dtype=np.float32,
+    components: NoiseComponents = NoiseComponents(),
+    maps: FixedPatternMaps | None = None,
+    origin: tuple[int, int] = (0, 0),
+    rng=None,
+    frame_index: int = 0,
+    backend: str = "numba",
+) -> np.ndarray:
+    """Add physically modelled sensor noise to a clean raw frame.
+
+    Parameters
+    ----------
+    clean : ndarray
+        Clean (long-exposure) raw, shape (H, W) mosaic or (C, H/p, W/p) packed (see :mod:`noisesim.cfa`),
+        in ``input_unit``.
+    params : NoiseParams
+        Noise parameters, e.g. from :func:`noisesim.sampling.sample_params`.
+    sensor : Sensor
+        CFA, bit depth and per-site black/white levels [DN].
+    ratio : float
+        Exposure ratio r ≥ 1: the expected signal is divided by r (low-light synthesis; ELD eq. 1).
+    input_unit : {"normalized", "dn", "electrons"}
+        ``normalized``: (DN − B) / (W − B); ``dn``: raw DN including the black level; ``electrons``:
+        expected photo-electrons of the long exposure.
+    output_unit : {"normalized", "dn"}
+        ``normalized`` (not multiplied by the ratio; negative values possible unless clipped at black)
+        or raw ``dn`` including the black level.
+    dtype : numpy dtype
+        ``float32`` or ``uint16`` (needs ``output_unit="dn"`` with quantization and clipping on).
+    components : NoiseComponents
+        Which terms are on.
+    maps : FixedPatternMaps, optional
+        Full-sensor (H_s, W_s) maps; the frame reads them at ``origin``.
+    origin : (int, int)
+        Top-left mosaic pixel of ``clean`` in the full sensor; sets map indexing and the RNG counters, so a
+        crop reproduces the matching pixels of the full frame. Must be a multiple of the CFA period.
+    rng : int, SeedSequence, Generator or None
+        Seed of the draw.
+    frame_index : int
+        Frame of a burst: the same seed with another index gives independent noise.
+    backend : {"numba", "numpy"}
+        The fused numba kernel (default) or the plain-numpy reference (slow; for tests).
+
+    Returns
+    -------
+    ndarray
+        Noisy frame in ``output_unit``, same layout as ``clean``.
+
+    Shape
+    -----
+    (H, W) → (H, W); (C, H/p, W/p) → (C, H/p, W/p).
+    """
+    cfa = sensor.cfa
+    clean = np.asarray(clean)
+    packed = clean.ndim == 3
+    if packed:
+        cfa.check_packed(clean, "clean")
+        mosaic = cfa.unpack(clean)
+    else:
+        cfa.check_mosaic(clean, "clean")
+        mosaic = clean
+    if not np.issubdtype(mosaic.dtype, np.number):
+        raise ShapeError(f"clean must be numeric, got dtype {mosaic.dtype}")
+    mosaic = np.ascontiguousarray(mosaic, dtype=np.float32)
+    if not np.all(np.isfinite(mosaic)):
+        raise ParameterError("clean contains NaN or infinite values")
+    if input_unit not in INPUT_UNITS:
+        raise ParameterError(f"input_unit must be one of {INPUT_UNITS}, got {input_unit!r}")
+    if output_unit not in OUTPUT_UNITS:
+        raise ParameterError(f"output_unit must be one of {OUTPUT_UNITS}, got {output_unit!r}")
+    if backend not in BACKENDS:
+        raise ParameterError(f"backend must be one of {BACKENDS}, got {backend!r}")
+    if not np.isfinite(ratio) or ratio < 1.0:
+        raise ParameterError(f"ratio must be a finite number >= 1, got {ratio!r}")
+    dtype = np.dtype(dtype)
+    if dtype not in (np.dtype(np.float32), np.dtype(np.uint16)):
+        raise ParameterError(f"dtype must be float32 or uint16, got {dtype}")
+    if dtype == np.uint16 and not (output_unit == "dn" and components.quantize and components.clip and sensor.max_dn <= 65535):
+        raise ParameterError("uint16 output needs output_unit='dn' with quantize and clip on")
+    oy, ox = (int(v) for v in origin)
+    p = cfa.period
+    if oy < 0 or ox < 0 or oy % p or ox % p:
+        raise ShapeError(f"origin {tuple(origin)} must be non-negative multiples of the CFA period {p}")
+    if frame_index < 0:
+        raise ParameterError(f"frame_index must be >= 0, got {frame_index}")
+
+    black = cfa.tile_values(sensor.black_level_dn)
+    white = cfa.tile_values(sensor.white_level_dn)
+    k = float(params.gain_k_dn_per_e)
+    if input_unit == "normalized":
+        offset, gain = np.zeros_like(black), (white - black) / (ratio * k)
+    elif input_unit == "dn":
+        offset, gain = black, np.full_like(black, 1.0 / (ratio * k))
+    else:
+        offset, gain = np.zeros_like(black), np.full_like(black, 1.0 / ratio)
+    ble = cfa.tile_values(params.black_level_error_dn) if components.black_level_error else np.zeros_like(black)
+    add = black + ble
+    lo = black.copy() if components.clip_at_black else np.zeros_like(black)
+    hi = white
+    if output_unit == "dn":
+        out_offset, out_scale = np.zeros_like(black), np.ones_like(black)
+    else:
+        out_offset, out_scale = black, 1.0 / (white - black)
+
+    h, w = mosaic.shape
+    key = key_from_seed(rng)
+    empty2 = np.zeros((0, 0), dtype=np.float32)
+    if components.row and params.row_sigma_dn > 0:
+        if components.row_per_channel:
+            # One offset per packed-channel row: each tile column phase of each row draws its own value.
+            rows = np.stack(
+                [line_normals(h, oy, ph, line_is_row=True, frame=frame_index, stream=STREAM_ROW, key=key) for ph in range(p)],
+                axis=1,
+            )
+        else:
+            rows = line_normals(h, oy, 0, line_is_row=True, frame=frame_index, stream=STREAM_ROW, key=key)[:, None]
+        rows = np.ascontiguousarray(rows * params.row_sigma_dn)
+    else:
+        rows = np.zeros((0, 1))
+    if components.column and params.col_sigma_dn > 0:
+        cols = line_normals(w, ox, 0, line_is_row=False, frame=frame_index, stream=STREAM_COL, key=key) * params.col_sigma_dn
+    else:
+        cols = np.zeros(0)
+
+    maps = maps or FixedPatternMaps()
+    hot = _crop_map(maps.hot_pixel_mask, (oy, ox), (h, w), "hot_pixel_mask") if not components.hot_pixels else None
+    ds = None
+    if components.dark_shading and maps.dark_shading_k_dn_per_iso is not None:
+        if params.iso is None:
+            raise ParameterError("dark shading DS(iso) = k·iso + b needs params.iso; set it or switch dark_shading off")
+        k_map = _crop_map(maps.dark_shading_k_dn_per_iso, (oy, ox), (h, w), "dark_shading_k_dn_per_iso")
+        b_map = _crop_map(maps.dark_shading_b_dn, (oy, ox), (h, w), "dark_shading_b_dn")
+        ds = _without_hot_pixels((k_map * np.float32(params.iso) + b_map).astype(np.float32), hot, sensor)
+    prnu = _crop_map(maps.prnu, (oy, ox), (h, w), "prnu") if components.prnu else None
+    dark_map = None
+    dark_e = 0.0
+    if components.dark_current:
+        dark_e = params.dark_current_e_per_s * params.exposure_s
+        if maps.dark_current_e_per_s is not None:
+            dc = _without_hot_pixels(_crop_map(maps.dark_current_e_per_s, (oy, ox), (h, w), "dark_current_e_per_s"), hot, sensor)
+            dark_map = (dc * np.float32(params.exposure_s)).astype(np.float32)
+
+    if not components.read:
+        read_kind = kernels.READ_NONE
+    elif params.read_model == "tukey":
+        read_kind = kernels.READ_TUKEY if params.tukey_scale_dn > 0 else kernels.READ_NONE
+    else:
+        read_kind = kernels.READ_GAUSSIAN if params.read_sigma_dn > 0 else kernels.READ_NONE
+
+    out = np.empty((h, w), dtype=np.float32)
+    kernel = kernels.fused_noise_numba if backend == "numba" else kernels.fused_noise_numpy
+    kernel(
+        mosaic, out, p, oy, ox, int(frame_index), key[0], key[1],
+        offset, gain, add, lo, hi, out_offset, out_scale,
+        k, float(dark_e), bool(components.shot), read_kind, float(params.read_sigma_dn),
+        float(params.tukey_lambda), float(params.tukey_scale_dn),
+        rows, bool(components.row_per_channel), cols,
+        empty2 if ds is None else ds, empty2 if prnu is None else prnu, empty2 if dark_map is None else dark_map,
+        bool(components.quantize), bool(components.clip),
+    )
+    if dtype == np.uint16:
+        out = out.astype(np.uint16)
+    return cfa.pack(out) if packed else out

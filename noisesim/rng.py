@@ -1,0 +1,126 @@
+"""Counter-based random numbers: Philox4x32-10, in numba and in plain numpy.
+
+Why counter-based: numba's ``np.random`` inside ``prange`` is a per-thread Mersenne Twister seeded from the
+OS, so results change with the thread count. Philox (Salmon et al., "Parallel random numbers: as easy as
+1, 2, 3", SC 2011) maps a 128-bit counter and a 64-bit key to four 32-bit words with no state, so every
+pixel's draws are a pure function of (seed, frame, stream, pixel coordinate): bit-identical output for any
+thread count, and any crop regenerated on its own.
+
+Counter layout used by the noise kernels (all 32-bit words):
+
+    c0 = column in the full sensor, c1 = row in the full sensor, c2 = frame index,
+    c3 = stream << 16 | block      (stream: what the draw is for; block: rejection attempts)
+
+The numpy implementation (:func:`philox4x32_np`) is the reference that the numba one is tested against.
+"""
+
+from __future__ import annotations
+
+import numba as nb
+import numpy as np
+
+# Philox4x32 constants (Salmon et al. 2011, Random123).
+_M0 = np.uint64(0xD2511F53)
+_M1 = np.uint64(0xCD9E8D57)
+_W0 = np.uint64(0x9E3779B9)
+_W1 = np.uint64(0xBB67AE85)
+_MASK32 = np.uint64(0xFFFFFFFF)
+_SHIFT = np.uint64(32)
+ROUNDS = 10
+
+# Streams: each random quantity has its own stream, so switching one component never changes another's draws.
+STREAM_SHOT = 0
+STREAM_READ = 1
+STREAM_ROW = 2
+STREAM_COL = 3
+
+# 2**-32: word w maps to the open-interval uniform (w + 0.5) * 2**-32, never exactly 0 or 1, so log(u)
+# and negative Tukey-lambda powers stay finite (../shared/DESIGN.md §5).
+INV_2_32 = 2.3283064365386963e-10
+
+
+def key_from_seed(rng=None) -> tuple[int, int]:
+    """Derive the 64-bit Philox key (two 32-bit words) from a seed.
+
+    Parameters
+    ----------
+    rng : int, numpy.random.SeedSequence, numpy.random.Generator or None
+        An int or SeedSequence gives a reproducible key; a Generator is advanced by one draw; None takes
+        fresh OS entropy (not reproducible).
+    """
+    if isinstance(rng, np.random.Generator):
+        words = rng.integers(0, 2**32, size=2, dtype=np.uint64)
+    else:
+        if isinstance(rng, np.random.SeedSequence):
+            ss = rng
+        elif rng is None or isinstance(rng, (int, np.integer)):
+            if rng is not None and int(rng) < 0:
+                raise ValueError(f"seed must be a non-negative integer, got {rng}")
+            ss = np.random.SeedSequence(None if rng is None else int(rng))
+        else:
+            raise TypeError(f"rng must be an int seed, SeedSequence, Generator or None, got {type(rng).__name__}")
+        words = ss.generate_state(2, dtype=np.uint32).astype(np.uint64)
+    return int(words[0]), int(words[1])
+
+
+@nb.njit(inline="always", cache=True)
+def philox4x32(c0, c1, c2, c3, k0, k1):
+    """Philox4x32-10 of one counter; all arguments and results are uint64 holding 32-bit values."""
+    m0 = np.uint64(0xD2511F53)
+    m1 = np.uint64(0xCD9E8D57)
+    w0 = np.uint64(0x9E3779B9)
+    w1 = np.uint64(0xBB67AE85)
+    mask = np.uint64(0xFFFFFFFF)
+    s = np.uint64(32)
+    for _ in range(10):
+        p0 = m0 * c0
+        p1 = m1 * c2
+        n0 = ((p1 >> s) ^ c1 ^ k0) & mask
+        n2 = ((p0 >> s) ^ c3 ^ k1) & mask
+        c1 = p1 & mask
+        c3 = p0 & mask
+        c0 = n0
+        c2 = n2
+        k0 = (k0 + w0) & mask
+        k1 = (k1 + w1) & mask
+    return c0, c1, c2, c3
+
+
+def philox4x32_np(c0, c1, c2, c3, k0: int, k1: int):
+    """Vectorized numpy Philox4x32-10 (the reference). Counters broadcast; returns four uint64 arrays."""
+    c0, c1, c2, c3 = (np.asarray(c, dtype=np.uint64) for c in np.broadcast_arrays(c0, c1, c2, c3))
+    k0, k1 = np.uint64(k0), np.uint64(k1)
+    for _ in range(ROUNDS):
+        p0 = _M0 * c0
+        p1 = _M1 * c2
+        n0 = ((p1 >> _SHIFT) ^ c1 ^ k0) & _MASK32
+        n2 = ((p0 >> _SHIFT) ^ c3 ^ k1) & _MASK32
+        c1 = p1 & _MASK32
+        c3 = p0 & _MASK32
+        c0, c2 = n0, n2
+        k0 = (k0 + _W0) & _MASK32
+        k1 = (k1 + _W1) & _MASK32
+    return c0, c1, c2, c3
+
+
+def uniform_np(word) -> np.ndarray:
+    """32-bit words → float64 uniforms on the open interval (0, 1)."""
+    return (np.asarray(word, dtype=np.float64) + 0.5) * INV_2_32
+
+
+def normal_np(w_a, w_b) -> np.ndarray:
+    """Two words → one standard normal by Box–Muller (the cosine branch)."""
+    u1, u2 = uniform_np(w_a), uniform_np(w_b)
+    return np.sqrt(-2.0 * np.log(u1)) * np.cos(2.0 * np.pi * u2)
+
+
+def line_normals(n: int, start: int, fixed: int, *, line_is_row: bool, frame: int, stream: int, key) -> np.ndarray:
+    """Standard normals for ``n`` consecutive rows (or columns) starting at global index ``start``.
+
+    Row ``y`` is the counter (fixed, y, frame, stream<<16); column ``x`` is (x, fixed, frame, stream<<16).
+    Used for row and column noise by both the numba kernel's wrapper and the numpy reference.
+    """
+    idx = np.arange(start, start + n, dtype=np.uint64)
+    c0, c1 = (np.uint64(fixed), idx) if line_is_row else (idx, np.uint64(fixed))
+    w = philox4x32_np(c0, c1, np.uint64(frame), np.uint64(stream << 16), *key)
+    return normal_np(w[0], w[1])
