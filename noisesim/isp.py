@@ -1,0 +1,437 @@
+"""Inverse and forward camera ISP: sRGB images ↔ normalized raw mosaics.
+
+The inverse ("unprocessing") follows Brooks et al., *Unprocessing Images for Learned Raw Denoising*,
+CVPR 2019 [Brooks2019]_ (../shared/DESIGN.md §4), step by step:
+
+1. inverse tone curve      x = 0.5 − sin(asin(1 − 2y) / 3)        (inverse of the smoothstep 3x² − 2x³)
+2. inverse sRGB transfer    the sRGB EOTF of IEC 61966-2-1 [IEC61966]_ (Brooks used a 2.2 power; we use
+                            the standard's piecewise curve, of which :func:`linear_to_srgb` is the exact inverse)
+3. inverse colour matrix    linear sRGB → camera RGB with ``inv(cam2rgb)``
+4. inverse white balance    divide by the white-balance gains, with Brooks' highlight-preserving
+                            "safe" gains so bright pixels do not turn into clipped coloured highlights
+5. mosaic                   keep one colour per pixel as the CFA says (:mod:`noisesim.cfa`, quad Bayer too)
+
+The forward ISP :func:`process` (previews, round-trip tests) undoes each step: white balance, demosaic
+(OpenCV edge-aware Bayer demosaic, or normalized-convolution bilinear for quad Bayer), colour matrix,
+sRGB transfer, tone curve.
+
+Every sampled quantity is returned in an :class:`ISPMeta` record (sample first, apply second), so a
+dataset can store it and a preview can invert exactly what was applied.
+
+All images are float32. "Normalized" raw is (DN − black) / (white − black), see :mod:`noisesim.params`.
+
+References
+----------
+.. [Brooks2019] T. Brooks, B. Mildenhall, T. Xue, J. Chen, D. Sharlet, J. T. Barron, "Unprocessing Images
+   for Learned Raw Denoising", CVPR 2019, §3.
+.. [IEC61966] IEC 61966-2-1:1999, Multimedia systems and equipment — Colour measurement and management —
+   Part 2-1: Default RGB colour space — sRGB.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from .cfa import CFA
+from .errors import ParameterError, ShapeError
+
+__all__ = [
+    "ISPMeta",
+    "srgb_to_linear",
+    "linear_to_srgb",
+    "inverse_tone_curve",
+    "tone_curve",
+    "sample_isp_meta",
+    "cam2rgb_from_xyz2cam",
+    "unprocess",
+    "mosaic",
+    "demosaic",
+    "process",
+    "process_rgb",
+    "RGB2XYZ_D65",
+    "XYZ2CAM_MATRICES",
+]
+
+# Linear sRGB (D65) → CIE XYZ, IEC 61966-2-1 §5.2 (rounded to 7 digits as printed in the standard's
+# derivations; the rows sum to the D65 white point Xn = 0.9505, Yn = 1, Zn = 1.089).
+RGB2XYZ_D65 = np.array(
+    [
+        [0.4124564, 0.3575761, 0.1804375],
+        [0.2126729, 0.7151522, 0.0721750],
+        [0.0193339, 0.1191920, 0.9503041],
+    ]
+)
+
+# XYZ → camera matrices of four real cameras (D65 DNG ColorMatrix values as tabulated in dcraw's
+# adobe_coeff), the set Brooks et al. §3.2 draw random convex combinations from. Only their convex hull
+# matters: it spans the colour responses of typical consumer sensors.
+XYZ2CAM_MATRICES = np.array(
+    [
+        [[1.0234, -0.2969, -0.2266], [-0.5625, 1.6328, -0.0469], [-0.0703, 0.2188, 0.6406]],
+        [[0.4913, -0.0541, -0.0202], [-0.6130, 1.3513, 0.2906], [-0.1564, 0.2151, 0.7183]],
+        [[0.8380, -0.2630, -0.0639], [-0.2887, 1.0725, 0.2496], [-0.0627, 0.1427, 0.5438]],
+        [[0.6596, -0.2079, -0.0562], [-0.4782, 1.3016, 0.1933], [-0.0970, 0.1581, 0.5181]],
+    ]
+)
+
+# Highlight preservation threshold of Brooks' safe inverse gains: pixels whose mean intensity exceeds it
+# are blended towards unit gain so they stay below 1 (Brooks et al. §3.2, "inflection" 0.9).
+_HIGHLIGHT_INFLECTION = 0.9
+
+
+# --------------------------------------------------------------------------------------------------
+# Transfer curves
+# --------------------------------------------------------------------------------------------------
+def srgb_to_linear(x):
+    """sRGB EOTF: encoded sRGB in [0, 1] → linear sRGB in [0, 1] (IEC 61966-2-1, eq. for R'sRGB → R).
+
+    ``L = x / 12.92`` for ``x ≤ 0.04045``, else ``((x + 0.055) / 1.055) ** 2.4``. Input is clipped to [0, 1].
+
+    >>> float(srgb_to_linear(np.float32(0.5)))  # doctest: +ELLIPSIS
+    0.21404...
+    """
+    x = np.clip(np.asarray(x, dtype=np.float32), 0.0, 1.0)
+    return np.where(x <= 0.04045, x / np.float32(12.92), ((x + np.float32(0.055)) / np.float32(1.055)) ** np.float32(2.4)).astype(np.float32)
+
+
+def linear_to_srgb(x):
+    """Inverse sRGB EOTF (the sRGB OETF): linear [0, 1] → encoded sRGB [0, 1] (IEC 61966-2-1).
+
+    ``12.92 L`` for ``L ≤ 0.0031308``, else ``1.055 L^(1/2.4) − 0.055``. Input is clipped to [0, 1].
+    """
+    x = np.clip(np.asarray(x, dtype=np.float32), 0.0, 1.0)
+    return np.where(
+        x <= 0.0031308, x * np.float32(12.92), np.float32(1.055) * x ** np.float32(1 / 2.4) - np.float32(0.055)
+    ).astype(np.float32)
+
+
+def tone_curve(x):
+    """Global tone curve of Brooks et al. §3.1: the smoothstep ``3x² − 2x³`` on [0, 1] (input clipped)."""
+    x = np.clip(np.asarray(x, dtype=np.float32), 0.0, 1.0)
+    return (3.0 * x * x - 2.0 * x * x * x).astype(np.float32)
+
+
+def inverse_tone_curve(y):
+    """Inverse of :func:`tone_curve`: ``x = 0.5 − sin(asin(1 − 2y) / 3)`` (Brooks et al. §3.1), y clipped to [0, 1]."""
+    y = np.clip(np.asarray(y, dtype=np.float32), 0.0, 1.0)
+    return (0.5 - np.sin(np.arcsin(1.0 - 2.0 * y) / 3.0)).astype(np.float32)
+
+
+# --------------------------------------------------------------------------------------------------
+# Metadata
+# --------------------------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class ISPMeta:
+    """Every quantity the (un)processing of one image used.
+
+    Attributes
+    ----------
+    rgb_gain : float
+        Overall digital gain (exposure brightening) the camera ISP applied, > 0 (Brooks: 1 / N(0.8, 0.1)).
+    red_gain, blue_gain : float
+        White-balance gains of the red and blue channels (green gain 1), > 0.
+    cam2rgb : tuple of 9 floats
+        Camera RGB → linear sRGB colour-correction matrix, row-major 3×3; rows sum to 1 (white stays white).
+    ccm_source : {"card", "sampled"}
+        Whether the matrix came from the camera's card or was sampled as in Brooks et al. §3.2.
+    """
+
+    rgb_gain: float
+    red_gain: float
+    blue_gain: float
+    cam2rgb: tuple
+    ccm_source: str = "sampled"
+
+    def __post_init__(self) -> None:
+        for name in ("rgb_gain", "red_gain", "blue_gain"):
+            v = getattr(self, name)
+            if not np.isfinite(v) or v <= 0:
+                raise ParameterError(f"ISPMeta.{name} must be a finite number > 0, got {v!r}")
+            object.__setattr__(self, name, float(v))
+        m = np.asarray(self.cam2rgb, dtype=np.float64)
+        if m.size != 9 or not np.all(np.isfinite(m)):
+            raise ParameterError(f"ISPMeta.cam2rgb must be 9 finite numbers (3×3 row-major), got shape {m.shape}")
+        m = m.reshape(3, 3)
+        if abs(np.linalg.det(m)) < 1e-9:
+            raise ParameterError("ISPMeta.cam2rgb is singular; a colour matrix must be invertible")
+        object.__setattr__(self, "cam2rgb", tuple(float(v) for v in m.ravel()))
+        if self.ccm_source not in ("card", "sampled"):
+            raise ParameterError(f"ISPMeta.ccm_source must be 'card' or 'sampled', got {self.ccm_source!r}")
+
+    @property
+    def cam2rgb_matrix(self) -> np.ndarray:
+        """(3, 3) float64 camera RGB → linear sRGB."""
+        return np.asarray(self.cam2rgb, dtype=np.float64).reshape(3, 3)
+
+    @property
+    def rgb2cam_matrix(self) -> np.ndarray:
+        """(3, 3) float64 linear sRGB → camera RGB, the inverse of :attr:`cam2rgb_matrix`."""
+        return np.linalg.inv(self.cam2rgb_matrix)
+
+    @property
+    def wb_gains(self) -> np.ndarray:
+        """(3,) forward white-balance gains per camera channel, rgb_gain included: ``rgb_gain·(red, 1, blue)``."""
+        return np.array([self.red_gain, 1.0, self.blue_gain]) * self.rgb_gain
+
+    def to_dict(self) -> dict:
+        return {
+            "rgb_gain": self.rgb_gain,
+            "red_gain": self.red_gain,
+            "blue_gain": self.blue_gain,
+            "cam2rgb": list(self.cam2rgb),
+            "ccm_source": self.ccm_source,
+        }
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "ISPMeta":
+        return cls(
+            rgb_gain=d["rgb_gain"],
+            red_gain=d["red_gain"],
+            blue_gain=d["blue_gain"],
+            cam2rgb=tuple(d["cam2rgb"]),
+            ccm_source=d.get("ccm_source", "sampled"),
+        )
+
+
+def _as_generator(rng) -> np.random.Generator:
+    if isinstance(rng, np.random.Generator):
+        return rng
+    return np.random.default_rng(rng)
+
+
+def cam2rgb_from_xyz2cam(xyz2cam) -> np.ndarray:
+    """Camera RGB → linear sRGB matrix from an XYZ → camera matrix (e.g. a DNG ``ColorMatrix``).
+
+    ``rgb2cam = xyz2cam · RGB2XYZ_D65``, rows normalized to sum 1 (so sRGB white maps to camera values with
+    equal channels before white balance, as Brooks et al. §3.2 do), then inverted.
+
+    Shape: ``(3, 3) -> (3, 3)``.
+    """
+    xyz2cam = np.asarray(xyz2cam, dtype=np.float64)
+    if xyz2cam.shape != (3, 3):
+        raise ShapeError(f"xyz2cam must have shape (3, 3). Got {xyz2cam.shape}.")
+    rgb2cam = xyz2cam @ RGB2XYZ_D65
+    sums = rgb2cam.sum(axis=1, keepdims=True)
+    if np.any(np.abs(sums) < 1e-9):
+        raise ParameterError("xyz2cam maps white to zero in some channel; not a colour matrix")
+    rgb2cam = rgb2cam / sums
+    return np.linalg.inv(rgb2cam)
+
+
+def sample_isp_meta(rng=None, *, cam2rgb=None) -> ISPMeta:
+    """Sample the ISP quantities of one image as Brooks et al. §3.2 do.
+
+    * colour matrix: a random convex combination of :data:`XYZ2CAM_MATRICES` (weights U(1e-8, 1e8)
+      normalized, i.e. mostly dominated by one camera), turned into camera → sRGB by
+      :func:`cam2rgb_from_xyz2cam`; or the given ``cam2rgb`` (e.g. from the camera's card),
+      recorded with ``ccm_source="card"``;
+    * ``rgb_gain = 1 / g``, ``g ~ N(0.8, 0.1)`` (clamped to g ≥ 0.4, which N(0.8, 0.1) reaches at 4σ);
+    * ``red_gain ~ U(1.9, 2.4)``, ``blue_gain ~ U(1.5, 1.9)``.
+
+    Parameters
+    ----------
+    rng : int, SeedSequence, Generator or None
+    cam2rgb : (3, 3) array-like, optional
+        Camera RGB → linear sRGB matrix to use instead of sampling one. Its rows are normalized to sum 1.
+
+    Returns
+    -------
+    ISPMeta
+    """
+    rng = _as_generator(rng)
+    if cam2rgb is None:
+        weights = rng.uniform(1e-8, 1e8, size=len(XYZ2CAM_MATRICES))
+        weights /= weights.sum()
+        xyz2cam = np.tensordot(weights, XYZ2CAM_MATRICES, axes=1)
+        m = cam2rgb_from_xyz2cam(xyz2cam)
+        source = "sampled"
+    else:
+        m = np.asarray(cam2rgb, dtype=np.float64)
+        if m.shape != (3, 3):
+            raise ShapeError(f"cam2rgb must have shape (3, 3). Got {m.shape}.")
+        sums = m.sum(axis=1, keepdims=True)
+        if np.any(np.abs(sums) < 1e-9):
+            raise ParameterError("cam2rgb has a row summing to 0; cannot normalize it to keep white white")
+        m = m / sums
+        source = "card"
+    g = max(float(rng.normal(0.8, 0.1)), 0.4)
+    red = float(rng.uniform(1.9, 2.4))
+    blue = float(rng.uniform(1.5, 1.9))
+    return ISPMeta(rgb_gain=1.0 / g, red_gain=red, blue_gain=blue, cam2rgb=tuple(m.ravel()), ccm_source=source)
+
+
+# --------------------------------------------------------------------------------------------------
+# Inverse ISP
+# --------------------------------------------------------------------------------------------------
+def _check_rgb(img, what: str) -> np.ndarray:
+    img = np.asarray(img)
+    if img.ndim != 3 or img.shape[-1] != 3:
+        raise ShapeError(f"{what} must have shape (H, W, 3). Got {tuple(img.shape)}.")
+    return img.astype(np.float32, copy=False)
+
+
+def _apply_matrix(img: np.ndarray, m: np.ndarray) -> np.ndarray:
+    """(H, W, 3) @ m.T, float32."""
+    return (img.reshape(-1, 3) @ m.T.astype(np.float32)).reshape(img.shape).astype(np.float32, copy=False)
+
+
+def unprocess(srgb, meta: ISPMeta) -> np.ndarray:
+    """sRGB image → linear camera RGB, normalized raw scale (Brooks et al. §3, steps 1–4 above).
+
+    Parameters
+    ----------
+    srgb : (H, W, 3) float array in [0, 1]
+        Display-referred sRGB image (RGB channel order).
+    meta : ISPMeta
+        From :func:`sample_isp_meta`.
+
+    Returns
+    -------
+    (H, W, 3) float32 in [0, 1]
+        Linear camera RGB before white balance, i.e. what the sensor's colour sites saw, normalized
+        ((DN − black) / (white − black)). Clipped to [0, 1] as the sensor would.
+
+    Notes
+    -----
+    Inverse white balance uses the safe gains of Brooks et al. §3.2: with ``g = 1 / wb_gains`` and the
+    pixel's mean intensity ``m``, ``mask = (max(m − 0.9, 0) / 0.1)²`` and the applied gain is
+    ``max(mask + (1 − mask)·g, g)``, which leaves near-white pixels unchanged instead of producing
+    out-of-range colours.
+    """
+    img = _check_rgb(srgb, "sRGB image")
+    x = inverse_tone_curve(img)
+    x = srgb_to_linear(x)
+    x = _apply_matrix(x, meta.rgb2cam_matrix)
+    inv_gains = (1.0 / meta.wb_gains).astype(np.float32)
+    gray = x.mean(axis=-1, keepdims=True)
+    mask = (np.maximum(gray - _HIGHLIGHT_INFLECTION, 0.0) / (1.0 - _HIGHLIGHT_INFLECTION)) ** 2
+    safe = np.maximum(mask + (1.0 - mask) * inv_gains, inv_gains)
+    x = x * safe
+    return np.clip(x, 0.0, 1.0).astype(np.float32)
+
+
+def _as_cfa(cfa) -> CFA:
+    return cfa if isinstance(cfa, CFA) else CFA(cfa)
+
+
+def mosaic(rgb, cfa) -> np.ndarray:
+    """Keep at each pixel the colour the CFA puts there. Shape: ``(H, W, 3) -> (H, W)`` float32.
+
+    Any pattern of :mod:`noisesim.cfa` (Bayer, quad Bayer), read from the top-left pixel; H and W must be
+    multiples of the pattern's period.
+    """
+    cfa = _as_cfa(cfa)
+    img = _check_rgb(rgb, "RGB image")
+    h, w, _ = img.shape
+    p = cfa.period
+    if h % p or w % p:
+        raise ShapeError(f"image of shape ({h}, {w}) does not fit CFA {cfa.pattern}: H and W must be multiples of {p}")
+    idx = cfa.color_index()
+    out = np.empty((h, w), dtype=np.float32)
+    for y in range(p):
+        for x in range(p):
+            out[y::p, x::p] = img[y::p, x::p, idx[y, x]]
+    return out
+
+
+# --------------------------------------------------------------------------------------------------
+# Forward ISP
+# --------------------------------------------------------------------------------------------------
+# OpenCV names Bayer patterns by the 2nd and 3rd pixels of the 2nd row, not the top-left 2×2 as we do:
+# our RGGB is OpenCV's "BG" (checked in tests/test_isp.py with flat colours for all four patterns).
+_OPENCV_BAYER = {"RGGB": "BG", "BGGR": "RG", "GRBG": "GB", "GBRG": "GR"}
+
+
+def _demosaic_bayer_opencv(raw: np.ndarray, bayer: str) -> np.ndarray:
+    import cv2
+
+    code = getattr(cv2, f"COLOR_Bayer{_OPENCV_BAYER[bayer]}2RGB_EA")
+    u16 = np.round(np.clip(raw, 0.0, 1.0) * 65535.0).astype(np.uint16)
+    return cv2.cvtColor(u16, code).astype(np.float32) * np.float32(1.0 / 65535.0)
+
+
+def _demosaic_normalized_convolution(raw: np.ndarray, cfa: CFA) -> np.ndarray:
+    """Bilinear-like demosaic for any CFA: per colour, blur(raw·mask) / blur(mask), measured samples kept."""
+    import cv2
+
+    h, w = raw.shape
+    p = cfa.period
+    idx = np.tile(cfa.color_index(), (h // p, w // p))
+    # A tent kernel wide enough that every pixel of a quad-Bayer tile sees each colour.
+    t = np.array([1, 2, 3, 4, 3, 2, 1], dtype=np.float32) if cfa.is_quad else np.array([1, 2, 1], dtype=np.float32)
+    k = np.outer(t, t)
+    out = np.empty((h, w, 3), dtype=np.float32)
+    for c in range(3):
+        m = (idx == c).astype(np.float32)
+        num = cv2.filter2D(raw * m, cv2.CV_32F, k, borderType=cv2.BORDER_REFLECT_101)
+        den = cv2.filter2D(m, cv2.CV_32F, k, borderType=cv2.BORDER_REFLECT_101)
+        plane = num / np.maximum(den, 1e-12)
+        plane[m > 0] = raw[m > 0]
+        out[..., c] = plane
+    return out
+
+
+def demosaic(raw, cfa, *, method: str = "opencv") -> np.ndarray:
+    """Demosaic a normalized mosaic to camera RGB. Shape: ``(H, W) -> (H, W, 3)`` float32.
+
+    Parameters
+    ----------
+    raw : (H, W) float, normalized [0, 1] (values outside are clipped for the OpenCV path)
+    cfa : CFA or str
+    method : {"opencv", "bilinear"}
+        ``"opencv"``: OpenCV's edge-aware Bayer demosaic (``COLOR_Bayer**2RGB_EA`` on a 16-bit copy, i.e.
+        quantized to 1/65535); quad Bayer falls back to ``"bilinear"``. ``"bilinear"``: normalized
+        convolution with a tent kernel, any CFA, exact float.
+    """
+    cfa = _as_cfa(cfa)
+    raw = np.asarray(raw, dtype=np.float32)
+    cfa.check_mosaic(raw)
+    if method not in ("opencv", "bilinear"):
+        raise ParameterError(f"demosaic method must be 'opencv' or 'bilinear', got {method!r}")
+    if method == "opencv" and not cfa.is_quad:
+        return _demosaic_bayer_opencv(raw, cfa.bayer)
+    return _demosaic_normalized_convolution(raw, cfa)
+
+
+def process_rgb(rgb_linear, meta: ISPMeta) -> np.ndarray:
+    """Forward ISP after demosaicking: white balance, clip, colour matrix, clip, sRGB transfer, tone curve.
+
+    Shape: ``(H, W, 3) -> (H, W, 3)``; linear camera RGB (normalized) → display sRGB in [0, 1], float32.
+    The exact inverse of :func:`unprocess` on pixels that neither step clipped and that lie below the
+    highlight-preservation threshold.
+    """
+    x = _check_rgb(rgb_linear, "linear RGB image")
+    x = np.clip(x * meta.wb_gains.astype(np.float32), 0.0, 1.0)
+    x = np.clip(_apply_matrix(x, meta.cam2rgb_matrix), 0.0, 1.0)
+    return tone_curve(linear_to_srgb(x))
+
+
+def process(raw, meta: ISPMeta, cfa, *, demosaic_method: str = "opencv") -> np.ndarray:
+    """Forward ISP for previews: normalized raw mosaic → sRGB.
+
+    Steps: white balance (``meta.wb_gains`` per CFA site), clip, demosaic (:func:`demosaic`), colour
+    matrix, clip, sRGB transfer (IEC 61966-2-1), tone curve (Brooks et al. §3.1). Black level is already
+    removed in normalized raw; for DN input subtract black and divide by (white − black) first.
+
+    Parameters
+    ----------
+    raw : (H, W) float, normalized
+    meta : ISPMeta
+    cfa : CFA or str
+
+    Returns
+    -------
+    (H, W, 3) float32 sRGB in [0, 1]
+    """
+    cfa = _as_cfa(cfa)
+    raw = np.asarray(raw, dtype=np.float32)
+    cfa.check_mosaic(raw, "raw mosaic")
+    h, w = raw.shape
+    p = cfa.period
+    gains = meta.wb_gains.astype(np.float32)[cfa.color_index()]
+    balanced = np.clip(raw * np.tile(gains, (h // p, w // p)), 0.0, 1.0)
+    rgb = demosaic(balanced, cfa, method=demosaic_method)
+    x = np.clip(_apply_matrix(rgb, meta.cam2rgb_matrix), 0.0, 1.0)
+    return tone_curve(linear_to_srgb(x))

@@ -1,0 +1,663 @@
+"""Clean image sources for paired-data synthesis (../shared/DESIGN.md §4).
+
+A source hands out random clean patches as **normalized raw mosaics** in the CFA the caller asks for
+(the long exposure; exposure ratio and noise are applied later by the engine):
+
+* :class:`DeadLeavesSource` — built in, procedural, no download: the dead-leaves model (occluding discs
+  with power-law radii, density ∝ r⁻³), whose images have the scale invariance and ≈ 1/f² power
+  spectrum of natural images (Lee, Mumford & Huang, "Occlusion Models for Natural Images", IJCV 2001).
+  Discs carry random colours, shading gradients and some sinusoidal texture.
+* :class:`ImageFolderSource` — a folder of sRGB images (PNG/JPEG/TIFF, 8 or 16 bit, searched
+  recursively), read with OpenCV (BGR → RGB) and unprocessed (:mod:`noisesim.isp`).
+* :class:`RawFolderSource` — a folder of long-exposure raw files read with rawpy; patches are cropped
+  with the CFA phase kept, then re-expressed in the requested pattern when the two differ only by phase.
+
+Order for sRGB sources (``sample_patch``): random crop → unprocess (sampled :class:`~noisesim.isp.ISPMeta`)
+→ blur (:mod:`noisesim.blur`) → mosaic. Every draw uses only the ``rng`` passed in, in a fixed order, so
+a patch is reproducible from its seed.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import os
+import struct
+from collections import OrderedDict
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from . import isp
+from .blur import BlurSpec, apply_blur, sample_kernel
+from .cfa import CFA
+from .errors import CFAError, DatasetError, InputFileError, ParameterError
+
+log = logging.getLogger(__name__)
+
+__all__ = [
+    "CleanPatch",
+    "CleanSource",
+    "DeadLeavesSource",
+    "ImageFolderSource",
+    "RawFolderSource",
+    "open_source",
+    "render_dead_leaves",
+    "IMAGE_EXTENSIONS",
+    "RAW_EXTENSIONS",
+]
+
+IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".tif", ".tiff")
+RAW_EXTENSIONS = (
+    ".dng", ".cr2", ".cr3", ".crw", ".nef", ".nrw", ".arw", ".srf", ".sr2", ".raf", ".rw2", ".orf",
+    ".pef", ".srw", ".3fr", ".iiq", ".erf", ".kdc", ".mef", ".mos", ".mrw", ".x3f", ".rwl",
+)  # fmt: skip
+
+
+@dataclass
+class CleanPatch:
+    """One clean sample.
+
+    Attributes
+    ----------
+    raw : (patch, patch) float32
+        Normalized [0, 1] mosaic in the requested CFA phase (the long exposure).
+    rgb_linear : (patch, patch, 3) float32 or None
+        Linear camera RGB after blur, before mosaic; for raw sources it is only set when blur was applied.
+    source_index : int
+        Index of the source file in the source's sorted file list (-1 for procedural patches).
+    blur_kernel : (k, k) float32 or None
+        The kernel applied (sum 1), None for no blur.
+    isp : ISPMeta or None
+        The unprocessing quantities (None for raw sources).
+    origin : (int, int)
+        Top-left (row, column) of the crop in the source image (mosaic pixels); (0, 0) for procedural.
+    """
+
+    raw: np.ndarray
+    rgb_linear: np.ndarray | None
+    source_index: int
+    blur_kernel: np.ndarray | None
+    isp: isp.ISPMeta | None
+    origin: tuple[int, int] = (0, 0)
+
+
+def _as_generator(rng) -> np.random.Generator:
+    return rng if isinstance(rng, np.random.Generator) else np.random.default_rng(rng)
+
+
+class CleanSource:
+    """Base class: a collection of clean images that hands out random patches.
+
+    Parameters
+    ----------
+    cfa : CFA or str
+        The pattern of the returned mosaics.
+    cam2rgb : (3, 3) array-like, optional
+        Camera RGB → linear sRGB matrix of the target camera (e.g. from its card); sampled as in
+        Brooks et al. when None (sRGB and procedural sources only).
+    """
+
+    def __init__(self, cfa, *, cam2rgb=None) -> None:
+        self.cfa = cfa if isinstance(cfa, CFA) else CFA(cfa)
+        self.cam2rgb = None if cam2rgb is None else np.asarray(cam2rgb, dtype=np.float64).reshape(3, 3)
+
+    def __len__(self) -> int:
+        raise NotImplementedError
+
+    def describe(self) -> str:
+        """A one-line description (for dataset attributes and logs)."""
+        return type(self).__name__
+
+    def _check_patch(self, patch: int) -> int:
+        if not isinstance(patch, (int, np.integer)) or patch <= 0 or patch % self.cfa.period:
+            raise ParameterError(
+                f"patch size must be a positive multiple of {self.cfa.period} for CFA {self.cfa.pattern}, got {patch!r}"
+            )
+        return int(patch)
+
+    def sample_patch(self, rng, patch: int, *, blur: BlurSpec | None = None) -> CleanPatch:
+        """Draw one random clean patch of ``patch × patch`` mosaic pixels. See the class docs."""
+        raise NotImplementedError
+
+    def _finish_rgb(self, srgb: np.ndarray, rng: np.random.Generator, blur: BlurSpec | None, index: int, origin) -> CleanPatch:
+        """sRGB crop → unprocess → blur → mosaic (the common tail of sRGB and procedural sources)."""
+        meta = isp.sample_isp_meta(rng, cam2rgb=self.cam2rgb)
+        lin = isp.unprocess(srgb, meta)
+        kernel = sample_kernel(blur, rng)
+        if kernel is not None:
+            lin = np.clip(apply_blur(lin, kernel), 0.0, 1.0)
+        raw = isp.mosaic(lin, self.cfa)
+        return CleanPatch(raw=raw, rgb_linear=lin, source_index=index, blur_kernel=kernel, isp=meta, origin=origin)
+
+
+# --------------------------------------------------------------------------------------------------
+# Dead leaves
+# --------------------------------------------------------------------------------------------------
+def _render_dead_leaves_python(out, covered, cx, cy, rad, col, grad, tex_amp, tex_freq, tex_phase):
+    """Front-to-back rendering of discs into the pixels not yet covered; returns the covered count.
+
+    Plain reference implementation (slow); :func:`_render_dead_leaves_numba` is the same loop compiled.
+    out: (H, W, 3) float32; covered: (H, W) uint8; per disc i: centre (cx, cy), radius, colour (3,),
+    gradient (2, 3) per unit offset, texture amplitude, frequency vector (2,), phase.
+    """
+    h, w = covered.shape
+    count = 0
+    for yy in range(h):
+        for xx in range(w):
+            count += covered[yy, xx]
+    total = h * w
+    for i in range(cx.shape[0]):
+        if count >= total:
+            break
+        r = rad[i]
+        y0 = max(int(math.floor(cy[i] - r)), 0)
+        y1 = min(int(math.ceil(cy[i] + r)) + 1, h)
+        x0 = max(int(math.floor(cx[i] - r)), 0)
+        x1 = min(int(math.ceil(cx[i] + r)) + 1, w)
+        r2 = r * r
+        for yy in range(y0, y1):
+            dy = yy - cy[i]
+            for xx in range(x0, x1):
+                if covered[yy, xx]:
+                    continue
+                dx = xx - cx[i]
+                if dx * dx + dy * dy > r2:
+                    continue
+                t = tex_amp[i] * math.sin(tex_freq[i, 0] * dx + tex_freq[i, 1] * dy + tex_phase[i])
+                for c in range(3):
+                    out[yy, xx, c] = col[i, c] + grad[i, 0, c] * dx + grad[i, 1, c] * dy + t
+                covered[yy, xx] = 1
+                count += 1
+    return count
+
+
+try:  # numba is a hard dependency, but keep the module importable (and the reference path usable) without it
+    import numba
+
+    _render_dead_leaves_numba = numba.njit(cache=True, nogil=True)(_render_dead_leaves_python)
+except ImportError:  # pragma: no cover
+    _render_dead_leaves_numba = _render_dead_leaves_python
+
+
+def render_dead_leaves(
+    rng,
+    height: int,
+    width: int,
+    *,
+    r_min: float = 1.5,
+    r_max: float | None = None,
+    alpha: float = 3.0,
+    batch: int = 2048,
+    max_batches: int = 16,
+    texture_probability: float = 0.3,
+    smooth_sigma: float = 0.6,
+    use_numba: bool = True,
+) -> np.ndarray:
+    """A dead-leaves sRGB image, (H, W, 3) float32 in [0, 1].
+
+    Discs are drawn front to back (each new disc only fills pixels no earlier disc covered) until the
+    image is covered; radii follow ``p(r) ∝ r^−alpha`` on ``[r_min, r_max]``, which for ``alpha = 3``
+    makes the image statistically scale invariant with a power spectrum ≈ 1/f² (Lee, Mumford & Huang,
+    IJCV 2001). Each disc gets a random colour (a luminance U(0.02, 0.98) modulated by a chroma
+    N(0, 0.2) per channel), a small linear shading gradient, and with probability
+    ``texture_probability`` a sinusoidal texture; a Gaussian of σ = ``smooth_sigma`` px then stands in
+    for the optics (anti-aliased edges).
+
+    Parameters
+    ----------
+    rng : int, SeedSequence, Generator or None
+    height, width : int
+        Image size [px].
+    r_min, r_max : float
+        Radius range [px]; ``r_max`` defaults to ``max(height, width)``.
+    use_numba : bool
+        False runs the plain-Python reference loop (slow; for tests).
+    """
+    rng = _as_generator(rng)
+    if r_max is None:
+        r_max = float(max(height, width))
+    if not 0 < r_min < r_max:
+        raise ParameterError(f"dead leaves radii need 0 < r_min < r_max, got {r_min}, {r_max}")
+    out = np.zeros((height, width, 3), dtype=np.float32)
+    covered = np.zeros((height, width), dtype=np.uint8)
+    render = _render_dead_leaves_numba if use_numba else _render_dead_leaves_python
+    a1 = 1.0 - alpha
+    lo, hi = r_min**a1, r_max**a1
+    count = 0
+    for _ in range(max_batches):
+        n = batch
+        cx = rng.uniform(0, width, n)
+        cy = rng.uniform(0, height, n)
+        rad = (lo + rng.uniform(0, 1, n) * (hi - lo)) ** (1.0 / a1)  # inverse CDF of the power law
+        lum = rng.uniform(0.02, 0.98, (n, 1))
+        col = np.clip(lum * (1.0 + rng.normal(0.0, 0.2, (n, 3))), 0.0, 1.0)
+        # Shading: change of at most ~0.3 across the disc.
+        grad = rng.normal(0.0, 0.1, (n, 2, 3)).astype(np.float64) * (1.0 / np.maximum(rad, 1.0))[:, None, None]
+        has_tex = rng.random(n) < texture_probability
+        tex_amp = np.where(has_tex, rng.uniform(0.02, 0.12, n), 0.0)
+        f = rng.uniform(0.05, 1.2, n)  # rad/px
+        th = rng.uniform(0, np.pi, n)
+        tex_freq = np.stack([f * np.cos(th), f * np.sin(th)], axis=1)
+        tex_phase = rng.uniform(0, 2 * np.pi, n)
+        count = render(out, covered, cx, cy, rad, col, grad, tex_amp, tex_freq, tex_phase)
+        if count >= height * width:
+            break
+    if count < height * width:  # background for the (rare) pixels still uncovered
+        out[covered == 0] = np.float32(0.5)
+    if smooth_sigma > 0:
+        import cv2
+
+        out = cv2.GaussianBlur(out, (0, 0), smooth_sigma, borderType=cv2.BORDER_REFLECT_101)
+    return np.clip(out, 0.0, 1.0).astype(np.float32)
+
+
+class DeadLeavesSource(CleanSource):
+    """Built-in procedural source: dead-leaves sRGB patches (:func:`render_dead_leaves`), unprocessed.
+
+    Needs no files; deterministic from the ``rng`` of each call. ``len()`` is nominal (the source is
+    infinite); ``source_index`` is -1.
+
+    Parameters
+    ----------
+    cfa : CFA or str
+    cam2rgb : (3, 3), optional
+    **render_options
+        Passed to :func:`render_dead_leaves` (``r_min``, ``alpha``, ``texture_probability`` …).
+    """
+
+    def __init__(self, cfa, *, cam2rgb=None, **render_options) -> None:
+        super().__init__(cfa, cam2rgb=cam2rgb)
+        self.render_options = dict(render_options)
+
+    def __len__(self) -> int:
+        return 1
+
+    def describe(self) -> str:
+        return "builtin dead leaves (procedural, power-law radii, alpha=3)"
+
+    def sample_patch(self, rng, patch: int, *, blur: BlurSpec | None = None) -> CleanPatch:
+        patch = self._check_patch(patch)
+        rng = _as_generator(rng)
+        srgb = render_dead_leaves(rng, patch, patch, **self.render_options)
+        return self._finish_rgb(srgb, rng, blur, -1, (0, 0))
+
+
+# --------------------------------------------------------------------------------------------------
+# Folders
+# --------------------------------------------------------------------------------------------------
+def _list_files(folder: Path, extensions: tuple[str, ...]) -> list[Path]:
+    files = [
+        Path(root) / name
+        for root, _dirs, names in os.walk(folder, followlinks=True)
+        for name in names
+        if name.lower().endswith(extensions) and not name.startswith(".")
+    ]
+    return sorted(files, key=lambda p: str(p.relative_to(folder)))
+
+
+def _check_folder(folder) -> Path:
+    folder = Path(folder)
+    if not folder.exists():
+        raise InputFileError(f"source folder {folder} does not exist")
+    if not folder.is_dir():
+        raise InputFileError(f"source {folder} is not a folder")
+    return folder
+
+
+class _LRU:
+    """A tiny least-recently-used cache of decoded images (not pickled: each worker builds its own)."""
+
+    def __init__(self, size: int) -> None:
+        self.size = max(0, int(size))
+        self.items: OrderedDict = OrderedDict()
+
+    def get(self, key, load):
+        if key in self.items:
+            self.items.move_to_end(key)
+            return self.items[key]
+        value = load()
+        if self.size:
+            self.items[key] = value
+            while len(self.items) > self.size:
+                self.items.popitem(last=False)
+        return value
+
+
+def _png_size(data: bytes):
+    if data[:8] == b"\x89PNG\r\n\x1a\n" and data[12:16] == b"IHDR":
+        w, h = struct.unpack(">II", data[16:24])
+        return h, w
+    return None
+
+
+def _jpeg_size(path: Path):
+    with open(path, "rb") as f:
+        if f.read(2) != b"\xff\xd8":
+            return None
+        while True:
+            b = f.read(1)
+            while b and b != b"\xff":
+                b = f.read(1)
+            while b == b"\xff":
+                b = f.read(1)
+            if not b:
+                return None
+            marker = b[0]
+            if marker in (0xD8, 0x01) or 0xD0 <= marker <= 0xD7:
+                continue
+            seg = f.read(2)
+            if len(seg) < 2:
+                return None
+            (length,) = struct.unpack(">H", seg)
+            if 0xC0 <= marker <= 0xCF and marker not in (0xC4, 0xC8, 0xCC):
+                body = f.read(5)
+                if len(body) < 5:
+                    return None
+                h, w = struct.unpack(">HH", body[1:5])
+                return h, w
+            f.seek(length - 2, 1)
+
+
+def _image_size(path: Path) -> tuple[int, int] | None:
+    """(H, W) from the file header without decoding, or None when the header cannot be parsed."""
+    ext = path.suffix.lower()
+    try:
+        if ext == ".png":
+            with open(path, "rb") as f:
+                return _png_size(f.read(24))
+        if ext in (".jpg", ".jpeg"):
+            return _jpeg_size(path)
+        if ext in (".tif", ".tiff"):
+            import tifffile
+
+            with tifffile.TiffFile(path) as tf:
+                page = tf.pages[0]
+                return int(page.imagelength), int(page.imagewidth)
+    except Exception:  # noqa: BLE001 - any parse failure: fall back to decoding
+        return None
+    return None
+
+
+def read_srgb_image(path) -> np.ndarray:
+    """Read an 8- or 16-bit (or float TIFF) image with OpenCV as RGB float32 in [0, 1], shape (H, W, 3).
+
+    Grey images are replicated to three channels, alpha is dropped, OpenCV's BGR order is turned into RGB.
+    Errors name the file.
+    """
+    import cv2
+
+    path = Path(path)
+    img = cv2.imread(str(path), cv2.IMREAD_ANYDEPTH | cv2.IMREAD_COLOR)
+    if img is None:
+        raise InputFileError(f"cannot read image {path}: OpenCV could not decode it (corrupt or unsupported)")
+    if img.dtype == np.uint8:
+        scale = 1.0 / 255.0
+    elif img.dtype == np.uint16:
+        scale = 1.0 / 65535.0
+    elif img.dtype in (np.float32, np.float64):
+        scale = 1.0
+    else:
+        raise InputFileError(f"image {path} has unsupported sample type {img.dtype} (use 8/16-bit or float)")
+    rgb = img[..., ::-1].astype(np.float32) * np.float32(scale)
+    return np.clip(rgb, 0.0, 1.0)
+
+
+class _FolderSource(CleanSource):
+    kind = "files"
+    extensions: tuple[str, ...] = ()
+
+    def __init__(self, folder, cfa, *, cam2rgb=None, cache_size: int = 4) -> None:
+        super().__init__(cfa, cam2rgb=cam2rgb)
+        self.folder = _check_folder(folder)
+        self.files = _list_files(self.folder, self.extensions)
+        if not self.files:
+            raise DatasetError(
+                f"source folder {self.folder} contains no {self.kind} (looked for {', '.join(self.extensions)}, recursively)"
+            )
+        self.cache_size = cache_size
+        self._cache = _LRU(cache_size)
+        self._sizes: list[tuple[int, int] | None] | None = None
+        self._usable: dict[int, np.ndarray] = {}
+
+    def __getstate__(self):  # do not ship decoded images to worker processes
+        state = self.__dict__.copy()
+        state["_cache"] = None
+        return state
+
+    def __setstate__(self, state):
+        self.__dict__.update(state)
+        self._cache = _LRU(self.cache_size)
+
+    def __len__(self) -> int:
+        return len(self.files)
+
+    def describe(self) -> str:
+        return f"{self.kind} in {self.folder} ({len(self.files)} files)"
+
+    def _size_of(self, i: int) -> tuple[int, int]:
+        raise NotImplementedError
+
+    def _margin(self) -> int:
+        return 0
+
+    def usable_indices(self, patch: int) -> np.ndarray:
+        """Indices of files at least ``patch`` (+ CFA phase margin) in both dimensions; warns about the rest."""
+        if patch in self._usable:
+            return self._usable[patch]
+        if self._sizes is None:
+            self._sizes = [self._size_of(i) for i in range(len(self.files))]
+        need = patch + self._margin()
+        ok = [i for i, s in enumerate(self._sizes) if s[0] >= need and s[1] >= need]
+        small = [i for i in range(len(self.files)) if i not in set(ok)]
+        if small:
+            names = ", ".join(f"{self.files[i].name} {self._sizes[i][0]}×{self._sizes[i][1]}" for i in small[:5])
+            more = f" and {len(small) - 5} more" if len(small) > 5 else ""
+            log.warning(
+                "skipping %d of %d %s in %s smaller than the %d px patch: %s%s",
+                len(small), len(self.files), self.kind, self.folder, need, names, more,
+            )  # fmt: skip
+        if not ok:
+            largest = max(self._sizes, key=lambda s: min(s))
+            raise DatasetError(
+                f"no usable {self.kind} in {self.folder}: all {len(self.files)} are smaller than the "
+                f"{need} px patch (largest is {largest[0]}×{largest[1]}); use a smaller --patch"
+            )
+        arr = np.asarray(ok, dtype=np.int64)
+        self._usable[patch] = arr
+        return arr
+
+
+class ImageFolderSource(_FolderSource):
+    """sRGB images (PNG, JPEG, TIFF; 8 or 16 bit) found recursively under ``folder``, unprocessed to raw.
+
+    Files are sorted by relative path; ``source_index`` indexes that list (:attr:`files`). Images smaller
+    than the patch are skipped with one warning; if none is large enough a :class:`DatasetError` names the
+    folder. Decoded images are kept in a small LRU cache (``cache_size`` images per process).
+    """
+
+    kind = "images"
+    extensions = IMAGE_EXTENSIONS
+
+    def _size_of(self, i: int) -> tuple[int, int]:
+        path = self.files[i]
+        s = _image_size(path)
+        if s is None:
+            s = self._load(i).shape[:2]
+        return int(s[0]), int(s[1])
+
+    def _load(self, i: int) -> np.ndarray:
+        return self._cache.get(i, lambda: read_srgb_image(self.files[i]))
+
+    def sample_patch(self, rng, patch: int, *, blur: BlurSpec | None = None) -> CleanPatch:
+        patch = self._check_patch(patch)
+        rng = _as_generator(rng)
+        usable = self.usable_indices(patch)
+        i = int(usable[rng.integers(len(usable))])
+        img = self._load(i)
+        h, w = img.shape[:2]
+        if h < patch or w < patch:  # header and decoded sizes disagree (EXIF rotation of a non-square crop)
+            raise InputFileError(f"image {self.files[i]} decodes to {h}×{w}, smaller than the {patch} px patch")
+        y0 = int(rng.integers(h - patch + 1))
+        x0 = int(rng.integers(w - patch + 1))
+        crop = img[y0 : y0 + patch, x0 : x0 + patch]
+        return self._finish_rgb(crop, rng, blur, i, (y0, x0))
+
+
+def _raw_cfa(raw, path: Path) -> tuple[CFA, np.ndarray]:
+    """The CFA at the top-left visible pixel, and the colour index (LibRaw's) per tile position."""
+    colors = np.asarray(raw.raw_colors_visible)
+    desc = raw.color_desc.decode("ascii", "replace") if isinstance(raw.color_desc, bytes) else str(raw.color_desc)
+    for p in (2, 4):
+        if colors.shape[0] < 2 * p or colors.shape[1] < 2 * p:
+            continue
+        tile = colors[:p, :p]
+        if np.array_equal(np.tile(tile, (2, 2)), colors[: 2 * p, : 2 * p]):
+            letters = "".join(desc[int(c)] if int(c) < len(desc) else "?" for c in tile.ravel())
+            try:
+                return CFA(letters), tile
+            except CFAError:
+                break
+    raise CFAError(
+        f"raw file {path}: unsupported colour filter array (colours {desc!r}, top-left "
+        f"{colors[:4, :4].tolist()}); only Bayer and quad-Bayer RGB sensors are supported"
+    )
+
+
+class RawFolderSource(_FolderSource):
+    """Long-exposure raw files (any format rawpy/LibRaw reads) found recursively under ``folder``.
+
+    Each file is read once per cache slot: ``raw_image_visible`` is copied while the file is open, the
+    per-channel black level is ``black_level_per_channel`` indexed through ``raw_colors_visible`` and the
+    white level is ``white_level``; patches are normalized ``(DN − black) / (white − black)`` and clipped to
+    [0, 1].
+
+    Crops keep the CFA phase: the crop origin is a multiple of the period (2, or 4 for quad Bayer) plus a
+    fixed phase offset chosen so that the crop's pattern equals the requested one (e.g. an RGGB file gives
+    BGGR patches by starting at odd rows and columns). A file of another CFA family (Bayer vs quad Bayer,
+    or X-Trans) raises :class:`CFAError` naming it.
+
+    With blur, the crop is demosaicked (bilinear), blurred in camera RGB and mosaicked again.
+    """
+
+    kind = "raw files"
+    extensions = RAW_EXTENSIONS
+
+    def __init__(self, folder, cfa, *, cam2rgb=None, cache_size: int = 2) -> None:
+        super().__init__(folder, cfa, cam2rgb=cam2rgb, cache_size=cache_size)
+        self._meta: dict[int, tuple[CFA, tuple[int, int]]] = {}
+
+    def _open(self, i: int):
+        import rawpy
+
+        path = self.files[i]
+        try:
+            return rawpy.imread(str(path))
+        except Exception as exc:  # rawpy raises its own LibRawError tree
+            raise InputFileError(f"cannot read raw file {path}: {exc}") from exc
+
+    def _phase(self, file_cfa: CFA, path: Path) -> tuple[int, int]:
+        want = self.cfa
+        if file_cfa.is_quad != want.is_quad:
+            raise CFAError(
+                f"raw file {path} has CFA {file_cfa.pattern}, which cannot be re-expressed as the requested "
+                f"{want.pattern} by cropping (different CFA family)"
+            )
+        step = 2 if want.is_quad else 1
+        for dy in range(0, want.period, step):
+            for dx in range(0, want.period, step):
+                if file_cfa.shifted(dy, dx) == want:
+                    return dy, dx
+        raise CFAError(f"raw file {path}: CFA {file_cfa.pattern} cannot be cropped to {want.pattern}")  # pragma: no cover
+
+    def _file_meta(self, i: int) -> tuple[CFA, tuple[int, int]]:
+        if i not in self._meta:
+            with self._open(i) as raw:
+                cfa, _ = _raw_cfa(raw, self.files[i])
+                size = (int(raw.sizes.height), int(raw.sizes.width))
+            self._meta[i] = (cfa, size)
+        return self._meta[i]
+
+    def _margin(self) -> int:
+        return self.cfa.period - 1 if not self.cfa.is_quad else 2
+
+    def _size_of(self, i: int) -> tuple[int, int]:
+        cfa, size = self._file_meta(i)
+        self._phase(cfa, self.files[i])  # wrong family → clear error at scan time
+        return size
+
+    def _load(self, i: int):
+        def load():
+            path = self.files[i]
+            with self._open(i) as raw:
+                cfa, tile = _raw_cfa(raw, path)
+                try:
+                    img = np.array(raw.raw_image_visible, copy=True)
+                    black = np.asarray(raw.black_level_per_channel, dtype=np.float64)
+                    white = float(raw.white_level)
+                except Exception as exc:  # noqa: BLE001 - LibRaw unpack errors
+                    raise InputFileError(f"cannot decode raw file {path}: {exc}") from exc
+            black_tile = black[tile]
+            if np.any(white <= black_tile):
+                raise InputFileError(f"raw file {path}: white level {white} is not above the black levels {black.tolist()}")
+            return img, cfa, black_tile, white
+
+        return self._cache.get(i, load)
+
+    def sample_patch(self, rng, patch: int, *, blur: BlurSpec | None = None) -> CleanPatch:
+        patch = self._check_patch(patch)
+        rng = _as_generator(rng)
+        usable = self.usable_indices(patch)
+        i = int(usable[rng.integers(len(usable))])
+        img, file_cfa, black_tile, white = self._load(i)
+        dy, dx = self._phase(file_cfa, self.files[i])
+        p = file_cfa.period
+        h, w = img.shape
+        ny = (h - dy - patch) // p + 1
+        nx = (w - dx - patch) // p + 1
+        if ny <= 0 or nx <= 0:
+            raise InputFileError(f"raw file {self.files[i]} ({h}×{w}) is too small for a {patch} px patch")
+        y0 = dy + p * int(rng.integers(ny))
+        x0 = dx + p * int(rng.integers(nx))
+        crop = img[y0 : y0 + patch, x0 : x0 + patch].astype(np.float32)
+        # Levels per pixel of the crop, from the file's tile at the crop's phase.
+        bt = np.roll(black_tile, (-(y0 % p), -(x0 % p)), axis=(0, 1))
+        black_map = np.tile(bt, (patch // p, patch // p)).astype(np.float32)
+        raw_norm = np.clip((crop - black_map) / (np.float32(white) - black_map), 0.0, 1.0).astype(np.float32)
+        kernel = sample_kernel(blur, rng)
+        lin = None
+        if kernel is not None:
+            lin = np.clip(apply_blur(isp.demosaic(raw_norm, self.cfa, method="bilinear"), kernel), 0.0, 1.0)
+            raw_norm = isp.mosaic(lin, self.cfa)
+        return CleanPatch(raw=raw_norm, rgb_linear=lin, source_index=i, blur_kernel=kernel, isp=None, origin=(y0, x0))
+
+
+# --------------------------------------------------------------------------------------------------
+# Façade
+# --------------------------------------------------------------------------------------------------
+def open_source(spec, *, cfa, cam2rgb=None) -> CleanSource:
+    """Open a clean source from the CLI's ``--source`` value.
+
+    ``"builtin"`` → :class:`DeadLeavesSource`; a folder → :class:`ImageFolderSource` if it holds sRGB
+    images, :class:`RawFolderSource` if it holds raw files. A folder with both kinds, an empty folder or a
+    missing path raises an error naming it.
+    """
+    if isinstance(spec, str) and spec.strip().lower() == "builtin":
+        return DeadLeavesSource(cfa, cam2rgb=cam2rgb)
+    folder = _check_folder(spec)
+    images = _list_files(folder, IMAGE_EXTENSIONS)
+    raws = _list_files(folder, RAW_EXTENSIONS)
+    if images and raws:
+        raise DatasetError(
+            f"source folder {folder} mixes {len(images)} sRGB images and {len(raws)} raw files; "
+            "put them in separate folders (they are processed differently)"
+        )
+    if raws:
+        return RawFolderSource(folder, cfa, cam2rgb=cam2rgb)
+    if images:
+        return ImageFolderSource(folder, cfa, cam2rgb=cam2rgb)
+    raise DatasetError(
+        f"source folder {folder} contains no images ({', '.join(IMAGE_EXTENSIONS)}) and no raw files "
+        f"({', '.join(RAW_EXTENSIONS[:6])} …), searched recursively"
+    )
