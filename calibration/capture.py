@@ -1,0 +1,523 @@
+"""Reading a capture: dark and flat frames with their ISO, exposure time, levels and CFA (DESIGN §2).
+
+Three ways in:
+
+* a **capture folder** of raw files (anything rawpy opens, phone DNGs included): files under a ``darks/``
+  (``dark``, ``bias``) or ``flats/`` (``flat``) folder at any depth take that kind; other frames are
+  classified by their mean signal against the black level, with a warning. ISO and exposure time come
+  from each file's EXIF (exifread; the exposure kept as the stored ratio, never ``eval``); black levels
+  (``black_level_per_channel`` indexed through ``raw_colors_visible``), white level and CFA from the file;
+* a **manifest** (CSV or TOML) listing ``.npy``/``.tiff`` (or raw) frames with
+  ``path, kind, iso, exposure_s, black_level, white_level, cfa``;
+* **in memory**: :func:`frame_from_array` / :func:`frame_from_loader` (tests, benchmarks, synthetic runs).
+
+A frame is described by a :class:`FrameInfo` whose ``load()`` returns the (H, W) mosaic in DN; pixels
+are read when the estimators stream over them, never all at once. Files that cannot be used become
+:class:`CaptureProblem` entries naming the file; the rest of the capture is still used.
+"""
+
+from __future__ import annotations
+
+import csv
+import logging
+import math
+import os
+import tomllib
+from collections import Counter
+from dataclasses import dataclass, field, replace
+from fractions import Fraction
+from pathlib import Path
+from typing import Callable, Iterable
+
+import numpy as np
+
+from noisesim.cfa import CFA
+from noisesim.errors import CalibrationError, CFAError, InputFileError
+
+log = logging.getLogger("calibration")
+
+KINDS = ("dark", "flat")
+DARK_FOLDERS = {"dark", "darks", "bias", "biases", "black", "blacks"}
+FLAT_FOLDERS = {"flat", "flats", "flatfield", "flatfields", "flat_field", "flat_fields"}
+ARRAY_SUFFIXES = {".npy", ".tif", ".tiff"}
+# Files that are never frames; skipped silently when scanning a folder.
+IGNORED_SUFFIXES = {
+    ".txt", ".md", ".csv", ".toml", ".json", ".xml", ".xmp", ".html", ".pdf", ".py", ".log", ".ini",
+    ".yaml", ".yml", ".pp3", ".thm", ".db",
+}
+
+
+@dataclass(frozen=True)
+class CaptureProblem:
+    """Something wrong with one file (or group) of a capture; ``path`` names it."""
+
+    path: str
+    message: str
+
+    def __str__(self) -> str:
+        return f"{self.path}: {self.message}"
+
+
+@dataclass(frozen=True)
+class FrameInfo:
+    """One frame of a capture and what is known about it.
+
+    Attributes
+    ----------
+    path : str
+        File path, or a label for in-memory frames.
+    kind : {"dark", "flat"}
+    iso : float
+    exposure_s : float
+        Exposure time [s].
+    shape : (H, W)
+        Mosaic shape in pixels.
+    cfa : str
+        CFA pattern read from the top-left pixel of the visible image.
+    black_level_dn : 4 floats
+        Per colour site, Bayer reading order [DN].
+    white_level_dn : float
+        Saturation level [DN].
+    kind_source : {"folder", "manifest", "signal", "given"}
+        How ``kind`` was decided ("signal": classified from the mean signal, with a warning).
+    loader : callable
+        ``loader() -> (H, W)`` array of DN (black level included). Reads the file each call.
+    integer_valued : bool
+        Whether samples are integer DN (quantized); the read-noise estimators then remove 1/12 DN².
+    """
+
+    path: str
+    kind: str
+    iso: float
+    exposure_s: float
+    shape: tuple[int, int]
+    cfa: str
+    black_level_dn: tuple[float, float, float, float]
+    white_level_dn: float
+    kind_source: str = "given"
+    loader: Callable[[], np.ndarray] | None = field(default=None, repr=False, compare=False)
+    integer_valued: bool = True
+
+    def load(self) -> np.ndarray:
+        """The (H, W) mosaic in DN (black level included)."""
+        if self.loader is None:
+            raise InputFileError(f"{self.path}: no way to load this frame")
+        a = self.loader()
+        if a.shape != self.shape:
+            raise InputFileError(f"{self.path}: frame shape changed from {self.shape} to {a.shape} since it was scanned")
+        return a
+
+
+@dataclass
+class Capture:
+    """The usable frames of a capture plus the problems met while reading it."""
+
+    frames: list[FrameInfo]
+    problems: list[CaptureProblem] = field(default_factory=list)
+    source: str = "<memory>"
+
+    def by_kind(self, kind: str) -> list[FrameInfo]:
+        return [f for f in self.frames if f.kind == kind]
+
+    @property
+    def isos(self) -> list[float]:
+        return sorted({f.iso for f in self.frames})
+
+
+# ------------------------------------------------------------------------------------------------
+# raw files
+
+
+def _fraction_value(v) -> float:
+    """An exifread value (Ratio, int, or a list of them) as a float, without eval."""
+    if isinstance(v, (list, tuple)):
+        if not v:
+            raise ValueError("empty value")
+        v = v[0]
+    if hasattr(v, "numerator") and hasattr(v, "denominator"):
+        if v.denominator == 0:
+            raise ValueError("zero denominator")
+        return float(Fraction(int(v.numerator), int(v.denominator)))
+    return float(v)
+
+
+def read_exif(path) -> tuple[float | None, float | None]:
+    """ISO and exposure time [s] from a file's EXIF (exifread); None where absent or unreadable."""
+    import exifread
+
+    try:
+        with open(path, "rb") as f:
+            tags = exifread.process_file(f, details=False)
+    except Exception as exc:  # exifread raises many types on odd files
+        log.debug("exifread failed on %s: %s", path, exc)
+        return None, None
+    iso = exposure = None
+    for key in ("EXIF ISOSpeedRatings", "EXIF PhotographicSensitivity", "Image ISOSpeedRatings", "EXIF RecommendedExposureIndex"):
+        if key in tags:
+            try:
+                iso = _fraction_value(tags[key].values)
+                if iso > 0:
+                    break
+                iso = None
+            except (ValueError, TypeError, ZeroDivisionError):
+                iso = None
+    for key in ("EXIF ExposureTime", "Image ExposureTime"):
+        if key in tags:
+            try:
+                exposure = _fraction_value(tags[key].values)
+                if exposure > 0:
+                    break
+                exposure = None
+            except (ValueError, TypeError, ZeroDivisionError):
+                exposure = None
+    return iso, exposure
+
+
+def _raw_meta(r, path) -> tuple[str, tuple[float, float, float, float], float]:
+    """CFA pattern, per-site black levels and white level of an open rawpy file."""
+    import rawpy
+
+    if r.raw_type != rawpy.RawType.Flat or r.raw_pattern is None:
+        raise InputFileError(
+            f"{path}: not a CFA mosaic (raw type {r.raw_type.name}); a linear or demosaiced DNG has no "
+            "per-pixel sensor noise to calibrate — shoot the raw (Bayer) DNG instead"
+        )
+    desc = r.color_desc.decode("ascii", "replace")
+    colors = np.asarray(r.raw_colors_visible)
+    if colors.shape[0] < 4 or colors.shape[1] < 4:
+        raise InputFileError(f"{path}: image too small ({colors.shape})")
+    tile4 = colors[:4, :4]
+    letters = np.array([desc[int(i)] for i in tile4.ravel()]).reshape(4, 4)
+    if np.array_equal(tile4[:2, :2], tile4[2:, :2]) and np.array_equal(tile4[:2, :2], tile4[:2, 2:]):
+        pattern = "".join(letters[:2, :2].ravel())
+        site_idx = tile4[:2, :2].ravel()
+    else:
+        pattern = "".join(letters.ravel())
+        site_idx = tile4[::2, ::2].ravel()
+    try:
+        pattern = CFA(pattern).pattern
+    except CFAError as exc:
+        raise InputFileError(f"{path}: unsupported colour filter array {pattern!r} ({exc})") from None
+    bl = np.asarray(r.black_level_per_channel, dtype=np.float64)
+    black = tuple(float(bl[int(i)]) for i in site_idx)
+    white = float(r.white_level)
+    return pattern, black, white  # type: ignore[return-value]
+
+
+def read_raw_frame(path) -> tuple[np.ndarray, str, tuple[float, float, float, float], float]:
+    """Open a raw file with rawpy: (mosaic copy, CFA, per-site black levels, white level).
+
+    ``raw_image_visible`` is copied before the file closes (it is only valid while open).
+    Raises :class:`InputFileError` naming the file for unreadable, non-raw or linear files.
+    """
+    import rawpy
+
+    try:
+        with rawpy.imread(str(path)) as r:
+            pattern, black, white = _raw_meta(r, path)
+            raw = np.array(r.raw_image_visible, copy=True)
+    except InputFileError:
+        raise
+    except (rawpy.LibRawError, OSError, ValueError) as exc:
+        raise InputFileError(f"{path}: cannot be read as a raw file ({type(exc).__name__}: {exc})") from None
+    if raw.ndim != 2:
+        raise InputFileError(f"{path}: expected a 2-D CFA mosaic, got shape {raw.shape} (linear/demosaiced raw?)")
+    return raw, pattern, black, white
+
+
+def _raw_loader(path: str, expect_shape=None) -> Callable[[], np.ndarray]:
+    def load() -> np.ndarray:
+        return read_raw_frame(path)[0]
+
+    return load
+
+
+def _array_loader(path: str) -> Callable[[], np.ndarray]:
+    def load() -> np.ndarray:
+        return _read_array(path)
+
+    return load
+
+
+def _read_array(path) -> np.ndarray:
+    p = str(path)
+    try:
+        if p.lower().endswith(".npy"):
+            a = np.load(p, allow_pickle=False)
+        else:
+            import tifffile
+
+            a = tifffile.imread(p)
+    except Exception as exc:  # noqa: BLE001 — any reader failure is a bad file for the user
+        raise InputFileError(f"{p}: cannot be read as an array ({type(exc).__name__}: {exc})") from None
+    a = np.asarray(a)
+    if a.ndim != 2:
+        raise InputFileError(f"{p}: expected a 2-D CFA mosaic (H, W), got shape {a.shape}")
+    if a.dtype.kind not in "uif":
+        raise InputFileError(f"{p}: expected numeric samples, got dtype {a.dtype}")
+    return a
+
+
+# ------------------------------------------------------------------------------------------------
+# in memory
+
+
+def frame_from_array(array: np.ndarray, *, kind: str, iso: float, exposure_s: float, cfa: str, black_level_dn,
+                     white_level_dn: float, label: str = "<array>") -> FrameInfo:
+    """A :class:`FrameInfo` over an in-memory (H, W) mosaic in DN."""
+    a = np.asarray(array)
+    return frame_from_loader(lambda: a, shape=a.shape, kind=kind, iso=iso, exposure_s=exposure_s, cfa=cfa,
+                             black_level_dn=black_level_dn, white_level_dn=white_level_dn, label=label,
+                             integer_valued=a.dtype.kind in "ui")
+
+
+def frame_from_loader(loader: Callable[[], np.ndarray], *, shape, kind: str, iso: float, exposure_s: float, cfa: str,
+                      black_level_dn, white_level_dn: float, label: str = "<generated>",
+                      integer_valued: bool = True) -> FrameInfo:
+    """A :class:`FrameInfo` whose pixels come from ``loader()`` (e.g. a simulator), read when needed."""
+    if kind not in KINDS:
+        raise CalibrationError(f"{label}: kind must be one of {KINDS}, got {kind!r}")
+    return FrameInfo(
+        path=label, kind=kind, iso=float(iso), exposure_s=float(exposure_s), shape=tuple(int(s) for s in shape),
+        cfa=CFA(cfa).pattern, black_level_dn=_four_levels(black_level_dn, label), white_level_dn=float(white_level_dn),
+        kind_source="given", loader=loader, integer_valued=integer_valued,
+    )
+
+
+def _four_levels(v, where: str) -> tuple[float, float, float, float]:
+    if isinstance(v, str):
+        parts = [p for p in v.replace(";", " ").replace(",", " ").split() if p]
+        try:
+            v = [float(p) for p in parts]
+        except ValueError:
+            raise CalibrationError(f"{where}: black_level {v!r} is not a number or 4 numbers") from None
+    arr = np.asarray(v, dtype=np.float64).ravel()
+    if arr.size == 1:
+        arr = np.repeat(arr, 4)
+    if arr.size != 4 or not np.all(np.isfinite(arr)):
+        raise CalibrationError(f"{where}: black_level must be one value or 4 per-site values, got {v!r}")
+    return tuple(float(x) for x in arr)  # type: ignore[return-value]
+
+
+# ------------------------------------------------------------------------------------------------
+# manifests
+
+
+def _parse_exposure(v, where: str) -> float:
+    if isinstance(v, (int, float)):
+        t = float(v)
+    else:
+        s = str(v).strip()
+        try:
+            t = float(Fraction(s))  # "1/125", "0.008", "2" — parsed, never evaluated
+        except (ValueError, ZeroDivisionError):
+            raise CalibrationError(f"{where}: exposure_s {v!r} is not a number or a ratio like 1/125") from None
+    if not math.isfinite(t) or t <= 0:
+        raise CalibrationError(f"{where}: exposure_s must be > 0, got {v!r}")
+    return t
+
+
+def read_manifest(path) -> Capture:
+    """Read a CSV or TOML manifest of frames.
+
+    CSV: a header row with ``path, kind, iso, exposure_s`` and, for arrays, ``black_level`` (one value or
+    4 separated by spaces/semicolons, Bayer reading order), ``white_level``, ``cfa``. TOML: a list
+    ``[[frame]]`` (or ``[[frames]]``) of tables with the same keys; top-level keys of the same names are
+    defaults for every frame. Paths are relative to the manifest. For raw files the levels and CFA may be
+    omitted (read from the file) and ISO/exposure are taken from EXIF when not given.
+    """
+    path = Path(path)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except OSError as exc:
+        raise InputFileError(f"{path}: cannot read manifest ({exc.strerror or exc})") from None
+    rows: list[dict] = []
+    defaults: dict = {}
+    if path.suffix.lower() == ".toml":
+        try:
+            doc = tomllib.loads(text)
+        except tomllib.TOMLDecodeError as exc:
+            raise InputFileError(f"{path}: not valid TOML ({exc})") from None
+        entries = doc.get("frame", doc.get("frames"))
+        if not isinstance(entries, list):
+            raise CalibrationError(f"{path}: a TOML manifest needs a [[frame]] array of tables")
+        defaults = {k: v for k, v in doc.items() if not isinstance(v, (list, dict))}
+        rows = [dict(e) for e in entries]
+    else:
+        reader = csv.DictReader(line for line in text.splitlines() if line.strip() and not line.lstrip().startswith("#"))
+        if reader.fieldnames is None or "path" not in [f.strip() for f in reader.fieldnames]:
+            raise CalibrationError(f"{path}: a CSV manifest needs a header row with at least 'path' and 'kind'")
+        rows = [{(k or "").strip(): (v.strip() if isinstance(v, str) else v) for k, v in r.items()} for r in reader]
+    frames: list[FrameInfo] = []
+    problems: list[CaptureProblem] = []
+    for i, row in enumerate(rows):
+        row = {**defaults, **{k: v for k, v in row.items() if v not in (None, "")}}
+        where = f"{path} (entry {i + 1})"
+        try:
+            frames.append(_manifest_frame(row, path.parent, where))
+        except (CalibrationError, InputFileError) as exc:
+            problems.append(CaptureProblem(str(row.get("path", where)), str(exc)))
+    capture = Capture(frames, problems, source=str(path))
+    return _check_consistency(capture)
+
+
+def _manifest_frame(row: dict, base: Path, where: str) -> FrameInfo:
+    if "path" not in row:
+        raise CalibrationError(f"{where}: missing 'path'")
+    fpath = Path(str(row["path"]))
+    if not fpath.is_absolute():
+        fpath = base / fpath
+    if not fpath.exists():
+        raise InputFileError(f"{fpath}: listed in the manifest but not found")
+    kind = str(row.get("kind", "")).strip().lower()
+    kind = {"darks": "dark", "bias": "dark", "flats": "flat"}.get(kind, kind)
+    if kind not in KINDS:
+        raise CalibrationError(f"{where} ({fpath}): kind must be 'dark' or 'flat', got {row.get('kind')!r}")
+    is_array = fpath.suffix.lower() in ARRAY_SUFFIXES
+    if is_array:
+        a = _read_array(fpath)
+        shape, integer = a.shape, a.dtype.kind in "ui" or bool(np.all(a == np.round(a)))
+        missing = [k for k in ("iso", "exposure_s", "black_level", "white_level", "cfa") if k not in row]
+        if missing:
+            raise CalibrationError(f"{fpath}: an array frame needs {', '.join(missing)} in the manifest")
+        cfa, black, white = str(row["cfa"]), _four_levels(row["black_level"], str(fpath)), float(row["white_level"])
+        loader = _array_loader(str(fpath))
+        iso, exposure = row["iso"], row["exposure_s"]
+    else:
+        raw, cfa, black, white = read_raw_frame(fpath)
+        shape, integer = raw.shape, True
+        if "cfa" in row:
+            cfa = str(row["cfa"])
+        if "black_level" in row:
+            black = _four_levels(row["black_level"], str(fpath))
+        if "white_level" in row:
+            white = float(row["white_level"])
+        e_iso, e_exp = read_exif(fpath)
+        iso = row.get("iso", e_iso)
+        exposure = row.get("exposure_s", e_exp)
+        if iso is None or exposure is None:
+            raise CalibrationError(f"{fpath}: no ISO/exposure time in the manifest or the file's EXIF")
+        loader = _raw_loader(str(fpath))
+    try:
+        iso_f = float(iso)
+    except (TypeError, ValueError):
+        raise CalibrationError(f"{fpath}: iso {iso!r} is not a number") from None
+    if not iso_f > 0:
+        raise CalibrationError(f"{fpath}: iso must be > 0, got {iso!r}")
+    try:
+        cfa = CFA(cfa).pattern
+    except CFAError as exc:
+        raise CalibrationError(f"{fpath}: {exc}") from None
+    return FrameInfo(str(fpath), kind, iso_f, _parse_exposure(exposure, str(fpath)), tuple(shape), cfa, black,
+                     float(white), "manifest", loader, integer)
+
+
+# ------------------------------------------------------------------------------------------------
+# capture folders
+
+
+def _kind_from_folders(rel: Path) -> str | None:
+    for part in rel.parts[:-1]:
+        p = part.lower()
+        if p in DARK_FOLDERS:
+            return "dark"
+        if p in FLAT_FOLDERS:
+            return "flat"
+    return None
+
+
+def _classify_by_signal(raw: np.ndarray, cfa: str, black, white: float) -> str:
+    """'dark' when the mean signal above black is small against the frame's spread and the range."""
+    c = CFA(cfa)
+    packed = c.pack(raw).astype(np.float64)
+    bl = np.asarray(black)[c.site_index.ravel()][:, None, None] if c.n_channels == 4 else c.tile_values(black).ravel()[:, None, None]
+    sig = packed - bl
+    above = float(np.mean(sig))
+    spread = float(np.median(np.std(sig.reshape(sig.shape[0], -1), axis=1)))
+    rng = white - float(np.mean(black))
+    return "flat" if above > max(3.0 * spread, 0.002 * rng) else "dark"
+
+
+def scan_capture(path, *, progress: Callable[[Iterable], Iterable] | None = None) -> Capture:
+    """Scan a capture folder (or read a manifest file) into a :class:`Capture`.
+
+    Parameters
+    ----------
+    path : str or Path
+        A folder with ``darks/`` and ``flats/`` subfolders (any nesting, any raw format rawpy opens), or a
+        ``.csv``/``.toml`` manifest.
+    progress : callable, optional
+        Wraps the file iterable (e.g. ``tqdm``) for a progress bar.
+    """
+    path = Path(path)
+    if not path.exists():
+        raise InputFileError(f"{path}: capture folder or manifest not found")
+    if path.is_file():
+        if path.suffix.lower() in (".csv", ".toml"):
+            return read_manifest(path)
+        raise CalibrationError(f"{path}: expected a capture folder or a .csv/.toml manifest")
+    files = sorted(p for p in path.rglob("*") if p.is_file() and not any(s.startswith(".") for s in p.relative_to(path).parts))
+    manifests = [p for p in files if p.suffix.lower() in (".csv", ".toml") and p.parent == path and p.stem.lower() in ("manifest", "capture")]
+    if manifests:
+        log.info("using manifest %s", manifests[0])
+        return read_manifest(manifests[0])
+    frames: list[FrameInfo] = []
+    problems: list[CaptureProblem] = []
+    candidates = [p for p in files if p.suffix.lower() not in IGNORED_SUFFIXES]
+    iterable = progress(candidates) if progress else candidates
+    for p in iterable:
+        rel = p.relative_to(path)
+        if p.suffix.lower() in ARRAY_SUFFIXES:
+            problems.append(CaptureProblem(str(p), "array files (.npy/.tiff) carry no ISO, exposure or levels: list them in a manifest (CSV/TOML); skipped"))
+            continue
+        try:
+            raw, cfa, black, white = read_raw_frame(p)
+        except InputFileError as exc:
+            problems.append(CaptureProblem(str(p), str(exc).removeprefix(f"{p}: ") + "; skipped"))
+            continue
+        iso, exposure = read_exif(p)
+        if iso is None or exposure is None:
+            missing = " and ".join(n for n, v in (("ISO", iso), ("exposure time", exposure)) if v is None)
+            problems.append(CaptureProblem(str(p), f"no {missing} in the EXIF; give a manifest (CSV/TOML) with iso and exposure_s; skipped"))
+            continue
+        kind = _kind_from_folders(rel)
+        source = "folder"
+        if kind is None:
+            kind = _classify_by_signal(raw, cfa, black, white)
+            source = "signal"
+            problems.append(CaptureProblem(str(p), f"not under a darks/ or flats/ folder; classified as {kind} from its mean signal"))
+        frames.append(FrameInfo(str(p), kind, float(iso), float(exposure), tuple(raw.shape), cfa, black, white, source,
+                                _raw_loader(str(p)), True))
+        del raw
+    capture = Capture(frames, problems, source=str(path))
+    return _check_consistency(capture)
+
+
+def _check_consistency(capture: Capture) -> Capture:
+    """Drop frames whose resolution or CFA disagrees with the majority, naming each file."""
+    if not capture.frames:
+        return capture
+    keyed = Counter((f.shape, f.cfa) for f in capture.frames)
+    (shape, cfa), _ = keyed.most_common(1)[0]
+    keep = []
+    for f in capture.frames:
+        if f.shape != shape:
+            capture.problems.append(CaptureProblem(f.path, f"resolution {f.shape[1]}×{f.shape[0]} differs from the rest of the capture ({shape[1]}×{shape[0]}); skipped"))
+        elif f.cfa != cfa:
+            capture.problems.append(CaptureProblem(f.path, f"CFA {f.cfa} differs from the rest of the capture ({cfa}); skipped"))
+        else:
+            keep.append(f)
+    capture.frames = keep
+    return capture
+
+
+def group_frames(frames: Iterable[FrameInfo]) -> dict[tuple[str, float, float], list[FrameInfo]]:
+    """Group frames by (kind, iso, exposure_s), each group sorted by path (capture order for most cameras).
+
+    Exposure times are compared to 6 significant digits (EXIF ratios such as 1/125 are exact).
+    """
+    groups: dict[tuple[str, float, float], list[FrameInfo]] = {}
+    for f in frames:
+        key = (f.kind, f.iso, float(f"{f.exposure_s:.6g}"))
+        groups.setdefault(key, []).append(f)
+    return {k: sorted(v, key=lambda f: f.path) for k, v in sorted(groups.items())}

@@ -1,0 +1,343 @@
+"""Estimators on arrays and running sums (DESIGN §2; EMVA 1288 release 4.0; Wei et al. 2020; Feng et al. 2022).
+
+Every figure is an :class:`Estimate`: value, standard error and a confidence interval at a stated level,
+with the method that produced them. Units are in the names of the fields that hold them.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+
+import numpy as np
+from scipy import stats
+
+from noisesim.errors import CalibrationError
+
+CONFIDENCE = 0.95  # level of every interval written into the card (the card schema states 95 %)
+
+
+@dataclass(frozen=True)
+class Estimate:
+    """A figure with its uncertainty.
+
+    Attributes
+    ----------
+    value : float
+    se : float
+        Standard error (same unit as ``value``).
+    ci : (low, high)
+        Confidence interval at ``level``.
+    level : float
+    method : str
+        How the uncertainty was obtained (e.g. "regression SE, t(6)", "batch means over 8 frame groups").
+    n : int
+        Number of independent units behind it (points, frames, batches).
+    """
+
+    value: float
+    se: float
+    ci: tuple[float, float]
+    level: float = CONFIDENCE
+    method: str = ""
+    n: int = 0
+
+    @classmethod
+    def normal(cls, value: float, se: float, method: str, n: int = 0, dof: int | None = None, level: float = CONFIDENCE) -> "Estimate":
+        """value ± q·se with q the normal (or Student-t with ``dof``) quantile of ``level``."""
+        q = stats.t.ppf(0.5 + level / 2, dof) if dof and dof > 0 else stats.norm.ppf(0.5 + level / 2)
+        se = float(se) if math.isfinite(se) else float("nan")
+        return cls(float(value), se, (float(value - q * se), float(value + q * se)), level, method, int(n))
+
+    def contains(self, x: float) -> bool:
+        return self.ci[0] <= x <= self.ci[1]
+
+    def to_dict(self) -> dict:
+        return {"value": self.value, "se": self.se, "ci_low": self.ci[0], "ci_high": self.ci[1], "level": self.level, "method": self.method, "n": self.n}
+
+    def __float__(self) -> float:
+        return self.value
+
+    def __format__(self, spec: str) -> str:
+        spec = spec or ".4g"
+        return f"{self.value:{spec}} ± {self.se:{spec}}"
+
+
+def batch_se(values: np.ndarray) -> float:
+    """Standard error of the mean of independent batch estimates (batch means / jackknife-free)."""
+    v = np.asarray(values, dtype=np.float64)
+    v = v[np.isfinite(v)]
+    if v.size < 2:
+        return float("nan")
+    return float(np.std(v, ddof=1) / math.sqrt(v.size))
+
+
+# ------------------------------------------------------------------------------------------------
+# photon transfer (EMVA 1288 §6, pair difference)
+
+
+@dataclass
+class PTCFit:
+    """Photon-transfer fit of one channel: σ² = K · μ through the origin below 70 % of saturation.
+
+    ``mean_dn`` (μ, dark-subtracted mean) and ``var_dn2`` (σ², dark-temporal-subtracted variance of the pair
+    difference / 2) are per exposure level, sorted by μ; ``used`` marks the points of the fit.
+    """
+
+    gain_k_dn_per_e: Estimate
+    mean_dn: np.ndarray
+    var_dn2: np.ndarray
+    used: np.ndarray
+    saturation_mean_dn: float
+    saturation_found: bool
+    residuals_dn2: np.ndarray = field(default_factory=lambda: np.zeros(0))
+
+
+def fit_ptc(mean_dn, var_dn2, *, n_pixels: int, sigma2_dark_dn2: float = 0.0, saturation_mean_dn: float | None = None,
+            fraction: float = 0.70) -> PTCFit:
+    """K [DN/e⁻] from photon-transfer points by a weighted fit through the origin (EMVA 1288 §6.3).
+
+    Parameters
+    ----------
+    mean_dn, var_dn2 : (L,) arrays
+        μ_y − μ_dark [DN] and ½var(A − B) − σ²_dark [DN²] per exposure level.
+    n_pixels : int
+        Pixels per channel behind each variance (sets the weights: var(σ̂²) ≈ 2σ⁴/n).
+    sigma2_dark_dn2 : float
+        Temporal dark variance subtracted from each point [DN²] (enters the weights).
+    saturation_mean_dn : float, optional
+        Where saturation is if the variance peak cannot show it (not reached); default: the variance peak.
+    fraction : float
+        Points with μ below ``fraction`` × saturation are used (EMVA: 70 %).
+
+    Returns
+    -------
+    PTCFit
+        The SE comes from the weighted residuals (t-distribution with L − 1 degrees of freedom), and is
+        never below the SE expected from pixel counts alone.
+    """
+    mu = np.asarray(mean_dn, dtype=np.float64)
+    var = np.asarray(var_dn2, dtype=np.float64)
+    order = np.argsort(mu)
+    mu, var = mu[order], var[order]
+    if mu.size == 0:
+        raise CalibrationError("no flat-field levels to fit the photon transfer curve")
+    peak = int(np.argmax(var))
+    found = peak < mu.size - 1 and var[-1] < var[peak] * 0.9
+    sat = float(mu[peak]) if found or saturation_mean_dn is None else float(saturation_mean_dn)
+    used = (mu > 0) & (mu <= fraction * sat)
+    if found:
+        used &= np.arange(mu.size) < peak
+    n_used = int(used.sum())
+    if n_used < 2:
+        raise CalibrationError(
+            f"only {n_used} flat-field level(s) below {fraction:.0%} of saturation ({sat:.1f} DN above dark); "
+            "need at least 2 (8 or more recommended)"
+        )
+    x, y = mu[used], var[used]
+    k0 = float(np.sum(x * y) / np.sum(x * x))
+    for _ in range(3):  # iteratively reweighted: var(σ̂²_i) ≈ 2 (K μ_i + σ²_d)² / n
+        s2 = np.maximum(k0 * x + sigma2_dark_dn2, 1e-12)
+        w = 1.0 / (2.0 * s2**2 / n_pixels)
+        k = float(np.sum(w * x * y) / np.sum(w * x * x))
+        if abs(k - k0) < 1e-12 * abs(k0):
+            break
+        k0 = k
+    resid = y - k * x
+    se_model = math.sqrt(1.0 / np.sum(w * x * x))
+    if n_used > 1:
+        chi2 = float(np.sum(w * resid**2) / (n_used - 1))
+        se = se_model * math.sqrt(max(chi2, 1.0))
+    else:
+        se = se_model
+    est = Estimate.normal(k, se, f"weighted LS through origin, {n_used} levels, t({n_used - 1})", n_used, dof=n_used - 1)
+    full_resid = var - k * mu
+    return PTCFit(est, mu, var, used, sat, bool(found), full_resid)
+
+
+# ------------------------------------------------------------------------------------------------
+# row / column / pixel decomposition (DESIGN §2.4)
+
+
+def solve_row_col_pixel(v_row: float, v_col: float, v_total: float, n_cols: int, n_rows: int) -> tuple[float, float, float]:
+    """Row, column and pixel variances [DN²] from the variance of row means, of column means, and per pixel.
+
+    With independent row offsets (σ²_r), column offsets (σ²_c) and pixel noise (σ²_p):
+    ``v_row = σ²_r + σ²_p / N_cols``, ``v_col = σ²_c + σ²_p / N_rows``, ``v_total = σ²_p + σ²_r + σ²_c``
+    (DESIGN §2.4: the pixel noise averaged into each row mean is removed).
+    """
+    a = np.array([[1.0, 0.0, 1.0 / n_cols], [0.0, 1.0, 1.0 / n_rows], [1.0, 1.0, 1.0]])
+    r, c, p = np.linalg.solve(a, np.array([v_row, v_col, v_total]))
+    return float(r), float(c), float(p)
+
+
+# ------------------------------------------------------------------------------------------------
+# read-noise shape (Wei et al. 2020 §3; scipy.stats.ppcc_max / probplot)
+
+
+@dataclass
+class TukeyFit:
+    """Tukey-lambda shape λ (PPCC maximum), scale σ_TL (probability-plot slope) and r² of the plot."""
+
+    tukey_lambda: float
+    tukey_scale_dn: float
+    r2: float
+    n: int
+
+
+def _filliben_medians(n: int) -> np.ndarray:
+    """Filliben's order-statistic medians of U(0, 1) (as scipy.stats.probplot uses)."""
+    m = np.empty(n)
+    m[-1] = 0.5 ** (1.0 / n)
+    m[0] = 1.0 - m[-1]
+    i = np.arange(2, n)
+    m[1:-1] = (i - 0.3175) / (n + 0.365)
+    return m
+
+
+def tukey_quantile(u: np.ndarray, lam: float) -> np.ndarray:
+    """Q_λ(u) = (u^λ − (1−u)^λ)/λ, log(u/(1−u)) at λ = 0 (DESIGN §1)."""
+    if abs(lam) < 1e-9:
+        return np.log(u) - np.log1p(-u)
+    return (u**lam - (1.0 - u) ** lam) / lam
+
+
+def fit_tukey(x: np.ndarray, *, bracket=(-0.5, 0.5)) -> TukeyFit:
+    """λ* = argmax PPCC (scipy.stats.ppcc_max), σ_TL = slope of the Tukey-λ* probability plot, and r².
+
+    Parameters
+    ----------
+    x : 1-D array
+        Residual read noise samples [DN] (row/column means and fixed pattern removed).
+    """
+    x = np.sort(np.asarray(x, dtype=np.float64).ravel())
+    x = x[np.isfinite(x)]
+    if x.size < 100:
+        raise CalibrationError(f"too few read-noise samples for a Tukey-lambda fit ({x.size}; need ≥ 100)")
+    lam = float(stats.ppcc_max(x, brack=bracket, dist="tukeylambda"))
+    q = tukey_quantile(_filliben_medians(x.size), lam)
+    slope, intercept, r = stats.linregress(q, x)[:3]
+    return TukeyFit(lam, float(slope), float(r * r), int(x.size))
+
+
+def ppcc_curve(x: np.ndarray, lambdas: np.ndarray) -> np.ndarray:
+    """PPCC r(λ) on a grid (for the report)."""
+    x = np.sort(np.asarray(x, dtype=np.float64).ravel())
+    u = _filliben_medians(x.size)
+    return np.array([np.corrcoef(tukey_quantile(u, float(l)), x)[0, 1] for l in lambdas])
+
+
+# ------------------------------------------------------------------------------------------------
+# hot pixels and smoothing on packed channels
+
+
+def median5(plane: np.ndarray) -> np.ndarray:
+    """5×5 median of one packed channel plane (float32)."""
+    import cv2
+
+    return cv2.medianBlur(np.ascontiguousarray(plane, dtype=np.float32), 5)
+
+
+def box_lowpass(plane: np.ndarray, size: int) -> np.ndarray:
+    """Box filter of side ``size`` (reflecting borders), float64."""
+    import cv2
+
+    size = max(3, int(size) | 1)
+    return cv2.blur(np.ascontiguousarray(plane, dtype=np.float64), (size, size), borderType=cv2.BORDER_REFLECT)
+
+
+def hot_pixel_mask(ds_packed: np.ndarray, *, threshold: float = 6.0) -> np.ndarray:
+    """Pixels whose dark shading departs from the 5×5 median of its channel by > ``threshold`` robust σ.
+
+    Shape: ``(C, h, w) -> (C, h, w)`` bool. σ is 1.4826 × MAD of (DS − median₅ DS) per channel (DESIGN §2.3).
+    """
+    mask = np.zeros(ds_packed.shape, dtype=bool)
+    for c in range(ds_packed.shape[0]):
+        d = ds_packed[c].astype(np.float32) - median5(ds_packed[c])
+        mad = float(np.median(np.abs(d - np.median(d)))) * 1.4826
+        mad = max(mad, 1e-6)
+        mask[c] = np.abs(d) > threshold * mad
+    return mask
+
+
+# ------------------------------------------------------------------------------------------------
+# line fits
+
+
+@dataclass
+class LineFit:
+    """y = slope · x + intercept with SEs, residual std and the points."""
+
+    slope: Estimate
+    intercept: Estimate
+    residual_std: float
+    x: np.ndarray
+    y: np.ndarray
+
+    def predict(self, x):
+        return self.slope.value * np.asarray(x) + self.intercept.value
+
+
+def fit_line(x, y, *, weights=None, what: str = "fit") -> LineFit:
+    """Ordinary (or weighted) least squares with standard errors (t with n − 2 dof when n > 2).
+
+    With two points the line is exact; its SE is then taken from ``weights`` (1/σ² of y) when given,
+    else reported as NaN.
+    """
+    x = np.asarray(x, dtype=np.float64)
+    y = np.asarray(y, dtype=np.float64)
+    n = x.size
+    if n < 2 or np.ptp(x) == 0:
+        raise CalibrationError(f"{what}: need at least 2 distinct x values, got {n}")
+    w = np.ones(n) if weights is None else np.asarray(weights, dtype=np.float64)
+    sw = w.sum()
+    xm, ym = np.sum(w * x) / sw, np.sum(w * y) / sw
+    sxx = np.sum(w * (x - xm) ** 2)
+    slope = np.sum(w * (x - xm) * (y - ym)) / sxx
+    icpt = ym - slope * xm
+    resid = y - (slope * x + icpt)
+    dof = n - 2
+    if dof > 0:
+        s2 = np.sum(w * resid**2) / dof
+        if weights is not None:
+            s2 = max(s2, 1.0)  # weights are 1/σ²: never claim less than the measurement errors give
+        method = f"{'weighted ' if weights is not None else ''}LS, t({dof})"
+    elif weights is not None:
+        s2 = 1.0
+        method = "exact line through 2 points, SE from the points' SEs"
+        dof = None
+    else:
+        s2 = float("nan")
+        method = "exact line through 2 points (no SE)"
+        dof = None
+    se_slope = math.sqrt(s2 / sxx)
+    se_icpt = math.sqrt(s2 * (1.0 / sw + xm**2 / sxx))
+    rstd = float(np.sqrt(np.sum(resid**2) / dof)) if dof else 0.0
+    return LineFit(Estimate.normal(slope, se_slope, method, n, dof), Estimate.normal(icpt, se_icpt, method, n, dof), rstd, x, y)
+
+
+# ------------------------------------------------------------------------------------------------
+# fidelity (DESIGN §3)
+
+
+def kl_divergences(real: np.ndarray, synthetic: np.ndarray) -> tuple[float, float]:
+    """Forward KL(real‖synthetic) and symmetric KL between integer-DN histograms [nats].
+
+    Bins: integer DN over the real frame's 0.1–99.9 % range (DESIGN §3); empty synthetic bins get a
+    tiny floor so the divergence stays finite.
+    """
+    real = np.asarray(real, dtype=np.float64).ravel()
+    synthetic = np.asarray(synthetic, dtype=np.float64).ravel()
+    lo, hi = np.percentile(real, [0.1, 99.9])
+    lo, hi = math.floor(lo) - 0.5, math.ceil(hi) + 0.5
+    edges = np.arange(lo, hi + 1.0, 1.0)
+    if edges.size < 3:
+        edges = np.array([lo - 1, lo, hi, hi + 1])
+    p = np.histogram(real, edges)[0].astype(np.float64)
+    q = np.histogram(synthetic, edges)[0].astype(np.float64)
+    eps = 1e-12
+    p = (p + eps) / (p + eps).sum()
+    q = (q + eps) / (q + eps).sum()
+    fwd = float(np.sum(p * np.log(p / q)))
+    bwd = float(np.sum(q * np.log(q / p)))
+    return fwd, fwd + bwd
