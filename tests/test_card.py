@@ -1,0 +1,314 @@
+"""Data cards: round trips, the shipped ELD cards against the released JSON, precise validation errors."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from noisesim.card import (
+    SCHEMA,
+    Camera,
+    Card,
+    ISOEntry,
+    JointModel,
+    JointProfile,
+    LogLinearFit,
+    card_to_toml,
+    list_cards,
+    load_card,
+    parse_card,
+    save_card,
+)
+from noisesim.errors import CardError, NoiseSimError, UnknownCardError
+from noisesim.params import FixedPatternMaps, Sensor
+
+REPO = Path(__file__).resolve().parent.parent
+ELD_JSON = REPO.parent / "shared" / "reference" / "eld_released_camera_params.json"
+SHIPPED = ("CanonEOS5D4", "CanonEOS700D", "CanonEOS70D", "NikonD850", "SonyA7S2")
+
+
+def _fit(slope, intercept, s=0.2):
+    return LogLinearFit(slope=slope, intercept=intercept, residual_std=s)
+
+
+def make_card(**changes) -> Card:
+    """A small card exercising every section (table with CIs, two profiles, bins, provenance)."""
+    card = Card(
+        camera=Camera(name="TestCam", make="Acme", model="T-1"),
+        sensor=Sensor(cfa="GRBG", bit_depth=12, black_level_dn=(64, 65, 66, 67), white_level_dn=4095),
+        iso_table=(
+            ISOEntry(
+                iso=100,
+                gain_k_dn_per_e=0.25,
+                read_sigma_dn=1.5,
+                tukey_lambda=0.12,
+                tukey_scale_dn=1.1,
+                row_sigma_dn=0.2,
+                black_level_error_dn=(0.1, -0.2, 0.3, -0.4),
+                col_sigma_dn=0.05,
+                dark_current_e_per_s=0.8,
+                ci={"gain_k_dn_per_e": (0.24, 0.26), "black_level_error_dn": [(0, 0.2), (-0.3, -0.1), (0.2, 0.4), (-0.5, -0.3)]},
+            ),
+            ISOEntry(iso=800, gain_k_dn_per_e=2.0, read_sigma_dn=4.0, tukey_lambda=-0.05, tukey_scale_dn=3.0, row_sigma_dn=0.7),
+        ),
+        joint=JointModel(
+            k_min_dn_per_e=0.2,
+            k_max_dn_per_e=2.5,
+            dual_gain_switch_iso=400,
+            tukey_lambda_values=(0.1, 0.0, -0.1),
+            black_level_error_bins=((1, 2, 3, 4), (5, 6, 7, 8.5)),
+            profiles=(
+                JointProfile("low", 0.2, 1.0, _fit(0.5, 0.1), _fit(0.6, 0.4), _fit(0.5, -1.5), weight=1.0),
+                JointProfile("high", 1.0, 2.5, _fit(0.4, -0.2), _fit(0.5, 0.1), _fit(0.45, -1.8), weight=2.0),
+            ),
+        ),
+        provenance={"source": "unit test", "date": "2024-01-01", "notes": ["one", "two"], "extra": {"frames": 16}},
+    )
+    return card.replace(**changes) if changes else card
+
+
+def small_maps(seed=0, shape=(6, 8)) -> FixedPatternMaps:
+    g = np.random.default_rng(seed)
+    return FixedPatternMaps(
+        dark_shading_k_dn_per_iso=g.normal(0, 1e-3, shape),
+        dark_shading_b_dn=g.normal(0, 0.5, shape),
+        prnu=g.normal(0, 0.01, shape),
+        hot_pixel_mask=g.random(shape) < 0.1,
+    )
+
+
+# --------------------------------------------------------------------------------------------------
+# round trips
+# --------------------------------------------------------------------------------------------------
+def test_round_trip_without_maps(tmp_path):
+    card = make_card()
+    path = save_card(card, tmp_path / "test.toml")
+    loaded = load_card(path)
+    assert loaded == card
+    assert loaded.text == path.read_text()
+    assert parse_card(card_to_toml(card)) == card
+    assert loaded.maps is None
+    assert loaded.iso_table[0].ci["gain_k_dn_per_e"] == (0.24, 0.26)
+    assert loaded.provenance["extra"] == {"frames": 16}
+    assert loaded.sensor.cfa.pattern == "GRBG" and loaded.sensor.black_level_dn == (64, 65, 66, 67)
+    assert not list(tmp_path.glob("*.tmp")), "temporary files left behind"
+
+
+def test_round_trip_with_maps(tmp_path):
+    maps = small_maps()
+    card = make_card().with_maps(maps, file="testcam_maps.npz")
+    path = save_card(card, tmp_path / "test.toml")
+    assert (tmp_path / "testcam_maps.npz").is_file()
+    loaded = load_card(path)
+    assert loaded == card
+    got = loaded.maps
+    for name in ("dark_shading_k_dn_per_iso", "dark_shading_b_dn", "prnu", "hot_pixel_mask"):
+        np.testing.assert_array_equal(getattr(got, name), getattr(maps, name))
+    assert got.dark_current_e_per_s is None
+    # saving a loaded card elsewhere copies the sidecar, same checksum
+    out = tmp_path / "copy"
+    out.mkdir()
+    assert load_card(save_card(loaded, out / "again.toml")) == card
+
+
+def test_maps_checksum_mismatch_and_missing_sidecar(tmp_path):
+    card = make_card().with_maps(small_maps(), file="m.npz")
+    path = save_card(card, tmp_path / "c.toml")
+    sidecar = tmp_path / "m.npz"
+    data = bytearray(sidecar.read_bytes())
+    data[-30] ^= 0xFF
+    sidecar.write_bytes(bytes(data))
+    loaded = load_card(path)  # maps load lazily: the card itself is fine
+    with pytest.raises(CardError, match=r"c\.toml: maps\.sha256: checksum mismatch.*m\.npz"):
+        loaded.maps
+    sidecar.unlink()
+    with pytest.raises(CardError, match=r"maps\.file: cannot read the sidecar .*m\.npz"):
+        load_card(path).maps
+
+
+def test_sidecar_name_must_be_plain(tmp_path):
+    text = card_to_toml(make_card()) + '\n[maps]\nfile = "../elsewhere/m.npz"\nsha256 = "' + "0" * 64 + '"\n'
+    with pytest.raises(CardError, match=r"maps\.file: must be a plain \.npz file name"):
+        parse_card(text, "x.toml")
+
+
+def test_card_is_frozen():
+    card = make_card()
+    with pytest.raises(AttributeError):
+        card.camera = Camera("Other")
+    with pytest.raises(TypeError):
+        card.provenance["source"] = "changed"
+
+
+# --------------------------------------------------------------------------------------------------
+# shipped cards
+# --------------------------------------------------------------------------------------------------
+def test_list_cards_has_the_five_eld_cameras():
+    assert set(SHIPPED) <= set(list_cards())
+
+
+@pytest.mark.parametrize("name", SHIPPED)
+def test_shipped_card_matches_released_json(name):
+    eld = json.loads(ELD_JSON.read_text())[name]
+    card = load_card(name.upper())  # names are case-insensitive
+    assert card.name == name
+    assert card.sensor.cfa.pattern == "RGGB"
+    assert card.sensor.bit_depth == 14 and card.sensor.white_level_dn == (16383.0,) * 4
+    j = card.joint
+    assert j.k_min_dn_per_e == eld["Kmin"] and j.k_max_dn_per_e == eld["Kmax"]
+    assert j.tukey_lambda_values == tuple(eld["G_shape"])
+    profiles = sorted(k for k in eld if k.startswith("Profile-"))
+    assert [p.name for p in j.profiles] == profiles
+    for p in j.profiles:
+        assert (p.k_min_dn_per_e, p.k_max_dn_per_e) == (eld["Kmin"], eld["Kmax"])
+        for ours, theirs in (("tukey_scale_dn", "G_scale"), ("read_sigma_dn", "g_scale"), ("row_sigma_dn", "R_scale")):
+            f = p.fit(ours)
+            assert (f.slope, f.intercept, f.residual_std) == (
+                eld[p.name][theirs]["slope"],
+                eld[p.name][theirs]["bias"],
+                eld[p.name][theirs]["sigma"],
+            )
+    # ELD packs R, G1, B, G2; the card is in Bayer site order R, G1, G2, B
+    assert len(j.black_level_error_bins) == len(eld["color_bias"])
+    for ours, (r, g1, b, g2) in zip(j.black_level_error_bins, eld["color_bias"]):
+        assert ours == (r, g1, g2, b)
+    assert card.provenance["citation"].startswith("K. Wei")
+    assert "black_level_source" in card.provenance
+
+
+def test_channel_reorder_spot_check():
+    # CanonEOS5D4 bin 8 in ELD's order is (R, G1, B, G2) = (0.956, 0.067, 0.898, 0.218)
+    bins = load_card("CanonEOS5D4").joint.black_level_error_bins
+    assert bins[8] == pytest.approx((0.9560468196868896, 0.06725019216537476, 0.21799524128437042, 0.8979965448379517))
+
+
+def test_sony_card_has_pmn_table_and_dual_gain_switch():
+    card = load_card("SonyA7S2")
+    assert card.sensor.black_level_dn == (512.0,) * 4
+    assert card.isos == (100.0, 1600.0, 3200.0, 6400.0)
+    e = card.iso_entry(1600)
+    assert (e.gain_k_dn_per_e, e.tukey_lambda, e.tukey_scale_dn, e.read_sigma_dn, e.row_sigma_dn) == (1.53, -0.044, 3.23, 6.30, 0.99)
+    assert card.joint.dual_gain_switch_iso == 3200
+    assert card.iso_entry(3200).read_sigma_dn < card.iso_entry(1600).read_sigma_dn
+
+
+def test_shipped_cards_are_regenerated_exactly(tmp_path):
+    """The committed cards are what build_eld_cards.py writes (only the conversion date may differ)."""
+    import subprocess
+    import sys
+
+    date = load_card("SonyA7S2").provenance["date"]
+    subprocess.run(
+        [sys.executable, str(REPO / "data_cards" / "build_eld_cards.py"), "--out", str(tmp_path), "--date", date],
+        check=True,
+        capture_output=True,
+    )
+    for name in SHIPPED:
+        assert (tmp_path / f"{name}.toml").read_text() == (REPO / "data_cards" / f"{name}.toml").read_text(), name
+
+
+def test_unknown_card_lists_available():
+    with pytest.raises(UnknownCardError) as info:
+        load_card("CanonEOS1000D")
+    msg = str(info.value)
+    assert "CanonEOS1000D" in msg
+    for name in SHIPPED:
+        assert name in msg
+    assert isinstance(info.value, NoiseSimError) and isinstance(info.value, KeyError)
+
+
+def test_missing_card_path(tmp_path):
+    with pytest.raises(UnknownCardError, match=r"no card file .*nope\.toml"):
+        load_card(tmp_path / "nope.toml")
+
+
+# --------------------------------------------------------------------------------------------------
+# malformed cards: every error names the file and the field
+# --------------------------------------------------------------------------------------------------
+BASE = card_to_toml(make_card())
+
+
+def _load_text(tmp_path, text) -> Card:
+    path = tmp_path / "bad.toml"
+    path.write_text(text)
+    return load_card(path)
+
+
+def _replace_once(text, old, new):
+    assert old in text, old
+    return text.replace(old, new, 1)
+
+
+@pytest.mark.parametrize(
+    "old, new, pattern",
+    [
+        ("gain_k_dn_per_e = 0.25\n", "", r"bad\.toml: iso\[0\]\.gain_k_dn_per_e: missing"),
+        ("read_sigma_dn = 4\n", 'read_sigma_dn = "4"\n', r"bad\.toml: iso\[1\]\.read_sigma_dn: must be a number, got str '4'"),
+        ("gain_k_dn_per_e = 2\n", "gain_k_dn_per_e = -1\n", r"bad\.toml: iso\[1\]\.gain_k_dn_per_e: must be > 0, got -1"),
+        ("row_sigma_dn = 0.7\n", "row_sigma_dn = -0.7\n", r"bad\.toml: iso\[1\]\.row_sigma_dn: must be >= 0, got -0.7"),
+        ('cfa = "GRBG"', 'cfa = "RGBX"', r"bad\.toml: sensor\.cfa: unknown CFA pattern 'RGBX'"),
+        ("cfa = ", "cfa = 3\nxcfa = ", r"bad\.toml: sensor\.xcfa: unknown key"),
+        ("row_sigma_dn = 0.2\n", "row_sigma_dn = 0.2\nrow_sigma = 0.2\n", r"bad\.toml: iso\[0\]\.row_sigma: unknown key \(valid keys in iso\[0\]: iso, gain_k_dn_per_e"),
+        (SCHEMA, "noisesim.card/2", r"bad\.toml: schema: unsupported schema 'noisesim.card/2'.*newer noisesim"),
+        (f'schema = "{SCHEMA}"', 'schema = "other/1"', r"bad\.toml: schema: not a noisesim card schema"),
+        (f'schema = "{SCHEMA}"', "", r"bad\.toml: schema: missing"),
+        ("iso = 800\n", "iso = 50\n", r"bad\.toml: iso\[1\]\.iso: ISO values must be strictly ascending, got 50 after 100"),
+        ("iso = 800\n", "iso = 100\n", r"bad\.toml: iso\[1\]\.iso: ISO values must be strictly ascending"),
+        ("tukey_lambda = -0.05\n", "tukey_lambda = 1.5\n", r"bad\.toml: iso\[1\]\.tukey_lambda: must lie in \(-1, 1\)"),
+        ("black_level_dn = [64, 65, 66, 67]", "black_level_dn = [64, 65, 66]", r"bad\.toml: sensor\.black_level_dn: must hold 4 values"),
+        ("black_level_dn = [64, 65, 66, 67]", "black_level_dn = [64, 65, 66, 5000]", r"bad\.toml: sensor\.black_level_dn / white_level_dn: levels of channel"),
+        ("bit_depth = 12", "bit_depth = 12.5", r"bad\.toml: sensor\.bit_depth: must be an integer"),
+        ("slope = 0.5, intercept = 0.1,", "slop = 0.5, intercept = 0.1,", r"bad\.toml: joint\.profile\[0\]\.tukey_scale_dn\.slop: unknown key"),
+        ("residual_std = 0.2 }", "residual_std = -0.2 }", r"bad\.toml: joint\.profile\[0\]\.tukey_scale_dn\.residual_std: must be >= 0"),
+        ('name = "high"\nweight = 2', 'name = "high"\nweight = 0', r"bad\.toml: joint\.profile\[1\]\.weight: must be > 0, got 0"),
+        ('name = "high"', 'name = "low"', r"bad\.toml: joint\.profile\[1\]\.name: duplicate profile name 'low'"),
+        ("k_min_dn_per_e = 1\n", "k_min_dn_per_e = 1.5\n", r"bad\.toml: joint\.profile: the profiles leave part of the K range uncovered, from K = 1"),
+        ("k_max_dn_per_e = 2.5\n", "k_max_dn_per_e = 0.1\n", r"bad\.toml: joint\.k_max_dn_per_e: must exceed k_min_dn_per_e"),
+        ("black_level_error_bins = [\n", "black_level_error_bins = [\n    [1, 2],\n", r"bad\.toml: joint\.black_level_error_bins\[0\]: must hold 4 values"),
+        ("dual_gain_switch_iso = 400", "dual_gain_switch_iso = -400", r"bad\.toml: joint\.dual_gain_switch_iso: must be > 0"),
+        ("[camera]\n", "[camera]\nserial = 1\n", r"bad\.toml: camera\.serial: unknown key"),
+        ("[camera]\n", "colour = 1\n[camera]\n", r"bad\.toml: colour: unknown key \(valid keys in the top level"),
+        ('name = "TestCam"', 'name = ""', r"bad\.toml: camera\.name: must not be empty"),
+        ("ci = { gain_k_dn_per_e = [0.24, 0.26]", "ci = { gain_k_dn_per_e = [0.26, 0.24]", r"bad\.toml: iso\[0\]\.ci\.gain_k_dn_per_e: lower bound 0.26 exceeds upper bound 0.24"),
+        ("ci = { gain_k_dn_per_e", "ci = { gain = [0, 1], gain_k_dn_per_e", r"bad\.toml: iso\[0\]\.ci\.gain: unknown field"),
+        ("[[iso]]\n", "[[iso]\n", r"bad\.toml: not valid TOML"),
+    ],
+)
+def test_malformed_card_errors_name_file_and_field(tmp_path, old, new, pattern):
+    with pytest.raises(CardError, match=pattern):
+        _load_text(tmp_path, _replace_once(BASE, old, new))
+
+
+def test_missing_sections(tmp_path):
+    no_sensor = BASE[: BASE.index("[sensor]")] + BASE[BASE.index("[[iso]]"):]
+    with pytest.raises(CardError, match=r"bad\.toml: sensor: missing"):
+        _load_text(tmp_path, no_sensor)
+    table_only = BASE[: BASE.index("[joint]")] + BASE[BASE.index("[provenance]"):]
+    assert _load_text(tmp_path, table_only).joint is None
+    nothing = BASE[: BASE.index("[[iso]]")]
+    with pytest.raises(CardError, match=r"bad\.toml: iso: a card needs a per-ISO table"):
+        _load_text(tmp_path, nothing)
+
+
+def test_joint_only_card_needs_lambda_values(tmp_path):
+    joint_only = BASE[: BASE.index("[[iso]]")] + BASE[BASE.index("[joint]"):]
+    assert _load_text(tmp_path, joint_only).iso_table == ()
+    with pytest.raises(CardError, match=r"joint\.tukey_lambda_values: required when the card has no per-ISO table"):
+        _load_text(tmp_path, _replace_once(joint_only, "tukey_lambda_values = [0.1, 0, -0.1]\n", ""))
+
+
+def test_not_utf8(tmp_path):
+    path = tmp_path / "binary.toml"
+    path.write_bytes(b"\xff\xfe\x00garbage")
+    with pytest.raises(CardError, match=r"binary\.toml: not UTF-8"):
+        load_card(path)
+
+
+def test_programmatic_errors_name_the_field():
+    with pytest.raises(CardError, match=r"^gain_k_dn_per_e: must be > 0, got -1$"):
+        ISOEntry(iso=100, gain_k_dn_per_e=-1, read_sigma_dn=1, tukey_lambda=0, tukey_scale_dn=1, row_sigma_dn=0)
+    with pytest.raises(CardError, match=r"iso\[1\]\.iso: ISO values must be strictly ascending"):
+        make_card(iso_table=tuple(reversed(make_card().iso_table)))

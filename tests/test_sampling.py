@@ -1,0 +1,275 @@
+"""The joint ISO sampler: it reproduces the card's regression, K distribution, profile weights and ISO table.
+
+Tolerances are 5 standard errors computed from the number of draws n.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+from scipy import stats
+
+from noisesim.card import Card, JointModel, JointProfile, LogLinearFit, load_card
+from noisesim.errors import ParameterError, UnknownISOError
+from noisesim.params import NoiseParams
+from noisesim.sampling import sample_params
+
+from test_card import make_card  # tests/ is on sys.path (pytest rootdir import mode)
+
+SIGMAS = ("tukey_scale_dn", "read_sigma_dn", "row_sigma_dn")
+
+
+def _draws(card, n, seed, **kw):
+    rng = np.random.default_rng(seed)
+    return [sample_params(card, rng=rng, **kw) for _ in range(n)]
+
+
+def _joint_only(card: Card, joint: JointModel) -> Card:
+    return card.replace(iso_table=(), joint=joint)
+
+
+# --------------------------------------------------------------------------------------------------
+# the regression
+# --------------------------------------------------------------------------------------------------
+@pytest.mark.parametrize("name", ["CanonEOS70D", "SonyA7S2"])
+def test_sampler_reproduces_card_regression(name):
+    card = load_card(name)
+    (profile,) = card.joint.profiles
+    n = 4000
+    draws = _draws(card, n, seed=20240601)
+    lk = np.log([p.gain_k_dn_per_e for p in draws])
+    X = np.column_stack([lk, np.ones(n)])
+    sxx = np.sum((lk - lk.mean()) ** 2)
+    for name_x in SIGMAS:
+        fit = profile.fit(name_x)
+        y = np.log([getattr(p, name_x) for p in draws])
+        (slope, intercept), res, *_ = np.linalg.lstsq(X, y, rcond=None)
+        s = fit.residual_std
+        se_slope = s / math.sqrt(sxx)
+        se_intercept = s * math.sqrt(1 / n + lk.mean() ** 2 / sxx)
+        resid_std = math.sqrt(res[0] / (n - 2))
+        se_std = s / math.sqrt(2 * (n - 2))
+        assert abs(slope - fit.slope) < 5 * se_slope, (name_x, slope, fit.slope, se_slope)
+        assert abs(intercept - fit.intercept) < 5 * se_intercept, (name_x, intercept, fit.intercept)
+        assert abs(resid_std - s) < 5 * se_std, (name_x, resid_std, s, se_std)
+
+
+def test_log_k_is_uniform_over_the_range():
+    card = load_card("NikonD850")
+    n = 4000
+    lk = np.log([p.gain_k_dn_per_e for p in _draws(card, n, seed=7)])
+    lo, hi = math.log(card.joint.k_min_dn_per_e), math.log(card.joint.k_max_dn_per_e)
+    assert lo <= lk.min() and lk.max() <= hi
+    result = stats.kstest((lk - lo) / (hi - lo), "uniform")
+    # D's 99.9 % point is ≈ 1.95/√n; a fixed seed makes this deterministic
+    assert result.statistic < 1.95 / math.sqrt(n), result
+
+
+def test_scatter_false_gives_the_fitted_median():
+    card = load_card("CanonEOS700D")
+    (profile,) = card.joint.profiles
+    for p in _draws(card, 50, seed=3, scatter=False):
+        for name_x in SIGMAS:
+            assert getattr(p, name_x) == pytest.approx(float(profile.fit(name_x).median(p.gain_k_dn_per_e)), rel=1e-12)
+
+
+def test_scatter_flag_changes_no_other_draw():
+    card = load_card("CanonEOS5D4")
+    a = sample_params(card, rng=11)
+    b = sample_params(card, rng=11, scatter=False)
+    assert (a.gain_k_dn_per_e, a.tukey_lambda, a.black_level_error_dn) == (b.gain_k_dn_per_e, b.tukey_lambda, b.black_level_error_dn)
+
+
+# --------------------------------------------------------------------------------------------------
+# profiles
+# --------------------------------------------------------------------------------------------------
+def _exact_fit(intercept):
+    return LogLinearFit(slope=0.5, intercept=intercept, residual_std=0.0)
+
+
+def _profile(name, kmin, kmax, intercept, weight=1.0):
+    f = _exact_fit(intercept)
+    return JointProfile(name, kmin, kmax, f, f, f, weight=weight)
+
+
+def test_profile_weights_are_respected():
+    joint = JointModel(
+        k_min_dn_per_e=0.5,
+        k_max_dn_per_e=8.0,
+        tukey_lambda_values=(0.0,),
+        profiles=(_profile("A", 0.5, 8.0, 0.0, weight=1.0), _profile("B", 0.5, 8.0, 1.0, weight=3.0)),
+    )
+    card = _joint_only(make_card(), joint)
+    n = 4000
+    picked_b = [
+        math.isclose(math.log(p.read_sigma_dn) - 0.5 * math.log(p.gain_k_dn_per_e), 1.0, abs_tol=1e-9)
+        for p in _draws(card, n, seed=5)
+    ]
+    frac = np.mean(picked_b)
+    assert abs(frac - 0.75) < 5 * math.sqrt(0.75 * 0.25 / n), frac
+
+
+def test_nikon_uses_both_profiles_equally():
+    card = load_card("NikonD850")
+    p1, p2 = card.joint.profiles
+    n = 2000
+    n1 = 0
+    for p in _draws(card, n, seed=9, scatter=False):
+        y = math.log(p.tukey_scale_dn)
+        is1 = math.isclose(y, p1.tukey_scale_dn.mean_log(p.gain_k_dn_per_e), abs_tol=1e-9)
+        is2 = math.isclose(y, p2.tukey_scale_dn.mean_log(p.gain_k_dn_per_e), abs_tol=1e-9)
+        assert is1 != is2
+        n1 += is1
+    assert abs(n1 / n - 0.5) < 5 * math.sqrt(0.25 / n)
+
+
+def test_dual_gain_card_picks_the_profile_of_each_side():
+    switch_k = 2.0
+    joint = JointModel(
+        k_min_dn_per_e=0.5,
+        k_max_dn_per_e=8.0,
+        dual_gain_switch_iso=3200,
+        tukey_lambda_values=(0.0,),
+        profiles=(_profile("low-gain", 0.5, switch_k, 0.8), _profile("high-gain", switch_k, 8.0, -0.3)),
+    )
+    card = _joint_only(make_card(), joint)
+    for k in (0.5, 1.0, 1.99):
+        p = sample_params(card, gain_k_dn_per_e=k, rng=0, scatter=False)
+        assert math.log(p.read_sigma_dn) == pytest.approx(0.5 * math.log(k) + 0.8)
+    for k in (2.01, 4.0, 8.0):
+        p = sample_params(card, gain_k_dn_per_e=k, rng=0, scatter=False)
+        assert math.log(p.read_sigma_dn) == pytest.approx(0.5 * math.log(k) - 0.3)
+    # random K: each draw follows the profile of its side
+    for p in _draws(card, 500, seed=1, scatter=False):
+        expect = 0.8 if p.gain_k_dn_per_e < switch_k else -0.3
+        assert math.log(p.row_sigma_dn) - 0.5 * math.log(p.gain_k_dn_per_e) == pytest.approx(expect)
+
+
+# --------------------------------------------------------------------------------------------------
+# λ and black-level error
+# --------------------------------------------------------------------------------------------------
+def test_card_without_table_draws_lambda_uniformly_and_bins_black_level():
+    card = load_card("CanonEOS70D")
+    j = card.joint
+    lams = np.array(j.tukey_lambda_values)
+    n = 3000
+    draws = _draws(card, n, seed=13)
+    assert all(p.tukey_lambda in set(lams) for p in draws)
+    # each listed value is chosen with probability 1/len (values may repeat in the list)
+    values, counts = np.unique(lams, return_counts=True)
+    got = np.array([sum(p.tukey_lambda == v for p in draws) for v in values])
+    prob = counts / len(lams)
+    assert np.all(np.abs(got / n - prob) < 5 * np.sqrt(prob * (1 - prob) / n))
+    # black-level error: the vector of the equal-width ln K bin holding K
+    lo, hi = math.log(j.k_min_dn_per_e), math.log(j.k_max_dn_per_e)
+    nb = len(j.black_level_error_bins)
+    for i in range(nb):
+        k = math.exp(lo + (i + 0.5) / nb * (hi - lo))
+        assert sample_params(card, gain_k_dn_per_e=k, rng=i).black_level_error_dn == j.black_level_error_bins[i]
+    assert sample_params(card, gain_k_dn_per_e=j.k_max_dn_per_e, rng=0).black_level_error_dn == j.black_level_error_bins[-1]
+
+
+def test_table_card_takes_lambda_and_black_level_from_nearest_row():
+    card = make_card()  # rows at K = 0.25 (ISO 100) and 2.0 (ISO 800)
+    near_low = sample_params(card, gain_k_dn_per_e=0.6, rng=0)  # ln-distance 0.88 vs 1.20
+    assert near_low.tukey_lambda == 0.12 and near_low.black_level_error_dn == (0.1, -0.2, 0.3, -0.4)
+    assert near_low.col_sigma_dn == 0.05 and near_low.dark_current_e_per_s == 0.8
+    near_high = sample_params(card, gain_k_dn_per_e=0.8, rng=0)
+    assert near_high.tukey_lambda == -0.05
+    # ISO 800 has no black-level error: it falls back to the joint bins
+    assert near_high.black_level_error_dn == card.joint.black_level_error_bins[card.joint.black_level_bin(0.8)]
+
+
+# --------------------------------------------------------------------------------------------------
+# ISO path
+# --------------------------------------------------------------------------------------------------
+def test_tabled_iso_gives_measured_values_exactly():
+    card = load_card("SonyA7S2")
+    for seed in (0, 1, 2):
+        p = sample_params(card, iso=1600, rng=seed)
+        assert (p.gain_k_dn_per_e, p.tukey_lambda, p.tukey_scale_dn, p.read_sigma_dn, p.row_sigma_dn) == (1.53, -0.044, 3.23, 6.30, 0.99)
+        assert p.iso == 1600
+    assert sample_params(card, iso=3200).read_sigma_dn == 3.92  # the high-gain side of the switch
+
+
+def test_interpolated_iso_k_is_monotone_and_log_linear():
+    card = load_card("SonyA7S2")
+    isos = np.geomspace(100, 6400, 60)
+    ks = [sample_params(card, iso=float(iso), rng=0).gain_k_dn_per_e for iso in isos]
+    assert np.all(np.diff(ks) > 0)
+    assert ks[0] == pytest.approx(0.0956) and ks[-1] == pytest.approx(6.12)
+    # halfway in ln ISO between 1600 and 3200 → halfway in ln K
+    mid = sample_params(card, iso=math.sqrt(1600 * 3200), rng=0)
+    assert mid.gain_k_dn_per_e == pytest.approx(math.sqrt(1.53 * 3.06))
+    assert mid.iso == pytest.approx(math.sqrt(1600 * 3200))
+
+
+def test_interpolated_iso_uses_joint_fit_with_scatter():
+    card = load_card("SonyA7S2")
+    (profile,) = card.joint.profiles
+    n = 2000
+    draws = _draws(card, n, seed=21, iso=800)
+    k = draws[0].gain_k_dn_per_e
+    assert all(p.gain_k_dn_per_e == k for p in draws)
+    for name_x in SIGMAS:
+        fit = profile.fit(name_x)
+        y = np.log([getattr(p, name_x) for p in draws])
+        assert abs(y.mean() - fit.mean_log(k)) < 5 * fit.residual_std / math.sqrt(n)
+        assert abs(y.std(ddof=1) - fit.residual_std) < 5 * fit.residual_std / math.sqrt(2 * (n - 1))
+
+
+def test_table_only_card_interpolates_sigmas_in_log_log():
+    card = make_card(joint=None)
+    p = sample_params(card, iso=math.sqrt(100 * 800), rng=0)
+    assert p.gain_k_dn_per_e == pytest.approx(math.sqrt(0.25 * 2.0))
+    assert p.read_sigma_dn == pytest.approx(math.sqrt(1.5 * 4.0))
+    assert p.row_sigma_dn == pytest.approx(math.sqrt(0.2 * 0.7))
+
+
+def test_unknown_iso_errors():
+    with pytest.raises(UnknownISOError) as info:
+        sample_params(load_card("SonyA7S2"), iso=12800)
+    msg = str(info.value)
+    assert "SonyA7S2" in msg and "12800" in msg and "100, 1600, 3200, 6400" in msg
+    with pytest.raises(UnknownISOError, match=r"SonyA7S2.*iso=50"):
+        sample_params(load_card("SonyA7S2"), iso=50)
+    with pytest.raises(UnknownISOError, match=r"'NikonD850' has no per-ISO table.*iso=800.*gain_k_dn_per_e="):
+        sample_params(load_card("NikonD850"), iso=800)
+
+
+# --------------------------------------------------------------------------------------------------
+# arguments and randomness
+# --------------------------------------------------------------------------------------------------
+def test_fixed_k_and_range_errors():
+    card = load_card("CanonEOS70D")
+    assert sample_params(card, gain_k_dn_per_e=2.5, rng=0).gain_k_dn_per_e == 2.5
+    with pytest.raises(ParameterError, match=r"gain_k_dn_per_e=40 is outside the K range of card 'CanonEOS70D': 0\.407497–26\.0798"):
+        sample_params(card, gain_k_dn_per_e=40)
+    with pytest.raises(ParameterError, match="not both"):
+        sample_params(card, iso=100, gain_k_dn_per_e=1.0)
+    with pytest.raises(ParameterError, match="read_model"):
+        sample_params(card, read_model="poisson")
+    with pytest.raises(ParameterError, match="iso must be a positive number"):
+        sample_params(load_card("SonyA7S2"), iso=-100)
+
+
+def test_rng_semantics_and_no_global_state():
+    card = load_card("SonyA7S2")
+    state = np.random.get_state()[1].copy()
+    a = sample_params(card, rng=42)
+    assert a == sample_params(card, rng=42)
+    assert a == sample_params(card, rng=np.random.SeedSequence(42))
+    assert a == sample_params(card, rng=np.random.default_rng(42))
+    assert a != sample_params(card, rng=43)
+    assert isinstance(sample_params(card), NoiseParams)
+    assert np.array_equal(np.random.get_state()[1], state)
+
+
+def test_result_fields():
+    card = load_card("SonyA7S2")
+    p = sample_params(card, rng=0, read_model="gaussian", exposure_s=0.5)
+    assert p.read_model == "gaussian" and p.exposure_s == 0.5 and p.iso is None
+    lo, hi = card.k_range_dn_per_e
+    assert lo <= p.gain_k_dn_per_e <= hi
