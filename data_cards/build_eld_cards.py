@@ -105,7 +105,8 @@ def convert(name: str, eld: dict, *, source: Path, date: str) -> Card:
     iso_table: tuple[ISOEntry, ...] = ()
     switch = None
     notes = [
-        f"Joint model converted from ELD's released parameters for {name}: {len(profiles)} profile(s) "
+        f"Joint model converted from ELD's released parameters for {name}: {len(profiles)} "
+        f"profile{'s' if len(profiles) > 1 else ''} "
         f"over K = {kmin:.6g}–{kmax:.6g} DN/e⁻, {len(eld['G_shape'])} Tukey-lambda shapes and "
         f"{len(bins)} black-level-error vectors (one per calibrated ISO, ascending; used as equal-width ln K bins).",
         "black_level_error_bins reordered from ELD's packed order R, G1, B, G2 (rawpy raw_pattern indices 0,1,2,3) "
@@ -120,11 +121,11 @@ def convert(name: str, eld: dict, *, source: Path, date: str) -> Card:
             "hence equal weights."
         )
     prov: dict = {
-        "source": "ELD released camera noise parameters (eld_released_camera_params.json, converted unchanged from the authors' .npy)",
+        "source": "ELD released noise parameters (Wei et al., CVPR 2020 / TPAMI 2021)",
         "citation": ELD_CITATION,
         "date": date,
         "software": "noisesim data_cards/build_eld_cards.py",
-        "source_file": source.name,
+        "source_file": f"{source.name} (the authors' released .npy converted to JSON unchanged)",
     }
     if name == "SonyA7S2":
         iso_table = tuple(

@@ -312,3 +312,41 @@ def test_programmatic_errors_name_the_field():
         ISOEntry(iso=100, gain_k_dn_per_e=-1, read_sigma_dn=1, tukey_lambda=0, tukey_scale_dn=1, row_sigma_dn=0)
     with pytest.raises(CardError, match=r"iso\[1\]\.iso: ISO values must be strictly ascending"):
         make_card(iso_table=tuple(reversed(make_card().iso_table)))
+
+
+# --------------------------------------------------------------------------------------------------
+# CLI: noisesim cards
+# --------------------------------------------------------------------------------------------------
+def test_cli_cards_list_and_show(capsys, tmp_path):
+    from noisesim.cli import main
+
+    assert main(["cards"]) == 0
+    out = capsys.readouterr().out
+    for name in SHIPPED:
+        assert name in out
+    assert "ISO 100–6400" in out and "RGGB" in out
+
+    assert main(["cards", "show", "sonya7s2"]) == 0
+    out = capsys.readouterr().out
+    assert "black level [512, 512, 512, 512] DN" in out and "first high-gain ISO 3200" in out
+    assert "ln σ_TL   = 0.4621 · ln K + 0.5657" in out and "Provenance:" in out
+
+    path = save_card(make_card().with_maps(small_maps()), tmp_path / "mine.toml")
+    assert main(["cards", "show", str(path)]) == 0
+    out = capsys.readouterr().out
+    assert "95 % CI gain_k_dn_per_e: [0.24, 0.26]" in out and "Maps: TestCam_maps.npz" in out
+
+    assert main(["cards", "show", str(path), "--toml"]) == 0
+    assert capsys.readouterr().out == path.read_text()
+
+
+def test_cli_cards_bad_name_is_one_line_on_stderr(capsys):
+    from noisesim.cli import main
+
+    assert main(["cards", "show", "NoSuchCamera"]) == 2
+    captured = capsys.readouterr()
+    assert captured.out == ""
+    lines = captured.err.strip().splitlines()
+    assert len(lines) == 1 and "NoSuchCamera" in lines[0] and "SonyA7S2" in lines[0]
+    assert main(["cards", "show"]) == 2
+    assert "needs a card" in capsys.readouterr().err

@@ -1,0 +1,139 @@
+"""``noisesim cards``: list the shipped data cards, or show one.
+
+    noisesim cards                      # table of shipped cards
+    noisesim cards show SonyA7S2        # readable summary (a name or a path to a .toml card)
+    noisesim cards show my.toml --toml  # the card's TOML text
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import textwrap
+
+from ..card import Card, list_cards, load_card
+
+
+def add_parser(subparsers) -> argparse.ArgumentParser:
+    p = subparsers.add_parser(
+        "cards",
+        help="list the shipped data cards, or show one",
+        description="List the shipped camera data cards, or show one card (a shipped name or a path).",
+    )
+    p.add_argument("action", nargs="?", choices=("list", "show"), default="list", help="list (default) or show")
+    p.add_argument("card", nargs="?", metavar="NAME|PATH", help="the card to show")
+    p.add_argument("--toml", action="store_true", help="with show: print the card's raw TOML text")
+    p.set_defaults(run=run)
+    return p
+
+
+def run(args) -> int:
+    if args.action == "list":
+        if args.card is not None:
+            print(f"noisesim cards: error: 'list' takes no card; did you mean: noisesim cards show {args.card}", file=sys.stderr)
+            return 2
+        print(format_card_list())
+        return 0
+    if args.card is None:
+        print("noisesim cards: error: 'show' needs a card NAME or PATH (the list: noisesim cards)", file=sys.stderr)
+        return 2
+    card = load_card(args.card)
+    print(card.text if args.toml else format_card(card), end="" if args.toml else "\n")
+    return 0
+
+
+# --------------------------------------------------------------------------------------------------
+def _g(x, digits: int = 4) -> str:
+    return f"{x:.{digits}g}"
+
+
+def _short(text, width: int) -> str:
+    text = " ".join(str(text).split())
+    return text if len(text) <= width else text[: width - 1] + "…"
+
+
+def _camera_label(card: Card) -> str:
+    make, model = card.camera.make, card.camera.model
+    if model.lower().startswith(make.lower()):  # "Canon" + "Canon EOS 70D"
+        make = ""
+    return " ".join(x for x in (make, model) if x) or card.camera.name
+
+
+def _range_text(card: Card) -> str:
+    if card.iso_table:
+        return f"ISO {card.isos[0]:g}–{card.isos[-1]:g} ({len(card.iso_table)} rows)"
+    lo, hi = card.k_range_dn_per_e
+    return f"K {_g(lo, 3)}–{_g(hi, 3)} DN/e⁻"
+
+
+def format_card_list() -> str:
+    """The table ``noisesim cards`` prints: one line per shipped card."""
+    rows = [("NAME", "CAMERA", "CFA", "BITS", "RANGE", "SOURCE")]
+    for name in list_cards():
+        card = load_card(name)
+        camera = _camera_label(card)
+        source = card.provenance.get("source", "")
+        rows.append((name, camera, card.sensor.cfa.pattern, str(card.sensor.bit_depth), _range_text(card), _short(source, 64)))
+    if len(rows) == 1:
+        return "no shipped cards found (data_cards/ is missing from this installation)"
+    widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]) - 1)]
+    return "\n".join("  ".join(c.ljust(w) for c, w in zip(r[:-1], widths)) + "  " + r[-1] for r in rows)
+
+
+def format_card(card: Card) -> str:
+    """A readable multi-line summary of a card: levels, per-ISO table, joint fits, maps, provenance."""
+    s = card.sensor
+    sites = ", ".join(s.cfa.site_names)
+    lines = [f"{card.name}: {_camera_label(card)}"]
+    if card.source_path is not None:
+        lines.append(f"  file:   {card.source_path}")
+    lines += [
+        f"  sensor: CFA {s.cfa.pattern}, {s.bit_depth}-bit",
+        f"          black level [{', '.join(_g(v, 6) for v in s.black_level_dn)}] DN, "
+        f"white level [{', '.join(_g(v, 6) for v in s.white_level_dn)}] DN  (sites {sites})",
+    ]
+    if card.iso_table:
+        lines += ["", f"Per-ISO table ({len(card.iso_table)} rows; σ in DN, K in DN/e⁻, dark current in e⁻/s):"]
+        head = f"  {'ISO':>7} {'K':>8} {'σ_read':>7} {'λ':>7} {'σ_TL':>7} {'σ_row':>7} {'σ_col':>7} {'dark':>7}  black-level error ({sites})"
+        lines.append(head)
+        for e in card.iso_table:
+            opt = lambda v: "–" if v is None else _g(v)  # noqa: E731
+            ble = "–" if e.black_level_error_dn is None else ", ".join(f"{v:+.3f}" for v in e.black_level_error_dn)
+            lines.append(
+                f"  {e.iso:>7g} {_g(e.gain_k_dn_per_e):>8} {_g(e.read_sigma_dn):>7} {e.tukey_lambda:>7.3f} "
+                f"{_g(e.tukey_scale_dn):>7} {_g(e.row_sigma_dn):>7} {opt(e.col_sigma_dn):>7} {opt(e.dark_current_e_per_s):>7}  {ble}"
+            )
+            for key, ci in e.ci.items():
+                text = "; ".join(f"[{_g(a)}, {_g(b)}]" for a, b in ci) if key == "black_level_error_dn" else f"[{_g(ci[0])}, {_g(ci[1])}]"
+                lines.append(f"  {'':>7} 95 % CI {key}: {text}")
+    j = card.joint
+    if j is not None:
+        lines += ["", f"Joint model: ln K ~ U(ln {_g(j.k_min_dn_per_e)}, ln {_g(j.k_max_dn_per_e)}), K in DN/e⁻"]
+        if j.dual_gain_switch_iso is not None:
+            lines.append(f"  dual-gain sensor: first high-gain ISO {j.dual_gain_switch_iso:g}")
+        for p in j.profiles:
+            lines.append(f"  profile {p.name!r}: weight {_g(p.weight)}, K {_g(p.k_min_dn_per_e)}–{_g(p.k_max_dn_per_e)}")
+            for label, name in (("σ_TL  ", "tukey_scale_dn"), ("σ_read", "read_sigma_dn"), ("σ_row ", "row_sigma_dn")):
+                f = p.fit(name)
+                lines.append(f"    ln {label} = {f.slope:.4f} · ln K {'+' if f.intercept >= 0 else '−'} {abs(f.intercept):.4f}   (residual std {f.residual_std:.4f})")
+        if j.tukey_lambda_values:
+            vals = ", ".join(f"{v:.3f}" for v in j.tukey_lambda_values)
+            lines += textwrap.wrap(f"Tukey λ values ({len(j.tukey_lambda_values)}): {vals}", 100, initial_indent="  ", subsequent_indent="    ")
+        if j.black_level_error_bins:
+            lines.append(f"  black-level error bins over ln K ({len(j.black_level_error_bins)}; {sites}, DN):")
+            lines += [f"    {i:>2}: " + ", ".join(f"{v:+.3f}" for v in b) for i, b in enumerate(j.black_level_error_bins)]
+    lines.append("")
+    if card.maps_file is not None:
+        lines.append(f"Maps: {card.maps_file} (sha256 {card.maps_sha256[:16]}…), loaded on use")
+    else:
+        lines.append("Maps: none")
+    if card.provenance:
+        lines += ["", "Provenance:"]
+        for key, value in card.provenance.items():
+            if isinstance(value, (list, tuple)):
+                lines.append(f"  {key}:")
+                for item in value:
+                    lines += textwrap.wrap(str(item), 100, initial_indent="    - ", subsequent_indent="      ")
+            else:
+                lines += textwrap.wrap(f"{key}: {value}", 100, initial_indent="  ", subsequent_indent="    ")
+    return "\n".join(lines)
