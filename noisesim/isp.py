@@ -277,7 +277,54 @@ def _apply_matrix(img: np.ndarray, m: np.ndarray) -> np.ndarray:
     return (img.reshape(-1, 3) @ m.T.astype(np.float32)).reshape(img.shape).astype(np.float32, copy=False)
 
 
-def unprocess(srgb, meta: ISPMeta) -> np.ndarray:
+_LUT_SIZE = 65536
+_lut_cache: dict[str, np.ndarray] = {}
+
+
+def _decode_lut() -> np.ndarray:
+    """srgb_to_linear(inverse_tone_curve(k / 65535)) for k = 0 … 65535, float32 (computed in float64)."""
+    if "decode" not in _lut_cache:
+        y = np.arange(_LUT_SIZE, dtype=np.float64) / (_LUT_SIZE - 1)
+        x = 0.5 - np.sin(np.arcsin(1.0 - 2.0 * y) / 3.0)
+        lin = np.where(x <= 0.04045, x / 12.92, ((x + 0.055) / 1.055) ** 2.4)
+        _lut_cache["decode"] = np.clip(lin, 0.0, 1.0).astype(np.float32)
+    return _lut_cache["decode"]
+
+
+def _unprocess_lut_python(img, lut, rgb2cam, inv_gains, inflection, out):
+    """Fused per-pixel unprocessing through the 16-bit decode table (reference loop; numba-compiled below)."""
+    h, w, _ = img.shape
+    top = lut.shape[0] - 1
+    for y in range(h):
+        for x in range(w):
+            t0 = img[y, x, 0] * top + 0.5
+            t1 = img[y, x, 1] * top + 0.5
+            t2 = img[y, x, 2] * top + 0.5
+            v0 = lut[min(int(t0), top)] if t0 > 0.0 else lut[0]
+            v1 = lut[min(int(t1), top)] if t1 > 0.0 else lut[0]
+            v2 = lut[min(int(t2), top)] if t2 > 0.0 else lut[0]
+            c0 = rgb2cam[0, 0] * v0 + rgb2cam[0, 1] * v1 + rgb2cam[0, 2] * v2
+            c1 = rgb2cam[1, 0] * v0 + rgb2cam[1, 1] * v1 + rgb2cam[1, 2] * v2
+            c2 = rgb2cam[2, 0] * v0 + rgb2cam[2, 1] * v1 + rgb2cam[2, 2] * v2
+            m = max((c0 + c1 + c2) / 3.0 - inflection, 0.0) / (1.0 - inflection)
+            m = m * m
+            g0 = max(m + (1.0 - m) * inv_gains[0], inv_gains[0])
+            g1 = max(m + (1.0 - m) * inv_gains[1], inv_gains[1])
+            g2 = max(m + (1.0 - m) * inv_gains[2], inv_gains[2])
+            out[y, x, 0] = min(max(c0 * g0, 0.0), 1.0)
+            out[y, x, 1] = min(max(c1 * g1, 0.0), 1.0)
+            out[y, x, 2] = min(max(c2 * g2, 0.0), 1.0)
+
+
+try:
+    import numba as _nb
+
+    _unprocess_lut_numba = _nb.njit(cache=True, nogil=True)(_unprocess_lut_python)
+except ImportError:  # pragma: no cover
+    _unprocess_lut_numba = _unprocess_lut_python
+
+
+def unprocess(srgb, meta: ISPMeta, *, lut: bool = False) -> np.ndarray:
     """sRGB image → linear camera RGB, normalized raw scale (Brooks et al. §3, steps 1–4 above).
 
     Parameters
@@ -286,6 +333,10 @@ def unprocess(srgb, meta: ISPMeta) -> np.ndarray:
         Display-referred sRGB image (RGB channel order).
     meta : ISPMeta
         From :func:`sample_isp_meta`.
+    lut : bool
+        Evaluate the tone and transfer curves through a 65536-entry table in one fused (numba) pass,
+        ~10× faster. Exact (to float32 rounding) for 8- and 16-bit images, whose values lie on the
+        table's grid; a float image is quantized to 1/65535 first.
 
     Returns
     -------
@@ -301,10 +352,17 @@ def unprocess(srgb, meta: ISPMeta) -> np.ndarray:
     out-of-range colours.
     """
     img = _check_rgb(srgb, "sRGB image")
+    inv_gains = (1.0 / meta.wb_gains).astype(np.float32)
+    if lut:
+        out = np.empty(img.shape, dtype=np.float32)
+        _unprocess_lut_numba(
+            np.ascontiguousarray(img), _decode_lut(), meta.rgb2cam_matrix.astype(np.float32), inv_gains,
+            np.float32(_HIGHLIGHT_INFLECTION), out,
+        )
+        return out
     x = inverse_tone_curve(img)
     x = srgb_to_linear(x)
     x = _apply_matrix(x, meta.rgb2cam_matrix)
-    inv_gains = (1.0 / meta.wb_gains).astype(np.float32)
     gray = x.mean(axis=-1, keepdims=True)
     mask = (np.maximum(gray - _HIGHLIGHT_INFLECTION, 0.0) / (1.0 - _HIGHLIGHT_INFLECTION)) ** 2
     safe = np.maximum(mask + (1.0 - mask) * inv_gains, inv_gains)

@@ -124,7 +124,7 @@ class CleanSource:
     def _finish_rgb(self, srgb: np.ndarray, rng: np.random.Generator, blur: BlurSpec | None, index: int, origin) -> CleanPatch:
         """sRGB crop → unprocess → blur → mosaic (the common tail of sRGB and procedural sources)."""
         meta = isp.sample_isp_meta(rng, cam2rgb=self.cam2rgb)
-        lin = isp.unprocess(srgb, meta)
+        lin = isp.unprocess(srgb, meta, lut=True)
         kernel = sample_kernel(blur, rng)
         if kernel is not None:
             lin = np.clip(apply_blur(lin, kernel), 0.0, 1.0)
@@ -200,8 +200,8 @@ def render_dead_leaves(
     Discs are drawn front to back (each new disc only fills pixels no earlier disc covered) until the
     image is covered; radii follow ``p(r) ∝ r^−alpha`` on ``[r_min, r_max]``, which for ``alpha = 3``
     makes the image statistically scale invariant with a power spectrum ≈ 1/f² (Lee, Mumford & Huang,
-    IJCV 2001). Each disc gets a random colour (a luminance U(0.02, 0.98) modulated by a chroma
-    N(0, 0.2) per channel), a small linear shading gradient, and with probability
+    IJCV 2001). Each disc gets a random colour (a luminance U(0.02, 0.98) modulated per channel by a
+    uniform chroma factor of std 0.2), a small linear shading gradient, and with probability
     ``texture_probability`` a sinusoidal texture; a Gaussian of σ = ``smooth_sigma`` px then stands in
     for the optics (anti-aliased edges).
 
@@ -228,19 +228,20 @@ def render_dead_leaves(
     count = 0
     for _ in range(max_batches):
         n = batch
-        cx = rng.uniform(0, width, n)
-        cy = rng.uniform(0, height, n)
-        rad = (lo + rng.uniform(0, 1, n) * (hi - lo)) ** (1.0 / a1)  # inverse CDF of the power law
-        lum = rng.uniform(0.02, 0.98, (n, 1))
-        col = np.clip(lum * (1.0 + rng.normal(0.0, 0.2, (n, 3))), 0.0, 1.0)
-        # Shading: change of at most ~0.3 across the disc.
-        grad = rng.normal(0.0, 0.1, (n, 2, 3)).astype(np.float64) * (1.0 / np.maximum(rad, 1.0))[:, None, None]
-        has_tex = rng.random(n) < texture_probability
-        tex_amp = np.where(has_tex, rng.uniform(0.02, 0.12, n), 0.0)
-        f = rng.uniform(0.05, 1.2, n)  # rad/px
-        th = rng.uniform(0, np.pi, n)
+        # One block of uniforms per batch (cheap, and a fixed consumption of the stream per batch).
+        u = rng.random((n, 18))
+        cx = u[:, 0] * width
+        cy = u[:, 1] * height
+        rad = (lo + u[:, 2] * (hi - lo)) ** (1.0 / a1)  # inverse CDF of the power law
+        lum = 0.02 + 0.96 * u[:, 3:4]
+        col = np.clip(lum * (1.0 + 0.7 * (u[:, 4:7] - 0.5)), 0.0, 1.0)  # chroma: uniform, std 0.2
+        # Shading: a change of at most ~0.3 across the disc.
+        grad = (0.35 * (u[:, 7:13] - 0.5)).reshape(n, 2, 3) / np.maximum(rad, 1.0)[:, None, None]
+        tex_amp = np.where(u[:, 13] < texture_probability, 0.02 + 0.10 * u[:, 14], 0.0)
+        f = 0.05 + 1.15 * u[:, 15]  # rad/px
+        th = np.pi * u[:, 16]
         tex_freq = np.stack([f * np.cos(th), f * np.sin(th)], axis=1)
-        tex_phase = rng.uniform(0, 2 * np.pi, n)
+        tex_phase = 2 * np.pi * u[:, 17]
         count = render(out, covered, cx, cy, rad, col, grad, tex_amp, tex_freq, tex_phase)
         if count >= height * width:
             break
