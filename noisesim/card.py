@@ -566,8 +566,6 @@ def _load_sidecar(path: Path, sha256: str | None, card_path: Path) -> FixedPatte
 # --------------------------------------------------------------------------------------------------
 # parsing
 # --------------------------------------------------------------------------------------------------
-_TOP_KEYS = ("schema", "camera", "sensor", "iso", "joint", "maps", "provenance")
-_CAMERA_KEYS = ("name", "make", "model")
 _SENSOR_KEYS = ("cfa", "bit_depth", "black_level_dn", "white_level_dn")
 _ISO_REQUIRED = ("iso", "gain_k_dn_per_e", "read_sigma_dn", "tukey_lambda", "tukey_scale_dn", "row_sigma_dn")
 _ISO_OPTIONAL = ("black_level_error_dn", "col_sigma_dn", "dark_current_e_per_s", "ci")
@@ -575,7 +573,6 @@ _JOINT_REQUIRED = ("k_min_dn_per_e", "k_max_dn_per_e", "profile")
 _JOINT_OPTIONAL = ("dual_gain_switch_iso", "tukey_lambda_values", "black_level_error_bins")
 _PROFILE_REQUIRED = ("name", "tukey_scale_dn", "read_sigma_dn", "row_sigma_dn")
 _PROFILE_OPTIONAL = ("weight", "k_min_dn_per_e", "k_max_dn_per_e")
-_FIT_KEYS = ("slope", "intercept", "residual_std")
 _MAPS_KEYS = ("file", "sha256")
 
 
@@ -632,7 +629,7 @@ class _Parser:
         camera = self.build("camera", Camera, **cam)
 
         sen = self.table(doc, "sensor", "sensor")
-        self.keys(sen, "sensor", ("cfa", "black_level_dn"), ("bit_depth", "white_level_dn"))
+        self.keys(sen, "sensor", _SENSOR_KEYS)
         sensor = self._sensor(sen)
 
         iso_rows = doc.get("iso", [])
@@ -681,12 +678,12 @@ class _Parser:
             cfa = CFA(cfa)
         except CFAError as exc:
             raise self.fail("sensor.cfa", str(exc)) from None
-        bit_depth = sen.get("bit_depth", 14)
+        bit_depth = sen["bit_depth"]
         if isinstance(bit_depth, bool) or not isinstance(bit_depth, int):
             raise self.fail("sensor.bit_depth", f"must be an integer, got {type(bit_depth).__name__} {bit_depth!r}")
         try:
             black = _vec4("black_level_dn", sen["black_level_dn"])
-            white = _vec4("white_level_dn", sen["white_level_dn"]) if "white_level_dn" in sen else None
+            white = _vec4("white_level_dn", sen["white_level_dn"])
         except _Invalid as exc:
             raise self.fail(f"sensor.{exc.field}", exc.message) from None
         try:

@@ -261,6 +261,8 @@ def _replace_once(text, old, new):
         ("black_level_dn = [64, 65, 66, 67]", "black_level_dn = [64, 65, 66]", r"bad\.toml: sensor\.black_level_dn: must hold 4 values"),
         ("black_level_dn = [64, 65, 66, 67]", "black_level_dn = [64, 65, 66, 5000]", r"bad\.toml: sensor\.black_level_dn / white_level_dn: levels of channel"),
         ("bit_depth = 12", "bit_depth = 12.5", r"bad\.toml: sensor\.bit_depth: must be an integer"),
+        ("bit_depth = 12", "bit_depth = 20", r"bad\.toml: sensor\.bit_depth: bit_depth must be an integer from 8 to 16"),
+        ("bit_depth = 12\n", "", r"bad\.toml: sensor\.bit_depth: missing"),
         ("slope = 0.5, intercept = 0.1,", "slop = 0.5, intercept = 0.1,", r"bad\.toml: joint\.profile\[0\]\.tukey_scale_dn\.slop: unknown key"),
         ("residual_std = 0.2 }", "residual_std = -0.2 }", r"bad\.toml: joint\.profile\[0\]\.tukey_scale_dn\.residual_std: must be >= 0"),
         ('name = "high"\nweight = 2', 'name = "high"\nweight = 0', r"bad\.toml: joint\.profile\[1\]\.weight: must be > 0, got 0"),
