@@ -108,7 +108,9 @@ def _check_size(size, default: int, what: str) -> int:
     if not isinstance(size, (int, np.integer)) or size < 1 or size % 2 == 0:
         raise ParameterError(f"{what} kernel size must be a positive odd integer, got {size!r}")
     if size > MAX_KERNEL_SIZE:
-        raise ParameterError(f"{what} kernel size {size} exceeds the maximum {MAX_KERNEL_SIZE} px")
+        raise ParameterError(
+            f"{what} kernel size {size} px exceeds the maximum {MAX_KERNEL_SIZE} px (blur parameter too large)"
+        )
     return int(size)
 
 
@@ -136,7 +138,7 @@ def anisotropic_gaussian_kernel(sigma_x: float, sigma_y: float, theta: float, si
     for name, s in (("sigma_x", sigma_x), ("sigma_y", sigma_y)):
         if not np.isfinite(s) or s <= 0:
             raise ParameterError(f"anisotropic blur {name} must be > 0 px, got {s!r}")
-    size = _check_size(size, min(_odd(6 * max(sigma_x, sigma_y) + 1), MAX_KERNEL_SIZE), "Gaussian")
+    size = _check_size(size, _odd(6 * max(sigma_x, sigma_y) + 1), "Gaussian")
     c, s = math.cos(theta), math.sin(theta)
     rot = np.array([[c, -s], [s, c]])
     cov = rot @ np.diag([sigma_x**2, sigma_y**2]) @ rot.T
@@ -155,7 +157,7 @@ def defocus_kernel(radius: float, size: int | None = None, *, supersample: int =
     """
     if not np.isfinite(radius) or radius <= 0:
         raise ParameterError(f"defocus radius must be > 0 px, got {radius!r}")
-    size = _check_size(size, min(_odd(2 * math.ceil(radius) + 1), MAX_KERNEL_SIZE), "defocus")
+    size = _check_size(size, _odd(2 * math.ceil(radius) + 1), "defocus")
     n = supersample
     X, Y = _grid(size * n)
     inside = ((X / n) ** 2 + (Y / n) ** 2 <= radius * radius).astype(np.float64)
@@ -208,7 +210,7 @@ def motion_kernel(
         pts[i + 1] = pts[i] + step * v
     pts -= pts.mean(axis=0)
     extent = float(np.abs(pts).max())
-    size = _check_size(size, min(_odd(2 * math.ceil(extent + 1) + 1), MAX_KERNEL_SIZE), "motion")
+    size = _check_size(size, _odd(2 * math.ceil(extent + 1) + 1), "motion")
     c = (size - 1) / 2.0
     k = np.zeros((size, size), dtype=np.float64)
     xs, ys = pts[:, 0] + c, pts[:, 1] + c
