@@ -31,6 +31,7 @@ package data); :func:`list_cards` names them and :func:`load_card` accepts a nam
 
 from __future__ import annotations
 
+import copy
 import dataclasses
 import hashlib
 import io
@@ -39,7 +40,6 @@ import math
 import os
 import sys
 import tempfile
-import types
 import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -151,8 +151,26 @@ def _interval(name: str, value: Any) -> tuple[float, float]:
     return lo, hi
 
 
-def _frozen_mapping(value: Mapping) -> types.MappingProxyType:
-    return types.MappingProxyType(dict(value))
+class FrozenDict(dict):
+    """A read-only dict (for a card's ``provenance`` and confidence intervals): pickles, deep-copies and
+    works with :func:`dataclasses.asdict`, unlike ``types.MappingProxyType``."""
+
+    __slots__ = ()
+
+    def _read_only(self, *args, **kwargs):
+        raise TypeError("card tables are read-only; make a changed copy with Card.replace(...)")
+
+    __setitem__ = __delitem__ = __ior__ = clear = pop = popitem = setdefault = update = _read_only
+
+    def __reduce__(self):
+        return (type(self), (dict(self),))
+
+    def __deepcopy__(self, memo):
+        return type(self)(copy.deepcopy(dict(self), memo))
+
+
+def _frozen_mapping(value: Mapping) -> FrozenDict:
+    return FrozenDict(value)
 
 
 # --------------------------------------------------------------------------------------------------

@@ -352,3 +352,18 @@ def test_cli_cards_bad_name_is_one_line_on_stderr(capsys):
     assert len(lines) == 1 and "NoSuchCamera" in lines[0] and "SonyA7S2" in lines[0]
     assert main(["cards", "show"]) == 2
     assert "needs a card" in capsys.readouterr().err
+
+
+def test_card_pickles_and_deep_copies():
+    """Dataset workers receive cards by pickling (spawn start method); reports use dataclasses.asdict."""
+    import copy
+    import dataclasses
+    import pickle
+
+    card = make_card()
+    assert pickle.loads(pickle.dumps(card)) == card
+    assert copy.deepcopy(card) == card
+    d = dataclasses.asdict(card.iso_table[0])
+    assert d["ci"]["gain_k_dn_per_e"] == (0.24, 0.26)
+    shipped = load_card("SonyA7S2")
+    assert pickle.loads(pickle.dumps(shipped)) == shipped
