@@ -659,8 +659,6 @@ class _Parser:
             if not isinstance(row, dict):
                 raise self.fail(where, f"must be a table, got {type(row).__name__}")
             self.keys(row, where, _ISO_REQUIRED, _ISO_OPTIONAL)
-            if "ci" in row and not isinstance(row["ci"], dict):
-                raise self.fail(f"{where}.ci", f"must be a table of field = [lo, hi], got {type(row['ci']).__name__}")
             table.append(self.build(where, ISOEntry, **row))
 
         joint = None

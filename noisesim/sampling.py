@@ -15,7 +15,7 @@ import math
 
 import numpy as np
 
-from .card import Card, ISOEntry, JointProfile
+from .card import Card, ISOEntry, JointProfile, _is_number
 from .errors import ParameterError, UnknownISOError
 from .params import READ_MODELS, NoiseParams
 
@@ -225,7 +225,7 @@ def sample_params(
     rng = np.random.default_rng(rng)
 
     if iso is not None:
-        if isinstance(iso, bool) or not isinstance(iso, (int, float, np.integer, np.floating)) or not math.isfinite(iso) or iso <= 0:
+        if not _is_number(iso) or not math.isfinite(iso) or iso <= 0:
             raise ParameterError(f"iso must be a positive number, got {iso!r}")
         values = _iso_params(card, float(iso), rng, scatter)
     else:
@@ -234,7 +234,7 @@ def sample_params(
             k = float(np.exp(rng.uniform(math.log(kmin), math.log(kmax))))
         else:
             k = gain_k_dn_per_e
-            if isinstance(k, bool) or not isinstance(k, (int, float, np.integer, np.floating)) or not math.isfinite(k):
+            if not _is_number(k) or not math.isfinite(k):
                 raise ParameterError(f"gain_k_dn_per_e must be a finite number, got {k!r}")
             tol = 1e-9 * kmax
             if not kmin - tol <= k <= kmax + tol:
