@@ -146,7 +146,7 @@ def _render_dead_leaves_python(out, covered, cx, cy, rad, col, grad, tex_amp, te
     count = 0
     for yy in range(h):
         for xx in range(w):
-            count += covered[yy, xx]
+            count += np.int64(covered[yy, xx])
     total = h * w
     for i in range(cx.shape[0]):
         if count >= total:
