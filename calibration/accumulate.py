@@ -1,0 +1,248 @@
+"""Streaming accumulators: frames are added one at a time and only running sums are kept.
+
+A dark stack of N frames of H×W pixels needs two float64 sums per pixel (sum and sum of squares of the
+black-subtracted signal, so cancellation stays small), the row and column means of each frame, the
+per-channel means of each frame, one held frame for the pair difference, and a fixed random sample of
+pixels for the read-noise shape — never the N×H×W stack. Flat pairs are reduced to per-channel means and
+pair-difference variances as each pair arrives (EMVA 1288 §6), plus one normalized running sum for PRNU.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from noisesim.cfa import CFA
+from noisesim.errors import CalibrationError
+
+from .capture import FrameInfo
+
+
+def _channel_views(a: np.ndarray, cfa: CFA) -> list[np.ndarray]:
+    """Strided views of each packed channel of a mosaic (packed order of :class:`noisesim.cfa.CFA`)."""
+    p = cfa.period
+    return [a[y::p, x::p] for y in range(p) for x in range(p)]
+
+
+def _black_map(cfa: CFA, black, shape) -> np.ndarray:
+    return cfa.per_pixel(black, shape)
+
+
+def _channel_site(cfa: CFA) -> np.ndarray:
+    """Level site (0..3, Bayer order) of each packed channel."""
+    return cfa.site_index.ravel()
+
+
+@dataclass
+class DarkStats:
+    """What a dark stack yields (all in DN, black level of the file subtracted).
+
+    Attributes
+    ----------
+    n_frames : int
+    mean_map_dn : (H, W) float32
+        Per-pixel mean of the stack minus the file's black level: dark shading + black-level error (+ dark signal).
+    temporal_var_map_dn2 : (H, W) float32
+        Per-pixel temporal variance (ddof = 1).
+    frame_channel_means_dn : (N, C) float64
+        Mean of each frame per packed channel.
+    pair_var_dn2 : (P, C) float64
+        ½ var(d₁ − d₂) per consecutive frame pair and channel (EMVA 1288 temporal dark noise).
+    row_resid : (N, H) float64 and col_resid : (N, W) float64
+        Row / column means of each frame minus their stack average.
+    sample_resid_dn : (N, S) float32
+        Residual read noise at S fixed pixels: value − stack mean − row residual − column residual.
+    sample_index : (S,) int64
+        Flat pixel indices of the samples.
+    """
+
+    n_frames: int
+    shape: tuple[int, int]
+    cfa: CFA
+    exposure_s: float
+    mean_map_dn: np.ndarray
+    temporal_var_map_dn2: np.ndarray
+    frame_channel_means_dn: np.ndarray
+    pair_var_dn2: np.ndarray
+    row_resid: np.ndarray
+    col_resid: np.ndarray
+    sample_resid_dn: np.ndarray
+    sample_index: np.ndarray
+    integer_valued: bool
+    paths: list[str] = field(default_factory=list)
+    max_dn: float = 0.0
+
+
+class DarkAccumulator:
+    """Running sums over a dark (bias) stack of one ISO and exposure.
+
+    Parameters
+    ----------
+    shape : (H, W)
+    cfa : CFA
+    black_level_dn : 4 floats, per site (Bayer order)
+    sample_pixels : int
+        How many fixed pixels are kept from every frame for the read-noise shape fit.
+    rng : seed for the choice of sample pixels
+    keep_full_stats : bool
+        False for dark groups used only for dark current (channel means only, no per-pixel sums).
+    """
+
+    def __init__(self, shape, cfa: CFA, black_level_dn, *, sample_pixels: int = 16384, rng=0, keep_full_stats: bool = True):
+        self.shape = tuple(shape)
+        self.cfa = cfa
+        self.black = _black_map(cfa, black_level_dn, self.shape)
+        self.full = keep_full_stats
+        h, w = self.shape
+        if self.full:
+            self.s1 = np.zeros(self.shape, np.float64)
+            self.s2 = np.zeros(self.shape, np.float64)
+            self._tmp = np.empty(self.shape, np.float64)
+            gen = np.random.default_rng(rng)
+            s = min(int(sample_pixels), h * w)
+            self.sample_index = np.sort(gen.choice(h * w, size=s, replace=False))
+        self.n = 0
+        self.channel_means: list[np.ndarray] = []
+        self.row_means: list[np.ndarray] = []
+        self.col_means: list[np.ndarray] = []
+        self.samples: list[np.ndarray] = []
+        self.pair_var: list[np.ndarray] = []
+        self._held: np.ndarray | None = None
+        self.integer_valued = True
+        self.paths: list[str] = []
+        self.max_dn = 0.0
+
+    def add(self, raw: np.ndarray, frame: FrameInfo | None = None) -> None:
+        """Add one (H, W) frame in DN."""
+        if raw.shape != self.shape:
+            raise CalibrationError(f"{frame.path if frame else 'frame'}: shape {raw.shape} differs from the stack's {self.shape}")
+        x = np.subtract(raw, self.black, dtype=np.float64)
+        self.max_dn = max(self.max_dn, float(raw.max()))
+        if frame is not None:
+            self.paths.append(frame.path)
+            self.integer_valued &= frame.integer_valued
+        self.channel_means.append(np.array([v.mean() for v in _channel_views(x, self.cfa)]))
+        if self.full:
+            self.s1 += x
+            np.multiply(x, x, out=self._tmp)
+            self.s2 += self._tmp
+            self.row_means.append(x.mean(axis=1))
+            self.col_means.append(x.mean(axis=0))
+            self.samples.append(x.ravel()[self.sample_index].astype(np.float32))
+            if self._held is None:
+                self._held = np.asarray(raw).copy()
+            else:
+                np.subtract(raw, self._held, out=self._tmp, dtype=np.float64)
+                self.pair_var.append(np.array([v.var(ddof=1) / 2.0 for v in _channel_views(self._tmp, self.cfa)]))
+                self._held = None
+        self.n += 1
+
+    def finish(self, exposure_s: float) -> DarkStats:
+        n = self.n
+        if n == 0:
+            raise CalibrationError("no dark frames")
+        cm = np.array(self.channel_means)
+        if not self.full:
+            empty = np.zeros((0, 0))
+            return DarkStats(n, self.shape, self.cfa, exposure_s, None, None, cm, empty, empty, empty, empty, np.zeros(0, np.int64), self.integer_valued, self.paths, self.max_dn)  # type: ignore[arg-type]
+        mean = self.s1 / n
+        if n > 1:
+            var = (self.s2 - self.s1 * mean) / (n - 1)
+            np.maximum(var, 0.0, out=var)
+        else:
+            var = np.full(self.shape, np.nan)
+        rows = np.array(self.row_means)
+        cols = np.array(self.col_means)
+        row_resid = rows - rows.mean(axis=0)
+        col_resid = cols - cols.mean(axis=0)
+        h, w = self.shape
+        r_idx, c_idx = np.divmod(self.sample_index, w)
+        samples = np.array(self.samples, dtype=np.float64)
+        resid = samples - mean.ravel()[self.sample_index][None, :] - row_resid[:, r_idx] - col_resid[:, c_idx]
+        pv = np.array(self.pair_var) if self.pair_var else np.zeros((0, self.cfa.n_channels))
+        stats = DarkStats(n, self.shape, self.cfa, exposure_s, mean.astype(np.float32), var.astype(np.float32), cm, pv,
+                          row_resid, col_resid, resid.astype(np.float32), self.sample_index, self.integer_valued, self.paths, self.max_dn)
+        # release the big buffers
+        self.s1 = self.s2 = self._tmp = None  # type: ignore[assignment]
+        return stats
+
+
+@dataclass
+class FlatLevel:
+    """One flat pair at one exposure level: per-channel statistics (DN, dark-subtracted)."""
+
+    exposure_s: float
+    paths: tuple[str, str]
+    mean_dn: np.ndarray  # (C,) μ = mean(A + B)/2 − dark mean
+    pair_var_dn2: np.ndarray  # (C,) ½ var(A − B), dark temporal variance NOT yet subtracted
+    clipped_fraction: np.ndarray  # (C,) fraction of pixels at or above the white level in A or B
+    n_pixels: int
+
+
+class FlatAccumulator:
+    """Flat pairs of one ISO against that ISO's dark stack: PTC points and a normalized sum for PRNU.
+
+    Frames are fed in pairs of equal exposure (A then B); only A is held while B is awaited.
+    Frames whose mean lies between ``prnu_range`` of the white−black span (and that are not clipped)
+    enter the PRNU sum normalized by their channel means (EMVA 1288 §8: PRNU from averaged flats).
+    """
+
+    def __init__(self, dark: DarkStats, black_level_dn, white_level_dn: float, *, prnu_range=(0.05, 0.70)):
+        self.dark = dark
+        self.cfa = dark.cfa
+        self.shape = dark.shape
+        self.black = _black_map(self.cfa, black_level_dn, self.shape)
+        self.white = float(white_level_dn)
+        self.offset = self.black + dark.mean_map_dn.astype(np.float64)  # black + dark shading + bias
+        site = _channel_site(self.cfa)
+        self.span = np.array([self.white - float(np.asarray(black_level_dn)[s]) for s in site])
+        self.prnu_range = prnu_range
+        self.levels: list[FlatLevel] = []
+        self.prnu_sum: np.ndarray | None = None
+        self.prnu_n = 0
+        self.prnu_temporal_rel_var = np.zeros(self.cfa.n_channels)  # Σ σ²_t / μ² over frames in the sum
+        self.mismatched: list[tuple[str, str, float]] = []
+
+    def add_pair(self, a_raw: np.ndarray, b_raw: np.ndarray, a: FrameInfo, b: FrameInfo) -> FlatLevel:
+        if a_raw.shape != self.shape or b_raw.shape != self.shape:
+            raise CalibrationError(f"{b.path}: flat shape differs from the dark stack {self.shape}")
+        sat = self.white - 0.5
+        clipped = (a_raw >= sat) | (b_raw >= sat)
+        xa = np.subtract(a_raw, self.offset, dtype=np.float64)
+        xb = np.subtract(b_raw, self.offset, dtype=np.float64)
+        ma = np.array([v.mean() for v in _channel_views(xa, self.cfa)])
+        mb = np.array([v.mean() for v in _channel_views(xb, self.cfa)])
+        d = xa - xb
+        pv = np.array([v.var(ddof=1) / 2.0 for v in _channel_views(d, self.cfa)])
+        cf = np.array([v.mean() for v in _channel_views(clipped, self.cfa)])
+        mu = (ma + mb) / 2.0
+        # Frames that are not a pair (light changed between them) make the difference variance meaningless.
+        rel = np.abs(ma - mb) / np.maximum(np.abs(mu), 1e-9)
+        tol = 0.02 + 5.0 * np.sqrt(np.maximum(pv, 0)) / np.maximum(np.abs(mu), 1e-9) / math.sqrt(max(d.size // self.cfa.n_channels, 1))
+        lvl = FlatLevel(a.exposure_s, (a.path, b.path), mu, pv, cf, d.size // self.cfa.n_channels)
+        if np.any((rel > tol) & (mu > 10 * np.sqrt(np.maximum(pv, 1e-12)))):
+            self.mismatched.append((a.path, b.path, float(np.max(rel))))
+            return lvl
+        self.levels.append(lvl)
+        frac = mu / self.span
+        if np.all((frac > self.prnu_range[0]) & (frac < self.prnu_range[1])) and not np.any(cf > 0):
+            for x, m in ((xa, ma), (xb, mb)):
+                norm = x / self.cfa.per_pixel(self._site_values(m), self.shape)
+                if self.prnu_sum is None:
+                    self.prnu_sum = norm
+                else:
+                    self.prnu_sum += norm
+                self.prnu_n += 1
+                self.prnu_temporal_rel_var += pv / (m * m)
+        return lvl
+
+    def _site_values(self, per_channel: np.ndarray) -> np.ndarray:
+        """Packed-channel values → 4 per-site values (Bayer); for quad Bayer the mean over each site."""
+        site = _channel_site(self.cfa)
+        if self.cfa.n_channels == 4:
+            out = np.empty(4)
+            out[site] = per_channel
+            return out
+        return np.array([per_channel[site == s].mean() for s in range(4)])

@@ -1,0 +1,642 @@
+"""The calibration procedure: capture → per-ISO estimates → joint model → data card (DESIGN §2).
+
+:func:`calibrate` streams over the frames once (darks of an ISO first, then its flats), so memory is
+bounded by a few full-frame float64 buffers whatever the stack depth.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime as _dt
+import logging
+import math
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable, Iterable
+
+import numpy as np
+
+from noisesim.cfa import CFA
+from noisesim.errors import CalibrationError, InputFileError, NoiseSimError
+
+from .accumulate import DarkAccumulator, DarkStats, FlatAccumulator, FlatLevel, _channel_views
+from .capture import Capture, CaptureProblem, FrameInfo, group_frames, scan_capture
+from .estimators import (
+    Estimate,
+    LineFit,
+    PTCFit,
+    batch_se,
+    box_lowpass,
+    debias_tukey,
+    fit_line,
+    fit_ptc,
+    flatten_illumination,
+    fit_tukey,
+    hot_pixel_mask,
+    solve_row_col_pixel,
+)
+
+log = logging.getLogger("calibration")
+
+MIN_DARKS_RECOMMENDED = 16
+MIN_LEVELS_RECOMMENDED = 8
+
+
+@dataclass
+class ISOResult:
+    """Everything estimated at one ISO. Per-channel lists are in packed channel order (``channel_names``);
+    ``black_level_error_dn`` is per colour site (Bayer reading order), which is the same for Bayer CFAs."""
+
+    iso: float
+    channel_names: tuple[str, ...]
+    n_darks: int
+    n_flat_pairs: int
+    dark_exposure_s: float
+    gain_k_dn_per_e: Estimate
+    gain_k_per_channel: list[Estimate]
+    ptc: list[PTCFit]
+    dark_temporal_sigma_dn: list[Estimate]
+    black_level_error_dn: list[Estimate]
+    read_sigma_dn: Estimate
+    read_sigma_per_channel: list[Estimate]
+    tukey_lambda: Estimate
+    tukey_scale_dn: Estimate
+    tukey_r2: float
+    row_sigma_dn: Estimate
+    col_sigma_dn: Estimate
+    pixel_sigma_dn: Estimate
+    dsnu_dn: list[Estimate]
+    prnu: list[Estimate] | None
+    dark_current_e_per_s: Estimate | None
+    hot_pixels: int
+    files: list[str] = field(default_factory=list)
+    # diagnostics for the report
+    read_samples_dn: np.ndarray | None = field(default=None, repr=False)
+    row_spectrum: np.ndarray | None = field(default=None, repr=False)
+    dark_levels: list[tuple[float, float, float]] = field(default_factory=list)  # (t, mean DN, se)
+    ds_map_dn: np.ndarray | None = field(default=None, repr=False)  # (H, W) zero-mean per channel
+    prnu_map: np.ndarray | None = field(default=None, repr=False)
+    prnu_frames: int = 0
+    hot_mask: np.ndarray | None = field(default=None, repr=False)
+    heldout: list[np.ndarray] = field(default_factory=list, repr=False)
+    heldout_exposure_s: float = 0.0
+
+    def summary(self) -> dict:
+        return {
+            "iso": self.iso,
+            "gain_k_dn_per_e": self.gain_k_dn_per_e.value,
+            "read_sigma_dn": self.read_sigma_dn.value,
+            "tukey_lambda": self.tukey_lambda.value,
+            "tukey_scale_dn": self.tukey_scale_dn.value,
+            "row_sigma_dn": self.row_sigma_dn.value,
+            "col_sigma_dn": self.col_sigma_dn.value,
+            "black_level_error_dn": [e.value for e in self.black_level_error_dn],
+            "prnu": None if self.prnu is None else [e.value for e in self.prnu],
+            "dark_current_e_per_s": None if self.dark_current_e_per_s is None else self.dark_current_e_per_s.value,
+        }
+
+
+@dataclass
+class JointFits:
+    """Log-linear fits ln σ = a ln K + b across ISOs, per segment (two segments for a dual-gain sensor)."""
+
+    segments: list[dict]  # each: {"isos": [...], "fits": {name: LineFit}}
+    dual_gain_switch_iso: float | None
+
+
+@dataclass
+class CalibrationResult:
+    """What :func:`calibrate` returns: the card, the per-ISO estimates, the joint fits, the warnings."""
+
+    card: object  # noisesim.card.Card
+    iso_results: list[ISOResult]
+    joint: JointFits | None
+    warnings: list[str]
+    problems: list[CaptureProblem]
+    provenance: dict
+    fidelity: list[dict] = field(default_factory=list)
+
+    def save(self, path, *, report: str | Path | None = None) -> Path:
+        """Write the card (+ maps sidecar) and, optionally, the HTML report."""
+        from noisesim.card import save_card
+
+        out = save_card(self.card, path)
+        if report is not None:
+            from .report import write_report
+
+            write_report(self, report)
+        return out
+
+
+def _warn(warnings: list[str], msg: str) -> None:
+    log.warning(msg)
+    warnings.append(msg)
+
+
+def _identity(it):
+    return it
+
+
+# ------------------------------------------------------------------------------------------------
+
+
+def calibrate(
+    capture,
+    camera: str = "Unknown Camera",
+    *,
+    sample_pixels: int | None = None,
+    holdout_darks: int = 1,
+    fidelity: bool = True,
+    progress: Callable[[Iterable], Iterable] | None = None,
+    rng=0,
+) -> CalibrationResult:
+    """Estimate a noisesim data card from dark and flat frames (DESIGN §2).
+
+    Parameters
+    ----------
+    capture : str, Path, Capture or list of FrameInfo
+        A capture folder (``darks/``, ``flats/``), a CSV/TOML manifest, or frames already described.
+    camera : str
+        "Maker Model"; the first word is the make, the rest the model.
+    sample_pixels : int, optional
+        Pixels per dark frame kept for the read-noise shape fit (default: ~400 000 samples in all).
+    holdout_darks : int
+        Dark frames per ISO kept out of the estimation for the fidelity check (when ≥ 8 darks).
+    fidelity : bool
+        Compute the KL divergences between held-out darks and frames synthesized from the new card.
+    progress : callable, optional
+        Wraps iterables of frames (e.g. ``tqdm``).
+    rng : seed
+        Choice of sample pixels and of the synthetic frames' seeds; results are deterministic.
+
+    Returns
+    -------
+    CalibrationResult
+        ``card`` (a :class:`noisesim.card.Card` with maps in memory), per-ISO results with a 95 %
+        confidence interval for every figure, the joint fits, warnings (also logged) and capture problems.
+
+    Raises
+    ------
+    CalibrationError
+        When no ISO has both usable darks and flats; the message lists what was wrong.
+    """
+    progress = progress or _identity
+    if isinstance(capture, Capture):
+        cap = capture
+    elif isinstance(capture, (list, tuple)):
+        cap = Capture(list(capture), [], "<frames>")
+    else:
+        cap = scan_capture(capture, progress=progress)
+    warnings: list[str] = []
+    for p in cap.problems:
+        _warn(warnings, str(p))
+    if not cap.frames:
+        raise CalibrationError(f"{cap.source}: no usable frames" + "".join(f"\n  {p}" for p in cap.problems))
+    cfa = CFA(cap.frames[0].cfa)
+    shape = cap.frames[0].shape
+    groups = group_frames(cap.frames)
+    isos = sorted({k[1] for k in groups})
+    results: list[ISOResult] = []
+    failures: list[str] = []
+    for i, iso in enumerate(isos):
+        darks = {k[2]: v for k, v in groups.items() if k[0] == "dark" and k[1] == iso}
+        flats = {k[2]: v for k, v in groups.items() if k[0] == "flat" and k[1] == iso}
+        try:
+            res = _calibrate_iso(iso, darks, flats, cfa, shape, warnings, sample_pixels, holdout_darks, progress, rng)
+            results.append(res)
+        except CalibrationError as exc:
+            msg = f"ISO {iso:g}: skipped: {exc}"
+            _warn(warnings, msg)
+            failures.append(msg)
+    if not results:
+        raise CalibrationError(f"{cap.source}: no ISO could be calibrated" + "".join(f"\n  {m}" for m in failures))
+    _check_gain_order(results, warnings)
+    joint = _joint_fits(results, warnings)
+    provenance = _provenance(cap, results, camera)
+    card = _build_card(results, joint, cap, camera, provenance)
+    out = CalibrationResult(card, results, joint, warnings, list(cap.problems), provenance)
+    if fidelity:
+        from .fidelity import fidelity_heldout
+
+        out.fidelity = fidelity_heldout(out, rng=rng)
+    return out
+
+
+# ------------------------------------------------------------------------------------------------
+
+
+def _levels_of(frames: list[FrameInfo]) -> tuple[tuple[float, ...], float]:
+    blacks = [f.black_level_dn for f in frames]
+    black = max(set(blacks), key=blacks.count)
+    whites = [f.white_level_dn for f in frames]
+    return black, max(set(whites), key=whites.count)
+
+
+def _calibrate_iso(iso, darks, flats, cfa: CFA, shape, warnings, sample_pixels, holdout_darks, progress, rng) -> ISOResult:
+    if not darks:
+        raise CalibrationError("no dark frames at this ISO")
+    if not flats:
+        raise CalibrationError("no flat frames at this ISO (K cannot be measured)")
+    t_bias = min(darks)
+    bias_frames = darks[t_bias]
+    black, white = _levels_of(bias_frames + [f for v in flats.values() for f in v])
+    n_total = len(bias_frames)
+    if n_total < 2:
+        raise CalibrationError(f"only {n_total} dark frame at {t_bias:g} s ({bias_frames[0].path}); need at least 2 (≥ {MIN_DARKS_RECOMMENDED} recommended)")
+    n_hold = holdout_darks if n_total >= 8 else 0
+    used, held = bias_frames[: n_total - n_hold], bias_frames[n_total - n_hold:]
+    if len(used) < MIN_DARKS_RECOMMENDED:
+        _warn(warnings, f"ISO {iso:g}: only {len(used)} dark frames used at {t_bias:g} s; ≥ {MIN_DARKS_RECOMMENDED} recommended (read-noise figures will be loose)")
+    n = len(used)
+    h, w = shape
+    if sample_pixels is None:
+        sample_pixels = int(min(h * w, max(2048, 400_000 // n)))
+    acc = DarkAccumulator(shape, cfa, black, sample_pixels=sample_pixels, rng=rng)
+    for f in progress(used):
+        acc.add(_load(f), f)
+    ds = acc.finish(t_bias)
+    heldout = []
+    for f in held:
+        heldout.append(np.asarray(_load(f)))
+    # --- dark current from darks at other exposure times -------------------------------------------
+    dark_levels = [(t_bias, float(ds.frame_channel_means_dn.mean()), float(np.std(ds.frame_channel_means_dn.mean(axis=1), ddof=1) / math.sqrt(n)))]
+    for t, frames in sorted(darks.items()):
+        if t == t_bias:
+            continue
+        la = DarkAccumulator(shape, cfa, black, keep_full_stats=False)
+        for f in progress(frames):
+            la.add(_load(f), f)
+        st = la.finish(t)
+        m = st.frame_channel_means_dn.mean(axis=1)
+        se = float(np.std(m, ddof=1) / math.sqrt(m.size)) if m.size > 1 else float("nan")
+        dark_levels.append((t, float(m.mean()), se))
+    # --- per-pixel dark statistics -----------------------------------------------------------------
+    mean_packed = cfa.pack(ds.mean_map_dn)
+    hot_packed = hot_pixel_mask(mean_packed)
+    hot = cfa.unpack(hot_packed)
+    var_packed = cfa.pack(ds.temporal_var_map_dn2)
+    nch = cfa.n_channels
+    q = 1.0 / 12.0 if ds.integer_valued else 0.0
+    # temporal dark variance per channel: pooled per-pixel variance (all pixels: what flat pairs contain)
+    v_chan = np.array([float(var_packed[c].mean()) for c in range(nch)])
+    v_chan_good = np.array([float(var_packed[c][~hot_packed[c]].mean()) for c in range(nch)])
+    pv = ds.pair_var_dn2  # (P, C)
+    dark_sigma = []
+    for c in range(nch):
+        se_v = batch_se(pv[:, c]) if pv.shape[0] >= 2 else v_chan[c] * math.sqrt(2.0 / max(1, (n - 1) * var_packed[c].size))
+        s = math.sqrt(max(v_chan[c], 0.0))
+        dark_sigma.append(Estimate.normal(s, se_v / (2 * max(s, 1e-12)), f"pooled per-pixel variance of {n} darks; SE over {pv.shape[0]} frame pairs", pv.shape[0]))
+    # black-level error per site (mean dark shading of the channel, hot pixels excluded)
+    site = cfa.site_index.ravel()
+    fm = ds.frame_channel_means_dn
+    ble = []
+    for s_ in range(4):
+        chans = np.flatnonzero(site == s_)
+        val = float(np.mean([mean_packed[c][~hot_packed[c]].mean() for c in chans]))
+        se = float(np.std(fm[:, chans].mean(axis=1), ddof=1) / math.sqrt(n))
+        ble.append(Estimate.normal(val, se, f"channel mean of {n} darks; SE from frame-to-frame spread", n, dof=n - 1))
+    # --- row / column / pixel decomposition (DESIGN §2.4) --------------------------------------------
+    corr = 1.0 / (1.0 - 1.0 / n)  # residuals against the stack mean lose a 1/N of the variance
+    vr_f = ds.row_resid.var(axis=1, ddof=1) * corr
+    vc_f = ds.col_resid.var(axis=1, ddof=1) * corr
+    v_all = float(np.mean(v_chan_good))
+    r2, c2, p2 = solve_row_col_pixel(float(vr_f.mean()), float(vc_f.mean()), v_all, n_cols=w, n_rows=h)
+    se_r2, se_c2 = batch_se(vr_f), batch_se(vc_f)
+    pv_all = pv.mean(axis=1) if pv.shape[0] else np.array([v_all])
+    se_v_all = batch_se(pv_all) if pv_all.size >= 2 else v_all * math.sqrt(2.0 / (n * h * w))
+    se_p2 = math.sqrt(se_v_all**2 + se_r2**2 + se_c2**2)
+
+    def sigma_est(var, se_var, method, nn):
+        s = math.sqrt(max(var, 0.0))
+        se = se_var / (2 * s) if s > 0 else math.sqrt(max(se_var, 0.0))
+        return Estimate.normal(s, se, method, nn)
+
+    row_sigma = sigma_est(r2, se_r2, f"var of row means − σ²_pix/N_cols; SE over {n} frames", n)
+    col_sigma = sigma_est(c2, se_c2, f"var of column means − σ²_pix/N_rows; SE over {n} frames", n)
+    pixel_sigma = sigma_est(p2, se_p2, "pooled temporal variance minus row and column parts", n)
+    g2 = p2 - q
+    read_sigma = sigma_est(g2, se_p2, "√(σ²_pix − 1/12 DN² quantization); SE over frame pairs" if q else "√σ²_pix; SE over frame pairs", n)
+    read_pc = [sigma_est(v_chan_good[c] - r2 - c2 - q, se_p2 * math.sqrt(nch), "per channel", n) for c in range(nch)]
+    # --- Tukey-lambda shape on residual samples (hot pixels removed) ----------------------------------
+    good = ~hot.ravel()[ds.sample_index]
+    resid = ds.sample_resid_dn[:, good].astype(np.float64) * math.sqrt(corr)
+    tk = fit_tukey(resid.ravel())
+    nb = min(8, n)
+    lam_b, sc_b = [], []
+    if nb >= 2:
+        for idx in np.array_split(np.arange(n), nb):
+            tb = fit_tukey(resid[idx].ravel())
+            lam_b.append(tb.tukey_lambda)
+            sc_b.append(tb.tukey_scale_dn)
+    # remove the bias of the residual construction (stack-mean mixing, quantization) by indirect inference
+    n_sim = 200_000
+    lam_c, scale_c, dlam = debias_tukey(tk.tukey_lambda, tk.tukey_scale_dn, n_frames=n, quantized=ds.integer_valued, n_sim=n_sim,
+                                        offsets_dn=(ds.mean_map_dn.ravel()[ds.sample_index] + acc.black.ravel()[ds.sample_index])[good])
+    sim_share = math.sqrt(1.0 + resid.size / n_sim)  # the simulation's own sampling noise, added in quadrature
+    se_lam = batch_se(lam_b) / max(dlam, 0.2) * sim_share
+    se_sc = batch_se(sc_b) * (scale_c / tk.tukey_scale_dn) * sim_share
+    tukey_lambda = Estimate.normal(lam_c, se_lam, f"PPCC maximum on {resid.size} residuals, debiased by simulation; SE from {nb} frame batches", nb, dof=nb - 1)
+    tukey_scale = Estimate.normal(scale_c, se_sc, f"probability-plot slope (r² = {tk.r2:.5f}), debiased by simulation; SE from {nb} frame batches", nb, dof=nb - 1)
+    # --- dark shading map, DSNU, hot pixels ----------------------------------------------------------
+    site_vals = np.array([e.value for e in ble])
+    ds_map = ds.mean_map_dn.astype(np.float64) - cfa.per_pixel(site_vals, shape) if nch == 4 else ds.mean_map_dn - cfa.per_pixel(site_vals, shape)
+    ds_packed = cfa.pack(ds_map)
+    dsnu = []
+    shrink = np.ones(nch)
+    for c in range(nch):
+        vals = ds_packed[c][~hot_packed[c]]
+        noise = v_chan_good[c] / n
+        tot = float(vals.var())
+        d2 = tot - noise
+        tiles = [t_.var() - noise for t_ in _tiles(np.where(hot_packed[c], np.nan, ds_packed[c]))]
+        dsnu.append(sigma_est(d2, batch_se(tiles), "spatial std of the mean dark minus temporal σ²/N; SE over 16 tiles", 16))
+        shrink[c] = max(0.0, d2 / tot) if tot > 0 else 0.0
+    # shrink the noisy per-pixel estimate so it does not add the stack's temporal noise to simulations
+    ds_map_out = cfa.unpack(ds_packed * shrink[:, None, None] * ~hot_packed + ds_packed * hot_packed).astype(np.float32)
+    # --- flats: PTC per channel and PRNU -------------------------------------------------------------
+    facc = FlatAccumulator(ds, black, white)
+    n_pairs = 0
+    files = list(ds.paths)
+    for t, frames in progress(sorted(flats.items())):
+        if len(frames) < 2:
+            _warn(warnings, f"{frames[0].path}: the only flat at ISO {iso:g}, {t:g} s; flats are needed in pairs (EMVA 1288), level skipped")
+            continue
+        if len(frames) % 2:
+            _warn(warnings, f"{frames[-1].path}: odd flat out at ISO {iso:g}, {t:g} s; not used")
+        for a, b in zip(frames[0::2], frames[1::2]):
+            facc.add_pair(_load(a), _load(b), a, b)
+            files += [a.path, b.path]
+            n_pairs += 1
+    for a, b, rel in facc.mismatched:
+        _warn(warnings, f"{a} and {b}: flat 'pair' means differ by {rel:.1%}; not a pair (light changed?), skipped")
+    levels = facc.levels
+    if not levels:
+        raise CalibrationError("no usable flat pairs")
+    mu = np.array([lv.mean_dn for lv in levels])  # (L, C)
+    pvar = np.array([lv.pair_var_dn2 for lv in levels])
+    clipped = np.array([lv.clipped_fraction for lv in levels])
+    if np.all(clipped > 0.5):
+        names = ", ".join(p for lv in levels for p in lv.paths)
+        raise CalibrationError(f"all flat frames are saturated (more than half the pixels at the white level {white:g} DN): {names}")
+    npx = levels[0].n_pixels
+    ptcs, kc = [], []
+    for c in range(nch):
+        sat_proxy = float(facc.span[c] - site_vals[site[c]])
+        fit = fit_ptc(mu[:, c], pvar[:, c] - v_chan[c], n_pixels=npx, sigma2_dark_dn2=v_chan[c], saturation_mean_dn=sat_proxy)
+        ptcs.append(fit)
+        kc.append(fit.gain_k_dn_per_e)
+    n_used = min(int(p.used.sum()) for p in ptcs)
+    if n_used < MIN_LEVELS_RECOMMENDED:
+        _warn(warnings, f"ISO {iso:g}: only {n_used} flat levels below 70 % of saturation; ≥ {MIN_LEVELS_RECOMMENDED} recommended between ~1 % and ~90 %")
+    if not all(p.saturation_found for p in ptcs):
+        _warn(warnings, f"ISO {iso:g}: the variance peak (saturation) is not reached by the flats; 70 % taken of the white level instead")
+    below = [lv.exposure_s for lv, cl, m in zip(levels, clipped, mu) if np.any(cl > 1e-4) and np.all(m < 0.7 * facc.span)]
+    if below:
+        _warn(warnings, f"ISO {iso:g}: flats at {', '.join(f'{t:g}' for t in below)} s have clipped pixels below 70 % of the range (hot spots or uneven light?)")
+    kv = np.array([k.value for k in kc])
+    ks = np.array([k.se for k in kc])
+    wts = 1.0 / np.maximum(ks, 1e-30) ** 2
+    kval = float(np.sum(wts * kv) / wts.sum())
+    kse = float(1.0 / math.sqrt(wts.sum()))
+    chi2 = float(np.sum(wts * (kv - kval) ** 2) / max(nch - 1, 1))
+    kse *= math.sqrt(max(chi2, 1.0))
+    gain = Estimate.normal(kval, kse, f"inverse-variance mean of {nch} channel PTC fits (SE scaled by the channels' scatter)", nch)
+    # --- PRNU ------------------------------------------------------------------------------------------
+    prnu = None
+    prnu_map = None
+    if facc.prnu_n >= 1 and facc.prnu_sum is not None:
+        mflat = cfa.pack(facc.prnu_sum / facc.prnu_n)
+        temporal = facc.prnu_temporal_rel_var / facc.prnu_n**2
+        hp_planes = np.empty_like(mflat)
+        prnu = []
+        box = max(3, min(31, (min(mflat.shape[1:]) // 4) | 1))
+        for c in range(nch):
+            hp = flatten_illumination(mflat[c], box=box)
+            hp_planes[c] = hp
+            vals = hp[~hot_packed[c]]
+            cfac = 1.0 / (1.0 - 1.0 / box**2)
+            v = (float(vals.var()) * cfac) - temporal[c]
+            tiles = [(t_.var() * cfac) - temporal[c] for t_ in _tiles(np.where(hot_packed[c], np.nan, hp))]
+            prnu.append(sigma_est(v, batch_se(tiles), f"std of flat/low-pass({box}) over {facc.prnu_n} flats minus temporal part; SE over 16 tiles", 16))
+        prnu_map = cfa.unpack(np.clip(np.where(hot_packed, 0.0, hp_planes), -0.5, 0.5)).astype(np.float32)
+    else:
+        _warn(warnings, f"ISO {iso:g}: no unclipped flats between 5 % and 70 % of the range; PRNU not measured")
+    # --- dark current ---------------------------------------------------------------------------------
+    dc = None
+    if len(dark_levels) >= 2:
+        t_arr = np.array([d[0] for d in dark_levels])
+        m_arr = np.array([d[1] for d in dark_levels])
+        se_arr = np.array([d[2] for d in dark_levels])
+        wts_d = 1.0 / np.maximum(se_arr, 1e-9) ** 2 if np.all(np.isfinite(se_arr)) else None
+        lf = fit_line(t_arr, m_arr, weights=wts_d, what=f"ISO {iso:g} dark current")
+        rate = lf.slope.value / kval
+        se_rate = abs(rate) * math.sqrt((lf.slope.se / lf.slope.value) ** 2 + (kse / kval) ** 2) if lf.slope.value else lf.slope.se / kval
+        dc = Estimate.normal(rate, se_rate, f"slope of mean dark signal over {len(t_arr)} exposure times ÷ K", len(t_arr))
+    # --- report diagnostics -----------------------------------------------------------------------------
+    rs = np.fft.rfft(ds.row_resid, axis=1)
+    spectrum = (np.abs(rs) ** 2).mean(axis=0) / ds.row_resid.shape[1]
+    rsub = resid.ravel()
+    if rsub.size > 20000:
+        rsub = rsub[:: rsub.size // 20000]
+    return ISOResult(
+        iso=float(iso), channel_names=cfa.channel_names, n_darks=n, n_flat_pairs=n_pairs, dark_exposure_s=t_bias,
+        gain_k_dn_per_e=gain, gain_k_per_channel=kc, ptc=ptcs, dark_temporal_sigma_dn=dark_sigma,
+        black_level_error_dn=ble, read_sigma_dn=read_sigma, read_sigma_per_channel=read_pc,
+        tukey_lambda=tukey_lambda, tukey_scale_dn=tukey_scale, tukey_r2=tk.r2, row_sigma_dn=row_sigma,
+        col_sigma_dn=col_sigma, pixel_sigma_dn=pixel_sigma, dsnu_dn=dsnu, prnu=prnu, dark_current_e_per_s=dc,
+        hot_pixels=int(hot.sum()), files=files, read_samples_dn=rsub.astype(np.float32), row_spectrum=spectrum,
+        dark_levels=dark_levels, ds_map_dn=ds_map_out, prnu_map=prnu_map, prnu_frames=facc.prnu_n, hot_mask=hot,
+        heldout=heldout, heldout_exposure_s=t_bias,
+    )
+
+
+def _tiles(plane: np.ndarray, n: int = 4):
+    h, w = plane.shape
+    for ys in np.array_split(np.arange(h), n):
+        for xs in np.array_split(np.arange(w), n):
+            t = plane[ys[0]: ys[-1] + 1, xs[0]: xs[-1] + 1]
+            t = t[np.isfinite(t)]
+            if t.size > 1:
+                yield t
+
+
+def _load(f: FrameInfo) -> np.ndarray:
+    try:
+        return f.load()
+    except NoiseSimError:
+        raise
+    except Exception as exc:  # noqa: BLE001
+        raise InputFileError(f"{f.path}: cannot be read ({type(exc).__name__}: {exc})") from None
+
+
+def _check_gain_order(results: list[ISOResult], warnings) -> None:
+    for a, b in zip(results, results[1:]):
+        ka, kb = a.gain_k_dn_per_e, b.gain_k_dn_per_e
+        if kb.value <= ka.value + 2 * math.hypot(ka.se, kb.se):
+            _warn(warnings, f"K does not rise with ISO: ISO {a.iso:g} K = {ka.value:.4g}, ISO {b.iso:g} K = {kb.value:.4g} DN/e⁻ (mislabelled ISO, or flats of the wrong ISO?)")
+    for r in results:
+        thr = max(2.0, 3.0 * max(e.value for e in r.dark_temporal_sigma_dn))
+        bad = [f"{r.channel_names[i] if i < len(r.channel_names) else i}: {e.value:+.2f}" for i, e in enumerate(r.black_level_error_dn) if abs(e.value) > thr]
+        if bad:
+            _warn(warnings, f"ISO {r.iso:g}: black level of the dark frames differs from the file metadata by more than {thr:.1f} DN ({', '.join(bad)} DN)")
+
+
+_FIT_FIELDS = ("tukey_scale_dn", "read_sigma_dn", "row_sigma_dn")
+
+
+def _joint_fits(results: list[ISOResult], warnings) -> JointFits | None:
+    if len(results) < 2:
+        return None
+    rs = sorted(results, key=lambda r: r.gain_k_dn_per_e.value)
+    switch = None
+    cut = None
+    for i in range(len(rs) - 1):
+        a, b = rs[i].read_sigma_dn, rs[i + 1].read_sigma_dn
+        if b.value < a.value - 3 * math.hypot(a.se, b.se) and b.value < 0.9 * a.value:
+            switch, cut = rs[i + 1].iso, i + 1
+            break
+    segs = [rs] if cut is None else [rs[:cut], rs[cut:]]
+    out = []
+    for seg in segs:
+        fits = {}
+        for name in _FIT_FIELDS:
+            x = np.log([r.gain_k_dn_per_e.value for r in seg])
+            y = np.log([max(getattr(r, name).value, 1e-3) for r in seg])
+            if len(seg) >= 2:
+                fits[name] = fit_line(x, y, what=f"joint fit of {name}")
+            else:
+                fits[name] = None
+        out.append({"isos": [r.iso for r in seg], "k": [r.gain_k_dn_per_e.value for r in seg], "fits": fits})
+    if switch is not None:
+        log.info("dual-gain switch detected at ISO %g", switch)
+    return JointFits(out, switch)
+
+
+def _provenance(cap: Capture, results: list[ISOResult], camera: str) -> dict:
+    from noisesim import __version__
+
+    files = sorted({p for r in results for p in r.files})
+    return {
+        "source": "calibrated by noisesim calibration (DESIGN §2; EMVA 1288 PTC)",
+        "capture": str(cap.source),
+        "date": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
+        "software": f"noisesim {__version__}",
+        "camera_label": camera,
+        "counts": {f"iso_{r.iso:g}": {"darks": r.n_darks, "flat_pairs": r.n_flat_pairs, "prnu_flats": r.prnu_frames, "hot_pixels": r.hot_pixels} for r in results},
+        "files": files[:5000],
+        "n_files": len(files),
+        "problems": [str(p) for p in cap.problems],
+        "prnu": {f"iso_{r.iso:g}": [e.value for e in r.prnu] for r in results if r.prnu is not None},
+        "dsnu_dn": {f"iso_{r.iso:g}": [e.value for e in r.dsnu_dn] for r in results},
+        "confidence_level": 0.95,
+    }
+
+
+def _build_card(results: list[ISOResult], joint: JointFits | None, cap: Capture, camera: str, provenance: dict):
+    from noisesim.card import Camera, Card, ISOEntry, JointModel, JointProfile, LogLinearFit
+    from noisesim.params import FixedPatternMaps, Sensor
+
+    f0 = cap.frames[0]
+    black, white = _levels_of(cap.frames)
+    bit_depth = max(8, min(16, int(math.ceil(math.log2(max(white, max(black) + 1) + 1)))))
+    sensor = Sensor(CFA(f0.cfa), bit_depth, black, white)
+    parts = camera.split(None, 1)
+    cam = Camera(name=camera.replace(" ", ""), make=parts[0] if parts else "", model=parts[1] if len(parts) > 1 else "")
+    entries = []
+    for r in results:
+        def ci(e: Estimate, lo_floor=None):
+            lo, hi = e.ci
+            if not (math.isfinite(lo) and math.isfinite(hi)):
+                lo = hi = e.value
+            if lo_floor is not None:
+                lo = max(lo, lo_floor)
+                hi = max(hi, lo)
+            return [lo, hi]
+
+        cis = {
+            "gain_k_dn_per_e": ci(r.gain_k_dn_per_e, 0.0),
+            "read_sigma_dn": ci(r.read_sigma_dn, 0.0),
+            "tukey_lambda": [max(-0.999, ci(r.tukey_lambda)[0]), min(0.999, ci(r.tukey_lambda)[1])],
+            "tukey_scale_dn": ci(r.tukey_scale_dn, 0.0),
+            "row_sigma_dn": ci(r.row_sigma_dn, 0.0),
+            "col_sigma_dn": ci(r.col_sigma_dn, 0.0),
+            "black_level_error_dn": [ci(e) for e in r.black_level_error_dn],
+        }
+        dc = None
+        if r.dark_current_e_per_s is not None:
+            dc = max(r.dark_current_e_per_s.value, 0.0)
+            cis["dark_current_e_per_s"] = ci(r.dark_current_e_per_s, 0.0)
+        entries.append(ISOEntry(
+            iso=r.iso, gain_k_dn_per_e=r.gain_k_dn_per_e.value, read_sigma_dn=max(r.read_sigma_dn.value, 0.0),
+            tukey_lambda=r.tukey_lambda.value, tukey_scale_dn=max(r.tukey_scale_dn.value, 0.0),
+            row_sigma_dn=max(r.row_sigma_dn.value, 0.0), black_level_error_dn=tuple(e.value for e in r.black_level_error_dn),
+            col_sigma_dn=max(r.col_sigma_dn.value, 0.0), dark_current_e_per_s=dc, ci=cis,
+        ))
+    jm = None
+    if joint is not None:
+        ks = sorted(r.gain_k_dn_per_e.value for r in results)
+        kmin, kmax = ks[0], ks[-1]
+        profiles = []
+        segs = joint.segments
+        bounds = [kmin]
+        for a, b in zip(segs, segs[1:]):
+            bounds.append(math.sqrt(a["k"][-1] * b["k"][0]))
+        bounds.append(kmax)
+        fallback = next((s["fits"] for s in segs if all(s["fits"].values())), None)
+        for i, s in enumerate(segs):
+            fits = {}
+            for name in _FIT_FIELDS:
+                lf = s["fits"][name]
+                if lf is None:  # a one-ISO segment: the other segment's slope through this point
+                    slope = fallback[name].slope.value if fallback else 1.0
+                    r = next(r for r in results if r.iso == s["isos"][0])
+                    y = math.log(max(getattr(r, name).value, 1e-3))
+                    fits[name] = LogLinearFit(slope, y - slope * math.log(r.gain_k_dn_per_e.value), 0.0)
+                else:
+                    fits[name] = LogLinearFit(lf.slope.value, lf.intercept.value, lf.residual_std)
+            profiles.append(JointProfile(name=f"gain{i + 1}" if len(segs) > 1 else "calibrated", k_min_dn_per_e=bounds[i],
+                                         k_max_dn_per_e=bounds[i + 1], **fits))
+        rk = sorted(results, key=lambda r: r.gain_k_dn_per_e.value)
+        nb = len(rk)
+        lk = np.log([r.gain_k_dn_per_e.value for r in rk])
+        centers = np.log(kmin) + (np.arange(nb) + 0.5) * (np.log(kmax) - np.log(kmin)) / nb
+        bins = [tuple(e.value for e in rk[int(np.argmin(np.abs(lk - c)))].black_level_error_dn) for c in centers]
+        jm = JointModel(kmin, kmax, tuple(profiles), dual_gain_switch_iso=joint.dual_gain_switch_iso,
+                        tukey_lambda_values=tuple(r.tukey_lambda.value for r in sorted(results, key=lambda r: r.iso)),
+                        black_level_error_bins=tuple(bins))
+    card = Card(camera=cam, sensor=sensor, iso_table=tuple(entries), joint=jm, provenance=provenance)
+    maps = _build_maps(results)
+    if maps is not None:
+        card = card.with_maps(maps)
+    return card
+
+
+def _build_maps(results: list[ISOResult]):
+    from noisesim.params import FixedPatternMaps
+
+    rs = [r for r in results if r.ds_map_dn is not None]
+    if not rs:
+        return None
+    isos = np.array([r.iso for r in rs])
+    if len(rs) >= 2:
+        xm = isos.mean()
+        sxx = float(np.sum((isos - xm) ** 2))
+        ym = np.mean([r.ds_map_dn for r in rs], axis=0, dtype=np.float64)
+        sxy = np.zeros_like(ym)
+        for r in rs:
+            sxy += (r.iso - xm) * (r.ds_map_dn - ym)
+        k = sxy / sxx
+        b = ym - k * xm
+    else:
+        k = np.zeros(rs[0].ds_map_dn.shape)
+        b = rs[0].ds_map_dn.astype(np.float64)
+    prs = [r for r in results if r.prnu_map is not None]
+    prnu = None
+    if prs:
+        wsum = sum(r.prnu_frames for r in prs)
+        prnu = sum(r.prnu_map.astype(np.float64) * r.prnu_frames for r in prs) / wsum
+    hot = np.zeros(rs[0].ds_map_dn.shape, bool)
+    for r in rs:
+        hot |= r.hot_mask
+    return FixedPatternMaps(dark_shading_k_dn_per_iso=k.astype(np.float32), dark_shading_b_dn=b.astype(np.float32),
+                            prnu=None if prnu is None else prnu.astype(np.float32), hot_pixel_mask=hot)
