@@ -13,3 +13,6 @@ __version__ = "0.1.0"
 from .cfa import CFA, PATTERNS  # noqa: E402
 from .errors import *  # noqa: E402,F401,F403
 from .params import FixedPatternMaps, NoiseComponents, NoiseParams, Sensor  # noqa: E402
+from .card import Card, list_cards, load_card, save_card  # noqa: E402
+from .noise import simulate  # noqa: E402
+from .sampling import sample_params  # noqa: E402
