@@ -1,0 +1,232 @@
+"""The torch noise model (noisesim.torch_noise) against theory and against the numpy engine.
+
+The two implementations use different generators, so they are compared in distribution: per component,
+mean and variance of flat fields, each against the closed form and against each other, with tolerances
+of 5 standard errors computed from n (mean: σ/√n; variance: √((μ₄ − σ⁴)/n) from the sample's own fourth
+moment, which is σ²·√(2/n) for Gaussian data).
+"""
+
+import math
+
+import numpy as np
+import pytest
+
+torch = pytest.importorskip("torch")
+
+from scipy import stats  # noqa: E402
+
+from noisesim.cfa import CFA  # noqa: E402
+from noisesim.errors import ParameterError, ShapeError  # noqa: E402
+from noisesim.noise import simulate  # noqa: E402
+from noisesim.params import NoiseComponents, NoiseParams, Sensor  # noqa: E402
+from noisesim.torch_noise import simulate_torch, tukey_lambda_quantile  # noqa: E402
+
+SENSOR = Sensor("RGGB", bit_depth=14, black_level_dn=512, white_level_dn=16383)
+RANGE = 16383 - 512
+H = W = 256
+N = 4  # torch frames per test → n = 262 144 pixels
+
+
+def mean_var_se(x):
+    x = np.asarray(x, dtype=np.float64).ravel()
+    n = x.size
+    m = x.mean()
+    v = x.var()
+    m4 = ((x - m) ** 4).mean()
+    return m, v, math.sqrt(v / n), math.sqrt(max(m4 - v * v, 0.0) / n)
+
+
+def run_both(y, params, comps, ratio=1.0, seed=0):
+    """Flat field y (normalized): numpy engine (N frames by frame_index) and torch (one batch of N), DN out."""
+    clean = np.full((H, W), y, dtype=np.float32)
+    np_out = np.stack(
+        [simulate(clean, params, SENSOR, ratio=ratio, output_unit="dn", components=comps, rng=seed, frame_index=f) for f in range(N)]
+    )
+    g = torch.Generator().manual_seed(seed)
+    t_out = simulate_torch(torch.from_numpy(clean)[None].repeat(N, 1, 1), params, SENSOR, ratio=ratio, components=comps, generator=g, output_unit="dn")
+    return np_out, t_out.numpy()
+
+
+def check_against(np_out, t_out, mean_theory, var_theory):
+    stats_np = mean_var_se(np_out)
+    stats_t = mean_var_se(t_out)
+    for name, (m, v, se_m, se_v) in (("numpy", stats_np), ("torch", stats_t)):
+        assert abs(m - mean_theory) < 5 * se_m, (name, m, mean_theory, se_m)
+        assert abs(v - var_theory) < 5 * se_v, (name, v, var_theory, se_v)
+    assert abs(stats_np[0] - stats_t[0]) < 5 * math.hypot(stats_np[2], stats_t[2])
+    assert abs(stats_np[1] - stats_t[1]) < 5 * math.hypot(stats_np[3], stats_t[3])
+
+
+FLOAT_PATH = dict(quantize=False, clip=False)  # dither U(−½, ½): variance + 1/12, no rounding bias
+
+
+@pytest.mark.parametrize("mu_e", [0.5, 6.0, 158.7])  # inversion, small-λ and PTRS regimes of the numpy engine
+def test_shot_noise(mu_e):
+    k = 2.0
+    ratio = 10.0
+    y = mu_e * k * ratio / RANGE
+    params = NoiseParams(gain_k_dn_per_e=k)
+    np_out, t_out = run_both(y, params, NoiseComponents.only("shot", **FLOAT_PATH), ratio=ratio)
+    check_against(np_out, t_out, 512 + k * mu_e, k * k * mu_e + 1 / 12)
+
+
+@pytest.mark.parametrize("lam", [-0.04, 0.0, 0.149])
+def test_tukey_read_noise(lam):
+    scale = 3.0
+    params = NoiseParams(gain_k_dn_per_e=1.0, read_model="tukey", tukey_lambda=lam, tukey_scale_dn=scale)
+    np_out, t_out = run_both(0.1, params, NoiseComponents.only("read", **FLOAT_PATH))
+    var_tl = stats.tukeylambda.var(lam) if lam != 0 else math.pi**2 / 3
+    check_against(np_out, t_out, 512 + 0.1 * RANGE, scale * scale * var_tl + 1 / 12)
+    # The shape, not just the variance: the fraction beyond 3 σ (heavy tails for λ < 0.14) agrees.
+    sd = scale * math.sqrt(var_tl)
+    tail = lambda x: np.mean(np.abs(x - (512 + 0.1 * RANGE)) > 3 * sd)  # noqa: E731
+    p_theory = 2 * stats.tukeylambda.sf(3 * math.sqrt(var_tl), lam) if lam != 0 else 2 * stats.logistic.sf(3 * math.sqrt(var_tl))
+    se = math.sqrt(p_theory * (1 - p_theory) / np_out.size)
+    assert abs(tail(np_out) - p_theory) < 5 * se + 1e-4
+    assert abs(tail(t_out) - p_theory) < 5 * se + 1e-4
+
+
+def test_gaussian_read_noise():
+    params = NoiseParams(gain_k_dn_per_e=1.0, read_model="gaussian", read_sigma_dn=4.0)
+    np_out, t_out = run_both(0.1, params, NoiseComponents.only("read", **FLOAT_PATH))
+    check_against(np_out, t_out, 512 + 0.1 * RANGE, 16.0 + 1 / 12)
+
+
+def test_tukey_quantile_matches_scipy_and_clamps():
+    u = torch.tensor([1e-6, 0.1, 0.5, 0.9, 1 - 1e-6], dtype=torch.float64)
+    for lam in (-0.3, -0.04, 0.0, 1e-13, 0.149, 0.5):
+        np.testing.assert_allclose(tukey_lambda_quantile(u, lam).numpy(), stats.tukeylambda.ppf(u.numpy(), lam), rtol=1e-9, atol=1e-12)
+    # λ = −0.5 has very heavy tails; a float32 uniform of exactly 0 must not produce inf.
+    params = NoiseParams(gain_k_dn_per_e=1.0, read_model="tukey", tukey_lambda=-0.5, tukey_scale_dn=1.0)
+    out = simulate_torch(torch.zeros(8, 256, 256), params, SENSOR, components=NoiseComponents.only("read", **FLOAT_PATH))
+    assert torch.isfinite(out).all()
+
+
+@pytest.mark.parametrize("per_channel", [False, True])
+def test_row_noise(per_channel):
+    row_sigma, read_sigma = 2.0, 1.0
+    params = NoiseParams(gain_k_dn_per_e=1.0, read_model="gaussian", read_sigma_dn=read_sigma, row_sigma_dn=row_sigma)
+    comps = NoiseComponents.only("read", "row", row_per_channel=per_channel, **FLOAT_PATH)
+    np_out, t_out = run_both(0.1, params, comps)
+    for name, out in (("numpy", np_out), ("torch", t_out)):
+        even, odd = out[:, :, 0::2].mean(axis=2).ravel(), out[:, :, 1::2].mean(axis=2).ravel()
+        row_means = (even + odd) / 2
+        n_rows = row_means.size
+        pix_var = read_sigma**2 + 1 / 12
+        if per_channel:  # each column phase has its own offset: row means average two of them
+            expect = row_sigma**2 / 2 + pix_var / W
+        else:
+            expect = row_sigma**2 + pix_var / W
+        v = row_means.var()
+        assert abs(v - expect) < 5 * expect * math.sqrt(2 / n_rows), (name, v, expect)
+        # Correlation of the two column phases' row means: 0 per channel, ≈ σ_row² / (σ_row² + 2σ²/W) otherwise.
+        rho = np.corrcoef(even, odd)[0, 1]
+        if per_channel:
+            assert abs(rho) < 5 / math.sqrt(n_rows), (name, rho)
+        else:
+            assert rho > 0.95, (name, rho)
+
+
+def test_column_noise():
+    params = NoiseParams(gain_k_dn_per_e=1.0, read_model="gaussian", read_sigma_dn=1.0, col_sigma_dn=1.5)
+    np_out, t_out = run_both(0.1, params, NoiseComponents.only("read", "column", **FLOAT_PATH))
+    for name, out in (("numpy", np_out), ("torch", t_out)):
+        col_means = out.mean(axis=1).ravel()
+        expect = 1.5**2 + (1.0 + 1 / 12) / H
+        assert abs(col_means.var() - expect) < 5 * expect * math.sqrt(2 / col_means.size), name
+
+
+def test_black_level_error_per_site_packed_input():
+    ble = (0.5, -1.0, 2.0, 3.0)  # R, G1, G2, B of RGGB = packed channel order
+    params = NoiseParams(gain_k_dn_per_e=1.0, read_model="gaussian", read_sigma_dn=1.0, black_level_error_dn=ble)
+    comps = NoiseComponents.only("read", "black_level_error", **FLOAT_PATH)
+    cfa = CFA("RGGB")
+    clean = np.full((H, W), 0.1, dtype=np.float32)
+    np_out = cfa.pack(simulate(clean, params, SENSOR, output_unit="dn", components=comps, rng=1))
+    packed = torch.from_numpy(cfa.pack(clean))[None].repeat(N, 1, 1, 1)
+    t_out = simulate_torch(packed, params, SENSOR, components=comps, output_unit="dn", generator=torch.Generator().manual_seed(1))
+    assert t_out.shape == (N, 4, H // 2, W // 2)
+    base = 512 + 0.1 * RANGE
+    for c in range(4):
+        for name, x in (("numpy", np_out[c]), ("torch", t_out[:, c].numpy())):
+            m, v, se_m, _ = mean_var_se(x)
+            assert abs(m - base - ble[c]) < 5 * se_m, (name, c, m - base)
+
+
+def test_quantization_and_clipping():
+    params = NoiseParams(gain_k_dn_per_e=2.0, read_model="gaussian", read_sigma_dn=3.0)
+    out = simulate_torch(torch.full((2, 64, 64), 0.3), params, SENSOR, output_unit="dn")
+    assert torch.equal(out, torch.round(out))  # integer DN
+    sat = simulate_torch(torch.full((2, 64, 64), 1.2), params, SENSOR)
+    assert float(sat.max()) == 1.0 and float(sat.min()) == 1.0  # clipped at white, normalized 1
+    dark = simulate_torch(torch.zeros(2, 64, 64), params.replace(black_level_error_dn=-20.0), SENSOR, output_unit="dn")
+    assert float(dark.min()) >= 0 and float(dark.min()) < 512  # clipped at 0 DN by default, below black allowed
+    ble3 = params.replace(black_level_error_dn=-3.0)  # about 84 % of pixels fall below black
+    at_black = simulate_torch(
+        torch.zeros(2, 64, 64), ble3, SENSOR, components=NoiseComponents(clip_at_black=True), output_unit="dn"
+    )
+    assert float(at_black.min()) == 512
+    # The numpy engine clips the same way: same fraction of pixels at black (binomial SE).
+    np_at = simulate(np.zeros((128, 128), np.float32), ble3, SENSOR,
+                     components=NoiseComponents(clip_at_black=True), output_unit="dn", rng=0)  # fmt: skip
+    f_np, f_t = np.mean(np_at == 512), float((at_black == 512).float().mean())
+    assert 0.5 < f_np < 0.99
+    assert abs(f_np - f_t) < 5 * math.sqrt(f_np * (1 - f_np) * (1 / np_at.size + 1 / at_black.numel()))
+
+
+def test_full_model_per_sample_params_and_ratio():
+    """A batch with one parameter record and one ratio per sample; each sample against theory and numpy."""
+    plist = [
+        NoiseParams(gain_k_dn_per_e=0.5, read_model="gaussian", read_sigma_dn=2.0, black_level_error_dn=1.0),
+        NoiseParams(gain_k_dn_per_e=1.5, read_model="tukey", tukey_lambda=-0.04, tukey_scale_dn=3.2),
+        NoiseParams(gain_k_dn_per_e=3.0, read_model="gaussian", read_sigma_dn=6.0, dark_current_e_per_s=5.0, exposure_s=0.5),
+    ]
+    ratios = torch.tensor([1.0, 50.0, 200.0])
+    y = 0.4
+    comps = NoiseComponents(row=False, column=False)
+    t_out = simulate_torch(torch.full((3, H, W), y), plist, SENSOR, ratio=ratios, components=comps, output_unit="dn",
+                           generator=torch.Generator().manual_seed(5)).numpy()  # fmt: skip
+    for i, (p, r) in enumerate(zip(plist, ratios.tolist())):
+        mu_e = y * RANGE / (r * p.gain_k_dn_per_e) + p.dark_current_e_per_s * p.exposure_s
+        read_var = p.read_sigma_dn**2 if p.read_model == "gaussian" else p.tukey_scale_dn**2 * stats.tukeylambda.var(p.tukey_lambda)
+        mean = 512 + p.gain_k_dn_per_e * mu_e + p.black_level_error_dn[0]
+        var = p.gain_k_dn_per_e**2 * mu_e + read_var + 1 / 12  # rounding adds 1/12 when σ ≫ 1 DN
+        np_out = simulate(np.full((H, W), y, np.float32), p, SENSOR, ratio=r, components=comps, output_unit="dn", rng=i)
+        for name, x in (("numpy", np_out), ("torch", t_out[i])):
+            m, v, se_m, se_v = mean_var_se(x)
+            assert abs(m - mean) < 5 * se_m, (name, i, m, mean)
+            assert abs(v - var) < 5 * se_v, (name, i, v, var)
+
+
+def test_packed_and_mosaic_inputs_give_the_same_draws_and_generator_is_reproducible():
+    cfa = CFA("GBRG")
+    sensor = Sensor(cfa, bit_depth=12, black_level_dn=(64, 65, 66, 67), white_level_dn=4095)
+    params = NoiseParams(gain_k_dn_per_e=1.0, read_model="tukey", tukey_lambda=0.1, tukey_scale_dn=2.0, row_sigma_dn=1.0)
+    mosaic = torch.rand(2, 32, 48, generator=torch.Generator().manual_seed(0))
+    packed = torch.stack([torch.from_numpy(cfa.pack(m.numpy())) for m in mosaic])
+    a = simulate_torch(mosaic, params, sensor, generator=torch.Generator().manual_seed(3))
+    b = simulate_torch(packed, params, sensor, generator=torch.Generator().manual_seed(3))
+    np.testing.assert_array_equal(np.stack([cfa.pack(x) for x in a.numpy()]), b.numpy())
+    c = simulate_torch(mosaic, params, sensor, generator=torch.Generator().manual_seed(4))
+    assert not torch.equal(a, c)
+    assert a.dtype == mosaic.dtype and a.device == mosaic.device
+
+
+def test_input_errors():
+    params = NoiseParams(gain_k_dn_per_e=1.0)
+    with pytest.raises(ShapeError, match="Got"):
+        simulate_torch(torch.zeros(3, 3, 4, 4), params, SENSOR)  # C = 3 is not a packed Bayer layout
+    with pytest.raises(ShapeError):
+        simulate_torch(torch.zeros(4, 4), params, SENSOR)
+    with pytest.raises(ShapeError):
+        simulate_torch(torch.zeros(1, 5, 4), params, SENSOR)
+    with pytest.raises(ShapeError):
+        simulate_torch(np.zeros((1, 4, 4)), params, SENSOR)
+    with pytest.raises(ParameterError, match="one per sample"):
+        simulate_torch(torch.zeros(3, 4, 4), [params, params], SENSOR)
+    with pytest.raises(ParameterError, match=">= 1"):
+        simulate_torch(torch.zeros(2, 4, 4), params, SENSOR, ratio=0.5)
+    with pytest.raises(ShapeError):
+        simulate_torch(torch.zeros(2, 4, 4), params, SENSOR, ratio=torch.ones(3))
+    with pytest.raises(ParameterError):
+        simulate_torch(torch.zeros(2, 4, 4), params, SENSOR, output_unit="electrons")
