@@ -11,7 +11,7 @@ c = (y mod p, x mod p))::
     μ_e = max(clean − offset_c, 0) · gain_c · (1 + PRNU) + dark_e            expected electrons
     n_e = Poisson(μ_e)                        (shot on) else μ_e
     D   = K · n_e + add_c + N_read + row + col + DS                             add_c = black + black-level error
-    D   = round(D)                            (quantize on) else D + U(−½, ½)
+    D   = round(D)                            (quantize on) else D + U(−½, ½) (dither on) or D
     D   = clip(D, lo_c, hi_c)                 (clip on)
     out = (D − out_offset_c) · out_scale_c                                     DN or normalized
 
@@ -207,7 +207,7 @@ def fused_noise_numba(
     offset_tile, gain_tile, add_tile, lo_tile, hi_tile, out_offset_tile, out_scale_tile,
     gain_k, dark_e, shot, read_kind, read_sigma, tukey_lambda, tukey_scale,
     row_offsets, row_per_channel, col_offsets, ds_map, prnu_map, dark_map,
-    quantize, clip,
+    quantize, dither, clip,
 ):
     """Fused kernel: one pass over the frame, parallel over blocks of rows, vectorized along rows.
 
@@ -310,7 +310,7 @@ def fused_noise_numba(
                         kc = k if k > 0.0 else 0.0
                         accept = (us >= 0.07) & (vv <= vr)
                         reject = (k < 0.0) | ((us < 0.013) & (vv > us))
-                        accept = accept | (~reject & (l1[x] <= -lam + k * l2[x] - _log_factorial(kc, l3[x])))
+                        accept = accept | ((not reject) & (l1[x] <= -lam + k * l2[x] - _log_factorial(kc, l3[x])))
                         done[x] = (lam >= POISSON_INVERSION_MAX) & accept
                         d[x] = k
                 else:
@@ -346,7 +346,7 @@ def fused_noise_numba(
                 for x in range(w):
                     d[x] = gain_k * mu[x] + tiles[2, py, x]
             # 3. read noise from the read stream (word 0: Tukey u; words 0, 1: Box–Muller; word 2: dither)
-            if read_kind != READ_NONE or not quantize:
+            if read_kind != READ_NONE or dither:
                 for x in range(w):
                     r0, r1, r2, r3 = philox4x32(np.uint64(x + ox), gy, fr, s_read, kk0, kk1)
                     l1[x] = (np.float64(r0) + 0.5) * INV_2_32  # u
@@ -390,7 +390,7 @@ def fused_noise_numba(
             if has_ds:
                 for x in range(w):
                     d[x] += ds_map[y, x]
-            if not quantize:
+            if dither:
                 for x in range(w):
                     d[x] += ex[x]
             for x in range(w):
@@ -552,7 +552,7 @@ def fused_noise_numpy(
     offset_tile, gain_tile, add_tile, lo_tile, hi_tile, out_offset_tile, out_scale_tile,
     gain_k, dark_e, shot, read_kind, read_sigma, tukey_lambda, tukey_scale,
     row_offsets, row_per_channel, col_offsets, ds_map, prnu_map, dark_map,
-    quantize, clip,
+    quantize, dither, clip,
 ):
     """Plain-numpy reference of :func:`fused_noise_numba`: same arguments, same result, whole-frame arrays."""
     h, w = clean.shape
@@ -568,7 +568,7 @@ def fused_noise_numpy(
         mu = mu + dark_e
     ne = poisson_numpy(mu, gx, gy, frame, key) if shot else mu
     d = gain_k * ne + t(add_tile)
-    if read_kind != READ_NONE or not quantize:
+    if read_kind != READ_NONE or dither:
         r = philox4x32_np(gx, gy, frame, STREAM_READ << 16, *key)
         if read_kind == READ_TUKEY:
             d = d + tukey_read_numpy(r[0], tukey_lambda, tukey_scale)
@@ -583,7 +583,7 @@ def fused_noise_numpy(
         d = d + col_offsets[None, :]
     if ds_map.shape[0] > 0:
         d = d + ds_map
-    if not quantize:
+    if dither:
         d = d + (uniform_np(r[2]) - 0.5)
     if quantize:
         d = np.floor(d + 0.5)

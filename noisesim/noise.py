@@ -220,7 +220,7 @@ def simulate(
         float(params.tukey_lambda), float(params.tukey_scale_dn),
         rows, bool(components.row_per_channel), cols,
         empty2 if ds is None else ds, empty2 if prnu is None else prnu, empty2 if dark_map is None else dark_map,
-        bool(components.quantize), bool(components.clip),
+        bool(components.quantize), bool(components.dither and not components.quantize), bool(components.clip),
     )
     if dtype == np.uint16:
         out = out.astype(np.uint16)

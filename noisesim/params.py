@@ -169,7 +169,8 @@ class NoiseComponents:
 
     ``row_per_channel``: draw one row offset per packed-channel row (each CFA row phase separately)
     instead of one per sensor row. ``quantize=False`` is the float path: no rounding, quantization
-    noise added as U(−½, ½) DN. ``clip_at_black`` clips the low end at the black level instead of 0 DN.
+    noise added as U(−½, ½) DN unless ``dither=False`` (then no quantization term at all, e.g. to study
+    the read-noise distribution alone). ``clip_at_black`` clips the low end at the black level instead of 0 DN.
     """
 
     shot: bool = True
@@ -183,6 +184,7 @@ class NoiseComponents:
     prnu: bool = True
     hot_pixels: bool = True
     quantize: bool = True
+    dither: bool = True
     clip: bool = True
     clip_at_black: bool = False
 
