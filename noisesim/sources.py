@@ -451,7 +451,8 @@ class _FolderSource(CleanSource):
             self._sizes = [self._size_of(i) for i in range(len(self.files))]
         need = patch + self._margin()
         ok = [i for i, s in enumerate(self._sizes) if s[0] >= need and s[1] >= need]
-        small = [i for i in range(len(self.files)) if i not in set(ok)]
+        ok_set = set(ok)
+        small = [i for i in range(len(self.files)) if i not in ok_set]
         if small:
             names = ", ".join(f"{self.files[i].name} {self._sizes[i][0]}×{self._sizes[i][1]}" for i in small[:5])
             more = f" and {len(small) - 5} more" if len(small) > 5 else ""

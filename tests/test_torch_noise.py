@@ -230,3 +230,17 @@ def test_input_errors():
         simulate_torch(torch.zeros(2, 4, 4), params, SENSOR, ratio=torch.ones(3))
     with pytest.raises(ParameterError):
         simulate_torch(torch.zeros(2, 4, 4), params, SENSOR, output_unit="electrons")
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+def test_runs_on_cuda_with_a_device_generator():
+    params = NoiseParams(gain_k_dn_per_e=2.0, read_model="tukey", tukey_lambda=0.149, tukey_scale_dn=0.7, row_sigma_dn=0.5)
+    clean = torch.full((N, H, W), 0.05, device="cuda")
+    g = torch.Generator(device="cuda").manual_seed(0)
+    out = simulate_torch(clean, params, SENSOR, ratio=4.0, output_unit="dn", generator=g)
+    assert out.device.type == "cuda"
+    mu_e = 0.05 * RANGE / (4.0 * 2.0)
+    var = 4.0 * mu_e + 0.7**2 * stats.tukeylambda.var(0.149) + 0.5**2 + 1 / 12
+    m, v, se_m, _ = mean_var_se(out.cpu().numpy())
+    assert abs(m - (512 + 2.0 * mu_e)) < 5 * math.sqrt(se_m**2 + 0.5**2 / (N * H))  # row offsets add to the mean's SE
+    assert abs(v - var) < 0.05 * var
