@@ -1,0 +1,162 @@
+"""The calibration report: one self-contained HTML page with PNG plots embedded (base64).
+
+Sections: warnings, per-ISO table (every figure with its 95 % interval), photon transfer curve per channel
+with fit and residuals, PPCC curve and Tukey-lambda probability plot, row-noise spectrum, dark shading and
+PRNU maps, joint log-linear fits across ISO, and the fidelity table (KL divergences on held-out darks).
+"""
+
+from __future__ import annotations
+
+import base64
+import html
+import io
+import os
+from pathlib import Path
+
+import numpy as np
+
+
+def _png(fig) -> str:
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=90, bbox_inches="tight")
+    import matplotlib.pyplot as plt
+
+    plt.close(fig)
+    return f'<img alt="plot" src="data:image/png;base64,{base64.b64encode(buf.getvalue()).decode("ascii")}">'
+
+
+def _fmt(e, spec=".4g") -> str:
+    if e is None:
+        return "—"
+    return f"{e.value:{spec}} <small>[{e.ci[0]:{spec}}, {e.ci[1]:{spec}}]</small>"
+
+
+def write_report(result, path) -> Path:
+    """Write the HTML report of a :class:`~calibration.pipeline.CalibrationResult` (temporary name, then rename)."""
+    import matplotlib
+
+    matplotlib.use("Agg", force=False)
+    import matplotlib.pyplot as plt
+
+    from .estimators import ppcc_curve, tukey_quantile, _filliben_medians
+    from .fidelity import summarize
+
+    res = result
+    card = res.card
+    out: list[str] = []
+    esc = html.escape
+    out.append(f"<h1>Calibration report: {esc(card.camera.name)}</h1>")
+    prov = res.provenance
+    out.append(f"<p>{esc(prov.get('software', ''))}, {esc(prov.get('date', ''))}; capture <code>{esc(prov.get('capture', ''))}</code>, "
+               f"{prov.get('n_files', 0)} files. CFA {card.sensor.cfa.pattern}, black {card.sensor.black_level_dn}, "
+               f"white {card.sensor.white_level_dn}. Intervals are 95 %.</p>")
+    out.append("<h2>Warnings</h2>")
+    out.append("<ul>" + "".join(f"<li>{esc(w)}</li>" for w in res.warnings) + "</ul>" if res.warnings else "<p>None.</p>")
+    # per-ISO table
+    out.append("<h2>Per-ISO estimates</h2><table><tr><th>ISO</th><th>K [DN/e⁻]</th><th>σ Gauss [DN]</th><th>λ</th><th>σ_TL [DN]</th>"
+               "<th>r² (TL plot)</th><th>row σ [DN]</th><th>col σ [DN]</th><th>black-level error [DN]</th><th>PRNU</th><th>dark current [e⁻/s]</th>"
+               "<th>darks</th><th>flat pairs</th><th>hot px</th></tr>")
+    for r in res.iso_results:
+        ble = "<br>".join(f"{n}: {_fmt(e, '.3f')}" for n, e in zip(card.sensor.cfa.site_names, r.black_level_error_dn))
+        prnu = "—" if r.prnu is None else "<br>".join(f"{n}: {_fmt(e, '.4f')}" for n, e in zip(r.channel_names, r.prnu))
+        out.append(f"<tr><td>{r.iso:g}</td><td>{_fmt(r.gain_k_dn_per_e)}</td><td>{_fmt(r.read_sigma_dn)}</td><td>{_fmt(r.tukey_lambda, '.4f')}</td>"
+                   f"<td>{_fmt(r.tukey_scale_dn)}</td><td>{r.tukey_r2:.5f}</td><td>{_fmt(r.row_sigma_dn)}</td><td>{_fmt(r.col_sigma_dn)}</td>"
+                   f"<td>{ble}</td><td>{prnu}</td><td>{_fmt(r.dark_current_e_per_s)}</td><td>{r.n_darks}</td><td>{r.n_flat_pairs}</td><td>{r.hot_pixels}</td></tr>")
+    out.append("</table>")
+    for r in res.iso_results:
+        out.append(f"<h2>ISO {r.iso:g}</h2>")
+        # PTC per channel
+        nch = len(r.ptc)
+        fig, axes = plt.subplots(2, nch, figsize=(3.2 * nch, 5), squeeze=False, sharex="col")
+        for c, fit in enumerate(r.ptc):
+            ax, axr = axes[0, c], axes[1, c]
+            ax.plot(fit.mean_dn[fit.used], fit.var_dn2[fit.used], "o", label="used")
+            ax.plot(fit.mean_dn[~fit.used], fit.var_dn2[~fit.used], "x", color="gray", label="not used")
+            xx = np.linspace(0, fit.mean_dn.max(), 50)
+            ax.plot(xx, fit.gain_k_dn_per_e.value * xx, "-", label=f"K = {fit.gain_k_dn_per_e.value:.4g}")
+            ax.axvline(0.7 * fit.saturation_mean_dn, ls=":", color="k")
+            ax.set_title(r.channel_names[c])
+            ax.legend(fontsize=7)
+            axr.plot(fit.mean_dn, fit.residuals_dn2 / np.maximum(fit.gain_k_dn_per_e.value * fit.mean_dn, 1e-9), "o")
+            axr.axhline(0, color="k", lw=0.5)
+            axr.set_xlabel("μ − μ_dark [DN]")
+        axes[0, 0].set_ylabel("σ² − σ²_dark [DN²]")
+        axes[1, 0].set_ylabel("relative residual")
+        out.append("<h3>Photon transfer (EMVA 1288 pair difference)</h3>" + _png(fig))
+        # PPCC and probability plot
+        if r.read_samples_dn is not None and r.read_samples_dn.size > 100:
+            x = np.sort(r.read_samples_dn.astype(np.float64))
+            lams = np.linspace(-0.3, 0.4, 36)
+            fig, (a1, a2) = plt.subplots(1, 2, figsize=(10, 3.8))
+            a1.plot(lams, ppcc_curve(x, lams))
+            a1.axvline(r.tukey_lambda.value, ls=":", color="k")
+            a1.set_xlabel("λ")
+            a1.set_ylabel("PPCC r")
+            a1.set_title("PPCC (debiased λ* marked)")
+            q = tukey_quantile(_filliben_medians(x.size), r.tukey_lambda.value)
+            a2.plot(q, x, ".", ms=2)
+            a2.plot(q, q * r.tukey_scale_dn.value, "-")
+            a2.set_xlabel(f"Tukey-λ quantile (λ = {r.tukey_lambda.value:.3f})")
+            a2.set_ylabel("residual [DN]")
+            a2.set_title("probability plot")
+            out.append("<h3>Read-noise shape</h3>" + _png(fig))
+        if r.row_spectrum is not None and r.row_spectrum.size > 2:
+            fig, ax = plt.subplots(figsize=(6, 3))
+            f = np.fft.rfftfreq(2 * (r.row_spectrum.size - 1))
+            ax.semilogy(f[1:], r.row_spectrum[1:])
+            ax.set_xlabel("cycles / row")
+            ax.set_ylabel("power [DN²]")
+            ax.set_title("row-mean spectrum (flat = white banding)")
+            out.append("<h3>Row noise</h3>" + _png(fig))
+        maps = [(m, t) for m, t in ((r.ds_map_dn, "dark shading [DN]"), (r.prnu_map, "PRNU (relative)")) if m is not None]
+        if maps:
+            fig, axes = plt.subplots(1, len(maps), figsize=(5 * len(maps), 4), squeeze=False)
+            for ax, (m, t) in zip(axes[0], maps):
+                step = max(1, max(m.shape) // 512)
+                v = m[::step, ::step]
+                lo, hi = np.percentile(v, [1, 99])
+                im = ax.imshow(v, vmin=lo, vmax=hi, cmap="gray")
+                ax.set_title(t)
+                fig.colorbar(im, ax=ax, shrink=0.8)
+            out.append("<h3>Fixed-pattern maps</h3>" + _png(fig))
+    if res.joint is not None:
+        out.append("<h2>Joint model across ISO</h2>")
+        if res.joint.dual_gain_switch_iso:
+            out.append(f"<p>Dual-gain switch detected at ISO {res.joint.dual_gain_switch_iso:g} (read noise drops while K rises).</p>")
+        fig, axes = plt.subplots(1, 3, figsize=(13, 3.8))
+        names = ("tukey_scale_dn", "read_sigma_dn", "row_sigma_dn")
+        rows = []
+        for ax, name in zip(axes, names):
+            for seg in res.joint.segments:
+                ks = np.array(seg["k"])
+                ys = np.array([max(getattr(next(r for r in res.iso_results if r.iso == i), name).value, 1e-3) for i in seg["isos"]])
+                ax.loglog(ks, ys, "o")
+                lf = seg["fits"][name]
+                if lf is not None:
+                    kk = np.geomspace(ks.min(), ks.max(), 20)
+                    ax.loglog(kk, np.exp(lf.predict(np.log(kk))), "-")
+                    rows.append(f"<tr><td>{name}</td><td>{', '.join(f'{i:g}' for i in seg['isos'])}</td><td>{_fmt(lf.slope)}</td>"
+                                f"<td>{_fmt(lf.intercept)}</td><td>{lf.residual_std:.4g}</td></tr>")
+            ax.set_xlabel("K [DN/e⁻]")
+            ax.set_title(f"ln {name} vs ln K")
+        out.append(_png(fig))
+        out.append("<table><tr><th>σ</th><th>ISOs</th><th>slope</th><th>intercept</th><th>residual std</th></tr>" + "".join(rows) + "</table>")
+    out.append("<h2>Fidelity on held-out darks (DESIGN §3)</h2>")
+    if res.fidelity:
+        out.append("<table><tr><th>ISO</th><th>model</th><th>KL(real‖synthetic)</th><th>symmetric KL</th><th>channels × frames</th></tr>")
+        for s in summarize(res.fidelity):
+            out.append(f"<tr><td>{s['iso']:g}</td><td>{s['model']}</td><td>{s['kl_forward']:.5f}</td><td>{s['kl_symmetric']:.5f}</td><td>{s['n']}</td></tr>")
+        out.append("</table>")
+    else:
+        out.append("<p>No held-out dark frames (need ≥ 8 darks per ISO).</p>")
+    if res.problems:
+        out.append("<h2>Files not used</h2><ul>" + "".join(f"<li>{esc(str(p))}</li>" for p in res.problems) + "</ul>")
+    page = ("<!DOCTYPE html><html><head><meta charset='utf-8'><title>noisesim calibration report</title><style>"
+            "body{font-family:sans-serif;max-width:1400px;margin:auto}table{border-collapse:collapse;font-size:12px}"
+            "td,th{border:1px solid #ccc;padding:3px 6px;vertical-align:top}img{max-width:100%}</style></head><body>"
+            + "\n".join(out) + "</body></html>")
+    path = Path(path)
+    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
+    tmp.write_text(page, encoding="utf-8")
+    os.replace(tmp, path)
+    return path
