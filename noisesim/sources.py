@@ -135,50 +135,102 @@ class CleanSource:
 # --------------------------------------------------------------------------------------------------
 # Dead leaves
 # --------------------------------------------------------------------------------------------------
-def _render_dead_leaves_python(out, covered, cx, cy, rad, col, grad, tex_amp, tex_freq, tex_phase):
+def _render_dead_leaves_python(out, covered, u, lo, hi, inv_a1, texture_probability, count, target):
     """Front-to-back rendering of discs into the pixels not yet covered; returns the covered count.
 
     Plain reference implementation (slow); :func:`_render_dead_leaves_numba` is the same loop compiled.
-    out: (H, W, 3) float32; covered: (H, W) uint8; per disc i: centre (cx, cy), radius, colour (3,),
-    gradient (2, 3) per unit offset, texture amplitude, frequency vector (2,), phase.
+    ``out``: (H, W, 3) float32; ``covered``: (H, W) uint8; ``u``: (n, 18) uniforms, one row per disc, turned
+    into the disc's parameters here (only for discs that are reached, but the stream consumption is fixed):
+    centre, radius by the inverse CDF of the power law (``lo``, ``hi`` = r_min^(1−α), r_max^(1−α),
+    ``inv_a1`` = 1/(1−α)), colour, shading gradient, and a sinusoidal texture with probability
+    ``texture_probability``. ``count`` is the number of pixels already covered; drawing stops at ``target``.
     """
     h, w = covered.shape
-    count = 0
-    for yy in range(h):
-        for xx in range(w):
-            count += np.int64(covered[yy, xx])
-    total = h * w
-    for i in range(cx.shape[0]):
-        if count >= total:
+    for i in range(u.shape[0]):
+        if count >= target:
             break
-        r = rad[i]
-        y0 = max(int(math.floor(cy[i] - r)), 0)
-        y1 = min(int(math.ceil(cy[i] + r)) + 1, h)
-        x0 = max(int(math.floor(cx[i] - r)), 0)
-        x1 = min(int(math.ceil(cx[i] + r)) + 1, w)
+        cx = u[i, 0] * w
+        cy = u[i, 1] * h
+        r = (lo + u[i, 2] * (hi - lo)) ** inv_a1
+        y0 = max(int(math.floor(cy - r)), 0)
+        y1 = min(int(math.ceil(cy + r)) + 1, h)
+        x0 = max(int(math.floor(cx - r)), 0)
+        x1 = min(int(math.ceil(cx + r)) + 1, w)
         r2 = r * r
+        ready = False
+        c0 = c1 = c2 = gx0 = gx1 = gx2 = gy0 = gy1 = gy2 = amp = fx = fy = ph = 0.0
         for yy in range(y0, y1):
-            dy = yy - cy[i]
+            dy = yy - cy
             for xx in range(x0, x1):
                 if covered[yy, xx]:
                     continue
-                dx = xx - cx[i]
+                dx = xx - cx
                 if dx * dx + dy * dy > r2:
                     continue
-                t = tex_amp[i] * math.sin(tex_freq[i, 0] * dx + tex_freq[i, 1] * dy + tex_phase[i])
-                for c in range(3):
-                    out[yy, xx, c] = col[i, c] + grad[i, 0, c] * dx + grad[i, 1, c] * dy + t
+                if not ready:  # colour and texture only for discs that show (most late ones are hidden)
+                    lum = 0.02 + 0.96 * u[i, 3]
+                    inv_r = 1.0 / max(r, 1.0)
+                    c0 = min(max(lum * (1.0 + 0.7 * (u[i, 4] - 0.5)), 0.0), 1.0)  # chroma: uniform factor, std 0.2
+                    c1 = min(max(lum * (1.0 + 0.7 * (u[i, 5] - 0.5)), 0.0), 1.0)
+                    c2 = min(max(lum * (1.0 + 0.7 * (u[i, 6] - 0.5)), 0.0), 1.0)
+                    # Shading: a change of at most ~0.35 across the disc.
+                    gx0 = 0.35 * (u[i, 7] - 0.5) * inv_r
+                    gx1 = 0.35 * (u[i, 8] - 0.5) * inv_r
+                    gx2 = 0.35 * (u[i, 9] - 0.5) * inv_r
+                    gy0 = 0.35 * (u[i, 10] - 0.5) * inv_r
+                    gy1 = 0.35 * (u[i, 11] - 0.5) * inv_r
+                    gy2 = 0.35 * (u[i, 12] - 0.5) * inv_r
+                    amp = 0.02 + 0.10 * u[i, 14] if u[i, 13] < texture_probability else 0.0
+                    f = 0.05 + 1.15 * u[i, 15]  # rad/px
+                    th = math.pi * u[i, 16]
+                    fx = f * math.cos(th)
+                    fy = f * math.sin(th)
+                    ph = 2.0 * math.pi * u[i, 17]
+                    ready = True
+                t = 0.0
+                if amp != 0.0:
+                    t = amp * math.sin(fx * dx + fy * dy + ph)
+                out[yy, xx, 0] = c0 + gx0 * dx + gy0 * dy + t
+                out[yy, xx, 1] = c1 + gx1 * dx + gy1 * dy + t
+                out[yy, xx, 2] = c2 + gx2 * dx + gy2 * dy + t
                 covered[yy, xx] = 1
                 count += 1
     return count
+
+
+def _fill_uncovered_python(out, covered):
+    """Give each still-uncovered pixel the value of its nearest covered neighbour in raster order (left,
+    then above; a backward pass for the top-left corner), as if a neighbouring leaf reached it."""
+    h, w = covered.shape
+    for sweep in range(2):
+        for k in range(h * w):
+            idx = k if sweep == 0 else h * w - 1 - k
+            yy = idx // w
+            xx = idx % w
+            if covered[yy, xx]:
+                continue
+            step = 1 if sweep == 0 else -1
+            sx = xx - step
+            sy = yy - step
+            if 0 <= sx < w and covered[yy, sx]:
+                src_y, src_x = yy, sx
+            elif 0 <= sy < h and covered[sy, xx]:
+                src_y, src_x = sy, xx
+            else:
+                continue
+            for c in range(3):
+                out[yy, xx, c] = out[src_y, src_x, c]
+            covered[yy, xx] = 1
 
 
 try:  # numba is a hard dependency, but keep the module importable (and the reference path usable) without it
     import numba
 
     _render_dead_leaves_numba = numba.njit(cache=True, nogil=True)(_render_dead_leaves_python)
+    _fill_uncovered_numba = numba.njit(cache=True, nogil=True)(_fill_uncovered_python)
 except ImportError:  # pragma: no cover
     _render_dead_leaves_numba = _render_dead_leaves_python
+    _fill_uncovered_numba = _fill_uncovered_python
 
 
 def render_dead_leaves(
@@ -191,6 +243,7 @@ def render_dead_leaves(
     alpha: float = 3.0,
     batch: int = 2048,
     max_batches: int = 16,
+    coverage: float = 0.9999,
     texture_probability: float = 0.3,
     smooth_sigma: float = 0.6,
     use_numba: bool = True,
@@ -203,7 +256,9 @@ def render_dead_leaves(
     IJCV 2001). Each disc gets a random colour (a luminance U(0.02, 0.98) modulated per channel by a
     uniform chroma factor of std 0.2), a small linear shading gradient, and with probability
     ``texture_probability`` a sinusoidal texture; a Gaussian of σ = ``smooth_sigma`` px then stands in
-    for the optics (anti-aliased edges).
+    for the optics (anti-aliased edges). Drawing stops once a fraction ``coverage`` of the pixels is
+    covered (the last 0.01 % would cost as much as the rest: coupon collecting); the few pixels left take
+    the value of a covered neighbour, as if that leaf reached them.
 
     Parameters
     ----------
@@ -226,27 +281,16 @@ def render_dead_leaves(
     a1 = 1.0 - alpha
     lo, hi = r_min**a1, r_max**a1
     count = 0
+    target = min(int(math.ceil(coverage * height * width)), height * width)
     for _ in range(max_batches):
-        n = batch
-        # One block of uniforms per batch (cheap, and a fixed consumption of the stream per batch).
-        u = rng.random((n, 18))
-        cx = u[:, 0] * width
-        cy = u[:, 1] * height
-        rad = (lo + u[:, 2] * (hi - lo)) ** (1.0 / a1)  # inverse CDF of the power law
-        lum = 0.02 + 0.96 * u[:, 3:4]
-        col = np.clip(lum * (1.0 + 0.7 * (u[:, 4:7] - 0.5)), 0.0, 1.0)  # chroma: uniform, std 0.2
-        # Shading: a change of at most ~0.3 across the disc.
-        grad = (0.35 * (u[:, 7:13] - 0.5)).reshape(n, 2, 3) / np.maximum(rad, 1.0)[:, None, None]
-        tex_amp = np.where(u[:, 13] < texture_probability, 0.02 + 0.10 * u[:, 14], 0.0)
-        f = 0.05 + 1.15 * u[:, 15]  # rad/px
-        th = np.pi * u[:, 16]
-        tex_freq = np.stack([f * np.cos(th), f * np.sin(th)], axis=1)
-        tex_phase = 2 * np.pi * u[:, 17]
-        count = render(out, covered, cx, cy, rad, col, grad, tex_amp, tex_freq, tex_phase)
-        if count >= height * width:
+        # One block of uniforms per batch: a fixed consumption of the stream, whatever is drawn.
+        u = rng.random((batch, 18))
+        count = render(out, covered, u, lo, hi, 1.0 / a1, float(texture_probability), count, target)
+        if count >= target:
             break
-    if count < height * width:  # background for the (rare) pixels still uncovered
-        out[covered == 0] = np.float32(0.5)
+    if count < height * width:
+        (_fill_uncovered_numba if use_numba else _fill_uncovered_python)(out, covered)
+        out[covered == 0] = np.float32(0.5)  # only if nothing at all was covered
     if smooth_sigma > 0:
         import cv2
 
