@@ -162,8 +162,11 @@ def _log_factorial(k, log_z):
 
 
 @nb.njit(cache=True, error_model="numpy")
-def _poisson_scalar(mu, exp_minus_mu, gx, gy, frame, k0, k1):
-    """One Poisson(μ) draw for pixel (gx, gy) from the shot stream, scalar (the row pass's tail)."""
+def _poisson_scalar(mu, exp_minus_mu, gx, gy, frame, k0, k1, first_try=0):
+    """One Poisson(μ) draw for pixel (gx, gy) from the shot stream, scalar (the row pass's tail).
+
+    ``first_try`` skips PTRS tries already rejected by the row pass (the draw is the same either way).
+    """
     if mu <= 0.0:
         return 0.0
     s = np.uint64(STREAM_SHOT << 16)
@@ -180,11 +183,12 @@ def _poisson_scalar(mu, exp_minus_mu, gx, gy, frame, k0, k1):
         return k
     b, a, vr, inv_alpha = _ptrs_setup(mu)
     loglam = _log_scalar(mu)
-    block = np.uint64(0)
+    block = np.uint64(first_try // 2)
+    t0 = first_try % 2
     while True:
         w0, w1, w2, w3 = philox4x32(gx, gy, frame, s | block, k0, k1)
         block += np.uint64(1)
-        for t in range(2):
+        for t in range(t0, 2):
             uu = (np.float64(w0 if t == 0 else w2) + 0.5) * INV_2_32 - 0.5
             v = (np.float64(w1 if t == 0 else w3) + 0.5) * INV_2_32
             us = 0.5 - abs(uu)
@@ -196,6 +200,7 @@ def _poisson_scalar(mu, exp_minus_mu, gx, gy, frame, k0, k1):
             lhs = _log_scalar(v * inv_alpha / (a / (us * us) + b))
             if lhs <= -mu + k * loglam - _log_factorial(k, _log_scalar(k + 1.0)):
                 return k
+        t0 = 0
 
 
 # --------------------------------------------------------------------------------------------------
@@ -295,6 +300,7 @@ def fused_noise_numba(
                         kk[x] = k
                         us_r[x] = us
                         v_r[x] = vv
+                        ex[x] = vr
                         l1[x] = vv * inv_alpha / (aa / (us * us) + bb)
                         l2[x] = lam if lam > 0.0 else 1.0
                         l3[x] = (k if k > 0.0 else 0.0) + 1.0
@@ -306,7 +312,7 @@ def fused_noise_numba(
                         k = kk[x]
                         us = us_r[x]
                         vv = v_r[x]
-                        vr = 0.9277 - 3.6224 / (0.931 + 2.53 * math.sqrt(lam) - 2.0)
+                        vr = ex[x]
                         kc = k if k > 0.0 else 0.0
                         accept = (us >= 0.07) & (vv <= vr)
                         reject = (k < 0.0) | ((us < 0.013) & (vv > us))
@@ -339,7 +345,7 @@ def fused_noise_numba(
                                 f += p
                             d[x] = k
                         else:
-                            d[x] = _poisson_scalar(lam, 0.0, np.uint64(x + ox), gy, fr, kk0, kk1)
+                            d[x] = _poisson_scalar(lam, 0.0, np.uint64(x + ox), gy, fr, kk0, kk1, 1)
                 for x in range(w):
                     d[x] = gain_k * d[x] + tiles[2, py, x]
             else:
