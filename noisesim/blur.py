@@ -40,6 +40,7 @@ __all__ = [
     "load_kernel",
     "normalize_kernel",
     "pad_kernel",
+    "default_kernel_size",
     "sample_kernel",
     "apply_blur",
 ]
@@ -49,6 +50,9 @@ BLUR_KINDS = ("gaussian", "anisotropic", "defocus", "motion")
 # Largest kernel side we build from a parameter; bigger blurs are not what this tool is for and would
 # make every patch cost O(k²) per pixel.
 MAX_KERNEL_SIZE = 63
+# Every point of a path of length L lies within L/2 of the path's centroid, so a motion kernel's side is at
+# most 2·ceil(L/2 + 1) + 1 ≤ L + 5 px; this keeps it within MAX_KERNEL_SIZE.
+MAX_MOTION_LENGTH = MAX_KERNEL_SIZE - 6
 
 
 def _odd(n: float) -> int:
@@ -100,6 +104,18 @@ def _grid(size: int) -> tuple[np.ndarray, np.ndarray]:
     r = (size - 1) / 2.0
     ax = np.arange(size, dtype=np.float64) - r
     return np.meshgrid(ax, ax, indexing="xy")  # X varies along columns, Y along rows
+
+
+def default_kernel_size(kind: str, value: float) -> int:
+    """Side [px] of the kernel :func:`sample_kernel` builds for ``kind`` at parameter ``value`` (an upper
+    bound for ``motion``, whose side depends on the drawn path)."""
+    if kind in ("gaussian", "anisotropic"):
+        return _odd(6 * value + 1)
+    if kind == "defocus":
+        return _odd(2 * math.ceil(value) + 1)
+    if kind == "motion":
+        return _odd(2 * math.ceil(value / 2 + 1) + 1)
+    raise ParameterError(f"unknown blur kind {kind!r}; valid kinds: {', '.join(BLUR_KINDS)}")
 
 
 def _check_size(size, default: int, what: str) -> int:
@@ -193,8 +209,8 @@ def motion_kernel(
     """
     if not np.isfinite(length) or length < 1:
         raise ParameterError(f"motion blur length must be >= 1 px, got {length!r}")
-    if length > MAX_KERNEL_SIZE - 2:
-        raise ParameterError(f"motion blur length {length} exceeds {MAX_KERNEL_SIZE - 2} px")
+    if length > MAX_MOTION_LENGTH:
+        raise ParameterError(f"motion blur length {length} exceeds {MAX_MOTION_LENGTH} px")
     rng = rng if isinstance(rng, np.random.Generator) else np.random.default_rng(rng)
     n = max(2, int(math.ceil(length * steps_per_px)))
     step = length / n
@@ -296,6 +312,13 @@ class BlurSpec:
                 raise ParameterError(f"blur {kind} range must satisfy 0 < low <= high, got {lo}-{hi}")
             if kind == "motion" and lo < 1:
                 raise ParameterError(f"blur motion length must be >= 1 px, got {lo}")
+            if kind == "motion" and hi > MAX_MOTION_LENGTH:
+                raise ParameterError(f"blur motion length {hi:g} px exceeds the maximum {MAX_MOTION_LENGTH} px")
+            if default_kernel_size(kind, hi) > MAX_KERNEL_SIZE:
+                raise ParameterError(
+                    f"blur {kind} parameter {hi:g} px needs a {default_kernel_size(kind, hi)} px kernel, more than "
+                    f"the maximum {MAX_KERNEL_SIZE} px"
+                )
             kinds.append((kind, lo, hi))
         object.__setattr__(self, "kinds", tuple(kinds))
         files = tuple(str(f) for f in self.kernel_files)
@@ -307,6 +330,14 @@ class BlurSpec:
             raise ParameterError("blur spec has no kinds and no kernel files")
         # Load user kernels once, so a bad file fails at parse time and sampling does no I/O.
         object.__setattr__(self, "_file_kernels", tuple(load_kernel(f) for f in files))
+
+    @property
+    def max_kernel_size(self) -> int:
+        """Largest kernel side [px] :func:`sample_kernel` can return for this spec (1 without kinds or files),
+        e.g. the padded size of a dataset's ``/blur_kernels``."""
+        sizes = [1] + [default_kernel_size(k, hi) for k, _lo, hi in self.kinds]
+        sizes += [max(k.shape) for k in self._file_kernels]
+        return max(sizes)
 
     @property
     def n_choices(self) -> int:

@@ -284,3 +284,20 @@ def test_apply_blur_fast_path_matches_direct_2d_filter(kernel):
     img = np.random.default_rng(0).uniform(0, 1, (64, 80, 3)).astype(np.float32)
     ref = cv2.filter2D(img, cv2.CV_32F, np.ascontiguousarray(kernel[::-1, ::-1]), borderType=cv2.BORDER_REFLECT_101)
     np.testing.assert_allclose(blur.apply_blur(img, kernel), ref, atol=1e-6)
+
+
+def test_max_kernel_size_bounds_every_sampled_kernel():
+    spec = blur.parse_blur_spec("gaussian:0.5-2.0,anisotropic:0.5-3,defocus:1-4,motion:5-57")
+    cap = spec.max_kernel_size
+    assert cap <= blur.MAX_KERNEL_SIZE
+    rng = np.random.default_rng(0)
+    sizes = [blur.sample_kernel(spec, rng).shape[0] for _ in range(300)]
+    assert max(sizes) <= cap
+    # Motion: a straight path is the worst case (extent L/2 each side of the centroid).
+    straight = blur.motion_kernel(0, 57.0, inertia=1.0, shake=0.0)
+    assert straight.shape[0] <= blur.default_kernel_size("motion", 57.0)
+    assert blur.BlurSpec(p_none=1.0).max_kernel_size == 1
+    with pytest.raises(ParameterError, match="maximum"):
+        blur.parse_blur_spec("gaussian:1-12")
+    with pytest.raises(ParameterError, match="maximum"):
+        blur.parse_blur_spec("motion:5-80")
