@@ -1,0 +1,1082 @@
+"""Paired (noisy, clean) raw datasets in HDF5: synthesis, crash-safe writing, shards, inspection.
+
+Pipeline per sample (../shared/DESIGN.md §4; Brooks et al. CVPR 2019 for the unprocessing, Wei et al.
+ELD CVPR 2020 for the noise): clean patch from a source (unprocess → blur → mosaic, done by
+:mod:`noisesim.sources`) → packed long exposure ``clean`` → :func:`noisesim.noise.simulate` with the
+sample's :class:`~noisesim.params.NoiseParams` and exposure ratio r → ``noisy`` (short exposure, not
+multiplied by r).
+
+Randomness
+----------
+Sample ``i`` draws **only** from ``SeedSequence(seed, spawn_key=(i,))`` (the i-th child of
+``SeedSequence(seed).spawn``), split into three children: parameters (ISO/K, ratio, map origin, via
+:func:`noisesim.sampling.sample_params`), clean patch, and the noise seed stored in ``/params["seed"]``.
+The content therefore does not depend on ``workers``, ``shards`` or on resuming, and
+``simulate(clean[i], params_from_record(params[i]), sensor, ratio=params[i]["ratio"], rng=int(params[i]["seed"]))``
+reproduces ``noisy[i]`` exactly (see :func:`resynthesize`).
+
+Layout (schema ``noisesim.dataset/1``)
+--------------------------------------
+::
+
+    /clean         (N, C, h, w) float32 normalized, or uint16 raw DN (black included); long exposure
+    /noisy         (N, C, h, w) same dtype; short exposure, NOT multiplied by the ratio
+    /params        (N,) compound, see PARAMS_DTYPE (iso, K, read noise, row/col σ, ratio, black-level
+                   error per site, seed, blur kernel index, source index, map origin, ISP gains/matrix)
+    /blur_kernels  (M, k, k) float32, each kernel zero-padded (centred) to the largest possible size k;
+                   M = N when blur is on (row i = kernel of sample i), else M = 0
+    /blur_kernel_sizes (M,) int32: the unpadded side of each kernel (0: sample not blurred)
+    attrs          schema, noisesim_version, card (full text), card_name, cfa, channel_order,
+                   black/white levels per site and per packed channel, bit_depth, storage, seed,
+                   n_pairs, patch, generation_config (JSON), components (JSON), command
+
+C, h, w = p², patch/p, patch/p for CFA period p (Bayer: 4 channels in the order the pattern reads).
+Datasets are chunked one patch per chunk and uncompressed by default: noise does not compress
+(DESIGN §4: lzf 1.07× at 11× the write time); ``compression="lzf"|"gzip"`` is an option, and
+``storage="uint16"`` halves the size exactly.
+
+Crash safety: everything is written to ``<output>.partial`` in the same directory and renamed when
+complete. Progress (a per-sample ``done`` flag) is flushed periodically; ``resume=True`` continues an
+interrupted run. Uncompressed files are allocated in full at creation, so an interrupted-and-resumed
+run, or a run with any number of workers, gives a byte-identical file; with compression the content is
+identical (chunk placement may differ).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import logging
+import math
+import os
+import shutil
+import time
+from collections import deque
+from contextlib import closing
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Iterator, Sequence
+
+import numpy as np
+
+from .errors import DatasetError, NoiseSimError, ParameterError, UnknownISOError
+from .params import NoiseComponents, NoiseParams, Sensor
+
+log = logging.getLogger(__name__)
+
+SCHEMA = "noisesim.dataset/1"
+STORAGES = ("float32", "uint16")
+COMPRESSIONS = (None, "lzf", "gzip")
+PARTIAL_SUFFIX = ".partial"
+
+PARAMS_DTYPE = np.dtype(
+    [
+        ("index", "<i8"),  # global sample index
+        ("iso", "<f8"),  # NaN when the card has no ISO axis
+        ("gain_k_dn_per_e", "<f8"),
+        ("read_model", "S8"),  # b"tukey" | b"gaussian"
+        ("read_sigma_dn", "<f8"),
+        ("tukey_lambda", "<f8"),
+        ("tukey_scale_dn", "<f8"),
+        ("row_sigma_dn", "<f8"),
+        ("col_sigma_dn", "<f8"),
+        ("black_level_error_dn", "<f8", (4,)),  # per colour site, Bayer reading order
+        ("dark_current_e_per_s", "<f8"),
+        ("exposure_s", "<f8"),
+        ("ratio", "<f8"),  # exposure ratio r >= 1
+        ("seed", "<u8"),  # noise seed: simulate(..., rng=int(seed))
+        ("blur_kernel_index", "<i8"),  # row of /blur_kernels (global index), -1 = no blur
+        ("source_index", "<i8"),  # image index in the source, -1 = procedural
+        ("origin_y", "<i4"),  # top-left mosaic pixel in the full sensor (fixed-pattern maps)
+        ("origin_x", "<i4"),
+        ("isp_rgb_gain", "<f4"),  # NaN when the clean patch did not come from sRGB
+        ("isp_red_gain", "<f4"),
+        ("isp_blue_gain", "<f4"),
+        ("isp_cam2rgb", "<f4", (3, 3)),
+    ]
+)
+
+# Fields of PARAMS_DTYPE that are NoiseParams fields (same names).
+_NOISE_FIELDS = (
+    "gain_k_dn_per_e", "read_sigma_dn", "tukey_lambda", "tukey_scale_dn", "row_sigma_dn", "col_sigma_dn",
+    "dark_current_e_per_s", "exposure_s",
+)
+
+
+# ------------------------------------------------------------------------------------------------
+# Argument parsing shared by the API and the CLI
+# ------------------------------------------------------------------------------------------------
+def parse_range(value, what: str, *, allow_none: bool = True) -> tuple[float, float] | None:
+    """``"800:6400"`` / ``(800, 6400)`` → (800.0, 6400.0); ``"1600"`` / ``1600`` → (1600.0, 1600.0);
+    ``None`` / ``"none"`` / ``"card"`` → None (when allowed). Values must be finite and > 0."""
+    if value is None or (isinstance(value, str) and value.strip().lower() in ("none", "card", "")):
+        if allow_none:
+            return None
+        raise ParameterError(f"{what} is required")
+    try:
+        if isinstance(value, str):
+            parts = value.replace(" ", "").split(":")
+            if len(parts) not in (1, 2):
+                raise ValueError
+            lo, hi = float(parts[0]), float(parts[-1])
+        elif np.ndim(value) == 0:
+            lo = hi = float(value)
+        else:
+            lo, hi = (float(v) for v in value)
+    except (TypeError, ValueError):
+        raise ParameterError(f"{what} must be LOW:HIGH or a single value, got {value!r}") from None
+    if not (math.isfinite(lo) and math.isfinite(hi) and 0 < lo <= hi):
+        raise ParameterError(f"{what} range must satisfy 0 < LOW <= HIGH, got {lo:g}:{hi:g}")
+    return lo, hi
+
+
+def parse_ratio(value) -> tuple[str, tuple[float, ...]]:
+    """Exposure-ratio spec: ``"100:300"`` → log-uniform in [100, 300]; ``"100"`` → fixed;
+    ``"100,250,300"`` (or a list) → uniform choice among the values (as in SID/ELD). All values ≥ 1."""
+    if isinstance(value, (list, tuple)) and len(value) != 2 or (isinstance(value, str) and "," in value):
+        try:
+            vals = tuple(float(v) for v in (value.split(",") if isinstance(value, str) else value))
+        except ValueError:
+            raise ParameterError(f"ratio list must be numbers separated by commas, got {value!r}") from None
+        kind = "choice"
+    else:
+        lo, hi = parse_range(value, "ratio", allow_none=False)
+        vals, kind = (lo, hi), "loguniform"
+    if not vals or not all(math.isfinite(v) and v >= 1 for v in vals):
+        raise ParameterError(f"exposure ratios must be finite numbers >= 1, got {value!r}")
+    return kind, vals
+
+
+def _loguniform(g: np.random.Generator, lo: float, hi: float) -> float:
+    return lo if lo == hi else float(math.exp(g.uniform(math.log(lo), math.log(hi))))
+
+
+# ------------------------------------------------------------------------------------------------
+# The per-sample synthesis (runs in the parent or in worker processes)
+# ------------------------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class _Job:
+    """Everything needed to synthesize sample i; picklable (sent once to each worker)."""
+
+    card: Any
+    source_spec: str
+    patch: int
+    iso: tuple[float, float] | None
+    gain_k: tuple[float, float] | None
+    ratio: tuple[str, tuple[float, ...]]
+    blur: Any
+    seed: int
+    storage: str
+    components: NoiseComponents
+    kernel_cap: int
+
+
+def sample_seeds(seed: int, index: int) -> tuple[np.random.SeedSequence, np.random.SeedSequence, int]:
+    """The three random streams of sample ``index``: (parameter seq, clean-patch seq, noise seed int).
+
+    ``SeedSequence(seed, spawn_key=(index,))`` equals ``SeedSequence(seed).spawn(index + 1)[index]``.
+    """
+    ss = np.random.SeedSequence(int(seed), spawn_key=(int(index),))
+    ss_params, ss_clean, ss_noise = ss.spawn(3)
+    return ss_params, ss_clean, int(ss_noise.generate_state(1, np.uint64)[0])
+
+
+class _Synth:
+    def __init__(self, job: _Job):
+        from .sources import open_source
+
+        self.job = job
+        self.card = job.card
+        self.sensor: Sensor = job.card.sensor
+        self.cfa = self.sensor.cfa
+        self.maps = getattr(job.card, "maps", None)
+        self.source = open_source(job.source_spec, cfa=self.cfa, cam2rgb=_card_cam2rgb(job.card))
+        p = self.cfa.period
+        self.shape = (self.cfa.n_channels, job.patch // p, job.patch // p)
+        rng_b = np.asarray(self.sensor.range_dn, dtype=np.float64)
+        blk = np.asarray(self.sensor.black_level_dn, dtype=np.float64)
+        site = self.cfa.site_index.ravel()
+        self.ch_range = rng_b[site][:, None, None]
+        self.ch_black = blk[site][:, None, None]
+
+    def draw_params(self, g: np.random.Generator) -> tuple[NoiseParams, float]:
+        from .sampling import sample_params
+
+        job = self.job
+        kind, vals = job.ratio
+        ratio = _loguniform(g, *vals) if kind == "loguniform" else float(vals[int(g.integers(len(vals)))])
+        if job.iso is not None:
+            iso = float(round(_loguniform(g, *job.iso)))
+            params = sample_params(self.card, iso=iso, rng=g)
+        elif job.gain_k is not None:
+            params = sample_params(self.card, gain_k_dn_per_e=_loguniform(g, *job.gain_k), rng=g)
+        else:
+            params = sample_params(self.card, rng=g)
+        return params, ratio
+
+    def sample(self, i: int):
+        """Synthesize sample ``i``: (clean, noisy, params record, kernel or None)."""
+        job = self.job
+        ss_params, ss_clean, noise_seed = sample_seeds(job.seed, i)
+        g = np.random.default_rng(ss_params)
+        params, ratio = self.draw_params(g)
+        origin = (0, 0)
+        if self.maps is not None and self.maps.shape is not None:
+            p = self.cfa.period
+            mh, mw = self.maps.shape
+            origin = (p * int(g.integers((mh - job.patch) // p + 1)), p * int(g.integers((mw - job.patch) // p + 1)))
+        cp = self.source.sample_patch(np.random.default_rng(ss_clean), job.patch, blur=job.blur)
+        clean = self.cfa.pack(np.asarray(cp.raw, dtype=np.float32))
+        if clean.shape != self.shape:
+            raise DatasetError(f"source {job.source_spec} returned a patch of packed shape {clean.shape}, expected {self.shape}")
+        from .noise import simulate
+
+        common = dict(components=job.components, maps=self.maps, origin=origin, rng=noise_seed)
+        if job.storage == "uint16":
+            clean_dn = np.clip(np.rint(clean * self.ch_range + self.ch_black), 0, self.sensor.max_dn).astype(np.uint16)
+            noisy = simulate(clean_dn, params, self.sensor, ratio=ratio, input_unit="dn", output_unit="dn", dtype=np.uint16, **common)
+            clean = clean_dn
+        else:
+            noisy = simulate(clean, params, self.sensor, ratio=ratio, **common)
+        rec = np.zeros((), dtype=PARAMS_DTYPE)
+        rec["index"] = i
+        rec["iso"] = np.nan if params.iso is None else params.iso
+        rec["read_model"] = params.read_model.encode()
+        for name in _NOISE_FIELDS:
+            rec[name] = getattr(params, name)
+        rec["black_level_error_dn"] = params.black_level_error_dn
+        rec["ratio"] = ratio
+        rec["seed"] = noise_seed
+        kernel = None if cp.blur_kernel is None else np.asarray(cp.blur_kernel, dtype=np.float32)
+        rec["blur_kernel_index"] = -1 if kernel is None else i
+        rec["source_index"] = cp.source_index
+        rec["origin_y"], rec["origin_x"] = origin
+        isp = cp.isp
+        if isp is None:
+            for f in ("isp_rgb_gain", "isp_red_gain", "isp_blue_gain", "isp_cam2rgb"):
+                rec[f] = np.nan
+        else:
+            rec["isp_rgb_gain"], rec["isp_red_gain"], rec["isp_blue_gain"] = isp.rgb_gain, isp.red_gain, isp.blue_gain
+            rec["isp_cam2rgb"] = np.asarray(isp.cam2rgb, dtype=np.float32).reshape(3, 3)
+        if kernel is not None and max(kernel.shape) > job.kernel_cap:
+            raise DatasetError(f"blur kernel of sample {i} has shape {kernel.shape}, larger than the {job.kernel_cap} px reserved")
+        return clean, noisy, rec, kernel
+
+
+def _card_cam2rgb(card):
+    for name in ("cam2rgb", "cam2rgb_matrix", "color_matrix"):
+        m = getattr(card, name, None)
+        if m is not None and not callable(m):
+            return np.asarray(m, dtype=np.float64).reshape(3, 3)
+    return None
+
+
+def _kernel_capacity(spec) -> int:
+    """Largest kernel side ``spec`` can produce (the padded size of /blur_kernels); 0 without blur."""
+    if spec is None or spec.p_none >= 1.0:
+        return 0
+    from .blur import MAX_KERNEL_SIZE
+
+    def odd(n):
+        n = int(math.ceil(n))
+        return n if n % 2 else n + 1
+
+    sizes = [1]
+    for kind, _lo, hi in spec.kinds:
+        if kind in ("gaussian", "anisotropic"):
+            sizes.append(odd(6 * hi + 1))
+        elif kind == "defocus":
+            sizes.append(odd(2 * math.ceil(hi) + 1))
+        else:  # motion: a mean-centred path of length L spans at most L from the centre
+            sizes.append(odd(2 * math.ceil(hi + 1) + 1))
+    sizes = [min(s, MAX_KERNEL_SIZE) for s in sizes]
+    sizes += [max(k.shape) for k in spec._file_kernels]
+    return max(sizes)
+
+
+# ------------------------------------------------------------------------------------------------
+# Producing samples: in-process, or in spawned workers writing into shared memory
+# ------------------------------------------------------------------------------------------------
+_W: dict = {}
+
+
+@dataclass(frozen=True)
+class _CardRef:
+    """A picklable stand-in for a Card (its TOML text and its maps), re-parsed in the worker."""
+
+    text: str
+    source: str
+    maps: Any
+
+    def load(self):
+        from .card import parse_card
+
+        card = parse_card(self.text, self.source)
+        return card if self.maps is None else card.with_maps(self.maps)
+
+
+def _worker_init(job: _Job, shm_name: str, nslots: int, shape: tuple, dtype: str) -> None:
+    from multiprocessing import shared_memory
+
+    if isinstance(job.card, _CardRef):
+        job = dataclasses.replace(job, card=job.card.load())
+    try:  # parallelism is across workers: one kernel thread each (no oversubscription)
+        import numba
+
+        numba.set_num_threads(1)
+    except (ImportError, ValueError):  # pragma: no cover
+        pass
+    _W["synth"] = _Synth(job)
+    shm = shared_memory.SharedMemory(name=shm_name)
+    _W["shm"] = shm
+    _W["slots"] = np.ndarray((nslots, 2) + tuple(shape), dtype=dtype, buffer=shm.buf)
+
+
+def _worker_task(i: int, slot: int):
+    clean, noisy, rec, kernel = _W["synth"].sample(i)
+    _W["slots"][slot, 0] = clean
+    _W["slots"][slot, 1] = noisy
+    return i, rec.tobytes(), kernel
+
+
+def _produce(job: _Job, todo: Sequence[int], workers: int) -> Iterator[tuple]:
+    """Yield (i, clean, noisy, rec, kernel) for every i in ``todo``, in that order."""
+    if workers <= 1 or len(todo) <= 1:
+        synth = _Synth(job)
+        for i in todo:
+            yield (i, *synth.sample(i))
+        return
+    import multiprocessing as mp
+    from multiprocessing import shared_memory
+
+    dtype = np.dtype(np.uint16 if job.storage == "uint16" else np.float32)
+    p = job.card.sensor.cfa.period
+    shape = (job.card.sensor.cfa.n_channels, job.patch // p, job.patch // p)
+    nslots = 3 * workers
+    shm = shared_memory.SharedMemory(create=True, size=nslots * 2 * int(np.prod(shape)) * dtype.itemsize)
+    try:
+        slots = np.ndarray((nslots, 2) + shape, dtype=dtype, buffer=shm.buf)
+        # spawn, not fork: numba's OpenMP threading layer is not fork-safe (DESIGN §5).
+        ctx = mp.get_context("spawn")
+        card = job.card
+        ref = _CardRef(text=card.text, source=str(getattr(card, "source_path", None) or card.name), maps=getattr(card, "maps", None))
+        wjob = dataclasses.replace(job, card=ref)
+        from concurrent.futures import ProcessPoolExecutor
+        from concurrent.futures.process import BrokenProcessPool
+
+        with ProcessPoolExecutor(workers, mp_context=ctx, initializer=_worker_init,
+                                 initargs=(wjob, shm.name, nslots, shape, dtype.str)) as pool:
+            pending: deque = deque()
+            it = iter(todo)
+            free = list(range(nslots))
+            try:
+                while True:
+                    while free:
+                        i = next(it, None)
+                        if i is None:
+                            break
+                        slot = free.pop()
+                        pending.append((slot, pool.submit(_worker_task, i, slot)))
+                    if not pending:
+                        break
+                    slot, fut = pending.popleft()
+                    try:
+                        i, rec_bytes, kernel = fut.result()
+                    except BrokenProcessPool as exc:
+                        raise DatasetError(f"a worker process died or failed to start ({exc}); rerun with --workers 1 to see the error") from None
+                    rec = np.frombuffer(rec_bytes, dtype=PARAMS_DTYPE)[0]
+                    yield i, slots[slot, 0], slots[slot, 1], rec, kernel  # consumer copies before next()
+                    free.append(slot)
+            finally:
+                for _slot, fut in pending:
+                    fut.cancel()
+    finally:
+        slots = None  # release the buffer export before closing
+        shm.close()
+        shm.unlink()
+
+
+# ------------------------------------------------------------------------------------------------
+# Files
+# ------------------------------------------------------------------------------------------------
+def shard_paths(output: str | os.PathLike, shards: int) -> list[Path]:
+    """File names of the ``shards`` shard files of ``output`` (``ds.h5`` → ``ds-00000-of-00004.h5`` …)."""
+    out = Path(output)
+    if shards <= 1:
+        return [out]
+    return [out.with_name(f"{out.stem}-{k:05d}-of-{shards:05d}{out.suffix}") for k in range(shards)]
+
+
+def _partial(path: Path) -> Path:
+    return path.with_name(path.name + PARTIAL_SUFFIX)
+
+
+def _dcpl():
+    import h5py
+
+    dcpl = h5py.h5p.create(h5py.h5p.DATASET_CREATE)
+    # Allocate every chunk at creation: the file layout is then fixed, writes only fill raw data in
+    # place (nothing in the metadata changes after the first flush, so a kill cannot corrupt it), and
+    # the bytes do not depend on the order samples are written in.
+    dcpl.set_alloc_time(h5py.h5d.ALLOC_TIME_EARLY)
+    return dcpl
+
+
+class _ShardWriter:
+    """One HDF5 file holding samples [first, first + n) of the dataset, written via ``<name>.partial``."""
+
+    def __init__(self, path: Path, first: int, n: int, shape: tuple, dtype, kernel_cap: int, blur: bool,
+                 compression: str | None, attrs: dict, config_json: str, resume: bool):
+        import h5py
+
+        self.path, self.tmp, self.first, self.n = path, _partial(path), first, n
+        self.resumed = False
+        if resume and self.tmp.exists():
+            try:
+                f = h5py.File(self.tmp, "r+")
+            except OSError as exc:
+                raise DatasetError(f"cannot resume from {self.tmp}: the file is damaged ({exc}); rerun with --force to start over") from None
+            old = f.attrs.get("generation_config", "")
+            if old != config_json:
+                f.close()
+                raise DatasetError(f"cannot resume from {self.tmp}: it was started with different settings ({_config_diff(old, config_json)}); "
+                                   "rerun with the original settings, or with --force to start over")
+            self.f = f
+            self.resumed = True
+        else:
+            f = h5py.File(self.tmp, "w")
+            try:
+                self._create(f, n, shape, dtype, kernel_cap, blur, compression, attrs, first, config_json)
+            except BaseException:
+                try:
+                    f.close()
+                except Exception:  # noqa: BLE001 - a failed flush again; the first error matters
+                    pass
+                raise
+            self.f = f
+        self._open_datasets(n)
+
+    def _create(self, f, n, shape, dtype, kernel_cap, blur, compression, attrs, first, config_json) -> None:
+        m = n if blur else 0
+        k = max(kernel_cap, 1)
+        opts = {}
+        if compression is not None:
+            opts = {"compression": compression}
+        f.create_dataset("clean", (n,) + shape, dtype, chunks=(1,) + shape, dcpl=_dcpl(), fill_time="never", **opts)
+        f.create_dataset("noisy", (n,) + shape, dtype, chunks=(1,) + shape, dcpl=_dcpl(), fill_time="never", **opts)
+        f.create_dataset("params", (n,), PARAMS_DTYPE, dcpl=_dcpl(), fill_time="never")
+        f.create_dataset("blur_kernels", (m, k, k), np.float32, chunks=(1, k, k) if m else None, dcpl=_dcpl(), fill_time="never")
+        f.create_dataset("blur_kernel_sizes", (m,), np.int32, dcpl=_dcpl(), fill_time="never")
+        for key, val in attrs.items():
+            f.attrs[key] = val
+        f.attrs["first_sample"] = first
+        f.attrs["generation_config"] = config_json
+        f.flush()
+
+    def _open_datasets(self, n: int) -> None:
+        self.ds_clean, self.ds_noisy, self.ds_params = self.f["clean"], self.f["noisy"], self.f["params"]
+        self.ds_kern, self.ds_ksize = self.f["blur_kernels"], self.f["blur_kernel_sizes"]
+        # Progress flags live in a sidecar of N bytes, never in the HDF5 file: its metadata then never
+        # changes after creation (a kill cannot corrupt it, and a resumed file has the same bytes).
+        self.progress = _progress(self.tmp)
+        flags = self.progress.read_bytes() if self.resumed and self.progress.exists() else b""
+        if len(flags) != n:
+            flags = bytes(n)
+            self.progress.write_bytes(flags)
+        self.done = np.frombuffer(flags, dtype=np.uint8).astype(bool)
+        self.unflushed: list[int] = []
+
+    def todo(self) -> list[int]:
+        return [self.first + int(j) for j in np.flatnonzero(~self.done)]
+
+    def write(self, i: int, clean, noisy, rec, kernel) -> None:
+        from .blur import pad_kernel
+
+        j = i - self.first
+        self.ds_clean[j] = clean
+        self.ds_noisy[j] = noisy
+        self.ds_params[j] = rec
+        if self.ds_kern.shape[0]:
+            if kernel is None:
+                self.ds_kern[j] = 0.0
+                self.ds_ksize[j] = 0
+            else:
+                self.ds_kern[j] = pad_kernel(kernel, self.ds_kern.shape[1])
+                self.ds_ksize[j] = max(kernel.shape)
+        self.unflushed.append(j)
+
+    def checkpoint(self) -> None:
+        """Make the samples written so far durable, then mark them done (data first, flags second)."""
+        if not self.unflushed:
+            return
+        self.f.flush()
+        os.fsync(self.f.id.get_vfd_handle())
+        for j in self.unflushed:
+            self.done[j] = True
+        with open(self.progress, "r+b") as fp:
+            lo, hi = min(self.unflushed), max(self.unflushed) + 1
+            fp.seek(lo)
+            fp.write(self.done[lo:hi].astype(np.uint8).tobytes())
+            fp.flush()
+            os.fsync(fp.fileno())
+        self.unflushed = []
+
+    @property
+    def complete(self) -> bool:
+        return bool(self.done.all())
+
+    def finish(self) -> None:
+        """Close and rename to the final name (atomic on POSIX), then drop the progress flags."""
+        self.checkpoint()
+        if not self.complete:
+            raise DatasetError(f"internal error: {self.tmp} finished with samples missing")
+        self.f.close()
+        os.replace(self.tmp, self.path)
+        self.progress.unlink(missing_ok=True)
+
+    def close(self) -> None:
+        try:
+            self.checkpoint()
+        finally:
+            if self.f.id.valid:
+                self.f.close()
+
+
+def _progress(tmp: Path) -> Path:
+    return tmp.with_name(tmp.name + ".progress")
+
+
+def _config_diff(old_json: str, new_json: str) -> str:
+    try:
+        old, new = json.loads(old_json), json.loads(new_json)
+    except (TypeError, ValueError):
+        return "no readable settings stored"
+    diffs = [f"{k}: {old.get(k)!r} then, {new.get(k)!r} now" for k in sorted(set(old) | set(new)) if old.get(k) != new.get(k)]
+    return "; ".join(diffs) or "identical"
+
+
+def _write_master(output: Path, shard_files: list[Path], attrs: dict, config_json: str) -> None:
+    """A master file presenting the shards as one dataset through HDF5 virtual datasets (relative paths)."""
+    import h5py
+
+    tmp = _partial(output)
+    infos = []
+    for sp in shard_files:
+        with h5py.File(sp, "r") as f:
+            infos.append({name: (f[name].shape, f[name].dtype) for name in ("clean", "noisy", "params", "blur_kernels", "blur_kernel_sizes")})
+    with h5py.File(tmp, "w") as f:
+        for name in ("clean", "noisy", "params", "blur_kernels", "blur_kernel_sizes"):
+            shapes = [info[name][0] for info in infos]
+            dtype = infos[0][name][1]
+            total = sum(s[0] for s in shapes)
+            full = (total,) + tuple(shapes[0][1:])
+            if total == 0:
+                f.create_dataset(name, full, dtype)
+                continue
+            layout = h5py.VirtualLayout(shape=full, dtype=dtype)
+            start = 0
+            for sp, s in zip(shard_files, shapes):
+                if s[0]:
+                    # A relative file name: HDF5 looks for it next to the master file.
+                    layout[start : start + s[0]] = h5py.VirtualSource(sp.name, name, shape=s)
+                start += s[0]
+            f.create_virtual_dataset(name, layout)
+        for key, val in attrs.items():
+            f.attrs[key] = val
+        f.attrs["shards"] = json.dumps([sp.name for sp in shard_files])
+        f.attrs["first_sample"] = 0
+        f.attrs["generation_config"] = config_json
+    os.replace(tmp, output)
+
+
+# ------------------------------------------------------------------------------------------------
+# Public API
+# ------------------------------------------------------------------------------------------------
+def _resolve_card(card):
+    from .card import load_card
+
+    if isinstance(card, (str, os.PathLike)):
+        return load_card(card)
+    if not hasattr(card, "sensor"):
+        raise ParameterError(f"card must be a Card, a card name or a path, got {type(card).__name__}")
+    return card
+
+
+def _check_sampling(card, iso, gain_k) -> None:
+    """Fail before writing anything if the card cannot serve the requested ISO / K range."""
+    from .sampling import sample_params
+
+    name = getattr(card, "name", "card")
+    if iso is not None:
+        if not getattr(card, "iso_table", None):
+            raise UnknownISOError(
+                f"card {name!r} has no per-ISO table, so an ISO range cannot be sampled; "
+                "give a gain range (--gain-k KMIN:KMAX, DN/e-) or omit --iso to sample K over the card's whole range"
+            )
+        for v in iso:
+            sample_params(card, iso=float(round(v)), rng=0)
+    elif gain_k is not None:
+        for v in gain_k:
+            sample_params(card, gain_k_dn_per_e=v, rng=0)
+    else:
+        sample_params(card, rng=0)
+
+
+def generate_dataset(
+    output: str | os.PathLike,
+    *,
+    card,
+    source: str | os.PathLike = "builtin",
+    pairs: int,
+    patch: int = 256,
+    iso=None,
+    gain_k=None,
+    ratio=(100.0, 300.0),
+    blur=None,
+    seed: int = 0,
+    workers: int = 1,
+    shards: int = 1,
+    storage: str = "float32",
+    compression: str | None = None,
+    components: NoiseComponents | None = None,
+    force: bool = False,
+    resume: bool = False,
+    progress: bool = True,
+    command: str | None = None,
+    checkpoint_every: int = 64,
+) -> Path:
+    """Synthesize ``pairs`` (noisy, clean) raw patch pairs into an HDF5 file (layout: module docstring).
+
+    Parameters
+    ----------
+    output : path
+        The ``.h5`` file to write; its directory must exist. With ``shards > 1`` this is the master
+        file and the shards are written next to it (:func:`shard_paths`).
+    card : Card, card name or path
+        The camera's noise card (:func:`noisesim.card.load_card`).
+    source : path or "builtin"
+        Clean images: a folder of sRGB images, a folder of raw files, or ``"builtin"`` (procedural dead
+        leaves, no download); see :func:`noisesim.sources.open_source`.
+    pairs : int
+        Number of samples N.
+    patch : int
+        Mosaic patch side in pixels (multiple of the CFA period); stored packed as (C, patch/p, patch/p).
+    iso : (low, high), single value, "LOW:HIGH" or None
+        ISO drawn log-uniformly in the range (rounded to an integer), parameters from the card's per-ISO
+        model via :func:`noisesim.sampling.sample_params`. ``None`` (default): K is drawn over the card's
+        whole calibrated range (ELD's ``log K ~ U(log K_min, log K_max)``).
+    gain_k : (low, high) or None
+        Alternative to ``iso`` for cards without an ISO table: K [DN/e⁻] drawn log-uniformly.
+    ratio : (low, high), value, list or "100:300" / "100,250,300"
+        Exposure ratio r ≥ 1: log-uniform in a range, fixed, or a uniform choice among listed values.
+    blur : BlurSpec, str or None
+        Blur drawn per sample (:func:`noisesim.blur.parse_blur_spec` syntax), applied to linear camera
+        RGB before mosaic and noise.
+    seed : int
+        Dataset seed; sample i uses only ``SeedSequence(seed, spawn_key=(i,))``.
+    workers : int
+        Processes synthesizing samples (spawn start method); the content does not depend on it.
+    shards : int
+        Number of shard files (+ one virtual-dataset master file at ``output``).
+    storage : {"float32", "uint16"}
+        float32 normalized, or uint16 raw DN including the black level (half the size; the clean patch
+        is then rounded to DN before the noise is drawn from it, so re-synthesis stays exact).
+    compression : {None, "lzf", "gzip"}
+        HDF5 filter for clean and noisy (default none: noise does not compress, DESIGN §4).
+    components : NoiseComponents, optional
+        Noise terms to simulate (default: all).
+    force : bool
+        Overwrite an existing output (it is replaced only once the new one is complete) and discard
+        any partial run.
+    resume : bool
+        Continue an interrupted run from ``<output>.partial`` (same settings required).
+    progress : bool
+        Show a tqdm progress bar on stderr.
+    command : str, optional
+        The command line to record in the attributes.
+    checkpoint_every : int
+        Samples between progress checkpoints (flush + done flags); also at least every 5 s.
+
+    Returns
+    -------
+    Path
+        ``output``.
+
+    Raises
+    ------
+    DatasetError, UnknownCardError, UnknownISOError, InputFileError, ParameterError
+        Before anything is written, for bad arguments; :class:`DatasetError` if writing fails (the
+        partial file is kept for ``resume``; nothing appears under the final name).
+    """
+    from . import __version__
+    from .blur import BlurSpec, parse_blur_spec
+
+    output = Path(output)
+    if not output.parent.is_dir():
+        raise DatasetError(f"cannot write {output}: directory {output.parent} does not exist")
+    if output.is_dir():
+        raise DatasetError(f"cannot write {output}: it is a directory")
+    pairs, patch, workers, shards = int(pairs), int(patch), int(workers), int(shards)
+    if pairs < 1:
+        raise ParameterError(f"pairs must be >= 1, got {pairs}")
+    if workers < 1:
+        raise ParameterError(f"workers must be >= 1, got {workers}")
+    if not 1 <= shards <= pairs:
+        raise ParameterError(f"shards must lie in 1..pairs ({pairs}), got {shards}")
+    if storage not in STORAGES:
+        raise ParameterError(f"storage must be one of {STORAGES}, got {storage!r}")
+    if isinstance(compression, str) and compression.lower() == "none":
+        compression = None
+    if compression not in COMPRESSIONS:
+        raise ParameterError(f"compression must be one of none, lzf, gzip; got {compression!r}")
+    if iso is not None and gain_k is not None and parse_range(iso, "iso") is not None and parse_range(gain_k, "gain_k") is not None:
+        raise ParameterError("give either an ISO range or a gain range, not both")
+    iso_r, gain_r, ratio_s = parse_range(iso, "iso"), parse_range(gain_k, "gain_k"), parse_ratio(ratio)
+    if isinstance(blur, str):
+        blur = None if blur.strip().lower() in ("", "none") else parse_blur_spec(blur)
+    if blur is not None and not isinstance(blur, BlurSpec):
+        raise ParameterError(f"blur must be a BlurSpec, a spec string or None, got {type(blur).__name__}")
+    components = components or NoiseComponents()
+    if storage == "uint16" and not (components.quantize and components.clip):
+        raise ParameterError("uint16 storage needs quantization and clipping on (components.quantize, components.clip)")
+
+    files = shard_paths(output, shards)
+    finals = files + ([output] if shards > 1 else [])
+    if not force and not resume:
+        for fp in finals:
+            if fp.exists():
+                raise DatasetError(f"{fp} already exists; pass --force (force=True) to overwrite it")
+            if _partial(fp).exists():
+                raise DatasetError(f"a partial run exists at {_partial(fp)}; pass --resume to continue it or --force to start over")
+    if resume and not force and output.exists():
+        log.info("%s is already complete; nothing to resume", output)
+        return output
+
+    card = _resolve_card(card)
+    sensor = card.sensor
+    cfa = sensor.cfa
+    p = cfa.period
+    if patch < p or patch % p:
+        raise ParameterError(f"patch must be a positive multiple of the CFA period {p} ({cfa.pattern}), got {patch}")
+    maps = getattr(card, "maps", None)
+    if maps is not None and maps.shape is not None and (maps.shape[0] < patch or maps.shape[1] < patch):
+        raise ParameterError(f"patch {patch} is larger than the card's fixed-pattern maps {maps.shape}")
+    _check_sampling(card, iso_r, gain_r)
+    source_spec = str(source) if str(source) == "builtin" else str(Path(source).resolve())
+    job = _Job(card=card, source_spec=source_spec, patch=patch, iso=iso_r, gain_k=gain_r, ratio=ratio_s, blur=blur,
+               seed=int(seed), storage=storage, components=components, kernel_cap=_kernel_capacity(blur))
+    # Open the source and draw one patch now: an empty folder or images smaller than the patch fail
+    # here, before any file is created.
+    probe = _Synth(job)
+    probe.source.sample_patch(np.random.default_rng(0), patch, blur=blur)
+    del probe
+
+    dtype = np.dtype(np.uint16 if storage == "uint16" else np.float32)
+    shape = (cfa.n_channels, patch // p, patch // p)
+    card_text = getattr(card, "text", "") or ""
+    config = {
+        "schema": SCHEMA,
+        "card_sha256": hashlib.sha256(card_text.encode()).hexdigest(),
+        "source": source_spec,
+        "pairs": pairs,
+        "patch": patch,
+        "iso": list(iso_r) if iso_r else None,
+        "gain_k_dn_per_e": list(gain_r) if gain_r else None,
+        "ratio": {"kind": ratio_s[0], "values": list(ratio_s[1])},
+        "blur": None if blur is None else blur.to_string(),
+        "seed": int(seed),
+        "storage": storage,
+        "compression": compression,
+        "shards": shards,
+        "components": dataclasses.asdict(components),
+    }
+    config_json = json.dumps(config, sort_keys=True)
+    site = cfa.site_index.ravel()
+    attrs = {
+        "schema": SCHEMA,
+        "noisesim_version": __version__,
+        "card": card_text,
+        "card_name": str(getattr(card, "name", "")),
+        "cfa": cfa.pattern,
+        "channel_order": ",".join(cfa.channel_names),
+        "layout": "packed (N, C, H/p, W/p)",
+        "bit_depth": sensor.bit_depth,
+        "black_level_dn": np.asarray(sensor.black_level_dn, dtype=np.float64),
+        "white_level_dn": np.asarray(sensor.white_level_dn, dtype=np.float64),
+        "channel_black_level_dn": np.asarray(sensor.black_level_dn, dtype=np.float64)[site],
+        "channel_white_level_dn": np.asarray(sensor.white_level_dn, dtype=np.float64)[site],
+        "level_site_order": ",".join(cfa.site_names),
+        "storage": storage,
+        "unit": "dn" if storage == "uint16" else "normalized",
+        "seed": int(seed),
+        "n_pairs": pairs,
+        "patch": patch,
+        "n_shards": shards,
+        "uses_maps": bool(maps is not None and maps.shape is not None),
+        "components": json.dumps(dataclasses.asdict(components), sort_keys=True),
+        "command": command if command is not None else "noisesim.dataset.generate_dataset (Python API)",
+    }
+    bounds = np.linspace(0, pairs, shards + 1).round().astype(int)
+
+    # Space check (uncompressed upper bound) before creating anything.
+    need = 2 * pairs * int(np.prod(shape)) * dtype.itemsize
+    free = shutil.disk_usage(output.parent).free
+    if need > free:
+        raise DatasetError(f"not enough disk space for {output}: needs about {need / 1e9:.2f} GB, {free / 1e9:.2f} GB free in {output.parent}")
+
+    writers: list[_ShardWriter] = []
+    try:
+        for k, fp in enumerate(files):
+            if shards > 1 and resume and not force and fp.exists():
+                _check_complete_shard(fp, config_json)
+                continue
+            if force and not resume:
+                _partial(fp).unlink(missing_ok=True)
+                _progress(_partial(fp)).unlink(missing_ok=True)
+            writers.append(_ShardWriter(fp, int(bounds[k]), int(bounds[k + 1] - bounds[k]), shape, dtype, job.kernel_cap,
+                                        blur is not None, compression, attrs, config_json, resume=resume))
+        _run(job, writers, workers, pairs, progress, checkpoint_every)
+    except BaseException as exc:
+        for w in writers:
+            try:
+                w.close()
+            except Exception:  # noqa: BLE001 - the original error matters more
+                log.debug("closing %s failed", w.tmp, exc_info=True)
+        if isinstance(exc, (OSError, RuntimeError)) and not isinstance(exc, NoiseSimError):
+            # h5py reports failed writes as OSError, failed flushes as RuntimeError.
+            kept = ", ".join(str(_partial(fp)) for fp in files if _partial(fp).exists()) or "nothing"
+            first = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+            raise DatasetError(f"writing {output} failed: {first} (disk full or quota exceeded?). Partial progress kept in: {kept}; "
+                               "free space and rerun with --resume, or with --force to start over") from None
+        raise
+    for w in writers:
+        w.finish()
+    if shards > 1:
+        _write_master(output, files, attrs, config_json)
+    return output
+
+
+def _check_complete_shard(path: Path, config_json: str) -> None:
+    import h5py
+
+    with h5py.File(path, "r") as f:
+        old = f.attrs.get("generation_config", "")
+    if old != config_json:
+        raise DatasetError(f"cannot resume: shard {path} was made with different settings ({_config_diff(old, config_json)})")
+
+
+def _run(job: _Job, writers: list[_ShardWriter], workers: int, pairs: int, progress: bool, checkpoint_every: int) -> None:
+    from tqdm.auto import tqdm
+
+    todo = [i for w in writers for i in w.todo()]
+    owner = {}
+    for w in writers:
+        for i in range(w.first, w.first + w.n):
+            owner[i] = w
+    n_done = pairs - len(todo)
+    if n_done:
+        log.info("resuming: %d of %d samples already done", n_done, pairs)
+    last = time.monotonic()
+    since = 0
+    with tqdm(total=pairs, initial=n_done, disable=not progress, unit="pair", desc="generate", dynamic_ncols=True) as bar:
+        with closing(_produce(job, todo, workers)) as produced:
+            for i, clean, noisy, rec, kernel in produced:
+                owner[i].write(i, clean, noisy, rec, kernel)
+                n_done += 1
+                since += 1
+                bar.update(1)
+                now = time.monotonic()
+                if since >= checkpoint_every or now - last > 5.0:
+                    for w in writers:
+                        w.checkpoint()
+                    log.info("checkpoint: %d/%d samples done", n_done, pairs)
+                    since, last = 0, now
+
+
+# ------------------------------------------------------------------------------------------------
+# Reading back
+# ------------------------------------------------------------------------------------------------
+def params_from_record(rec) -> NoiseParams:
+    """The :class:`NoiseParams` stored in one ``/params`` row."""
+    iso = float(rec["iso"])
+    return NoiseParams(
+        read_model=bytes(rec["read_model"]).decode().strip("\x00") or "tukey",
+        black_level_error_dn=tuple(float(v) for v in rec["black_level_error_dn"]),
+        iso=None if math.isnan(iso) else iso,
+        **{name: float(rec[name]) for name in _NOISE_FIELDS},
+    )
+
+
+def sensor_from_attrs(attrs) -> Sensor:
+    """The :class:`Sensor` (CFA, bit depth, levels) recorded in a dataset's attributes."""
+    return Sensor(cfa=str(attrs["cfa"]), bit_depth=int(attrs["bit_depth"]),
+                  black_level_dn=tuple(attrs["black_level_dn"]), white_level_dn=tuple(attrs["white_level_dn"]))
+
+
+def resynthesize(path: str | os.PathLike, index: int, *, card=None) -> np.ndarray:
+    """Re-draw ``noisy[index]`` from ``clean[index]`` and the stored parameters and seed (bit-exact).
+
+    ``card`` is needed only when the dataset used the card's fixed-pattern maps (``attrs["uses_maps"]``).
+    """
+    import h5py
+
+    from .noise import simulate
+
+    with h5py.File(path, "r") as f:
+        clean = f["clean"][index]
+        rec = f["params"][index]
+        attrs = dict(f.attrs)
+    sensor = sensor_from_attrs(attrs)
+    components = NoiseComponents(**json.loads(attrs["components"]))
+    maps = None
+    if attrs.get("uses_maps"):
+        if card is None:
+            raise DatasetError(f"{path} was generated with the card's fixed-pattern maps; pass card= to resynthesize")
+        maps = _resolve_card(card).maps
+    kw = dict(ratio=float(rec["ratio"]), components=components, maps=maps,
+              origin=(int(rec["origin_y"]), int(rec["origin_x"])), rng=int(rec["seed"]))
+    if attrs["storage"] == "uint16":
+        return simulate(clean, params_from_record(rec), sensor, input_unit="dn", output_unit="dn", dtype=np.uint16, **kw)
+    return simulate(clean, params_from_record(rec), sensor, **kw)
+
+
+def tukey_lambda_std(lam: float) -> float:
+    """Standard deviation of the standard Tukey-lambda distribution, λ > −½ (Joiner & Rosenblatt 1971).
+
+    var = 2/λ² · (1/(1 + 2λ) − Γ(λ+1)² / Γ(2λ+2)); λ = 0 (logistic): π²/3.
+    """
+    if lam <= -0.5:
+        return math.inf
+    if abs(lam) < 1e-6:
+        return math.pi / math.sqrt(3.0)
+    var = 2.0 / lam**2 * (1.0 / (1.0 + 2.0 * lam) - math.exp(2 * math.lgamma(lam + 1) - math.lgamma(2 * lam + 2)))
+    return math.sqrt(var)
+
+
+def read_noise_std_dn(params: NoiseParams) -> float:
+    """Standard deviation of the read noise [DN] of ``params`` (Gaussian σ, or σ_TL · std(TL(λ)))."""
+    if params.read_model == "gaussian":
+        return float(params.read_sigma_dn)
+    return float(params.tukey_scale_dn) * tukey_lambda_std(params.tukey_lambda)
+
+
+def noise_level_map(clean_normalized: np.ndarray, params: NoiseParams, ratio: float, channel_range_dn) -> np.ndarray:
+    """Per-pixel noise σ of the short exposure, in normalized units (not multiplied by the ratio).
+
+    σ² [DN²] = K · x + σ_read² + σ_row² + σ_col², x = y · (W − B) / r the expected signal [DN]
+    (DESIGN §1; the heteroscedastic Gaussian approximation of the Poisson–Gaussian model).
+
+    Shape: clean (C, h, w) normalized → (C, h, w) float32; ``channel_range_dn`` (C,) W − B per packed channel.
+    """
+    rng_dn = np.asarray(channel_range_dn, dtype=np.float64).reshape(-1, 1, 1)
+    x_dn = np.clip(np.asarray(clean_normalized, dtype=np.float64), 0, None) * rng_dn / ratio
+    var = params.gain_k_dn_per_e * x_dn + read_noise_std_dn(params) ** 2 + params.row_sigma_dn**2 + params.col_sigma_dn**2
+    return (np.sqrt(var) / rng_dn).astype(np.float32)
+
+
+def to_normalized(x: np.ndarray, attrs, *, channel_axis: int = -3) -> np.ndarray:
+    """Stored samples → float32 normalized: float32 storage as is; uint16 DN → (x − B) / (W − B) per channel."""
+    if str(attrs["storage"]) != "uint16":
+        return np.asarray(x, dtype=np.float32)
+    b = np.asarray(attrs["channel_black_level_dn"], dtype=np.float32)
+    w = np.asarray(attrs["channel_white_level_dn"], dtype=np.float32)
+    shape = [1] * np.ndim(x)
+    shape[channel_axis] = -1
+    return ((np.asarray(x, dtype=np.float32) - b.reshape(shape)) / (w - b).reshape(shape)).astype(np.float32)
+
+
+def inspect_dataset(path: str | os.PathLike) -> dict:
+    """A summary of a dataset: layout, counts, parameter ranges, card and attributes (a plain dict)."""
+    import h5py
+
+    path = Path(path)
+    if not path.exists():
+        raise DatasetError(f"{path} does not exist")
+    try:
+        f = h5py.File(path, "r")
+    except OSError as exc:
+        raise DatasetError(f"{path} is not a readable HDF5 file ({exc})") from None
+    with f:
+        if "clean" not in f or "noisy" not in f or "params" not in f:
+            raise DatasetError(f"{path} is not a noisesim dataset: /clean, /noisy or /params missing")
+        info: dict = {"path": str(path), "size_bytes": path.stat().st_size}
+        info["datasets"] = {}
+        for name, ds in f.items():
+            info["datasets"][name] = {
+                "shape": tuple(ds.shape), "dtype": str(ds.dtype), "chunks": ds.chunks, "compression": ds.compression,
+                "virtual": ds.is_virtual,
+            }
+        info["attrs"] = {k: (v.tolist() if isinstance(v, np.ndarray) else v) for k, v in f.attrs.items() if k != "card"}
+        info["card_text"] = f.attrs.get("card", "")
+        rec = f["params"][:]
+        ranges = {}
+        for name in ("iso", "gain_k_dn_per_e", "ratio", "read_sigma_dn", "tukey_lambda", "tukey_scale_dn", "row_sigma_dn"):
+            v = rec[name].astype(np.float64)
+            v = v[np.isfinite(v)]
+            ranges[name] = (float(v.min()), float(v.max())) if v.size else None
+        info["param_ranges"] = ranges
+        info["n_pairs"] = len(rec)
+        info["n_blurred"] = int((rec["blur_kernel_index"] >= 0).sum())
+        info["n_sources"] = int(np.unique(rec["source_index"]).size)
+    return info
+
+
+def format_summary(info: dict) -> str:
+    """Human-readable text of :func:`inspect_dataset`'s dict."""
+    a = info["attrs"]
+    lines = [
+        f"{info['path']}  ({info['size_bytes'] / 1e6:.1f} MB, schema {a.get('schema')}, noisesim {a.get('noisesim_version')})",
+        f"pairs: {info['n_pairs']}  patch: {a.get('patch')} px  CFA: {a.get('cfa')}  channels: {a.get('channel_order')}  "
+        f"storage: {a.get('storage')} ({a.get('unit')})",
+        f"card: {a.get('card_name')}  bit depth {a.get('bit_depth')}  black {a.get('black_level_dn')}  white {a.get('white_level_dn')}",
+        f"seed: {a.get('seed')}  shards: {a.get('n_shards')}  blurred: {info['n_blurred']}  distinct sources: {info['n_sources']}",
+        f"command: {a.get('command')}",
+        "datasets:",
+    ]
+    for name, d in info["datasets"].items():
+        extra = " virtual" if d["virtual"] else f" chunks={d['chunks']} compression={d['compression']}"
+        lines.append(f"  /{name:<18} {str(d['shape']):<22} {d['dtype'] if not d['dtype'].startswith('{') else 'compound'}{extra}")
+    lines.append("parameter ranges:")
+    for name, r in info["param_ranges"].items():
+        lines.append(f"  {name:<16} " + ("n/a" if r is None else f"{r[0]:.4g} .. {r[1]:.4g}"))
+    return "\n".join(lines)
+
+
+def contact_sheet(path: str | os.PathLike, out_png: str | os.PathLike, *, n: int = 8, indices: Sequence[int] | None = None) -> Path:
+    """Write a PNG of ``n`` pairs (noisy × ratio | clean), rendered by the forward ISP
+    (:func:`noisesim.isp.process`) with each sample's recorded white balance and colour matrix
+    (neutral gains and the identity matrix when the sample has none, e.g. procedural or raw sources)."""
+    import cv2
+    import h5py
+
+    from .isp import ISPMeta, process
+
+    out_png = Path(out_png)
+    if not out_png.parent.is_dir():
+        raise DatasetError(f"cannot write {out_png}: directory {out_png.parent} does not exist")
+    with h5py.File(path, "r") as f:
+        attrs = dict(f.attrs)
+        N = f["params"].shape[0]
+        idx = list(indices) if indices is not None else list(np.linspace(0, N - 1, min(n, N)).round().astype(int))
+        sensor = sensor_from_attrs(attrs)
+        cfa = sensor.cfa
+        tiles = []
+        for i in idx:
+            rec = f["params"][i]
+            clean = to_normalized(f["clean"][i], attrs)
+            noisy = to_normalized(f["noisy"][i], attrs) * float(rec["ratio"])
+            if np.isfinite(rec["isp_rgb_gain"]):
+                meta = ISPMeta(rgb_gain=float(rec["isp_rgb_gain"]), red_gain=float(rec["isp_red_gain"]),
+                               blue_gain=float(rec["isp_blue_gain"]), cam2rgb=tuple(rec["isp_cam2rgb"].ravel().tolist()))
+            else:
+                meta = ISPMeta(rgb_gain=1.0, red_gain=1.0, blue_gain=1.0, cam2rgb=tuple(np.eye(3).ravel()))
+            pair = [process(cfa.unpack(np.clip(x, 0, 1)), meta, cfa) for x in (noisy, clean)]
+            sep = np.ones((pair[0].shape[0], 4, 3), np.float32)
+            tiles.append(np.concatenate([pair[0], sep, pair[1]], axis=1))
+    gap = np.ones((4, tiles[0].shape[1], 3), np.float32)
+    sheet = np.concatenate([t for tile in tiles for t in (tile, gap)][:-1], axis=0)
+    img = (np.clip(sheet, 0, 1) * 255 + 0.5).astype(np.uint8)
+    if not cv2.imwrite(str(out_png), cv2.cvtColor(img, cv2.COLOR_RGB2BGR)):
+        raise DatasetError(f"could not write {out_png}")
+    return out_png
