@@ -49,10 +49,7 @@ __all__ = [
 ]
 
 IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".tif", ".tiff")
-RAW_EXTENSIONS = (
-    ".dng", ".cr2", ".cr3", ".crw", ".nef", ".nrw", ".arw", ".srf", ".sr2", ".raf", ".rw2", ".orf",
-    ".pef", ".srw", ".3fr", ".iiq", ".erf", ".kdc", ".mef", ".mos", ".mrw", ".x3f", ".rwl",
-)  # fmt: skip
+from .rawio import RAW_EXTENSIONS, raw_cfa_and_black, read_raw  # noqa: E402  (one raw reader)
 
 
 @dataclass
@@ -551,26 +548,6 @@ class ImageFolderSource(_FolderSource):
         return self._finish_rgb(crop, rng, blur, i, (y0, x0))
 
 
-def _raw_cfa(raw, path: Path) -> tuple[CFA, np.ndarray]:
-    """The CFA at the top-left visible pixel, and the colour index (LibRaw's) per tile position."""
-    colors = np.asarray(raw.raw_colors_visible)
-    desc = raw.color_desc.decode("ascii", "replace") if isinstance(raw.color_desc, bytes) else str(raw.color_desc)
-    for p in (2, 4):
-        if colors.shape[0] < 2 * p or colors.shape[1] < 2 * p:
-            continue
-        tile = colors[:p, :p]
-        if np.array_equal(np.tile(tile, (2, 2)), colors[: 2 * p, : 2 * p]):
-            letters = "".join(desc[int(c)] if int(c) < len(desc) else "?" for c in tile.ravel())
-            try:
-                return CFA(letters), tile
-            except CFAError:
-                break
-    raise CFAError(
-        f"raw file {path}: unsupported colour filter array (colours {desc!r}, top-left "
-        f"{colors[:4, :4].tolist()}); only Bayer and quad-Bayer RGB sensors are supported"
-    )
-
-
 class RawFolderSource(_FolderSource):
     """Long-exposure raw files (any format rawpy/LibRaw reads) found recursively under ``folder``.
 
@@ -601,7 +578,7 @@ class RawFolderSource(_FolderSource):
         try:
             return rawpy.imread(str(path))
         except Exception as exc:  # rawpy raises its own LibRawError tree
-            raise InputFileError(f"cannot read raw file {path}: {exc}") from exc
+            raise InputFileError(f"{path}: cannot be read as a raw file ({type(exc).__name__}: {exc})") from exc
 
     def _phase(self, file_cfa: CFA, path: Path) -> tuple[int, int]:
         want = self.cfa
@@ -620,7 +597,7 @@ class RawFolderSource(_FolderSource):
     def _file_meta(self, i: int) -> tuple[CFA, tuple[int, int]]:
         if i not in self._meta:
             with self._open(i) as raw:
-                cfa, _ = _raw_cfa(raw, self.files[i])
+                cfa, _, _ = raw_cfa_and_black(raw, self.files[i])
                 size = (int(raw.sizes.height), int(raw.sizes.width))
             self._meta[i] = (cfa, size)
         return self._meta[i]
@@ -635,19 +612,8 @@ class RawFolderSource(_FolderSource):
 
     def _load(self, i: int):
         def load():
-            path = self.files[i]
-            with self._open(i) as raw:
-                cfa, tile = _raw_cfa(raw, path)
-                try:
-                    img = np.array(raw.raw_image_visible, copy=True)
-                    black = np.asarray(raw.black_level_per_channel, dtype=np.float64)
-                    white = float(raw.white_level)
-                except Exception as exc:  # noqa: BLE001 - LibRaw unpack errors
-                    raise InputFileError(f"cannot decode raw file {path}: {exc}") from exc
-            black_tile = black[tile]
-            if np.any(white <= black_tile):
-                raise InputFileError(f"raw file {path}: white level {white} is not above the black levels {black.tolist()}")
-            return img, cfa, black_tile, white
+            frame = read_raw(self.files[i])
+            return frame.mosaic, frame.cfa, frame.cfa.tile_values(frame.black_level_dn), frame.white_level_dn
 
         return self._cache.get(i, load)
 

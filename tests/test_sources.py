@@ -254,7 +254,11 @@ class _FakeRaw:
     def __init__(self, pattern16, img):
         lut = {"R": 0, "G": 1, "B": 2}
         tile = np.array([lut[c] for c in pattern16]).reshape(4, 4)
+        import rawpy
+
         self.raw_colors_visible = np.tile(tile, (img.shape[0] // 4, img.shape[1] // 4))
+        self.raw_pattern = tile
+        self.raw_type = rawpy.RawType.Flat
         self.color_desc = b"RGBG"
         self.raw_image_visible = img
         self.black_level_per_channel = [64, 64, 64, 64]
