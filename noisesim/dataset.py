@@ -172,12 +172,14 @@ class _Job:
     kernel_cap: int
 
 
-def sample_seeds(seed: int, index: int) -> tuple[np.random.SeedSequence, np.random.SeedSequence, int]:
+def sample_seeds(seed: int, index: int, *, spawn_key: tuple[int, ...] | None = None) -> tuple[np.random.SeedSequence, np.random.SeedSequence, int]:
     """The three random streams of sample ``index``: (parameter seq, clean-patch seq, noise seed int).
 
-    ``SeedSequence(seed, spawn_key=(index,))`` equals ``SeedSequence(seed).spawn(index + 1)[index]``.
+    ``SeedSequence(seed, spawn_key=(index,))`` equals ``SeedSequence(seed).spawn(index + 1)[index]``;
+    ``spawn_key`` replaces ``(index,)`` (the on-the-fly loader uses ``(epoch, index)``).
     """
-    ss = np.random.SeedSequence(int(seed), spawn_key=(int(index),))
+    key = (int(index),) if spawn_key is None else tuple(int(k) for k in spawn_key)
+    ss = np.random.SeedSequence(int(seed), spawn_key=key)
     ss_params, ss_clean, ss_noise = ss.spawn(3)
     return ss_params, ss_clean, int(ss_noise.generate_state(1, np.uint64)[0])
 
@@ -215,10 +217,10 @@ class _Synth:
             params = sample_params(self.card, rng=g)
         return params, ratio
 
-    def sample(self, i: int):
+    def sample(self, i: int, *, spawn_key: tuple[int, ...] | None = None):
         """Synthesize sample ``i``: (clean, noisy, params record, kernel or None)."""
         job = self.job
-        ss_params, ss_clean, noise_seed = sample_seeds(job.seed, i)
+        ss_params, ss_clean, noise_seed = sample_seeds(job.seed, i, spawn_key=spawn_key)
         g = np.random.default_rng(ss_params)
         params, ratio = self.draw_params(g)
         origin = (0, 0)
@@ -276,23 +278,8 @@ def _kernel_capacity(spec) -> int:
     """Largest kernel side ``spec`` can produce (the padded size of /blur_kernels); 0 without blur."""
     if spec is None or spec.p_none >= 1.0:
         return 0
-    from .blur import MAX_KERNEL_SIZE
-
-    def odd(n):
-        n = int(math.ceil(n))
-        return n if n % 2 else n + 1
-
-    sizes = [1]
-    for kind, _lo, hi in spec.kinds:
-        if kind in ("gaussian", "anisotropic"):
-            sizes.append(odd(6 * hi + 1))
-        elif kind == "defocus":
-            sizes.append(odd(2 * math.ceil(hi) + 1))
-        else:  # motion: a mean-centred path of length L spans at most L from the centre
-            sizes.append(odd(2 * math.ceil(hi + 1) + 1))
-    sizes = [min(s, MAX_KERNEL_SIZE) for s in sizes]
-    sizes += [max(k.shape) for k in spec._file_kernels]
-    return max(sizes)
+    cap = spec.max_kernel_size
+    return int(cap() if callable(cap) else cap)
 
 
 # ------------------------------------------------------------------------------------------------

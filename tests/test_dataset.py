@@ -216,6 +216,7 @@ def _cli(cwd, *extra, **kw):
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, **kw)
 
 
+@pytest.mark.slow
 def test_resume_after_kill_gives_identical_file(tmp_path):
     ref_dir, crash_dir = tmp_path / "ref", tmp_path / "crash"
     ref_dir.mkdir()

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import argparse
 import shlex
-import sys
 
 
 def add_parser(subparsers) -> argparse.ArgumentParser:
@@ -49,7 +48,7 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
 def run(args) -> int:
     from ..dataset import generate_dataset
 
-    command = "noisesim " + " ".join(shlex.quote(a) for a in sys.argv[1:]) if sys.argv and sys.argv[0] else None
+    command = canonical_command(args)
     out = generate_dataset(
         args.output,
         card=args.card,
@@ -68,16 +67,24 @@ def run(args) -> int:
         force=args.force,
         resume=args.resume,
         progress=not args.no_progress,
-        command=_strip_resume(command),
+        command=command,
         checkpoint_every=args.checkpoint_every,
     )
     print(out)
     return 0
 
 
-def _strip_resume(command: str | None) -> str | None:
-    """The recorded command is that of the original run: a resumed run must write the same bytes."""
-    if command is None:
-        return None
-    parts = shlex.split(command)
-    return " ".join(shlex.quote(a) for a in parts if a not in ("--resume", "--force", "--no-progress"))
+def canonical_command(args) -> str:
+    """The command recorded in the file, rebuilt from the parsed options in a fixed order.
+
+    Flags that do not change the content (--resume, --force, --workers, progress) are left out, so an
+    interrupted-and-resumed run, or one with another worker count, writes the same bytes.
+    """
+    parts = ["noisesim", "generate", "--card", args.card, "--source", args.source, "--output", args.output,
+             "--pairs", str(args.pairs), "--patch", str(args.patch)]
+    for flag, value in (("--iso", args.iso), ("--gain-k", args.gain_k), ("--ratio", args.ratio), ("--blur", args.blur)):
+        if value is not None:
+            parts += [flag, str(value)]
+    parts += ["--seed", str(args.seed), "--shards", str(args.shards), "--storage", args.storage,
+              "--compression", args.compression]
+    return " ".join(shlex.quote(p) for p in parts)

@@ -1,0 +1,262 @@
+"""PyTorch datasets over noisesim data (optional extra ``noisesim[torch]``; torch is imported lazily).
+
+* :class:`PairedRawDataset` reads an HDF5 file written by :func:`noisesim.dataset.generate_dataset`
+  (single file or shard master). Safe with ``num_workers > 0``: the h5py handle is opened lazily in the
+  process that reads, re-opened after a fork (the pid is checked), and never pickled (``__getstate__``).
+* :class:`OnTheFlyRawDataset` synthesizes pairs inside the DataLoader workers. Sample ``index`` of epoch
+  ``e`` draws only from ``SeedSequence(seed, spawn_key=(e, index))``: deterministic given
+  (seed, epoch, index), whatever the worker that serves it, and distinct across indices (hence across
+  workers) and epochs. Call :meth:`OnTheFlyRawDataset.set_epoch` before each epoch; the epoch lives in
+  shared memory, so persistent workers see it too.
+
+numba's OpenMP threading layer is not fork-safe (../shared/DESIGN.md §5): for the on-the-fly dataset use
+``multiprocessing_context="spawn"`` (what :func:`make_loader` does). Reading HDF5 is fork-safe here.
+
+Each item is a dict of tensors::
+
+    noisy       (C, h, w) float32, normalized; multiplied by the ratio if ``amplify``
+    clean       (C, h, w) float32, normalized long exposure
+    noise_map   (C, h, w) float32 per-pixel noise σ of ``noisy`` (same scaling), if ``noise_map``
+    ratio, iso, gain_k_dn_per_e, read_sigma_dn, tukey_lambda, tukey_scale_dn, row_sigma_dn,
+    read_std_dn  float64 scalars;  black_level_error_dn (4,);  index int64
+"""
+
+from __future__ import annotations
+
+import math
+import multiprocessing
+import os
+from pathlib import Path
+from typing import Any, Callable
+
+import numpy as np
+
+from .errors import DatasetError, ParameterError
+
+_SCALARS = ("ratio", "iso", "gain_k_dn_per_e", "read_sigma_dn", "tukey_lambda", "tukey_scale_dn", "row_sigma_dn")
+
+
+def _torch():
+    try:
+        import torch
+    except ImportError as exc:  # pragma: no cover - depends on the environment
+        raise ImportError("noisesim.torch_data needs PyTorch: pip install 'noisesim[torch]' (torch==2.13.0)") from exc
+    return torch
+
+
+def _item(clean: np.ndarray, noisy: np.ndarray, rec, channel_range_dn: np.ndarray, *, amplify: bool, noise_map: bool) -> dict:
+    from .dataset import noise_level_map, params_from_record, read_noise_std_dn
+
+    torch = _torch()
+    ratio = float(rec["ratio"])
+    params = params_from_record(rec)
+    out: dict[str, Any] = {}
+    scale = ratio if amplify else 1.0
+    out["noisy"] = torch.from_numpy(np.ascontiguousarray(noisy * np.float32(scale), dtype=np.float32))
+    out["clean"] = torch.from_numpy(np.ascontiguousarray(clean, dtype=np.float32))
+    if noise_map:
+        sigma = noise_level_map(clean, params, ratio, channel_range_dn) * np.float32(scale)
+        out["noise_map"] = torch.from_numpy(sigma)
+    for name in _SCALARS:
+        out[name] = torch.tensor(float(rec[name]), dtype=torch.float64)
+    out["read_std_dn"] = torch.tensor(read_noise_std_dn(params), dtype=torch.float64)
+    out["black_level_error_dn"] = torch.tensor(np.asarray(rec["black_level_error_dn"], dtype=np.float64))
+    out["index"] = torch.tensor(int(rec["index"]), dtype=torch.int64)
+    return out
+
+
+class PairedRawDataset:
+    """Map-style dataset over a generated HDF5 file.
+
+    Parameters
+    ----------
+    path : path
+        File written by :func:`noisesim.dataset.generate_dataset` (or its shard master).
+    amplify : bool
+        Multiply ``noisy`` (and the noise map) by the sample's exposure ratio, as low-light networks
+        take it (SID/ELD); default False (the short exposure as stored).
+    noise_map : bool
+        Add ``noise_map``: per-pixel σ from the stored parameters, √(K·x + σ_read² + σ_row² + σ_col²)
+        with x the expected short-exposure signal [DN], in normalized units (see
+        :func:`noisesim.dataset.noise_level_map`).
+    transform : callable, optional
+        Applied to the item dict (e.g. a joint random crop/flip of noisy and clean).
+
+    Shape
+    -----
+    noisy, clean, noise_map: (C, h, w); uint16 files are converted to normalized float32.
+    """
+
+    def __init__(self, path, *, amplify: bool = False, noise_map: bool = False, transform: Callable | None = None):
+        import h5py
+
+        self.path = Path(path)
+        if not self.path.exists():
+            raise DatasetError(f"{self.path} does not exist")
+        self.amplify, self.noise_map, self.transform = bool(amplify), bool(noise_map), transform
+        try:
+            with h5py.File(self.path, "r") as f:
+                for name in ("clean", "noisy", "params"):
+                    if name not in f:
+                        raise DatasetError(f"{self.path} is not a noisesim dataset: /{name} missing")
+                self.attrs = {k: (v if not isinstance(v, bytes) else v.decode()) for k, v in f.attrs.items() if k != "card"}
+                self.params = f["params"][:]  # small: read once, shipped to workers with the dataset
+                self._len = f["clean"].shape[0]
+        except OSError as exc:
+            raise DatasetError(f"{self.path} is not a readable HDF5 file ({exc})") from None
+        self.channel_range_dn = np.asarray(self.attrs["channel_white_level_dn"], np.float64) - np.asarray(
+            self.attrs["channel_black_level_dn"], np.float64
+        )
+        self._h5 = None
+        self._pid = None
+
+    def __len__(self) -> int:
+        return self._len
+
+    def _file(self):
+        import h5py
+
+        if self._h5 is None or self._pid != os.getpid():
+            # A handle inherited through fork is never used: each process opens its own.
+            self._h5 = h5py.File(self.path, "r")
+            self._pid = os.getpid()
+        return self._h5
+
+    def __getstate__(self):
+        state = self.__dict__.copy()
+        state["_h5"] = None
+        state["_pid"] = None
+        return state
+
+    def __getitem__(self, index: int) -> dict:
+        from .dataset import to_normalized
+
+        if not -self._len <= index < self._len:
+            raise IndexError(f"index {index} out of range for a dataset of {self._len} pairs")
+        index = int(index) % self._len
+        f = self._file()
+        clean = to_normalized(f["clean"][index], self.attrs)
+        noisy = to_normalized(f["noisy"][index], self.attrs)
+        item = _item(clean, noisy, self.params[index], self.channel_range_dn, amplify=self.amplify, noise_map=self.noise_map)
+        return self.transform(item) if self.transform is not None else item
+
+    def close(self) -> None:
+        if self._h5 is not None and self._pid == os.getpid():
+            self._h5.close()
+        self._h5 = None
+
+    def __del__(self):  # pragma: no cover - best effort
+        try:
+            self.close()
+        except Exception:  # noqa: BLE001
+            pass
+
+
+class OnTheFlyRawDataset:
+    """Map-style dataset that synthesizes (noisy, clean) pairs on access (in the DataLoader workers).
+
+    Parameters
+    ----------
+    source : path or "builtin"
+        Clean images (see :func:`noisesim.sources.open_source`).
+    card : Card, name or path
+    length : int
+        Items per epoch.
+    patch, iso, gain_k, ratio, blur, components :
+        As :func:`noisesim.dataset.generate_dataset`.
+    seed : int
+        Item ``index`` of epoch ``e`` uses only ``SeedSequence(seed, spawn_key=(e, index))``.
+    amplify, noise_map, transform :
+        As :class:`PairedRawDataset`.
+    """
+
+    def __init__(self, source, card, *, length: int, patch: int = 256, iso=None, gain_k=None, ratio=(100.0, 300.0),
+                 blur=None, seed: int = 0, components=None, amplify: bool = False, noise_map: bool = False,
+                 transform: Callable | None = None):
+        from .blur import parse_blur_spec
+        from .dataset import _CardRef, _check_sampling, _Job, _kernel_capacity, _resolve_card, parse_range, parse_ratio
+        from .params import NoiseComponents
+
+        if int(length) < 1:
+            raise ParameterError(f"length must be >= 1, got {length}")
+        card = _resolve_card(card)
+        iso_r, gain_r = parse_range(iso, "iso"), parse_range(gain_k, "gain_k")
+        _check_sampling(card, iso_r, gain_r)
+        if isinstance(blur, str):
+            blur = None if blur.strip().lower() in ("", "none") else parse_blur_spec(blur)
+        p = card.sensor.cfa.period
+        if int(patch) < p or int(patch) % p:
+            raise ParameterError(f"patch must be a positive multiple of the CFA period {p}, got {patch}")
+        source_spec = str(source) if str(source) == "builtin" else str(Path(source).resolve())
+        self._job = _Job(card=_CardRef(text=card.text, source=str(getattr(card, "source_path", None) or card.name),
+                                       maps=getattr(card, "maps", None)),
+                         source_spec=source_spec, patch=int(patch), iso=iso_r, gain_k=gain_r, ratio=parse_ratio(ratio),
+                         blur=blur, seed=int(seed), storage="float32", components=components or NoiseComponents(),
+                         kernel_cap=_kernel_capacity(blur))
+        self.length = int(length)
+        self.amplify, self.noise_map, self.transform = bool(amplify), bool(noise_map), transform
+        self._epoch = multiprocessing.get_context("spawn").RawValue("q", 0)
+        self._synth = None
+        self._pid = None
+        # Fail now (empty folder, images smaller than the patch), not inside a worker.
+        self._get_synth().source.sample_patch(np.random.default_rng(0), int(patch), blur=blur)
+
+    def __len__(self) -> int:
+        return self.length
+
+    @property
+    def epoch(self) -> int:
+        return int(self._epoch.value)
+
+    def set_epoch(self, epoch: int) -> None:
+        """Select the epoch whose noise the next items draw (visible to already started workers)."""
+        if int(epoch) < 0:
+            raise ParameterError(f"epoch must be >= 0, got {epoch}")
+        self._epoch.value = int(epoch)
+
+    def __getstate__(self):
+        state = self.__dict__.copy()
+        state["_synth"] = None
+        state["_pid"] = None
+        # The shared epoch travels only to processes being spawned (DataLoader workers); any other
+        # pickling (a copy) gets the current value.
+        if multiprocessing.context.get_spawning_popen() is None:
+            state["_epoch"] = int(self._epoch.value)
+        return state
+
+    def __setstate__(self, state):
+        if isinstance(state["_epoch"], int):
+            value = state["_epoch"]
+            state["_epoch"] = multiprocessing.get_context("spawn").RawValue("q", value)
+        self.__dict__.update(state)
+
+    def _get_synth(self):
+        from .dataset import _Synth
+
+        if self._synth is None or self._pid != os.getpid():
+            import dataclasses
+
+            job = dataclasses.replace(self._job, card=self._job.card.load())
+            self._synth = _Synth(job)
+            self._pid = os.getpid()
+        return self._synth
+
+    def __getitem__(self, index: int) -> dict:
+        if not 0 <= int(index) < self.length:
+            raise IndexError(f"index {index} out of range for length {self.length}")
+        synth = self._get_synth()
+        clean, noisy, rec, _kernel = synth.sample(int(index), spawn_key=(self.epoch, int(index)))
+        rng_dn = synth.ch_range.ravel()
+        item = _item(clean, noisy, rec, rng_dn, amplify=self.amplify, noise_map=self.noise_map)
+        item["epoch"] = _torch().tensor(self.epoch, dtype=_torch().int64)
+        return self.transform(item) if self.transform is not None else item
+
+
+def make_loader(dataset, *, batch_size: int = 8, num_workers: int = 0, shuffle: bool = False, **kwargs):
+    """A ``torch.utils.data.DataLoader`` with the spawn start method for its workers (numba's OpenMP
+    layer is not fork-safe) and persistent workers; other keyword arguments pass through."""
+    torch = _torch()
+    if num_workers > 0:
+        kwargs.setdefault("multiprocessing_context", "spawn")
+        kwargs.setdefault("persistent_workers", True)
+    return torch.utils.data.DataLoader(dataset, batch_size=batch_size, num_workers=num_workers, shuffle=shuffle, **kwargs)
