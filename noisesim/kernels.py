@@ -161,46 +161,24 @@ def _log_factorial(k, log_z):
     return (z - 0.5) * log_z - z + HALF_LOG_2PI + iz * (1.0 / 12.0 - iz2 * (1.0 / 360.0 - iz2 * (1.0 / 1260.0 - iz2 / 1680.0)))
 
 
-@nb.njit(cache=True, error_model="numpy")
-def _poisson_scalar(mu, exp_minus_mu, gx, gy, frame, k0, k1, first_try=0):
-    """One Poisson(μ) draw for pixel (gx, gy) from the shot stream, scalar (the row pass's tail).
+@nb.njit(cache=True, inline="always", error_model="numpy")
+def _ptrs_prepare(lam, wu, wv):
+    """First half of a PTRS try from its two words: (k, u_s, v, v_r, argument of the log test)."""
+    bb, aa, vr, inv_alpha = _ptrs_setup(lam)
+    uu = (np.float64(wu) + 0.5) * INV_2_32 - 0.5
+    vv = (np.float64(wv) + 0.5) * INV_2_32
+    us = 0.5 - abs(uu)
+    k = math.floor((2.0 * aa / us + bb) * uu + lam + 0.43)
+    return k, us, vv, vr, vv * inv_alpha / (aa / (us * us) + bb)
 
-    ``first_try`` skips PTRS tries already rejected by the row pass (the draw is the same either way).
-    """
-    if mu <= 0.0:
-        return 0.0
-    s = np.uint64(STREAM_SHOT << 16)
-    if mu < POISSON_INVERSION_MAX:
-        w0, w1, w2, w3 = philox4x32(gx, gy, frame, s, k0, k1)
-        u = (np.float64(w0) + 0.5) * INV_2_32
-        p = exp_minus_mu
-        f = p
-        k = 0.0
-        while u > f and k < _INVERSION_MAX_K:
-            k += 1.0
-            p = p * (mu * _INV_K[int(k)])
-            f += p
-        return k
-    b, a, vr, inv_alpha = _ptrs_setup(mu)
-    loglam = _log_scalar(mu)
-    block = np.uint64(first_try // 2)
-    t0 = first_try % 2
-    while True:
-        w0, w1, w2, w3 = philox4x32(gx, gy, frame, s | block, k0, k1)
-        block += np.uint64(1)
-        for t in range(t0, 2):
-            uu = (np.float64(w0 if t == 0 else w2) + 0.5) * INV_2_32 - 0.5
-            v = (np.float64(w1 if t == 0 else w3) + 0.5) * INV_2_32
-            us = 0.5 - abs(uu)
-            k = math.floor((2.0 * a / us + b) * uu + mu + 0.43)
-            if us >= 0.07 and v <= vr:
-                return k
-            if k < 0.0 or (us < 0.013 and v > us):
-                continue
-            lhs = _log_scalar(v * inv_alpha / (a / (us * us) + b))
-            if lhs <= -mu + k * loglam - _log_factorial(k, _log_scalar(k + 1.0)):
-                return k
-        t0 = 0
+
+@nb.njit(cache=True, inline="always", error_model="numpy")
+def _ptrs_accept(lam, k, us, vv, vr, log_test, log_lam, log_z):
+    """Second half: accept k? (squeeze, rejection, then the log test with log k! at z = k + 1)."""
+    kc = k if k > 0.0 else 0.0
+    accept = (us >= 0.07) & (vv <= vr)
+    reject = (k < 0.0) | ((us < 0.013) & (vv > us))
+    return accept | ((not reject) & (log_test <= -lam + k * log_lam - _log_factorial(kc, log_z)))
 
 
 # --------------------------------------------------------------------------------------------------
@@ -263,7 +241,9 @@ def fused_noise_numba(
         sm = np.empty(w)
         smi = sm.view(np.int64)
         se = np.empty(w)
-        done = np.empty(w, dtype=np.bool_)
+        idx = np.empty(w, dtype=np.int64)
+        sidx = np.empty(w, dtype=np.int64)
+        cm = np.empty(w)
         for y in range(blk * ROWS_PER_BLOCK, min(h, (blk + 1) * ROWS_PER_BLOCK)):
             py = y % period
             gy = np.uint64(y + oy)
@@ -283,69 +263,84 @@ def fused_noise_numba(
             # 2. shot noise. Row passes decide the first PTRS try of every pixel (with its three logs) and
             #    compute exp(−μ) for inversion; a scalar pass finishes μ < 10 and PTRS rejections.
             if shot:
-                mu_min = mu[0]
-                mu_max = mu[0]
+                # Pixels are split into two compact lists (gathered into contiguous rows so the passes
+                # vectorize): 0 < μ < 10 for inversion, μ ≥ 10 for PTRS; μ ≤ 0 gives 0.
+                n_small = 0
+                n_big = 0
                 for x in range(w):
-                    mu_min = min(mu_min, mu[x])
-                    mu_max = max(mu_max, mu[x])
-                if mu_max >= POISSON_INVERSION_MAX:
-                    for x in range(w):
-                        lam = mu[x]
+                    lam = mu[x]
+                    small = (lam > 0.0) & (lam < POISSON_INVERSION_MAX)
+                    big = lam >= POISSON_INVERSION_MAX
+                    sidx[n_small] = x
+                    n_small += 1 if small else 0
+                    idx[n_big] = x
+                    n_big += 1 if big else 0
+                    d[x] = 0.0
+                if n_small > 0:
+                    # Inversion, all listed pixels in lockstep: step j adds p_j = p_{j−1}·μ/j to the CDF f
+                    # and counts the steps where u > f_{j−1}. f only grows, so a pixel that has stopped
+                    # stays stopped: the sequential search, branch-free.
+                    for i in range(n_small):
+                        x = sidx[i]
                         w0, w1, w2, w3 = philox4x32(np.uint64(x + ox), gy, fr, s_shot, kk0, kk1)
-                        bb, aa, vr, inv_alpha = _ptrs_setup(lam)
-                        uu = (np.float64(w0) + 0.5) * INV_2_32 - 0.5
-                        vv = (np.float64(w1) + 0.5) * INV_2_32
-                        us = 0.5 - abs(uu)
-                        k = math.floor((2.0 * aa / us + bb) * uu + lam + 0.43)
-                        kk[x] = k
-                        us_r[x] = us
-                        v_r[x] = vv
-                        ex[x] = vr
-                        l1[x] = vv * inv_alpha / (aa / (us * us) + bb)
-                        l2[x] = lam if lam > 0.0 else 1.0
-                        l3[x] = (k if k > 0.0 else 0.0) + 1.0
-                    _log_row(l1, l1i, sm, smi, se, w)
-                    _log_row(l2, l2i, sm, smi, se, w)
-                    _log_row(l3, l3i, sm, smi, se, w)
-                    for x in range(w):
-                        lam = mu[x]
-                        k = kk[x]
-                        us = us_r[x]
-                        vv = v_r[x]
-                        vr = ex[x]
-                        kc = k if k > 0.0 else 0.0
-                        accept = (us >= 0.07) & (vv <= vr)
-                        reject = (k < 0.0) | ((us < 0.013) & (vv > us))
-                        accept = accept | ((not reject) & (l1[x] <= -lam + k * l2[x] - _log_factorial(kc, l3[x])))
-                        done[x] = (lam >= POISSON_INVERSION_MAX) & accept
-                        d[x] = k
-                else:
-                    for x in range(w):
-                        done[x] = False
-                if mu_min < POISSON_INVERSION_MAX:
-                    # inversion: u from word 0 of block 0, exp(−μ) as a row
-                    for x in range(w):
-                        w0, w1, w2, w3 = philox4x32(np.uint64(x + ox), gy, fr, s_shot, kk0, kk1)
-                        us_r[x] = (np.float64(w0) + 0.5) * INV_2_32
-                        ex[x] = -mu[x]
-                    _exp_row(ex, sm, smi, w, False)
-                for x in range(w):
-                    if not done[x]:
-                        lam = mu[x]
-                        if lam <= 0.0:
-                            d[x] = 0.0
-                        elif lam < POISSON_INVERSION_MAX:
-                            u = us_r[x]
-                            p = ex[x]
-                            f = p
-                            k = 0.0
-                            while u > f and k < _INVERSION_MAX_K:
-                                k += 1.0
-                                p = p * (lam * _INV_K[int(k)])
-                                f += p
-                            d[x] = k
+                        us_r[i] = (np.float64(w0) + 0.5) * INV_2_32
+                        cm[i] = mu[x]
+                    for i in range(n_small):
+                        ex[i] = -cm[i]
+                    _exp_row(ex, sm, smi, n_small, False)
+                    for i in range(n_small):
+                        v_r[i] = ex[i]  # the CDF f, from p_0 = exp(−μ)
+                        kk[i] = 0.0
+                    j = 0
+                    active = 1
+                    while active > 0 and j < _INVERSION_MAX_K:
+                        j += 1
+                        inv_j = _INV_K[j]
+                        active = 0
+                        for i in range(n_small):
+                            go = us_r[i] > v_r[i]
+                            kk[i] += 1.0 if go else 0.0
+                            ex[i] = ex[i] * (cm[i] * inv_j)
+                            v_r[i] += ex[i]
+                            active += 1 if go else 0
+                    for i in range(n_small):
+                        d[sidx[i]] = kk[i]
+                # PTRS for μ ≥ 10 (Hörmann 1993) in rounds: round t evaluates try t (Philox block t // 2,
+                # words 0–1 or 2–3) for every listed pixel, its three logs as rows; the rejected ~15 %
+                # stay listed for the next round.
+                n = n_big
+                for i in range(n):
+                    cm[i] = mu[idx[i]]
+                t = 0
+                while n > 0:
+                    blk_t = np.uint64(t // 2)
+                    second = (t % 2) == 1
+                    for i in range(n):
+                        w0, w1, w2, w3 = philox4x32(np.uint64(idx[i] + ox), gy, fr, s_shot | blk_t, kk0, kk1)
+                        k, us, vv, vr, arg = _ptrs_prepare(cm[i], w2 if second else w0, w3 if second else w1)
+                        kk[i] = k
+                        us_r[i] = us
+                        v_r[i] = vv
+                        ex[i] = vr
+                        l1[i] = arg
+                        l2[i] = cm[i]
+                        l3[i] = (k if k > 0.0 else 0.0) + 1.0
+                    _log_row(l1, l1i, sm, smi, se, n)
+                    _log_row(l2, l2i, sm, smi, se, n)
+                    _log_row(l3, l3i, sm, smi, se, n)
+                    for i in range(n):
+                        ok = _ptrs_accept(cm[i], kk[i], us_r[i], v_r[i], ex[i], l1[i], l2[i], l3[i])
+                        us_r[i] = 1.0 if ok else 0.0
+                    m = 0
+                    for i in range(n):
+                        if us_r[i] > 0.5:
+                            d[idx[i]] = kk[i]
                         else:
-                            d[x] = _poisson_scalar(lam, 0.0, np.uint64(x + ox), gy, fr, kk0, kk1, 1)
+                            idx[m] = idx[i]
+                            cm[m] = cm[i]
+                            m += 1
+                    n = m
+                    t += 1
                 for x in range(w):
                     d[x] = gain_k * d[x] + tiles[2, py, x]
             else:
