@@ -18,16 +18,7 @@ from noisesim.cfa import CFA
 from noisesim.errors import CalibrationError
 
 from .capture import FrameInfo
-
-
-def _channel_views(a: np.ndarray, cfa: CFA) -> list[np.ndarray]:
-    """Strided views of each packed channel of a mosaic (packed order of :class:`noisesim.cfa.CFA`)."""
-    p = cfa.period
-    return [a[y::p, x::p] for y in range(p) for x in range(p)]
-
-
-def _black_map(cfa: CFA, black, shape) -> np.ndarray:
-    return cfa.per_pixel(black, shape)
+from .kernels import channel_counts, dark_pass, flat_pass, pair_diff_var, prnu_add
 
 
 def _channel_site(cfa: CFA) -> np.ndarray:
@@ -93,16 +84,21 @@ class DarkAccumulator:
     def __init__(self, shape, cfa: CFA, black_level_dn, *, sample_pixels: int = 16384, rng=0, keep_full_stats: bool = True):
         self.shape = tuple(shape)
         self.cfa = cfa
-        self.black = _black_map(cfa, black_level_dn, self.shape)
+        self.black_tile = np.ascontiguousarray(cfa.tile_values(black_level_dn), dtype=np.float64)
         self.full = keep_full_stats
+        self._counts = channel_counts(self.shape, cfa.period)
         h, w = self.shape
         if self.full:
             self.s1 = np.zeros(self.shape, np.float64)
             self.s2 = np.zeros(self.shape, np.float64)
-            self._tmp = np.empty(self.shape, np.float64)
             gen = np.random.default_rng(rng)
             s = min(int(sample_pixels), h * w)
             self.sample_index = np.sort(gen.choice(h * w, size=s, replace=False))
+            r_idx, c_idx = np.divmod(self.sample_index, w)
+            p = cfa.period
+            self.sample_black_dn = self.black_tile[r_idx % p, c_idx % p]
+        else:
+            self.s1 = self.s2 = np.zeros((0, 0))
         self.n = 0
         self.channel_means: list[np.ndarray] = []
         self.row_means: list[np.ndarray] = []
@@ -115,27 +111,28 @@ class DarkAccumulator:
         self.max_dn = 0.0
 
     def add(self, raw: np.ndarray, frame: FrameInfo | None = None) -> None:
-        """Add one (H, W) frame in DN."""
+        """Add one (H, W) frame in DN (one streaming pass, :func:`calibration.kernels.dark_pass`)."""
+        raw = np.asarray(raw)
         if raw.shape != self.shape:
             raise CalibrationError(f"{frame.path if frame else 'frame'}: shape {raw.shape} differs from the stack's {self.shape}")
-        x = np.subtract(raw, self.black, dtype=np.float64)
-        self.max_dn = max(self.max_dn, float(raw.max()))
+        h, w = self.shape
+        row_sum = np.zeros(h if self.full else 0)
+        col_sum = np.zeros(w if self.full else 0)
+        ch_sum = np.zeros(self.cfa.n_channels)
+        mx = dark_pass(raw, self.black_tile, self.s1, self.s2, row_sum, col_sum, ch_sum, self.full)
+        self.max_dn = max(self.max_dn, mx)
         if frame is not None:
             self.paths.append(frame.path)
             self.integer_valued &= frame.integer_valued
-        self.channel_means.append(np.array([v.mean() for v in _channel_views(x, self.cfa)]))
+        self.channel_means.append(ch_sum / self._counts)
         if self.full:
-            self.s1 += x
-            np.multiply(x, x, out=self._tmp)
-            self.s2 += self._tmp
-            self.row_means.append(x.mean(axis=1))
-            self.col_means.append(x.mean(axis=0))
-            self.samples.append(x.ravel()[self.sample_index].astype(np.float32))
+            self.row_means.append(row_sum / w)
+            self.col_means.append(col_sum / h)
+            self.samples.append((raw.ravel()[self.sample_index] - self.sample_black_dn).astype(np.float32))
             if self._held is None:
-                self._held = np.asarray(raw).copy()
+                self._held = raw.copy()
             else:
-                np.subtract(raw, self._held, out=self._tmp, dtype=np.float64)
-                self.pair_var.append(np.array([v.var(ddof=1) / 2.0 for v in _channel_views(self._tmp, self.cfa)]))
+                self.pair_var.append(pair_diff_var(raw, self._held, self.cfa.period))
                 self._held = None
         self.n += 1
 
@@ -165,7 +162,7 @@ class DarkAccumulator:
         stats = DarkStats(n, self.shape, self.cfa, exposure_s, mean.astype(np.float32), var.astype(np.float32), cm, pv,
                           row_resid, col_resid, resid.astype(np.float32), self.sample_index, self.integer_valued, self.paths, self.max_dn)
         # release the big buffers
-        self.s1 = self.s2 = self._tmp = None  # type: ignore[assignment]
+        self.s1 = self.s2 = None  # type: ignore[assignment]
         return stats
 
 
@@ -193,9 +190,10 @@ class FlatAccumulator:
         self.dark = dark
         self.cfa = dark.cfa
         self.shape = dark.shape
-        self.black = _black_map(self.cfa, black_level_dn, self.shape)
+        self.black_tile = np.ascontiguousarray(self.cfa.tile_values(black_level_dn), dtype=np.float64)
         self.white = float(white_level_dn)
-        self.offset = self.black + dark.mean_map_dn.astype(np.float64)  # black + dark shading + bias
+        self._mean_map = np.ascontiguousarray(dark.mean_map_dn)  # offset = black + dark shading + bias
+        self._counts = channel_counts(self.shape, self.cfa.period)
         site = _channel_site(self.cfa)
         self.span = np.array([self.white - float(np.asarray(black_level_dn)[s]) for s in site])
         self.prnu_range = prnu_range
@@ -206,34 +204,30 @@ class FlatAccumulator:
         self.mismatched: list[tuple[str, str, float]] = []
 
     def add_pair(self, a_raw: np.ndarray, b_raw: np.ndarray, a: FrameInfo, b: FrameInfo) -> FlatLevel:
+        a_raw, b_raw = np.asarray(a_raw), np.asarray(b_raw)
         if a_raw.shape != self.shape or b_raw.shape != self.shape:
             raise CalibrationError(f"{b.path}: flat shape differs from the dark stack {self.shape}")
-        sat = self.white - 0.5
-        clipped = (a_raw >= sat) | (b_raw >= sat)
-        xa = np.subtract(a_raw, self.offset, dtype=np.float64)
-        xb = np.subtract(b_raw, self.offset, dtype=np.float64)
-        ma = np.array([v.mean() for v in _channel_views(xa, self.cfa)])
-        mb = np.array([v.mean() for v in _channel_views(xb, self.cfa)])
-        d = xa - xb
-        pv = np.array([v.var(ddof=1) / 2.0 for v in _channel_views(d, self.cfa)])
-        cf = np.array([v.mean() for v in _channel_views(clipped, self.cfa)])
+        sa, sb, nclip = flat_pass(a_raw, b_raw, self.black_tile, self._mean_map, self.white - 0.5)
+        ma = sa / self._counts
+        mb = sb / self._counts
+        pv = pair_diff_var(a_raw, b_raw, self.cfa.period)
+        cf = nclip / self._counts
         mu = (ma + mb) / 2.0
+        npx = int(self._counts.min())
         # Frames that are not a pair (light changed between them) make the difference variance meaningless.
         rel = np.abs(ma - mb) / np.maximum(np.abs(mu), 1e-9)
-        tol = 0.02 + 5.0 * np.sqrt(np.maximum(pv, 0)) / np.maximum(np.abs(mu), 1e-9) / math.sqrt(max(d.size // self.cfa.n_channels, 1))
-        lvl = FlatLevel(a.exposure_s, (a.path, b.path), mu, pv, cf, d.size // self.cfa.n_channels)
+        tol = 0.02 + 5.0 * np.sqrt(np.maximum(pv, 0)) / np.maximum(np.abs(mu), 1e-9) / math.sqrt(max(npx, 1))
+        lvl = FlatLevel(a.exposure_s, (a.path, b.path), mu, pv, cf, npx)
         if np.any((rel > tol) & (mu > 10 * np.sqrt(np.maximum(pv, 1e-12)))):
             self.mismatched.append((a.path, b.path, float(np.max(rel))))
             return lvl
         self.levels.append(lvl)
         frac = mu / self.span
         if np.all((frac > self.prnu_range[0]) & (frac < self.prnu_range[1])) and not np.any(cf > 0):
-            for x, m in ((xa, ma), (xb, mb)):
-                norm = x / self.cfa.per_pixel(self._site_values(m), self.shape)
-                if self.prnu_sum is None:
-                    self.prnu_sum = norm
-                else:
-                    self.prnu_sum += norm
+            if self.prnu_sum is None:
+                self.prnu_sum = np.zeros(self.shape, np.float64)
+            for x, m in ((a_raw, ma), (b_raw, mb)):
+                prnu_add(self.prnu_sum, x, self.black_tile, self._mean_map, self.cfa.tile_values(self._site_values(m)))
                 self.prnu_n += 1
                 self.prnu_temporal_rel_var += pv / (m * m)
         return lvl

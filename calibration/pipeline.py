@@ -19,7 +19,7 @@ import numpy as np
 from noisesim.cfa import CFA
 from noisesim.errors import CalibrationError, InputFileError, NoiseSimError
 
-from .accumulate import DarkAccumulator, DarkStats, FlatAccumulator, FlatLevel, _channel_views
+from .accumulate import DarkAccumulator, DarkStats, FlatAccumulator, FlatLevel
 from .capture import Capture, CaptureProblem, FrameInfo, group_frames, scan_capture
 from .estimators import (
     Estimate,
@@ -331,7 +331,7 @@ def _calibrate_iso(iso, darks, flats, cfa: CFA, shape, warnings, sample_pixels, 
     # remove the bias of the residual construction (stack-mean mixing, quantization) by indirect inference
     n_sim = 200_000
     lam_c, scale_c, dlam = debias_tukey(tk.tukey_lambda, tk.tukey_scale_dn, n_frames=n, quantized=ds.integer_valued, n_sim=n_sim,
-                                        offsets_dn=(ds.mean_map_dn.ravel()[ds.sample_index] + acc.black.ravel()[ds.sample_index])[good])
+                                        offsets_dn=(ds.mean_map_dn.ravel()[ds.sample_index] + acc.sample_black_dn)[good])
     sim_share = math.sqrt(1.0 + resid.size / n_sim)  # the simulation's own sampling noise, added in quadrature
     se_lam = batch_se(lam_b) / max(dlam, 0.2) * sim_share
     se_sc = batch_se(sc_b) * (scale_c / tk.tukey_scale_dn) * sim_share

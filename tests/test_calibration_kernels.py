@@ -1,0 +1,152 @@
+"""Calibration streaming kernels (numba) against their plain-numpy references, on pre-drawn random frames."""
+
+import numpy as np
+import pytest
+
+from calibration import kernels as K
+from calibration.accumulate import DarkAccumulator, FlatAccumulator
+from calibration.capture import frame_from_array
+from noisesim.cfa import CFA
+
+pytestmark = pytest.mark.skipif(not K.USE_NUMBA, reason="numba JIT disabled: the references are what runs")
+
+# odd sizes so the channels have unequal pixel counts; 2×2 and quad (4×4) periods
+CASES = [("RGGB", (37, 50)), ("GBRG", (40, 33)), ("RRGGRRGGGGBBGGBB", (42, 61))]
+
+
+def _frames(shape, dtype, seed):
+    rng = np.random.default_rng(seed)
+    if np.issubdtype(dtype, np.integer):
+        a = rng.integers(400, 16000, size=shape).astype(dtype)
+        b = rng.integers(400, 16000, size=shape).astype(dtype)
+    else:
+        a = (rng.normal(600.0, 40.0, size=shape)).astype(dtype)
+        b = (rng.normal(600.0, 40.0, size=shape)).astype(dtype)
+    return a, b
+
+
+@pytest.mark.parametrize("pattern,shape", CASES)
+@pytest.mark.parametrize("dtype", [np.uint16, np.float32, np.float64])
+@pytest.mark.parametrize("full", [True, False])
+def test_dark_pass_matches_reference(pattern, shape, dtype, full):
+    cfa = CFA(pattern)
+    black = cfa.tile_values((510.0, 512.0, 511.5, 509.0))
+    a, _ = _frames(shape, dtype, 1)
+    out = []
+    for fn in (K._dark_pass_numba, K.dark_pass_reference):
+        rng = np.random.default_rng(7)
+        s1 = rng.normal(size=shape)
+        s2 = rng.random(shape) * 10
+        rows, cols, ch = np.ones(shape[0]), np.ones(shape[1]), np.ones(cfa.n_channels)
+        mx = fn(a, black, s1, s2, rows, cols, ch, full)
+        out.append((float(mx), s1, s2, rows, cols, ch))
+    for x, y in zip(out[0], out[1]):
+        np.testing.assert_allclose(x, y, rtol=1e-12, atol=1e-9)
+
+
+@pytest.mark.parametrize("pattern,shape", CASES)
+@pytest.mark.parametrize("dtype", [np.uint16, np.float32])
+def test_pair_diff_var_matches_reference(pattern, shape, dtype):
+    p = CFA(pattern).period
+    a, b = _frames(shape, dtype, 2)
+    np.testing.assert_allclose(K.pair_diff_var(a, b, p), K.pair_diff_var_reference(a, b, p), rtol=1e-12)
+
+
+def test_pair_diff_var_is_sound_far_from_zero():
+    """Two-pass variance: a huge common offset in A − B does not cancel the variance away."""
+    rng = np.random.default_rng(3)
+    d = rng.normal(0.0, 1.0, size=(64, 64))
+    a = 1e9 + d
+    b = np.zeros_like(a)
+    got = K.pair_diff_var(a, b, 2)
+    ref = K.pair_diff_var_reference(d, np.zeros_like(d), 2)
+    np.testing.assert_allclose(got, ref, rtol=1e-6)
+
+
+@pytest.mark.parametrize("pattern,shape", CASES)
+@pytest.mark.parametrize("dtype", [np.uint16, np.float32])
+def test_flat_pass_and_prnu_add_match_reference(pattern, shape, dtype):
+    cfa = CFA(pattern)
+    black = cfa.tile_values((510.0, 512.0, 511.5, 509.0))
+    a, b = _frames(shape, dtype, 4)
+    mean_map = np.random.default_rng(5).normal(0, 2, size=shape).astype(np.float32)
+    sat = float(np.percentile(a, 95))
+    got = K.flat_pass(a, b, black, mean_map, sat)
+    ref = K.flat_pass_reference(a, b, black, mean_map, sat)
+    for x, y in zip(got, ref):
+        np.testing.assert_allclose(x, y, rtol=1e-12)
+    assert got[2].sum() > 0  # the clip count is exercised
+    level = cfa.tile_values((3000.0, 5000.0, 5100.0, 2500.0))
+    acc1 = np.ones(shape)
+    acc2 = np.ones(shape)
+    K.prnu_add(acc1, a, black, mean_map, level)
+    K.prnu_add_reference(acc2, a, black, mean_map, level)
+    np.testing.assert_allclose(acc1, acc2, rtol=1e-14)
+
+
+def test_channel_counts():
+    assert K.channel_counts((5, 7), 2).tolist() == [12, 9, 8, 6]
+    assert K.channel_counts((8, 8), 4).sum() == 64
+
+
+def _old_dark_stats(frames, cfa, black):
+    """The accumulator's figures computed the obvious way on the whole stack."""
+    x = np.stack([f.astype(np.float64) for f in frames]) - cfa.per_pixel(black, frames[0].shape)
+    p = cfa.period
+    views = lambda a: [a[..., y::p, xx::p] for y in range(p) for xx in range(p)]  # noqa: E731
+    ch = np.stack([[v.mean() for v in views(f)] for f in x])
+    pv = np.array([[v.var(ddof=1) / 2 for v in views(frames[i].astype(np.float64) - frames[i + 1])] for i in range(0, len(frames) - 1, 2)])
+    return x.mean(axis=0), x.var(axis=0, ddof=1), ch, pv, x.mean(axis=2), x.mean(axis=1)
+
+
+@pytest.mark.parametrize("pattern", ["RGGB", "RRGGRRGGGGBBGGBB"])
+def test_dark_accumulator_equals_whole_stack_statistics(pattern):
+    cfa = CFA(pattern)
+    black = (512.0, 510.0, 511.0, 509.0)
+    rng = np.random.default_rng(11)
+    frames = [rng.integers(480, 560, size=(24, 40)).astype(np.uint16) for _ in range(7)]
+    acc = DarkAccumulator((24, 40), cfa, black, sample_pixels=50, rng=0)
+    for f in frames:
+        acc.add(f)
+    ds = acc.finish(0.001)
+    mean, var, ch, pv, rows, cols = _old_dark_stats(frames, cfa, black)
+    np.testing.assert_allclose(ds.mean_map_dn, mean, rtol=1e-6, atol=1e-5)
+    np.testing.assert_allclose(ds.temporal_var_map_dn2, var, rtol=1e-5, atol=1e-5)
+    np.testing.assert_allclose(ds.frame_channel_means_dn, ch, rtol=1e-12)
+    np.testing.assert_allclose(ds.pair_var_dn2, pv, rtol=1e-12)
+    np.testing.assert_allclose(ds.row_resid, rows - rows.mean(axis=0), atol=1e-10)
+    np.testing.assert_allclose(ds.col_resid, cols - cols.mean(axis=0), atol=1e-10)
+    assert ds.max_dn == max(float(f.max()) for f in frames)
+    # residual samples: value − stack mean − row and column residuals, at the chosen pixels
+    r_idx, c_idx = np.divmod(ds.sample_index, 40)
+    x = np.stack(frames).astype(np.float64) - cfa.per_pixel(black, (24, 40))
+    expect = x[:, r_idx, c_idx] - mean[r_idx, c_idx] - ds.row_resid[:, r_idx] - ds.col_resid[:, c_idx]
+    np.testing.assert_allclose(ds.sample_resid_dn, expect, atol=1e-4)
+
+
+def test_flat_accumulator_levels_and_prnu_sum():
+    cfa = CFA("RGGB")
+    black = (512.0, 512.0, 512.0, 512.0)
+    rng = np.random.default_rng(12)
+    shape = (20, 30)
+    darks = [rng.integers(500, 525, size=shape).astype(np.uint16) for _ in range(4)]
+    acc = DarkAccumulator(shape, cfa, black, sample_pixels=20)
+    for d in darks:
+        acc.add(d)
+    ds = acc.finish(0.001)
+    fa = FlatAccumulator(ds, black, 16383.0)
+    a = rng.poisson(3000, size=shape).astype(np.uint16) + 512
+    b = rng.poisson(3000, size=shape).astype(np.uint16) + 512
+    fi = frame_from_array(a, kind="flat", iso=100, exposure_s=0.01, cfa="RGGB", black_level_dn=black, white_level_dn=16383, label="a")
+    lvl = fa.add_pair(a, b, fi, fi)
+    off = cfa.per_pixel(black, shape) + ds.mean_map_dn.astype(np.float64)
+    xa, xb = a - off, b - off
+    p = 2
+    views = lambda z: [z[y::p, x::p] for y in range(p) for x in range(p)]  # noqa: E731
+    ma = np.array([v.mean() for v in views(xa)])
+    mb = np.array([v.mean() for v in views(xb)])
+    np.testing.assert_allclose(lvl.mean_dn, (ma + mb) / 2, rtol=1e-12)
+    np.testing.assert_allclose(lvl.pair_var_dn2, [v.var(ddof=1) / 2 for v in views(xa - xb)], rtol=1e-9)
+    assert fa.prnu_n == 2
+    expect = xa / cfa.per_pixel(ma, shape) + xb / cfa.per_pixel(mb, shape)
+    np.testing.assert_allclose(fa.prnu_sum, expect, rtol=1e-12)
