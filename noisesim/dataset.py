@@ -1023,7 +1023,7 @@ def format_summary(info: dict) -> str:
     ]
     for name, d in info["datasets"].items():
         extra = " virtual" if d["virtual"] else f" chunks={d['chunks']} compression={d['compression']}"
-        lines.append(f"  /{name:<18} {str(d['shape']):<22} {d['dtype'] if not d['dtype'].startswith('{') else 'compound'}{extra}")
+        lines.append(f"  /{name:<18} {str(d['shape']):<22} {'compound' if d['dtype'].startswith(('[', '{')) else d['dtype']}{extra}")
     lines.append("parameter ranges:")
     for name, r in info["param_ranges"].items():
         lines.append(f"  {name:<16} " + ("n/a" if r is None else f"{r[0]:.4g} .. {r[1]:.4g}"))
