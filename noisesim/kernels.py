@@ -17,9 +17,10 @@ c = (y mod p, x mod p))::
 
 Random streams (counter c3 = stream << 16 | block):
 
-* shot, stream 0: inversion by sequential search for μ < 10 (word 0 of block 0); for μ ≥ 10 PTRS, the
-  transformed rejection method of Hörmann (1993, "The transformed rejection method for generating Poisson
-  random variables", Insurance: Math. and Econ. 12), two tries per block (words 0–1, 2–3), as numpy uses.
+* shot, stream 0: inversion by sequential search for μ < 10 (word 0 of block 0), run for all such pixels
+  of a row in lockstep; for μ ≥ 10 PTRS, the transformed rejection method of Hörmann (1993, "The
+  transformed rejection method for generating Poisson random variables", Insurance: Math. and Econ. 12),
+  as numpy uses, two tries per block (words 0–1, 2–3), evaluated in rounds over the still-pending pixels.
 * read, stream 1: Tukey-lambda by its quantile of word 0 (1 − u from the complement word, exactly);
   Gaussian by Box–Muller from words 0 and 1; the float path's U(−½, ½) dither from word 2.
 
@@ -81,13 +82,6 @@ def _log_poly(m, e):
     c = _ATANH_C
     p = ((((((c[7] * z + c[6]) * z + c[5]) * z + c[4]) * z + c[3]) * z + c[2]) * z + c[1]) * z + c[0]
     return e * LN2 + 2.0 * s * (1.0 + z * p)
-
-
-@nb.njit(cache=True, inline="always", error_model="numpy")
-def _log_scalar(x):
-    """The same log for one positive normal float (frexp is exact, so it equals the bitwise row form)."""
-    m, e = math.frexp(x)
-    return _log_poly(2.0 * m, np.float64(e - 1))
 
 
 @nb.njit(cache=True, inline="always", error_model="numpy")
@@ -260,8 +254,7 @@ def fused_noise_numba(
             elif dark_e != 0.0:
                 for x in range(w):
                     mu[x] += dark_e
-            # 2. shot noise. Row passes decide the first PTRS try of every pixel (with its three logs) and
-            #    compute exp(−μ) for inversion; a scalar pass finishes μ < 10 and PTRS rejections.
+            # 2. shot noise (inversion for μ < 10, PTRS above; see the module docstring)
             if shot:
                 # Pixels are split into two compact lists (gathered into contiguous rows so the passes
                 # vectorize): 0 < μ < 10 for inversion, μ ≥ 10 for PTRS; μ ≤ 0 gives 0.
