@@ -21,7 +21,8 @@ Random streams (counter c3 = stream << 16 | block):
   of a row in lockstep; for μ ≥ 10 PTRS, the transformed rejection method of Hörmann (1993, "The
   transformed rejection method for generating Poisson random variables", Insurance: Math. and Econ. 12),
   as numpy uses, two tries per block (words 0–1, 2–3), evaluated in rounds over the still-pending pixels.
-* read, stream 1: Tukey-lambda by its quantile of word 0 (1 − u from the complement word, exactly);
+* read, stream 1: Tukey-lambda by its quantile of word 0 (1 − u from the complement word, exactly),
+  evaluated in float32 (its ~1e-7 relative error is far below any read-noise figure);
   Gaussian by Box–Muller from words 0 and 1; the float path's U(−½, ½) dither from word 2.
 
 Speed: libm's log/exp are scalar calls (~10 ns each with random arguments). The kernel evaluates them as
@@ -67,6 +68,19 @@ _INV_K = np.array([0.0] + [1.0 / k for k in range(1, 256)])
 _INVERSION_MAX_K = 200.0
 
 
+# Single-precision forms for the Tukey-lambda quantile: read noise needs ~1e-6 relative accuracy, not 1e-15,
+# and float32 rows are twice as wide per AVX2 instruction. 2·atanh to z^4 (|s| ≤ 0.172: < 3e-9) and expm1
+# to r^7/7! (|r| ≤ ln2/2: < 6e-9), both below float32's 6e-8.
+F32 = np.float32
+SQRT2_32 = F32(SQRT2)
+LN2_32 = F32(LN2)
+LN2_HI32 = F32(0.693145751953125)  # 0x3f317200: k·LN2_HI32 exact in float32 for |k| < 2**9
+LN2_LO32 = F32(1.4286068203094173e-06)
+INV_LN2_32 = F32(INV_LN2)
+_ATANH_C32 = np.array([1.0 / 3, 1.0 / 5, 1.0 / 7, 1.0 / 9], dtype=np.float32)
+_EXPM1_C32 = np.array([1.0 / math.factorial(k) for k in range(2, 8)], dtype=np.float32)
+
+
 # --------------------------------------------------------------------------------------------------
 # elementary functions (numba, scalar forms inlined into row loops)
 # --------------------------------------------------------------------------------------------------
@@ -108,6 +122,43 @@ def _cos_poly(a):
     p = (((((((c[8] * z + c[7]) * z + c[6]) * z + c[5]) * z + c[4]) * z + c[3]) * z + c[2]) * z + c[1]) * z + c[0]
     v = 1.0 + z * p
     return -v if neg else v
+
+
+@nb.njit(cache=True, error_model="numpy")
+def _log_row32(x, xi, m, mi, e, n):
+    """In place x[:n] = log(x[:n]) in float32 (positive normal floats); xi, mi are int32 views of x and m."""
+    c = _ATANH_C32
+    for i in range(n):
+        b = xi[i]
+        e[i] = F32((b >> 23) - 127)
+        mi[i] = (b & 0x007FFFFF) | 0x3F800000
+    for i in range(n):
+        mm = m[i]
+        ee = e[i]
+        if mm > SQRT2_32:
+            mm = mm * F32(0.5)
+            ee = ee + F32(1.0)
+        f = mm - F32(1.0)
+        s = f / (F32(2.0) + f)
+        z = s * s
+        p = ((c[3] * z + c[2]) * z + c[1]) * z + c[0]
+        x[i] = ee * LN2_32 + F32(2.0) * s * (F32(1.0) + z * p)
+
+
+@nb.njit(cache=True, error_model="numpy")
+def _expm1_row32(x, a, ai, n):
+    """In place x[:n] = expm1(x[:n]) in float32 for |x| < 80; a/ai are float32/int32 views of one scratch row."""
+    c = _EXPM1_C32
+    for i in range(n):
+        t = x[i]
+        k = np.floor(t * INV_LN2_32 + F32(0.5))
+        r = (t - k * LN2_HI32) - k * LN2_LO32
+        p = ((((c[5] * r + c[4]) * r + c[3]) * r + c[2]) * r + c[1]) * r + c[0]
+        x[i] = r + r * r * p
+        ai[i] = np.int32(k + F32(127.0)) << 23
+    for i in range(n):
+        sc = a[i]
+        x[i] = sc * x[i] + (sc - F32(1.0))
 
 
 @nb.njit(cache=True, error_model="numpy")
@@ -236,6 +287,13 @@ def fused_noise_numba(
         smi = sm.view(np.int64)
         se = np.empty(w)
         idx = np.empty(w, dtype=np.int64)
+        fa = np.empty(w, dtype=np.float32)
+        fai = fa.view(np.int32)
+        fb = np.empty(w, dtype=np.float32)
+        fbi = fb.view(np.int32)
+        fm = np.empty(w, dtype=np.float32)
+        fmi = fm.view(np.int32)
+        fe = np.empty(w, dtype=np.float32)
         sidx = np.empty(w, dtype=np.int64)
         cm = np.empty(w)
         for y in range(blk * ROWS_PER_BLOCK, min(h, (blk + 1) * ROWS_PER_BLOCK)):
@@ -351,20 +409,25 @@ def fused_noise_numba(
                         l2[x] = (np.float64(r0 ^ mask32) + 0.5) * INV_2_32  # 1 − u, exactly
                     ex[x] = (np.float64(r2) + 0.5) * INV_2_32 - 0.5
                 if read_kind == READ_TUKEY:
-                    _log_row(l1, l1i, sm, smi, se, w)
-                    _log_row(l2, l2i, sm, smi, se, w)
+                    # Q_λ(u) in float32 (see F32 above): log u and log(1 − u) exactly from the word pair
+                    lam32 = F32(tukey_lambda)
+                    for x in range(w):
+                        fa[x] = F32(l1[x])
+                        fb[x] = F32(l2[x])
+                    _log_row32(fa, fai, fm, fmi, fe, w)
+                    _log_row32(fb, fbi, fm, fmi, fe, w)
                     if abs(tukey_lambda) < TUKEY_LOGISTIC_EPS:
                         for x in range(w):
-                            d[x] += tukey_scale * (l1[x] - l2[x])
+                            d[x] += tukey_scale * np.float64(fa[x] - fb[x])
                     else:
                         # Q = (expm1(λ log u) − expm1(λ log(1 − u))) / λ
                         for x in range(w):
-                            l1[x] *= tukey_lambda
-                            l2[x] *= tukey_lambda
-                        _exp_row(l1, sm, smi, w, True)
-                        _exp_row(l2, sm, smi, w, True)
+                            fa[x] = fa[x] * lam32
+                            fb[x] = fb[x] * lam32
+                        _expm1_row32(fa, fm, fmi, w)
+                        _expm1_row32(fb, fm, fmi, w)
                         for x in range(w):
-                            d[x] += tukey_scale * ((l1[x] - l2[x]) / tukey_lambda)
+                            d[x] += tukey_scale * np.float64((fa[x] - fb[x]) / lam32)
                 elif read_kind == READ_GAUSSIAN:
                     _log_row(l1, l1i, sm, smi, se, w)
                     for x in range(w):
@@ -523,14 +586,46 @@ def poisson_numpy(mu: np.ndarray, gx: np.ndarray, gy: np.ndarray, frame: int, ke
     return out
 
 
+def log32_numpy(x: np.ndarray) -> np.ndarray:
+    """Reference of the kernel's float32 log (:func:`_log_row32`)."""
+    bits = np.ascontiguousarray(x, dtype=np.float32).view(np.int32)
+    e = ((bits >> 23) - 127).astype(np.float32)
+    m = ((bits & 0x007FFFFF) | 0x3F800000).view(np.float32)
+    big = m > SQRT2_32
+    m = np.where(big, m * F32(0.5), m)
+    e = np.where(big, e + F32(1.0), e)
+    f = m - F32(1.0)
+    s = f / (F32(2.0) + f)
+    z = s * s
+    c = _ATANH_C32
+    p = ((c[3] * z + c[2]) * z + c[1]) * z + c[0]
+    return e * LN2_32 + F32(2.0) * s * (F32(1.0) + z * p)
+
+
+def expm1_32_numpy(t: np.ndarray) -> np.ndarray:
+    """Reference of the kernel's float32 expm1 (:func:`_expm1_row32`)."""
+    t = np.asarray(t, dtype=np.float32)
+    k = np.floor(t * INV_LN2_32 + F32(0.5))
+    r = (t - k * LN2_HI32) - k * LN2_LO32
+    c = _EXPM1_C32
+    p = ((((c[5] * r + c[4]) * r + c[3]) * r + c[2]) * r + c[1]) * r + c[0]
+    p = r + r * r * p
+    sc = ((k + F32(127.0)).astype(np.int32) << 23).view(np.float32)
+    return sc * p + (sc - F32(1.0))
+
+
 def tukey_read_numpy(word: np.ndarray, lam: float, scale: float) -> np.ndarray:
-    """σ_TL · Q_λ(u) from one 32-bit word per pixel, Q_λ(u) = (u^λ − (1−u)^λ)/λ (logistic as λ → 0)."""
+    """σ_TL · Q_λ(u) from one 32-bit word per pixel, Q_λ(u) = (u^λ − (1−u)^λ)/λ (logistic as λ → 0).
+
+    Q is evaluated in float32 (1 − u exactly from the complement word), as the kernel does.
+    """
     word = np.asarray(word, dtype=np.uint64)
-    lu = log_numpy(uniform_np(word))
-    l1u = log_numpy(uniform_np(word ^ np.uint64(0xFFFFFFFF)))
+    lu = log32_numpy(uniform_np(word).astype(np.float32))
+    l1u = log32_numpy(uniform_np(word ^ np.uint64(0xFFFFFFFF)).astype(np.float32))
     if abs(lam) < TUKEY_LOGISTIC_EPS:
-        return scale * (lu - l1u)
-    return scale * ((expm1_numpy(lu * lam) - expm1_numpy(l1u * lam)) / lam)
+        return scale * (lu - l1u).astype(np.float64)
+    lam32 = F32(lam)
+    return scale * ((expm1_32_numpy(lu * lam32) - expm1_32_numpy(l1u * lam32)) / lam32).astype(np.float64)
 
 
 def gaussian_read_numpy(w_a: np.ndarray, w_b: np.ndarray, sigma: float) -> np.ndarray:

@@ -64,6 +64,11 @@ def test_elementary_functions_match_numpy():
     assert np.max(np.abs(kernels.exp_numpy(-t[:20000]) / np.exp(-t[:20000]) - 1.0)) < 1e-14
     a = rng.uniform(0, np.pi, 20000)
     assert np.max(np.abs(kernels.cos_numpy(a) - np.cos(a))) < 1e-14
+    # float32 forms for the Tukey quantile: within a few float32 ulps
+    u32 = rng.uniform(0, 1, 20000).astype(np.float32)
+    assert np.max(np.abs(kernels.log32_numpy(u32) / np.log(u32.astype(np.float64)) - 1.0)) < 5e-7
+    t32 = rng.uniform(-30, 30, 20000).astype(np.float32)
+    assert np.max(np.abs(kernels.expm1_32_numpy(t32) / np.expm1(t32.astype(np.float64)) - 1.0)) < 5e-7
     k = np.arange(0, 5000, dtype=np.float64)
     assert np.max(np.abs(kernels.log_factorial_numpy(k) - gammaln(k + 1)) / np.maximum(gammaln(k + 1), 1.0)) < 1e-14
 
