@@ -66,23 +66,17 @@ def key_from_seed(rng=None) -> tuple[int, int]:
 @nb.njit(inline="always", cache=True)
 def philox4x32(c0, c1, c2, c3, k0, k1):
     """Philox4x32-10 of one counter; all arguments and results are uint64 holding 32-bit values."""
-    m0 = np.uint64(0xD2511F53)
-    m1 = np.uint64(0xCD9E8D57)
-    w0 = np.uint64(0x9E3779B9)
-    w1 = np.uint64(0xBB67AE85)
-    mask = np.uint64(0xFFFFFFFF)
-    s = np.uint64(32)
-    for _ in range(10):
-        p0 = m0 * c0
-        p1 = m1 * c2
-        n0 = ((p1 >> s) ^ c1 ^ k0) & mask
-        n2 = ((p0 >> s) ^ c3 ^ k1) & mask
-        c1 = p1 & mask
-        c3 = p0 & mask
+    for _ in range(ROUNDS):
+        p0 = _M0 * c0
+        p1 = _M1 * c2
+        n0 = ((p1 >> _SHIFT) ^ c1 ^ k0) & _MASK32
+        n2 = ((p0 >> _SHIFT) ^ c3 ^ k1) & _MASK32
+        c1 = p1 & _MASK32
+        c3 = p0 & _MASK32
         c0 = n0
         c2 = n2
-        k0 = (k0 + w0) & mask
-        k1 = (k1 + w1) & mask
+        k0 = (k0 + _W0) & _MASK32
+        k1 = (k1 + _W1) & _MASK32
     return c0, c1, c2, c3
 
 
