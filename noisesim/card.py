@@ -291,6 +291,17 @@ class LogLinearFit:
         return np.exp(self.mean_log(gain_k_dn_per_e))
 
 
+def _set_k_range(record) -> tuple[float, float]:
+    """Validate and normalize a record's k_min_dn_per_e < k_max_dn_per_e (both > 0)."""
+    kmin = _number("k_min_dn_per_e", record.k_min_dn_per_e, positive=True)
+    kmax = _number("k_max_dn_per_e", record.k_max_dn_per_e, positive=True)
+    if not kmin < kmax:
+        raise _Invalid("k_max_dn_per_e", f"must exceed k_min_dn_per_e = {kmin}, got {kmax}")
+    object.__setattr__(record, "k_min_dn_per_e", kmin)
+    object.__setattr__(record, "k_max_dn_per_e", kmax)
+    return kmin, kmax
+
+
 _FIT_NAMES = ("tukey_scale_dn", "read_sigma_dn", "row_sigma_dn")
 
 
@@ -313,12 +324,7 @@ class JointProfile:
     def __post_init__(self) -> None:
         _string("name", self.name)
         object.__setattr__(self, "weight", _number("weight", self.weight, positive=True))
-        kmin = _number("k_min_dn_per_e", self.k_min_dn_per_e, positive=True)
-        kmax = _number("k_max_dn_per_e", self.k_max_dn_per_e, positive=True)
-        if not kmin < kmax:
-            raise _Invalid("k_max_dn_per_e", f"must exceed k_min_dn_per_e = {kmin}, got {kmax}")
-        object.__setattr__(self, "k_min_dn_per_e", kmin)
-        object.__setattr__(self, "k_max_dn_per_e", kmax)
+        kmin, kmax = _set_k_range(self)
         for name in _FIT_NAMES:
             if not isinstance(getattr(self, name), LogLinearFit):
                 raise _Invalid(name, f"must be a LogLinearFit, got {type(getattr(self, name)).__name__}")
@@ -342,12 +348,7 @@ class JointModel:
     black_level_error_bins: tuple[tuple[float, float, float, float], ...] | None = None
 
     def __post_init__(self) -> None:
-        kmin = _number("k_min_dn_per_e", self.k_min_dn_per_e, positive=True)
-        kmax = _number("k_max_dn_per_e", self.k_max_dn_per_e, positive=True)
-        if not kmin < kmax:
-            raise _Invalid("k_max_dn_per_e", f"must exceed k_min_dn_per_e = {kmin}, got {kmax}")
-        object.__setattr__(self, "k_min_dn_per_e", kmin)
-        object.__setattr__(self, "k_max_dn_per_e", kmax)
+        kmin, kmax = _set_k_range(self)
         profiles = tuple(_sequence("profile", self.profiles))
         if not profiles:
             raise _Invalid("profile", "at least one [[joint.profile]] is required")
