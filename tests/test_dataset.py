@@ -264,7 +264,17 @@ def test_resume_with_other_settings_is_refused(tmp_path):
     _assert_same_content(out, ref)
 
 
-def _interrupted(out):
+def test_sharded_run_resumes_to_same_content(tmp_path):
+    out = tmp_path / "m.h5"
+    with pytest.raises(KeyboardInterrupt):
+        _interrupted(out, shards=3)
+    assert not out.exists() and any(tmp_path.glob("*.partial"))
+    generate_dataset(out, pairs=20, seed=1, shards=3, resume=True, **SMALL)
+    assert not any(tmp_path.glob("*.partial*"))
+    _assert_same_content(out, generate_dataset(tmp_path / "ref.h5", pairs=20, seed=1, **SMALL))
+
+
+def _interrupted(out, **kw):
     """Run generation and raise KeyboardInterrupt from inside the loop after a few samples."""
     import noisesim.dataset as dsmod
 
@@ -279,7 +289,7 @@ def _interrupted(out):
 
     dsmod._ShardWriter.write = write
     try:
-        generate_dataset(out, pairs=20, seed=1, checkpoint_every=3, **SMALL)
+        generate_dataset(out, pairs=20, seed=1, checkpoint_every=3, **kw, **SMALL)
     finally:
         dsmod._ShardWriter.write = real
 
