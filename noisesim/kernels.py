@@ -229,6 +229,230 @@ def _ptrs_accept(lam, k, us, vv, vr, log_test, log_lam, log_z):
 # --------------------------------------------------------------------------------------------------
 # the fused kernel
 # --------------------------------------------------------------------------------------------------
+@nb.njit(cache=True, error_model="numpy")
+def _noise_block(
+    blk, clean, out, period, oy, ox, fr, kk0, kk1, tiles, xs,
+    gain_k, dark_e, shot, read_kind, read_sigma, tukey_lambda, tukey_scale,
+    row_offsets, row_per_channel, col_offsets, ds_map, prnu_map, dark_map,
+    quantize, dither, clip,
+):
+    """Rows ``blk · ROWS_PER_BLOCK …`` of the fused kernel: one task of its (parallel or serial) loop."""
+    h, w = clean.shape
+    has_row = row_offsets.shape[0] > 0
+    has_col = col_offsets.shape[0] > 0
+    has_ds = ds_map.shape[0] > 0
+    has_prnu = prnu_map.shape[0] > 0
+    has_dark = dark_map.shape[0] > 0
+    s_shot = np.uint64(STREAM_SHOT << 16)
+    s_read = np.uint64(STREAM_READ << 16)
+    mask32 = np.uint64(0xFFFFFFFF)
+    # Row buffers (float64, W each); sm/se are scratch rows of the log/exp passes.
+    mu = np.empty(w)
+    d = np.empty(w)
+    kk = np.empty(w)
+    us_r = np.empty(w)
+    v_r = np.empty(w)
+    l1 = np.empty(w)
+    l1i = l1.view(np.int64)
+    l2 = np.empty(w)
+    l2i = l2.view(np.int64)
+    l3 = np.empty(w)
+    l3i = l3.view(np.int64)
+    ex = np.empty(w)
+    sm = np.empty(w)
+    smi = sm.view(np.int64)
+    se = np.empty(w)
+    idx = np.empty(w, dtype=np.int64)
+    fa = np.empty(w, dtype=np.float32)
+    fai = fa.view(np.int32)
+    fb = np.empty(w, dtype=np.float32)
+    fbi = fb.view(np.int32)
+    fm = np.empty(w, dtype=np.float32)
+    fmi = fm.view(np.int32)
+    fe = np.empty(w, dtype=np.float32)
+    sidx = np.empty(w, dtype=np.int64)
+    cm = np.empty(w)
+    for y in range(blk * ROWS_PER_BLOCK, min(h, (blk + 1) * ROWS_PER_BLOCK)):
+        py = y % period
+        gy = np.uint64(y + oy)
+        # 1. expected electrons
+        for x in range(w):
+            v = clean[y, x] - tiles[0, py, x]
+            mu[x] = (v if v > 0.0 else 0.0) * tiles[1, py, x]
+        if has_prnu:
+            for x in range(w):
+                mu[x] *= 1.0 + prnu_map[y, x]
+        if has_dark:
+            for x in range(w):
+                mu[x] += dark_map[y, x]
+        elif dark_e != 0.0:
+            for x in range(w):
+                mu[x] += dark_e
+        # 2. shot noise (inversion for μ < 10, PTRS above; see the module docstring)
+        if shot:
+            # Pixels are split into two compact lists (gathered into contiguous rows so the passes
+            # vectorize): 0 < μ < 10 for inversion, μ ≥ 10 for PTRS; μ ≤ 0 gives 0.
+            n_small = 0
+            n_big = 0
+            for x in range(w):
+                lam = mu[x]
+                small = (lam > 0.0) & (lam < POISSON_INVERSION_MAX)
+                big = lam >= POISSON_INVERSION_MAX
+                sidx[n_small] = x
+                n_small += 1 if small else 0
+                idx[n_big] = x
+                n_big += 1 if big else 0
+                d[x] = 0.0
+            if n_small > 0:
+                # Inversion, all listed pixels in lockstep: step j adds p_j = p_{j−1}·μ/j to the CDF f
+                # and counts the steps where u > f_{j−1}. f only grows, so a pixel that has stopped
+                # stays stopped: the sequential search, branch-free.
+                for i in range(n_small):
+                    x = sidx[i]
+                    w0, w1, w2, w3 = philox4x32(np.uint64(x + ox), gy, fr, s_shot, kk0, kk1)
+                    us_r[i] = (np.float64(w0) + 0.5) * INV_2_32
+                    cm[i] = mu[x]
+                for i in range(n_small):
+                    ex[i] = -cm[i]
+                _exp_row(ex, sm, smi, n_small, False)
+                for i in range(n_small):
+                    v_r[i] = ex[i]  # the CDF f, from p_0 = exp(−μ)
+                    kk[i] = 0.0
+                j = 0
+                active = 1
+                while active > 0 and j < _INVERSION_MAX_K:
+                    j += 1
+                    inv_j = _INV_K[j]
+                    active = 0
+                    for i in range(n_small):
+                        go = us_r[i] > v_r[i]
+                        kk[i] += 1.0 if go else 0.0
+                        ex[i] = ex[i] * (cm[i] * inv_j)
+                        v_r[i] += ex[i]
+                        active += 1 if go else 0
+                for i in range(n_small):
+                    d[sidx[i]] = kk[i]
+            # PTRS for μ ≥ 10 (Hörmann 1993) in rounds: round t evaluates try t (Philox block t // 2,
+            # words 0–1 or 2–3) for every listed pixel, its three logs as rows; the rejected ~15 %
+            # stay listed for the next round.
+            n = n_big
+            for i in range(n):
+                cm[i] = mu[idx[i]]
+            t = 0
+            while n > 0:
+                blk_t = np.uint64(t // 2)
+                second = (t % 2) == 1
+                for i in range(n):
+                    w0, w1, w2, w3 = philox4x32(np.uint64(idx[i] + ox), gy, fr, s_shot | blk_t, kk0, kk1)
+                    k, us, vv, vr, arg = _ptrs_prepare(cm[i], w2 if second else w0, w3 if second else w1)
+                    kk[i] = k
+                    us_r[i] = us
+                    v_r[i] = vv
+                    ex[i] = vr
+                    l1[i] = arg
+                    l2[i] = cm[i]
+                    l3[i] = (k if k > 0.0 else 0.0) + 1.0
+                _log_row(l1, l1i, sm, smi, se, n)
+                _log_row(l2, l2i, sm, smi, se, n)
+                _log_row(l3, l3i, sm, smi, se, n)
+                for i in range(n):
+                    ok = _ptrs_accept(cm[i], kk[i], us_r[i], v_r[i], ex[i], l1[i], l2[i], l3[i])
+                    us_r[i] = 1.0 if ok else 0.0
+                m = 0
+                for i in range(n):
+                    if us_r[i] > 0.5:
+                        d[idx[i]] = kk[i]
+                    else:
+                        idx[m] = idx[i]
+                        cm[m] = cm[i]
+                        m += 1
+                n = m
+                t += 1
+            for x in range(w):
+                d[x] = gain_k * d[x] + tiles[2, py, x]
+        else:
+            for x in range(w):
+                d[x] = gain_k * mu[x] + tiles[2, py, x]
+        # 3. read noise from the read stream (word 0: Tukey u; words 0, 1: Box–Muller; word 2: dither)
+        if read_kind != READ_NONE or dither:
+            for x in range(w):
+                r0, r1, r2, r3 = philox4x32(np.uint64(x + ox), gy, fr, s_read, kk0, kk1)
+                l1[x] = (np.float64(r0) + 0.5) * INV_2_32  # u
+                if read_kind == READ_GAUSSIAN:
+                    # cos(2πu) = cos(2π·min(u, 1 − u)): an angle in (0, π]
+                    l2[x] = (min(np.float64(r1), np.float64(r1 ^ mask32)) + 0.5) * TWO_PI_INV_2_32
+                else:
+                    l2[x] = (np.float64(r0 ^ mask32) + 0.5) * INV_2_32  # 1 − u, exactly
+                ex[x] = (np.float64(r2) + 0.5) * INV_2_32 - 0.5
+            if read_kind == READ_TUKEY:
+                # Q_λ(u) in float32 (see F32 above): log u and log(1 − u) exactly from the word pair
+                lam32 = F32(tukey_lambda)
+                for x in range(w):
+                    fa[x] = F32(l1[x])
+                    fb[x] = F32(l2[x])
+                _log_row32(fa, fai, fm, fmi, fe, w)
+                _log_row32(fb, fbi, fm, fmi, fe, w)
+                if abs(tukey_lambda) < TUKEY_LOGISTIC_EPS:
+                    for x in range(w):
+                        d[x] += tukey_scale * np.float64(fa[x] - fb[x])
+                else:
+                    # Q = (expm1(λ log u) − expm1(λ log(1 − u))) / λ
+                    for x in range(w):
+                        fa[x] = fa[x] * lam32
+                        fb[x] = fb[x] * lam32
+                    _expm1_row32(fa, fm, fmi, w)
+                    _expm1_row32(fb, fm, fmi, w)
+                    for x in range(w):
+                        d[x] += tukey_scale * np.float64((fa[x] - fb[x]) / lam32)
+            elif read_kind == READ_GAUSSIAN:
+                _log_row(l1, l1i, sm, smi, se, w)
+                for x in range(w):
+                    d[x] += read_sigma * (math.sqrt(-2.0 * l1[x]) * _cos_poly(l2[x]))
+        # 4. line offsets, fixed pattern, quantization, clipping, output scaling
+        if has_row:
+            if row_per_channel:
+                for x in range(w):
+                    d[x] += row_offsets[y, xs[x]]
+            else:
+                rv = row_offsets[y, 0]
+                for x in range(w):
+                    d[x] += rv
+        if has_col:
+            for x in range(w):
+                d[x] += col_offsets[x]
+        if has_ds:
+            for x in range(w):
+                d[x] += ds_map[y, x]
+        if dither:
+            for x in range(w):
+                d[x] += ex[x]
+        for x in range(w):
+            v = d[x]
+            if quantize:
+                v = math.floor(v + 0.5)
+            if clip:
+                v = min(max(v, tiles[3, py, x]), tiles[4, py, x])
+            out[y, x] = (v - tiles[5, py, x]) * tiles[6, py, x]
+
+
+@nb.njit(cache=True, error_model="numpy")
+def _expand_tiles(w, period, offset_tile, gain_tile, add_tile, lo_tile, hi_tile, out_offset_tile, out_scale_tile):
+    """Tile values expanded along a row, (7, p, W), and the column phase of each x: no modulo in inner loops."""
+    xs = np.arange(w) % period
+    tiles = np.empty((7, period, w))
+    for py in range(period):
+        for x in range(w):
+            px = xs[x]
+            tiles[0, py, x] = offset_tile[py, px]
+            tiles[1, py, x] = gain_tile[py, px]
+            tiles[2, py, x] = add_tile[py, px]
+            tiles[3, py, x] = lo_tile[py, px]
+            tiles[4, py, x] = hi_tile[py, px]
+            tiles[5, py, x] = out_offset_tile[py, px]
+            tiles[6, py, x] = out_scale_tile[py, px]
+    return tiles, xs
+
+
 @nb.njit(cache=True, parallel=True, error_model="numpy")
 def fused_noise_numba(
     clean, out, period, oy, ox, frame, k0, k1,
@@ -244,219 +468,35 @@ def fused_noise_numba(
     ``dark_map`` (H, W) float32 or (0, 0) when absent.
     """
     h, w = clean.shape
-    has_row = row_offsets.shape[0] > 0
-    has_col = col_offsets.shape[0] > 0
-    has_ds = ds_map.shape[0] > 0
-    has_prnu = prnu_map.shape[0] > 0
-    has_dark = dark_map.shape[0] > 0
-    fr = np.uint64(frame)
-    kk0 = np.uint64(k0)
-    kk1 = np.uint64(k1)
-    s_shot = np.uint64(STREAM_SHOT << 16)
-    s_read = np.uint64(STREAM_READ << 16)
-    mask32 = np.uint64(0xFFFFFFFF)
-    # Tile values expanded along a row, (7, p, W): no modulo in the inner loops.
-    xs = np.arange(w) % period
-    tiles = np.empty((7, period, w))
-    for py in range(period):
-        for x in range(w):
-            px = xs[x]
-            tiles[0, py, x] = offset_tile[py, px]
-            tiles[1, py, x] = gain_tile[py, px]
-            tiles[2, py, x] = add_tile[py, px]
-            tiles[3, py, x] = lo_tile[py, px]
-            tiles[4, py, x] = hi_tile[py, px]
-            tiles[5, py, x] = out_offset_tile[py, px]
-            tiles[6, py, x] = out_scale_tile[py, px]
-    nblocks = (h + ROWS_PER_BLOCK - 1) // ROWS_PER_BLOCK
-    for blk in nb.prange(nblocks):
-        # Row buffers (float64, W each); sm/se are scratch rows of the log/exp passes.
-        mu = np.empty(w)
-        d = np.empty(w)
-        kk = np.empty(w)
-        us_r = np.empty(w)
-        v_r = np.empty(w)
-        l1 = np.empty(w)
-        l1i = l1.view(np.int64)
-        l2 = np.empty(w)
-        l2i = l2.view(np.int64)
-        l3 = np.empty(w)
-        l3i = l3.view(np.int64)
-        ex = np.empty(w)
-        sm = np.empty(w)
-        smi = sm.view(np.int64)
-        se = np.empty(w)
-        idx = np.empty(w, dtype=np.int64)
-        fa = np.empty(w, dtype=np.float32)
-        fai = fa.view(np.int32)
-        fb = np.empty(w, dtype=np.float32)
-        fbi = fb.view(np.int32)
-        fm = np.empty(w, dtype=np.float32)
-        fmi = fm.view(np.int32)
-        fe = np.empty(w, dtype=np.float32)
-        sidx = np.empty(w, dtype=np.int64)
-        cm = np.empty(w)
-        for y in range(blk * ROWS_PER_BLOCK, min(h, (blk + 1) * ROWS_PER_BLOCK)):
-            py = y % period
-            gy = np.uint64(y + oy)
-            # 1. expected electrons
-            for x in range(w):
-                v = clean[y, x] - tiles[0, py, x]
-                mu[x] = (v if v > 0.0 else 0.0) * tiles[1, py, x]
-            if has_prnu:
-                for x in range(w):
-                    mu[x] *= 1.0 + prnu_map[y, x]
-            if has_dark:
-                for x in range(w):
-                    mu[x] += dark_map[y, x]
-            elif dark_e != 0.0:
-                for x in range(w):
-                    mu[x] += dark_e
-            # 2. shot noise (inversion for μ < 10, PTRS above; see the module docstring)
-            if shot:
-                # Pixels are split into two compact lists (gathered into contiguous rows so the passes
-                # vectorize): 0 < μ < 10 for inversion, μ ≥ 10 for PTRS; μ ≤ 0 gives 0.
-                n_small = 0
-                n_big = 0
-                for x in range(w):
-                    lam = mu[x]
-                    small = (lam > 0.0) & (lam < POISSON_INVERSION_MAX)
-                    big = lam >= POISSON_INVERSION_MAX
-                    sidx[n_small] = x
-                    n_small += 1 if small else 0
-                    idx[n_big] = x
-                    n_big += 1 if big else 0
-                    d[x] = 0.0
-                if n_small > 0:
-                    # Inversion, all listed pixels in lockstep: step j adds p_j = p_{j−1}·μ/j to the CDF f
-                    # and counts the steps where u > f_{j−1}. f only grows, so a pixel that has stopped
-                    # stays stopped: the sequential search, branch-free.
-                    for i in range(n_small):
-                        x = sidx[i]
-                        w0, w1, w2, w3 = philox4x32(np.uint64(x + ox), gy, fr, s_shot, kk0, kk1)
-                        us_r[i] = (np.float64(w0) + 0.5) * INV_2_32
-                        cm[i] = mu[x]
-                    for i in range(n_small):
-                        ex[i] = -cm[i]
-                    _exp_row(ex, sm, smi, n_small, False)
-                    for i in range(n_small):
-                        v_r[i] = ex[i]  # the CDF f, from p_0 = exp(−μ)
-                        kk[i] = 0.0
-                    j = 0
-                    active = 1
-                    while active > 0 and j < _INVERSION_MAX_K:
-                        j += 1
-                        inv_j = _INV_K[j]
-                        active = 0
-                        for i in range(n_small):
-                            go = us_r[i] > v_r[i]
-                            kk[i] += 1.0 if go else 0.0
-                            ex[i] = ex[i] * (cm[i] * inv_j)
-                            v_r[i] += ex[i]
-                            active += 1 if go else 0
-                    for i in range(n_small):
-                        d[sidx[i]] = kk[i]
-                # PTRS for μ ≥ 10 (Hörmann 1993) in rounds: round t evaluates try t (Philox block t // 2,
-                # words 0–1 or 2–3) for every listed pixel, its three logs as rows; the rejected ~15 %
-                # stay listed for the next round.
-                n = n_big
-                for i in range(n):
-                    cm[i] = mu[idx[i]]
-                t = 0
-                while n > 0:
-                    blk_t = np.uint64(t // 2)
-                    second = (t % 2) == 1
-                    for i in range(n):
-                        w0, w1, w2, w3 = philox4x32(np.uint64(idx[i] + ox), gy, fr, s_shot | blk_t, kk0, kk1)
-                        k, us, vv, vr, arg = _ptrs_prepare(cm[i], w2 if second else w0, w3 if second else w1)
-                        kk[i] = k
-                        us_r[i] = us
-                        v_r[i] = vv
-                        ex[i] = vr
-                        l1[i] = arg
-                        l2[i] = cm[i]
-                        l3[i] = (k if k > 0.0 else 0.0) + 1.0
-                    _log_row(l1, l1i, sm, smi, se, n)
-                    _log_row(l2, l2i, sm, smi, se, n)
-                    _log_row(l3, l3i, sm, smi, se, n)
-                    for i in range(n):
-                        ok = _ptrs_accept(cm[i], kk[i], us_r[i], v_r[i], ex[i], l1[i], l2[i], l3[i])
-                        us_r[i] = 1.0 if ok else 0.0
-                    m = 0
-                    for i in range(n):
-                        if us_r[i] > 0.5:
-                            d[idx[i]] = kk[i]
-                        else:
-                            idx[m] = idx[i]
-                            cm[m] = cm[i]
-                            m += 1
-                    n = m
-                    t += 1
-                for x in range(w):
-                    d[x] = gain_k * d[x] + tiles[2, py, x]
-            else:
-                for x in range(w):
-                    d[x] = gain_k * mu[x] + tiles[2, py, x]
-            # 3. read noise from the read stream (word 0: Tukey u; words 0, 1: Box–Muller; word 2: dither)
-            if read_kind != READ_NONE or dither:
-                for x in range(w):
-                    r0, r1, r2, r3 = philox4x32(np.uint64(x + ox), gy, fr, s_read, kk0, kk1)
-                    l1[x] = (np.float64(r0) + 0.5) * INV_2_32  # u
-                    if read_kind == READ_GAUSSIAN:
-                        # cos(2πu) = cos(2π·min(u, 1 − u)): an angle in (0, π]
-                        l2[x] = (min(np.float64(r1), np.float64(r1 ^ mask32)) + 0.5) * TWO_PI_INV_2_32
-                    else:
-                        l2[x] = (np.float64(r0 ^ mask32) + 0.5) * INV_2_32  # 1 − u, exactly
-                    ex[x] = (np.float64(r2) + 0.5) * INV_2_32 - 0.5
-                if read_kind == READ_TUKEY:
-                    # Q_λ(u) in float32 (see F32 above): log u and log(1 − u) exactly from the word pair
-                    lam32 = F32(tukey_lambda)
-                    for x in range(w):
-                        fa[x] = F32(l1[x])
-                        fb[x] = F32(l2[x])
-                    _log_row32(fa, fai, fm, fmi, fe, w)
-                    _log_row32(fb, fbi, fm, fmi, fe, w)
-                    if abs(tukey_lambda) < TUKEY_LOGISTIC_EPS:
-                        for x in range(w):
-                            d[x] += tukey_scale * np.float64(fa[x] - fb[x])
-                    else:
-                        # Q = (expm1(λ log u) − expm1(λ log(1 − u))) / λ
-                        for x in range(w):
-                            fa[x] = fa[x] * lam32
-                            fb[x] = fb[x] * lam32
-                        _expm1_row32(fa, fm, fmi, w)
-                        _expm1_row32(fb, fm, fmi, w)
-                        for x in range(w):
-                            d[x] += tukey_scale * np.float64((fa[x] - fb[x]) / lam32)
-                elif read_kind == READ_GAUSSIAN:
-                    _log_row(l1, l1i, sm, smi, se, w)
-                    for x in range(w):
-                        d[x] += read_sigma * (math.sqrt(-2.0 * l1[x]) * _cos_poly(l2[x]))
-            # 4. line offsets, fixed pattern, quantization, clipping, output scaling
-            if has_row:
-                if row_per_channel:
-                    for x in range(w):
-                        d[x] += row_offsets[y, xs[x]]
-                else:
-                    rv = row_offsets[y, 0]
-                    for x in range(w):
-                        d[x] += rv
-            if has_col:
-                for x in range(w):
-                    d[x] += col_offsets[x]
-            if has_ds:
-                for x in range(w):
-                    d[x] += ds_map[y, x]
-            if dither:
-                for x in range(w):
-                    d[x] += ex[x]
-            for x in range(w):
-                v = d[x]
-                if quantize:
-                    v = math.floor(v + 0.5)
-                if clip:
-                    v = min(max(v, tiles[3, py, x]), tiles[4, py, x])
-                out[y, x] = (v - tiles[5, py, x]) * tiles[6, py, x]
+    tiles, xs = _expand_tiles(w, period, offset_tile, gain_tile, add_tile, lo_tile, hi_tile, out_offset_tile, out_scale_tile)
+    for blk in nb.prange((h + ROWS_PER_BLOCK - 1) // ROWS_PER_BLOCK):
+        _noise_block(
+            blk, clean, out, period, oy, ox, np.uint64(frame), np.uint64(k0), np.uint64(k1), tiles, xs,
+            gain_k, dark_e, shot, read_kind, read_sigma, tukey_lambda, tukey_scale,
+            row_offsets, row_per_channel, col_offsets, ds_map, prnu_map, dark_map,
+            quantize, dither, clip,
+        )
+
+
+@nb.njit(cache=True, error_model="numpy")
+def fused_noise_serial(
+    clean, out, period, oy, ox, frame, k0, k1,
+    offset_tile, gain_tile, add_tile, lo_tile, hi_tile, out_offset_tile, out_scale_tile,
+    gain_k, dark_e, shot, read_kind, read_sigma, tukey_lambda, tukey_scale,
+    row_offsets, row_per_channel, col_offsets, ds_map, prnu_map, dark_map,
+    quantize, dither, clip,
+):
+    """:func:`fused_noise_numba` on the calling thread only (small frames, worker processes): the same
+    result, without the thread pool's start-up cost."""
+    h, w = clean.shape
+    tiles, xs = _expand_tiles(w, period, offset_tile, gain_tile, add_tile, lo_tile, hi_tile, out_offset_tile, out_scale_tile)
+    for blk in range((h + ROWS_PER_BLOCK - 1) // ROWS_PER_BLOCK):
+        _noise_block(
+            blk, clean, out, period, oy, ox, np.uint64(frame), np.uint64(k0), np.uint64(k1), tiles, xs,
+            gain_k, dark_e, shot, read_kind, read_sigma, tukey_lambda, tukey_scale,
+            row_offsets, row_per_channel, col_offsets, ds_map, prnu_map, dark_map,
+            quantize, dither, clip,
+        )
 
 
 # --------------------------------------------------------------------------------------------------

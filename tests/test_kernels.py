@@ -132,6 +132,12 @@ def test_kernel_matches_numpy_reference(name):
     np.testing.assert_array_equal(fast, ref)
 
 
+def test_serial_and_parallel_drivers_agree():
+    clean, params, sensor, comps, _, _ = _case("tukey")
+    a = simulate(clean, params, sensor, rng=2, parallel=True)
+    np.testing.assert_array_equal(a, simulate(clean, params, sensor, rng=2, parallel=False))
+
+
 def test_crop_reproduces_full_frame():
     clean, params, sensor, comps, _, _ = _case("tukey")
     full = simulate(clean, params, sensor, rng=5)
