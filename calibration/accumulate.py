@@ -18,7 +18,7 @@ from noisesim.cfa import CFA
 from noisesim.errors import CalibrationError
 
 from .capture import FrameInfo
-from .kernels import channel_counts, dark_pass, flat_pass, pair_diff_var, prnu_add
+from .kernels import channel_counts, dark_pass, flat_pass, pair_diff_var, prnu_add, stack_mean_var
 
 
 def _channel_site(cfa: CFA) -> np.ndarray:
@@ -144,12 +144,10 @@ class DarkAccumulator:
         if not self.full:
             empty = np.zeros((0, 0))
             return DarkStats(n, self.shape, self.cfa, exposure_s, None, None, cm, empty, empty, empty, empty, np.zeros(0, np.int64), self.integer_valued, self.paths, self.max_dn)  # type: ignore[arg-type]
-        mean = self.s1 / n
         if n > 1:
-            var = (self.s2 - self.s1 * mean) / (n - 1)
-            np.maximum(var, 0.0, out=var)
+            mean32, var32 = stack_mean_var(self.s1, self.s2, n)
         else:
-            var = np.full(self.shape, np.nan)
+            mean32, var32 = self.s1.astype(np.float32), np.full(self.shape, np.nan, np.float32)
         rows = np.array(self.row_means)
         cols = np.array(self.col_means)
         row_resid = rows - rows.mean(axis=0)
@@ -157,9 +155,10 @@ class DarkAccumulator:
         h, w = self.shape
         r_idx, c_idx = np.divmod(self.sample_index, w)
         samples = np.array(self.samples, dtype=np.float64)
-        resid = samples - mean.ravel()[self.sample_index][None, :] - row_resid[:, r_idx] - col_resid[:, c_idx]
+        sample_mean = self.s1.ravel()[self.sample_index] / n
+        resid = samples - sample_mean[None, :] - row_resid[:, r_idx] - col_resid[:, c_idx]
         pv = np.array(self.pair_var) if self.pair_var else np.zeros((0, self.cfa.n_channels))
-        stats = DarkStats(n, self.shape, self.cfa, exposure_s, mean.astype(np.float32), var.astype(np.float32), cm, pv,
+        stats = DarkStats(n, self.shape, self.cfa, exposure_s, mean32, var32, cm, pv,
                           row_resid, col_resid, resid.astype(np.float32), self.sample_index, self.integer_valued, self.paths, self.max_dn)
         # release the big buffers
         self.s1 = self.s2 = None  # type: ignore[assignment]

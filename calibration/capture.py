@@ -21,7 +21,6 @@ from __future__ import annotations
 import csv
 import logging
 import math
-import os
 import tomllib
 from collections import Counter
 from dataclasses import dataclass, field, replace
@@ -33,13 +32,13 @@ import numpy as np
 
 from noisesim.cfa import CFA
 from noisesim.errors import CalibrationError, CFAError, InputFileError
+from noisesim.rawio import ARRAY_EXTENSIONS, read_array, read_raw
 
 log = logging.getLogger("calibration")
 
 KINDS = ("dark", "flat")
 DARK_FOLDERS = {"dark", "darks", "bias", "biases", "black", "blacks"}
 FLAT_FOLDERS = {"flat", "flats", "flatfield", "flatfields", "flat_field", "flat_fields"}
-ARRAY_SUFFIXES = {".npy", ".tif", ".tiff"}
 # Files that are never frames; skipped silently when scanning a folder.
 IGNORED_SUFFIXES = {
     ".txt", ".md", ".csv", ".toml", ".json", ".xml", ".xmp", ".html", ".pdf", ".py", ".log", ".ini",
@@ -173,89 +172,33 @@ def read_exif(path) -> tuple[float | None, float | None]:
     return iso, exposure
 
 
-def _raw_meta(r, path) -> tuple[str, tuple[float, float, float, float], float]:
-    """CFA pattern, per-site black levels and white level of an open rawpy file."""
-    import rawpy
-
-    if r.raw_type != rawpy.RawType.Flat or r.raw_pattern is None:
-        raise InputFileError(
-            f"{path}: not a CFA mosaic (raw type {r.raw_type.name}); a linear or demosaiced DNG has no "
-            "per-pixel sensor noise to calibrate — shoot the raw (Bayer) DNG instead"
-        )
-    desc = r.color_desc.decode("ascii", "replace")
-    colors = np.asarray(r.raw_colors_visible)
-    if colors.shape[0] < 4 or colors.shape[1] < 4:
-        raise InputFileError(f"{path}: image too small ({colors.shape})")
-    tile4 = colors[:4, :4]
-    letters = np.array([desc[int(i)] for i in tile4.ravel()]).reshape(4, 4)
-    if np.array_equal(tile4[:2, :2], tile4[2:, :2]) and np.array_equal(tile4[:2, :2], tile4[:2, 2:]):
-        pattern = "".join(letters[:2, :2].ravel())
-        site_idx = tile4[:2, :2].ravel()
-    else:
-        pattern = "".join(letters.ravel())
-        site_idx = tile4[::2, ::2].ravel()
-    try:
-        pattern = CFA(pattern).pattern
-    except CFAError as exc:
-        raise InputFileError(f"{path}: unsupported colour filter array {pattern!r} ({exc})") from None
-    bl = np.asarray(r.black_level_per_channel, dtype=np.float64)
-    black = tuple(float(bl[int(i)]) for i in site_idx)
-    white = float(r.white_level)
-    return pattern, black, white  # type: ignore[return-value]
-
-
 def read_raw_frame(path) -> tuple[np.ndarray, str, tuple[float, float, float, float], float]:
-    """Open a raw file with rawpy: (mosaic copy, CFA, per-site black levels, white level).
-
-    ``raw_image_visible`` is copied before the file closes (it is only valid while open).
-    Raises :class:`InputFileError` naming the file for unreadable, non-raw or linear files.
-    """
-    import rawpy
-
-    try:
-        with rawpy.imread(str(path)) as r:
-            pattern, black, white = _raw_meta(r, path)
-            raw = np.array(r.raw_image_visible, copy=True)
-    except InputFileError:
-        raise
-    except (rawpy.LibRawError, OSError, ValueError) as exc:
-        raise InputFileError(f"{path}: cannot be read as a raw file ({type(exc).__name__}: {exc})") from None
-    if raw.ndim != 2:
-        raise InputFileError(f"{path}: expected a 2-D CFA mosaic, got shape {raw.shape} (linear/demosaiced raw?)")
-    return raw, pattern, black, white
+    """(mosaic, CFA pattern, per-site black levels, white level) of a raw file, read by
+    :func:`noisesim.rawio.read_raw` (errors name the file: unreadable, not raw, linear/demosaiced)."""
+    rf = read_raw(path)
+    return rf.mosaic, rf.cfa.pattern, rf.black_level_dn, rf.white_level_dn
 
 
-def _raw_loader(path: str, expect_shape=None) -> Callable[[], np.ndarray]:
+def _raw_loader(path: str) -> Callable[[], np.ndarray]:
     def load() -> np.ndarray:
-        return read_raw_frame(path)[0]
+        return read_raw(path).mosaic
 
     return load
+
+
+def _read_mosaic_array(path) -> np.ndarray:
+    """A ``.npy``/``.tiff`` frame via :func:`noisesim.rawio.read_array`, which must be a 2-D mosaic."""
+    a = read_array(path)
+    if a.ndim != 2:
+        raise InputFileError(f"{path}: expected a 2-D CFA mosaic (H, W), got shape {a.shape}")
+    return a
 
 
 def _array_loader(path: str) -> Callable[[], np.ndarray]:
     def load() -> np.ndarray:
-        return _read_array(path)
+        return _read_mosaic_array(path)
 
     return load
-
-
-def _read_array(path) -> np.ndarray:
-    p = str(path)
-    try:
-        if p.lower().endswith(".npy"):
-            a = np.load(p, allow_pickle=False)
-        else:
-            import tifffile
-
-            a = tifffile.imread(p)
-    except Exception as exc:  # noqa: BLE001 — any reader failure is a bad file for the user
-        raise InputFileError(f"{p}: cannot be read as an array ({type(exc).__name__}: {exc})") from None
-    a = np.asarray(a)
-    if a.ndim != 2:
-        raise InputFileError(f"{p}: expected a 2-D CFA mosaic (H, W), got shape {a.shape}")
-    if a.dtype.kind not in "uif":
-        raise InputFileError(f"{p}: expected numeric samples, got dtype {a.dtype}")
-    return a
 
 
 # ------------------------------------------------------------------------------------------------
@@ -373,9 +316,9 @@ def _manifest_frame(row: dict, base: Path, where: str) -> FrameInfo:
     kind = {"darks": "dark", "bias": "dark", "flats": "flat"}.get(kind, kind)
     if kind not in KINDS:
         raise CalibrationError(f"{where} ({fpath}): kind must be 'dark' or 'flat', got {row.get('kind')!r}")
-    is_array = fpath.suffix.lower() in ARRAY_SUFFIXES
+    is_array = fpath.suffix.lower() in ARRAY_EXTENSIONS
     if is_array:
-        a = _read_array(fpath)
+        a = _read_mosaic_array(fpath)
         shape, integer = a.shape, a.dtype.kind in "ui" or bool(np.all(a == np.round(a)))
         missing = [k for k in ("iso", "exposure_s", "black_level", "white_level", "cfa") if k not in row]
         if missing:
@@ -467,7 +410,7 @@ def scan_capture(path, *, progress: Callable[[Iterable], Iterable] | None = None
     iterable = progress(candidates) if progress else candidates
     for p in iterable:
         rel = p.relative_to(path)
-        if p.suffix.lower() in ARRAY_SUFFIXES:
+        if p.suffix.lower() in ARRAY_EXTENSIONS:
             problems.append(CaptureProblem(str(p), "array files (.npy/.tiff) carry no ISO, exposure or levels: list them in a manifest (CSV/TOML); skipped"))
             continue
         try:

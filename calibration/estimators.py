@@ -9,10 +9,13 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass, field
 
+import numba as nb
 import numpy as np
 from scipy import stats
 
 from noisesim.errors import CalibrationError
+
+from .kernels import USE_NUMBA
 
 CONFIDENCE = 0.95  # level of every interval written into the card (the card schema states 95 %)
 
@@ -220,8 +223,28 @@ class _PPCC:
         return (a - a[::-1]) / lam
 
     def r(self, lam: float) -> float:
+        if USE_NUMBA:
+            return float(_ppcc_r_numba(self.lu, self.xc, float(lam)) / math.sqrt(self.xx))
         q = self.quantiles(lam)  # mean 0 by symmetry
         return float(np.dot(q, self.xc) / math.sqrt(np.dot(q, q) * self.xx))
+
+
+@nb.njit(cache=True, nogil=True, error_model="numpy")
+def _ppcc_r_numba(lu, xc, lam):  # pragma: no cover - compiled
+    """Σ q·xc / √Σ q² with q_i = Q_λ(u_i), using q_{n−1−i} = −q_i (one pass, no temporaries)."""
+    n = lu.size
+    sxq = 0.0
+    sqq = 0.0
+    small = abs(lam) < 1e-9
+    for i in range(n // 2):
+        j = n - 1 - i
+        if small:
+            q = lu[i] - lu[j]
+        else:
+            q = (math.exp(lam * lu[i]) - math.exp(lam * lu[j])) / lam
+        sxq += q * (xc[i] - xc[j])
+        sqq += 2.0 * q * q
+    return sxq / math.sqrt(sqq)
 
 
 def ppcc_max_tukey(x: np.ndarray, bounds=(-0.5, 0.5)) -> float:
@@ -359,9 +382,12 @@ def flatten_illumination(plane: np.ndarray, *, degree: int = 4, box: int = 31) -
     coef = np.linalg.lstsq(a, p[::sy, ::sx].ravel(), rcond=None)[0]
     yf = (2.0 * np.arange(h) / max(h - 1, 1) - 1.0)[:, None]
     xf = (2.0 * np.arange(w) / max(w - 1, 1) - 1.0)[None, :]
-    surf = np.zeros((h, w))
+    # separable evaluation: surf = Σ_i y^i · (Σ_j c_ij x^j), one (h, d+1) @ (d+1, w) product
+    py = np.stack([yf[:, 0] ** i for i in range(degree + 1)], axis=1)
+    px = np.zeros((degree + 1, w))
     for (i, j), c in zip(terms, coef):
-        surf += c * (yf**i) * (xf**j)
+        px[i] += c * xf[0] ** j
+    surf = py @ px
     ratio = p / np.where(np.abs(surf) > 1e-12, surf, 1e-12)
     return ratio / box_lowpass(ratio, box) - 1.0
 

@@ -63,18 +63,21 @@ def _dark_pass_numba(raw, black_tile, s1, s2, row_sum, col_sum, ch_sum, full):  
     for y in range(h):
         py = y % p
         rs = 0.0
-        for x in range(w):
-            v = np.float64(raw[y, x])
-            if v > mx:
-                mx = v
-            px = x % p
-            d = v - black_tile[py, px]
-            csum[py * p + px] += d
-            if full:
-                rs += d
-                col_sum[x] += d
-                s1[y, x] += d
-                s2[y, x] += d * d
+        for px in range(p):  # one colour column of the period at a time: no modulo in the inner loop
+            bl = black_tile[py, px]
+            cs = 0.0
+            for x in range(px, w, p):
+                v = np.float64(raw[y, x])
+                if v > mx:
+                    mx = v
+                d = v - bl
+                cs += d
+                if full:
+                    col_sum[x] += d
+                    s1[y, x] += d
+                    s2[y, x] += d * d
+            csum[py * p + px] += cs
+            rs += cs
         if full:
             row_sum[y] += rs
     for c in range(p * p):
@@ -117,16 +120,22 @@ def _pair_diff_var_numba(a, b, p, counts):  # pragma: no cover - compiled
     s = np.zeros(nc)
     for y in range(h):
         py = y % p
-        for x in range(w):
-            s[py * p + x % p] += np.float64(a[y, x]) - np.float64(b[y, x])
+        for px in range(p):
+            cs = 0.0
+            for x in range(px, w, p):
+                cs += np.float64(a[y, x]) - np.float64(b[y, x])
+            s[py * p + px] += cs
     m = s / counts
     ss = np.zeros(nc)
     for y in range(h):
         py = y % p
-        for x in range(w):
-            c = py * p + x % p
-            d = np.float64(a[y, x]) - np.float64(b[y, x]) - m[c]
-            ss[c] += d * d
+        for px in range(p):
+            mc = m[py * p + px]
+            cs = 0.0
+            for x in range(px, w, p):
+                d = np.float64(a[y, x]) - np.float64(b[y, x]) - mc
+                cs += d * d
+            ss[py * p + px] += cs
     return ss / (counts - 1.0) / 2.0
 
 
@@ -167,15 +176,23 @@ def _flat_pass_numba(a, b, black_tile, mean_map, sat):  # pragma: no cover - com
     nclip = np.zeros(nc)
     for y in range(h):
         py = y % p
-        for x in range(w):
-            c = py * p + x % p
-            va = np.float64(a[y, x])
-            vb = np.float64(b[y, x])
-            off = black_tile[py, x % p] + np.float64(mean_map[y, x])
-            sa[c] += va - off
-            sb[c] += vb - off
-            if va >= sat or vb >= sat:
-                nclip[c] += 1.0
+        for px in range(p):
+            bl = black_tile[py, px]
+            ca = 0.0
+            cb = 0.0
+            cn = 0.0
+            for x in range(px, w, p):
+                va = np.float64(a[y, x])
+                vb = np.float64(b[y, x])
+                off = bl + np.float64(mean_map[y, x])
+                ca += va - off
+                cb += vb - off
+                if va >= sat or vb >= sat:
+                    cn += 1.0
+            c = py * p + px
+            sa[c] += ca
+            sb[c] += cb
+            nclip[c] += cn
     return sa, sb, nclip
 
 
@@ -207,9 +224,11 @@ def _prnu_add_numba(acc, raw, black_tile, mean_map, level_tile):  # pragma: no c
     p = black_tile.shape[0]
     for y in range(h):
         py = y % p
-        for x in range(w):
-            px = x % p
-            acc[y, x] += (np.float64(raw[y, x]) - (black_tile[py, px] + np.float64(mean_map[y, x]))) / level_tile[py, px]
+        for px in range(p):
+            bl = black_tile[py, px]
+            lv = level_tile[py, px]
+            for x in range(px, w, p):
+                acc[y, x] += (np.float64(raw[y, x]) - (bl + np.float64(mean_map[y, x]))) / lv
 
 
 def prnu_add(acc: np.ndarray, raw: np.ndarray, black_tile: np.ndarray, mean_map: np.ndarray, level_tile: np.ndarray) -> None:
@@ -219,3 +238,41 @@ def prnu_add(acc: np.ndarray, raw: np.ndarray, black_tile: np.ndarray, mean_map:
         _prnu_add_numba(acc, np.ascontiguousarray(raw), black_tile, np.ascontiguousarray(mean_map), level_tile)
     else:
         prnu_add_reference(acc, raw, black_tile, mean_map, level_tile)
+
+
+# ------------------------------------------------------------------------------------------------
+# end of a dark stack
+
+
+def stack_mean_var_reference(s1: np.ndarray, s2: np.ndarray, n: int) -> tuple[np.ndarray, np.ndarray]:
+    """Plain-numpy :func:`stack_mean_var`."""
+    mean = s1 / n
+    var = (s2 - s1 * mean) / (n - 1)
+    np.maximum(var, 0.0, out=var)
+    return mean.astype(np.float32), var.astype(np.float32)
+
+
+@nb.njit(cache=True, nogil=True, error_model="numpy")
+def _stack_mean_var_numba(s1, s2, n, mean_out, var_out):  # pragma: no cover - compiled
+    h, w = s1.shape
+    for y in range(h):
+        for x in range(w):
+            a = s1[y, x]
+            m = a / n
+            v = (s2[y, x] - a * m) / (n - 1)
+            mean_out[y, x] = m
+            var_out[y, x] = v if v > 0.0 else 0.0
+
+
+def stack_mean_var(s1: np.ndarray, s2: np.ndarray, n: int) -> tuple[np.ndarray, np.ndarray]:
+    """Per-pixel mean Σx/n and temporal variance (Σx² − Σx·mean)/(n − 1) (clipped at 0), both (H, W) float32.
+
+    ``s1``, ``s2`` are float64 running sums of x and x² (x = raw − black, so values are small and, for
+    integer DN, the sums exact). Needs n ≥ 2.
+    """
+    if USE_NUMBA:
+        mean = np.empty(s1.shape, np.float32)
+        var = np.empty(s1.shape, np.float32)
+        _stack_mean_var_numba(s1, s2, float(n), mean, var)
+        return mean, var
+    return stack_mean_var_reference(s1, s2, n)

@@ -150,3 +150,37 @@ def test_flat_accumulator_levels_and_prnu_sum():
     assert fa.prnu_n == 2
     expect = xa / cfa.per_pixel(ma, shape) + xb / cfa.per_pixel(mb, shape)
     np.testing.assert_allclose(fa.prnu_sum, expect, rtol=1e-12)
+
+
+def test_stack_mean_var_matches_reference():
+    rng = np.random.default_rng(8)
+    s1 = rng.normal(5.0, 30.0, size=(33, 47))
+    s2 = s1**2 / 9 + rng.random((33, 47)) * 50
+    for x, y in zip(K.stack_mean_var(s1, s2, 9), K.stack_mean_var_reference(s1, s2, 9)):
+        assert x.dtype == np.float32
+        np.testing.assert_array_equal(x, y)
+
+
+@pytest.mark.parametrize("n", [1000, 1001])
+@pytest.mark.parametrize("lam", [-0.2, 0.0, 0.14])
+def test_ppcc_r_numba_matches_numpy(n, lam):
+    from calibration.estimators import _PPCC, _ppcc_r_numba, tukey_quantile
+
+    x = np.sort(tukey_quantile(np.random.default_rng(9).random(n), 0.1))
+    pp = _PPCC(x)
+    q = pp.quantiles(lam)
+    ref = float(np.dot(q, pp.xc) / np.sqrt(np.dot(q, q) * pp.xx))
+    got = _ppcc_r_numba(pp.lu, pp.xc, lam) / np.sqrt(pp.xx)
+    assert abs(got - ref) < 1e-13
+
+
+def test_flatten_illumination_surface_is_the_polynomial():
+    """The separable evaluation equals the term-by-term sum of the fitted polynomial."""
+    from calibration.estimators import flatten_illumination
+
+    h, w = 64, 96
+    yf = (2.0 * np.arange(h) / (h - 1) - 1.0)[:, None]
+    xf = (2.0 * np.arange(w) / (w - 1) - 1.0)[None, :]
+    surf = 100.0 + 20 * xf - 15 * yf + 8 * xf * yf - 30 * xf**2 + 5 * yf**4 + 3 * xf**3 * yf
+    hp = flatten_illumination(surf, degree=4, box=15)
+    np.testing.assert_allclose(hp, 0.0, atol=1e-9)
