@@ -16,3 +16,17 @@ from .params import FixedPatternMaps, NoiseComponents, NoiseParams, Sensor  # no
 from .card import Card, list_cards, load_card, save_card  # noqa: E402
 from .noise import simulate  # noqa: E402
 from .sampling import sample_params  # noqa: E402
+
+_LAZY = {
+    "generate_dataset": "noisesim.dataset",
+    "inspect_dataset": "noisesim.dataset",
+    "resynthesize": "noisesim.dataset",
+}
+
+
+def __getattr__(name):  # dataset helpers import h5py: load them on first use only
+    if name in _LAZY:
+        import importlib
+
+        return getattr(importlib.import_module(_LAZY[name]), name)
+    raise AttributeError(f"module 'noisesim' has no attribute {name!r}")
