@@ -123,6 +123,24 @@ def _params_at_k(card: Card, gain_k_dn_per_e: float, rng: np.random.Generator, *
     )
 
 
+def _equivalent_iso(card: Card, gain_k_dn_per_e: float) -> float | None:
+    """The ISO at which the card's table gives this K: interpolated in (ln K, ln ISO) inside the table, and
+    K ∝ ISO from the nearest end outside it (analogue gain; EMVA 1288). None without a table.
+
+    Needed wherever a term is defined per ISO, such as dark shading DS(iso) = k·iso + b.
+    """
+    if not card.iso_table:
+        return None
+    ks = np.log([e.gain_k_dn_per_e for e in card.iso_table])
+    isos = np.log(card.isos)
+    lk = math.log(gain_k_dn_per_e)
+    if lk <= ks[0]:
+        return float(np.exp(isos[0] + lk - ks[0]))
+    if lk >= ks[-1]:
+        return float(np.exp(isos[-1] + lk - ks[-1]))
+    return float(np.exp(np.interp(lk, ks, isos)))
+
+
 def _fmt_isos(card: Card) -> str:
     return ", ".join(f"{iso:g}" for iso in card.isos)
 
@@ -196,7 +214,8 @@ def sample_params(
     Returns
     -------
     NoiseParams
-        ``iso`` is set on the ISO path, None otherwise.
+        ``iso`` is the requested ISO on the ISO path; on the other paths the card's equivalent ISO of K
+        (see :func:`_equivalent_iso`), or None for a card without an ISO table.
 
     Raises
     ------
@@ -243,5 +262,5 @@ def sample_params(
                 )
             k = float(min(max(k, kmin), kmax))
         values = _params_at_k(card, k, rng, scatter=scatter)
-        values["iso"] = None
+        values["iso"] = _equivalent_iso(card, k)
     return NoiseParams(read_model=read_model, exposure_s=exposure_s, **values)

@@ -270,6 +270,11 @@ def test_rng_semantics_and_no_global_state():
 def test_result_fields():
     card = load_card("SonyA7S2")
     p = sample_params(card, rng=0, read_model="gaussian", exposure_s=0.5)
-    assert p.read_model == "gaussian" and p.exposure_s == 0.5 and p.iso is None
+    assert p.read_model == "gaussian" and p.exposure_s == 0.5
     lo, hi = card.k_range_dn_per_e
     assert lo <= p.gain_k_dn_per_e <= hi
+    # the equivalent ISO of a random K: K ∝ ISO along the table (Sony: K = 0.000956 · ISO)
+    assert p.iso == pytest.approx(p.gain_k_dn_per_e / 0.000956, rel=0.01)
+    assert sample_params(card, gain_k_dn_per_e=0.765, rng=1).iso == pytest.approx(800, rel=1e-3)
+    # a card without an ISO table has no ISO to give
+    assert sample_params(load_card("NikonD850"), rng=0).iso is None
