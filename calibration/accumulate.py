@@ -18,7 +18,7 @@ from noisesim.cfa import CFA
 from noisesim.errors import CalibrationError
 
 from .capture import FrameInfo
-from .kernels import channel_counts, dark_pass, flat_pass, pair_diff_var, prnu_add, stack_mean_var
+from .kernels import channel_counts, dark_batch, flat_pair_pass, prnu_add, stack_mean_var
 
 
 def _channel_site(cfa: CFA) -> np.ndarray:
@@ -105,41 +105,62 @@ class DarkAccumulator:
         self.col_means: list[np.ndarray] = []
         self.samples: list[np.ndarray] = []
         self.pair_var: list[np.ndarray] = []
-        self._held: np.ndarray | None = None
+        self._buf: np.ndarray | None = None  # frames waiting for the next batched pass
+        self._m = 0
         self.integer_valued = True
         self.paths: list[str] = []
         self.max_dn = 0.0
 
+    BATCH = 4  # frames per pass over the running sums (even, so frame pairs never straddle two passes)
+
     def add(self, raw: np.ndarray, frame: FrameInfo | None = None) -> None:
-        """Add one (H, W) frame in DN (one streaming pass, :func:`calibration.kernels.dark_pass`)."""
+        """Add one (H, W) frame in DN; frames are summed in batches by :func:`calibration.kernels.dark_batch`."""
         raw = np.asarray(raw)
         if raw.shape != self.shape:
             raise CalibrationError(f"{frame.path if frame else 'frame'}: shape {raw.shape} differs from the stack's {self.shape}")
-        h, w = self.shape
-        row_sum = np.zeros(h if self.full else 0)
-        col_sum = np.zeros(w if self.full else 0)
-        ch_sum = np.zeros(self.cfa.n_channels)
-        mx = dark_pass(raw, self.black_tile, self.s1, self.s2, row_sum, col_sum, ch_sum, self.full)
-        self.max_dn = max(self.max_dn, mx)
         if frame is not None:
             self.paths.append(frame.path)
             self.integer_valued &= frame.integer_valued
-        self.channel_means.append(ch_sum / self._counts)
-        if self.full:
-            self.row_means.append(row_sum / w)
-            self.col_means.append(col_sum / h)
-            self.samples.append((raw.ravel()[self.sample_index] - self.sample_black_dn).astype(np.float32))
-            if self._held is None:
-                self._held = raw.copy()
-            else:
-                self.pair_var.append(pair_diff_var(raw, self._held, self.cfa.period))
-                self._held = None
         self.n += 1
+        if not self.full:
+            self._pass(raw[None], 1)
+            return
+        self.samples.append((raw.ravel()[self.sample_index] - self.sample_black_dn).astype(np.float32))
+        if self._buf is None:
+            self._buf = np.empty((self.BATCH if raw.dtype.itemsize <= 2 else 2,) + self.shape, raw.dtype)
+        elif not np.can_cast(raw.dtype, self._buf.dtype, "safe"):
+            self._buf = self._buf.astype(np.result_type(self._buf.dtype, raw.dtype))
+        self._buf[self._m] = raw
+        self._m += 1
+        if self._m == self._buf.shape[0]:
+            self._flush()
+
+    def _flush(self) -> None:
+        if self._m:
+            self._pass(self._buf, self._m)
+            self._m = 0
+
+    def _pass(self, stack: np.ndarray, m: int) -> None:
+        h, w = self.shape
+        nb = stack.shape[0]
+        row_sum = np.zeros((nb, h if self.full else 0))
+        col_sum = np.zeros((nb, w if self.full else 0))
+        ch_sum = np.zeros((nb, self.cfa.n_channels))
+        mx, pv = dark_batch(stack, m, self.black_tile, self.s1, self.s2, row_sum, col_sum, ch_sum, self.full)
+        self.max_dn = max(self.max_dn, mx)
+        self.pair_var.extend(pv)
+        for k in range(m):
+            self.channel_means.append(ch_sum[k] / self._counts)
+            if self.full:
+                self.row_means.append(row_sum[k] / w)
+                self.col_means.append(col_sum[k] / h)
 
     def finish(self, exposure_s: float) -> DarkStats:
         n = self.n
         if n == 0:
             raise CalibrationError("no dark frames")
+        self._flush()
+        self._buf = None
         cm = np.array(self.channel_means)
         if not self.full:
             empty = np.zeros((0, 0))
@@ -206,10 +227,9 @@ class FlatAccumulator:
         a_raw, b_raw = np.asarray(a_raw), np.asarray(b_raw)
         if a_raw.shape != self.shape or b_raw.shape != self.shape:
             raise CalibrationError(f"{b.path}: flat shape differs from the dark stack {self.shape}")
-        sa, sb, nclip = flat_pass(a_raw, b_raw, self.black_tile, self._mean_map, self.white - 0.5)
+        sa, sb, nclip, pv = flat_pair_pass(a_raw, b_raw, self.black_tile, self._mean_map, self.white - 0.5)
         ma = sa / self._counts
         mb = sb / self._counts
-        pv = pair_diff_var(a_raw, b_raw, self.cfa.period)
         cf = nclip / self._counts
         mu = (ma + mb) / 2.0
         npx = int(self._counts.min())
