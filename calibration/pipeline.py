@@ -62,6 +62,7 @@ class ISOResult:
     tukey_lambda: Estimate
     tukey_scale_dn: Estimate
     tukey_r2: float
+    tukey_lambda_per_channel: list[Estimate]  # diagnostic: the card keeps the pooled λ
     row_sigma_dn: Estimate
     col_sigma_dn: Estimate
     pixel_sigma_dn: Estimate
@@ -337,6 +338,7 @@ def _calibrate_iso(iso, darks, flats, cfa: CFA, shape, warnings, sample_pixels, 
     se_sc = batch_se(sc_b) * (scale_c / tk.tukey_scale_dn) * sim_share
     tukey_lambda = Estimate.normal(lam_c, se_lam, f"PPCC maximum on {resid.size} residuals, debiased by simulation; SE from {nb} frame batches", nb, dof=nb - 1)
     tukey_scale = Estimate.normal(scale_c, se_sc, f"probability-plot slope (r² = {tk.r2:.5f}), debiased by simulation; SE from {nb} frame batches", nb, dof=nb - 1)
+    tukey_lambda_pc = _tukey_lambda_per_channel(resid, ds.sample_index[good], w, cfa, tk.tukey_lambda, lam_c, dlam, sim_share)
     # --- dark shading map, DSNU, hot pixels ----------------------------------------------------------
     site_vals = np.array([e.value for e in ble])
     ds_map = ds.mean_map_dn.astype(np.float64) - cfa.per_pixel(site_vals, shape) if nch == 4 else ds.mean_map_dn - cfa.per_pixel(site_vals, shape)
@@ -442,12 +444,41 @@ def _calibrate_iso(iso, darks, flats, cfa: CFA, shape, warnings, sample_pixels, 
         iso=float(iso), channel_names=cfa.channel_names, n_darks=n, n_flat_pairs=n_pairs, dark_exposure_s=t_bias,
         gain_k_dn_per_e=gain, gain_k_per_channel=kc, ptc=ptcs, dark_temporal_sigma_dn=dark_sigma,
         black_level_error_dn=ble, read_sigma_dn=read_sigma, read_sigma_per_channel=read_pc,
-        tukey_lambda=tukey_lambda, tukey_scale_dn=tukey_scale, tukey_r2=tk.r2, row_sigma_dn=row_sigma,
+        tukey_lambda=tukey_lambda, tukey_scale_dn=tukey_scale, tukey_r2=tk.r2, tukey_lambda_per_channel=tukey_lambda_pc,
+        row_sigma_dn=row_sigma,
         col_sigma_dn=col_sigma, pixel_sigma_dn=pixel_sigma, dsnu_dn=dsnu, prnu=prnu, dark_current_e_per_s=dc,
         hot_pixels=int(hot.sum()), files=files, read_samples_dn=rsub.astype(np.float32), row_spectrum=spectrum,
         dark_levels=dark_levels, ds_map_dn=ds_map_out, prnu_map=prnu_map, prnu_frames=facc.prnu_n, hot_mask=hot,
         heldout=heldout, heldout_exposure_s=t_bias,
     )
+
+
+def _tukey_lambda_per_channel(resid: np.ndarray, index: np.ndarray, width: int, cfa: CFA, lam_pooled_meas: float,
+                              lam_pooled: float, dlam: float, sim_share: float) -> list[Estimate]:
+    """Tukey-λ of each packed channel (diagnostic; the card keeps the pooled λ).
+
+    PPCC maximum on the channel's residual samples, shifted by the pooled debiasing to first order:
+    λ_c = λ_pooled + (λ̂_c − λ̂_pooled) / (dλ̂/dλ). SE from frame batches, as for the pooled λ.
+    ``resid`` is (N frames, S samples), ``index`` the samples' flat pixel indices.
+    """
+    p = cfa.period
+    r_idx, c_idx = np.divmod(index, width)
+    chan = (r_idx % p) * p + (c_idx % p)
+    n = resid.shape[0]
+    nb = min(8, n)
+    slope = max(dlam, 0.2)
+    out = []
+    for c in range(cfa.n_channels):
+        sel = resid[:, chan == c]
+        if sel.size < 1000:
+            out.append(Estimate.normal(float("nan"), float("nan"), f"too few samples ({sel.size})", 0))
+            continue
+        lam = lam_pooled + (fit_tukey(sel.ravel()).tukey_lambda - lam_pooled_meas) / slope
+        lb = [fit_tukey(sel[idx].ravel()).tukey_lambda for idx in np.array_split(np.arange(n), nb)] if nb >= 2 else []
+        out.append(Estimate.normal(lam, batch_se(lb) / slope * sim_share,
+                                   f"PPCC maximum on {sel.size} residuals of the channel, pooled debiasing; SE from {nb} frame batches",
+                                   nb, dof=nb - 1))
+    return out
 
 
 def _tiles(plane: np.ndarray, n: int = 4):
@@ -527,6 +558,7 @@ def _provenance(cap: Capture, results: list[ISOResult], camera: str) -> dict:
         "n_files": len(files),
         "problems": [str(p) for p in cap.problems],
         "prnu": {f"iso_{r.iso:g}": [e.value for e in r.prnu] for r in results if r.prnu is not None},
+        "tukey_lambda_per_channel": {f"iso_{r.iso:g}": [e.value for e in r.tukey_lambda_per_channel] for r in results},
         "dsnu_dn": {f"iso_{r.iso:g}": [e.value for e in r.dsnu_dn] for r in results},
         "confidence_level": 0.95,
     }
@@ -617,26 +649,32 @@ def _build_maps(results: list[ISOResult]):
     rs = [r for r in results if r.ds_map_dn is not None]
     if not rs:
         return None
-    isos = np.array([r.iso for r in rs])
+    isos = np.array([r.iso for r in rs], dtype=np.float64)
+    # least-squares line per pixel, ds = k·ISO + b, written as weighted sums of the per-ISO maps
+    # (k = Σ (ISO_r − mean) / Sxx · ds_r, b = Σ (1/R − mean·(ISO_r − mean)/Sxx) · ds_r), accumulated in float32:
+    # one full-size buffer per output instead of float64 stacks
     if len(rs) >= 2:
         xm = isos.mean()
-        sxx = float(np.sum((isos - xm) ** 2))
-        ym = np.mean([r.ds_map_dn for r in rs], axis=0, dtype=np.float64)
-        sxy = np.zeros_like(ym)
-        for r in rs:
-            sxy += (r.iso - xm) * (r.ds_map_dn - ym)
-        k = sxy / sxx
-        b = ym - k * xm
+        wk = (isos - xm) / float(np.sum((isos - xm) ** 2))
+        wb = 1.0 / len(rs) - xm * wk
     else:
-        k = np.zeros(rs[0].ds_map_dn.shape)
-        b = rs[0].ds_map_dn.astype(np.float64)
+        wk, wb = np.zeros(1), np.ones(1)
+    shape = rs[0].ds_map_dn.shape
+    k = np.zeros(shape, np.float32)
+    b = np.zeros(shape, np.float32)
+    tmp = np.empty(shape, np.float32)
+    for r, a_k, a_b in zip(rs, wk, wb):
+        k += np.multiply(r.ds_map_dn, np.float32(a_k), out=tmp)
+        b += np.multiply(r.ds_map_dn, np.float32(a_b), out=tmp)
     prs = [r for r in results if r.prnu_map is not None]
     prnu = None
     if prs:
         wsum = sum(r.prnu_frames for r in prs)
-        prnu = sum(r.prnu_map.astype(np.float64) * r.prnu_frames for r in prs) / wsum
+        prnu = np.zeros(shape, np.float32)
+        for r in prs:
+            prnu += np.multiply(r.prnu_map, np.float32(r.prnu_frames / wsum), out=tmp)
+    del tmp
     hot = np.zeros(rs[0].ds_map_dn.shape, bool)
     for r in rs:
         hot |= r.hot_mask
-    return FixedPatternMaps(dark_shading_k_dn_per_iso=k.astype(np.float32), dark_shading_b_dn=b.astype(np.float32),
-                            prnu=None if prnu is None else prnu.astype(np.float32), hot_pixel_mask=hot)
+    return FixedPatternMaps(dark_shading_k_dn_per_iso=k, dark_shading_b_dn=b, prnu=prnu, hot_pixel_mask=hot)

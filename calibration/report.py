@@ -63,6 +63,11 @@ def write_report(result, path) -> Path:
                    f"<td>{_fmt(r.tukey_scale_dn)}</td><td>{r.tukey_r2:.5f}</td><td>{_fmt(r.row_sigma_dn)}</td><td>{_fmt(r.col_sigma_dn)}</td>"
                    f"<td>{ble}</td><td>{prnu}</td><td>{_fmt(r.dark_current_e_per_s)}</td><td>{r.n_darks}</td><td>{r.n_flat_pairs}</td><td>{r.hot_pixels}</td></tr>")
     out.append("</table>")
+    out.append("<p>Tukey λ per channel (diagnostic; the card keeps the pooled λ above):</p><table><tr><th>ISO</th>"
+               + "".join(f"<th>{esc(n)}</th>" for n in res.iso_results[0].channel_names) + "</tr>")
+    for r in res.iso_results:
+        out.append(f"<tr><td>{r.iso:g}</td>" + "".join(f"<td>{_fmt(e, '.4f')}</td>" for e in r.tukey_lambda_per_channel) + "</tr>")
+    out.append("</table>")
     for r in res.iso_results:
         out.append(f"<h2>ISO {r.iso:g}</h2>")
         # PTC per channel

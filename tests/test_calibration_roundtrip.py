@@ -91,6 +91,18 @@ def test_small_round_trip_recovers_every_parameter(small_result):
     assert np.mean(cover) >= 0.75, f"95 % intervals cover the truth in only {np.mean(cover):.0%} of cases"
 
 
+def test_small_round_trip_per_channel_tukey_lambda(small_result):
+    """The engine draws one λ for every channel; each channel's λ recovers it (5 SE), the card keeps the pooled one."""
+    res, _ = small_result
+    for r in res.iso_results:
+        assert len(r.tukey_lambda_per_channel) == 4
+        for name, e in zip(r.channel_names, r.tukey_lambda_per_channel):
+            check(e, PARAMS[int(r.iso)].tukey_lambda, what=f"ISO {r.iso:g} λ of {name}")
+            assert e.se > r.tukey_lambda.se  # a quarter of the samples: a wider interval than the pooled one
+        assert res.card.iso_entry(r.iso).tukey_lambda == r.tukey_lambda.value
+        assert res.provenance["tukey_lambda_per_channel"][f"iso_{r.iso:g}"] == [e.value for e in r.tukey_lambda_per_channel]
+
+
 def test_small_round_trip_prnu_dark_current_dsnu_hot(small_result):
     res, maps = small_result
     for r in res.iso_results:
