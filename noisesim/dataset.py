@@ -314,6 +314,12 @@ def _worker_init(job: _Job, shm_name: str, nslots: int, shape: tuple, dtype: str
         numba.set_num_threads(1)
     except (ImportError, ValueError):  # pragma: no cover
         pass
+    try:
+        import cv2
+
+        cv2.setNumThreads(1)
+    except ImportError:  # pragma: no cover
+        pass
     _W["synth"] = _Synth(job)
     shm = shared_memory.SharedMemory(name=shm_name)
     _W["shm"] = shm

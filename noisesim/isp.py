@@ -46,6 +46,7 @@ __all__ = [
     "sample_isp_meta",
     "cam2rgb_from_xyz2cam",
     "unprocess",
+    "unprocess_mosaic",
     "mosaic",
     "demosaic",
     "process",
@@ -292,34 +293,42 @@ def _decode_lut() -> np.ndarray:
 
 
 def _unprocess_lut_python(img, lut, rgb2cam, inv_gains, inflection, out):
-    """Fused per-pixel unprocessing through the 16-bit decode table (reference loop; numba-compiled below)."""
+    """Fused per-pixel unprocessing through the 16-bit decode table (reference loop; numba-compiled below).
+
+    The table index is computed in float64 (exact on 8/16-bit grids); the rest in float32, no divisions.
+    """
     h, w, _ = img.shape
     top = lut.shape[0] - 1
+    ftop = float(top)
+    one = np.float32(1.0)
+    zero = np.float32(0.0)
+    inv_den = one / (one - inflection)
+    third = np.float32(1.0 / 3.0)
+    a00, a01, a02 = rgb2cam[0, 0], rgb2cam[0, 1], rgb2cam[0, 2]
+    a10, a11, a12 = rgb2cam[1, 0], rgb2cam[1, 1], rgb2cam[1, 2]
+    a20, a21, a22 = rgb2cam[2, 0], rgb2cam[2, 1], rgb2cam[2, 2]
     for y in range(h):
         for x in range(w):
-            t0 = img[y, x, 0] * top + 0.5
-            t1 = img[y, x, 1] * top + 0.5
-            t2 = img[y, x, 2] * top + 0.5
-            v0 = lut[min(int(t0), top)] if t0 > 0.0 else lut[0]
-            v1 = lut[min(int(t1), top)] if t1 > 0.0 else lut[0]
-            v2 = lut[min(int(t2), top)] if t2 > 0.0 else lut[0]
-            c0 = rgb2cam[0, 0] * v0 + rgb2cam[0, 1] * v1 + rgb2cam[0, 2] * v2
-            c1 = rgb2cam[1, 0] * v0 + rgb2cam[1, 1] * v1 + rgb2cam[1, 2] * v2
-            c2 = rgb2cam[2, 0] * v0 + rgb2cam[2, 1] * v1 + rgb2cam[2, 2] * v2
-            m = max((c0 + c1 + c2) / 3.0 - inflection, 0.0) / (1.0 - inflection)
+            v0 = lut[min(max(int(float(img[y, x, 0]) * ftop + 0.5), 0), top)]
+            v1 = lut[min(max(int(float(img[y, x, 1]) * ftop + 0.5), 0), top)]
+            v2 = lut[min(max(int(float(img[y, x, 2]) * ftop + 0.5), 0), top)]
+            c0 = a00 * v0 + a01 * v1 + a02 * v2
+            c1 = a10 * v0 + a11 * v1 + a12 * v2
+            c2 = a20 * v0 + a21 * v1 + a22 * v2
+            m = max((c0 + c1 + c2) * third - inflection, zero) * inv_den
             m = m * m
-            g0 = max(m + (1.0 - m) * inv_gains[0], inv_gains[0])
-            g1 = max(m + (1.0 - m) * inv_gains[1], inv_gains[1])
-            g2 = max(m + (1.0 - m) * inv_gains[2], inv_gains[2])
-            out[y, x, 0] = min(max(c0 * g0, 0.0), 1.0)
-            out[y, x, 1] = min(max(c1 * g1, 0.0), 1.0)
-            out[y, x, 2] = min(max(c2 * g2, 0.0), 1.0)
+            g0 = max(m + (one - m) * inv_gains[0], inv_gains[0])
+            g1 = max(m + (one - m) * inv_gains[1], inv_gains[1])
+            g2 = max(m + (one - m) * inv_gains[2], inv_gains[2])
+            out[y, x, 0] = min(max(c0 * g0, zero), one)
+            out[y, x, 1] = min(max(c1 * g1, zero), one)
+            out[y, x, 2] = min(max(c2 * g2, zero), one)
 
 
 try:
     import numba as _nb
 
-    _unprocess_lut_numba = _nb.njit(cache=True, nogil=True)(_unprocess_lut_python)
+    _unprocess_lut_numba = _nb.njit(cache=True, nogil=True, error_model="numpy")(_unprocess_lut_python)
 except ImportError:  # pragma: no cover
     _unprocess_lut_numba = _unprocess_lut_python
 
@@ -368,6 +377,65 @@ def unprocess(srgb, meta: ISPMeta, *, lut: bool = False) -> np.ndarray:
     safe = np.maximum(mask + (1.0 - mask) * inv_gains, inv_gains)
     x = x * safe
     return np.clip(x, 0.0, 1.0).astype(np.float32)
+
+
+def _unprocess_mosaic_lut_python(img, lut, rgb2cam, inv_gains, inflection, ktab, out):
+    """:func:`_unprocess_lut_python` followed by the mosaic in one pass: only the colour the CFA keeps at
+    each pixel is written, into ``out`` (H, W). ``ktab``: (p, W) colour index 0/1/2 of each column for
+    each row phase (the pattern tiled along a row)."""
+    h, w, _ = img.shape
+    p = ktab.shape[0]
+    top = lut.shape[0] - 1
+    ftop = float(top)
+    one = np.float32(1.0)
+    zero = np.float32(0.0)
+    inv_den = one / (one - inflection)
+    third = np.float32(1.0 / 3.0)
+    a00, a01, a02 = rgb2cam[0, 0], rgb2cam[0, 1], rgb2cam[0, 2]
+    a10, a11, a12 = rgb2cam[1, 0], rgb2cam[1, 1], rgb2cam[1, 2]
+    a20, a21, a22 = rgb2cam[2, 0], rgb2cam[2, 1], rgb2cam[2, 2]
+    for y in range(h):
+        kr = ktab[y % p]
+        for x in range(w):
+            v0 = lut[min(max(int(float(img[y, x, 0]) * ftop + 0.5), 0), top)]
+            v1 = lut[min(max(int(float(img[y, x, 1]) * ftop + 0.5), 0), top)]
+            v2 = lut[min(max(int(float(img[y, x, 2]) * ftop + 0.5), 0), top)]
+            c0 = a00 * v0 + a01 * v1 + a02 * v2
+            c1 = a10 * v0 + a11 * v1 + a12 * v2
+            c2 = a20 * v0 + a21 * v1 + a22 * v2
+            m = max((c0 + c1 + c2) * third - inflection, zero) * inv_den
+            m = m * m
+            k = kr[x]
+            c = c0 if k == 0 else (c1 if k == 1 else c2)
+            g = max(m + (one - m) * inv_gains[k], inv_gains[k])
+            out[y, x] = min(max(c * g, zero), one)
+
+
+try:
+    _unprocess_mosaic_lut_numba = _nb.njit(cache=True, nogil=True, error_model="numpy")(_unprocess_mosaic_lut_python)
+except NameError:  # pragma: no cover - numba missing
+    _unprocess_mosaic_lut_numba = _unprocess_mosaic_lut_python
+
+
+def unprocess_mosaic(srgb, meta: ISPMeta, cfa) -> np.ndarray:
+    """``mosaic(unprocess(srgb, meta, lut=True), cfa)`` in one fused pass, without the (H, W, 3) linear image.
+
+    Shape: ``(H, W, 3)`` sRGB in [0, 1] → ``(H, W)`` float32 normalized raw mosaic. Same values as the
+    two-step path (tested); used by the sources when no blur needs the linear RGB image.
+    """
+    cfa = _as_cfa(cfa)
+    img = _check_rgb(srgb, "sRGB image")
+    h, w, _ = img.shape
+    p = cfa.period
+    if h % p or w % p:
+        raise ShapeError(f"image of shape ({h}, {w}) does not fit CFA {cfa.pattern}: H and W must be multiples of {p}")
+    inv_gains = (1.0 / meta.wb_gains).astype(np.float32)
+    out = np.empty((h, w), dtype=np.float32)
+    _unprocess_mosaic_lut_numba(
+        np.ascontiguousarray(img), _decode_lut(), meta.rgb2cam_matrix.astype(np.float32), inv_gains,
+        np.float32(_HIGHLIGHT_INFLECTION), np.tile(cfa.color_index(), (1, w // p)).astype(np.int64), out,
+    )
+    return out
 
 
 def _as_cfa(cfa) -> CFA:

@@ -61,7 +61,8 @@ class CleanPatch:
     raw : (patch, patch) float32
         Normalized [0, 1] mosaic in the requested CFA phase (the long exposure).
     rgb_linear : (patch, patch, 3) float32 or None
-        Linear camera RGB after blur, before mosaic; for raw sources it is only set when blur was applied.
+        Linear camera RGB after blur, before mosaic; only set when blur was applied (without blur the
+        sRGB sources unprocess and mosaic in one fused pass, :func:`noisesim.isp.unprocess_mosaic`).
     source_index : int
         Index of the source file in the source's sorted file list (-1 for procedural patches).
     blur_kernel : (k, k) float32 or None
@@ -121,10 +122,11 @@ class CleanSource:
     def _finish_rgb(self, srgb: np.ndarray, rng: np.random.Generator, blur: BlurSpec | None, index: int, origin) -> CleanPatch:
         """sRGB crop → unprocess → blur → mosaic (the common tail of sRGB and procedural sources)."""
         meta = isp.sample_isp_meta(rng, cam2rgb=self.cam2rgb)
-        lin = isp.unprocess(srgb, meta, lut=True)
         kernel = sample_kernel(blur, rng)
-        if kernel is not None:
-            lin = np.clip(apply_blur(lin, kernel), 0.0, 1.0)
+        if kernel is None:  # no blur: unprocess and mosaic in one pass, no (H, W, 3) linear image
+            raw = isp.unprocess_mosaic(srgb, meta, self.cfa)
+            return CleanPatch(raw=raw, rgb_linear=None, source_index=index, blur_kernel=None, isp=meta, origin=origin)
+        lin = np.clip(apply_blur(isp.unprocess(srgb, meta, lut=True), kernel), 0.0, 1.0)
         raw = isp.mosaic(lin, self.cfa)
         return CleanPatch(raw=raw, rgb_linear=lin, source_index=index, blur_kernel=kernel, isp=meta, origin=origin)
 
@@ -132,100 +134,221 @@ class CleanSource:
 # --------------------------------------------------------------------------------------------------
 # Dead leaves
 # --------------------------------------------------------------------------------------------------
-def _render_dead_leaves_python(out, covered, u, lo, hi, inv_a1, texture_probability, count, target):
-    """Front-to-back rendering of discs into the pixels not yet covered; returns the covered count.
-
-    Plain reference implementation (slow); :func:`_render_dead_leaves_numba` is the same loop compiled.
-    ``out``: (H, W, 3) float32; ``covered``: (H, W) uint8; ``u``: (n, 18) uniforms, one row per disc, turned
-    into the disc's parameters here (only for discs that are reached, but the stream consumption is fixed):
-    centre, radius by the inverse CDF of the power law (``lo``, ``hi`` = r_min^(1−α), r_max^(1−α),
-    ``inv_a1`` = 1/(1−α)), colour, shading gradient, and a sinusoidal texture with probability
-    ``texture_probability``. ``count`` is the number of pixels already covered; drawing stops at ``target``.
-    """
-    h, w = covered.shape
-    for i in range(u.shape[0]):
-        if count >= target:
-            break
-        cx = u[i, 0] * w
-        cy = u[i, 1] * h
-        r = (lo + u[i, 2] * (hi - lo)) ** inv_a1
-        y0 = max(int(math.floor(cy - r)), 0)
-        y1 = min(int(math.ceil(cy + r)) + 1, h)
-        x0 = max(int(math.floor(cx - r)), 0)
-        x1 = min(int(math.ceil(cx + r)) + 1, w)
-        r2 = r * r
-        ready = False
-        c0 = c1 = c2 = gx0 = gx1 = gx2 = gy0 = gy1 = gy2 = amp = fx = fy = ph = 0.0
-        for yy in range(y0, y1):
-            dy = yy - cy
-            for xx in range(x0, x1):
-                if covered[yy, xx]:
-                    continue
-                dx = xx - cx
-                if dx * dx + dy * dy > r2:
-                    continue
-                if not ready:  # colour and texture only for discs that show (most late ones are hidden)
-                    lum = 0.02 + 0.96 * u[i, 3]
-                    inv_r = 1.0 / max(r, 1.0)
-                    c0 = min(max(lum * (1.0 + 0.7 * (u[i, 4] - 0.5)), 0.0), 1.0)  # chroma: uniform factor, std 0.2
-                    c1 = min(max(lum * (1.0 + 0.7 * (u[i, 5] - 0.5)), 0.0), 1.0)
-                    c2 = min(max(lum * (1.0 + 0.7 * (u[i, 6] - 0.5)), 0.0), 1.0)
-                    # Shading: a change of at most ~0.35 across the disc.
-                    gx0 = 0.35 * (u[i, 7] - 0.5) * inv_r
-                    gx1 = 0.35 * (u[i, 8] - 0.5) * inv_r
-                    gx2 = 0.35 * (u[i, 9] - 0.5) * inv_r
-                    gy0 = 0.35 * (u[i, 10] - 0.5) * inv_r
-                    gy1 = 0.35 * (u[i, 11] - 0.5) * inv_r
-                    gy2 = 0.35 * (u[i, 12] - 0.5) * inv_r
-                    amp = 0.02 + 0.10 * u[i, 14] if u[i, 13] < texture_probability else 0.0
-                    f = 0.05 + 1.15 * u[i, 15]  # rad/px
-                    th = math.pi * u[i, 16]
-                    fx = f * math.cos(th)
-                    fy = f * math.sin(th)
-                    ph = 2.0 * math.pi * u[i, 17]
-                    ready = True
-                t = 0.0
-                if amp != 0.0:
-                    t = amp * math.sin(fx * dx + fy * dy + ph)
-                out[yy, xx, 0] = c0 + gx0 * dx + gy0 * dy + t
-                out[yy, xx, 1] = c1 + gx1 * dx + gy1 * dy + t
-                out[yy, xx, 2] = c2 + gx2 * dx + gy2 * dy + t
-                covered[yy, xx] = 1
-                count += 1
-    return count
+# Disc parameters are counter-based: uniform j of disc i is SplitMix64(key + (18 i + j + 1) · φ) (Steele,
+# Lea & Flood, "Fast splittable pseudorandom number generators", OOPSLA 2014), so only the discs that
+# are reached cost anything, and only the visible ones draw their colour and texture. One 64-bit key per
+# image comes from the caller's Generator.
+_GOLDEN = np.uint64(0x9E3779B97F4A7C15)
+_MIX1 = np.uint64(0xBF58476D1CE4E5B9)
+_MIX2 = np.uint64(0x94D049BB133111EB)
+_S30, _S27, _S31, _S11 = np.uint64(30), np.uint64(27), np.uint64(31), np.uint64(11)
+_UNIFORMS_PER_DISC = 18
 
 
-def _fill_uncovered_python(out, covered):
-    """Give each still-uncovered pixel the value of its nearest covered neighbour in raster order (left,
-    then above; a backward pass for the top-left corner), as if a neighbouring leaf reached it."""
-    h, w = covered.shape
-    for sweep in range(2):
-        for k in range(h * w):
-            idx = k if sweep == 0 else h * w - 1 - k
-            yy = idx // w
-            xx = idx % w
-            if covered[yy, xx]:
-                continue
-            step = 1 if sweep == 0 else -1
-            sx = xx - step
-            sy = yy - step
-            if 0 <= sx < w and covered[yy, sx]:
-                src_y, src_x = yy, sx
-            elif 0 <= sy < h and covered[sy, xx]:
-                src_y, src_x = sy, xx
-            else:
-                continue
-            for c in range(3):
-                out[yy, xx, c] = out[src_y, src_x, c]
-            covered[yy, xx] = 1
+def _disc_uniform_python(key, i, j):
+    """Uniform [0, 1) number j of disc i for image key ``key`` (uint64): the SplitMix64 output at that counter."""
+    z = key + np.uint64(i * _UNIFORMS_PER_DISC + j + 1) * _GOLDEN
+    z = (z ^ (z >> _S30)) * _MIX1
+    z = (z ^ (z >> _S27)) * _MIX2
+    z = z ^ (z >> _S31)
+    return float(z >> _S11) * (1.0 / 9007199254740992.0)
+
+
+def _ctz_python(m):
+    """Index of the lowest set bit of a non-zero uint64 (reference; the compiled one is an LLVM intrinsic)."""
+    m = int(m)
+    return (m & -m).bit_length() - 1
 
 
 try:  # numba is a hard dependency, but keep the module importable (and the reference path usable) without it
     import numba
+    from numba.cpython.unsafe.numbers import trailing_zeros as _trailing_zeros
 
+    _disc_uniform = numba.njit(cache=True, nogil=True)(_disc_uniform_python)
+
+    @numba.njit(cache=True, nogil=True)
+    def _ctz(m):
+        return _trailing_zeros(m)
+
+except ImportError:  # pragma: no cover
+    numba = None
+    _disc_uniform = _disc_uniform_python
+    _ctz = _ctz_python
+
+_ONE = np.uint64(1)
+_ALL = np.uint64(0xFFFFFFFFFFFFFFFF)
+
+
+def _render_dead_leaves_python(out, bits, blk, key, lo, hi, inv_a1, texture_probability, max_discs, target):
+    """Front-to-back rendering of discs into the pixels not yet covered; returns the covered count.
+
+    Plain reference implementation (slow); :func:`_render_dead_leaves_numba` is the same loop compiled.
+    ``out``: (H, W, 3) float32. ``bits``: (H, ceil(W/64)) uint64, bit ``x % 64`` of word ``x // 64`` set
+    while pixel (y, x) is uncovered (32 KB for 512², so it stays in cache). ``blk``: (ceil(H/8),
+    ceil(W/8)) int32, the number of uncovered pixels of each 8 × 8 block. Disc i's uniforms come from
+    :func:`_disc_uniform_python` (``key``): centre, radius by the inverse CDF of the power law (``lo``,
+    ``hi`` = r_min^(1−α), r_max^(1−α), ``inv_a1`` = 1/(1−α)); colour, shading gradient and (with
+    probability ``texture_probability``) a sinusoidal texture only once the disc shows. A disc whose
+    bounding box holds no uncovered block is skipped at once (late in the rendering almost every disc
+    is); the others are scanned row by row over their exact chords, 64 pixels per bit-mask test, and
+    only uncovered pixels are visited (lowest set bit). The texture sine advances along a run by a
+    rotation (no sin call per pixel). Drawing stops once ``target`` pixels are covered or after
+    ``max_discs`` discs.
+    """
+    h = out.shape[0]
+    w = out.shape[1]
+    count = 0
+    for i in range(max_discs):
+        if count >= target:
+            break
+        cx = _disc_uniform(key, i, 0) * w
+        cy = _disc_uniform(key, i, 1) * h
+        v = lo + _disc_uniform(key, i, 2) * (hi - lo)
+        r = 1.0 / math.sqrt(v) if inv_a1 == -0.5 else v**inv_a1  # alpha = 3: one sqrt instead of a pow
+        r2 = r * r
+        y0 = max(int(math.ceil(cy - r)), 0)
+        y1 = min(int(math.floor(cy + r)), h - 1)
+        x0 = max(int(math.ceil(cx - r)), 0)
+        x1 = min(int(math.floor(cx + r)), w - 1)
+        if y0 > y1 or x0 > x1:
+            continue
+        hidden = True
+        for by in range(y0 >> 3, (y1 >> 3) + 1):
+            for bx in range(x0 >> 3, (x1 >> 3) + 1):
+                if blk[by, bx] != 0:
+                    hidden = False
+                    break
+            if not hidden:
+                break
+        if hidden:
+            continue
+        ready = False
+        c0 = c1 = c2 = gx0 = gx1 = gx2 = gy0 = gy1 = gy2 = amp = fx = fy = ph = 0.0
+        rot_c = rot_s = 0.0
+        for yy in range(y0, y1 + 1):
+            dy = yy - cy
+            s = r2 - dy * dy
+            if s < 0.0:
+                continue
+            half = math.sqrt(s)
+            xa = max(int(math.ceil(cx - half)), 0)
+            xb = min(int(math.floor(cx + half)), w - 1)
+            if xa > xb:
+                continue
+            last = -2
+            sn = cs = 0.0
+            for wi in range(xa >> 6, (xb >> 6) + 1):
+                m = bits[yy, wi]
+                if m == 0:
+                    continue
+                lo_b = max(xa - (wi << 6), 0)
+                hi_b = min(xb - (wi << 6), 63)
+                m = m & ((_ALL >> np.uint64(63 - hi_b + lo_b)) << np.uint64(lo_b))
+                if m == 0:
+                    continue
+                bits[yy, wi] = bits[yy, wi] ^ m  # all of them are covered now
+                if not ready:  # colour and texture only for discs that show (most late ones are hidden)
+                    lum = 0.02 + 0.96 * _disc_uniform(key, i, 3)
+                    inv_r = 1.0 / max(r, 1.0)
+                    # chroma: a uniform factor of std 0.2 per channel
+                    c0 = min(max(lum * (1.0 + 0.7 * (_disc_uniform(key, i, 4) - 0.5)), 0.0), 1.0)
+                    c1 = min(max(lum * (1.0 + 0.7 * (_disc_uniform(key, i, 5) - 0.5)), 0.0), 1.0)
+                    c2 = min(max(lum * (1.0 + 0.7 * (_disc_uniform(key, i, 6) - 0.5)), 0.0), 1.0)
+                    # Shading: a change of at most ~0.35 across the disc.
+                    gx0 = 0.35 * (_disc_uniform(key, i, 7) - 0.5) * inv_r
+                    gx1 = 0.35 * (_disc_uniform(key, i, 8) - 0.5) * inv_r
+                    gx2 = 0.35 * (_disc_uniform(key, i, 9) - 0.5) * inv_r
+                    gy0 = 0.35 * (_disc_uniform(key, i, 10) - 0.5) * inv_r
+                    gy1 = 0.35 * (_disc_uniform(key, i, 11) - 0.5) * inv_r
+                    gy2 = 0.35 * (_disc_uniform(key, i, 12) - 0.5) * inv_r
+                    amp = 0.02 + 0.10 * _disc_uniform(key, i, 14) if _disc_uniform(key, i, 13) < texture_probability else 0.0
+                    f = 0.05 + 1.15 * _disc_uniform(key, i, 15)  # rad/px
+                    th = math.pi * _disc_uniform(key, i, 16)
+                    fx = f * math.cos(th)
+                    fy = f * math.sin(th)
+                    ph = 2.0 * math.pi * _disc_uniform(key, i, 17)
+                    rot_c = math.cos(fx)
+                    rot_s = math.sin(fx)
+                    ready = True
+                while m != 0:
+                    xx = (wi << 6) + _ctz(m)
+                    m = m & (m - _ONE)
+                    dx = xx - cx
+                    t = 0.0
+                    if amp != 0.0:
+                        if xx == last + 1:  # sin(a + fx) by rotation from the previous pixel
+                            sn, cs = sn * rot_c + cs * rot_s, cs * rot_c - sn * rot_s
+                        else:
+                            a = fx * dx + fy * dy + ph
+                            sn = math.sin(a)
+                            cs = math.cos(a)
+                        t = amp * sn
+                    last = xx
+                    out[yy, xx, 0] = c0 + gx0 * dx + gy0 * dy + t
+                    out[yy, xx, 1] = c1 + gx1 * dx + gy1 * dy + t
+                    out[yy, xx, 2] = c2 + gx2 * dx + gy2 * dy + t
+                    blk[yy >> 3, xx >> 3] -= 1
+                    count += 1
+    return count
+
+
+def _uncovered_python(bits, y, x):
+    return (bits[y, x >> 6] >> np.uint64(x & 63)) & _ONE != 0
+
+
+_uncovered = numba.njit(cache=True, nogil=True)(_uncovered_python) if numba is not None else _uncovered_python
+
+
+def _fill_uncovered_python(out, bits):
+    """Give each still-uncovered pixel the value of a covered neighbour, as if a neighbouring leaf reached
+    it: a raster pass (left, then above) visiting only uncovered pixels, then, for what is left (the
+    top-left corner), a reverse raster pass (right, then below). Returns the number still uncovered."""
+    h = out.shape[0]
+    w = out.shape[1]
+    left = 0
+    for yy in range(h):
+        for wi in range(bits.shape[1]):
+            m = bits[yy, wi]
+            while m != 0:
+                b = _ctz(m)
+                m = m & (m - _ONE)
+                xx = (wi << 6) + b
+                sy, sx = -1, -1
+                if xx > 0 and not _uncovered(bits, yy, xx - 1):
+                    sy, sx = yy, xx - 1
+                elif yy > 0 and not _uncovered(bits, yy - 1, xx):
+                    sy, sx = yy - 1, xx
+                if sy >= 0:
+                    for c in range(3):
+                        out[yy, xx, c] = out[sy, sx, c]
+                    bits[yy, wi] = bits[yy, wi] & ~(_ONE << np.uint64(b))
+                else:
+                    left += 1
+    if left == 0:
+        return 0
+    left = 0
+    for yy in range(h - 1, -1, -1):
+        for xx in range(w - 1, -1, -1):
+            if not _uncovered(bits, yy, xx):
+                continue
+            sy, sx = -1, -1
+            if xx + 1 < w and not _uncovered(bits, yy, xx + 1):
+                sy, sx = yy, xx + 1
+            elif yy + 1 < h and not _uncovered(bits, yy + 1, xx):
+                sy, sx = yy + 1, xx
+            if sy >= 0:
+                for c in range(3):
+                    out[yy, xx, c] = out[sy, sx, c]
+                bits[yy, xx >> 6] = bits[yy, xx >> 6] & ~(_ONE << np.uint64(xx & 63))
+            else:
+                left += 1
+    return left
+
+
+if numba is not None:
     _render_dead_leaves_numba = numba.njit(cache=True, nogil=True)(_render_dead_leaves_python)
     _fill_uncovered_numba = numba.njit(cache=True, nogil=True)(_fill_uncovered_python)
-except ImportError:  # pragma: no cover
+else:  # pragma: no cover
     _render_dead_leaves_numba = _render_dead_leaves_python
     _fill_uncovered_numba = _fill_uncovered_python
 
@@ -238,8 +361,7 @@ def render_dead_leaves(
     r_min: float = 1.5,
     r_max: float | None = None,
     alpha: float = 3.0,
-    batch: int = 2048,
-    max_batches: int = 16,
+    max_discs: int = 1 << 17,
     coverage: float = 0.9999,
     texture_probability: float = 0.3,
     smooth_sigma: float = 0.6,
@@ -257,6 +379,11 @@ def render_dead_leaves(
     covered (the last 0.01 % would cost as much as the rest: coupon collecting); the few pixels left take
     the value of a covered neighbour, as if that leaf reached them.
 
+    Cost: a disc over fully covered 8 × 8 blocks is skipped at once; the others are scanned over their
+    exact chords through a bit mask of uncovered pixels, so each pixel is written once and covered runs
+    cost one test per 64 pixels (see :func:`_render_dead_leaves_python`). The disc parameters come from a counter-based hash keyed by one 64-bit draw
+    from ``rng`` (so hidden discs cost no random numbers).
+
     Parameters
     ----------
     rng : int, SeedSequence, Generator or None
@@ -264,6 +391,8 @@ def render_dead_leaves(
         Image size [px].
     r_min, r_max : float
         Radius range [px]; ``r_max`` defaults to ``max(height, width)``.
+    max_discs : int
+        Upper bound on the number of discs drawn (the coverage target is normally reached first).
     use_numba : bool
         False runs the plain-Python reference loop (slow; for tests).
     """
@@ -272,27 +401,30 @@ def render_dead_leaves(
         r_max = float(max(height, width))
     if not 0 < r_min < r_max:
         raise ParameterError(f"dead leaves radii need 0 < r_min < r_max, got {r_min}, {r_max}")
-    out = np.zeros((height, width, 3), dtype=np.float32)
-    covered = np.zeros((height, width), dtype=np.uint8)
+    key = np.uint64(rng.integers(0, 2**64, dtype=np.uint64))
+    out = np.empty((height, width, 3), dtype=np.float32)
+    nw = (width + 63) // 64
+    bits = np.full((height, nw), 0xFFFFFFFFFFFFFFFF, dtype=np.uint64)  # 1 = uncovered
+    if width % 64:
+        bits[:, -1] = np.uint64((1 << (width % 64)) - 1)
+    # Uncovered pixels per 8 × 8 block (edge blocks may be partial).
+    rows = np.minimum(8, height - 8 * np.arange((height + 7) // 8))
+    cols = np.minimum(8, width - 8 * np.arange((width + 7) // 8))
+    blk = np.outer(rows, cols).astype(np.int32)
     render = _render_dead_leaves_numba if use_numba else _render_dead_leaves_python
     a1 = 1.0 - alpha
     lo, hi = r_min**a1, r_max**a1
-    count = 0
     target = min(int(math.ceil(coverage * height * width)), height * width)
-    for _ in range(max_batches):
-        # One block of uniforms per batch: a fixed consumption of the stream, whatever is drawn.
-        u = rng.random((batch, 18))
-        count = render(out, covered, u, lo, hi, 1.0 / a1, float(texture_probability), count, target)
-        if count >= target:
-            break
+    count = render(out, bits, blk, key, lo, hi, 1.0 / a1, float(texture_probability), int(max_discs), target)
     if count < height * width:
-        (_fill_uncovered_numba if use_numba else _fill_uncovered_python)(out, covered)
-        out[covered == 0] = np.float32(0.5)  # only if nothing at all was covered
+        left = (_fill_uncovered_numba if use_numba else _fill_uncovered_python)(out, bits)
+        if left:  # only if nothing at all was covered
+            out[:] = np.float32(0.5)
     if smooth_sigma > 0:
         import cv2
 
-        out = cv2.GaussianBlur(out, (0, 0), smooth_sigma, borderType=cv2.BORDER_REFLECT_101)
-    return np.clip(out, 0.0, 1.0).astype(np.float32)
+        cv2.GaussianBlur(out, (0, 0), smooth_sigma, dst=out, borderType=cv2.BORDER_REFLECT_101)  # in place
+    return np.clip(out, 0.0, 1.0, out=out)
 
 
 class DeadLeavesSource(CleanSource):

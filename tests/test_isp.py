@@ -106,6 +106,23 @@ def test_unprocess_lut_path_equals_exact_path_on_16bit_and_8bit_grids():
         np.testing.assert_allclose(isp.unprocess(img, meta, lut=True), isp.unprocess(img, meta), atol=1e-6)
 
 
+@pytest.mark.parametrize("pattern", PATTERNS)
+def test_fused_unprocess_mosaic_equals_the_two_steps(pattern):
+    img = smooth_image(7, 32, 48, lo=0.0, hi=1.0)
+    img[:4, :4] = 1.0  # highlights take the safe-gain branch
+    meta = isp.sample_isp_meta(3)
+    want = isp.mosaic(isp.unprocess(img, meta, lut=True), pattern)
+    got = isp.unprocess_mosaic(img, meta, pattern)
+    assert got.shape == (32, 48) and got.dtype == np.float32
+    np.testing.assert_array_equal(got, want)
+    ref = np.empty_like(got)  # the plain-Python reference loop gives the same
+    isp._unprocess_mosaic_lut_python(img.astype(np.float32), isp._decode_lut(), meta.rgb2cam_matrix.astype(np.float32),
+                                     (1.0 / meta.wb_gains).astype(np.float32), np.float32(0.9), np.tile(CFA(pattern).color_index(), (1, 48 // CFA(pattern).period)), ref)
+    np.testing.assert_allclose(ref, got, atol=1e-6)
+    with pytest.raises(ShapeError, match="multiples"):
+        isp.unprocess_mosaic(img[:31], meta, pattern)
+
+
 def test_unprocess_keeps_white_white_highlight_preservation():
     meta = isp.sample_isp_meta(4)
     white = np.ones((4, 4, 3), dtype=np.float32)

@@ -29,7 +29,7 @@ def test_dead_leaves_is_deterministic_from_the_seed():
 
 
 def test_dead_leaves_numba_kernel_matches_python_reference():
-    kw = dict(smooth_sigma=0.0, batch=256)
+    kw = dict(smooth_sigma=0.0)
     ref = sources.render_dead_leaves(3, 40, 48, use_numba=False, **kw)
     fast = sources.render_dead_leaves(3, 40, 48, use_numba=True, **kw)
     np.testing.assert_allclose(fast, ref, atol=1e-6)
@@ -153,7 +153,8 @@ def test_image_crop_is_unprocessed_from_the_right_pixels(tmp_path):
     p = src.sample_patch(2, 16)
     y0, x0 = p.origin
     crop = rgb[y0 : y0 + 16, x0 : x0 + 16].astype(np.float32) / 65535
-    np.testing.assert_allclose(p.rgb_linear, isp.unprocess(crop, p.isp), atol=1e-6)
+    assert p.rgb_linear is None  # no blur: unprocess and mosaic are fused
+    np.testing.assert_allclose(p.raw, isp.mosaic(isp.unprocess(crop, p.isp), "RGGB"), atol=1e-6)
 
 
 def test_small_images_are_skipped_with_a_warning(tmp_path, caplog):
