@@ -287,6 +287,7 @@ def _calibrate_iso(iso, darks, flats, cfa: CFA, shape, warnings, sample_pixels, 
         se_v = batch_se(pv[:, c]) if pv.shape[0] >= 2 else v_chan[c] * math.sqrt(2.0 / max(1, (n - 1) * var_packed[c].size))
         s = math.sqrt(max(v_chan[c], 0.0))
         dark_sigma.append(Estimate.normal(s, se_v / (2 * max(s, 1e-12)), f"pooled per-pixel variance of {n} darks; SE over {pv.shape[0]} frame pairs", pv.shape[0]))
+    del var_packed
     # black-level error per site (mean dark shading of the channel, hot pixels excluded)
     site = cfa.site_index.ravel()
     fm = ds.frame_channel_means_dn
@@ -341,8 +342,9 @@ def _calibrate_iso(iso, darks, flats, cfa: CFA, shape, warnings, sample_pixels, 
     tukey_lambda_pc = _tukey_lambda_per_channel(resid, ds.sample_index[good], w, cfa, tk.tukey_lambda, lam_c, dlam, sim_share)
     # --- dark shading map, DSNU, hot pixels ----------------------------------------------------------
     site_vals = np.array([e.value for e in ble])
-    ds_map = ds.mean_map_dn.astype(np.float64) - cfa.per_pixel(site_vals, shape) if nch == 4 else ds.mean_map_dn - cfa.per_pixel(site_vals, shape)
-    ds_packed = cfa.pack(ds_map)
+    ds_packed = mean_packed.astype(np.float64)
+    ds_packed -= site_vals[site][:, None, None]  # each packed channel minus its site's black-level error
+    del mean_packed
     dsnu = []
     shrink = np.ones(nch)
     for c in range(nch):
@@ -354,7 +356,10 @@ def _calibrate_iso(iso, darks, flats, cfa: CFA, shape, warnings, sample_pixels, 
         dsnu.append(sigma_est(d2, batch_se(tiles), "spatial std of the mean dark minus temporal σ²/N; SE over 16 tiles", 16))
         shrink[c] = max(0.0, d2 / tot) if tot > 0 else 0.0
     # shrink the noisy per-pixel estimate so it does not add the stack's temporal noise to simulations
-    ds_map_out = cfa.unpack(ds_packed * shrink[:, None, None] * ~hot_packed + ds_packed * hot_packed).astype(np.float32)
+    for c in range(nch):  # hot pixels keep their full offset
+        ds_packed[c][~hot_packed[c]] *= shrink[c]
+    ds_map_out = cfa.unpack(ds_packed.astype(np.float32))
+    del ds_packed
     # --- flats: PTC per channel and PRNU -------------------------------------------------------------
     facc = FlatAccumulator(ds, black, white)
     n_pairs = 0
@@ -407,9 +412,11 @@ def _calibrate_iso(iso, darks, flats, cfa: CFA, shape, warnings, sample_pixels, 
     prnu = None
     prnu_map = None
     if facc.prnu_n >= 1 and facc.prnu_sum is not None:
-        mflat = cfa.pack(facc.prnu_sum / facc.prnu_n)
+        facc.prnu_sum /= facc.prnu_n
+        mflat = cfa.pack(facc.prnu_sum)
+        facc.prnu_sum = None
         temporal = facc.prnu_temporal_rel_var / facc.prnu_n**2
-        hp_planes = np.empty_like(mflat)
+        hp_planes = np.empty(mflat.shape, np.float32)
         prnu = []
         box = max(3, min(31, (min(mflat.shape[1:]) // 4) | 1))
         for c in range(nch):
@@ -420,7 +427,11 @@ def _calibrate_iso(iso, darks, flats, cfa: CFA, shape, warnings, sample_pixels, 
             v = (float(vals.var()) * cfac) - temporal[c]
             tiles = [(t_.var() * cfac) - temporal[c] for t_ in _tiles(np.where(hot_packed[c], np.nan, hp))]
             prnu.append(sigma_est(v, batch_se(tiles), f"std of flat/low-pass({box}) over {facc.prnu_n} flats minus temporal part; SE over 16 tiles", 16))
-        prnu_map = cfa.unpack(np.clip(np.where(hot_packed, 0.0, hp_planes), -0.5, 0.5)).astype(np.float32)
+        del mflat
+        hp_planes[hot_packed] = 0.0
+        np.clip(hp_planes, -0.5, 0.5, out=hp_planes)
+        prnu_map = cfa.unpack(hp_planes)
+        del hp_planes
     else:
         _warn(warnings, f"ISO {iso:g}: no unclipped flats between 5 % and 70 % of the range; PRNU not measured")
     # --- dark current ---------------------------------------------------------------------------------
