@@ -2,71 +2,106 @@
 
 Prints, for packed 4 × 256 × 256 patches (512 × 512 mosaic) by default:
 
-1. a per-stage time breakdown of one sample in one process (parameter sampling, clean patch from the
-   built-in source incl. unprocessing, the noise kernel, HDF5 write), to show where the time goes;
-2. end-to-end ``generate_dataset`` pairs/s with 1 and 2 worker processes (same bytes either way);
+1. a per-stage breakdown of one sample in one process, through the real code path
+   (``_Synth.sample`` with its stage timers, then ``_ShardWriter.write`` and the periodic checkpoint):
+   seeds + parameter sampling, clean patch (built-in dead leaves: render, unprocess + mosaic), the
+   noise kernel, packing + the parameter record, HDF5 write — wall and CPU time, and the fraction of
+   the time spent in the noise kernel. The kernel is timed both on numba's thread pool (what a
+   one-process run uses) and on one thread (what each worker process uses);
+2. end-to-end ``generate_dataset`` pairs/s with 1 and 2 worker processes (same bytes either way),
+   wall and CPU seconds per pair (parent + worker processes), against the bound set by the kernel alone;
 3. read throughput of :class:`noisesim.torch_data.PairedRawDataset` through a DataLoader with 0 and 2
    workers (float32 and uint16 storage).
 
-All ratios are measured in the same run. Run: ``python benchmarks/bench_generate.py [--pairs N] [--patch P]``.
+Other sessions may load the machine: CPU time (``time.process_time`` and the children's rusage) is
+printed next to wall time, and the load average before and after. All ratios are measured in one run.
+Run: ``python benchmarks/bench_generate.py [--pairs N] [--patch P]``.
 """
 
 from __future__ import annotations
 
 import argparse
 import os
+import resource
 import tempfile
 import time
 from pathlib import Path
 
-import h5py
 import numpy as np
 
+CARD = "SonyA7S2"
 
-def stage_breakdown(patch: int, n: int) -> dict:
+
+def _job(patch: int, storage: str = "float32"):
     from noisesim.card import load_card
-    from noisesim.dataset import _Job, _Synth, parse_ratio, sample_seeds
-    from noisesim.noise import simulate
+    from noisesim.dataset import _Job, parse_ratio
     from noisesim.params import NoiseComponents
 
-    card = load_card("SonyA7S2")
-    job = _Job(card=card, source_spec="builtin", patch=patch, iso=(800.0, 3200.0), gain_k=None, ratio=parse_ratio("100:300"),
-               blur=None, seed=0, storage="float32", components=NoiseComponents(), kernel_cap=0)
-    synth = _Synth(job)
+    return _Job(card=load_card(CARD), source_spec="builtin", patch=patch, iso=(800.0, 3200.0), gain_k=None,
+                ratio=parse_ratio("100:300"), blur=None, seed=0, storage=storage, components=NoiseComponents(), kernel_cap=0)
+
+
+def stage_breakdown(patch: int, n: int, parallel: bool | None) -> dict:
+    """{stage: (wall_s, cpu_s)} per sample through _Synth.sample and _ShardWriter (one process)."""
+    from noisesim.dataset import _ShardWriter, _Synth
+
+    synth = _Synth(_job(patch))
+    synth.parallel = parallel
     synth.sample(0)  # compile / warm up
-    t = {"params": 0.0, "clean patch": 0.0, "noise kernel": 0.0, "hdf5 write": 0.0}
+    synth.timers = {}
     with tempfile.TemporaryDirectory() as d:
-        with h5py.File(Path(d) / "w.h5", "w") as f:
-            ds_c = f.create_dataset("clean", (n,) + synth.shape, np.float32, chunks=(1,) + synth.shape)
-            ds_n = f.create_dataset("noisy", (n,) + synth.shape, np.float32, chunks=(1,) + synth.shape)
-            for i in range(n):
-                t0 = time.perf_counter()
-                ss_p, ss_c, noise_seed = sample_seeds(0, i)
-                params, ratio = synth.draw_params(np.random.default_rng(ss_p))
-                t1 = time.perf_counter()
-                cp = synth.source.sample_patch(np.random.default_rng(ss_c), patch)
-                clean = synth.cfa.pack(cp.raw)
-                t2 = time.perf_counter()
-                noisy = simulate(clean, params, synth.sensor, ratio=ratio, rng=noise_seed)
-                t3 = time.perf_counter()
-                ds_c[i] = clean
-                ds_n[i] = noisy
-                f.flush()
-                t4 = time.perf_counter()
-                t["params"] += t1 - t0
-                t["clean patch"] += t2 - t1
-                t["noise kernel"] += t3 - t2
-                t["hdf5 write"] += t4 - t3
+        w = _ShardWriter(Path(d) / "w.h5", 0, n, synth.shape, np.dtype(np.float32), 0, False, None, {}, "{}", resume=False)
+        acc = synth.timers
+        for i in range(n):
+            clean, noisy, rec, kernel = synth.sample(i)
+            t0, c0 = time.perf_counter(), time.process_time()
+            w.write(i, clean, noisy, rec, kernel)
+            if (i + 1) % 64 == 0:  # generate_dataset's default checkpoint_every
+                w.checkpoint()
+            a = acc.setdefault("hdf5 write", [0.0, 0.0])
+            a[0] += time.perf_counter() - t0
+            a[1] += time.process_time() - c0
+        t0, c0 = time.perf_counter(), time.process_time()
+        w.finish()
+        acc["hdf5 write"][0] += time.perf_counter() - t0
+        acc["hdf5 write"][1] += time.process_time() - c0
+    return {k: (v[0] / n, v[1] / n) for k, v in acc.items()}
+
+
+def clean_split(patch: int, n: int) -> dict:
+    """The clean-patch stage split: dead-leaves render (incl. optics blur) vs unprocess + mosaic."""
+    from noisesim import isp
+    from noisesim.sources import render_dead_leaves
+
+    render_dead_leaves(0, patch, patch)
+    t = {"render": 0.0, "unprocess + mosaic": 0.0}
+    for i in range(n):
+        g = np.random.default_rng(i)
+        c0 = time.process_time()
+        srgb = render_dead_leaves(g, patch, patch)
+        c1 = time.process_time()
+        isp.unprocess_mosaic(srgb, isp.sample_isp_meta(g), "RGGB")
+        c2 = time.process_time()
+        t["render"] += c1 - c0
+        t["unprocess + mosaic"] += c2 - c1
     return {k: v / n for k, v in t.items()}
 
 
-def end_to_end(patch: int, pairs: int, workers: int, out: Path, storage: str = "float32") -> float:
+def _children_cpu() -> float:
+    r = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return r.ru_utime + r.ru_stime
+
+
+def end_to_end(patch: int, pairs: int, workers: int, out: Path, storage: str = "float32") -> tuple[float, float]:
+    """(pairs/s wall, CPU s per pair incl. worker processes)."""
     from noisesim.dataset import generate_dataset
 
-    t0 = time.perf_counter()
-    generate_dataset(out, card="SonyA7S2", source="builtin", pairs=pairs, patch=patch, iso=(800, 3200), seed=0,
+    t0, c0, k0 = time.perf_counter(), time.process_time(), _children_cpu()
+    generate_dataset(out, card=CARD, source="builtin", pairs=pairs, patch=patch, iso=(800, 3200), seed=0,
                      workers=workers, storage=storage, progress=False, force=True)
-    return pairs / (time.perf_counter() - t0)
+    wall = time.perf_counter() - t0
+    cpu = time.process_time() - c0 + _children_cpu() - k0
+    return pairs / wall, cpu / pairs
 
 
 def read_throughput(path: Path, workers: int, epochs: int = 2) -> float:
@@ -87,42 +122,69 @@ def read_throughput(path: Path, workers: int, epochs: int = 2) -> float:
     return n / (time.perf_counter() - t0)
 
 
+def _print_stages(st: dict, title: str) -> float:
+    total_w = sum(v[0] for v in st.values())
+    total_c = sum(v[1] for v in st.values())
+    print(title)
+    print(f"   {'stage':<18} {'wall ms':>8} {'CPU ms':>8} {'% of CPU':>9}")
+    for k, (w, c) in st.items():
+        print(f"   {k:<18} {w * 1e3:8.2f} {c * 1e3:8.2f} {100 * c / total_c:8.1f} %")
+    kw, kc = st["noise kernel"]
+    print(f"   {'total':<18} {total_w * 1e3:8.2f} {total_c * 1e3:8.2f}   → {1 / total_w:.1f} pairs/s wall")
+    print(f"   noise kernel share: {100 * kw / total_w:.0f} % of wall, {100 * kc / total_c:.0f} % of CPU; "
+          f"everything else {1e3 * (total_c - kc):.1f} ms CPU = {(total_c - kc) / kc:.2f} × the kernel")
+    return kc
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--pairs", type=int, default=120)
     ap.add_argument("--patch", type=int, default=512, help="mosaic side (512 → packed 4 × 256 × 256)")
+    ap.add_argument("--no-loader", action="store_true", help="skip the DataLoader part (no torch needed)")
     args = ap.parse_args()
     import numba
 
     p = args.patch
-    print(f"machine: {os.cpu_count()} CPUs, numba {numba.__version__} threads {numba.get_num_threads()} ({numba.threading_layer() if numba.get_num_threads() else ''})")
+    load0 = os.getloadavg()
+    print(f"machine: {os.cpu_count()} CPUs, numba {numba.__version__} threads {numba.get_num_threads()}; "
+          f"load average {load0[0]:.2f} {load0[1]:.2f} {load0[2]:.2f} at start")
+    print("Other processes may share these cores: compare CPU times (process_time; workers' rusage) more than wall times.")
     print(f"patch: {p} × {p} mosaic → packed 4 × {p // 2} × {p // 2}; {args.pairs} pairs per run\n")
 
-    st = stage_breakdown(p, max(8, args.pairs // 2))
-    total = sum(st.values())
-    print("1. per-sample stages, one process:")
-    for k, v in st.items():
-        print(f"   {k:<13} {v * 1e3:7.2f} ms  {100 * v / total:5.1f} %")
-    print(f"   {'total':<13} {total * 1e3:7.2f} ms  → {1 / total:.1f} pairs/s; noise kernel {p * p / st['noise kernel'] / 1e6:.1f} Mpix/s")
+    n_st = max(16, args.pairs // 2)
+    st1 = stage_breakdown(p, n_st, parallel=False)
+    kc1 = _print_stages(st1, "1. per-sample stages, one process, noise kernel on one thread (as in each worker):")
+    split = clean_split(p, max(8, n_st // 2))
+    print("   clean patch split (CPU): " + ", ".join(f"{k} {v * 1e3:.2f} ms" for k, v in split.items()))
+    stp = stage_breakdown(p, n_st, parallel=None)
+    print(f"   noise kernel on numba's thread pool ({numba.get_num_threads()} threads, as a one-process run uses it): "
+          f"{stp['noise kernel'][0] * 1e3:.2f} ms wall, {stp['noise kernel'][1] * 1e3:.2f} ms CPU "
+          f"(one thread: {st1['noise kernel'][0] * 1e3:.2f} ms wall)")
 
     with tempfile.TemporaryDirectory() as d:
         d = Path(d)
         end_to_end(p, 4, 1, d / "warm.h5")  # numba cache load, source set-up
-        r1 = end_to_end(p, args.pairs, 1, d / "w1.h5")
-        r2 = end_to_end(p, args.pairs, 2, d / "w2.h5")
+        r1, c1 = end_to_end(p, args.pairs, 1, d / "w1.h5")
+        r2, c2 = end_to_end(p, args.pairs, 2, d / "w2.h5")
         same = (d / "w1.h5").read_bytes() == (d / "w2.h5").read_bytes()
         mb = 2 * 4 * (p // 2) ** 2 * 4 / 1e6
-        print("\n2. generate_dataset end to end (incl. worker start-up):")
-        print(f"   workers=1: {r1:6.1f} pairs/s ({r1 * mb:.0f} MB/s written)")
-        print(f"   workers=2: {r2:6.1f} pairs/s ({r2 * mb:.0f} MB/s written)  speed-up ×{r2 / r1:.2f}; identical bytes: {same}")
-        ru = end_to_end(p, args.pairs, 1, d / "u16.h5", storage="uint16")
-        print(f"   uint16 storage, workers=1: {ru:6.1f} pairs/s, file {os.path.getsize(d / 'u16.h5') / 1e6:.1f} MB "
-              f"vs float32 {os.path.getsize(d / 'w1.h5') / 1e6:.1f} MB")
+        print("\n2. generate_dataset end to end (incl. worker start-up and checkpoints):")
+        print(f"   workers=1: {r1:6.1f} pairs/s ({r1 * mb:.0f} MB/s written), CPU {c1 * 1e3:6.1f} ms/pair "
+              f"(kernel alone {kc1 * 1e3:.1f} ms: {100 * kc1 / c1:.0f} % of the CPU)")
+        print(f"   workers=2: {r2:6.1f} pairs/s ({r2 * mb:.0f} MB/s written), CPU {c2 * 1e3:6.1f} ms/pair "
+              f"({100 * kc1 / c2:.0f} % kernel)  speed-up ×{r2 / r1:.2f}; identical bytes: {same}")
+        print(f"   bound if only the kernel ran on 2 cores: {2 / kc1:.1f} pairs/s")
+        ru, cu = end_to_end(p, args.pairs, 1, d / "u16.h5", storage="uint16")
+        print(f"   uint16 storage, workers=1: {ru:6.1f} pairs/s, CPU {cu * 1e3:.1f} ms/pair, file "
+              f"{os.path.getsize(d / 'u16.h5') / 1e6:.1f} MB vs float32 {os.path.getsize(d / 'w1.h5') / 1e6:.1f} MB")
 
-        print("\n3. DataLoader read throughput (batch 8, shuffled, amplified):")
-        for name in ("w1.h5", "u16.h5"):
-            for w in (0, 2):
-                print(f"   {name:<7} num_workers={w}: {read_throughput(d / name, w):7.1f} pairs/s")
+        if not args.no_loader:
+            print("\n3. DataLoader read throughput (batch 8, shuffled, amplified):")
+            for name in ("w1.h5", "u16.h5"):
+                for w in (0, 2):
+                    print(f"   {name:<7} num_workers={w}: {read_throughput(d / name, w):7.1f} pairs/s")
+    load1 = os.getloadavg()
+    print(f"\nload average at the end: {load1[0]:.2f} {load1[1]:.2f} {load1[2]:.2f}")
 
 
 if __name__ == "__main__":
