@@ -6,6 +6,7 @@ with the method that produced them. Units are in the names of the fields that ho
 
 from __future__ import annotations
 
+import functools
 import math
 from dataclasses import dataclass, field
 
@@ -198,6 +199,14 @@ def _filliben_medians(n: int) -> np.ndarray:
     return m
 
 
+@functools.lru_cache(maxsize=8)
+def _log_filliben_medians(n: int) -> np.ndarray:
+    """log of :func:`_filliben_medians` (read-only, cached: batch fits reuse a few sample sizes)."""
+    lu = np.log(_filliben_medians(n))
+    lu.flags.writeable = False
+    return lu
+
+
 def tukey_quantile(u: np.ndarray, lam: float) -> np.ndarray:
     """Q_λ(u) = (u^λ − (1−u)^λ)/λ, log(u/(1−u)) at λ = 0 (DESIGN §1)."""
     if abs(lam) < 1e-9:
@@ -214,7 +223,7 @@ class _PPCC:
     def __init__(self, x_sorted: np.ndarray):
         self.xc = x_sorted - x_sorted.mean()
         self.xx = float(np.dot(self.xc, self.xc))
-        self.lu = np.log(_filliben_medians(x_sorted.size))
+        self.lu = _log_filliben_medians(x_sorted.size)
 
     def quantiles(self, lam: float) -> np.ndarray:
         if abs(lam) < 1e-9:
