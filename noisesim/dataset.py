@@ -329,26 +329,9 @@ def _kernel_capacity(spec) -> int:
 _W: dict = {}
 
 
-@dataclass(frozen=True)
-class _CardRef:
-    """A picklable stand-in for a Card (its TOML text and its maps), re-parsed in the worker."""
-
-    text: str
-    source: str
-    maps: Any
-
-    def load(self):
-        from .card import parse_card
-
-        card = parse_card(self.text, self.source)
-        return card if self.maps is None else card.with_maps(self.maps)
-
-
 def _worker_init(job: _Job, shm_name: str, nslots: int, shape: tuple, dtype: str) -> None:
     from multiprocessing import shared_memory
 
-    if isinstance(job.card, _CardRef):
-        job = dataclasses.replace(job, card=job.card.load())
     try:  # parallelism is across workers: one kernel thread each (no oversubscription)
         import numba
 
@@ -394,9 +377,9 @@ def _produce(job: _Job, todo: Sequence[int], workers: int) -> Iterator[tuple]:
         slots = np.ndarray((nslots, 2) + shape, dtype=dtype, buffer=shm.buf)
         # spawn, not fork: numba's OpenMP threading layer is not fork-safe (DESIGN §5).
         ctx = mp.get_context("spawn")
-        card = job.card
-        ref = _CardRef(text=card.text, source=str(getattr(card, "source_path", None) or card.name), maps=getattr(card, "maps", None))
-        wjob = dataclasses.replace(job, card=ref)
+        # The job (with its Card: 0.1 ms to unpickle, vs 2 ms to re-parse the card text) goes to each
+        # worker once, as an initializer argument.
+        wjob = job
         from concurrent.futures import ProcessPoolExecutor
         from concurrent.futures.process import BrokenProcessPool
 

@@ -174,7 +174,7 @@ class OnTheFlyRawDataset:
                  blur=None, seed: int = 0, components=None, amplify: bool = False, noise_map: bool = False,
                  transform: Callable | None = None):
         from .blur import parse_blur_spec
-        from .dataset import _CardRef, _check_sampling, _Job, _kernel_capacity, _resolve_card, parse_range, parse_ratio
+        from .dataset import _check_sampling, _Job, _kernel_capacity, _resolve_card, parse_range, parse_ratio
         from .params import NoiseComponents
 
         if int(length) < 1:
@@ -188,9 +188,7 @@ class OnTheFlyRawDataset:
         if int(patch) < p or int(patch) % p:
             raise ParameterError(f"patch must be a positive multiple of the CFA period {p}, got {patch}")
         source_spec = str(source) if str(source) == "builtin" else str(Path(source).resolve())
-        self._job = _Job(card=_CardRef(text=card.text, source=str(getattr(card, "source_path", None) or card.name),
-                                       maps=getattr(card, "maps", None)),
-                         source_spec=source_spec, patch=int(patch), iso=iso_r, gain_k=gain_r, ratio=parse_ratio(ratio),
+        self._job = _Job(card=card, source_spec=source_spec, patch=int(patch), iso=iso_r, gain_k=gain_r, ratio=parse_ratio(ratio),
                          blur=blur, seed=int(seed), storage="float32", components=components or NoiseComponents(),
                          kernel_cap=_kernel_capacity(blur))
         self.length = int(length)
@@ -234,11 +232,12 @@ class OnTheFlyRawDataset:
         from .dataset import _Synth
 
         if self._synth is None or self._pid != os.getpid():
-            import dataclasses
-
-            job = dataclasses.replace(self._job, card=self._job.card.load())
-            self._synth = _Synth(job)
+            self._synth = _Synth(self._job)
             self._pid = os.getpid()
+            if _torch().utils.data.get_worker_info() is not None:
+                # Inside a DataLoader worker the parallelism is across workers: the noise kernel runs
+                # on the worker's own thread (same output).
+                self._synth.parallel = False
         return self._synth
 
     def __getitem__(self, index: int) -> dict:

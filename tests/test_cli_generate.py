@@ -53,3 +53,14 @@ def test_recorded_command_ignores_resume_and_workers(tmp_path):
     a = canonical_command(build_parser().parse_args(base))
     b = canonical_command(build_parser().parse_args(base + ["--resume", "--workers", "2", "--no-progress"]))
     assert a == b and "--pairs 3" in a and "--resume" not in a
+
+
+def test_verbose_flag_before_or_after_the_command():
+    from noisesim.cli import build_parser
+
+    base = ["generate", "--card", "SonyA7S2", "-o", "x.h5", "-n", "2"]
+    parser = build_parser()
+    assert parser.parse_args(base).verbose is False
+    assert parser.parse_args(["-v"] + base).verbose is True
+    assert parser.parse_args(base + ["-v"]).verbose is True
+    assert parser.parse_args(base + ["--verbose"]).verbose is True

@@ -40,6 +40,9 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     p.add_argument("--force", action="store_true", help="overwrite an existing output / discard a partial run")
     p.add_argument("--resume", action="store_true", help="continue an interrupted run from OUTPUT.partial")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    # Also accepted after the command (``noisesim generate … -v``); SUPPRESS keeps a global -v intact.
+    p.add_argument("-v", "--verbose", action="store_true", default=argparse.SUPPRESS,
+                   help="log progress details to stderr (same as noisesim -v generate …)")
     p.add_argument("--checkpoint-every", type=int, default=64, help=argparse.SUPPRESS)
     p.set_defaults(run=run)
     return p
