@@ -358,11 +358,11 @@ def render_dead_leaves(
     height: int,
     width: int,
     *,
-    r_min: float = 1.5,
+    r_min: float = 2.0,
     r_max: float | None = None,
     alpha: float = 3.0,
     max_discs: int = 1 << 17,
-    coverage: float = 0.9999,
+    coverage: float = 0.999,
     texture_probability: float = 0.3,
     smooth_sigma: float = 0.6,
     use_numba: bool = True,
@@ -376,8 +376,10 @@ def render_dead_leaves(
     uniform chroma factor of std 0.2), a small linear shading gradient, and with probability
     ``texture_probability`` a sinusoidal texture; a Gaussian of σ = ``smooth_sigma`` px then stands in
     for the optics (anti-aliased edges). Drawing stops once a fraction ``coverage`` of the pixels is
-    covered (the last 0.01 % would cost as much as the rest: coupon collecting); the few pixels left take
-    the value of a covered neighbour, as if that leaf reached them.
+    covered (the last 0.1 % would cost a quarter of the time: coupon collecting); the few pixels left,
+    in holes of a pixel or two, take the value of a covered neighbour, as if that leaf reached them.
+    ``r_min`` = 2 px (a 4 px disc, the size of a Bayer 2 × 2 cell) keeps the measured spectral slope at
+    −2.2 over 1/128 … 1/4 cycles/px (−2.1 with 1.5 px, for 1.7× the discs).
 
     Cost: a disc over fully covered 8 × 8 blocks is skipped at once; the others are scanned over their
     exact chords through a bit mask of uncovered pixels, so each pixel is written once and covered runs

@@ -234,10 +234,6 @@ class OnTheFlyRawDataset:
         if self._synth is None or self._pid != os.getpid():
             self._synth = _Synth(self._job)
             self._pid = os.getpid()
-            if _torch().utils.data.get_worker_info() is not None:
-                # Inside a DataLoader worker the parallelism is across workers: the noise kernel runs
-                # on the worker's own thread (same output).
-                self._synth.parallel = False
         return self._synth
 
     def __getitem__(self, index: int) -> dict:
