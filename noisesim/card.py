@@ -434,6 +434,8 @@ class Card:
     # Not part of the card's identity: the file it came from (to find the sidecar) and in-memory maps.
     source_path: Path | None = field(default=None, compare=False, repr=False)
     _maps: FixedPatternMaps | None = field(default=None, compare=False, repr=False, hash=False)
+    # The sidecar bytes computed by with_maps (for its checksum), reused by save_card.
+    _maps_npz: bytes | None = field(default=None, compare=False, repr=False, hash=False)
     _text: str | None = field(default=None, init=False, compare=False, repr=False, hash=False)
 
     def __post_init__(self) -> None:
@@ -512,18 +514,28 @@ class Card:
         object.__setattr__(self, "_maps", maps)
         return maps
 
+    def __getstate__(self):
+        # The cached sidecar bytes are not worth shipping to worker processes: save_card rebuilds them.
+        state = dict(self.__dict__)
+        state["_maps_npz"] = None
+        return state
+
+    def __setstate__(self, state):
+        self.__dict__.update(state)
+
     def with_maps(self, maps: FixedPatternMaps | None, file: str | None = None) -> "Card":
         """A copy carrying ``maps`` in memory; :func:`save_card` writes them to the sidecar ``file``.
 
         ``file`` defaults to ``"<camera name>_maps.npz"``; ``maps=None`` removes the maps.
         """
         if maps is None:
-            return dataclasses.replace(self, maps_file=None, maps_sha256=None, _maps=None)
+            return dataclasses.replace(self, maps_file=None, maps_sha256=None, _maps=None, _maps_npz=None)
         if not isinstance(maps, FixedPatternMaps):
             raise ParameterError(f"maps must be FixedPatternMaps, got {type(maps).__name__}")
         file = file or self.maps_file or f"{_safe_stem(self.name)}_maps.npz"
-        sha = hashlib.sha256(_npz_bytes(maps)).hexdigest()
-        return dataclasses.replace(self, maps_file=file, maps_sha256=sha, _maps=maps)
+        data = _npz_bytes(maps)
+        sha = hashlib.sha256(data).hexdigest()
+        return dataclasses.replace(self, maps_file=file, maps_sha256=sha, _maps=maps, _maps_npz=data)
 
     def replace(self, **changes) -> "Card":
         """A copy with some fields changed (validated again)."""
@@ -556,7 +568,8 @@ def _npz_bytes(maps: FixedPatternMaps) -> bytes:
             info.compress_type = zipfile.ZIP_DEFLATED
             member = io.BytesIO()
             np.lib.format.write_array(member, np.ascontiguousarray(arr), allow_pickle=False)
-            zf.writestr(info, member.getvalue())
+            # level 1: float maps barely compress; the default level costs seconds on 12 MP maps
+            zf.writestr(info, member.getvalue(), compresslevel=1)
     return buf.getvalue()
 
 
@@ -970,7 +983,7 @@ def save_card(card: Card, path: str | os.PathLike) -> Path:
         raise CardError(f"{path}: folder {path.parent} does not exist")
     if card.maps_file is not None:
         maps = card.maps  # loads from the source sidecar if needed (checksum verified)
-        data = _npz_bytes(maps)
+        data = card._maps_npz if card._maps_npz is not None and card._maps is maps else _npz_bytes(maps)
         digest = hashlib.sha256(data).hexdigest()
         if digest != card.maps_sha256:
             # An in-memory card whose maps changed, or a sidecar written by other software: record the new sum.
