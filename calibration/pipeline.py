@@ -424,9 +424,13 @@ def _calibrate_iso(iso, darks, flats, cfa: CFA, shape, warnings, sample_pixels, 
             hp_planes[c] = hp
             vals = hp[~hot_packed[c]]
             cfac = 1.0 / (1.0 - 1.0 / box**2)
-            v = (float(vals.var()) * cfac) - temporal[c]
+            total = float(vals.var()) * cfac
+            v = total - temporal[c]
             tiles = [(t_.var() * cfac) - temporal[c] for t_ in _tiles(np.where(hot_packed[c], np.nan, hp))]
             prnu.append(sigma_est(v, batch_se(tiles), f"std of flat/low-pass({box}) over {facc.prnu_n} flats minus temporal part; SE over 16 tiles", 16))
+            # As for dark shading: shrink the per-pixel map by signal/(signal + temporal) variance (Wiener),
+            # so simulations do not add the flat stack's shot noise as a fake PRNU.
+            hp_planes[c] *= np.float32(max(0.0, v) / total) if total > 0 else np.float32(0.0)
         del mflat
         hp_planes[hot_packed] = 0.0
         np.clip(hp_planes, -0.5, 0.5, out=hp_planes)

@@ -91,6 +91,20 @@ def test_small_round_trip_recovers_every_parameter(small_result):
     assert np.mean(cover) >= 0.75, f"95 % intervals cover the truth in only {np.mean(cover):.0%} of cases"
 
 
+def test_no_prnu_gives_a_flat_prnu_map():
+    """Without PRNU the map must not carry the flats' temporal noise (it would add fake PRNU in simulation)."""
+    shape = (128, 128)
+    spec = SyntheticSpec(n_darks=16)
+    frames = synthetic_frames({1600: PARAMS[1600]}, SENSOR, shape, spec, rng=5)
+    res = calibrate(frames, "Flat Cam", fidelity=False)
+    r = res.iso_results[0]
+    raw_noise = 0.004  # ≈ the temporal part of a single-pixel flat mean here
+    assert res.card.maps.prnu is not None
+    assert float(res.card.maps.prnu.std()) < 0.25 * raw_noise
+    for e in r.prnu:
+        assert e.contains(0.0) or e.value < 5 * e.se
+
+
 def test_small_round_trip_per_channel_tukey_lambda(small_result):
     """The engine draws one λ for every channel; each channel's λ recovers it (5 SE), the card keeps the pooled one."""
     res, _ = small_result
@@ -119,6 +133,8 @@ def test_small_round_trip_prnu_dark_current_dsnu_hot(small_result):
     assert card.maps is not None and card.maps.prnu is not None
     corr = np.corrcoef(card.maps.prnu[~maps.hot_pixel_mask], maps.prnu[~maps.hot_pixel_mask])[0, 1]
     assert corr > 0.6  # the per-pixel PRNU map follows the true one (temporal noise of ~14 flats on top)
+    # shrunk by signal/(signal + temporal) variance: its spread stays at (not above) the true 1.5 %
+    assert 0.010 < float(card.maps.prnu[~maps.hot_pixel_mask].std()) < 0.0155
     ds_est = card.maps.dark_shading_dn(1600)
     ds_true = maps.dark_shading_dn(1600)
     good = ~maps.hot_pixel_mask
