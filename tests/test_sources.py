@@ -28,6 +28,35 @@ def test_dead_leaves_is_deterministic_from_the_seed():
     assert p1.isp == p2.isp and p1.source_index == -1
 
 
+def test_dead_leaves_out_buffer_and_source_reuse():
+    buf = np.full((64, 96, 3), -1.0, np.float32)
+    got = sources.render_dead_leaves(5, 64, 96, out=buf)
+    assert got is buf
+    np.testing.assert_array_equal(buf, sources.render_dead_leaves(5, 64, 96))
+    with pytest.raises(ParameterError, match="out must be"):
+        sources.render_dead_leaves(5, 64, 96, out=np.empty((64, 96, 3), np.float64))
+    src = sources.DeadLeavesSource("RGGB")
+    a = src.sample_patch(1, 64)
+    b = src.sample_patch(2, 64)  # the reused render buffer does not leak into earlier patches
+    np.testing.assert_array_equal(a.raw, sources.DeadLeavesSource("RGGB").sample_patch(1, 64).raw)
+    assert not np.array_equal(a.raw, b.raw)
+    assert pickle.loads(pickle.dumps(src))._buffer is None
+
+
+def test_disc_hash_matches_splitmix64():
+    """The counter-based disc uniforms are SplitMix64 outputs (checked against plain Python integers)."""
+    def splitmix(z):
+        m = (1 << 64) - 1
+        z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9 & m
+        z = (z ^ (z >> 27)) * 0x94D049BB133111EB & m
+        return (z ^ (z >> 31)) >> 11
+
+    key = 0xDEADBEEF12345678
+    for i, j in ((0, 0), (1, 17), (12345, 3)):
+        z = (key + (i * 18 + j + 1) * 0x9E3779B97F4A7C15) & ((1 << 64) - 1)
+        assert sources._disc_uniform(np.uint64(key), i, j) == splitmix(z) / 2.0**53
+
+
 def test_dead_leaves_numba_kernel_matches_python_reference():
     kw = dict(smooth_sigma=0.0)
     ref = sources.render_dead_leaves(3, 40, 48, use_numba=False, **kw)
