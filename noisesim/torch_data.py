@@ -23,7 +23,6 @@ Each item is a dict of tensors::
 
 from __future__ import annotations
 
-import math
 import multiprocessing
 import os
 from pathlib import Path
