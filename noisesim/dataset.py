@@ -403,7 +403,9 @@ def _produce(job: _Job, todo: Sequence[int], workers: int) -> Iterator[tuple]:
                     try:
                         i, rec_bytes, kernel = fut.result()
                     except BrokenProcessPool as exc:
-                        raise DatasetError(f"a worker process died or failed to start ({exc}); rerun with --workers 1 to see the error") from None
+                        raise DatasetError(f"a worker process died or failed to start ({exc}); rerun with --workers 1 to see the error "
+                                           "(from a script: workers are spawned, so call generate_dataset under "
+                                           "`if __name__ == \"__main__\":`)") from None
                     rec = np.frombuffer(rec_bytes, dtype=PARAMS_DTYPE)[0]
                     yield i, slots[slot, 0], slots[slot, 1], rec, kernel  # consumer copies before next()
                     free.append(slot)
@@ -926,6 +928,12 @@ def generate_dataset(
                 w.close()
             except Exception:  # noqa: BLE001 - the original error matters more
                 log.debug("closing %s failed", w.tmp, exc_info=True)
+        if isinstance(exc, RuntimeError) and "bootstrapping phase" in str(exc):
+            # multiprocessing's refusal inside a spawned child that re-ran an unguarded script.
+            raise DatasetError(
+                "worker processes are started with 'spawn', which re-imports the main script: call "
+                "generate_dataset(workers > 1) under `if __name__ == \"__main__\":`, or use workers=1"
+            ) from None
         if isinstance(exc, (OSError, RuntimeError)) and not isinstance(exc, NoiseSimError):
             # h5py reports failed writes as OSError, failed flushes as RuntimeError.
             kept = ", ".join(str(_partial(fp)) for fp in files if _partial(fp).exists()) or "nothing"

@@ -396,3 +396,17 @@ def test_cli_errors_are_one_line(tmp_path):
     assert main(["generate", "--card", CARD, "--output", str(tmp_path / "x" / "d.h5"), "--pairs", "2"]) == 2
     assert main(["generate", "--card", CARD, "--output", str(tmp_path / "d.h5"), "--pairs", "2", "--ratio", "0.5:2"]) == 2
     assert _nothing_written(tmp_path)
+
+
+def test_unguarded_script_with_workers_gets_a_clear_error(tmp_path):
+    """Spawned workers re-run an unguarded main script; the error must say what to do."""
+    script = tmp_path / "unguarded.py"
+    script.write_text(
+        "from noisesim.dataset import generate_dataset\n"
+        f"generate_dataset({str(tmp_path / 'd.h5')!r}, card='SonyA7S2', pairs=4, patch=32, workers=2, progress=False)\n"
+    )
+    proc = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, timeout=120,
+                          env={**os.environ, "PYTHONPATH": str(REPO)})
+    assert proc.returncode != 0
+    assert "__main__" in proc.stderr and "disk full" not in proc.stderr
+    assert not (tmp_path / "d.h5").exists()
