@@ -24,8 +24,9 @@ from .rng import STREAM_COL, STREAM_ROW, key_from_seed, line_normals
 
 INPUT_UNITS = ("normalized", "dn", "electrons")
 # Frames smaller than this run on the calling thread: starting the thread pool costs more than it saves
-# (measured: 0.4 ms serial vs 16 ms parallel for a 32×32 frame on a busy 2-core machine).
-PARALLEL_MIN_PIXELS = 1 << 18
+# (measured: 0.4 ms serial vs 16 ms parallel for a 32×32 frame on a busy 2-core machine, and 41 vs 32 ms
+# wall per 512² dataset pair), while a 1 Mpix frame takes ~50 ms of kernel time.
+PARALLEL_MIN_PIXELS = 1 << 20
 OUTPUT_UNITS = ("normalized", "dn")
 BACKENDS = ("numba", "numpy")
 
