@@ -292,31 +292,41 @@ def _decode_lut() -> np.ndarray:
     return _lut_cache["decode"]
 
 
+def _cam_rgb_pixel_python(img, y, x, lut, rgb2cam, inflection):
+    """One pixel of the fused unprocessing: camera RGB (before inverse white balance) through the 16-bit
+    decode table, and the highlight mask ``((mean − inflection) / (1 − inflection))²`` (float32)."""
+    top = lut.shape[0] - 1
+    ftop = float(top)
+    v0 = lut[min(max(int(float(img[y, x, 0]) * ftop + 0.5), 0), top)]
+    v1 = lut[min(max(int(float(img[y, x, 1]) * ftop + 0.5), 0), top)]
+    v2 = lut[min(max(int(float(img[y, x, 2]) * ftop + 0.5), 0), top)]
+    c0 = rgb2cam[0, 0] * v0 + rgb2cam[0, 1] * v1 + rgb2cam[0, 2] * v2
+    c1 = rgb2cam[1, 0] * v0 + rgb2cam[1, 1] * v1 + rgb2cam[1, 2] * v2
+    c2 = rgb2cam[2, 0] * v0 + rgb2cam[2, 1] * v1 + rgb2cam[2, 2] * v2
+    one = np.float32(1.0)
+    m = max((c0 + c1 + c2) * np.float32(1.0 / 3.0) - inflection, np.float32(0.0)) * (one / (one - inflection))
+    return c0, c1, c2, m * m
+
+
+try:
+    import numba as _nb
+
+    _cam_rgb_pixel = _nb.njit(cache=True, inline="always", error_model="numpy")(_cam_rgb_pixel_python)
+except ImportError:  # pragma: no cover
+    _cam_rgb_pixel = _cam_rgb_pixel_python
+
+
 def _unprocess_lut_python(img, lut, rgb2cam, inv_gains, inflection, out):
     """Fused per-pixel unprocessing through the 16-bit decode table (reference loop; numba-compiled below).
 
     The table index is computed in float64 (exact on 8/16-bit grids); the rest in float32, no divisions.
     """
     h, w, _ = img.shape
-    top = lut.shape[0] - 1
-    ftop = float(top)
     one = np.float32(1.0)
     zero = np.float32(0.0)
-    inv_den = one / (one - inflection)
-    third = np.float32(1.0 / 3.0)
-    a00, a01, a02 = rgb2cam[0, 0], rgb2cam[0, 1], rgb2cam[0, 2]
-    a10, a11, a12 = rgb2cam[1, 0], rgb2cam[1, 1], rgb2cam[1, 2]
-    a20, a21, a22 = rgb2cam[2, 0], rgb2cam[2, 1], rgb2cam[2, 2]
     for y in range(h):
         for x in range(w):
-            v0 = lut[min(max(int(float(img[y, x, 0]) * ftop + 0.5), 0), top)]
-            v1 = lut[min(max(int(float(img[y, x, 1]) * ftop + 0.5), 0), top)]
-            v2 = lut[min(max(int(float(img[y, x, 2]) * ftop + 0.5), 0), top)]
-            c0 = a00 * v0 + a01 * v1 + a02 * v2
-            c1 = a10 * v0 + a11 * v1 + a12 * v2
-            c2 = a20 * v0 + a21 * v1 + a22 * v2
-            m = max((c0 + c1 + c2) * third - inflection, zero) * inv_den
-            m = m * m
+            c0, c1, c2, m = _cam_rgb_pixel(img, y, x, lut, rgb2cam, inflection)
             g0 = max(m + (one - m) * inv_gains[0], inv_gains[0])
             g1 = max(m + (one - m) * inv_gains[1], inv_gains[1])
             g2 = max(m + (one - m) * inv_gains[2], inv_gains[2])
@@ -385,26 +395,12 @@ def _unprocess_mosaic_lut_python(img, lut, rgb2cam, inv_gains, inflection, ktab,
     each row phase (the pattern tiled along a row)."""
     h, w, _ = img.shape
     p = ktab.shape[0]
-    top = lut.shape[0] - 1
-    ftop = float(top)
     one = np.float32(1.0)
     zero = np.float32(0.0)
-    inv_den = one / (one - inflection)
-    third = np.float32(1.0 / 3.0)
-    a00, a01, a02 = rgb2cam[0, 0], rgb2cam[0, 1], rgb2cam[0, 2]
-    a10, a11, a12 = rgb2cam[1, 0], rgb2cam[1, 1], rgb2cam[1, 2]
-    a20, a21, a22 = rgb2cam[2, 0], rgb2cam[2, 1], rgb2cam[2, 2]
     for y in range(h):
         kr = ktab[y % p]
         for x in range(w):
-            v0 = lut[min(max(int(float(img[y, x, 0]) * ftop + 0.5), 0), top)]
-            v1 = lut[min(max(int(float(img[y, x, 1]) * ftop + 0.5), 0), top)]
-            v2 = lut[min(max(int(float(img[y, x, 2]) * ftop + 0.5), 0), top)]
-            c0 = a00 * v0 + a01 * v1 + a02 * v2
-            c1 = a10 * v0 + a11 * v1 + a12 * v2
-            c2 = a20 * v0 + a21 * v1 + a22 * v2
-            m = max((c0 + c1 + c2) * third - inflection, zero) * inv_den
-            m = m * m
+            c0, c1, c2, m = _cam_rgb_pixel(img, y, x, lut, rgb2cam, inflection)
             k = kr[x]
             c = c0 if k == 0 else (c1 if k == 1 else c2)
             g = max(m + (one - m) * inv_gains[k], inv_gains[k])
