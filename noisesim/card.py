@@ -377,20 +377,12 @@ class JointModel:
         object.__setattr__(
             self, "dual_gain_switch_iso", _optional_number("dual_gain_switch_iso", self.dual_gain_switch_iso, positive=True)
         )
-        if self.tukey_lambda_values is not None:
-            lams = _sequence("tukey_lambda_values", self.tukey_lambda_values)
-            if not lams:
-                raise _Invalid("tukey_lambda_values", "must not be empty (omit the key instead)")
-            object.__setattr__(
-                self, "tukey_lambda_values", tuple(_tukey_lambda(f"tukey_lambda_values[{i}]", v) for i, v in enumerate(lams))
-            )
-        if self.black_level_error_bins is not None:
-            bins = _sequence("black_level_error_bins", self.black_level_error_bins)
-            if not bins:
-                raise _Invalid("black_level_error_bins", "must not be empty (omit the key instead)")
-            object.__setattr__(
-                self, "black_level_error_bins", tuple(_vec4(f"black_level_error_bins[{i}]", b) for i, b in enumerate(bins))
-            )
+        for name, check_item in (("tukey_lambda_values", _tukey_lambda), ("black_level_error_bins", _vec4)):
+            if getattr(self, name) is not None:
+                items = _sequence(name, getattr(self, name))
+                if not items:
+                    raise _Invalid(name, "must not be empty (omit the key instead)")
+                object.__setattr__(self, name, tuple(check_item(f"{name}[{i}]", v) for i, v in enumerate(items)))
 
     def profiles_covering(self, gain_k_dn_per_e: float) -> tuple[JointProfile, ...]:
         return tuple(p for p in self.profiles if p.covers(gain_k_dn_per_e))
