@@ -173,15 +173,14 @@ def _log_row(x, xi, m, mi, e, n):
 
 
 @nb.njit(cache=True, error_model="numpy")
-def _exp_row(x, a, ai, n, minus_one):
-    """x[:n] = exp(x[:n]) (or expm1 with ``minus_one``); a/ai are float/int64 views of one scratch row."""
+def _exp_row(x, a, ai, n):
+    """In place x[:n] = exp(x[:n]); a/ai are float/int64 views of one scratch row (2^k built from its bits)."""
     for i in range(n):
         k, p = _expm1_reduce(x[i])
         x[i] = p
         ai[i] = np.int64(k + 1023.0) << 52
     for i in range(n):
-        s = a[i]
-        x[i] = s * x[i] + (s - 1.0) if minus_one else s * (x[i] + 1.0)
+        x[i] = a[i] * (x[i] + 1.0)
 
 
 # --------------------------------------------------------------------------------------------------
@@ -314,7 +313,7 @@ def _noise_block(
                     cm[i] = mu[x]
                 for i in range(n_small):
                     ex[i] = -cm[i]
-                _exp_row(ex, sm, smi, n_small, False)
+                _exp_row(ex, sm, smi, n_small)
                 for i in range(n_small):
                     v_r[i] = ex[i]  # the CDF f, from p_0 = exp(−μ)
                     kk[i] = 0.0
@@ -524,7 +523,8 @@ def log_numpy(x: np.ndarray) -> np.ndarray:
     return e * LN2 + 2.0 * s * (1.0 + z * p)
 
 
-def _exp_numpy(t: np.ndarray, minus_one: bool) -> np.ndarray:
+def exp_numpy(t: np.ndarray) -> np.ndarray:
+    """Reference of the kernels' exp (Cody–Waite reduction, Taylor polynomial of expm1, 2^k from its bits)."""
     t = np.maximum(np.asarray(t, dtype=np.float64), -700.0)
     k = np.floor(t * INV_LN2 + 0.5)
     r = (t - k * LN2_HI) - k * LN2_LO
@@ -533,17 +533,7 @@ def _exp_numpy(t: np.ndarray, minus_one: bool) -> np.ndarray:
           + c[3]) * r + c[2]) * r + c[1]) * r + c[0]
     p = r + r * r * p
     scale = ((k + 1023.0).astype(np.int64) << 52).view(np.float64)
-    return scale * p + (scale - 1.0) if minus_one else scale * (p + 1.0)
-
-
-def expm1_numpy(t: np.ndarray) -> np.ndarray:
-    """Reference of the kernels' expm1 (Cody–Waite reduction, Taylor polynomial, 2^k from its bits)."""
-    return _exp_numpy(t, True)
-
-
-def exp_numpy(t: np.ndarray) -> np.ndarray:
-    """Reference of the kernels' exp."""
-    return _exp_numpy(t, False)
+    return scale * (p + 1.0)
 
 
 def cos_numpy(a: np.ndarray) -> np.ndarray:
