@@ -196,13 +196,16 @@ def _ptrs_setup(mu):
 
 @nb.njit(cache=True, inline="always", error_model="numpy")
 def _log_factorial(k, log_z):
-    """log k! for integer-valued k ≥ 0: table below 32, Stirling's series at z = k + 1 (log_z = log z) above."""
-    if k < 32.0:
-        return _LOG_FACTORIAL[int(k)]
+    """log k! for integer-valued k ≥ 0: table below 32, Stirling's series at z = k + 1 (log_z = log z) above.
+
+    Both are evaluated and one selected, so row loops calling this stay branch-free (vectorizable).
+    """
     z = k + 1.0
     iz = 1.0 / z
     iz2 = iz * iz
-    return (z - 0.5) * log_z - z + HALF_LOG_2PI + iz * (1.0 / 12.0 - iz2 * (1.0 / 360.0 - iz2 * (1.0 / 1260.0 - iz2 / 1680.0)))
+    stirling = (z - 0.5) * log_z - z + HALF_LOG_2PI + iz * (1.0 / 12.0 - iz2 * (1.0 / 360.0 - iz2 * (1.0 / 1260.0 - iz2 / 1680.0)))
+    table = _LOG_FACTORIAL[min(int(k), 31)]
+    return table if k < 32.0 else stirling
 
 
 @nb.njit(cache=True, inline="always", error_model="numpy")
