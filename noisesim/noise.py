@@ -226,15 +226,26 @@ def simulate(
         kernel = kernels.fused_noise_numba
     else:
         kernel = kernels.fused_noise_serial
-    kernel(
-        mosaic, out, p, oy, ox, int(frame_index), key[0], key[1],
-        offset, gain, add, lo, hi, out_offset, out_scale,
-        k, float(dark_e), bool(components.shot), read_kind, float(params.read_sigma_dn),
-        float(params.tukey_lambda), float(params.tukey_scale_dn),
-        rows, bool(components.row_per_channel), cols,
-        empty2 if ds is None else ds, empty2 if prnu is None else prnu, empty2 if dark_map is None else dark_map,
-        bool(components.quantize), bool(components.dither and not components.quantize), bool(components.clip),
-    )
+    previous_chunksize = None
+    if kernel is kernels.fused_noise_numba:
+        import numba
+
+        # Row blocks handed out 4 at a time instead of half the frame per thread, so a thread slowed by
+        # other load does not hold up the frame; restored afterwards. The result does not depend on it.
+        previous_chunksize = numba.set_parallel_chunksize(4)
+    try:
+        kernel(
+            mosaic, out, p, oy, ox, int(frame_index), key[0], key[1],
+            offset, gain, add, lo, hi, out_offset, out_scale,
+            k, float(dark_e), bool(components.shot), read_kind, float(params.read_sigma_dn),
+            float(params.tukey_lambda), float(params.tukey_scale_dn),
+            rows, bool(components.row_per_channel), cols,
+            empty2 if ds is None else ds, empty2 if prnu is None else prnu, empty2 if dark_map is None else dark_map,
+            bool(components.quantize), bool(components.dither and not components.quantize), bool(components.clip),
+        )
+    finally:
+        if previous_chunksize is not None:
+            numba.set_parallel_chunksize(previous_chunksize)
     if dtype == np.uint16:
         out = out.astype(np.uint16)
     return cfa.pack(out) if packed else out
