@@ -191,7 +191,8 @@ def _ptrs_setup(mu):
     """PTRS constants b, a, v_r and 1/α for mean μ (Hörmann 1993, algorithm PTRS)."""
     b = 0.931 + 2.53 * math.sqrt(mu)
     a = -0.059 + 0.02483 * b
-    return b, a, 0.9277 - 3.6224 / (b - 2.0), 1.1239 + 1.1328 / (b - 3.4)
+    r = 1.0 / ((b - 2.0) * (b - 3.4))  # one division for both: 1/(b − 2) = (b − 3.4)·r, 1/(b − 3.4) = (b − 2)·r
+    return b, a, 0.9277 - 3.6224 * ((b - 3.4) * r), 1.1239 + 1.1328 * ((b - 2.0) * r)
 
 
 @nb.njit(cache=True, inline="always", error_model="numpy")
@@ -215,8 +216,9 @@ def _ptrs_prepare(lam, wu, wv):
     uu = (np.float64(wu) + 0.5) * INV_2_32 - 0.5
     vv = (np.float64(wv) + 0.5) * INV_2_32
     us = 0.5 - abs(uu)
-    k = math.floor((2.0 * aa / us + bb) * uu + lam + 0.43)
-    return k, us, vv, vr, vv * inv_alpha / (aa / (us * us) + bb)
+    a_us = aa / us
+    k = math.floor((2.0 * a_us + bb) * uu + lam + 0.43)
+    return k, us, vv, vr, vv * inv_alpha / (a_us / us + bb)
 
 
 @nb.njit(cache=True, inline="always", error_model="numpy")
@@ -588,8 +590,9 @@ def poisson_numpy(mu: np.ndarray, gx: np.ndarray, gy: np.ndarray, frame: int, ke
         gxl, gyl = gx.ravel()[pos], gy.ravel()[pos]
         b = 0.931 + 2.53 * np.sqrt(m)
         a = -0.059 + 0.02483 * b
-        vr = 0.9277 - 3.6224 / (b - 2.0)
-        inv_alpha = 1.1239 + 1.1328 / (b - 3.4)
+        r = 1.0 / ((b - 2.0) * (b - 3.4))
+        vr = 0.9277 - 3.6224 * ((b - 3.4) * r)
+        inv_alpha = 1.1239 + 1.1328 * ((b - 2.0) * r)
         loglam = log_numpy(m)
         result = np.zeros(m.shape)
         pending = np.ones(m.shape, dtype=bool)
@@ -605,12 +608,13 @@ def poisson_numpy(mu: np.ndarray, gx: np.ndarray, gy: np.ndarray, frame: int, ke
                 uu = uniform_np(w[2 * t][j]) - 0.5
                 v = uniform_np(w[2 * t + 1][j])
                 us = 0.5 - np.abs(uu)
-                k = np.floor((2.0 * a[ii] / us + b[ii]) * uu + m[ii] + 0.43)
+                a_us = a[ii] / us
+                k = np.floor((2.0 * a_us + b[ii]) * uu + m[ii] + 0.43)
                 accept = (us >= 0.07) & (v <= vr[ii])
                 test = ~accept & ~((k < 0) | ((us < 0.013) & (v > us)))
                 if test.any():
                     it, kt, ust = ii[test], k[test], us[test]
-                    lhs = log_numpy(v[test] * inv_alpha[it] / (a[it] / (ust * ust) + b[it]))
+                    lhs = log_numpy(v[test] * inv_alpha[it] / (a_us[test] / ust + b[it]))
                     accept[test] = lhs <= -m[it] + kt * loglam[it] - log_factorial_numpy(kt)
                 result[ii[accept]] = k[accept]
                 pending[ii[accept]] = False
