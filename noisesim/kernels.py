@@ -378,37 +378,38 @@ def _noise_block(
             for x in range(w):
                 d[x] = gain_k * mu[x] + tiles[2, py, x]
         # 3. read noise from the read stream (word 0: Tukey u; words 0, 1: Box–Muller; word 2: dither)
-        if read_kind != READ_NONE or dither:
+        if read_kind == READ_TUKEY:
+            # Q_λ(u) in float32 (see F32 above); log u and log(1 − u) exactly from the word and its complement
             for x in range(w):
                 r0, r1, r2, r3 = philox4x32(np.uint64(x + ox), gy, fr, s_read, kk0, kk1)
-                l1[x] = (np.float64(r0) + 0.5) * INV_2_32  # u
-                if read_kind == READ_GAUSSIAN:
-                    # cos(2πu) = cos(2π·min(u, 1 − u)): an angle in (0, π]
-                    l2[x] = (min(np.float64(r1), np.float64(r1 ^ mask32)) + 0.5) * TWO_PI_INV_2_32
-                else:
-                    l2[x] = (np.float64(r0 ^ mask32) + 0.5) * INV_2_32  # 1 − u, exactly
+                fa[x] = F32((np.float64(r0) + 0.5) * INV_2_32)
+                fb[x] = F32((np.float64(r0 ^ mask32) + 0.5) * INV_2_32)
                 ex[x] = (np.float64(r2) + 0.5) * INV_2_32 - 0.5
-            if read_kind == READ_TUKEY:
-                # Q_λ(u) in float32 (see F32 above): log u and log(1 − u) exactly from the word pair
-                lam32 = F32(tukey_lambda)
-                for x in range(w):
-                    fa[x] = F32(l1[x])
-                    fb[x] = F32(l2[x])
+            if abs(tukey_lambda) < TUKEY_LOGISTIC_EPS:
                 _log_row32(fa, fai, fm, fmi, fe, w)
                 _log_row32(fb, fbi, fm, fmi, fe, w)
-                if abs(tukey_lambda) < TUKEY_LOGISTIC_EPS:
-                    for x in range(w):
-                        d[x] += tukey_scale * np.float64(fa[x] - fb[x])
-                else:
-                    # Q = (expm1(λ log u) − expm1(λ log(1 − u))) / λ
-                    for x in range(w):
-                        fa[x] = fa[x] * lam32
-                        fb[x] = fb[x] * lam32
-                    _expm1_row32(fa, fm, fmi, w)
-                    _expm1_row32(fb, fm, fmi, w)
-                    for x in range(w):
-                        d[x] += tukey_scale * np.float64((fa[x] - fb[x]) / lam32)
-            elif read_kind == READ_GAUSSIAN:
+                for x in range(w):
+                    d[x] += tukey_scale * np.float64(fa[x] - fb[x])
+            else:
+                # Q = (expm1(λ log u) − expm1(λ log(1 − u))) / λ
+                lam32 = F32(tukey_lambda)
+                _log_row32(fa, fai, fm, fmi, fe, w)
+                _log_row32(fb, fbi, fm, fmi, fe, w)
+                for x in range(w):
+                    fa[x] = fa[x] * lam32
+                    fb[x] = fb[x] * lam32
+                _expm1_row32(fa, fm, fmi, w)
+                _expm1_row32(fb, fm, fmi, w)
+                for x in range(w):
+                    d[x] += tukey_scale * np.float64((fa[x] - fb[x]) / lam32)
+        elif read_kind == READ_GAUSSIAN or dither:
+            for x in range(w):
+                r0, r1, r2, r3 = philox4x32(np.uint64(x + ox), gy, fr, s_read, kk0, kk1)
+                l1[x] = (np.float64(r0) + 0.5) * INV_2_32
+                # cos(2πu) = cos(2π·min(u, 1 − u)): an angle in (0, π]
+                l2[x] = (min(np.float64(r1), np.float64(r1 ^ mask32)) + 0.5) * TWO_PI_INV_2_32
+                ex[x] = (np.float64(r2) + 0.5) * INV_2_32 - 0.5
+            if read_kind == READ_GAUSSIAN:
                 _log_row(l1, l1i, sm, smi, se, w)
                 for x in range(w):
                     d[x] += read_sigma * (math.sqrt(-2.0 * l1[x]) * _cos_poly(l2[x]))
