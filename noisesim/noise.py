@@ -23,12 +23,12 @@ from .params import FixedPatternMaps, NoiseComponents, NoiseParams, Sensor
 from .rng import STREAM_COL, STREAM_ROW, key_from_seed, line_normals
 
 INPUT_UNITS = ("normalized", "dn", "electrons")
+OUTPUT_UNITS = ("normalized", "dn")
+BACKENDS = ("numba", "numpy")
 # Frames smaller than this run on the calling thread: starting the thread pool costs more than it saves
 # (measured: 0.4 ms serial vs 16 ms parallel for a 32×32 frame on a busy 2-core machine, and 41 vs 32 ms
 # wall per 512² dataset pair), while a 1 Mpix frame takes ~50 ms of kernel time.
 PARALLEL_MIN_PIXELS = 1 << 20
-OUTPUT_UNITS = ("normalized", "dn")
-BACKENDS = ("numba", "numpy")
 
 
 def _crop_map(m: np.ndarray | None, origin, shape, name: str) -> np.ndarray | None:
@@ -81,7 +81,8 @@ def simulate(
     ----------
     clean : ndarray
         Clean (long-exposure) raw, shape (H, W) mosaic or (C, H/p, W/p) packed (see :mod:`noisesim.cfa`),
-        in ``input_unit``.
+        in ``input_unit``. An expected signal below zero (e.g. a black-subtracted clean frame with its
+        own noise) is taken as 0 e⁻: Poisson needs a non-negative mean.
     params : NoiseParams
         Noise parameters, e.g. from :func:`noisesim.sampling.sample_params`.
     sensor : Sensor
