@@ -421,10 +421,9 @@ def unprocess_mosaic(srgb, meta: ISPMeta, cfa) -> np.ndarray:
     """
     cfa = _as_cfa(cfa)
     img = _check_rgb(srgb, "sRGB image")
+    cfa.check_mosaic(img[..., 0], "sRGB image")
     h, w, _ = img.shape
     p = cfa.period
-    if h % p or w % p:
-        raise ShapeError(f"image of shape ({h}, {w}) does not fit CFA {cfa.pattern}: H and W must be multiples of {p}")
     inv_gains = (1.0 / meta.wb_gains).astype(np.float32)
     out = np.empty((h, w), dtype=np.float32)
     _unprocess_mosaic_lut_numba(
@@ -446,10 +445,9 @@ def mosaic(rgb, cfa) -> np.ndarray:
     """
     cfa = _as_cfa(cfa)
     img = _check_rgb(rgb, "RGB image")
+    cfa.check_mosaic(img[..., 0], "RGB image")
     h, w, _ = img.shape
     p = cfa.period
-    if h % p or w % p:
-        raise ShapeError(f"image of shape ({h}, {w}) does not fit CFA {cfa.pattern}: H and W must be multiples of {p}")
     idx = cfa.color_index()
     out = np.empty((h, w), dtype=np.float32)
     for y in range(p):
