@@ -23,8 +23,8 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from calibration.pipeline import calibrate  # noqa: E402
-from calibration.synthetic import SyntheticSpec, synthetic_frames  # noqa: E402
+from noisesim.calibration.pipeline import calibrate  # noqa: E402
+from noisesim.calibration.synthetic import SyntheticSpec, synthetic_frames  # noqa: E402
 from noisesim.card import load_card  # noqa: E402
 from noisesim.sampling import sample_params  # noqa: E402
 

@@ -1,6 +1,6 @@
 """Estimating a noisesim data card from a camera's flat and dark frames (../shared/DESIGN.md §2–3).
 
->>> from calibration import calibrate                                     # doctest: +SKIP
+>>> from noisesim.calibration import calibrate                                     # doctest: +SKIP
 >>> result = calibrate("capture/", camera="Sony ILCE-7SM2")                # doctest: +SKIP
 >>> result.save("sony.toml", report="sony.html")                          # doctest: +SKIP
 

@@ -21,7 +21,6 @@ from __future__ import annotations
 import csv
 import logging
 import math
-import tomllib
 from collections import Counter
 from dataclasses import dataclass, field, replace
 from fractions import Fraction
@@ -29,6 +28,11 @@ from pathlib import Path
 from typing import Callable, Iterable
 
 import numpy as np
+
+try:  # Python 3.11+
+    import tomllib
+except ModuleNotFoundError:  # Python 3.10: the same parser, packaged (a core dependency there)
+    import tomli as tomllib
 
 from noisesim.cfa import CFA
 from noisesim.errors import CalibrationError, CFAError, InputFileError

@@ -1,7 +1,7 @@
 """From frames to training data: calibrate a card from dark and flat frames, then generate pairs with it.
 
 No camera needed: a synthetic capture (DNG files in ``darks/`` and ``flats/`` folders, as a user would
-lay them out) is simulated from known parameters, calibrated with :func:`calibration.calibrate`
+lay them out) is simulated from known parameters, calibrated with :func:`noisesim.calibration.calibrate`
 (../shared/DESIGN.md §2), compared with the truth, saved as a card, and used by
 :func:`noisesim.dataset.generate_dataset` exactly like a shipped card.
 
@@ -17,8 +17,8 @@ import argparse
 import tempfile
 from pathlib import Path
 
-from calibration import calibrate
-from calibration.synthetic import SyntheticSpec, synthetic_frames, write_capture_dng
+from noisesim.calibration import calibrate
+from noisesim.calibration.synthetic import SyntheticSpec, synthetic_frames, write_capture_dng
 from noisesim.card import load_card
 from noisesim.dataset import format_summary, generate_dataset, inspect_dataset
 from noisesim.params import NoiseParams, Sensor

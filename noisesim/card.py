@@ -777,7 +777,7 @@ def shipped_cards_dir() -> Path | None:
     try:
         from importlib.resources import files
 
-        installed = Path(str(files("data_cards")))
+        installed = Path(str(files("noisesim.data_cards")))
     except (ModuleNotFoundError, TypeError):
         return None
     return installed if installed.is_dir() else None

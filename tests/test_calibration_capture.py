@@ -3,9 +3,9 @@
 import numpy as np
 import pytest
 
-from calibration.capture import scan_capture
-from calibration.pipeline import calibrate
-from calibration.synthetic import SyntheticSpec, synthetic_frames, write_capture_dng
+from noisesim.calibration.capture import scan_capture
+from noisesim.calibration.pipeline import calibrate
+from noisesim.calibration.synthetic import SyntheticSpec, synthetic_frames, write_capture_dng
 from noisesim.dng import write_dng
 from noisesim.errors import CalibrationError, InputFileError
 from noisesim.params import NoiseParams, Sensor

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 from scipy import stats
 
-from calibration.estimators import (
+from noisesim.calibration.estimators import (
     Estimate,
     debias_tukey,
     fit_line,

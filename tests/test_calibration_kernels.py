@@ -3,9 +3,9 @@
 import numpy as np
 import pytest
 
-from calibration import kernels as K
-from calibration.accumulate import DarkAccumulator, FlatAccumulator
-from calibration.capture import frame_from_array
+from noisesim.calibration import kernels as K
+from noisesim.calibration.accumulate import DarkAccumulator, FlatAccumulator
+from noisesim.calibration.capture import frame_from_array
 from noisesim.cfa import CFA
 
 pytestmark = pytest.mark.skipif(not K.USE_NUMBA, reason="numba JIT disabled: the references are what runs")
@@ -162,7 +162,7 @@ def test_stack_mean_var_matches_reference():
 @pytest.mark.parametrize("n", [1000, 1001])
 @pytest.mark.parametrize("lam", [-0.2, 0.0, 0.14])
 def test_ppcc_r_numba_matches_numpy(n, lam):
-    from calibration.estimators import _PPCC, _ppcc_r_numba, tukey_quantile
+    from noisesim.calibration.estimators import _PPCC, _ppcc_r_numba, tukey_quantile
 
     x = np.sort(tukey_quantile(np.random.default_rng(9).random(n), 0.1))
     pp = _PPCC(x)
@@ -174,7 +174,7 @@ def test_ppcc_r_numba_matches_numpy(n, lam):
 
 def test_flatten_illumination_surface_is_the_polynomial():
     """The separable evaluation equals the term-by-term sum of the fitted polynomial."""
-    from calibration.estimators import flatten_illumination
+    from noisesim.calibration.estimators import flatten_illumination
 
     h, w = 64, 96
     yf = (2.0 * np.arange(h) / (h - 1) - 1.0)[:, None]

@@ -11,8 +11,8 @@ import numpy as np
 import pytest
 from scipy import stats
 
-from calibration.pipeline import calibrate
-from calibration.synthetic import SyntheticSpec, synthetic_frames
+from noisesim.calibration.pipeline import calibrate
+from noisesim.calibration.synthetic import SyntheticSpec, synthetic_frames
 from noisesim.params import FixedPatternMaps, NoiseParams, Sensor
 
 SENSOR = Sensor("RGGB", 14, (512, 512, 512, 512), 16383)

@@ -38,7 +38,7 @@ def test_exif_iso_and_exposure_as_ratio(tmp_path):
 
 
 def test_calibration_reader_maps_levels_per_site(tmp_path):
-    from calibration.capture import read_exif, read_raw_frame
+    from noisesim.calibration.capture import read_exif, read_raw_frame
 
     raw = np.arange(48 * 64, dtype=np.uint16).reshape(48, 64)
     path = write_dng(tmp_path / "c.dng", raw, cfa="GBRG", black_level_dn=[60, 61, 62, 63], white_level_dn=4095, iso=100, exposure_s=0.5)

@@ -28,7 +28,7 @@ def run(args) -> int:
 
     from tqdm import tqdm
 
-    from calibration.pipeline import calibrate  # lazy: noisesim never imports calibration at import time
+    from noisesim.calibration.pipeline import calibrate  # lazy: noisesim never imports calibration at import time
     from noisesim.errors import CalibrationError
 
     out = Path(args.output)

@@ -23,7 +23,7 @@ def add_parser(subparsers) -> None:
 def run(args) -> int:
     from tqdm import tqdm
 
-    from calibration.fidelity import format_table, validate
+    from noisesim.calibration.fidelity import format_table, validate
     from noisesim.card import load_card
     from noisesim.errors import CalibrationError
 
