@@ -1,4 +1,4 @@
-"""Dataset generation and loading throughput (issue 4; ../shared/DESIGN.md §4–5).
+"""Dataset generation and loading throughput (issue 4; docs/datasets.md).
 
 Prints, for packed 4 × 256 × 256 patches (512 × 512 mosaic) by default:
 

@@ -94,7 +94,7 @@ def main(argv=None) -> int:
     h, w = args.height, args.width
     npix = h * w
     sensor = Sensor("RGGB", 14, 512, 16383)
-    # SonyA7S2 at ISO 1600 (PMN's table, ../shared/reference/README.md)
+    # SonyA7S2 at ISO 1600 (PMN's table, data_cards/sources/README.md)
     params = NoiseParams(1.53, read_model="tukey", tukey_lambda=-0.044, tukey_scale_dn=3.23, row_sigma_dn=0.99, iso=1600)
     full = NoiseComponents.only("shot", "read", "row")  # + quantize + clip (defaults)
     rng = np.random.default_rng(0)

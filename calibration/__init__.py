@@ -1,4 +1,4 @@
-"""Estimating a noisesim data card from a camera's flat and dark frames (../shared/DESIGN.md §2–3).
+"""Estimating a noisesim data card from a camera's flat and dark frames (docs/calibration.md).
 
 >>> from noisesim.calibration import calibrate                                     # doctest: +SKIP
 >>> result = calibrate("capture/", camera="Sony ILCE-7SM2")                # doctest: +SKIP

@@ -1,4 +1,6 @@
-"""Shipped noisesim data cards (``*.toml``, schema ``noisesim.card/1``), found by :func:`noisesim.card.list_cards`.
+"""Shipped noisesim data cards (``*.toml``), installed as ``noisesim.data_cards`` and found by
+:func:`noisesim.card.list_cards` through :mod:`importlib.resources`.
 
-This package holds data only; regenerate the ELD cards with ``python data_cards/build_eld_cards.py``.
+This package holds data only. The published numbers the cards are built from, and the script that
+rebuilds them, live in ``data_cards/sources/`` of the repository (not installed).
 """

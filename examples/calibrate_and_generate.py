@@ -2,7 +2,7 @@
 
 No camera needed: a synthetic capture (DNG files in ``darks/`` and ``flats/`` folders, as a user would
 lay them out) is simulated from known parameters, calibrated with :func:`noisesim.calibration.calibrate`
-(../shared/DESIGN.md §2), compared with the truth, saved as a card, and used by
+(docs/calibration.md), compared with the truth, saved as a card, and used by
 :func:`noisesim.dataset.generate_dataset` exactly like a shipped card.
 
 With real captures, replace step 1 by your own folder::

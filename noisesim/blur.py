@@ -1,4 +1,4 @@
-"""Blur kernels for paired-data synthesis (../shared/DESIGN.md §4).
+"""Blur kernels for paired-data synthesis (docs/datasets.md).
 
 Blur acts on **linear camera RGB before mosaic and noise**: the optics blur the scene, the sensor then adds
 noise that is white per pixel. Kernels are (k, k) float32, k odd, non-negative, normalized to sum 1, and

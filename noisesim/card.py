@@ -11,7 +11,7 @@ for a camera, and what :func:`noisesim.noise.simulate` needs to know about its r
   ``read_sigma_dn``, ``tukey_lambda``, ``tukey_scale_dn``, ``row_sigma_dn``, ``black_level_error_dn`` (4),
   optional ``col_sigma_dn`` and ``dark_current_e_per_s``, and an optional ``ci`` table of 95 % confidence
   intervals ``field = [lo, hi]`` (``black_level_error_dn = [[lo, hi], …]``, one pair per site).
-* ``[joint]`` — the joint ISO model of ELD (Wei et al., CVPR 2020 / TPAMI 2021; ../shared/DESIGN.md §1):
+* ``[joint]`` — the joint ISO model of ELD (Wei et al., CVPR 2020 / TPAMI 2021; docs/model.md):
   the K range ``k_min_dn_per_e`` … ``k_max_dn_per_e``, optional ``dual_gain_switch_iso``,
   ``tukey_lambda_values`` and ``black_level_error_bins`` (4-vectors over equal-width ln K bins spanning the
   K range), and one or more ``[[joint.profile]]`` with ``name``, ``weight``, the K range it covers, and

@@ -1,6 +1,6 @@
 """Paired (noisy, clean) raw datasets in HDF5: synthesis, crash-safe writing, shards, inspection.
 
-Pipeline per sample (../shared/DESIGN.md §4; Brooks et al. CVPR 2019 for the unprocessing, Wei et al.
+Pipeline per sample (docs/datasets.md; Brooks et al. CVPR 2019 for the unprocessing, Wei et al.
 ELD CVPR 2020 for the noise): clean patch from a source (unprocess → blur → mosaic, done by
 :mod:`noisesim.sources`) → packed long exposure ``clean`` → :func:`noisesim.noise.simulate` with the
 sample's :class:`~noisesim.params.NoiseParams` and exposure ratio r → ``noisy`` (short exposure, not

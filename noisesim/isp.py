@@ -1,7 +1,7 @@
 """Inverse and forward camera ISP: sRGB images ↔ normalized raw mosaics.
 
 The inverse ("unprocessing") follows Brooks et al., *Unprocessing Images for Learned Raw Denoising*,
-CVPR 2019 [Brooks2019]_ (../shared/DESIGN.md §4), step by step:
+CVPR 2019 [Brooks2019]_ (docs/datasets.md), step by step:
 
 1. inverse tone curve      x = 0.5 − sin(asin(1 − 2y) / 3)        (inverse of the smoothstep 3x² − 2x³)
 2. inverse sRGB transfer    the sRGB EOTF of IEC 61966-2-1 [IEC61966]_ (Brooks used a 2.2 power; we use

@@ -1,6 +1,6 @@
 """The hot path: the fused noise kernel (numba) and its plain-numpy reference.
 
-Both implement ../shared/DESIGN.md §1 for one mosaic frame, drawing every random number from the
+Both implement docs/model.md for one mosaic frame, drawing every random number from the
 counter-based Philox of :mod:`noisesim.rng`, and both use the same elementary functions (below), so for the
 same inputs they return the same frame bit for bit (tested). Public code calls
 :func:`noisesim.noise.simulate`, which validates inputs and prepares the per-tile tables these kernels take.

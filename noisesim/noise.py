@@ -1,6 +1,6 @@
 """The physics-based raw noise model: public façade over the fused kernels.
 
-Implements ../shared/DESIGN.md §1 (Wei et al., ELD, CVPR 2020 / TPAMI 2021; Feng et al., PMN, ACM MM 2022;
+Implements docs/model.md (Wei et al., ELD, CVPR 2020 / TPAMI 2021; Feng et al., PMN, ACM MM 2022;
 EMVA Standard 1288 release 4.0 for the linear camera model, DSNU, PRNU and dark current)::
 
     x_dn = y · (W_c − B_c) / r                  expected signal of the short exposure [DN]

@@ -1,4 +1,4 @@
-"""Plain parameter records of the noise model (../shared/DESIGN.md §1).
+"""Plain parameter records of the noise model (docs/model.md).
 
 * :class:`Sensor` — what the raw file says about the sensor: CFA, bit depth, black and white levels.
 * :class:`NoiseParams` — one draw of a camera's noise parameters (sampled by
@@ -91,7 +91,7 @@ class Sensor:
 
 @dataclass(frozen=True)
 class NoiseParams:
-    """One draw of a camera's noise parameters (ELD/PMN model, ../shared/DESIGN.md §1).
+    """One draw of a camera's noise parameters (ELD/PMN model, docs/model.md).
 
     Attributes
     ----------
@@ -211,7 +211,7 @@ class FixedPatternMaps:
     Attributes
     ----------
     dark_shading_k_dn_per_iso, dark_shading_b_dn : (H, W) float32
-        Dark shading / DSNU ``DS(iso) = k · iso + b`` in DN (PMN; ../shared/DESIGN.md §2.3),
+        Dark shading / DSNU ``DS(iso) = k · iso + b`` in DN (PMN; docs/calibration.md),
         black-level error of the channel excluded (it is a separate term).
     prnu : (H, W) float32
         Relative gain deviation of each pixel (mean 0; 0.01 = 1 %), EMVA 1288 PRNU.

@@ -35,7 +35,7 @@ STREAM_ROW = 2
 STREAM_COL = 3
 
 # 2**-32: word w maps to the open-interval uniform (w + 0.5) * 2**-32, never exactly 0 or 1, so log(u)
-# and negative Tukey-lambda powers stay finite (../shared/DESIGN.md §5).
+# and negative Tukey-lambda powers stay finite (docs/performance.md).
 INV_2_32 = 2.3283064365386963e-10
 
 

@@ -3,7 +3,7 @@
 ELD (Wei et al., CVPR 2020, §3.3 / TPAMI 2021) models the noise parameters of a camera jointly over its
 gains: ``ln K ~ U(ln K_min, ln K_max)`` and, for each x ∈ {σ_TL, σ_Gauss, σ_row},
 ``ln σ_x | ln K ~ N(a_x · ln K + b_x, s_x²)`` (natural logarithms). PMN (Feng et al., ACM MM 2022) adds
-per-ISO black-level errors. See ../shared/DESIGN.md §1, "Sampling parameters across ISO".
+per-ISO black-level errors. See docs/model.md, "Sampling parameters across ISO".
 
 :func:`sample_params` returns a :class:`~noisesim.params.NoiseParams`; together with a seed it fully
 determines a noisy frame, so a clean/noisy pair or a burst can share one draw and a dataset can store it.
@@ -177,7 +177,7 @@ def sample_params(
     scatter: bool = True,
     exposure_s: float = 0.0,
 ) -> NoiseParams:
-    """Draw one set of noise parameters from a card's joint ISO model (ELD; ../shared/DESIGN.md §1).
+    """Draw one set of noise parameters from a card's joint ISO model (ELD; docs/model.md).
 
     Three ways to pick the gain:
 

@@ -1,4 +1,4 @@
-"""Clean image sources for paired-data synthesis (../shared/DESIGN.md §4).
+"""Clean image sources for paired-data synthesis (docs/datasets.md).
 
 A source hands out random clean patches as **normalized raw mosaics** in the CFA the caller asks for
 (the long exposure; exposure ratio and noise are applied later by the engine):

@@ -9,7 +9,7 @@
   workers) and epochs. Call :meth:`OnTheFlyRawDataset.set_epoch` before each epoch; the epoch lives in
   shared memory, so persistent workers see it too.
 
-numba's OpenMP threading layer is not fork-safe (../shared/DESIGN.md §5): for the on-the-fly dataset use
+numba's OpenMP threading layer is not fork-safe (docs/performance.md): for the on-the-fly dataset use
 ``multiprocessing_context="spawn"`` (what :func:`make_loader` does). Reading HDF5 is fork-safe here.
 
 Each item is a dict of tensors::

@@ -1,4 +1,4 @@
-"""The noise model of ../shared/DESIGN.md §1 on torch tensors (any device), for noise on training batches.
+"""The noise model of docs/model.md on torch tensors (any device), for noise on training batches.
 
 A **statistical twin** of :func:`noisesim.noise.simulate`, not a bit-identical one: it uses torch's own
 generators (``torch.poisson``, ``torch.rand``, ``torch.randn``) instead of the counter-based Philox of

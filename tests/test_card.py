@@ -26,7 +26,7 @@ from noisesim.errors import CardError, NoiseSimError, UnknownCardError
 from noisesim.params import FixedPatternMaps, Sensor
 
 REPO = Path(__file__).resolve().parent.parent
-ELD_JSON = REPO.parent / "shared" / "reference" / "eld_released_camera_params.json"
+ELD_JSON = REPO / "data_cards" / "sources" / "eld_released_camera_params.json"
 SHIPPED = ("CanonEOS5D4", "CanonEOS700D", "CanonEOS70D", "NikonD850", "SonyA7S2")
 
 
@@ -202,7 +202,7 @@ def test_shipped_cards_are_regenerated_exactly(tmp_path):
 
     date = load_card("SonyA7S2").provenance["date"]
     subprocess.run(
-        [sys.executable, str(REPO / "data_cards" / "build_eld_cards.py"), "--out", str(tmp_path), "--date", date],
+        [sys.executable, str(REPO / "data_cards" / "sources" / "build_eld_cards.py"), "--out", str(tmp_path), "--date", date],
         check=True,
         capture_output=True,
     )

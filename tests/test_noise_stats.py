@@ -1,4 +1,4 @@
-"""Statistical properties of the noise model (../shared/DESIGN.md §1).
+"""Statistical properties of the noise model (docs/model.md).
 
 Fixed seeds; tolerances of 5 standard errors computed from the sample size n:
 mean σ/√n, variance √((μ₄ − σ⁴)/n) (σ²·√(2/n) for a Gaussian). Goodness-of-fit tests use p > 1e-4.

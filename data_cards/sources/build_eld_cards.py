@@ -2,10 +2,11 @@
 
 Usage (from the repository root)::
 
-    python data_cards/build_eld_cards.py [--source PATH] [--out data_cards] [--date YYYY-MM-DD]
+    python data_cards/sources/build_eld_cards.py [--source PATH] [--out data_cards] [--date YYYY-MM-DD]
 
 Source: the noise parameters Wei et al. released for ELD (CVPR 2020 / TPAMI 2021), converted from
-their ``.npy`` files to JSON unchanged (``../shared/reference/eld_released_camera_params.json``).
+their ``.npy`` files to JSON unchanged (``data_cards/sources/eld_released_camera_params.json``; see
+``data_cards/sources/README.md``).
 Mapping, field by field (natural logarithms throughout, as ELD):
 
 * ``Kmin``/``Kmax`` → ``[joint] k_min_dn_per_e``/``k_max_dn_per_e``;
@@ -18,8 +19,8 @@ Mapping, field by field (natural logarithms throughout, as ELD):
   ``raw_pattern`` indices 0..3, i.e. R, G(0,1), B(1,1), G(1,0) = "R, G1, B, G2"; our Bayer site order
   for RGGB is R, G1, G2, B, so each vector ``[r, g1, b, g2]`` becomes ``[r, g1, g2, b]``.
 
-SonyA7S2 additionally gets PMN's published per-ISO values (Feng et al., ACM MM 2022; quoted in
-``../shared/reference/README.md``) as its ``[[iso]]`` table and a dual-gain switch at ISO 3200.
+SonyA7S2 additionally gets PMN's published per-ISO values (Feng et al., ACM MM 2022; listed in
+``data_cards/sources/README.md``) as its ``[[iso]]`` table and a dual-gain switch at ISO 3200.
 """
 
 from __future__ import annotations
@@ -30,13 +31,12 @@ import json
 import sys
 from pathlib import Path
 
-HERE = Path(__file__).resolve().parent
-sys.path.insert(0, str(HERE.parent))  # run from a checkout without installing
+HERE = Path(__file__).resolve().parent  # data_cards/sources/ (not installed: a development script)
 
-from noisesim.card import Camera, Card, ISOEntry, JointModel, JointProfile, LogLinearFit, save_card  # noqa: E402
-from noisesim.params import Sensor  # noqa: E402
+from noisesim.card import Camera, Card, ISOEntry, JointModel, JointProfile, LogLinearFit, save_card
+from noisesim.params import Sensor
 
-DEFAULT_SOURCE = HERE.parent.parent / "shared" / "reference" / "eld_released_camera_params.json"
+DEFAULT_SOURCE = HERE / "eld_released_camera_params.json"
 
 ELD_CITATION = (
     "K. Wei, Y. Fu, J. Yang, H. Huang, 'A Physics-based Noise Formation Model for Extreme Low-light Raw "
@@ -69,7 +69,7 @@ CAMERAS = {
     "SonyA7S2": dict(make="Sony", model="ILCE-7SM2", black=512, black_sourced=True),
 }
 
-# PMN's published per-ISO values for the Sony A7S2 (../shared/reference/README.md), black level 512.
+# PMN's published per-ISO values for the Sony A7S2 (data_cards/sources/README.md), black level 512.
 SONY_A7S2_PMN_TABLE = (
     # iso, K [DN/e-], lambda, sigma_TL [DN], sigma_Gauss [DN], sigma_row [DN]
     (100, 0.0956, 0.149, 0.70, 1.01, 0.14),
@@ -134,7 +134,7 @@ def convert(name: str, eld: dict, *, source: Path, date: str) -> Card:
         )
         switch = SONY_DUAL_GAIN_SWITCH_ISO
         prov["iso_table_citation"] = PMN_CITATION
-        prov["black_level_source"] = "512 DN, PMN's published Sony A7S2 calibration (quoted in shared/reference/README.md)"
+        prov["black_level_source"] = "512 DN, PMN's published Sony A7S2 calibration (listed in data_cards/sources/README.md)"
         notes += [
             "Per-ISO table (ISO 100, 1600, 3200, 6400): PMN's published values; no black-level error or column "
             "noise was published with them, so black-level errors come from the ELD bins.",
@@ -166,7 +166,7 @@ def convert(name: str, eld: dict, *, source: Path, date: str) -> Card:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--source", type=Path, default=DEFAULT_SOURCE, help="ELD parameters as JSON")
-    parser.add_argument("--out", type=Path, default=HERE, help="folder for the .toml cards")
+    parser.add_argument("--out", type=Path, default=HERE.parent, help="folder for the .toml cards (default: data_cards/)")
     parser.add_argument("--date", default=datetime.date.today().isoformat(), help="conversion date recorded in provenance")
     args = parser.parse_args(argv)
     data = json.loads(args.source.read_text())
