@@ -1,4 +1,4 @@
-"""Reading a capture: dark and flat frames with their ISO, exposure time, levels and CFA (DESIGN §2).
+"""Reading a capture: dark and flat frames with their ISO, exposure time, levels and CFA (docs/calibration.md).
 
 Three ways in:
 

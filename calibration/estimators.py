@@ -1,4 +1,4 @@
-"""Estimators on arrays and running sums (DESIGN §2; EMVA 1288 release 4.0; Wei et al. 2020; Feng et al. 2022).
+"""Estimators on arrays and running sums (docs/calibration.md; EMVA 1288 release 4.0; Wei et al. 2020; Feng et al. 2022).
 
 Every figure is an :class:`Estimate`: value, standard error and a confidence interval at a stated level,
 with the method that produced them. Units are in the names of the fields that hold them.
@@ -160,7 +160,7 @@ def fit_ptc(mean_dn, var_dn2, *, n_pixels: int, sigma2_dark_dn2: float = 0.0, sa
 
 
 # ------------------------------------------------------------------------------------------------
-# row / column / pixel decomposition (DESIGN §2.4)
+# row / column / pixel decomposition (docs/calibration.md step 4)
 
 
 def solve_row_col_pixel(v_row: float, v_col: float, v_total: float, n_cols: int, n_rows: int) -> tuple[float, float, float]:
@@ -168,7 +168,7 @@ def solve_row_col_pixel(v_row: float, v_col: float, v_total: float, n_cols: int,
 
     With independent row offsets (σ²_r), column offsets (σ²_c) and pixel noise (σ²_p):
     ``v_row = σ²_r + σ²_p / N_cols``, ``v_col = σ²_c + σ²_p / N_rows``, ``v_total = σ²_p + σ²_r + σ²_c``
-    (DESIGN §2.4: the pixel noise averaged into each row mean is removed).
+    (docs/calibration.md step 4: the pixel noise averaged into each row mean is removed).
     """
     a = np.array([[1.0, 0.0, 1.0 / n_cols], [0.0, 1.0, 1.0 / n_rows], [1.0, 1.0, 1.0]])
     r, c, p = np.linalg.solve(a, np.array([v_row, v_col, v_total]))
@@ -208,7 +208,7 @@ def _log_filliben_medians(n: int) -> np.ndarray:
 
 
 def tukey_quantile(u: np.ndarray, lam: float) -> np.ndarray:
-    """Q_λ(u) = (u^λ − (1−u)^λ)/λ, log(u/(1−u)) at λ = 0 (DESIGN §1)."""
+    """Q_λ(u) = (u^λ − (1−u)^λ)/λ, log(u/(1−u)) at λ = 0 (docs/model.md)."""
     if abs(lam) < 1e-9:
         return np.log(u) - np.log1p(-u)
     return (u**lam - (1.0 - u) ** lam) / lam
@@ -404,7 +404,7 @@ def flatten_illumination(plane: np.ndarray, *, degree: int = 4, box: int = 31) -
 def hot_pixel_mask(ds_packed: np.ndarray, *, threshold: float = 6.0) -> np.ndarray:
     """Pixels whose dark shading departs from the 5×5 median of its channel by > ``threshold`` robust σ.
 
-    Shape: ``(C, h, w) -> (C, h, w)`` bool. σ is 1.4826 × MAD of (DS − median₅ DS) per channel (DESIGN §2.3).
+    Shape: ``(C, h, w) -> (C, h, w)`` bool. σ is 1.4826 × MAD of (DS − median₅ DS) per channel (docs/calibration.md step 3).
     """
     mask = np.zeros(ds_packed.shape, dtype=bool)
     for c in range(ds_packed.shape[0]):
@@ -472,13 +472,13 @@ def fit_line(x, y, *, weights=None, what: str = "fit") -> LineFit:
 
 
 # ------------------------------------------------------------------------------------------------
-# fidelity (DESIGN §3)
+# fidelity (docs/calibration.md)
 
 
 def kl_divergences(real: np.ndarray, synthetic: np.ndarray) -> tuple[float, float]:
     """Forward KL(real‖synthetic) and symmetric KL between integer-DN histograms [nats].
 
-    Bins: integer DN over the real frame's 0.1–99.9 % range (DESIGN §3); empty synthetic bins get a
+    Bins: integer DN over the real frame's 0.1–99.9 % range (docs/calibration.md); empty synthetic bins get a
     tiny floor so the divergence stays finite.
     """
     real = np.asarray(real, dtype=np.float64).ravel()

@@ -1,4 +1,4 @@
-"""Fidelity of a card against real dark frames (DESIGN §3): KL divergences of integer-DN histograms.
+"""Fidelity of a card against real dark frames (docs/calibration.md): KL divergences of integer-DN histograms.
 
 For each ISO, real dark frames (held out of the calibration, or any darks given to :func:`validate`) are
 compared per packed channel with frames synthesized by :func:`noisesim.noise.simulate` from the card's

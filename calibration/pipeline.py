@@ -1,4 +1,4 @@
-"""The calibration procedure: capture → per-ISO estimates → joint model → data card (DESIGN §2).
+"""The calibration procedure: capture → per-ISO estimates → joint model → data card (docs/calibration.md).
 
 :func:`calibrate` streams over the frames once (darks of an ISO first, then its flats), so memory is
 bounded by a few full-frame float64 buffers whatever the stack depth.
@@ -151,7 +151,7 @@ def calibrate(
     progress: Callable[[Iterable], Iterable] | None = None,
     rng=0,
 ) -> CalibrationResult:
-    """Estimate a noisesim data card from dark and flat frames (DESIGN §2).
+    """Estimate a noisesim data card from dark and flat frames (docs/calibration.md).
 
     Parameters
     ----------
@@ -298,7 +298,7 @@ def _calibrate_iso(iso, darks, flats, cfa: CFA, shape, warnings, sample_pixels, 
         val = float(np.mean([mean_packed[c][~hot_packed[c]].mean() for c in chans]))
         se = float(np.std(fm[:, chans].mean(axis=1), ddof=1) / math.sqrt(n))
         ble.append(Estimate.normal(val, se, f"channel mean of {n} darks; SE from frame-to-frame spread", n, dof=n - 1))
-    # --- row / column / pixel decomposition (DESIGN §2.4) --------------------------------------------
+    # --- row / column / pixel decomposition (docs/calibration.md step 4) --------------------------------------------
     corr = 1.0 / (1.0 - 1.0 / n)  # residuals against the stack mean lose a 1/N of the variance
     vr_f = ds.row_resid.var(axis=1, ddof=1) * corr
     vc_f = ds.col_resid.var(axis=1, ddof=1) * corr
@@ -564,7 +564,7 @@ def _provenance(cap: Capture, results: list[ISOResult], camera: str) -> dict:
 
     files = sorted({p for r in results for p in r.files})
     return {
-        "source": "calibrated by noisesim calibration (DESIGN §2; EMVA 1288 PTC)",
+        "source": "calibrated by noisesim calibration (docs/calibration.md; EMVA 1288 PTC)",
         "capture": str(cap.source),
         "date": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
         "software": f"noisesim {__version__}",

@@ -146,7 +146,7 @@ def write_report(result, path) -> Path:
             ax.set_title(f"ln {name} vs ln K")
         out.append(_png(fig))
         out.append("<table><tr><th>σ</th><th>ISOs</th><th>slope</th><th>intercept</th><th>residual std</th></tr>" + "".join(rows) + "</table>")
-    out.append("<h2>Fidelity on held-out darks (DESIGN §3)</h2>")
+    out.append("<h2>Fidelity on held-out darks (docs/calibration.md)</h2>")
     if res.fidelity:
         out.append("<table><tr><th>ISO</th><th>model</th><th>KL(real‖synthetic)</th><th>symmetric KL</th><th>channels × frames</th></tr>")
         for s in summarize(res.fidelity):

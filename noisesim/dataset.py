@@ -32,7 +32,7 @@ Layout (schema ``noisesim.dataset/1``)
 
 C, h, w = p², patch/p, patch/p for CFA period p (Bayer: 4 channels in the order the pattern reads).
 Datasets are chunked one patch per chunk and uncompressed by default: noise does not compress
-(DESIGN §4: lzf 1.07× at 11× the write time); ``compression="lzf"|"gzip"`` is an option, and
+(docs/datasets.md: lzf 1.07× at 11× the write time); ``compression="lzf"|"gzip"`` is an option, and
 ``storage="uint16"`` halves the size exactly.
 
 Crash safety: everything is written to ``<output>.partial`` in the same directory and renamed when
@@ -376,7 +376,7 @@ def _produce(job: _Job, todo: Sequence[int], workers: int) -> Iterator[tuple]:
     shm = shared_memory.SharedMemory(create=True, size=nslots * 2 * int(np.prod(shape)) * dtype.itemsize)
     try:
         slots = np.ndarray((nslots, 2) + shape, dtype=dtype, buffer=shm.buf)
-        # spawn, not fork: numba's OpenMP threading layer is not fork-safe (DESIGN §5).
+        # spawn, not fork: numba's OpenMP threading layer is not fork-safe (docs/performance.md).
         ctx = mp.get_context("spawn")
         # The job (with its Card: 0.1 ms to unpickle, vs 2 ms to re-parse the card text) goes to each
         # worker once, as an initializer argument.
@@ -768,7 +768,7 @@ def generate_dataset(
         float32 normalized, or uint16 raw DN including the black level (half the size; the clean patch
         is then rounded to DN before the noise is drawn from it, so re-synthesis stays exact).
     compression : {None, "lzf", "gzip"}
-        HDF5 filter for clean and noisy (default none: noise does not compress, DESIGN §4).
+        HDF5 filter for clean and noisy (default none: noise does not compress, docs/datasets.md).
     components : NoiseComponents, optional
         Noise terms to simulate (default: all).
     force : bool
@@ -1058,7 +1058,7 @@ def noise_level_map(clean_normalized: np.ndarray, params: NoiseParams, ratio: fl
     """Per-pixel noise σ of the short exposure, in normalized units (not multiplied by the ratio).
 
     σ² [DN²] = K · x + σ_read² + σ_row² + σ_col², x = y · (W − B) / r the expected signal [DN]
-    (DESIGN §1; the heteroscedastic Gaussian approximation of the Poisson–Gaussian model).
+    (docs/model.md; the heteroscedastic Gaussian approximation of the Poisson–Gaussian model).
 
     Shape: clean (C, h, w) normalized → (C, h, w) float32; ``channel_range_dn`` (C,) W − B per packed channel.
     """

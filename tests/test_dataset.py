@@ -64,7 +64,7 @@ def test_layout_matches_design(blurred):
             ds = f[name]
             assert ds.shape == (12, 4, 16, 16) and ds.dtype == np.float32
             assert ds.chunks == (1, 4, 16, 16), "one patch per chunk"
-            assert ds.compression is None, "noise does not compress: no filter by default (DESIGN §4)"
+            assert ds.compression is None, "noise does not compress: no filter by default (docs/datasets.md)"
         assert f["params"].dtype == PARAMS_DTYPE and f["params"].shape == (12,)
         k = f["blur_kernels"]
         assert k.shape[0] == 12 and k.shape[1] == k.shape[2] and k.shape[1] % 2 == 1
@@ -111,7 +111,7 @@ def test_inspect_summary_and_contact_sheet(blurred, tmp_path):
 # ------------------------------------------------------------------------------------------------
 def test_noisy_consistent_with_clean_and_params(tmp_path):
     """Per sample and channel: residual mean = black-level error, row-demeaned variance =
-    K·x + σ_read² + σ_col² + 1/12 (DESIGN §1), each within 5 standard errors."""
+    K·x + σ_read² + σ_col² + 1/12 (docs/model.md), each within 5 standard errors."""
     out = generate_dataset(tmp_path / "s.h5", pairs=16, **{**SMALL, "patch": 64}, seed=11)
     with h5py.File(out, "r") as f:
         clean, noisy, rec = f["clean"][:].astype(np.float64), f["noisy"][:].astype(np.float64), f["params"][:]

@@ -58,7 +58,7 @@ def test_poisson_shot_noise_regimes(mu):
 
 
 def test_gaussian_path_total_variance():
-    """Var = K·x + σ² + σ_row² + 1/12 for the Gaussian path with quantization (DESIGN §1)."""
+    """Var = K·x + σ² + σ_row² + 1/12 for the Gaussian path with quantization (docs/model.md)."""
     k, sigma, row = 2.0, 3.0, 1.5
     x_dn = 400.0
     p = NoiseParams(k, read_model="gaussian", read_sigma_dn=sigma, row_sigma_dn=row)
@@ -88,7 +88,7 @@ def test_tukey_samples_match_scipy(lam):
 
 
 def test_tukey_scale_reference_value():
-    """DESIGN §1: λ = 0.149, σ_TL = 0.70 gives std ≈ 1.01 DN."""
+    """docs/model.md: λ = 0.149, σ_TL = 0.70 gives std ≈ 1.01 DN."""
     p = NoiseParams(1.0, tukey_lambda=0.149, tukey_scale_dn=0.70)
     comps = NoiseComponents.only("read", quantize=False, dither=False, clip=False)
     x = simulate(np.zeros((500, 500), np.float32), p, SENSOR16, components=comps, output_unit="dn", rng=1).ravel().astype(float)
@@ -216,7 +216,7 @@ def test_units_layouts_and_dtypes_agree():
 
 
 def test_mean_signal_follows_ratio():
-    """E[D − B] = y·(W − B)/r (DESIGN §1), here with shot + read + quantization."""
+    """E[D − B] = y·(W − B)/r (docs/model.md), here with shot + read + quantization."""
     p = NoiseParams(1.2, tukey_lambda=0.05, tukey_scale_dn=2.0)
     y, r = 0.5, 50.0
     out = simulate(np.full((300, 400), y, np.float32), p, SENSOR14, ratio=r, output_unit="dn", rng=2).astype(float)

@@ -11,7 +11,7 @@ def add_parser(subparsers) -> None:
         "calibrate",
         help="estimate a data card from dark and flat frames",
         description="Estimate a noisesim data card from a capture folder (darks/ and flats/ of raw files with EXIF) "
-        "or a CSV/TOML manifest of .npy/.tiff frames (DESIGN §2). Writes the card (+ maps sidecar) and, "
+        "or a CSV/TOML manifest of .npy/.tiff frames (docs/calibration.md). Writes the card (+ maps sidecar) and, "
         "optionally, a self-contained HTML report.",
     )
     p.add_argument("capture", metavar="CAPTURE_DIR_OR_MANIFEST")

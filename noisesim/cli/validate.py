@@ -1,4 +1,4 @@
-"""``noisesim validate CARD CAPTURE_DIR``: KL fidelity of a card against real dark frames (DESIGN §3)."""
+"""``noisesim validate CARD CAPTURE_DIR``: KL fidelity of a card against real dark frames (docs/calibration.md)."""
 
 from __future__ import annotations
 
