@@ -411,7 +411,8 @@ class Card:
     joint : JointModel or None
         The joint ISO model; a card needs an ISO table, a joint model, or both.
     maps_file, maps_sha256 : str or None
-        File name of the ``.npz`` sidecar (next to the card) and its SHA-256; see :attr:`maps`.
+        File name of the ``.npz`` sidecar (next to the card) and its SHA-256; see :attr:`maps`. A card
+        given maps in memory (:meth:`with_maps`) has no checksum until :func:`save_card` writes the sidecar.
     provenance : mapping
         Free-form (source, citation, date, software, notes …).
     """
@@ -426,8 +427,6 @@ class Card:
     # Not part of the card's identity: the file it came from (to find the sidecar) and in-memory maps.
     source_path: Path | None = field(default=None, compare=False, repr=False)
     _maps: FixedPatternMaps | None = field(default=None, compare=False, repr=False, hash=False)
-    # The sidecar bytes computed by with_maps (for its checksum), reused by save_card.
-    _maps_npz: bytes | None = field(default=None, compare=False, repr=False, hash=False)
     _text: str | None = field(default=None, init=False, compare=False, repr=False, hash=False)
 
     def __post_init__(self) -> None:
@@ -450,10 +449,10 @@ class Card:
             raise _Invalid("joint.tukey_lambda_values", "required when the card has no per-ISO table (λ must come from somewhere)")
         if self.maps_file is not None:
             _check_sidecar_name("maps.file", self.maps_file)
-            if self.maps_sha256 is None:
+            if self.maps_sha256 is None and self._maps is None:
                 raise _Invalid("maps.sha256", "missing (required with maps.file)")
-            sha = _string("maps.sha256", self.maps_sha256)
-            if len(sha) != 64 or any(c not in "0123456789abcdef" for c in sha):
+            sha = self.maps_sha256 and _string("maps.sha256", self.maps_sha256)
+            if sha is not None and (len(sha) != 64 or any(c not in "0123456789abcdef" for c in sha)):
                 raise _Invalid("maps.sha256", f"must be 64 lowercase hex digits, got {sha!r}")
         elif self.maps_sha256 is not None:
             raise _Invalid("maps.file", "missing (maps.sha256 given without a file)")
@@ -506,28 +505,18 @@ class Card:
         object.__setattr__(self, "_maps", maps)
         return maps
 
-    def __getstate__(self):
-        # The cached sidecar bytes are not worth shipping to worker processes: save_card rebuilds them.
-        state = dict(self.__dict__)
-        state["_maps_npz"] = None
-        return state
-
-    def __setstate__(self, state):
-        self.__dict__.update(state)
-
     def with_maps(self, maps: FixedPatternMaps | None, file: str | None = None) -> "Card":
         """A copy carrying ``maps`` in memory; :func:`save_card` writes them to the sidecar ``file``.
 
-        ``file`` defaults to ``"<camera name>_maps.npz"``; ``maps=None`` removes the maps.
+        ``file`` defaults to ``"<camera name>_maps.npz"``; ``maps=None`` removes the maps. The sidecar is
+        compressed and checksummed only when saved (seconds for 12 MP maps), so ``maps_sha256`` is None here.
         """
         if maps is None:
-            return dataclasses.replace(self, maps_file=None, maps_sha256=None, _maps=None, _maps_npz=None)
+            return dataclasses.replace(self, maps_file=None, maps_sha256=None, _maps=None)
         if not isinstance(maps, FixedPatternMaps):
             raise ParameterError(f"maps must be FixedPatternMaps, got {type(maps).__name__}")
         file = file or self.maps_file or f"{_safe_stem(self.name)}_maps.npz"
-        data = _npz_bytes(maps)
-        sha = hashlib.sha256(data).hexdigest()
-        return dataclasses.replace(self, maps_file=file, maps_sha256=sha, _maps=maps, _maps_npz=data)
+        return dataclasses.replace(self, maps_file=file, maps_sha256=None, _maps=maps)
 
     def replace(self, **changes) -> "Card":
         """A copy with some fields changed (validated again)."""
@@ -929,7 +918,8 @@ def card_to_toml(card: Card) -> str:
             ]
             out += [f"{name} = {_fmt(_fit_dict(p.fit(name)))}" for name in _FIT_NAMES]
     if card.maps_file is not None:
-        out += ["", "[maps]", f"file = {_fmt(card.maps_file)}", f"sha256 = {_fmt(card.maps_sha256)}"]
+        sha = card.maps_sha256 or hashlib.sha256(_npz_bytes(card.maps)).hexdigest()  # in-memory maps: as saved
+        out += ["", "[maps]", f"file = {_fmt(card.maps_file)}", f"sha256 = {_fmt(sha)}"]
     if card.provenance:
         out += ["", tomli_w.dumps({"provenance": _plain(card.provenance)}).rstrip("\n")]
     return "\n".join(out) + "\n"
@@ -975,7 +965,7 @@ def save_card(card: Card, path: str | os.PathLike) -> Path:
         raise CardError(f"{path}: folder {path.parent} does not exist")
     if card.maps_file is not None:
         maps = card.maps  # loads from the source sidecar if needed (checksum verified)
-        data = card._maps_npz if card._maps_npz is not None and card._maps is maps else _npz_bytes(maps)
+        data = _npz_bytes(maps)
         digest = hashlib.sha256(data).hexdigest()
         if digest != card.maps_sha256:
             # An in-memory card whose maps changed, or a sidecar written by other software: record the new sum.

@@ -103,7 +103,9 @@ def test_round_trip_with_maps(tmp_path):
     path = save_card(card, tmp_path / "test.toml")
     assert (tmp_path / "testcam_maps.npz").is_file()
     loaded = load_card(path)
-    assert loaded == card
+    assert card.maps_sha256 is None  # in memory: checksummed when saved
+    assert loaded == card.replace(maps_sha256=loaded.maps_sha256)
+    assert f'sha256 = "{loaded.maps_sha256}"' in card.text  # the in-memory card's text names the saved sidecar
     got = loaded.maps
     for name in ("dark_shading_k_dn_per_iso", "dark_shading_b_dn", "prnu", "hot_pixel_mask"):
         np.testing.assert_array_equal(getattr(got, name), getattr(maps, name))
@@ -111,7 +113,21 @@ def test_round_trip_with_maps(tmp_path):
     # saving a loaded card elsewhere copies the sidecar, same checksum
     out = tmp_path / "copy"
     out.mkdir()
-    assert load_card(save_card(loaded, out / "again.toml")) == card
+    assert load_card(save_card(loaded, out / "again.toml")) == loaded
+
+
+def test_with_maps_compresses_only_when_saving(tmp_path, monkeypatch):
+    """Building an in-memory card (calibration) must not pay for the sidecar's compression (issue 12)."""
+    import noisesim.card as card_mod
+
+    calls = []
+    real = card_mod._npz_bytes
+    monkeypatch.setattr(card_mod, "_npz_bytes", lambda maps: calls.append(1) or real(maps))
+    card = make_card().with_maps(small_maps(), file="lazy_maps.npz")
+    assert calls == [] and card.maps is not None
+    save_card(card, tmp_path / "lazy.toml")
+    assert calls == [1]
+    assert load_card(tmp_path / "lazy.toml").maps_sha256 is not None
 
 
 def test_maps_checksum_mismatch_and_missing_sidecar(tmp_path):
