@@ -9,13 +9,15 @@ Prints, for packed 4 × 256 × 256 patches (512 × 512 mosaic) by default:
    the time spent in the noise kernel (run on the calling thread, as generation does; also timed on
    numba's thread pool for comparison);
 2. end-to-end ``generate_dataset`` pairs/s with 1 and 2 worker processes (same bytes either way),
-   wall and CPU seconds per pair (parent + worker processes), against the bound set by the kernel alone;
+   wall and CPU seconds per pair (parent + worker processes), against the bound set by the kernel alone.
+   The steady rate is the difference of two runs (N and N/5 pairs, both paying the same start-up: worker
+   spawn, imports, numba cache loading), with N large enough for about ``--seconds`` of work per run;
 3. read throughput of :class:`noisesim.torch_data.PairedRawDataset` through a DataLoader with 0 and 2
    workers (float32 and uint16 storage).
 
 Other sessions may load the machine: CPU time (``time.process_time`` and the children's rusage) is
 printed next to wall time, and the load average before and after. All ratios are measured in one run.
-Run: ``python benchmarks/bench_generate.py [--pairs N] [--patch P]``.
+Run: ``python benchmarks/bench_generate.py [--pairs N] [--seconds S] [--patch P]``.
 """
 
 from __future__ import annotations
@@ -27,7 +29,12 @@ import tempfile
 import time
 from pathlib import Path
 
+import sys
+
 import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from _machine import print_machine  # noqa: E402
 
 CARD = "SonyA7S2"
 
@@ -138,16 +145,16 @@ def _print_stages(st: dict, title: str) -> float:
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--pairs", type=int, default=120)
+    ap.add_argument("--pairs", type=int, default=120, help="pairs of the breakdown; the minimum per end-to-end run")
+    ap.add_argument("--seconds", type=float, default=10.0, help="about this much work per end-to-end run (steady-state figure)")
     ap.add_argument("--patch", type=int, default=512, help="mosaic side (512 → packed 4 × 256 × 256)")
     ap.add_argument("--no-loader", action="store_true", help="skip the DataLoader part (no torch needed)")
     args = ap.parse_args()
     import numba
 
     p = args.patch
-    load0 = os.getloadavg()
-    print(f"machine: {os.cpu_count()} CPUs, numba {numba.__version__} threads {numba.get_num_threads()}; "
-          f"load average {load0[0]:.2f} {load0[1]:.2f} {load0[2]:.2f} at start")
+    print_machine()
+    print(f"numba {numba.__version__}")
     print("Other processes may share these cores: compare CPU times (process_time; workers' rusage) more than wall times.")
     print(f"patch: {p} × {p} mosaic → packed 4 × {p // 2} × {p // 2}; {args.pairs} pairs per run\n")
 
@@ -167,23 +174,26 @@ def main() -> None:
         mb = 2 * 4 * (p // 2) ** 2 * 4 / 1e6
         print("\n2. generate_dataset end to end (checkpoints included):")
         rates = {}
+        per_pair_s = sum(v[0] for v in st1.values())
+        # both worker counts write the same pairs (bytes compared below), enough for --seconds on 2 workers
+        pairs = max(args.pairs, int(2 * args.seconds / per_pair_s))
         for w in (1, 2):
-            # A run of 2·w pairs measures the fixed cost (spawning and importing in each worker, numba
-            # cache loading, file creation); the steady rate is the rest of the big run over the rest of the time.
-            n0 = 2 * w
+            # Runs of N and N/5 pairs pay the same fixed cost (spawning and importing in each worker, numba
+            # cache loading, file creation); the steady rate is their difference in pairs over their difference in time.
+            n0 = max(2 * w, pairs // 5)
             r0, c0 = end_to_end(p, n0, w, d / f"s{w}.h5")
-            r, c = end_to_end(p, args.pairs, w, d / f"w{w}.h5")
-            t0, t = n0 / r0, args.pairs / r
-            steady = (args.pairs - n0) / max(t - t0, 1e-9)
-            cpu_steady = (c * args.pairs - c0 * n0) / (args.pairs - n0)
+            r, c = end_to_end(p, pairs, w, d / f"w{w}.h5")
+            t0, t = n0 / r0, pairs / r
+            steady = (pairs - n0) / max(t - t0, 1e-9)
+            cpu_steady = (c * pairs - c0 * n0) / (pairs - n0)
             rates[w] = steady
-            print(f"   workers={w}: {r:6.1f} pairs/s over {args.pairs} pairs ({r * mb:.0f} MB/s written); fixed start-up "
-                  f"{t0:.2f} s wall; steady {steady:6.1f} pairs/s, CPU {cpu_steady * 1e3:5.1f} ms/pair (parent + workers), "
-                  f"kernel {100 * kc1 / cpu_steady:.0f} % of it")
+            print(f"   workers={w}: {r:6.1f} pairs/s over {pairs} pairs in {t:.1f} s ({r * mb:.0f} MB/s written); "
+                  f"start-up ≈ {t0 - n0 / steady:.2f} s wall; steady {steady:6.1f} pairs/s, CPU {cpu_steady * 1e3:5.1f} ms/pair "
+                  f"(parent + workers), kernel {100 * kc1 / cpu_steady:.0f} % of it")
         same = (d / "w1.h5").read_bytes() == (d / "w2.h5").read_bytes()
         print(f"   steady speed-up 2 vs 1 workers ×{rates[2] / rates[1]:.2f}; identical bytes: {same}; "
               f"bound if only the kernel ran, one per core: {os.cpu_count() / kc1:.1f} pairs/s")
-        ru, cu = end_to_end(p, args.pairs, 1, d / "u16.h5", storage="uint16")
+        ru, cu = end_to_end(p, pairs, 1, d / "u16.h5", storage="uint16")
         print(f"   uint16 storage, workers=1: {ru:6.1f} pairs/s, CPU {cu * 1e3:.1f} ms/pair, file "
               f"{os.path.getsize(d / 'u16.h5') / 1e6:.1f} MB vs float32 {os.path.getsize(d / 'w1.h5') / 1e6:.1f} MB")
 
