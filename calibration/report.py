@@ -10,10 +10,11 @@ from __future__ import annotations
 import base64
 import html
 import io
-import os
 from pathlib import Path
 
 import numpy as np
+
+from noisesim.atomic import write_text
 
 
 def _png(fig) -> str:
@@ -161,7 +162,5 @@ def write_report(result, path) -> Path:
             "td,th{border:1px solid #ccc;padding:3px 6px;vertical-align:top}img{max-width:100%}</style></head><body>"
             + "\n".join(out) + "</body></html>")
     path = Path(path)
-    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
-    tmp.write_text(page, encoding="utf-8")
-    os.replace(tmp, path)
+    write_text(path, page)
     return path

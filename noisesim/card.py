@@ -39,7 +39,6 @@ import json
 import math
 import os
 import sys
-import tempfile
 import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -47,6 +46,7 @@ from typing import Any, Mapping
 
 import numpy as np
 
+from .atomic import write_bytes, write_text
 from .cfa import CFA
 from .errors import CardError, CFAError, ParameterError, UnknownCardError
 from .params import FixedPatternMaps, Sensor
@@ -936,20 +936,6 @@ def _plain(value: Any) -> Any:
     return value
 
 
-def _atomic_write(path: Path, data: bytes) -> None:
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-        os.replace(tmp, path)
-    except BaseException:
-        try:
-            os.unlink(tmp)
-        except OSError:
-            pass
-        raise
-
-
 def save_card(card: Card, path: str | os.PathLike) -> Path:
     """Write a card as TOML (and its maps sidecar next to it when it has maps); returns the card's path.
 
@@ -970,6 +956,6 @@ def save_card(card: Card, path: str | os.PathLike) -> Path:
         if digest != card.maps_sha256:
             # An in-memory card whose maps changed, or a sidecar written by other software: record the new sum.
             card = dataclasses.replace(card, maps_sha256=digest)
-        _atomic_write(path.parent / card.maps_file, data)
-    _atomic_write(path, card_to_toml(card).encode("utf-8"))
+        write_bytes(path.parent / card.maps_file, data)
+    write_text(path, card_to_toml(card))
     return path

@@ -60,6 +60,7 @@ from typing import Any, Iterator, Sequence
 
 import numpy as np
 
+from .atomic import atomic_path, write_bytes
 from .errors import DatasetError, NoiseSimError, ParameterError, UnknownISOError
 from .params import NoiseComponents, NoiseParams, Sensor
 
@@ -645,12 +646,11 @@ def _write_master(output: Path, shard_files: list[Path], attrs: dict, config_jso
     """A master file presenting the shards as one dataset through HDF5 virtual datasets (relative paths)."""
     import h5py
 
-    tmp = _partial(output)
     infos = []
     for sp in shard_files:
         with h5py.File(sp, "r") as f:
             infos.append({name: (f[name].shape, f[name].dtype) for name in ("clean", "noisy", "params", "blur_kernels", "blur_kernel_sizes")})
-    with h5py.File(tmp, "w") as f:
+    with atomic_path(output) as tmp, h5py.File(tmp, "w") as f:
         for name in ("clean", "noisy", "params", "blur_kernels", "blur_kernel_sizes"):
             shapes = [info[name][0] for info in infos]
             dtype = infos[0][name][1]
@@ -672,7 +672,6 @@ def _write_master(output: Path, shard_files: list[Path], attrs: dict, config_jso
         f.attrs["shards"] = json.dumps([sp.name for sp in shard_files])
         f.attrs["first_sample"] = 0
         f.attrs["generation_config"] = config_json
-    os.replace(tmp, output)
 
 
 # ------------------------------------------------------------------------------------------------
@@ -1170,6 +1169,11 @@ def contact_sheet(path: str | os.PathLike, out_png: str | os.PathLike, *, n: int
     gap = np.ones((4, tiles[0].shape[1], 3), np.float32)
     sheet = np.concatenate([t for tile in tiles for t in (tile, gap)][:-1], axis=0)
     img = (np.clip(sheet, 0, 1) * 255 + 0.5).astype(np.uint8)
-    if not cv2.imwrite(str(out_png), cv2.cvtColor(img, cv2.COLOR_RGB2BGR)):
-        raise DatasetError(f"could not write {out_png}")
+    try:  # encoded in memory, then written atomically (cv2.imwrite would leave a torn file on a full disk)
+        ok, encoded = cv2.imencode(out_png.suffix.lower() or ".png", cv2.cvtColor(img, cv2.COLOR_RGB2BGR))
+    except cv2.error:
+        ok = False
+    if not ok:
+        raise DatasetError(f"could not write {out_png}: cannot encode an image as {out_png.suffix or 'PNG'!r} (use .png)")
+    write_bytes(out_png, encoded.tobytes())
     return out_png

@@ -10,13 +10,13 @@ identity ``ColorMatrix1``.
 
 from __future__ import annotations
 
-import os
 import struct
 from fractions import Fraction
 from pathlib import Path
 
 import numpy as np
 
+from .atomic import atomic_path
 from .cfa import CFA
 from .errors import ParameterError, ShapeError
 
@@ -190,13 +190,11 @@ def write_dng(
     assert exif_offset >= 8 + len(ifd0)  # layout invariant, not input validation
 
     path = Path(path)
-    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
-    with open(tmp, "wb") as f:
+    with atomic_path(path) as tmp, open(tmp, "wb") as f:
         f.write(b"II*\0" + struct.pack("<I", 8))
         f.write(ifd0)
         f.write(b"\0" * (exif_offset - 8 - len(ifd0)))
         f.write(exif)
         f.write(b"\0" * (strip_offset - exif_offset - len(exif)))
         f.write(data)
-    os.replace(tmp, path)
     return path

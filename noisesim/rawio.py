@@ -9,13 +9,12 @@ are per LibRaw colour index, not per position).
 
 from __future__ import annotations
 
-import os
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
+from .atomic import atomic_path
 from .cfa import CFA
 from .errors import CFAError, InputFileError
 
@@ -148,9 +147,7 @@ def write_array(path, array: np.ndarray) -> Path:
         raise InputFileError(f"{path}: unknown output format {suffix!r}; expected one of {ARRAY_EXTENSIONS}")
     if not path.parent.exists():
         raise InputFileError(f"{path}: the output folder {path.parent} does not exist")
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".part", dir=path.parent)
-    os.close(fd)
-    try:
+    with atomic_path(path) as tmp:
         if suffix == ".npy":
             with open(tmp, "wb") as f:
                 np.save(f, array)
@@ -158,8 +155,4 @@ def write_array(path, array: np.ndarray) -> Path:
             import tifffile
 
             tifffile.imwrite(tmp, array)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
     return path

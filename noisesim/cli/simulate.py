@@ -19,6 +19,7 @@ from pathlib import Path
 
 import numpy as np
 
+from ..atomic import write_text
 from ..card import load_card
 from ..errors import CFAError, InputFileError
 from ..noise import simulate
@@ -110,7 +111,7 @@ def run(args) -> int:
     else:
         write_array(args.output, noisy)
     if args.params_out:
-        args.params_out.write_text(json.dumps(params.to_dict(), indent=2) + "\n")
+        write_text(args.params_out, json.dumps(params.to_dict(), indent=2) + "\n")
     shape = "×".join(str(s) for s in noisy.shape)
     iso = f"ISO {params.iso:g}, " if params.iso else ""
     print(f"wrote {args.output}: {shape} {card.sensor.cfa.pattern} {noisy.dtype} {out_unit}; {card.camera.name} "
