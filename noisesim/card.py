@@ -11,6 +11,11 @@ for a camera, and what :func:`noisesim.noise.simulate` needs to know about its r
   ``read_sigma_dn``, ``tukey_lambda``, ``tukey_scale_dn``, ``row_sigma_dn``, ``black_level_error_dn`` (4),
   optional ``col_sigma_dn`` and ``dark_current_e_per_s``, and an optional ``ci`` table of 95 % confidence
   intervals ``field = [lo, hi]`` (``black_level_error_dn = [[lo, hi], …]``, one pair per site).
+  Schema ``/2`` adds, all optional: ``black_level_dn`` (4; the black level raw files declare at this ISO,
+  replacing ``sensor.black_level_dn`` there), ``hot_pixel_dark_current_e_per_s`` (the hot pixels' own mean
+  dark current) and the EMVA 1288 datasheet figures ``read_noise_e`` (σ_d), ``saturation_capacity_e``
+  (μ_e.sat) and ``dynamic_range_db`` (DR_dB). A ``/1`` file is read with its meaning unchanged: one black
+  level for every ISO.
 * ``[joint]`` — the joint ISO model of ELD (Wei et al., CVPR 2020 / TPAMI 2021; docs/model.md):
   the K range ``k_min_dn_per_e`` … ``k_max_dn_per_e``, optional ``dual_gain_switch_iso``,
   ``tukey_lambda_values`` and ``black_level_error_bins`` (4-vectors over equal-width ln K bins spanning the
@@ -72,9 +77,11 @@ __all__ = [
     "shipped_cards_dir",
 ]
 
-SCHEMA = "noisesim.card/1"
+SCHEMA = "noisesim.card/2"
 _SCHEMA_PREFIX = "noisesim.card/"
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
+#: Schema versions this noisesim reads (a /1 card is a /2 card without the /2 keys).
+READABLE_VERSIONS = (1, 2)
 
 #: Arrays a maps sidecar may hold (the fields of :class:`~noisesim.params.FixedPatternMaps`).
 MAP_KEYS = tuple(f.name for f in dataclasses.fields(FixedPatternMaps))
@@ -198,7 +205,13 @@ _ISO_SCALARS = (
     "row_sigma_dn",
     "col_sigma_dn",
     "dark_current_e_per_s",
+    "hot_pixel_dark_current_e_per_s",
+    "read_noise_e",
+    "saturation_capacity_e",
+    "dynamic_range_db",
 )
+#: ``[[iso]]`` keys that need schema /2.
+ISO_KEYS_V2 = ("black_level_dn", "hot_pixel_dark_current_e_per_s", "read_noise_e", "saturation_capacity_e", "dynamic_range_db")
 
 
 @dataclass(frozen=True)
@@ -221,6 +234,15 @@ class ISOEntry:
         Black-level error per colour site, Bayer reading order (RGGB → R, G1, G2, B) [DN], where measured.
     col_sigma_dn, dark_current_e_per_s : float or None
         σ of the per-column offset [DN] and mean dark current [e⁻/s], where measured.
+    black_level_dn : 4 floats or None
+        Black level the raw files declare at this ISO, per colour site [DN] (schema /2); None: the card's
+        ``sensor.black_level_dn``. The dark-frame mean is ``black_level_dn + black_level_error_dn``.
+    hot_pixel_dark_current_e_per_s : float or None
+        Mean dark current of the pixels in the card's hot-pixel map [e⁻/s] (schema /2); the bulk figure
+        ``dark_current_e_per_s`` then excludes them.
+    read_noise_e, saturation_capacity_e, dynamic_range_db : float or None
+        EMVA 1288 datasheet figures (schema /2): temporal dark noise σ_d = σ_y.dark / K [e⁻], saturation
+        capacity μ_e.sat = μ_y.sat / K [e⁻] and dynamic range DR_dB = 20 log₁₀(μ_e.sat / μ_e.min) [dB].
     ci : mapping
         95 % confidence intervals: ``{field: (lo, hi)}``; for ``black_level_error_dn`` a tuple of 4 pairs.
     """
@@ -234,6 +256,11 @@ class ISOEntry:
     black_level_error_dn: tuple[float, float, float, float] | None = None
     col_sigma_dn: float | None = None
     dark_current_e_per_s: float | None = None
+    black_level_dn: tuple[float, float, float, float] | None = None
+    hot_pixel_dark_current_e_per_s: float | None = None
+    read_noise_e: float | None = None
+    saturation_capacity_e: float | None = None
+    dynamic_range_db: float | None = None
     ci: Mapping[str, Any] = field(default_factory=dict, hash=False)
 
     def __post_init__(self) -> None:
@@ -243,10 +270,17 @@ class ISOEntry:
         for name in ("read_sigma_dn", "tukey_scale_dn", "row_sigma_dn"):
             set_(name, _number(name, getattr(self, name), nonneg=True))
         set_("tukey_lambda", _tukey_lambda("tukey_lambda", self.tukey_lambda))
-        for name in ("col_sigma_dn", "dark_current_e_per_s"):
+        for name in ("col_sigma_dn", "dark_current_e_per_s", "hot_pixel_dark_current_e_per_s", "read_noise_e"):
             set_(name, _optional_number(name, getattr(self, name), nonneg=True))
+        set_("saturation_capacity_e", _optional_number("saturation_capacity_e", self.saturation_capacity_e, positive=True))
+        set_("dynamic_range_db", _optional_number("dynamic_range_db", self.dynamic_range_db))
         if self.black_level_error_dn is not None:
             set_("black_level_error_dn", _vec4("black_level_error_dn", self.black_level_error_dn))
+        if self.black_level_dn is not None:
+            black = _vec4("black_level_dn", self.black_level_dn)
+            if any(b < 0 for b in black):
+                raise _Invalid("black_level_dn", f"must be >= 0, got {list(black)}")
+            set_("black_level_dn", black)
         if not isinstance(self.ci, Mapping):
             raise _Invalid("ci", f"must be a table of field = [lo, hi], got {type(self.ci).__name__}")
         ci = {}
@@ -399,7 +433,7 @@ class JointModel:
 
 @dataclass(frozen=True)
 class Card:
-    """A camera's data card (schema ``noisesim.card/1``), see the module docstring for the format.
+    """A camera's data card (schema ``noisesim.card/2``; ``/1`` is read too), see the module docstring.
 
     Attributes
     ----------
@@ -440,6 +474,10 @@ class Card:
                 raise _Invalid(f"iso[{i}]", f"must be an ISOEntry, got {type(e).__name__}")
             if i and not e.iso > table[i - 1].iso:
                 raise _Invalid(f"iso[{i}].iso", f"ISO values must be strictly ascending, got {e.iso:g} after {table[i - 1].iso:g}")
+            if e.black_level_dn is not None:
+                for b, w_, name in zip(e.black_level_dn, self.sensor.white_level_dn, self.sensor.cfa.site_names):
+                    if not b < w_:
+                        raise _Invalid(f"iso[{i}].black_level_dn", f"black level {b:g} of site {name} must be below the white level {w_:g}")
         object.__setattr__(self, "iso_table", table)
         if self.joint is not None and not isinstance(self.joint, JointModel):
             raise _Invalid("joint", f"must be a JointModel, got {type(self.joint).__name__}")
@@ -481,6 +519,30 @@ class Card:
             return self.joint.k_min_dn_per_e, self.joint.k_max_dn_per_e
         ks = [e.gain_k_dn_per_e for e in self.iso_table]
         return min(ks), max(ks)
+
+    def black_level_at(self, iso: float | None) -> tuple[float, float, float, float]:
+        """Black level per colour site [DN] that raw files of this camera declare at ``iso``.
+
+        The ISO-table row nearest in ln ISO gives it where the card has per-ISO black levels (schema /2);
+        otherwise (and for ``iso=None``) it is ``sensor.black_level_dn``.
+        """
+        rows = [e for e in self.iso_table if e.black_level_dn is not None]
+        if iso is None or not rows:
+            return self.sensor.black_level_dn
+        li = math.log(float(iso))
+        return min(rows, key=lambda e: abs(math.log(e.iso) - li)).black_level_dn  # type: ignore[return-value]
+
+    def sensor_at(self, iso: float | None) -> Sensor:
+        """:attr:`sensor` with the black level of ``iso`` (see :meth:`black_level_at`)."""
+        black = self.black_level_at(iso)
+        if black == self.sensor.black_level_dn:
+            return self.sensor
+        return dataclasses.replace(self.sensor, black_level_dn=black)
+
+    @property
+    def black_varies_with_iso(self) -> bool:
+        """True when some ISO row declares a black level other than ``sensor.black_level_dn``."""
+        return any(e.black_level_dn is not None and e.black_level_dn != self.sensor.black_level_dn for e in self.iso_table)
 
     def iso_entry(self, iso: float) -> ISOEntry | None:
         """The table row of a tabled ISO (relative tolerance 1e-9), else None."""
@@ -581,7 +643,7 @@ def _load_sidecar(path: Path, sha256: str | None, card_path: Path) -> FixedPatte
 # --------------------------------------------------------------------------------------------------
 _SENSOR_KEYS = ("cfa", "bit_depth", "black_level_dn", "white_level_dn")
 _ISO_REQUIRED = ("iso", "gain_k_dn_per_e", "read_sigma_dn", "tukey_lambda", "tukey_scale_dn", "row_sigma_dn")
-_ISO_OPTIONAL = ("black_level_error_dn", "col_sigma_dn", "dark_current_e_per_s", "ci")
+_ISO_OPTIONAL = ("black_level_error_dn", "col_sigma_dn", "dark_current_e_per_s") + ISO_KEYS_V2 + ("ci",)
 _JOINT_REQUIRED = ("k_min_dn_per_e", "k_max_dn_per_e", "profile")
 _JOINT_OPTIONAL = ("dual_gain_switch_iso", "tukey_lambda_values", "black_level_error_bins")
 _PROFILE_REQUIRED = ("name", "tukey_scale_dn", "read_sigma_dn", "row_sigma_dn")
@@ -631,10 +693,12 @@ class _Parser:
         if not isinstance(schema, str) or not schema.startswith(_SCHEMA_PREFIX):
             raise self.fail("schema", f"not a noisesim card schema: {schema!r} (expected {SCHEMA!r})")
         version = schema[len(_SCHEMA_PREFIX):]
-        if version != str(SCHEMA_VERSION):
+        if not (version.isdigit() and int(version) in READABLE_VERSIONS and version == str(int(version))):
             newer = version.isdigit() and int(version) > SCHEMA_VERSION
             hint = "; it was written by a newer noisesim — upgrade noisesim to read it" if newer else ""
-            raise self.fail("schema", f"unsupported schema {schema!r}: this noisesim reads {SCHEMA!r}{hint}")
+            readable = ", ".join(repr(f"{_SCHEMA_PREFIX}{v}") for v in READABLE_VERSIONS)
+            raise self.fail("schema", f"unsupported schema {schema!r}: this noisesim reads {readable}{hint}")
+        self.version = int(version)
         self.keys(doc, "", ("schema", "camera", "sensor"), ("iso", "joint", "maps", "provenance"))
 
         cam = self.table(doc, "camera", "camera")
@@ -654,6 +718,10 @@ class _Parser:
             if not isinstance(row, dict):
                 raise self.fail(where, f"must be a table, got {type(row).__name__}")
             self.keys(row, where, _ISO_REQUIRED, _ISO_OPTIONAL)
+            if self.version < 2:
+                for k in ISO_KEYS_V2:
+                    if k in row:
+                        raise self.fail(f"{where}.{k}", f"needs schema = \"{SCHEMA}\" (this file declares {schema!r})")
             table.append(self.build(where, ISOEntry, **row))
 
         joint = None
@@ -868,7 +936,7 @@ def _fit_dict(fit: LogLinearFit) -> dict:
 
 
 def card_to_toml(card: Card) -> str:
-    """The TOML text of a card (schema ``noisesim.card/1``); :func:`parse_card` of it gives an equal card."""
+    """The TOML text of a card (schema ``noisesim.card/2``); :func:`parse_card` of it gives an equal card."""
     import tomli_w
 
     out: list[str] = [f'schema = "{SCHEMA}"', ""]

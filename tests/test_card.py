@@ -268,7 +268,7 @@ def _replace_once(text, old, new):
         ('cfa = "GRBG"', 'cfa = "RGBX"', r"bad\.toml: sensor\.cfa: unknown CFA pattern 'RGBX'"),
         ("cfa = ", "cfa = 3\nxcfa = ", r"bad\.toml: sensor\.xcfa: unknown key"),
         ("row_sigma_dn = 0.2\n", "row_sigma_dn = 0.2\nrow_sigma = 0.2\n", r"bad\.toml: iso\[0\]\.row_sigma: unknown key \(valid keys in iso\[0\]: iso, gain_k_dn_per_e"),
-        (SCHEMA, "noisesim.card/2", r"bad\.toml: schema: unsupported schema 'noisesim.card/2'.*newer noisesim"),
+        (SCHEMA, "noisesim.card/3", r"bad\.toml: schema: unsupported schema .noisesim.card/3..*newer noisesim"),
         (f'schema = "{SCHEMA}"', 'schema = "other/1"', r"bad\.toml: schema: not a noisesim card schema"),
         (f'schema = "{SCHEMA}"', "", r"bad\.toml: schema: missing"),
         ("iso = 800\n", "iso = 50\n", r"bad\.toml: iso\[1\]\.iso: ISO values must be strictly ascending, got 50 after 100"),
