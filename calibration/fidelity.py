@@ -45,6 +45,7 @@ def params_for(card, iso: float, exposure_s: float, read_model: str):
         tukey_lambda=e.tukey_lambda, tukey_scale_dn=e.tukey_scale_dn, row_sigma_dn=e.row_sigma_dn,
         col_sigma_dn=e.col_sigma_dn or 0.0, black_level_error_dn=e.black_level_error_dn or (0.0,) * 4,
         dark_current_e_per_s=e.dark_current_e_per_s or 0.0, exposure_s=float(exposure_s), iso=float(iso),
+        black_level_dn=e.black_level_dn, hot_pixel_dark_current_e_per_s=e.hot_pixel_dark_current_e_per_s,
     )
 
 

@@ -936,10 +936,16 @@ def _fit_dict(fit: LogLinearFit) -> dict:
 
 
 def card_to_toml(card: Card) -> str:
-    """The TOML text of a card (schema ``noisesim.card/2``); :func:`parse_card` of it gives an equal card."""
+    """The TOML text of a card; :func:`parse_card` of it gives an equal card.
+
+    The schema line is the oldest version that holds the card: ``noisesim.card/1`` when no ISO row uses a
+    ``/2`` key (so such files stay readable by older noisesim), else ``noisesim.card/2``.
+    """
     import tomli_w
 
-    out: list[str] = [f'schema = "{SCHEMA}"', ""]
+    needs_v2 = any(getattr(e, k) is not None for e in card.iso_table for k in ISO_KEYS_V2)
+    schema = SCHEMA if needs_v2 else f"{_SCHEMA_PREFIX}1"
+    out: list[str] = [f'schema = "{schema}"', ""]
     out.append("# Units are in the key names: _dn digital numbers, _e electrons, _dn_per_e system gain K (EMVA 1288).")
     out.append("# Per-site vectors are in Bayer reading order of the CFA (RGGB -> R, G1, G2, B).")
     out += ["", "[camera]", f"name = {_fmt(card.camera.name)}"]

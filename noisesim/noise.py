@@ -157,6 +157,8 @@ def simulate(
     if frame_index < 0:
         raise ParameterError(f"frame_index must be >= 0, got {frame_index}")
 
+    # a per-ISO black level (card schema /2) travels with the parameters of that ISO
+    sensor = sensor.with_black_level(params.black_level_dn)
     black = cfa.tile_values(sensor.black_level_dn)
     white = cfa.tile_values(sensor.white_level_dn)
     k = float(params.gain_k_dn_per_e)
@@ -212,6 +214,13 @@ def simulate(
         if maps.dark_current_e_per_s is not None:
             dc = _without_hot_pixels(_crop_map(maps.dark_current_e_per_s, (oy, ox), (h, w), "dark_current_e_per_s"), hot, sensor)
             dark_map = (dc * np.float32(params.exposure_s)).astype(np.float32)
+        elif (params.hot_pixel_dark_current_e_per_s is not None and components.hot_pixels and maps.hot_pixel_mask is not None
+              and params.exposure_s > 0):
+            # hot pixels carry their own dark current (it dominates long exposures); the rest the bulk figure
+            hot_m = _crop_map(maps.hot_pixel_mask, (oy, ox), (h, w), "hot_pixel_mask")
+            if hot_m.any():
+                dark_map = np.where(hot_m, np.float32(params.hot_pixel_dark_current_e_per_s * params.exposure_s),
+                                    np.float32(dark_e)).astype(np.float32)
 
     if not components.read:
         read_kind = kernels.READ_NONE

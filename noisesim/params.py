@@ -83,6 +83,12 @@ class Sensor:
     def max_dn(self) -> int:
         return 2**self.bit_depth - 1
 
+    def with_black_level(self, black_level_dn) -> "Sensor":
+        """This sensor with another black level (e.g. :attr:`NoiseParams.black_level_dn`); None keeps it."""
+        if black_level_dn is None or tuple(black_level_dn) == self.black_level_dn:
+            return self
+        return dataclasses.replace(self, black_level_dn=tuple(black_level_dn))
+
     @property
     def range_dn(self) -> tuple[float, float, float, float]:
         """White − black per colour site: the DN span of normalized [0, 1]."""
@@ -117,6 +123,12 @@ class NoiseParams:
         Exposure time of the (short) frame [s]; only dark current uses it.
     iso : float or None
         The ISO the parameters describe, when known (informational; K already encodes the gain).
+    black_level_dn : 4 floats or None
+        Black level the raw file declares at this ISO, per colour site [DN], where it differs by ISO (a
+        card of schema ``noisesim.card/2``); :func:`noisesim.noise.simulate` then uses it in place of
+        ``sensor.black_level_dn`` (offset and normalization). None: the sensor's.
+    hot_pixel_dark_current_e_per_s : float or None
+        Dark current of the pixels in the hot-pixel map [e⁻/s]; None: the same as every other pixel.
     """
 
     gain_k_dn_per_e: float
@@ -130,6 +142,8 @@ class NoiseParams:
     dark_current_e_per_s: float = 0.0
     exposure_s: float = 0.0
     iso: float | None = None
+    black_level_dn: tuple[float, float, float, float] | None = None
+    hot_pixel_dark_current_e_per_s: float | None = None
 
     def __post_init__(self) -> None:
         _check_finite("gain_k_dn_per_e", self.gain_k_dn_per_e, positive=True)
@@ -144,6 +158,13 @@ class NoiseParams:
         object.__setattr__(self, "black_level_error_dn", _four("black_level_error_dn", self.black_level_error_dn))
         if self.iso is not None:
             _check_finite("iso", self.iso, positive=True)
+        if self.black_level_dn is not None:
+            black = _four("black_level_dn", self.black_level_dn)
+            if min(black) < 0:
+                raise ParameterError(f"black_level_dn must be >= 0, got {list(black)}")
+            object.__setattr__(self, "black_level_dn", black)
+        if self.hot_pixel_dark_current_e_per_s is not None:
+            _check_finite("hot_pixel_dark_current_e_per_s", self.hot_pixel_dark_current_e_per_s, nonneg=True)
 
     def replace(self, **changes) -> "NoiseParams":
         """A copy with some fields changed (validated again)."""
@@ -152,6 +173,8 @@ class NoiseParams:
     def to_dict(self) -> dict:
         d = dataclasses.asdict(self)
         d["black_level_error_dn"] = list(self.black_level_error_dn)
+        if self.black_level_dn is not None:
+            d["black_level_dn"] = list(self.black_level_dn)
         return d
 
     @classmethod

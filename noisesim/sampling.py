@@ -81,7 +81,15 @@ def _entry_params(card: Card, entry: ISOEntry) -> dict:
         black_level_error_dn=_black_level_error(card, entry.gain_k_dn_per_e, entry),
         dark_current_e_per_s=entry.dark_current_e_per_s or 0.0,
         iso=entry.iso,
+        **_per_iso_levels(entry),
     )
+
+
+def _per_iso_levels(entry: ISOEntry | None) -> dict:
+    """The row's own black level and hot-pixel dark current (card schema /2), where it has them."""
+    if entry is None:
+        return {}
+    return dict(black_level_dn=entry.black_level_dn, hot_pixel_dark_current_e_per_s=entry.hot_pixel_dark_current_e_per_s)
 
 
 def _params_at_k(card: Card, gain_k_dn_per_e: float, rng: np.random.Generator, *, scatter: bool) -> dict:
@@ -119,6 +127,7 @@ def _params_at_k(card: Card, gain_k_dn_per_e: float, rng: np.random.Generator, *
         black_level_error_dn=_black_level_error(card, gain_k_dn_per_e, nearest),
         col_sigma_dn=(nearest.col_sigma_dn or 0.0) if nearest is not None else 0.0,
         dark_current_e_per_s=(nearest.dark_current_e_per_s or 0.0) if nearest is not None else 0.0,
+        **_per_iso_levels(nearest),
         **sig,
     )
 
@@ -190,7 +199,8 @@ def sample_params(
     At a given K: a profile covering K is chosen by weight (ELD's NikonD850 has two; a dual-gain sensor has
     one per side of its switch); ``ln σ_x = slope_x · ln K + intercept_x + ε_x``, ``ε_x ~ N(0, s_x²)``
     independently for x ∈ {σ_TL, σ_Gauss, σ_row} (``scatter=False`` drops ε, giving the median σ); λ, the
-    black-level error, column σ and dark current come from the ISO-table row nearest in ln K; a card
+    black-level error, column σ, dark current (bulk and hot-pixel) and the black level (card schema /2)
+    come from the ISO-table row nearest in ln K; a card
     without a table draws λ uniformly from ``joint.tukey_lambda_values`` and takes the black-level error
     of the equal-width ln K bin holding K (ELD's ``color_bias``). A card without a joint model interpolates
     the σ's between table rows in (ln K, ln σ).

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from pathlib import Path
 
@@ -268,9 +269,9 @@ def _replace_once(text, old, new):
         ('cfa = "GRBG"', 'cfa = "RGBX"', r"bad\.toml: sensor\.cfa: unknown CFA pattern 'RGBX'"),
         ("cfa = ", "cfa = 3\nxcfa = ", r"bad\.toml: sensor\.xcfa: unknown key"),
         ("row_sigma_dn = 0.2\n", "row_sigma_dn = 0.2\nrow_sigma = 0.2\n", r"bad\.toml: iso\[0\]\.row_sigma: unknown key \(valid keys in iso\[0\]: iso, gain_k_dn_per_e"),
-        (SCHEMA, "noisesim.card/3", r"bad\.toml: schema: unsupported schema .noisesim.card/3..*newer noisesim"),
-        (f'schema = "{SCHEMA}"', 'schema = "other/1"', r"bad\.toml: schema: not a noisesim card schema"),
-        (f'schema = "{SCHEMA}"', "", r"bad\.toml: schema: missing"),
+        ("noisesim.card/1", "noisesim.card/3", r"bad\.toml: schema: unsupported schema .noisesim.card/3..*newer noisesim"),
+        ('schema = "noisesim.card/1"', 'schema = "other/1"', r"bad\.toml: schema: not a noisesim card schema"),
+        ('schema = "noisesim.card/1"', "", r"bad\.toml: schema: missing"),
         ("iso = 800\n", "iso = 50\n", r"bad\.toml: iso\[1\]\.iso: ISO values must be strictly ascending, got 50 after 100"),
         ("iso = 800\n", "iso = 100\n", r"bad\.toml: iso\[1\]\.iso: ISO values must be strictly ascending"),
         ("tukey_lambda = -0.05\n", "tukey_lambda = 1.5\n", r"bad\.toml: iso\[1\]\.tukey_lambda: must lie in \(-1, 1\)"),
@@ -383,3 +384,53 @@ def test_card_pickles_and_deep_copies():
     assert d["ci"]["gain_k_dn_per_e"] == (0.24, 0.26)
     shipped = load_card("SonyA7S2")
     assert pickle.loads(pickle.dumps(shipped)) == shipped
+
+
+# --------------------------------------------------------------------------------------------------
+# schema /2: per-ISO black levels, hot-pixel dark current, EMVA 1288 datasheet figures
+# --------------------------------------------------------------------------------------------------
+def _card_v2() -> Card:
+    card = make_card()
+    rows = (
+        dataclasses.replace(card.iso_table[0], black_level_dn=(89, 89, 89, 89), read_noise_e=6.0, saturation_capacity_e=16000.0,
+                            dynamic_range_db=68.5, hot_pixel_dark_current_e_per_s=120.0,
+                            ci={"read_noise_e": (5.9, 6.1), "hot_pixel_dark_current_e_per_s": (110, 130)}),
+        dataclasses.replace(card.iso_table[1], black_level_dn=(166, 166, 166, 167)),
+    )
+    return card.replace(iso_table=rows)
+
+
+def test_schema_v2_round_trip_and_per_iso_black(tmp_path):
+    card = _card_v2()
+    text = card_to_toml(card)
+    assert text.startswith('schema = "noisesim.card/2"')
+    back = parse_card(text)
+    assert back == card
+    assert back.black_level_at(100) == (89,) * 4 and back.black_level_at(800) == (166, 166, 166, 167)
+    assert back.black_level_at(300) == (166, 166, 166, 167)  # nearest in ln ISO
+    assert back.black_level_at(None) == card.sensor.black_level_dn
+    assert back.sensor_at(100).black_level_dn == (89,) * 4 and back.sensor_at(100).cfa == card.sensor.cfa
+    assert back.black_varies_with_iso
+
+
+def test_schema_v1_reads_unchanged_and_is_written_for_v1_content():
+    card = make_card()
+    text = card_to_toml(card)
+    assert text.startswith('schema = "noisesim.card/1"')  # nothing of /2 in it: older readers keep working
+    back = parse_card(text)
+    assert back.sensor_at(800) is back.sensor and not back.black_varies_with_iso
+    assert parse_card(text.replace("noisesim.card/1", "noisesim.card/2", 1)) == card
+
+
+@pytest.mark.parametrize("key, value", [("black_level_dn", "[1, 2, 3, 4]"), ("read_noise_e", "3.0"),
+                                        ("hot_pixel_dark_current_e_per_s", "5.0")])
+def test_v2_keys_in_a_v1_file_are_errors(tmp_path, key, value):
+    text = _replace_once(BASE, "row_sigma_dn = 0.7\n", f"row_sigma_dn = 0.7\n{key} = {value}\n")
+    with pytest.raises(CardError, match=rf"bad\.toml: iso\[1\]\.{key}: needs schema = \"noisesim.card/2\""):
+        _load_text(tmp_path, text)
+
+
+def test_v2_black_level_must_lie_below_white(tmp_path):
+    text = card_to_toml(_card_v2()).replace("black_level_dn = [166, 166, 166, 167]", "black_level_dn = [166, 166, 166, 5000]")
+    with pytest.raises(CardError, match=r"bad\.toml: iso\[1\]\.black_level_dn: black level 5000 of site .* below the white level 4095"):
+        _load_text(tmp_path, text)

@@ -105,7 +105,8 @@ def run(args) -> int:
         from ..dng import write_dng
 
         write_dng(args.output, noisy if noisy.ndim == 2 else card.sensor.cfa.unpack(noisy), cfa=card.sensor.cfa,
-                  black_level_dn=card.sensor.black_level_dn, white_level_dn=max(card.sensor.white_level_dn),
+                  black_level_dn=card.sensor.with_black_level(params.black_level_dn).black_level_dn,
+                  white_level_dn=max(card.sensor.white_level_dn),
                   iso=params.iso, exposure_s=args.exposure_s or None, make=card.camera.make or "noisesim",
                   model=card.camera.model or card.camera.name, bit_depth=card.sensor.bit_depth)
     else:
