@@ -1033,40 +1033,6 @@ def resynthesize(path: str | os.PathLike, index: int, *, card=None) -> np.ndarra
     return simulate(clean, params_from_record(rec), sensor, **kw)
 
 
-def tukey_lambda_std(lam: float) -> float:
-    """Standard deviation of the standard Tukey-lambda distribution, λ > −½ (Joiner & Rosenblatt 1971).
-
-    var = 2/λ² · (1/(1 + 2λ) − Γ(λ+1)² / Γ(2λ+2)); λ = 0 (logistic): π²/3.
-    """
-    if lam <= -0.5:
-        return math.inf
-    if abs(lam) < 1e-6:
-        return math.pi / math.sqrt(3.0)
-    var = 2.0 / lam**2 * (1.0 / (1.0 + 2.0 * lam) - math.exp(2 * math.lgamma(lam + 1) - math.lgamma(2 * lam + 2)))
-    return math.sqrt(var)
-
-
-def read_noise_std_dn(params: NoiseParams) -> float:
-    """Standard deviation of the read noise [DN] of ``params`` (Gaussian σ, or σ_TL · std(TL(λ)))."""
-    if params.read_model == "gaussian":
-        return float(params.read_sigma_dn)
-    return float(params.tukey_scale_dn) * tukey_lambda_std(params.tukey_lambda)
-
-
-def noise_level_map(clean_normalized: np.ndarray, params: NoiseParams, ratio: float, channel_range_dn) -> np.ndarray:
-    """Per-pixel noise σ of the short exposure, in normalized units (not multiplied by the ratio).
-
-    σ² [DN²] = K · x + σ_read² + σ_row² + σ_col², x = y · (W − B) / r the expected signal [DN]
-    (docs/model.md; the heteroscedastic Gaussian approximation of the Poisson–Gaussian model).
-
-    Shape: clean (C, h, w) normalized → (C, h, w) float32; ``channel_range_dn`` (C,) W − B per packed channel.
-    """
-    rng_dn = np.asarray(channel_range_dn, dtype=np.float64).reshape(-1, 1, 1)
-    x_dn = np.clip(np.asarray(clean_normalized, dtype=np.float64), 0, None) * rng_dn / ratio
-    var = params.gain_k_dn_per_e * x_dn + read_noise_std_dn(params) ** 2 + params.row_sigma_dn**2 + params.col_sigma_dn**2
-    return (np.sqrt(var) / rng_dn).astype(np.float32)
-
-
 def to_normalized(x: np.ndarray, attrs, *, channel_axis: int = -3) -> np.ndarray:
     """Stored samples → float32 normalized: float32 storage as is; uint16 DN → (x − B) / (W − B) per channel."""
     if str(attrs["storage"]) != "uint16":

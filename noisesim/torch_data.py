@@ -44,7 +44,8 @@ def _torch():
 
 
 def _item(clean: np.ndarray, noisy: np.ndarray, rec, channel_range_dn: np.ndarray, *, amplify: bool, noise_map: bool) -> dict:
-    from .dataset import noise_level_map, params_from_record, read_noise_std_dn
+    from .dataset import params_from_record
+    from .stats import noise_level_map, read_noise_std_dn
 
     torch = _torch()
     ratio = float(rec["ratio"])
@@ -77,7 +78,7 @@ class PairedRawDataset:
     noise_map : bool
         Add ``noise_map``: per-pixel σ from the stored parameters, √(K·x + σ_read² + σ_row² + σ_col²)
         with x the expected short-exposure signal [DN], in normalized units (see
-        :func:`noisesim.dataset.noise_level_map`).
+        :func:`noisesim.stats.noise_level_map`).
     transform : callable, optional
         Applied to the item dict (e.g. a joint random crop/flip of noisy and clean).
 

@@ -22,10 +22,10 @@ from noisesim.dataset import (
     generate_dataset,
     inspect_dataset,
     params_from_record,
-    read_noise_std_dn,
     resynthesize,
     shard_paths,
 )
+from noisesim.stats import read_noise_std_dn
 from noisesim.errors import DatasetError, InputFileError, NoiseSimError, UnknownCardError, UnknownISOError
 
 REPO = Path(__file__).resolve().parents[1]

@@ -244,3 +244,150 @@ def test_runs_on_cuda_with_a_device_generator():
     m, v, se_m, _ = mean_var_se(out.cpu().numpy())
     assert abs(m - (512 + 2.0 * mu_e)) < 5 * math.sqrt(se_m**2 + 0.5**2 / (N * H))  # row offsets add to the mean's SE
     assert abs(v - var) < 0.05 * var
+
+
+# ---- issue 10 item 3: dither=False, half-up rounding, every switch, the nn.Module --------------------
+
+import dataclasses  # noqa: E402
+
+from noisesim.card import load_card  # noqa: E402
+from noisesim.sampling import sample_params  # noqa: E402
+from noisesim.torch_noise import CardParamSampler, NoiseParamsBatch, RawNoise  # noqa: E402
+
+# Range 4096 DN, black 0: y = (j + ½) / 4096 is exact in float32, so D = j + ½ exactly (a rounding tie).
+POW2 = Sensor("RGGB", bit_depth=13, black_level_dn=0, white_level_dn=4096)
+
+
+def test_deterministic_model_matches_numpy_exactly_and_rounds_half_up():
+    params = NoiseParams(gain_k_dn_per_e=1.0)
+    ties = ((np.arange(64 * 64, dtype=np.float32) % 200) + 0.5) / 4096  # D = 0.5, 1.5, …, 199.5 DN
+    clean = ties.reshape(64, 64)
+    comps = NoiseComponents.only()  # nothing random: quantize and clip only
+    ref = simulate(clean, params, POW2, output_unit="dn", components=comps, rng=0)
+    out = simulate_torch(torch.from_numpy(clean)[None], params, POW2, components=comps, output_unit="dn")[0].numpy()
+    np.testing.assert_array_equal(ref, np.floor(clean * 4096 + 0.5))  # the engine rounds half up …
+    np.testing.assert_array_equal(out, ref)  # … and so does the twin (torch.round would give 0, 2, 2, 4, …)
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+def test_float_path_without_dither_is_exact(dtype):
+    # quantize=False, dither=False: no quantization term at all, so a noise-free model is the affine map.
+    params = NoiseParams(gain_k_dn_per_e=2.0, black_level_error_dn=(0.25, -0.5, 1.0, 0.0))
+    clean = np.random.default_rng(0).random((32, 48)).astype(np.float32) * 1.2 - 0.1
+    for clip in (False, True):
+        comps = NoiseComponents.only("black_level_error", quantize=False, dither=False, clip=clip)
+        ref = simulate(clean, params, SENSOR, ratio=3.0, output_unit="dn", components=comps, rng=0)
+        out = simulate_torch(torch.from_numpy(clean).to(dtype)[None], params, SENSOR, ratio=3.0, components=comps, output_unit="dn")
+        assert out.dtype == dtype
+        np.testing.assert_allclose(out[0].numpy(), ref, rtol=1e-6, atol=1e-3)
+    comps = NoiseComponents.only(quantize=False, dither=True, clip=False)  # the dither is there when asked for
+    out = simulate_torch(torch.from_numpy(clean).to(dtype)[None], params, SENSOR, components=comps, output_unit="dn")
+    ref = simulate(clean, params, SENSOR, output_unit="dn", components=dataclasses.replace(comps, dither=False))
+    diff = out[0].numpy() - ref
+    assert np.all(np.abs(diff) <= 0.5 + 1e-3) and abs(diff.var() - 1 / 12) < 5 * (1 / 12) * math.sqrt(0.8 / diff.size)
+
+
+SWEEP = NoiseParams(gain_k_dn_per_e=1.0, read_model="gaussian", read_sigma_dn=1.5, row_sigma_dn=0.6, col_sigma_dn=0.4,
+                    black_level_error_dn=(0.5, -0.5, 1.0, 0.0), dark_current_e_per_s=4.0, exposure_s=0.5)  # fmt: skip
+SWITCHES = [f.name for f in dataclasses.fields(NoiseComponents)]
+
+
+@pytest.mark.parametrize("quantize", [True, False])
+@pytest.mark.parametrize("switch", SWITCHES)
+def test_every_switch_agrees_with_the_engine(switch, quantize):
+    """Each switch flipped from the defaults: per-frame mean and variance, engine vs twin (5 SE over frames)."""
+    base = NoiseComponents(quantize=quantize)
+    comps = dataclasses.replace(base, **{switch: not getattr(base, switch)})
+    n, h, w = 96, 32, 32
+    y = np.float32(8.0 / RANGE)  # 8 e⁻: low light, where dark current, rounding and clipping at 0 matter
+    sensor = Sensor("RGGB", bit_depth=14, black_level_dn=2, white_level_dn=16383)  # black near 0: clip_at_black matters
+    clean = np.full((h, w), y, dtype=np.float32)
+    e = np.stack([simulate(clean, SWEEP, sensor, output_unit="dn", components=comps, rng=3, frame_index=f) for f in range(n)])
+    t = simulate_torch(torch.from_numpy(clean)[None].repeat(n, 1, 1), SWEEP, sensor, components=comps, output_unit="dn",
+                       generator=torch.Generator().manual_seed(3)).numpy()  # fmt: skip
+    for stat in (lambda x: x.mean(axis=(1, 2)), lambda x: x.var(axis=(1, 2)), lambda x: x[:, 0::2, 0::2].mean(axis=(1, 2))):
+        a, b = stat(e), stat(t)
+        se = math.sqrt(a.var() / n + b.var() / n)
+        assert abs(a.mean() - b.mean()) <= 5 * se + 1e-9, (switch, a.mean(), b.mean(), se)
+
+
+def test_params_batch_round_trip_and_replay():
+    plist = [NoiseParams(gain_k_dn_per_e=1.0 + i, read_model=("tukey", "gaussian")[i % 2], read_sigma_dn=2.0, tukey_lambda=0.1,
+                         tukey_scale_dn=1.5, black_level_error_dn=(i, 0, 0, 0)) for i in range(3)]  # fmt: skip
+    pb = NoiseParamsBatch.from_params(plist, ratio=[1.0, 2.0, 3.0], dtype=torch.float64)
+    back = pb.to_params()
+    assert [q.replace(iso=None) for q in back] == plist
+    assert pb.ratio.tolist() == [1.0, 2.0, 3.0] and pb.tukey.tolist() == [True, False, True]
+    clean = torch.rand(3, 4, 8, 8, generator=torch.Generator().manual_seed(0))
+    a = simulate_torch(clean, pb, SENSOR, generator=torch.Generator().manual_seed(1))
+    b = simulate_torch(clean, plist, SENSOR, ratio=torch.tensor([1.0, 2.0, 3.0]), generator=torch.Generator().manual_seed(1))
+    assert torch.allclose(a, b, atol=1e-6)
+    with pytest.raises(ParameterError, match="3 samples"):
+        simulate_torch(clean[:2], pb, SENSOR)
+
+
+def test_raw_noise_module_samples_keeps_and_replays_parameters():
+    card = load_card("SonyA7S2")
+    aug = RawNoise(card.sensor, CardParamSampler(card, ratio_range=(100, 300)))
+    assert isinstance(aug, torch.nn.Module)
+    clean = torch.rand(5, 4, 16, 16, dtype=torch.float64, generator=torch.Generator().manual_seed(0))
+    noisy = aug(clean, generator=torch.Generator().manual_seed(7))
+    assert noisy.shape == clean.shape and noisy.dtype == torch.float64
+    p = aug.params
+    assert len(p) == 5 and p.gain_k_dn_per_e.dtype == torch.float64 and p.gain_k_dn_per_e.device == clean.device
+    assert bool(((p.ratio >= 100) & (p.ratio <= 300)).all()) and len(set(p.gain_k_dn_per_e.tolist())) == 5
+    again = aug(clean, params=p, generator=torch.Generator().manual_seed(7))  # replay: same parameters …
+    assert aug.params is p
+    drawn_again = aug(clean, generator=torch.Generator().manual_seed(7))  # … and the same generator state
+    assert torch.equal(again, noisy) is False  # replay does not consume the parameter draw: other noise
+    assert torch.equal(drawn_again, noisy)
+    np.testing.assert_array_equal(aug.params.gain_k_dn_per_e.numpy(), p.gain_k_dn_per_e.numpy())
+    # half-precision input: computed in float32, returned as float16
+    assert aug(clean.half(), params=p.to(dtype=torch.float32)).dtype == torch.float16
+    with pytest.raises(ParameterError, match="params="):
+        RawNoise(card.sensor)(clean)
+
+
+def test_card_sampler_matches_sample_params_without_scatter():
+    card = load_card("SonyA7S2")  # ISO table and one profile: every field a function of K
+    s = CardParamSampler(card, scatter=False, exposure_s=0.5)
+    pb = s.sample(200, dtype=torch.float64, generator=torch.Generator().manual_seed(0))
+    for q, got in zip((sample_params(card, gain_k_dn_per_e=k, scatter=False, exposure_s=0.5) for k in pb.gain_k_dn_per_e.tolist()),
+                      pb.to_params()):  # fmt: skip
+        for name in ("gain_k_dn_per_e", "tukey_scale_dn", "read_sigma_dn", "row_sigma_dn", "tukey_lambda", "col_sigma_dn"):
+            assert getattr(got, name) == pytest.approx(getattr(q, name), rel=1e-12), name
+        assert got.black_level_error_dn == pytest.approx(q.black_level_error_dn)
+        assert got.dark_current_e_per_s * got.exposure_s == pytest.approx(q.dark_current_e_per_s * 0.5)
+    lk = np.log(pb.gain_k_dn_per_e.numpy())  # ln K ~ U(ln K_min, ln K_max)
+    lo, hi = np.log(card.k_range_dn_per_e)
+    assert lo <= lk.min() and lk.max() <= hi
+    assert abs(lk.mean() - (lo + hi) / 2) < 5 * (hi - lo) / math.sqrt(12 * lk.size)
+
+
+def test_card_sampler_without_table_and_with_overlapping_profiles():
+    n = 4000
+    card = load_card("NikonD850")  # two profiles over the same K range, equal weights; no ISO table
+    joint = card.joint
+    pb = CardParamSampler(card, scatter=False).sample(n, dtype=torch.float64, generator=torch.Generator().manual_seed(1))
+    k = pb.gain_k_dn_per_e.numpy()
+    first = np.isclose(pb.tukey_scale_dn.numpy(), joint.profiles[0].tukey_scale_dn.median(k), rtol=1e-9)
+    second = np.isclose(pb.tukey_scale_dn.numpy(), joint.profiles[1].tukey_scale_dn.median(k), rtol=1e-9)
+    assert np.all(first | second)
+    assert abs(first.mean() - 0.5) < 5 * math.sqrt(0.25 / n)
+    lam = pb.tukey_lambda.numpy()  # λ uniform over the card's values
+    vals = np.asarray(joint.tukey_lambda_values)
+    assert np.all(np.isclose(lam[:, None], vals[None, :]).any(axis=1))
+    ble = pb.black_level_error_dn.numpy()
+    for i in range(0, n, 97):
+        assert tuple(ble[i]) == pytest.approx(joint.black_level_error_bins[joint.black_level_bin(float(k[i]))])
+    # scatter: standardized residuals of ln σ are N(0, 1) (SonyA7S2, one profile)
+    card = load_card("SonyA7S2")
+    pb = CardParamSampler(card, ratio_range=(1, 1)).sample(n, dtype=torch.float64, generator=torch.Generator().manual_seed(2))
+    prof, k = card.joint.profiles[0], pb.gain_k_dn_per_e.numpy()
+    for name in ("tukey_scale_dn", "read_sigma_dn", "row_sigma_dn"):
+        fit = prof.fit(name)
+        z = (np.log(getattr(pb, name).numpy()) - fit.mean_log(k)) / fit.residual_std
+        assert abs(z.mean()) < 5 / math.sqrt(n) and abs(z.var() - 1) < 5 * math.sqrt(2 / n), name
+    assert torch.all(pb.ratio == 1)
+    with pytest.raises(ParameterError):
+        CardParamSampler(card, ratio_range=(0.5, 2))
