@@ -5,6 +5,10 @@ gains: ``ln K ~ U(ln K_min, ln K_max)`` and, for each x ∈ {σ_TL, σ_Gauss, σ
 ``ln σ_x | ln K ~ N(a_x · ln K + b_x, s_x²)`` (natural logarithms). PMN (Feng et al., ACM MM 2022) adds
 per-ISO black-level errors. See docs/model.md, "Sampling parameters across ISO".
 
+A card's measured per-ISO table takes precedence over the joint fit wherever it covers the requested
+gain: between tabled ISOs it is interpolated in ln K within each gain mode, so the parameters do not jump
+between a tabled ISO and its neighbours. The joint fit serves random draws and gains outside the table.
+
 :func:`sample_params` returns a :class:`~noisesim.params.NoiseParams`; together with a seed it fully
 determines a noisy frame, so a clean/noisy pair or a burst can share one draw and a dataset can store it.
 """
@@ -45,18 +49,76 @@ def _choose_profile(card: Card, gain_k_dn_per_e: float, u: float) -> JointProfil
     return covering[int(min(np.searchsorted(cum, u, side="right"), len(covering) - 1))]
 
 
-def _sigmas_from_table(card: Card, gain_k_dn_per_e: float) -> dict[str, float]:
-    """σ's at K interpolated linearly in (ln K, ln σ) between the neighbouring ISO-table rows (no joint model)."""
-    ks = np.log([e.gain_k_dn_per_e for e in card.iso_table])
+_TABLE_SCALARS = ("tukey_lambda", "col_sigma_dn", "dark_current_e_per_s")  # interpolated linearly in ln K
+
+
+def _table_at_k(card: Card, gain_k_dn_per_e: float, iso: float) -> dict:
+    """The card's per-ISO table at K (equivalent ISO ``iso``), continuous in ISO within each gain mode.
+
+    Rows are interpolated linearly in ln K, σ's in ln σ (linearly in σ where a σ is 0), between the two
+    neighbouring rows *of the same gain mode*: with ``joint.dual_gain_switch_iso``, rows below it and rows
+    from it on are separate tables, since a dual-gain sensor's read noise drops at the switch. In the gap
+    between a mode's last row and the switch, a σ is extrapolated along that mode's nearest segment with
+    the log-log slope clamped to [0, 1] (σ_DN = √(K²σ_pre² + σ_post²) with fixed σ_pre [e⁻] and σ_post [DN]
+    can rise no faster than K); with a single row in the mode, the slope of the joint fit covering K (or 0
+    without a joint model). Other terms (λ, column σ, dark current, black-level error) hold the mode's
+    nearest row there. A tabled K gives its row's values exactly.
+
+    Returns the σ's, ``tukey_lambda``, ``col_sigma_dn``, ``dark_current_e_per_s`` (missing → 0) and
+    ``black_level_error_dn`` (None where the rows involved have none).
+    """
+    rows = card.iso_table
+    switch = card.joint.dual_gain_switch_iso if card.joint is not None else None
+    if switch is not None:
+        high = iso >= switch * (1 - 1e-9)
+        rows = tuple(e for e in rows if (e.iso >= switch) == high) or rows
+    ks = np.log([e.gain_k_dn_per_e for e in rows])
     lk = math.log(gain_k_dn_per_e)
-    out = {}
+    for e in rows:
+        if math.isclose(e.gain_k_dn_per_e, gain_k_dn_per_e, rel_tol=1e-12):
+            rows, ks = (e,), np.array([lk])
+            break
+    i = int(np.searchsorted(ks, lk))  # rows[i-1] <= K < rows[i]
+    if 0 < i < len(rows):
+        lo, hi = rows[i - 1], rows[i]
+        t = (lk - ks[i - 1]) / (ks[i] - ks[i - 1])
+        out = {}
+        for name in _SIGMAS:
+            a, b = getattr(lo, name), getattr(hi, name)
+            out[name] = a + t * (b - a) if a <= 0 or b <= 0 else math.exp(math.log(a) + t * math.log(b / a))
+        for name in _TABLE_SCALARS:
+            a, b = getattr(lo, name) or 0.0, getattr(hi, name) or 0.0
+            out[name] = a + t * (b - a)
+        a, b = lo.black_level_error_dn, hi.black_level_error_dn
+        both = a is not None and b is not None
+        out["black_level_error_dn"] = tuple(x + t * (y - x) for x, y in zip(a, b)) if both else (a if b is None else b)
+        return out
+    # at a tabled K, or beyond the mode's rows (the gap up to a dual-gain switch, or a table end)
+    end = 0 if i == 0 else len(rows) - 1
+    e = rows[end]
+    dlk = lk - ks[end]
+    out = {name: getattr(e, name) or 0.0 for name in _TABLE_SCALARS}
+    out["black_level_error_dn"] = e.black_level_error_dn
     for name in _SIGMAS:
-        vals = np.array([getattr(e, name) for e in card.iso_table])
-        if np.any(vals <= 0):  # a zero σ cannot be interpolated in log space: go linear in σ
-            out[name] = float(np.interp(lk, ks, vals))
+        v = getattr(e, name)
+        if dlk == 0.0 or v <= 0:
+            out[name] = v
+            continue
+        if len(rows) >= 2:
+            nb = rows[1] if end == 0 else rows[-2]
+            w = getattr(nb, name)
+            slope = math.log(v / w) / (ks[end] - math.log(nb.gain_k_dn_per_e)) if w > 0 else 0.0
+        elif card.joint is not None:
+            slope = _choose_profile(card, gain_k_dn_per_e, 0.0).fit(name).slope
         else:
-            out[name] = float(np.exp(np.interp(lk, ks, np.log(vals))))
+            slope = 0.0
+        out[name] = v * math.exp(min(max(slope, 0.0), 1.0) * dlk)
     return out
+
+
+def _in_table_span(card: Card, gain_k_dn_per_e: float) -> bool:
+    ks = [e.gain_k_dn_per_e for e in card.iso_table]
+    return bool(ks) and min(ks) * (1 - 1e-12) <= gain_k_dn_per_e <= max(ks) * (1 + 1e-12)
 
 
 def _black_level_error(card: Card, gain_k_dn_per_e: float, nearest: ISOEntry | None) -> tuple:
@@ -69,20 +131,13 @@ def _black_level_error(card: Card, gain_k_dn_per_e: float, nearest: ISOEntry | N
     return (0.0, 0.0, 0.0, 0.0)
 
 
-def _entry_params(card: Card, entry: ISOEntry) -> dict:
-    """The measured values of one table row (missing optional terms → 0; black-level error as above)."""
-    return dict(
-        gain_k_dn_per_e=entry.gain_k_dn_per_e,
-        read_sigma_dn=entry.read_sigma_dn,
-        tukey_lambda=entry.tukey_lambda,
-        tukey_scale_dn=entry.tukey_scale_dn,
-        row_sigma_dn=entry.row_sigma_dn,
-        col_sigma_dn=entry.col_sigma_dn or 0.0,
-        black_level_error_dn=_black_level_error(card, entry.gain_k_dn_per_e, entry),
-        dark_current_e_per_s=entry.dark_current_e_per_s or 0.0,
-        iso=entry.iso,
-        **_per_iso_levels(entry),
-    )
+def _table_params(card: Card, gain_k_dn_per_e: float, iso: float) -> dict:
+    """Everything but the read model from the interpolated ISO table (:func:`_table_at_k`); no random draw."""
+    values = _table_at_k(card, gain_k_dn_per_e, iso)
+    if values["black_level_error_dn"] is None:
+        values["black_level_error_dn"] = _black_level_error(card, gain_k_dn_per_e, None)
+    return dict(gain_k_dn_per_e=float(gain_k_dn_per_e), iso=float(iso), **values,
+                **_per_iso_levels(_nearest_entry(card, gain_k_dn_per_e)))
 
 
 def _per_iso_levels(entry: ISOEntry | None) -> dict:
@@ -93,7 +148,7 @@ def _per_iso_levels(entry: ISOEntry | None) -> dict:
 
 
 def _params_at_k(card: Card, gain_k_dn_per_e: float, rng: np.random.Generator, *, scatter: bool) -> dict:
-    """σ's, λ, black-level error and the optional terms at a given K (the shared part of all three paths).
+    """σ's from the joint model, λ, black-level error and the optional terms at a given K.
 
     Draw order (fixed, so ``scatter=False`` changes no other draw): profile uniform, three standard normals
     (σ_TL, σ_Gauss, σ_row), λ index.
@@ -102,20 +157,17 @@ def _params_at_k(card: Card, gain_k_dn_per_e: float, rng: np.random.Generator, *
     z = rng.standard_normal(3)
     u_lambda = rng.random()
     joint = card.joint
-    if joint is not None:
-        profile = _choose_profile(card, gain_k_dn_per_e, u_profile)
-        sig = {}
-        for x, name in zip(z, _SIGMAS):
-            fit = profile.fit(name)
-            log_sigma = fit.mean_log(gain_k_dn_per_e) + (fit.residual_std * x if scatter else 0.0)
-            sig[name] = float(np.exp(log_sigma))
-    else:
-        sig = _sigmas_from_table(card, gain_k_dn_per_e)
+    profile = _choose_profile(card, gain_k_dn_per_e, u_profile)
+    sig = {}
+    for x, name in zip(z, _SIGMAS):
+        fit = profile.fit(name)
+        log_sigma = fit.mean_log(gain_k_dn_per_e) + (fit.residual_std * x if scatter else 0.0)
+        sig[name] = float(np.exp(log_sigma))
 
     nearest = _nearest_entry(card, gain_k_dn_per_e)
     if nearest is not None:
         lam = nearest.tukey_lambda
-    elif joint.tukey_lambda_values:  # no table → joint is not None
+    elif joint.tukey_lambda_values:
         vals = joint.tukey_lambda_values
         lam = vals[min(int(u_lambda * len(vals)), len(vals) - 1)]
     else:  # unreachable: Card validation requires tukey_lambda_values when there is no table
@@ -140,6 +192,9 @@ def _equivalent_iso(card: Card, gain_k_dn_per_e: float) -> float | None:
     """
     if not card.iso_table:
         return None
+    for e in card.iso_table:  # a tabled K gives its own ISO, not exp(log(ISO)) with rounding
+        if math.isclose(e.gain_k_dn_per_e, gain_k_dn_per_e, rel_tol=1e-12):
+            return e.iso
     ks = np.log([e.gain_k_dn_per_e for e in card.iso_table])
     isos = np.log(card.isos)
     lk = math.log(gain_k_dn_per_e)
@@ -154,7 +209,7 @@ def _fmt_isos(card: Card) -> str:
     return ", ".join(f"{iso:g}" for iso in card.isos)
 
 
-def _iso_params(card: Card, iso: float, rng: np.random.Generator, scatter: bool) -> dict:
+def _iso_params(card: Card, iso: float) -> dict:
     if not card.iso_table:
         kmin, kmax = card.k_range_dn_per_e
         raise UnknownISOError(
@@ -163,7 +218,7 @@ def _iso_params(card: Card, iso: float, rng: np.random.Generator, scatter: bool)
         )
     entry = card.iso_entry(iso)
     if entry is not None:
-        return _entry_params(card, entry)
+        return _table_params(card, entry.gain_k_dn_per_e, entry.iso)
     isos = card.isos
     if not isos[0] < iso < isos[-1]:
         raise UnknownISOError(
@@ -171,9 +226,7 @@ def _iso_params(card: Card, iso: float, rng: np.random.Generator, scatter: bool)
             f"(ISOs between them are interpolated; outside {isos[0]:g}–{isos[-1]:g} is not extrapolated)"
         )
     log_k = np.interp(math.log(iso), np.log(isos), np.log([e.gain_k_dn_per_e for e in card.iso_table]))
-    out = _params_at_k(card, float(np.exp(log_k)), rng, scatter=scatter)
-    out["iso"] = float(iso)
-    return out
+    return _table_params(card, float(np.exp(log_k)), iso)
 
 
 def sample_params(
@@ -188,22 +241,23 @@ def sample_params(
 ) -> NoiseParams:
     """Draw one set of noise parameters from a card's joint ISO model (ELD; docs/model.md).
 
-    Three ways to pick the gain:
+    Three ways to pick the gain, and where the σ's come from:
 
-    * neither ``iso`` nor ``gain_k_dn_per_e``: ``ln K ~ U(ln K_min, ln K_max)`` over the card's K range;
-    * ``gain_k_dn_per_e=K``: K fixed (must lie in the card's K range);
-    * ``iso=N``: needs the card's per-ISO table. A tabled ISO returns that row's measured values exactly
-      (no scatter); between tabled ISOs, K is interpolated linearly in (ln ISO, ln K) and the σ's come from
-      the joint model at that K.
+    * ``iso=N``: needs the card's per-ISO table. A tabled ISO returns that row's measured values exactly;
+      between tabled ISOs, K is interpolated linearly in (ln ISO, ln K) and every term is interpolated
+      from the table in ln K (:func:`_table_at_k`), never across a dual-gain switch, so the parameters are
+      continuous in ISO within each gain mode. No random draw; ``scatter`` does not apply.
+    * ``gain_k_dn_per_e=K``: K fixed (must lie in the card's K range). Inside the table's K span, as for
+      an ISO (the equivalent ISO decides the gain mode); outside it, the joint model below.
+    * neither: a random draw, ELD's: ``ln K ~ U(ln K_min, ln K_max)`` over the card's K range and the σ's
+      from the joint model (from the table for a card without one).
 
-    At a given K: a profile covering K is chosen by weight (ELD's NikonD850 has two; a dual-gain sensor has
-    one per side of its switch); ``ln σ_x = slope_x · ln K + intercept_x + ε_x``, ``ε_x ~ N(0, s_x²)``
-    independently for x ∈ {σ_TL, σ_Gauss, σ_row} (``scatter=False`` drops ε, giving the median σ); λ, the
-    black-level error, column σ, dark current (bulk and hot-pixel) and the black level (card schema /2)
-    come from the ISO-table row nearest in ln K; a card
-    without a table draws λ uniformly from ``joint.tukey_lambda_values`` and takes the black-level error
-    of the equal-width ln K bin holding K (ELD's ``color_bias``). A card without a joint model interpolates
-    the σ's between table rows in (ln K, ln σ).
+    The joint model at a given K: a profile covering K is chosen by weight (ELD's NikonD850 has two; a
+    dual-gain sensor has one per side of its switch); ``ln σ_x = slope_x · ln K + intercept_x + ε_x``,
+    ``ε_x ~ N(0, s_x²)`` independently for x ∈ {σ_TL, σ_Gauss, σ_row} (``scatter=False`` drops ε, giving
+    the median σ); λ, the black-level error, column σ, dark current (bulk and hot-pixel) and the black
+    level (card schema /2) come from the ISO-table row nearest in ln K; a card without a table draws λ uniformly from ``joint.tukey_lambda_values`` and takes the
+    black-level error of the equal-width ln K bin holding K (ELD's ``color_bias``).
 
     Parameters
     ----------
@@ -217,7 +271,8 @@ def sample_params(
     read_model : {"tukey", "gaussian"}
         Read-noise distribution recorded in the result (both σ_TL/λ and σ_Gauss are always filled).
     scatter : bool
-        Add the residual scatter of the log-linear fits (True, as ELD) or use the fitted σ's.
+        Where the joint model is used: add the residual scatter of its log-linear fits (True, as ELD) or
+        use the fitted σ's. Table values (ISO path, K inside the table) have no scatter.
     exposure_s : float
         Exposure time [s] of the (short) frame, for dark current.
 
@@ -256,7 +311,7 @@ def sample_params(
     if iso is not None:
         if not _is_number(iso) or not math.isfinite(iso) or iso <= 0:
             raise ParameterError(f"iso must be a positive number, got {iso!r}")
-        values = _iso_params(card, float(iso), rng, scatter)
+        values = _iso_params(card, float(iso))
     else:
         kmin, kmax = card.k_range_dn_per_e
         if gain_k_dn_per_e is None:
@@ -271,6 +326,9 @@ def sample_params(
                     f"gain_k_dn_per_e={k:g} is outside the K range of card {card.name!r}: {kmin:.6g}–{kmax:.6g} DN/e⁻"
                 )
             k = float(min(max(k, kmin), kmax))
-        values = _params_at_k(card, k, rng, scatter=scatter)
-        values["iso"] = _equivalent_iso(card, k)
+        if card.joint is None or (gain_k_dn_per_e is not None and _in_table_span(card, k)):
+            values = _table_params(card, k, _equivalent_iso(card, k))
+        else:
+            values = _params_at_k(card, k, rng, scatter=scatter)
+            values["iso"] = _equivalent_iso(card, k)
     return NoiseParams(read_model=read_model, exposure_s=exposure_s, **values)

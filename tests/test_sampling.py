@@ -171,15 +171,29 @@ def test_card_without_table_draws_lambda_uniformly_and_bins_black_level():
     assert sample_params(card, gain_k_dn_per_e=j.k_max_dn_per_e, rng=0).black_level_error_dn == j.black_level_error_bins[-1]
 
 
-def test_table_card_takes_lambda_and_black_level_from_nearest_row():
-    card = make_card()  # rows at K = 0.25 (ISO 100) and 2.0 (ISO 800)
-    near_low = sample_params(card, gain_k_dn_per_e=0.6, rng=0)  # ln-distance 0.88 vs 1.20
-    assert near_low.tukey_lambda == 0.12 and near_low.black_level_error_dn == (0.1, -0.2, 0.3, -0.4)
-    assert near_low.col_sigma_dn == 0.05 and near_low.dark_current_e_per_s == 0.8
-    near_high = sample_params(card, gain_k_dn_per_e=0.8, rng=0)
-    assert near_high.tukey_lambda == -0.05
+def test_table_card_holds_the_gain_modes_nearest_row_in_the_gap_to_the_switch():
+    card = make_card()  # rows at K = 0.25 (ISO 100, low gain) and 2.0 (ISO 800, high gain); switch at ISO 400
+    low = sample_params(card, gain_k_dn_per_e=0.6, rng=0)  # equivalent ISO 240: low-gain mode, only ISO 100
+    assert low.iso == pytest.approx(240)
+    assert low.tukey_lambda == 0.12 and low.black_level_error_dn == (0.1, -0.2, 0.3, -0.4)
+    assert low.col_sigma_dn == 0.05 and low.dark_current_e_per_s == 0.8
+    # σ extrapolated from the single low-gain row along the slope of the joint fit covering K ("low": 0.6)
+    assert low.read_sigma_dn == pytest.approx(1.5 * (0.6 / 0.25) ** 0.6)
+    high = sample_params(card, gain_k_dn_per_e=1.2, rng=0)  # ISO 480: high-gain mode, only ISO 800
+    assert high.tukey_lambda == -0.05 and high.col_sigma_dn == 0.0
+    assert high.read_sigma_dn == pytest.approx(4.0 * (1.2 / 2.0) ** 0.5)
     # ISO 800 has no black-level error: it falls back to the joint bins
-    assert near_high.black_level_error_dn == card.joint.black_level_error_bins[card.joint.black_level_bin(0.8)]
+    assert high.black_level_error_dn == card.joint.black_level_error_bins[card.joint.black_level_bin(1.2)]
+
+
+def test_table_without_switch_interpolates_every_term_in_ln_k():
+    card = make_card(joint=None)
+    t = math.log(0.6 / 0.25) / math.log(2.0 / 0.25)
+    p = sample_params(card, gain_k_dn_per_e=0.6, rng=0)
+    assert p.tukey_lambda == pytest.approx(0.12 + t * (-0.05 - 0.12))
+    assert p.col_sigma_dn == pytest.approx(0.05 * (1 - t)) and p.dark_current_e_per_s == pytest.approx(0.8 * (1 - t))
+    assert p.read_sigma_dn == pytest.approx(math.exp(math.log(1.5) + t * math.log(4.0 / 1.5)))
+    assert p.black_level_error_dn == (0.1, -0.2, 0.3, -0.4)  # only one row has it
 
 
 # --------------------------------------------------------------------------------------------------
@@ -206,18 +220,62 @@ def test_interpolated_iso_k_is_monotone_and_log_linear():
     assert mid.iso == pytest.approx(math.sqrt(1600 * 3200))
 
 
-def test_interpolated_iso_uses_joint_fit_with_scatter():
+def test_sony_parameters_are_continuous_in_iso_within_each_gain_mode():
+    # issue 11: read σ was 4.25 / 6.30 / 4.26 DN at ISO 1599 / 1600 / 1601 (table row vs joint fit)
     card = load_card("SonyA7S2")
-    (profile,) = card.joint.profiles
-    n = 2000
-    draws = _draws(card, n, seed=21, iso=800)
-    k = draws[0].gain_k_dn_per_e
-    assert all(p.gain_k_dn_per_e == k for p in draws)
-    for name_x in SIGMAS:
-        fit = profile.fit(name_x)
-        y = np.log([getattr(p, name_x) for p in draws])
-        assert abs(y.mean() - fit.mean_log(k)) < 5 * fit.residual_std / math.sqrt(n)
-        assert abs(y.std(ddof=1) - fit.residual_std) < 5 * fit.residual_std / math.sqrt(2 * (n - 1))
+    at = lambda iso, seed=0: sample_params(card, iso=iso, rng=seed)  # noqa: E731
+    for iso in (100, 1600, 3200, 6400):
+        centre = at(iso)
+        for side in (iso - 1, iso + 1):
+            if not card.isos[0] <= side <= card.isos[-1] or side < 3200 <= iso:
+                continue  # outside the table, or across the dual-gain switch
+            p = at(side)
+            for name in SIGMAS:
+                # one ISO step moves K by 1/1600 at most, so a σ moves by at most that fraction (slope ≤ 1)
+                assert getattr(p, name) == pytest.approx(getattr(centre, name), rel=1 / iso), (iso, side, name)
+    assert at(1599).read_sigma_dn == pytest.approx(6.30, rel=1e-3) and at(1601).read_sigma_dn == pytest.approx(6.30, rel=1e-3)
+    # a fine scan moves every σ in small steps except across the dual-gain switch at ISO 3200
+    isos = np.geomspace(100, 6400, 400)
+    ps = [at(float(i)) for i in isos]
+    for name in SIGMAS:
+        step = np.abs(np.diff(np.log([getattr(p, name) for p in ps])))
+        across = (isos[:-1] < 3200) & (isos[1:] >= 3200)
+        assert step[~across].max() < 2 * np.diff(np.log(isos)).max(), name
+        assert step[across].max() > 0.3, name  # the drop is kept, not smoothed over
+    # deterministic: no seed changes an interpolated value
+    assert at(800, 1) == at(800, 2)
+
+
+def test_interpolation_is_log_log_between_rows_of_one_gain_mode():
+    card = load_card("SonyA7S2")
+    p = sample_params(card, iso=400)  # ISO 100 → 1600, halfway in ln ISO
+    assert p.gain_k_dn_per_e == pytest.approx(math.sqrt(0.0956 * 1.53))
+    assert p.read_sigma_dn == pytest.approx(math.sqrt(1.01 * 6.3))
+    assert p.tukey_lambda == pytest.approx((0.149 - 0.044) / 2)
+    q = sample_params(card, iso=math.sqrt(3200 * 6400))
+    assert q.read_sigma_dn == pytest.approx(math.sqrt(3.92 * 7.12))
+
+
+def test_no_interpolation_across_the_dual_gain_switch():
+    card = load_card("SonyA7S2")  # dual_gain_switch_iso = 3200: ISO 1600 is the last low-gain row
+    slope = math.log(6.3 / 1.01) / math.log(1.53 / 0.0956)  # the low-gain segment ISO 100 → 1600
+    for iso in (2000, 3000, 3199):
+        p = sample_params(card, iso=iso)
+        assert p.read_sigma_dn == pytest.approx(6.3 * (p.gain_k_dn_per_e / 1.53) ** slope)
+        assert p.tukey_lambda == -0.044  # held from the mode's nearest row
+    assert sample_params(card, iso=3200).read_sigma_dn == 3.92
+
+
+def test_fixed_k_inside_the_table_agrees_with_the_iso_path():
+    card = load_card("SonyA7S2")
+    assert sample_params(card, gain_k_dn_per_e=1.53, rng=5) == sample_params(card, iso=1600)
+    a = sample_params(card, gain_k_dn_per_e=2.2, rng=1)
+    assert a == sample_params(card, gain_k_dn_per_e=2.2, rng=2)
+    b = sample_params(card, iso=a.iso)
+    assert b.read_sigma_dn == pytest.approx(a.read_sigma_dn) and b.gain_k_dn_per_e == pytest.approx(2.2)
+    # below the table's K span (0.0939 < K < 0.0956) the joint fit serves, with its scatter
+    lo = card.joint.k_min_dn_per_e
+    assert sample_params(card, gain_k_dn_per_e=lo, rng=1).read_sigma_dn != sample_params(card, gain_k_dn_per_e=lo, rng=2).read_sigma_dn
 
 
 def test_table_only_card_interpolates_sigmas_in_log_log():

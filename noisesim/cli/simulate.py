@@ -40,8 +40,14 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     )
     p.add_argument("--card", required=True, metavar="NAME|PATH", help="shipped card name (noisesim cards) or a card file")
     gain = p.add_mutually_exclusive_group()
-    gain.add_argument("--iso", type=float, help="ISO from the card's per-ISO table (interpolated between entries)")
-    gain.add_argument("--gain-k", type=float, metavar="K", help="system gain K [DN/e⁻] within the card's range")
+    gain.add_argument("--iso", type=float,
+                      help="ISO within the card's per-ISO table: a tabled ISO gives its measured values; between "
+                           "tabled ISOs the table is interpolated in ln K, never across a dual-gain switch. "
+                           "Without --iso and --gain-k, K and the noise σ's are drawn at random from the card's "
+                           "joint model (ELD), reproducibly from --seed")
+    gain.add_argument("--gain-k", type=float, metavar="K",
+                      help="system gain K [DN/e⁻] within the card's K range: inside the ISO table's span as for "
+                           "an ISO, outside it from the joint model")
     p.add_argument("--ratio", type=float, default=1.0, help="exposure ratio r ≥ 1: signal divided by r (default 1)")
     p.add_argument("--input", required=True, type=Path, help="clean frame: raw file, .npy or .tiff mosaic")
     p.add_argument("--output", required=True, type=Path, help="noisy frame: .npy, .tiff or .dng")
