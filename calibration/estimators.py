@@ -475,24 +475,54 @@ def fit_line(x, y, *, weights=None, what: str = "fit") -> LineFit:
 # fidelity (docs/calibration.md)
 
 
-def kl_divergences(real: np.ndarray, synthetic: np.ndarray) -> tuple[float, float]:
-    """Forward KL(real‖synthetic) and symmetric KL between integer-DN histograms [nats].
+PSEUDO_COUNT = 0.5  # added to every bin of both histograms (Krichevsky–Trofimov): empty bins stay finite
+TAIL_QUANTILE = 1e-3  # the binned range is the union of both samples' [0.1 %, 99.9 %]; beyond it, one tail bin each side
+MAX_BINS = 4096
 
-    Bins: integer DN over the real frame's 0.1–99.9 % range (docs/calibration.md); empty synthetic bins get a
-    tiny floor so the divergence stays finite.
+
+def histogram_bins(real: np.ndarray, synthetic: np.ndarray) -> np.ndarray:
+    """Bin edges [DN] for comparing two samples: integer-DN bins over the union of both samples' 0.1–99.9 %
+    ranges, plus an underflow bin (−∞, lo) and an overflow bin (hi, +∞), so that no sample is dropped and
+    mass outside the other's support always costs. Bins widen (integer width) beyond ``MAX_BINS``."""
+    qa = np.quantile(real, [TAIL_QUANTILE, 1.0 - TAIL_QUANTILE])
+    qb = np.quantile(synthetic, [TAIL_QUANTILE, 1.0 - TAIL_QUANTILE])
+    lo = math.floor(min(qa[0], qb[0])) - 0.5
+    hi = math.ceil(max(qa[1], qb[1])) + 0.5
+    width = max(1, math.ceil((hi - lo) / MAX_BINS))
+    inner = lo + width * np.arange(int(math.ceil((hi - lo) / width)) + 1)
+    return np.concatenate([[-np.inf], inner, [np.inf]])
+
+
+def kl_divergences(real: np.ndarray, synthetic: np.ndarray, *, pseudo_count: float = PSEUDO_COUNT) -> tuple[float, float]:
+    """Forward KL(real‖synthetic) and symmetric KL(real‖syn) + KL(syn‖real) of DN histograms [nats].
+
+    Bins from :func:`histogram_bins` (union of both supports, under- and overflow bins). In each direction
+    the reference histogram (the second argument of KL) gets ``pseudo_count`` counts in every bin before
+    normalizing, the other is the plain empirical distribution: the divergence is finite, never negative,
+    and a sample lying wholly outside the other scores worse the further away it lies (the pseudo-count
+    mass spreads over more bins), never better than a nearby one.
     """
     real = np.asarray(real, dtype=np.float64).ravel()
     synthetic = np.asarray(synthetic, dtype=np.float64).ravel()
-    lo, hi = np.percentile(real, [0.1, 99.9])
-    lo, hi = math.floor(lo) - 0.5, math.ceil(hi) + 0.5
-    edges = np.arange(lo, hi + 1.0, 1.0)
-    if edges.size < 3:
-        edges = np.array([lo - 1, lo, hi, hi + 1])
-    p = np.histogram(real, edges)[0].astype(np.float64)
-    q = np.histogram(synthetic, edges)[0].astype(np.float64)
-    eps = 1e-12
-    p = (p + eps) / (p + eps).sum()
-    q = (q + eps) / (q + eps).sum()
-    fwd = float(np.sum(p * np.log(p / q)))
-    bwd = float(np.sum(q * np.log(q / p)))
-    return fwd, fwd + bwd
+    edges = histogram_bins(real, synthetic)
+    n_r = np.histogram(real, edges)[0].astype(np.float64)
+    n_s = np.histogram(synthetic, edges)[0].astype(np.float64)
+
+    def kl(a, b):
+        pa = a / a.sum()
+        qb = (b + pseudo_count) / (b + pseudo_count).sum()
+        m = pa > 0
+        return float(np.sum(pa[m] * np.log(pa[m] / qb[m])))
+
+    fwd = kl(n_r, n_s)
+    return fwd, fwd + kl(n_s, n_r)
+
+
+def ks_statistic(a: np.ndarray, b: np.ndarray) -> float:
+    """Two-sample Kolmogorov–Smirnov statistic sup |F_a − F_b| (exact, ties handled; 0 … 1)."""
+    a = np.sort(np.asarray(a, dtype=np.float64).ravel())
+    b = np.sort(np.asarray(b, dtype=np.float64).ravel())
+    grid = np.concatenate([a, b])
+    fa = np.searchsorted(a, grid, side="right") / a.size
+    fb = np.searchsorted(b, grid, side="right") / b.size
+    return float(np.max(np.abs(fa - fb)))

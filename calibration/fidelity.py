@@ -1,26 +1,101 @@
-"""Fidelity of a card against real dark frames (docs/calibration.md): KL divergences of integer-DN histograms.
+"""Fidelity of a card against real dark frames, and the verdict of ``noisesim validate`` (docs/calibration.md).
 
 For each ISO, real dark frames (held out of the calibration, or any darks given to :func:`validate`) are
-compared per packed channel with frames synthesized by :func:`noisesim.noise.simulate` from the card's
-parameters at that ISO and its maps, over the same sensor region. Forward KL(real‖synthetic) and the
-symmetric (Jeffreys) form KL(real‖syn) + KL(syn‖real) are reported in nats, for the Tukey-lambda and the
-Gaussian read-noise models.
+compared per packed channel with as many frames synthesized by :func:`noisesim.noise.simulate` from the
+card's parameters at that ISO (and its maps), over the same sensor region. Per ISO, channel and read-noise
+model (Tukey-lambda, Gaussian) a :class:`ChannelFidelity` holds
+
+* forward KL(real‖synthetic) and symmetric KL [nats] of DN histograms binned over the union of both
+  supports with an underflow and an overflow bin and a pseudo-count of
+  :data:`~noisesim.calibration.estimators.PSEUDO_COUNT` per bin
+  (:func:`~noisesim.calibration.estimators.kl_divergences`), so a synthetic frame far from the real
+  one can never score well;
+* the two-sample Kolmogorov–Smirnov statistic;
+* the mean and variance differences, in DN (DN²) and in standard errors. The standard errors come from
+  the spread of blocks of rows (:data:`ROW_BLOCKS` per frame), so row noise is counted.
+
+A channel passes when it stays within every limit of :class:`Thresholds`. :func:`validate` also checks
+that the capture belongs to the card (white level / bit depth, CFA, frame size, and whether the darks'
+fixed pattern correlates with the card's dark-shading map) and returns a :class:`ValidationReport`.
 """
 
 from __future__ import annotations
 
 import logging
 import math
+from dataclasses import dataclass, field
 
 import numpy as np
 
 from noisesim.cfa import CFA
 
-from .estimators import kl_divergences
+from .estimators import kl_divergences, ks_statistic
 
 log = logging.getLogger("calibration")
 
 CROP = 512  # side of the centred region compared (mosaic pixels)
+ROW_BLOCKS = 8  # blocks of consecutive rows per channel plane and frame, for the standard errors
+READ_MODELS = ("tukey", "gaussian")
+
+
+@dataclass(frozen=True)
+class Thresholds:
+    """Limits of a passing channel (the defaults are those of ``noisesim validate``).
+
+    Attributes
+    ----------
+    kl_symmetric_nats : float
+        Largest symmetric KL divergence [nats] (0.05).
+    ks_statistic : float
+        Largest two-sample KS statistic (0.05).
+    mean_diff_rel : float
+        A mean difference fails when it exceeds this fraction of the real frames' std (0.1) *and*
+        ``mean_diff_se`` standard errors (5).
+    std_diff_rel : float
+        A std difference fails when |σ_syn/σ_real − 1| exceeds this (0.05) *and* the variance difference
+        exceeds ``var_diff_se`` standard errors (5).
+    map_correlation_fraction : float
+        The darks' fixed pattern must correlate with the card's dark-shading map by at least this fraction
+        (0.5) of the correlation the card's own figures predict for its sensor.
+    """
+
+    kl_symmetric_nats: float = 0.05
+    ks_statistic: float = 0.05
+    mean_diff_rel: float = 0.1
+    mean_diff_se: float = 5.0
+    std_diff_rel: float = 0.05
+    var_diff_se: float = 5.0
+    map_correlation_fraction: float = 0.5
+
+
+@dataclass
+class ChannelFidelity:
+    """Real against synthetic darks for one ISO, packed channel and read-noise model.
+
+    Differences are synthetic − real; ``*_se`` are those differences divided by their standard errors.
+    """
+
+    iso: float
+    channel: str
+    model: str
+    n_frames: int
+    n_pixels: int  # per frame
+    kl_forward: float
+    kl_symmetric: float
+    ks_statistic: float
+    mean_real_dn: float
+    mean_synthetic_dn: float
+    mean_diff_dn: float
+    mean_diff_se: float
+    std_real_dn: float
+    std_synthetic_dn: float
+    var_diff_dn2: float
+    var_diff_se: float
+    failures: tuple[str, ...] = ()
+
+    @property
+    def passed(self) -> bool:
+        return not self.failures
 
 
 def _crop_box(shape, period: int, side: int = CROP):
@@ -34,100 +109,340 @@ def _crop_box(shape, period: int, side: int = CROP):
 
 
 def params_for(card, iso: float, exposure_s: float, read_model: str):
-    """The :class:`~noisesim.params.NoiseParams` of a card's tabled ISO (no joint-model scatter)."""
-    from noisesim.params import NoiseParams
+    """The :class:`~noisesim.params.NoiseParams` of a card's tabled ISO (its measured row, no scatter), or None."""
+    from noisesim.sampling import sample_params
 
-    e = card.iso_entry(iso)
-    if e is None:
+    if card.iso_entry(iso) is None:
         return None
-    return NoiseParams(
-        gain_k_dn_per_e=e.gain_k_dn_per_e, read_model=read_model, read_sigma_dn=e.read_sigma_dn,
-        tukey_lambda=e.tukey_lambda, tukey_scale_dn=e.tukey_scale_dn, row_sigma_dn=e.row_sigma_dn,
-        col_sigma_dn=e.col_sigma_dn or 0.0, black_level_error_dn=e.black_level_error_dn or (0.0,) * 4,
-        dark_current_e_per_s=e.dark_current_e_per_s or 0.0, exposure_s=float(exposure_s), iso=float(iso),
-        black_level_dn=e.black_level_dn, hot_pixel_dark_current_e_per_s=e.hot_pixel_dark_current_e_per_s,
-    )
+    return sample_params(card, iso=float(iso), read_model=read_model, scatter=False, exposure_s=float(exposure_s))
 
 
-def compare_frame(card, real: np.ndarray, iso: float, exposure_s: float, *, rng=0, frame_index: int = 0) -> list[dict]:
-    """KL divergences per channel and read model between one real dark frame and a synthetic one."""
+def _block_stats(planes: list[np.ndarray]) -> tuple[float, float, float, float]:
+    """(mean, SE of the mean, variance, SE of the variance) of a channel over frames' (h, w) planes [DN, DN²],
+    the SEs from the spread over blocks of consecutive rows."""
+    bm, bv = [], []
+    for p in planes:
+        for rows in np.array_split(np.arange(p.shape[0]), min(ROW_BLOCKS, p.shape[0])):
+            b = p[rows[0]: rows[-1] + 1]
+            bm.append(b.mean())
+            bv.append(b.var())
+    allv = np.concatenate([p.ravel() for p in planes])
+    nb = len(bm)
+    se_m = float(np.std(bm, ddof=1) / math.sqrt(nb)) if nb > 1 else float("nan")
+    se_v = float(np.std(bv, ddof=1) / math.sqrt(nb)) if nb > 1 else float("nan")
+    return float(allv.mean()), se_m, float(allv.var()), se_v
+
+
+def compare_channel(iso: float, channel: str, model: str, real: list[np.ndarray], synthetic: list[np.ndarray],
+                    thresholds: Thresholds = Thresholds()) -> ChannelFidelity:
+    """Compare one channel's real and synthetic (h, w) planes [DN] (any number of frames each)."""
+    r_all = np.concatenate([p.ravel() for p in real])
+    s_all = np.concatenate([p.ravel() for p in synthetic])
+    fwd, sym = kl_divergences(r_all, s_all)
+    ks = ks_statistic(r_all, s_all)
+    mr, se_mr, vr, se_vr = _block_stats(real)
+    ms, se_ms, vs, se_vs = _block_stats(synthetic)
+    dm, dv = ms - mr, vs - vr
+    se_dm, se_dv = math.hypot(se_mr, se_ms), math.hypot(se_vr, se_vs)
+    z_m = dm / se_dm if se_dm > 0 else (0.0 if dm == 0 else math.copysign(math.inf, dm))
+    z_v = dv / se_dv if se_dv > 0 else (0.0 if dv == 0 else math.copysign(math.inf, dv))
+    sr, ss = math.sqrt(vr), math.sqrt(vs)
+    t = thresholds
+    fails = []
+    if sym > t.kl_symmetric_nats:
+        fails.append(f"symmetric KL {sym:.3g} > {t.kl_symmetric_nats:g} nats")
+    if ks > t.ks_statistic:
+        fails.append(f"KS {ks:.3g} > {t.ks_statistic:g}")
+    if abs(dm) > t.mean_diff_rel * sr and abs(z_m) > t.mean_diff_se:
+        fails.append(f"mean off by {dm:+.3g} DN ({z_m:+.1f} SE)")
+    if abs(ss / sr - 1.0 if sr > 0 else ss) > t.std_diff_rel and abs(z_v) > t.var_diff_se:
+        fails.append(f"std {ss:.3g} vs {sr:.3g} DN ({z_v:+.1f} SE in variance)")
+    return ChannelFidelity(float(iso), channel, model, len(real), int(real[0].size), fwd, sym, ks, mr, ms, dm, z_m,
+                           sr, ss, dv, z_v, tuple(fails))
+
+
+def compare_frames(card, frames: list[np.ndarray], iso: float, exposure_s: float, *, rng=0, frame_index: int = 0,
+                   thresholds: Thresholds = Thresholds()) -> list[ChannelFidelity]:
+    """Real dark frames (H, W) [DN] of one ISO against as many frames synthesized from the card.
+
+    The centred :data:`CROP`² region is compared; each synthetic frame has its own ``frame_index``
+    (``frame_index + i``) under ``rng``. Returns one :class:`ChannelFidelity` per read model and channel,
+    or an empty list when the card does not table ``iso``.
+    """
     from noisesim.noise import simulate
 
+    if not frames:
+        return []
     cfa = CFA(card.sensor.cfa.pattern)
-    y0, x0, ch, cw = _crop_box(real.shape, cfa.period)
-    real_c = np.asarray(real[y0:y0 + ch, x0:x0 + cw], dtype=np.float64)
+    shape = frames[0].shape
+    y0, x0, ch, cw = _crop_box(shape, cfa.period)
+    real_p = [cfa.pack(np.asarray(f[y0:y0 + ch, x0:x0 + cw], dtype=np.float64)) for f in frames]
     maps = card.maps
-    if maps is not None and maps.shape != real.shape:
-        log.warning("card maps have shape %s, frames %s: fidelity computed without maps", maps.shape, real.shape)
+    if maps is not None and maps.shape != tuple(shape):
+        log.warning("card maps have shape %s, frames %s: fidelity computed without maps", maps.shape, shape)
         maps = None
-    rows = []
-    for model in ("tukey", "gaussian"):
+    out = []
+    for model in READ_MODELS:
         params = params_for(card, iso, exposure_s, model)
         if params is None:
             return []
-        syn = simulate(np.zeros((ch, cw), np.float32), params, card.sensor, input_unit="normalized", output_unit="dn",
-                       dtype=np.float32, maps=maps, origin=(y0, x0), rng=rng, frame_index=frame_index)
-        rp, sp = cfa.pack(real_c), cfa.pack(np.asarray(syn, np.float64))
+        syn_p = []
+        for i in range(len(frames)):
+            syn = simulate(np.zeros((ch, cw), np.float32), params, card.sensor, input_unit="normalized", output_unit="dn",
+                           dtype=np.float32, maps=maps, origin=(y0, x0), rng=rng, frame_index=frame_index + i)
+            syn_p.append(cfa.pack(np.asarray(syn, np.float64)))
         for c, name in enumerate(cfa.channel_names):
-            fwd, sym = kl_divergences(rp[c], sp[c])
-            rows.append({"iso": float(iso), "channel": name, "model": model, "kl_forward": fwd, "kl_symmetric": sym,
-                         "real_std_dn": float(rp[c].std()), "synthetic_std_dn": float(sp[c].std())})
-    return rows
+            out.append(compare_channel(iso, name, model, [p[c] for p in real_p], [p[c] for p in syn_p], thresholds))
+    return out
 
 
-def fidelity_heldout(result, *, rng=0) -> list[dict]:
+def compare_frame(card, real: np.ndarray, iso: float, exposure_s: float, *, rng=0, frame_index: int = 0) -> list[ChannelFidelity]:
+    """:func:`compare_frames` for one real frame."""
+    return compare_frames(card, [real], iso, exposure_s, rng=rng, frame_index=frame_index)
+
+
+def fidelity_heldout(result, *, rng=0, thresholds: Thresholds = Thresholds()) -> list[ChannelFidelity]:
     """Fidelity table of a :class:`~calibration.pipeline.CalibrationResult` on its held-out darks."""
     rows = []
     for r in result.iso_results:
-        for i, frame in enumerate(r.heldout):
-            rows += compare_frame(result.card, frame, r.iso, r.heldout_exposure_s, rng=rng, frame_index=10_000 + i)
+        rows += compare_frames(result.card, list(r.heldout), r.iso, r.heldout_exposure_s, rng=rng, frame_index=10_000,
+                               thresholds=thresholds)
     return rows
 
 
-def validate(card, capture, *, max_frames_per_iso: int = 4, rng=0, progress=None) -> list[dict]:
-    """Fidelity table of ``card`` on the dark frames of ``capture`` (folder, manifest or Capture).
+# ------------------------------------------------------------------------------------------------
+# validate: does a capture belong to the card, and does the card simulate it?
 
-    Only ISOs the card tables are compared; darks at other ISOs are skipped with a log message.
+
+@dataclass
+class MapCheck:
+    """Correlation of a capture's mean dark (fixed pattern) with the card's dark-shading map at one ISO."""
+
+    iso: float
+    correlation: float
+    expected: float  # predicted from the card's figures for its own sensor
+    n_frames: int
+    verdict: str  # "match", "mismatch" or "too weak to tell"
+
+    @property
+    def passed(self) -> bool:
+        return self.verdict != "mismatch"
+
+
+@dataclass
+class ValidationReport:
+    """What :func:`validate` finds. ``passed`` is False when the capture does not belong to the card
+    (``mismatches``), the maps do not match it, or any channel of the verdict model fails."""
+
+    rows: list[ChannelFidelity]
+    model: str
+    thresholds: Thresholds
+    mismatches: list[str] = field(default_factory=list)
+    map_checks: list[MapCheck] = field(default_factory=list)
+    skipped: list[str] = field(default_factory=list)
+
+    @property
+    def verdict_rows(self) -> list[ChannelFidelity]:
+        return [r for r in self.rows if r.model == self.model]
+
+    @property
+    def passed(self) -> bool:
+        return (not self.mismatches and all(m.passed for m in self.map_checks)
+                and bool(self.verdict_rows) and all(r.passed for r in self.verdict_rows))
+
+
+def _bits(white: float) -> int:
+    return int(math.ceil(math.log2(float(white) + 1.0)))
+
+
+def capture_mismatches(card, frames) -> list[str]:
+    """Why frames (:class:`~calibration.capture.FrameInfo`) cannot come from the card's sensor, one line each:
+    white level / bit depth, CFA pattern, and frame size (against the card's maps)."""
+    out = []
+    sen = card.sensor
+    white_card = max(sen.white_level_dn)
+    whites = sorted({f.white_level_dn for f in frames})
+    bad = [w for w in whites if abs(w - white_card) > 0.5]
+    if bad:
+        w = bad[0]
+        out.append(f"white level {w:g} DN ({_bits(w)}-bit) differs from the card's {white_card:g} DN "
+                   f"({sen.bit_depth}-bit): the capture is not from this card's sensor mode")
+    cfas = sorted({f.cfa for f in frames})
+    if any(c != sen.cfa.pattern for c in cfas):
+        out.append(f"CFA {'/'.join(c for c in cfas if c != sen.cfa.pattern)} differs from the card's {sen.cfa.pattern}")
+    maps = card.maps
+    if maps is not None:
+        shapes = sorted({f.shape for f in frames})
+        bad_s = [s for s in shapes if s != maps.shape]
+        if bad_s:
+            out.append(f"frame size {bad_s[0][1]}×{bad_s[0][0]} differs from the card's maps ({maps.shape[1]}×{maps.shape[0]})")
+    return out
+
+
+def map_check(card, frames: list[np.ndarray], iso: float, *, thresholds: Thresholds = Thresholds()) -> MapCheck | None:
+    """Correlate the mean of dark frames with the card's dark-shading map at ``iso`` (hot pixels out).
+
+    Both are made zero-mean per packed channel over the centred region. A map that is variance-matched to
+    the card's DSNU D [DN] estimated from N_cal darks, against a mean of F darks with temporal variance σ²,
+    predicts ρ ≈ √(D² / (D² + σ²/N_cal)) · √(D² / (D² + σ²/F)); a different unit of the same model gives
+    ρ ≈ 0. None when the card has no dark-shading map or the shapes differ.
+    """
+    maps = card.maps
+    if maps is None or maps.dark_shading_b_dn is None or maps.shape != frames[0].shape:
+        return None
+    cfa = CFA(card.sensor.cfa.pattern)
+    y0, x0, ch, cw = _crop_box(frames[0].shape, cfa.period, side=2 * CROP)
+    sl = (slice(y0, y0 + ch), slice(x0, x0 + cw))
+    mean = np.zeros((ch, cw))
+    for f in frames:
+        mean += np.asarray(f[sl], dtype=np.float64)
+    mean /= len(frames)
+    ds = np.asarray(maps.dark_shading_dn(iso), dtype=np.float64)[sl]
+    hot = maps.hot_pixel_mask[sl] if maps.hot_pixel_mask is not None else np.zeros(ds.shape, bool)
+    mp, dp, hp = cfa.pack(mean), cfa.pack(ds), cfa.pack(hot)
+    num = den_a = den_b = 0.0
+    d2 = []
+    for c in range(cfa.n_channels):
+        g = ~hp[c]
+        a = mp[c][g] - mp[c][g].mean()
+        b = dp[c][g] - dp[c][g].mean()
+        num += float(a @ b)
+        den_a += float(a @ a)
+        den_b += float(b @ b)
+        d2.append(float(b.var()))
+    rho = num / math.sqrt(den_a * den_b) if den_a > 0 and den_b > 0 else 0.0
+    e = card.iso_entry(iso)
+    sig2 = e.read_sigma_dn**2 + e.row_sigma_dn**2 + (e.col_sigma_dn or 0.0) ** 2 + 1.0 / 12.0
+    n_cal = (card.provenance or {}).get("counts", {}).get(f"iso_{iso:g}", {}).get("darks") or 1e9
+    dd = float(np.mean(d2))
+    expected = math.sqrt(dd / (dd + sig2 / float(n_cal))) * math.sqrt(dd / (dd + sig2 / len(frames))) if dd > 0 else 0.0
+    if expected < 0.2:
+        verdict = "too weak to tell"
+    elif rho < thresholds.map_correlation_fraction * expected:
+        verdict = "mismatch"
+    else:
+        verdict = "match"
+    return MapCheck(float(iso), float(rho), float(expected), len(frames), verdict)
+
+
+def validate(card, capture, *, max_frames_per_iso: int = 4, thresholds: Thresholds = Thresholds(), model: str = "tukey",
+             rng=0, progress=None) -> ValidationReport:
+    """Validate ``card`` on the dark frames of ``capture`` (folder, manifest or Capture).
+
+    Parameters
+    ----------
+    card : Card or str
+        A card or its name/path.
+    capture : str, Path or Capture
+    max_frames_per_iso : int
+        Dark frames compared per ISO (the first, by path).
+    thresholds : Thresholds
+        Limits of a passing channel.
+    model : {"tukey", "gaussian"}
+        Read-noise model whose rows decide the verdict (both are reported).
+    rng : seed of the synthetic frames.
+    progress : callable, optional
+        Wraps the iterable of frames read (e.g. ``tqdm``).
+
+    Returns
+    -------
+    ValidationReport
+        Only ISOs the card tables are compared; darks at other ISOs are listed in ``skipped``.
     """
     from noisesim.card import load_card
 
     from .capture import Capture, group_frames, scan_capture
 
+    if model not in READ_MODELS:
+        raise ValueError(f"model must be one of {READ_MODELS}, got {model!r}")
     if not hasattr(card, "iso_table"):
         card = load_card(card)
     cap = capture if isinstance(capture, Capture) else scan_capture(capture)
     for p in cap.problems:
         log.warning("%s", p)
-    rows = []
+    darks = [f for f in cap.frames if f.kind == "dark"]
+    report = ValidationReport([], model, thresholds, capture_mismatches(card, darks) if darks else [])
     jobs = []
-    for (kind, iso, t), frames in group_frames(cap.frames).items():
-        if kind != "dark":
-            continue
+    for (kind, iso, t), frames in group_frames(darks).items():
         if card.iso_entry(iso) is None:
-            log.warning("ISO %g: not in the card's table; darks skipped", iso)
+            report.skipped.append(f"ISO {iso:g}: not in the card's table; {len(frames)} dark(s) skipped")
             continue
-        jobs += [(iso, t, f) for f in frames[:max_frames_per_iso]]
-    it = progress(jobs) if progress else jobs
-    for i, (iso, t, f) in enumerate(it):
-        rows += compare_frame(card, f.load(), iso, t, rng=rng, frame_index=20_000 + i)
-    return rows
+        jobs.append((iso, t, frames[:max_frames_per_iso]))
+    total = sum(len(j[2]) for j in jobs)
+    it = iter(progress(range(total)) if progress else range(total))
+    cfa_ok = not any(m.startswith("CFA") for m in report.mismatches)
+    by_iso: dict[float, list[np.ndarray]] = {}
+    for iso, t, frames in jobs:
+        arrays = []
+        for f in frames:
+            arrays.append(f.load())
+            next(it, None)
+        if cfa_ok:
+            report.rows += compare_frames(card, arrays, iso, t, rng=rng, frame_index=20_000 + 100 * len(report.rows),
+                                          thresholds=thresholds)
+        by_iso.setdefault(iso, []).extend(arrays)
+    for iso, arrays in sorted(by_iso.items()):
+        mc = map_check(card, arrays, iso, thresholds=thresholds)
+        if mc is not None:
+            report.map_checks.append(mc)
+    return report
 
 
-def summarize(rows: list[dict]) -> list[dict]:
-    """Mean KL over channels and frames per (ISO, model)."""
-    out = {}
+def summarize(rows: list[ChannelFidelity]) -> list[dict]:
+    """Per (ISO, model): mean KL over channels, the worst KS, and how many channels pass."""
+    out: dict = {}
     for r in rows:
-        k = (r["iso"], r["model"])
-        out.setdefault(k, []).append(r)
+        out.setdefault((r.iso, r.model), []).append(r)
     return [
-        {"iso": iso, "model": model, "kl_forward": float(np.mean([r["kl_forward"] for r in rs])),
-         "kl_symmetric": float(np.mean([r["kl_symmetric"] for r in rs])), "n": len(rs)}
+        {"iso": iso, "model": model, "kl_forward": float(np.mean([r.kl_forward for r in rs])),
+         "kl_symmetric": float(np.mean([r.kl_symmetric for r in rs])), "ks_max": float(max(r.ks_statistic for r in rs)),
+         "n": len(rs), "passed": sum(r.passed for r in rs)}
         for (iso, model), rs in sorted(out.items())
     ]
 
 
-def format_table(rows: list[dict]) -> str:
-    lines = [f"{'ISO':>7} {'model':>9} {'KL(real‖syn)':>13} {'KL sym':>9}  n"]
-    for s in summarize(rows):
-        lines.append(f"{s['iso']:>7g} {s['model']:>9} {s['kl_forward']:>13.5f} {s['kl_symmetric']:>9.5f}  {s['n']}")
+def format_table(rows: list[ChannelFidelity]) -> str:
+    """A text table, one line per ISO, channel and model."""
+    lines = [f"{'ISO':>7} {'ch':>3} {'model':>8} {'KL fwd':>8} {'KL sym':>8} {'KS':>6} {'Δmean DN':>9} {'(SE)':>7} "
+             f"{'σ real':>7} {'σ syn':>7} {'(SE)':>7}  verdict"]
+    for r in sorted(rows, key=lambda r: (r.iso, r.model != "tukey", r.model, r.channel)):
+        lines.append(f"{r.iso:>7g} {r.channel:>3} {r.model:>8} {r.kl_forward:>8.4f} {r.kl_symmetric:>8.4f} {r.ks_statistic:>6.3f} "
+                     f"{r.mean_diff_dn:>+9.3f} {r.mean_diff_se:>+7.1f} {r.std_real_dn:>7.3f} {r.std_synthetic_dn:>7.3f} "
+                     f"{r.var_diff_se:>+7.1f}  {'pass' if r.passed else 'FAIL: ' + '; '.join(r.failures)}")
+    return "\n".join(lines)
+
+
+def format_report(report: ValidationReport) -> str:
+    """The text ``noisesim validate`` prints: capture checks, map checks, the table and the verdict."""
+    t = report.thresholds
+    lines = []
+    for m in report.mismatches:
+        lines.append(f"capture does not match the card: {m}")
+    for s in report.skipped:
+        lines.append(s)
+    for mc in report.map_checks:
+        what = {"match": "maps match this sensor", "mismatch": "maps do not match this sensor",
+                "too weak to tell": "fixed pattern too weak to tell whether the maps match"}[mc.verdict]
+        lines.append(f"ISO {mc.iso:g}: {what} (correlation of the mean of {mc.n_frames} dark(s) with the dark-shading map "
+                     f"{mc.correlation:.3f}; {mc.expected:.3f} expected for the card's own sensor)")
+    if report.rows:
+        lines.append(format_table(report.rows))
+    lines.append(f"limits: symmetric KL ≤ {t.kl_symmetric_nats:g} nats, KS ≤ {t.ks_statistic:g}, |Δmean| ≤ "
+                 f"{t.mean_diff_rel:g}·σ or ≤ {t.mean_diff_se:g} SE, |σ_syn/σ_real − 1| ≤ {t.std_diff_rel:g} or ≤ "
+                 f"{t.var_diff_se:g} SE; verdict on the {report.model} model")
+    vr = report.verdict_rows
+    n_fail = sum(not r.passed for r in vr)
+    if report.passed:
+        lines.append(f"PASS: the card simulates this capture ({len(vr)} ISO × channel comparisons)")
+    else:
+        why = []
+        if report.mismatches:
+            why.append("the capture does not belong to the card")
+        if any(not m.passed for m in report.map_checks):
+            why.append("maps do not match this sensor")
+        if n_fail:
+            why.append(f"{n_fail} of {len(vr)} ISO × channel comparisons fail")
+        if not vr and not report.mismatches:
+            why.append("nothing compared")
+        lines.append("FAIL: " + "; ".join(why))
     return "\n".join(lines)

@@ -147,12 +147,17 @@ def write_report(result, path) -> Path:
             ax.set_title(f"ln {name} vs ln K")
         out.append(_png(fig))
         out.append("<table><tr><th>σ</th><th>ISOs</th><th>slope</th><th>intercept</th><th>residual std</th></tr>" + "".join(rows) + "</table>")
-    out.append("<h2>Fidelity on held-out darks (docs/calibration.md)</h2>")
+    out.append("<h2>Fidelity on held-out darks</h2>")
     if res.fidelity:
-        out.append("<table><tr><th>ISO</th><th>model</th><th>KL(real‖synthetic)</th><th>symmetric KL</th><th>channels × frames</th></tr>")
+        from .fidelity import format_table
+
+        out.append("<table><tr><th>ISO</th><th>model</th><th>KL(real‖synthetic) [nats]</th><th>symmetric KL [nats]</th>"
+                   "<th>largest KS</th><th>channels passing</th></tr>")
         for s in summarize(res.fidelity):
-            out.append(f"<tr><td>{s['iso']:g}</td><td>{s['model']}</td><td>{s['kl_forward']:.5f}</td><td>{s['kl_symmetric']:.5f}</td><td>{s['n']}</td></tr>")
-        out.append("</table>")
+            out.append(f"<tr><td>{s['iso']:g}</td><td>{s['model']}</td><td>{s['kl_forward']:.5f}</td><td>{s['kl_symmetric']:.5f}</td>"
+                       f"<td>{s['ks_max']:.4f}</td><td>{s['passed']} of {s['n']}</td></tr>")
+        out.append("</table><p>Per channel (differences synthetic − real; SE from blocks of rows):</p><pre>"
+                   + esc(format_table(res.fidelity)) + "</pre>")
     else:
         out.append("<p>No held-out dark frames (need ≥ 8 darks per ISO).</p>")
     if res.problems:

@@ -163,9 +163,10 @@ def test_card_round_trips_through_toml(small_result, tmp_path):
 def test_fidelity_table_favours_tukey(small_result):
     res, _ = small_result
     rows = res.fidelity
-    assert rows and {r["model"] for r in rows} == {"tukey", "gaussian"}
-    tk = np.mean([r["kl_forward"] for r in rows if r["model"] == "tukey"])
+    assert rows and {r.model for r in rows} == {"tukey", "gaussian"}
+    tk = np.mean([r.kl_forward for r in rows if r.model == "tukey"])
     assert tk < 0.02
+    assert all(r.passed for r in rows if r.model == "tukey"), [r.failures for r in rows]
 
 
 def test_warnings_for_too_few_darks_and_levels():

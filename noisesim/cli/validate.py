@@ -1,4 +1,9 @@
-"""``noisesim validate CARD CAPTURE_DIR``: KL fidelity of a card against real dark frames (docs/calibration.md)."""
+"""``noisesim validate CARD CAPTURE_DIR``: does the card simulate this capture? A verdict with an exit status.
+
+Exit status 0: the card passes; 1: the card fails on the capture (a channel beyond a limit, the capture
+from another sensor mode, or maps of another unit); 2: bad input (unreadable card or capture, no darks at
+an ISO of the card).
+"""
 
 from __future__ import annotations
 
@@ -6,31 +11,61 @@ import sys
 
 
 def add_parser(subparsers) -> None:
+    from noisesim.calibration.fidelity import Thresholds
+
+    t = Thresholds()
     p = subparsers.add_parser(
         "validate",
-        help="compare a card's simulated darks with real dark frames (KL divergence table)",
-        description="For each ISO the card tables, compare the integer-DN histograms of real dark frames from "
-        "CAPTURE_DIR (or a manifest) with frames synthesized from the card: forward KL(real‖synthetic) and "
-        "symmetric KL per read-noise model, averaged over channels and frames.",
+        help="check a card against real dark frames: pass/fail per ISO and channel (exit 1 when it fails)",
+        description="For each ISO the card tables, compare real dark frames from CAPTURE_DIR (or a manifest) with "
+        "frames synthesized from the card, per CFA channel: forward and symmetric KL divergence of the DN "
+        "histograms, the two-sample KS statistic, and the mean and variance differences (DN and standard errors). "
+        "Also checks that the capture belongs to the card (white level / bit depth, CFA, frame size, and the "
+        "correlation of the darks' fixed pattern with the card's maps). Exit status: 0 pass, 1 the card fails, "
+        "2 bad input.",
     )
-    p.add_argument("card", metavar="CARD")
-    p.add_argument("capture", metavar="CAPTURE_DIR")
-    p.add_argument("--max-frames", type=int, default=4, help="dark frames compared per ISO (default 4)")
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("card", metavar="CARD", help="card name or .toml path")
+    p.add_argument("capture", metavar="CAPTURE_DIR", help="capture folder (darks/ …) or a .csv/.toml manifest")
+    p.add_argument("--max-frames", type=int, default=4, metavar="N", help="dark frames compared per ISO (default 4)")
+    p.add_argument("--model", choices=("tukey", "gaussian"), default="tukey",
+                   help="read-noise model whose comparisons decide the verdict (both are shown; default tukey)")
+    p.add_argument("--max-kl", type=float, default=t.kl_symmetric_nats, metavar="NATS",
+                   help=f"largest symmetric KL divergence of a passing channel [nats] (default {t.kl_symmetric_nats:g})")
+    p.add_argument("--max-ks", type=float, default=t.ks_statistic, metavar="D",
+                   help=f"largest two-sample KS statistic of a passing channel [0–1] (default {t.ks_statistic:g})")
+    p.add_argument("--max-mean-diff", type=float, default=t.mean_diff_rel, metavar="FRACTION",
+                   help="a mean difference fails when larger than this fraction of the real darks' std [σ] "
+                   f"and than --max-mean-se standard errors (default {t.mean_diff_rel:g})")
+    p.add_argument("--max-mean-se", type=float, default=t.mean_diff_se, metavar="SE",
+                   help=f"mean difference in standard errors [SE] (default {t.mean_diff_se:g})")
+    p.add_argument("--max-std-diff", type=float, default=t.std_diff_rel, metavar="FRACTION",
+                   help="a noise level fails when |σ_syn/σ_real − 1| exceeds this [relative] and the variance "
+                   f"difference exceeds --max-var-se standard errors (default {t.std_diff_rel:g})")
+    p.add_argument("--max-var-se", type=float, default=t.var_diff_se, metavar="SE",
+                   help=f"variance difference in standard errors [SE] (default {t.var_diff_se:g})")
+    p.add_argument("--min-map-correlation", type=float, default=t.map_correlation_fraction, metavar="FRACTION",
+                   help="the darks' fixed pattern must correlate with the card's dark-shading map by at least this "
+                   f"fraction of what the card predicts for its own sensor [relative] (default {t.map_correlation_fraction:g})")
+    p.add_argument("--seed", type=int, default=0, help="seed of the synthetic frames (integer; default 0)")
     p.set_defaults(run=run)
 
 
 def run(args) -> int:
     from tqdm import tqdm
 
-    from noisesim.calibration.fidelity import format_table, validate
+    from noisesim.calibration.fidelity import Thresholds, format_report, validate
     from noisesim.card import load_card
     from noisesim.errors import CalibrationError
 
+    if args.max_frames < 1:
+        raise CalibrationError(f"--max-frames must be ≥ 1, got {args.max_frames}")
+    thresholds = Thresholds(args.max_kl, args.max_ks, args.max_mean_diff, args.max_mean_se, args.max_std_diff,
+                            args.max_var_se, args.min_map_correlation)
     card = load_card(args.card)
-    rows = validate(card, args.capture, max_frames_per_iso=args.max_frames, rng=args.seed,
-                    progress=lambda it: tqdm(it, desc="darks", unit="frame", leave=False, file=sys.stderr, disable=None))
-    if not rows:
+    report = validate(card, args.capture, max_frames_per_iso=args.max_frames, rng=args.seed, thresholds=thresholds,
+                      model=args.model,
+                      progress=lambda it: tqdm(it, desc="darks", unit="frame", leave=False, file=sys.stderr, disable=None))
+    if not report.rows and not report.mismatches:
         raise CalibrationError(f"{args.capture}: no dark frames at an ISO of the card ({', '.join(f'{i:g}' for i in card.isos)})")
-    print(format_table(rows))
-    return 0
+    print(format_report(report))
+    return 0 if report.passed else 1
