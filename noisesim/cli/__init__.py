@@ -14,7 +14,7 @@ import sys
 
 # Subcommand modules, in the order ``noisesim --help`` lists them. A module that fails to import
 # (an optional part not present) is skipped, not fatal.
-COMMANDS = ("simulate", "cards", "calibrate", "validate", "generate", "inspect")
+COMMANDS = ("simulate", "cards", "calibrate", "validate", "generate", "inspect", "darks")
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -1,0 +1,173 @@
+"""Dark-frame bank and dark-frame noise (issue 13 items 1–2)."""
+
+from __future__ import annotations
+
+import hashlib
+
+import h5py
+import numpy as np
+import pytest
+from scipy.signal import convolve2d
+
+from noisesim.cfa import CFA
+from noisesim.darkbank import (DarkFrame, DarkFrameBank, build_dark_bank, phase_preserving_transforms,
+                               simulate_dark_frame)
+from noisesim.params import NoiseComponents, NoiseParams, Sensor
+
+BLACK = 512.0
+WHITE = 16383.0
+SENSOR = Sensor(cfa="RGGB", bit_depth=14, black_level_dn=BLACK, white_level_dn=WHITE)
+
+
+def _darks(n, shape, *, iso=1600, exposure_s=0.01, sigma=3.0, kernel=None, seed=0, black=BLACK):
+    g = np.random.default_rng(seed)
+    for i in range(n):
+        noise = g.normal(0, 1, shape)
+        if kernel is not None:
+            noise = convolve2d(noise, kernel, mode="same", boundary="wrap")
+            noise /= np.sqrt((kernel**2).sum())
+        raw = np.round(black + sigma * noise).astype(np.uint16)
+        yield DarkFrame(raw, iso=iso, exposure_s=exposure_s, black_level_dn=(black,) * 4, source=f"dark{i}.dng")
+
+
+def test_bank_round_trip_bytes_and_metadata(tmp_path):
+    frames = list(_darks(2, (32, 48), iso=100, seed=1)) + list(_darks(1, (32, 48), iso=400, exposure_s=0.5, seed=2))
+    path = build_dark_bank(tmp_path / "bank.h5", iter(frames), cfa="RGGB", white_level_dn=WHITE, camera="Test Cam")
+    bank = DarkFrameBank(path)
+    assert len(bank) == 3 and bank.isos == [100.0, 400.0] and bank.cfa.pattern == "RGGB"
+    assert bank.bit_depth == 14 and bank.white_level_dn == WHITE and bank.camera == "Test Cam"
+    for i, fr in enumerate(frames):
+        got = bank.frame(i)
+        assert got.dtype == np.uint16 and np.array_equal(got, fr.raw)
+        rec = bank.index[i]
+        assert rec["iso"] == fr.iso and rec["exposure_s"] == fr.exposure_s
+        assert rec["source"].decode() == fr.source
+        assert rec["sha256"].decode() == hashlib.sha256(fr.raw.astype(np.uint16).tobytes()).hexdigest()
+        assert np.array_equal(rec["black_level_dn"], [BLACK] * 4)
+    with h5py.File(path) as f:
+        assert f["frames"].chunks[0] == 1  # one frame read never loads another
+    assert not list(tmp_path.glob("*.tmp*")) and sorted(p.name for p in tmp_path.iterdir()) == ["bank.h5"]
+
+
+def test_bank_refuses_mixed_shapes_and_leaves_no_file(tmp_path):
+    frames = list(_darks(1, (32, 32))) + list(_darks(1, (32, 48)))
+    with pytest.raises(Exception, match="differs from the bank"):
+        build_dark_bank(tmp_path / "bank.h5", frames, cfa="RGGB", white_level_dn=WHITE)
+    assert list(tmp_path.iterdir()) == []
+
+
+@pytest.mark.parametrize("pattern", ["RGGB", "BGGR", "GRBG", "GBRG", "QUAD_RGGB"])
+def test_every_crop_and_flip_keeps_the_cfa_phase(tmp_path, pattern):
+    cfa = CFA(pattern)
+    shape = (48, 64)
+    site_map = cfa.per_pixel(np.arange(4), shape).astype(np.uint16)  # each pixel holds its CFA site
+    build_dark_bank(tmp_path / "b.h5", [DarkFrame(site_map, 800, 0.01, (0,) * 4, "sites")], cfa=pattern,
+                    white_level_dn=1023)
+    bank = DarkFrameBank(tmp_path / "b.h5")
+    p = cfa.period
+    out_shape = (4 * p, 6 * p)
+    target = cfa.per_pixel(np.arange(4), out_shape)
+    used = set()
+    for seed in range(64):
+        ch = bank.choose(out_shape, 800, rng=seed)
+        assert ch.y0 >= 0 and ch.x0 >= 0
+        assert np.array_equal(bank.dark(ch, out_shape), target), (pattern, ch)
+        used.add((ch.transpose, ch.flip_y, ch.flip_x))
+    assert used == {t[:3] for t in phase_preserving_transforms(cfa)}  # every allowed transform is drawn
+    assert (False, True, False) in used and (False, False, True) in used
+
+
+def test_transforms_that_would_break_the_phase_are_never_offered():
+    for pattern in ("RGGB", "GRBG"):
+        ts = phase_preserving_transforms(CFA(pattern))
+        assert not any(t[0] for t in ts)  # a transpose swaps G1 and G2 (or R and B)
+        assert {(t[1], t[2]) for t in ts} == {(False, False), (True, False), (False, True), (True, True)}
+        flip_x = [t for t in ts if t[2] and not t[1]]
+        assert all(t[4] % 2 == 1 for t in flip_x)  # a horizontal flip needs an odd source column
+
+
+def _bank(tmp_path, n=6, shape=(128, 128), **kw):
+    return DarkFrameBank(build_dark_bank(tmp_path / "bank.h5", _darks(n, shape, **kw), cfa="RGGB", white_level_dn=WHITE))
+
+
+def test_dark_frame_mode_is_deterministic_and_thread_independent(tmp_path):
+    bank = _bank(tmp_path)
+    clean = np.full((64, 64), 0.05, np.float32)
+    p = NoiseParams(gain_k_dn_per_e=1.37, iso=1600)
+    a, ca = simulate_dark_frame(clean, p, SENSOR, bank, ratio=2, rng=7, return_choice=True)
+    b, cb = simulate_dark_frame(clean, p, SENSOR, bank, ratio=2, rng=7, return_choice=True, backend="numpy")
+    c = simulate_dark_frame(clean, p, SENSOR, bank, ratio=2, rng=8)
+    assert ca == cb and np.array_equal(a, b)
+    assert not np.array_equal(a, c)
+    packed = simulate_dark_frame(SENSOR.cfa.pack(clean), p, SENSOR, bank, ratio=2, rng=7)
+    assert np.array_equal(SENSOR.cfa.unpack(packed), a)
+
+
+def test_nearest_iso_with_a_warning(tmp_path, caplog):
+    bank = _bank(tmp_path, n=2, iso=800)
+    with caplog.at_level("WARNING"):
+        ch = bank.choose((32, 32), 1000, rng=0)
+    assert ch.iso == 800 and "no dark frames at ISO 1000" in caplog.text
+
+
+def test_mean_and_variance_are_shot_plus_dark(tmp_path):
+    """E[D] − B = x_dn, Var[D] = K·x_dn + σ²_dark + 1/12 (quantization of the sum), within 5 SE."""
+    sigma, k, x_dn = 3.0, 1.37, 60.0
+    bank = _bank(tmp_path, n=4, shape=(256, 256), sigma=sigma, seed=3)
+    y = x_dn / (WHITE - BLACK)
+    clean = np.full((256, 256), y, np.float32)
+    out = simulate_dark_frame(clean, NoiseParams(gain_k_dn_per_e=k, iso=1600), SENSOR, bank, rng=1, output_unit="dn")
+    n = out.size
+    dark_var = sigma**2 + 1 / 12  # the bank frames are rounded once already
+    var = k * x_dn + dark_var + 1 / 12
+    assert abs(out.mean() - BLACK - x_dn) < 5 * np.sqrt(var / n) + 0.02
+    assert abs(out.var() - var) < 5 * var * np.sqrt(2 / n) + 0.05
+
+
+def _lag1_corr(frames):
+    x = np.stack(frames).astype(np.float64)
+    x -= x.mean(axis=(1, 2), keepdims=True)
+    return float((x[:, :, 1:] * x[:, :, :-1]).mean() / x.var())
+
+
+def test_dark_frame_mode_reproduces_spatially_correlated_read_noise(tmp_path):
+    """A sensor whose read noise is smoothed by a small 2-D kernel: dark-frame noise matches held-out frames'
+    spatial correlation, the parametric model (white read noise of the same σ) cannot."""
+    from noisesim.noise import simulate
+
+    kernel = np.array([[0.0, 0.5, 0.0], [0.5, 1.0, 0.5], [0.0, 0.5, 0.0]])
+    shape = (128, 128)
+    bank = _bank(tmp_path, n=6, shape=shape, sigma=4.0, kernel=kernel, seed=10)
+    held_out = [fr.raw for fr in _darks(4, (64, 64), sigma=4.0, kernel=kernel, seed=99)]
+    clean = np.zeros((64, 64), np.float32)
+    params = NoiseParams(gain_k_dn_per_e=1.37, iso=1600, read_model="gaussian", read_sigma_dn=4.0)
+    synth = [simulate_dark_frame(clean, params, SENSOR, bank, rng=s, output_unit="dn") for s in range(4)]
+    param = [simulate(clean, params, SENSOR, rng=s, output_unit="dn", components=NoiseComponents.only("read"))
+             for s in range(4)]
+    real, dark, white = _lag1_corr(held_out), _lag1_corr(synth), _lag1_corr(param)
+    se = 5 / np.sqrt(4 * 64 * 63)  # 5 SE of a correlation coefficient from n pairs
+    assert real > 0.3
+    assert abs(dark - real) < se + 0.03
+    assert abs(white) < se and abs(white - real) > 0.25
+
+
+def test_cli_builds_a_bank_from_a_folder_of_dng_darks(tmp_path, capsys):
+    from noisesim.calibration.synthetic import SyntheticSpec, synthetic_frames, write_capture_dng
+    from noisesim.card import load_card
+    from noisesim.cli import main
+
+    card = load_card("SonyA7S2")
+    params = {iso: NoiseParams(gain_k_dn_per_e=k, iso=iso, read_model="gaussian", read_sigma_dn=s)
+              for iso, k, s in ((800, 0.77, 3.0), (1600, 1.53, 6.3))}
+    frames = [f for f in synthetic_frames(params, card.sensor, (32, 32), SyntheticSpec(n_darks=3), rng=0)
+              if f.kind == "dark"]
+    write_capture_dng(frames, tmp_path / "cap")
+    out = tmp_path / "bank.h5"
+    assert main(["darks", "bank", str(tmp_path / "cap"), "--card", "SonyA7S2", "--output", str(out)]) == 0
+    bank = DarkFrameBank(out)
+    assert len(bank) == len(frames) and bank.isos == [800.0, 1600.0]
+    expected = {hashlib.sha256(f.load().astype(np.uint16).tobytes()).hexdigest() for f in frames}
+    stored = {hashlib.sha256(bank.frame(i).tobytes()).hexdigest() for i in range(len(bank))}
+    assert stored == expected == {r["sha256"].decode() for r in bank.index}  # the very bytes of every dark
+    assert main(["darks", "bank", str(tmp_path / "nowhere"), "--card", "SonyA7S2", "--output", str(out)]) == 2
+    assert "nowhere" in capsys.readouterr().err
