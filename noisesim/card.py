@@ -16,6 +16,9 @@ for a camera, and what :func:`noisesim.noise.simulate` needs to know about its r
   dark current) and the EMVA 1288 datasheet figures ``read_noise_e`` (σ_d), ``saturation_capacity_e``
   (μ_e.sat) and ``dynamic_range_db`` (DR_dB). A ``/1`` file is read with its meaning unchanged: one black
   level for every ISO.
+  The Tukey pair (``tukey_lambda``, ``tukey_scale_dn``) and ``row_sigma_dn`` may be left out of every row:
+  such a card is a *Poisson–Gaussian* card (:attr:`Card.kind`), the model of a DNG NoiseProfile, of
+  darktable's profiles and of Android's noise profile: K and a Gaussian read σ, nothing else.
 * ``[joint]`` — the joint ISO model of ELD (Wei et al., CVPR 2020 / TPAMI 2021; docs/model.md):
   the K range ``k_min_dn_per_e`` … ``k_max_dn_per_e``, optional ``dual_gain_switch_iso``,
   ``tukey_lambda_values`` and ``black_level_error_bins`` (4-vectors over equal-width ln K bins spanning the
@@ -69,6 +72,9 @@ __all__ = [
     "JointProfile",
     "JointModel",
     "Card",
+    "KIND_PHYSICS",
+    "KIND_POISSON_GAUSSIAN",
+    "camera_matches",
     "load_card",
     "save_card",
     "card_to_toml",
@@ -82,6 +88,11 @@ _SCHEMA_PREFIX = "noisesim.card/"
 SCHEMA_VERSION = 2
 #: Schema versions this noisesim reads (a /1 card is a /2 card without the /2 keys).
 READABLE_VERSIONS = (1, 2)
+
+#: :attr:`Card.kind` values. ``physics``: the ELD/PMN model (Tukey-lambda read noise, row noise, …);
+#: ``poisson-gaussian``: shot noise and Gaussian read noise only (K and read σ per ISO).
+KIND_PHYSICS = "physics"
+KIND_POISSON_GAUSSIAN = "poisson-gaussian"
 
 #: Arrays a maps sidecar may hold (the fields of :class:`~noisesim.params.FixedPatternMaps`).
 MAP_KEYS = tuple(f.name for f in dataclasses.fields(FixedPatternMaps))
@@ -226,10 +237,11 @@ class ISOEntry:
         System gain K [DN/e⁻] (EMVA 1288).
     read_sigma_dn : float
         σ of the Gaussian read-noise model [DN].
-    tukey_lambda, tukey_scale_dn : float
-        Shape λ ∈ (−1, 1) and scale σ_TL [DN] of the Tukey-lambda read-noise model (ELD).
-    row_sigma_dn : float
-        σ of the per-row offset [DN].
+    tukey_lambda, tukey_scale_dn : float or None
+        Shape λ ∈ (−1, 1) and scale σ_TL [DN] of the Tukey-lambda read-noise model (ELD); both None in a
+        Poisson–Gaussian card.
+    row_sigma_dn : float or None
+        σ of the per-row offset [DN]; None in a Poisson–Gaussian card.
     black_level_error_dn : 4 floats or None
         Black-level error per colour site, Bayer reading order (RGGB → R, G1, G2, B) [DN], where measured.
     col_sigma_dn, dark_current_e_per_s : float or None
@@ -250,9 +262,9 @@ class ISOEntry:
     iso: float
     gain_k_dn_per_e: float
     read_sigma_dn: float
-    tukey_lambda: float
-    tukey_scale_dn: float
-    row_sigma_dn: float
+    tukey_lambda: float | None = None
+    tukey_scale_dn: float | None = None
+    row_sigma_dn: float | None = None
     black_level_error_dn: tuple[float, float, float, float] | None = None
     col_sigma_dn: float | None = None
     dark_current_e_per_s: float | None = None
@@ -267,10 +279,13 @@ class ISOEntry:
         set_ = lambda k, v: object.__setattr__(self, k, v)  # noqa: E731
         set_("iso", _number("iso", self.iso, positive=True))
         set_("gain_k_dn_per_e", _number("gain_k_dn_per_e", self.gain_k_dn_per_e, positive=True))
-        for name in ("read_sigma_dn", "tukey_scale_dn", "row_sigma_dn"):
-            set_(name, _number(name, getattr(self, name), nonneg=True))
-        set_("tukey_lambda", _tukey_lambda("tukey_lambda", self.tukey_lambda))
-        for name in ("col_sigma_dn", "dark_current_e_per_s", "hot_pixel_dark_current_e_per_s", "read_noise_e"):
+        set_("read_sigma_dn", _number("read_sigma_dn", self.read_sigma_dn, nonneg=True))
+        if (self.tukey_lambda is None) != (self.tukey_scale_dn is None):
+            missing = "tukey_scale_dn" if self.tukey_scale_dn is None else "tukey_lambda"
+            raise _Invalid(missing, "missing: tukey_lambda and tukey_scale_dn come together (or neither, in a Poisson–Gaussian card)")
+        if self.tukey_lambda is not None:
+            set_("tukey_lambda", _tukey_lambda("tukey_lambda", self.tukey_lambda))
+        for name in ("tukey_scale_dn", "row_sigma_dn", "col_sigma_dn", "dark_current_e_per_s", "hot_pixel_dark_current_e_per_s", "read_noise_e"):
             set_(name, _optional_number(name, getattr(self, name), nonneg=True))
         set_("saturation_capacity_e", _optional_number("saturation_capacity_e", self.saturation_capacity_e, positive=True))
         set_("dynamic_range_db", _optional_number("dynamic_range_db", self.dynamic_range_db))
@@ -323,6 +338,24 @@ class LogLinearFit:
     def median(self, gain_k_dn_per_e):
         """Median σ [DN] at K: exp(slope · ln K + intercept)."""
         return np.exp(self.mean_log(gain_k_dn_per_e))
+
+
+def _alnum(text: str) -> str:
+    return "".join(c for c in text.lower() if c.isalnum())
+
+
+def camera_matches(query: str, *names: str) -> bool:
+    """Case- and punctuation-insensitive search: every word of ``query`` occurs in the joined ``names``.
+
+    >>> camera_matches("canon 6d", "Canon", "Canon EOS 6D")
+    True
+    >>> camera_matches("EOS-6d", "Canon", "Canon EOS 6D"), camera_matches("nikon", "Canon", "Canon EOS 6D")
+    (True, False)
+    """
+    hay = _alnum(" ".join(names))
+    words = [_alnum(w) for w in query.split()]
+    words = [w for w in words if w]
+    return bool(words) and all(w in hay for w in words)
 
 
 def _set_k_range(record) -> tuple[float, float]:
@@ -485,6 +518,13 @@ class Card:
             raise _Invalid("iso", "a card needs a per-ISO table ([[iso]]), a joint model ([joint]), or both")
         if not table and not self.joint.tukey_lambda_values:
             raise _Invalid("joint.tukey_lambda_values", "required when the card has no per-ISO table (λ must come from somewhere)")
+        for name in ("tukey_lambda", "row_sigma_dn"):
+            have = [getattr(e, name) is not None for e in table]
+            if any(have) and not all(have):
+                i = have.index(False)
+                raise _Invalid(f"iso[{i}].{name}", "missing: every row of a table gives it, or none does (a Poisson–Gaussian card)")
+            if table and not any(have) and self.joint is not None:
+                raise _Invalid(f"iso[0].{name}", "missing: a card with a joint model needs the full model in its table too")
         if self.maps_file is not None:
             _check_sidecar_name("maps.file", self.maps_file)
             if self.maps_sha256 is None and self._maps is None:
@@ -506,6 +546,33 @@ class Card:
     @property
     def name(self) -> str:
         return self.camera.name
+
+    @property
+    def kind(self) -> str:
+        """What the card can simulate: :data:`KIND_POISSON_GAUSSIAN` (K and Gaussian read σ per ISO, no
+        Tukey-lambda, row or map terms) or :data:`KIND_PHYSICS` (the ELD/PMN model)."""
+        if self.joint is None and self.iso_table and self.iso_table[0].tukey_lambda is None and self.iso_table[0].row_sigma_dn is None:
+            return KIND_POISSON_GAUSSIAN
+        return KIND_PHYSICS
+
+    @property
+    def read_models(self) -> tuple[str, ...]:
+        """Read-noise models the card has parameters for, the default first."""
+        if self.joint is None and self.iso_table and self.iso_table[0].tukey_lambda is None:
+            return ("gaussian",)
+        return ("tukey", "gaussian")
+
+    def check_read_model(self, read_model: str) -> None:
+        """Raise :class:`~noisesim.errors.ParameterError`, naming the card, for a read model it lacks."""
+        if read_model not in self.read_models:
+            raise ParameterError(
+                f"card {self.name!r} is a {self.kind} card: it has no {read_model} read-noise parameters "
+                f"(it has {' and '.join(self.read_models)}); use read_model={self.read_models[0]!r}"
+            )
+
+    def matches(self, query: str) -> bool:
+        """Whether a search text names this card (see :func:`camera_matches`)."""
+        return camera_matches(query, self.camera.name, self.camera.make, self.camera.model)
 
     @property
     def isos(self) -> tuple[float, ...]:
@@ -642,8 +709,8 @@ def _load_sidecar(path: Path, sha256: str | None, card_path: Path) -> FixedPatte
 # parsing
 # --------------------------------------------------------------------------------------------------
 _SENSOR_KEYS = ("cfa", "bit_depth", "black_level_dn", "white_level_dn")
-_ISO_REQUIRED = ("iso", "gain_k_dn_per_e", "read_sigma_dn", "tukey_lambda", "tukey_scale_dn", "row_sigma_dn")
-_ISO_OPTIONAL = ("black_level_error_dn", "col_sigma_dn", "dark_current_e_per_s") + ISO_KEYS_V2 + ("ci",)
+_ISO_REQUIRED = ("iso", "gain_k_dn_per_e", "read_sigma_dn")
+_ISO_OPTIONAL = ("tukey_lambda", "tukey_scale_dn", "row_sigma_dn", "black_level_error_dn", "col_sigma_dn", "dark_current_e_per_s") + ISO_KEYS_V2 + ("ci",)
 _JOINT_REQUIRED = ("k_min_dn_per_e", "k_max_dn_per_e", "profile")
 _JOINT_OPTIONAL = ("dual_gain_switch_iso", "tukey_lambda_values", "black_level_error_bins")
 _PROFILE_REQUIRED = ("name", "tukey_scale_dn", "read_sigma_dn", "row_sigma_dn")
