@@ -84,7 +84,7 @@ def _table_at_k(card: Card, gain_k_dn_per_e: float, iso: float) -> dict:
         t = (lk - ks[i - 1]) / (ks[i] - ks[i - 1])
         out = {}
         for name in _SIGMAS:
-            a, b = getattr(lo, name), getattr(hi, name)
+            a, b = getattr(lo, name) or 0.0, getattr(hi, name) or 0.0  # None: a Poisson–Gaussian card
             out[name] = a + t * (b - a) if a <= 0 or b <= 0 else math.exp(math.log(a) + t * math.log(b / a))
         for name in _TABLE_SCALARS:
             a, b = getattr(lo, name) or 0.0, getattr(hi, name) or 0.0
@@ -100,13 +100,13 @@ def _table_at_k(card: Card, gain_k_dn_per_e: float, iso: float) -> dict:
     out = {name: getattr(e, name) or 0.0 for name in _TABLE_SCALARS}
     out["black_level_error_dn"] = e.black_level_error_dn
     for name in _SIGMAS:
-        v = getattr(e, name)
+        v = getattr(e, name) or 0.0
         if dlk == 0.0 or v <= 0:
             out[name] = v
             continue
         if len(rows) >= 2:
             nb = rows[1] if end == 0 else rows[-2]
-            w = getattr(nb, name)
+            w = getattr(nb, name) or 0.0
             slope = math.log(v / w) / (ks[end] - math.log(nb.gain_k_dn_per_e)) if w > 0 else 0.0
         elif card.joint is not None:
             slope = _choose_profile(card, gain_k_dn_per_e, 0.0).fit(name).slope
@@ -235,7 +235,7 @@ def sample_params(
     iso: float | None = None,
     gain_k_dn_per_e: float | None = None,
     rng=None,
-    read_model: str = "tukey",
+    read_model: str | None = None,
     scatter: bool = True,
     exposure_s: float = 0.0,
 ) -> NoiseParams:
@@ -268,8 +268,10 @@ def sample_params(
         System gain K [DN/e⁻]; exclusive with ``iso``.
     rng : int, numpy.random.SeedSequence, numpy.random.Generator or None
         As :func:`numpy.random.default_rng`; the global RNG is never used.
-    read_model : {"tukey", "gaussian"}
-        Read-noise distribution recorded in the result (both σ_TL/λ and σ_Gauss are always filled).
+    read_model : {"tukey", "gaussian"}, optional
+        Read-noise distribution recorded in the result (a physics card fills both σ_TL/λ and σ_Gauss).
+        Default: the card's first (:attr:`~noisesim.card.Card.read_models`): ``"tukey"`` for a physics card,
+        ``"gaussian"`` for a Poisson–Gaussian card, which has no Tukey or row terms (they are 0).
     scatter : bool
         Where the joint model is used: add the residual scatter of its log-linear fits (True, as ELD) or
         use the fitted σ's. Table values (ISO path, K inside the table) have no scatter.
@@ -288,7 +290,7 @@ def sample_params(
         ``iso`` outside the card's table, or a card without a table.
     ParameterError
         ``gain_k_dn_per_e`` outside the card's K range, both ``iso`` and ``gain_k_dn_per_e`` given, or a bad
-        ``read_model``.
+        ``read_model``, or a read model the card has no parameters for (naming the card).
 
     Examples
     --------
@@ -302,8 +304,11 @@ def sample_params(
     """
     if not isinstance(card, Card):
         raise ParameterError(f"sample_params needs a Card (see noisesim.load_card), got {type(card).__name__}")
+    if read_model is None:
+        read_model = card.read_models[0]
     if read_model not in READ_MODELS:
         raise ParameterError(f"read_model must be one of {READ_MODELS}, got {read_model!r}")
+    card.check_read_model(read_model)
     if iso is not None and gain_k_dn_per_e is not None:
         raise ParameterError("give iso or gain_k_dn_per_e, not both (an ISO fixes K through the card's table)")
     rng = np.random.default_rng(rng)

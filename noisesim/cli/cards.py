@@ -1,8 +1,14 @@
-"""``noisesim cards``: list the shipped data cards, or show one.
+"""``noisesim cards``: list, search, show, compare and import data cards.
 
-    noisesim cards                      # table of shipped cards
+    noisesim cards                      # table of shipped cards, with each card's kind
+    noisesim cards search canon 6d      # shipped cards whose make/model match (case, punctuation ignored)
     noisesim cards show SonyA7S2        # readable summary (a name or a path to a .toml card)
     noisesim cards show my.toml --toml  # the card's TOML text
+    noisesim cards compare SonyA7S2 IMX686 my.toml --output cmp.png   # K and read noise vs ISO
+    noisesim cards import a.dng b.dng --output my.toml                # from DNG NoiseProfile tags
+    noisesim cards import noiseprofiles.json --camera "Canon EOS 6D" --output 6d.toml   # darktable
+    noisesim cards import capture_results.json --output phone.toml   # Android camera2 dump
+    noisesim cards import SonyA7S2_params.npy --output a7s2.toml     # ELD-style parameter file
 """
 
 from __future__ import annotations
@@ -11,34 +17,68 @@ import argparse
 import sys
 import textwrap
 
-from ..card import Card, list_cards, load_card
+from pathlib import Path
+
+from ..card import Card, list_cards, load_card, save_card
 
 
 def add_parser(subparsers) -> argparse.ArgumentParser:
     p = subparsers.add_parser(
         "cards",
-        help="list the shipped data cards, or show one",
-        description="List the shipped camera data cards, or show one card (a shipped name or a path).",
+        help="list, search, show, compare or import data cards",
+        description="List or search the shipped camera data cards, show one, plot several against each other, "
+        "or import a card from noise profiles you already have (DNG NoiseProfile tags, darktable's "
+        "noiseprofiles.json, an Android camera2 capture-result dump, an ELD parameter .npy).",
     )
-    p.add_argument("action", nargs="?", choices=("list", "show"), default="list", help="list (default) or show")
-    p.add_argument("card", nargs="?", metavar="NAME|PATH", help="the card to show")
+    p.add_argument("action", nargs="?", choices=ACTIONS, default="list", help="list (default), search, show, compare or import")
+    p.add_argument("items", nargs="*", metavar="ARG",
+                   help="list/search: search words; show: NAME|PATH; compare: cards; import: source files")
     p.add_argument("--toml", action="store_true", help="with show: print the card's raw TOML text")
+    p.add_argument("--output", "-o", type=Path, help="compare: the PNG to write; import: the card .toml to write")
+    p.add_argument("--camera", help="import from darktable: the camera (make and model, e.g. \"Canon EOS 6D\")")
+    p.add_argument("--name", help="import: the card's name (default: from the camera)")
     p.set_defaults(run=run)
     return p
 
 
+ACTIONS = ("list", "search", "show", "compare", "import")
+
+
+def _usage_error(message: str) -> int:
+    print(f"noisesim cards: error: {message}", file=sys.stderr)
+    return 2
+
+
 def run(args) -> int:
-    if args.action == "list":
-        if args.card is not None:
-            print(f"noisesim cards: error: 'list' takes no card; did you mean: noisesim cards show {args.card}", file=sys.stderr)
-            return 2
-        print(format_card_list())
+    if args.action in ("list", "search"):
+        if args.action == "search" and not args.items:
+            return _usage_error("'search' needs words to look for, e.g. noisesim cards search canon 6d")
+        query = " ".join(args.items)
+        text = format_card_list(query or None)
+        print(text)
+        return 0 if text.startswith("NAME") or not query else 1
+    if args.action == "show":
+        if len(args.items) != 1:
+            return _usage_error("'show' needs a card: one NAME or PATH (the list: noisesim cards)")
+        card = load_card(args.items[0])
+        print(card.text if args.toml else format_card(card), end="" if args.toml else "\n")
         return 0
-    if args.card is None:
-        print("noisesim cards: error: 'show' needs a card NAME or PATH (the list: noisesim cards)", file=sys.stderr)
-        return 2
-    card = load_card(args.card)
-    print(card.text if args.toml else format_card(card), end="" if args.toml else "\n")
+    if args.output is None:
+        return _usage_error(f"'{args.action}' needs --output ({'a .png' if args.action == 'compare' else 'a card .toml'})")
+    if not args.items:
+        return _usage_error(f"'{args.action}' needs at least one {'card' if args.action == 'compare' else 'source file'}")
+    if args.action == "compare":
+        from ..cardplot import plot_cards
+
+        path = plot_cards([load_card(c) for c in args.items], args.output)
+        print(f"wrote {path}")
+        return 0
+    from ..importers import import_card
+
+    card = import_card(args.items, camera=args.camera, name=args.name)
+    save_card(card, args.output)
+    print(f"wrote {args.output}: {card.name} ({card.kind}, {len(card.iso_table)} ISO rows); "
+          f"source: {card.provenance.get('source', '')}")
     return 0
 
 
@@ -66,15 +106,20 @@ def _range_text(card: Card) -> str:
     return f"K {_g(lo, 3)}–{_g(hi, 3)} DN/e⁻"
 
 
-def format_card_list() -> str:
-    """The table ``noisesim cards`` prints: one line per shipped card."""
-    rows = [("NAME", "CAMERA", "CFA", "BITS", "RANGE", "SOURCE")]
+def format_card_list(query: str | None = None) -> str:
+    """The table ``noisesim cards`` prints: one line per shipped card (those matching ``query``, if given;
+    see :func:`noisesim.card.camera_matches`)."""
+    rows = [("NAME", "CAMERA", "KIND", "CFA", "BITS", "RANGE", "SOURCE")]
     for name in list_cards():
         card = load_card(name)
+        if query is not None and not card.matches(query):
+            continue
         camera = _camera_label(card)
         source = card.provenance.get("source", "")
-        rows.append((name, camera, card.sensor.cfa.pattern, str(card.sensor.bit_depth), _range_text(card), _short(source, 64)))
+        rows.append((name, camera, card.kind, card.sensor.cfa.pattern, str(card.sensor.bit_depth), _range_text(card), _short(source, 64)))
     if len(rows) == 1:
+        if query is not None:
+            return f"no shipped card matches {query!r} (the list: noisesim cards; import your own: noisesim cards import)"
         return "no shipped cards found (data_cards/ is missing from this installation)"
     widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]) - 1)]
     return "\n".join("  ".join(c.ljust(w) for c, w in zip(r[:-1], widths)) + "  " + r[-1] for r in rows)
@@ -88,6 +133,7 @@ def format_card(card: Card) -> str:
     if card.source_path is not None:
         lines.append(f"  file:   {card.source_path}")
     lines += [
+        f"  kind:   {card.kind}" + (" (K and Gaussian read σ only: no Tukey-lambda, row or map terms)" if card.kind == "poisson-gaussian" else ""),
         f"  sensor: CFA {s.cfa.pattern}, {s.bit_depth}-bit",
         f"          black level [{', '.join(_g(v, 6) for v in s.black_level_dn)}] DN, "
         f"white level [{', '.join(_g(v, 6) for v in s.white_level_dn)}] DN  (sites {sites})",
@@ -98,10 +144,11 @@ def format_card(card: Card) -> str:
         lines.append(head)
         for e in card.iso_table:
             opt = lambda v: "–" if v is None else _g(v)  # noqa: E731
+            lam = "–" if e.tukey_lambda is None else f"{e.tukey_lambda:.3f}"
             ble = "–" if e.black_level_error_dn is None else ", ".join(f"{v:+.3f}" for v in e.black_level_error_dn)
             lines.append(
-                f"  {e.iso:>7g} {_g(e.gain_k_dn_per_e):>8} {_g(e.read_sigma_dn):>7} {e.tukey_lambda:>7.3f} "
-                f"{_g(e.tukey_scale_dn):>7} {_g(e.row_sigma_dn):>7} {opt(e.col_sigma_dn):>7} {opt(e.dark_current_e_per_s):>7}  {ble}"
+                f"  {e.iso:>7g} {_g(e.gain_k_dn_per_e):>8} {_g(e.read_sigma_dn):>7} {lam:>7} "
+                f"{opt(e.tukey_scale_dn):>7} {opt(e.row_sigma_dn):>7} {opt(e.col_sigma_dn):>7} {opt(e.dark_current_e_per_s):>7}  {ble}"
             )
             for key, ci in e.ci.items():
                 text = "; ".join(f"[{_g(a)}, {_g(b)}]" for a, b in ci) if key == "black_level_error_dn" else f"[{_g(ci[0])}, {_g(ci[1])}]"

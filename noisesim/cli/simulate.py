@@ -55,7 +55,8 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     p.add_argument("--input-unit", choices=("auto", "normalized", "dn", "electrons"), default="auto")
     p.add_argument("--output-unit", choices=("dn", "normalized"), default="dn",
                    help="dn: uint16 raw DN incl. black level (default); normalized: float32")
-    p.add_argument("--read-model", choices=("tukey", "gaussian"), default="tukey")
+    p.add_argument("--read-model", choices=("tukey", "gaussian"), default=None,
+                   help="read-noise model (default: the card's own: tukey, or gaussian for a Poisson–Gaussian card)")
     p.add_argument("--exposure-s", type=float, default=0.0, help="exposure time of the noisy frame, for dark current [s]")
     p.add_argument("--disable", default="", metavar="A,B", help=f"noise terms to switch off: {','.join(SWITCHABLE)}")
     p.add_argument("--float-path", action="store_true", help="no rounding: quantization as U(−½, ½) DN")
