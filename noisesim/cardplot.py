@@ -8,12 +8,12 @@ K and σ are in DN of each card's own raw scale (a 10-bit and a 14-bit camera di
 from __future__ import annotations
 
 import os
-import tempfile
 from pathlib import Path
 from typing import Sequence
 
 import numpy as np
 
+from .atomic import atomic_path
 from .card import Card
 from .errors import InputFileError
 
@@ -74,14 +74,9 @@ def plot_cards(cards: Sequence[Card], output: str | os.PathLike) -> Path:
     ax_rk.legend(fontsize=7, loc="best")
     fig.suptitle("DN of each card's own raw scale", fontsize=9)
     fig.tight_layout()
-    fd, tmp = tempfile.mkstemp(prefix=f".{output.name}.", suffix=".part", dir=output.parent)
-    os.close(fd)
     try:
-        fig.savefig(tmp, format="png", dpi=110)
-        os.replace(tmp, output)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+        with atomic_path(output) as tmp:
+            fig.savefig(tmp, format="png", dpi=110)
     finally:
         plt.close(fig)
     return output
