@@ -1,8 +1,18 @@
-"""A minimal writer of uncompressed CFA DNG files (Adobe DNG Specification 1.4, TIFF 6.0 layout).
+"""Writing uncompressed DNG files (Adobe DNG Specification 1.6) with tifffile.
 
-Enough for tests and calibration round trips: one 16-bit CFA image in a single strip, the CFA pattern,
-per-site black levels (``BlackLevelRepeatDim`` 2×2), the white level, and an EXIF sub-IFD with the ISO and
-the exposure time (as a rational, the way cameras store it). rawpy/LibRaw and exifread read it back.
+:func:`write_dng` writes one 16-bit CFA mosaic in a single strip with the CFA pattern, per-site black levels
+(``BlackLevelRepeatDim`` 2×2), the white level, ``ISOSpeedRatings`` and ``ExposureTime`` (a rational, as
+cameras store it) and, when given, the ``NoiseProfile`` tag (51041). rawpy/LibRaw and exifread read it back.
+:func:`write_linear_dng` writes a demosaiced 3-plane ``LinearRaw`` DNG (as phones' ProRAW files are).
+
+The ISO and exposure time sit in IFD 0, where TIFF/EP (the base of DNG) defines them, not in an EXIF
+sub-IFD: tifffile does not write EXIF sub-IFDs. exifread reports them as ``Image ISOSpeedRatings`` /
+``Image ExposureTime``; LibRaw reads them from either place.
+
+``NoiseProfile`` (DNG 1.3+): per colour plane a pair (S, O) of doubles such that the noise variance of a
+pixel with normalized noise-free signal x ∈ [0, 1] is S·x + O; one pair for all planes or one per plane
+(``CFAPlaneColor`` order, R, G, B here). :func:`noisesim.importers.profile.params_noise_profile` computes
+it from the noise parameters a frame was simulated with.
 
 Not a general DNG encoder: no compression, no previews, no opcodes, no colour calibration beyond an
 identity ``ColorMatrix1``.
@@ -10,7 +20,7 @@ identity ``ColorMatrix1``.
 
 from __future__ import annotations
 
-import struct
+import math
 from fractions import Fraction
 from pathlib import Path
 
@@ -20,10 +30,12 @@ from .atomic import atomic_path
 from .cfa import CFA
 from .errors import ParameterError, ShapeError
 
-# TIFF field types
-_BYTE, _ASCII, _SHORT, _LONG, _RATIONAL, _SRATIONAL = 1, 2, 3, 4, 5, 10
-_TYPE_SIZE = {_BYTE: 1, _ASCII: 1, _SHORT: 2, _LONG: 4, _RATIONAL: 8, _SRATIONAL: 8}
+__all__ = ["write_dng", "write_linear_dng", "NOISE_PROFILE_TAG"]
+
+NOISE_PROFILE_TAG = 51041
 _CFA_CODE = {"R": 0, "G": 1, "B": 2}
+# TIFF field types as tifffile takes them in extratags
+_RATIONAL, _SRATIONAL, _DOUBLE = 5, 10, 12
 
 
 def _rational(x: float, max_den: int = 1_000_000) -> tuple[int, int]:
@@ -31,40 +43,66 @@ def _rational(x: float, max_den: int = 1_000_000) -> tuple[int, int]:
     return f.numerator, f.denominator
 
 
-def _entry(tag: int, typ: int, values) -> tuple[int, int, int, bytes]:
-    """One IFD entry as (tag, type, count, payload bytes, little endian)."""
-    if typ == _ASCII:
-        data = values.encode("ascii") + b"\0"
-        return tag, typ, len(data), data
-    if typ == _BYTE:
-        data = bytes(values)
-        return tag, typ, len(data), data
-    if typ in (_RATIONAL, _SRATIONAL):
-        fmt = "<Ii" if typ == _SRATIONAL else "<II"
-        data = b"".join(struct.pack(fmt, n, d) for n, d in values)
-        return tag, typ, len(values), data
-    fmt = {_SHORT: "<H", _LONG: "<I"}[typ]
-    data = b"".join(struct.pack(fmt, int(v)) for v in values)
-    return tag, typ, len(values), data
+def _flat_rationals(values, max_den: int = 1_000_000) -> tuple[int, ...]:
+    return tuple(v for x in values for v in _rational(float(x), max_den))
 
 
-def _ifd_bytes(entries, ifd_offset: int, next_ifd: int = 0) -> bytes:
-    """Serialize an IFD placed at ``ifd_offset``; payloads over 4 bytes follow the IFD directly."""
-    entries = sorted(entries, key=lambda e: e[0])
-    n = len(entries)
-    data_offset = ifd_offset + 2 + 12 * n + 4
-    head = struct.pack("<H", n)
-    tail = b""
-    for tag, typ, count, payload in entries:
-        if len(payload) <= 4:
-            head += struct.pack("<HHI", tag, typ, count) + payload.ljust(4, b"\0")
-        else:
-            if (data_offset + len(tail)) % 2:
-                tail += b"\0"
-            head += struct.pack("<HHII", tag, typ, count, data_offset + len(tail))
-            tail += payload
-    head += struct.pack("<I", next_ifd)
-    return head + tail
+def _noise_profile_values(noise_profile, n_planes: int) -> tuple[float, ...]:
+    """Validate (S, O) pairs: one pair or one per plane; S > 0, all finite. Returns the flat doubles."""
+    pairs = np.asarray(noise_profile, dtype=np.float64)
+    if pairs.ndim == 1 and pairs.size == 2:
+        pairs = pairs[None, :]
+    if pairs.ndim != 2 or pairs.shape[1] != 2 or pairs.shape[0] not in (1, n_planes):
+        raise ParameterError(f"noise_profile must be one (S, O) pair or {n_planes} pairs (one per plane), got shape {pairs.shape}")
+    if not np.all(np.isfinite(pairs)) or np.any(pairs[:, 0] <= 0):
+        raise ParameterError(f"noise_profile pairs must be finite with S > 0, got {pairs.tolist()}")
+    return tuple(float(v) for v in pairs.ravel())
+
+
+def _common_tags(*, make, model, black, white, iso, exposure_s, noise_profile, n_planes):
+    black_is_int = bool(np.all(black == np.round(black)))
+    tags = [
+        (271, "s", 0, make, True),
+        (272, "s", 0, model, True),
+        (50706, "B", 4, bytes([1, 6, 0, 0]), True),  # DNGVersion
+        (50707, "B", 4, bytes([1, 1, 0, 0]), True),  # DNGBackwardVersion
+        (50708, "s", 0, f"{make} {model}", True),  # UniqueCameraModel
+        (50714, "I", len(black), tuple(int(b) for b in black), True)
+        if black_is_int
+        else (50714, _RATIONAL, len(black), _flat_rationals(black, 1000), True),
+        (50717, "I", 1, int(round(white)), True),
+        (50721, _SRATIONAL, 9, _flat_rationals((1, 0, 0, 0, 1, 0, 0, 0, 1)), True),  # ColorMatrix1: identity
+        (50728, _RATIONAL, 3, _flat_rationals((1, 1, 1)), True),  # AsShotNeutral
+        (50778, "H", 1, 21, True),  # CalibrationIlluminant1: D65
+    ]
+    if iso is not None:
+        tags.append((34855, "H", 1, int(round(iso)), True))  # ISOSpeedRatings (TIFF/EP, IFD 0)
+    if exposure_s is not None:
+        tags.append((33434, _RATIONAL, 1, _rational(float(exposure_s)), True))  # ExposureTime
+    if noise_profile is not None:
+        values = _noise_profile_values(noise_profile, n_planes)
+        tags.append((NOISE_PROFILE_TAG, _DOUBLE, len(values), values, True))
+    return tags
+
+
+def _write(path, data: np.ndarray, photometric: int, tags) -> Path:
+    import tifffile
+
+    path = Path(path)
+    with atomic_path(path) as tmp:
+        tifffile.imwrite(tmp, data, photometric=photometric, planarconfig="contig" if data.ndim == 3 else None,
+                         subfiletype=0, software="noisesim.dng", metadata=None, extratags=tags, byteorder="<")
+    return path
+
+
+def _samples(raw: np.ndarray, what: str) -> np.ndarray:
+    if raw.dtype.kind == "f":
+        if not np.all(np.isfinite(raw)):
+            raise ShapeError(f"{what} contains non-finite values")
+        raw = np.rint(raw)
+    if raw.size and (raw.min() < 0 or raw.max() > 65535):
+        raise ParameterError(f"DNG samples must lie in 0..65535 DN, got {raw.min()}..{raw.max()}")
+    return np.ascontiguousarray(raw.astype("<u2"))
 
 
 def write_dng(
@@ -79,6 +117,7 @@ def write_dng(
     make: str = "noisesim",
     model: str = "synthetic",
     bit_depth: int = 16,
+    noise_profile=None,
 ) -> Path:
     """Write a mosaic as an uncompressed 16-bit CFA DNG.
 
@@ -100,6 +139,10 @@ def write_dng(
         TIFF ``Make`` / ``Model`` (``UniqueCameraModel`` is ``"make model"``).
     bit_depth : int
         Nominal bits per sample used for the default white level (the samples are stored in 16 bits).
+    noise_profile : (S, O) pair or 3 pairs, optional
+        The ``NoiseProfile`` tag: variance = S·x + O for the normalized signal x, one pair for all planes or
+        one per plane (R, G, B). noisesim's own writers pass
+        :func:`noisesim.importers.profile.params_noise_profile` of the parameters they simulated with.
 
     Returns
     -------
@@ -119,82 +162,55 @@ def write_dng(
         raise ParameterError(f"write_dng supports 2×2 Bayer patterns only, got {cfa.pattern}")
     raw = np.asarray(raw)
     cfa.check_mosaic(raw, "DNG image")
-    if raw.dtype.kind == "f":
-        if not np.all(np.isfinite(raw)):
-            raise ShapeError("DNG image contains non-finite values")
-        raw = np.rint(raw)
-    if raw.size and (raw.min() < 0 or raw.max() > 65535):
-        raise ParameterError(f"DNG samples must lie in 0..65535 DN, got {raw.min()}..{raw.max()}")
-    data = np.ascontiguousarray(raw.astype("<u2")).tobytes()
-    h, w = raw.shape
+    data = _samples(raw, "DNG image")
     black = np.broadcast_to(np.asarray(black_level_dn, dtype=np.float64), (4,)) if np.ndim(black_level_dn) == 0 else np.asarray(black_level_dn, dtype=np.float64)
     if black.shape != (4,):
         raise ParameterError(f"black_level_dn must be a scalar or 4 values, got shape {black.shape}")
     white = float(2**bit_depth - 1 if white_level_dn is None else white_level_dn)
+    tags = [
+        (33421, "H", 2, (2, 2), True),  # CFARepeatPatternDim
+        (33422, "B", 4, bytes(_CFA_CODE[c] for c in cfa.bayer), True),  # CFAPattern
+        (50710, "B", 3, bytes([0, 1, 2]), True),  # CFAPlaneColor: R, G, B
+        (50711, "H", 1, 1, True),  # CFALayout: rectangular
+        (50713, "H", 2, (2, 2), True),  # BlackLevelRepeatDim
+    ] + _common_tags(make=make, model=model, black=black, white=white, iso=iso, exposure_s=exposure_s,
+                     noise_profile=noise_profile, n_planes=3)
+    return _write(path, data, 32803, tags)  # PhotometricInterpretation: CFA
 
-    cfa_codes = [_CFA_CODE[c] for c in cfa.bayer]
-    # Layout: header (8) | IFD0 + its data | EXIF IFD + its data | image strip.
-    exif_entries = []
-    if iso is not None:
-        exif_entries.append(_entry(34855, _SHORT, [int(round(iso))]))  # ISOSpeedRatings
-    if exposure_s is not None:
-        exif_entries.append(_entry(33434, _RATIONAL, [_rational(float(exposure_s))]))  # ExposureTime
-    exif_entries.append(_entry(36864, _BYTE, b"0230"))  # ExifVersion (UNDEFINED stored as bytes)
 
-    def ifd0_entries(exif_offset: int, strip_offset: int):
-        black_is_int = bool(np.all(black == np.round(black)))
-        return [
-            _entry(254, _LONG, [0]),  # NewSubFileType: main image
-            _entry(256, _LONG, [w]),
-            _entry(257, _LONG, [h]),
-            _entry(258, _SHORT, [16]),
-            _entry(259, _SHORT, [1]),  # no compression
-            _entry(262, _SHORT, [32803]),  # PhotometricInterpretation: CFA
-            _entry(271, _ASCII, make),
-            _entry(272, _ASCII, model),
-            _entry(273, _LONG, [strip_offset]),
-            _entry(274, _SHORT, [1]),  # orientation
-            _entry(277, _SHORT, [1]),
-            _entry(278, _LONG, [h]),
-            _entry(279, _LONG, [len(data)]),
-            _entry(284, _SHORT, [1]),
-            _entry(305, _ASCII, "noisesim.dng"),
-            _entry(33421, _SHORT, [2, 2]),  # CFARepeatPatternDim
-            _entry(33422, _BYTE, cfa_codes),  # CFAPattern
-            _entry(34665, _LONG, [exif_offset]),  # Exif IFD pointer
-            _entry(50706, _BYTE, [1, 4, 0, 0]),  # DNGVersion
-            _entry(50707, _BYTE, [1, 1, 0, 0]),  # DNGBackwardVersion
-            _entry(50708, _ASCII, f"{make} {model}"),
-            _entry(50710, _BYTE, [0, 1, 2]),  # CFAPlaneColor
-            _entry(50711, _SHORT, [1]),  # CFALayout: rectangular
-            _entry(50713, _SHORT, [2, 2]),  # BlackLevelRepeatDim
-            (
-                _entry(50714, _LONG, [int(b) for b in black])
-                if black_is_int
-                else _entry(50714, _RATIONAL, [_rational(float(b), 1000) for b in black])
-            ),
-            _entry(50717, _LONG, [int(round(white))]),
-            _entry(50721, _SRATIONAL, [(1, 1), (0, 1), (0, 1), (0, 1), (1, 1), (0, 1), (0, 1), (0, 1), (1, 1)]),
-            _entry(50728, _RATIONAL, [(1, 1), (1, 1), (1, 1)]),  # AsShotNeutral
-            _entry(50778, _SHORT, [21]),  # CalibrationIlluminant1: D65
-        ]
+def write_linear_dng(
+    path,
+    rgb: np.ndarray,
+    *,
+    black_level_dn=0,
+    white_level_dn: float = 65535,
+    iso: float | None = None,
+    exposure_s: float | None = None,
+    noise_profile=None,
+    make: str = "noisesim",
+    model: str = "synthetic",
+) -> Path:
+    """Write a demosaiced (H, W, 3) image as an uncompressed 16-bit ``LinearRaw`` DNG (as ProRAW files are).
 
-    # Two passes: sizes do not depend on offsets, so lay out once with zeros and again with real offsets.
-    ifd0 = _ifd_bytes(ifd0_entries(0, 0), 8)
-    exif_offset = 8 + len(ifd0)
-    exif_offset += exif_offset % 2
-    exif = _ifd_bytes(exif_entries, exif_offset)
-    strip_offset = exif_offset + len(exif)
-    strip_offset += (-strip_offset) % 16
-    ifd0 = _ifd_bytes(ifd0_entries(exif_offset, strip_offset), 8)
-    assert exif_offset >= 8 + len(ifd0)  # layout invariant, not input validation
-
-    path = Path(path)
-    with atomic_path(path) as tmp, open(tmp, "wb") as f:
-        f.write(b"II*\0" + struct.pack("<I", 8))
-        f.write(ifd0)
-        f.write(b"\0" * (exif_offset - 8 - len(ifd0)))
-        f.write(exif)
-        f.write(b"\0" * (strip_offset - exif_offset - len(exif)))
-        f.write(data)
-    return path
+    Parameters
+    ----------
+    rgb : (H, W, 3) array of integer DN
+        Camera RGB, black level included.
+    black_level_dn : float or 3 floats
+        Per plane (R, G, B) [DN].
+    white_level_dn : float
+        Saturation level [DN].
+    iso, exposure_s, noise_profile, make, model
+        As :func:`write_dng` (a NoiseProfile here describes each of the 3 planes).
+    """
+    rgb = np.asarray(rgb)
+    if rgb.ndim != 3 or rgb.shape[2] != 3 or rgb.shape[0] < 1 or rgb.shape[1] < 1:
+        raise ShapeError(f"a linear DNG image must have shape (H, W, 3), got {rgb.shape}")
+    data = _samples(rgb, "linear DNG image")
+    black = np.broadcast_to(np.asarray(black_level_dn, dtype=np.float64), (3,)) if np.ndim(black_level_dn) == 0 else np.asarray(black_level_dn, dtype=np.float64)
+    if black.shape != (3,):
+        raise ParameterError(f"black_level_dn of a linear DNG must be a scalar or 3 values, got shape {black.shape}")
+    tags = [(50713, "H", 2, (1, 1), True)] + _common_tags(  # BlackLevelRepeatDim 1×1, one value per sample
+        make=make, model=model, black=black, white=float(white_level_dn), iso=iso, exposure_s=exposure_s,
+        noise_profile=noise_profile, n_planes=3)
+    return _write(path, data, 34892, tags)  # PhotometricInterpretation: LinearRaw
