@@ -332,10 +332,10 @@ def _kernel_capacity(spec) -> int:
 _W: dict = {}
 
 
-def _worker_init(job: _Job, shm_name: str, nslots: int, shape: tuple, dtype: str) -> None:
-    from multiprocessing import shared_memory
-
-    try:  # parallelism is across workers: one kernel thread each (no oversubscription)
+def single_threaded_kernels() -> None:
+    """One numba and one OpenCV thread in this process: parallelism is across worker processes
+    (the local pool's and a Dask cluster's), so a worker never oversubscribes its core."""
+    try:
         import numba
 
         numba.set_num_threads(1)
@@ -347,6 +347,12 @@ def _worker_init(job: _Job, shm_name: str, nslots: int, shape: tuple, dtype: str
         cv2.setNumThreads(1)
     except ImportError:  # pragma: no cover
         pass
+
+
+def _worker_init(job: _Job, shm_name: str, nslots: int, shape: tuple, dtype: str) -> None:
+    from multiprocessing import shared_memory
+
+    single_threaded_kernels()
     _W["synth"] = _Synth(job)
     shm = shared_memory.SharedMemory(name=shm_name)
     _W["shm"] = shm
@@ -629,6 +635,49 @@ class _ShardWriter:
                     self.f.close()
 
 
+@dataclass(frozen=True)
+class ShardTask:
+    """One shard file to write: samples [first, first + n) of the dataset (small and picklable: the
+    :class:`_Job` with the card travels separately, once per worker). Used by :func:`write_shard`."""
+
+    path: Path  # final name (absolute); written via ``<path>.partial``
+    first: int
+    n: int
+    shape: tuple[int, int, int]  # (C, h, w) of one packed patch
+    dtype: str  # numpy dtype string of clean/noisy
+    compression: str | None
+    attrs: dict
+    config_json: str
+    checkpoint_every: int = 64
+
+
+def write_shard(job: _Job, task: ShardTask) -> dict:
+    """Write one shard in this process, continuing its ``.partial`` if one exists, then rename it into place.
+
+    This is the unit of work a Dask worker runs (:mod:`noisesim.distributed`). A partial present here was
+    left by an earlier attempt of the same shard (a killed worker, or a killed run being resumed:
+    :func:`generate_dataset` removes stale partials before it schedules anything unless resuming), so
+    its durable samples are kept and the rest written again; the bytes are those of a single-process run.
+
+    Returns
+    -------
+    dict
+        Small record: ``path``, ``first``, ``n``, ``resumed`` (samples already durable), ``seconds``, ``pid``.
+    """
+    t0 = time.perf_counter()
+    writer = _ShardWriter(Path(task.path), task.first, task.n, tuple(task.shape), np.dtype(task.dtype), job.kernel_cap,
+                          job.blur is not None, task.compression, task.attrs, task.config_json, resume=True)
+    resumed = int(writer.done.sum())
+    try:
+        _run(job, [writer], 1, task.n, False, task.checkpoint_every)
+    except BaseException:
+        writer.close()
+        raise
+    writer.finish()
+    return {"path": str(task.path), "first": task.first, "n": task.n, "resumed": resumed,
+            "seconds": time.perf_counter() - t0, "pid": os.getpid()}
+
+
 def _progress(tmp: Path) -> Path:
     return tmp.with_name(tmp.name + ".progress")
 
@@ -729,6 +778,7 @@ def generate_dataset(
     progress: bool = True,
     command: str | None = None,
     checkpoint_every: int = 64,
+    scheduler: str | None = None,
 ) -> Path:
     """Synthesize ``pairs`` (noisy, clean) raw patch pairs into an HDF5 file (layout: module docstring).
 
@@ -760,7 +810,8 @@ def generate_dataset(
     seed : int
         Dataset seed; sample i uses only ``SeedSequence(seed, spawn_key=(i,))``.
     workers : int
-        Processes synthesizing samples (spawn start method); the content does not depend on it.
+        Processes synthesizing samples (spawn start method), or the size of the ``LocalCluster`` with
+        ``scheduler="local"``; the content does not depend on it.
     shards : int
         Number of shard files (+ one virtual-dataset master file at ``output``).
     storage : {"float32", "uint16"}
@@ -781,6 +832,12 @@ def generate_dataset(
         The command line to record in the attributes.
     checkpoint_every : int
         Samples between progress checkpoints (flush + done flags); also at least every 5 s.
+    scheduler : {"local", address, scheduler-file path} or None
+        Run one task per shard on a Dask cluster (extra ``noisesim[dask]``, :mod:`noisesim.distributed`):
+        ``"local"`` starts a ``LocalCluster`` of ``workers`` processes, ``"tcp://host:8786"`` or a
+        ``scheduler.json`` joins a running one. Each worker writes its own shard (the output folder must
+        be storage every worker and this process share) and the master file is written here at the
+        end; the bytes are those of the run without a scheduler. None (default): this process and its pool.
 
     Returns
     -------
@@ -911,6 +968,7 @@ def generate_dataset(
 
     writers: list[_ShardWriter] = []
     try:
+        tasks = []
         for k, fp in enumerate(files):
             if shards > 1 and resume and not force and fp.exists():
                 _check_complete_shard(fp, config_json)
@@ -918,9 +976,17 @@ def generate_dataset(
             if force and not resume:
                 _partial(fp).unlink(missing_ok=True)
                 _progress(_partial(fp)).unlink(missing_ok=True)
-            writers.append(_ShardWriter(fp, int(bounds[k]), int(bounds[k + 1] - bounds[k]), shape, dtype, job.kernel_cap,
-                                        blur is not None, compression, attrs, config_json, resume=resume))
-        _run(job, writers, workers, pairs, progress, checkpoint_every)
+            tasks.append(ShardTask(fp.resolve(), int(bounds[k]), int(bounds[k + 1] - bounds[k]), shape, dtype.str, compression,
+                                   attrs, config_json, checkpoint_every))
+        if scheduler is not None:  # one task per shard on a Dask cluster (workers write their own shard)
+            from .distributed import run_shards
+
+            run_shards(scheduler, job, tasks, workers=workers, pairs=pairs, progress=progress)
+        else:
+            for t in tasks:
+                writers.append(_ShardWriter(t.path, t.first, t.n, shape, dtype, job.kernel_cap, blur is not None, compression,
+                                            attrs, config_json, resume=resume))
+            _run(job, writers, workers, pairs, progress, checkpoint_every)
     except BaseException as exc:
         for w in writers:
             try:

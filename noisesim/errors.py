@@ -52,3 +52,8 @@ class CalibrationError(NoiseSimError, ValueError):
 
 class DatasetError(NoiseSimError, ValueError):
     """A dataset that cannot be written or read as documented."""
+
+
+class ClusterError(NoiseSimError, RuntimeError):
+    """A Dask cluster that cannot be used: the ``noisesim[dask]`` extra missing, a scheduler address that
+    does not answer, a scheduler file that does not exist, or workers that keep dying."""

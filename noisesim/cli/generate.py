@@ -32,6 +32,10 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     p.add_argument("--blur", default=None, help="blur spec, e.g. 'gaussian:0.5-2,motion:3-9,defocus:1-3,file:k.npy,p=0.5'")
     p.add_argument("--seed", type=int, default=0, help="dataset seed (default 0)")
     p.add_argument("--workers", "-j", type=int, default=1, help="worker processes (content does not depend on it)")
+    p.add_argument("--scheduler", default=None, metavar="local|ADDRESS|FILE.json",
+                   help="run one task per shard on a Dask cluster (extra noisesim[dask]): 'local' starts a LocalCluster of "
+                        "--workers processes; tcp://host:8786 or a scheduler.json joins a running one (shards go to "
+                        "storage all workers share); content identical to the run without it")
     p.add_argument("--shards", type=int, default=1, help="shard files + a virtual-dataset master at OUTPUT (default 1)")
     p.add_argument("--storage", choices=("float32", "uint16"), default="float32",
                    help="float32 normalized (default) or uint16 raw DN (half the size)")
@@ -72,6 +76,7 @@ def run(args) -> int:
         progress=not args.no_progress,
         command=command,
         checkpoint_every=args.checkpoint_every,
+        scheduler=args.scheduler,
     )
     print(out)
     return 0
@@ -80,7 +85,7 @@ def run(args) -> int:
 def canonical_command(args) -> str:
     """The command recorded in the file, rebuilt from the parsed options in a fixed order.
 
-    Flags that do not change the content (--resume, --force, --workers, progress) are left out, so an
+    Flags that do not change the content (--resume, --force, --workers, --scheduler, progress) are left out, so an
     interrupted-and-resumed run, or one with another worker count, writes the same bytes.
     """
     parts = ["noisesim", "generate", "--card", args.card, "--source", args.source, "--output", args.output,

@@ -1,0 +1,200 @@
+"""Generation on a Dask cluster (noisesim.distributed): the same bytes as one process, a worker killed by
+its PID mid-run, the whole run killed then resumed, clear errors for an unreachable scheduler and for the
+missing extra. Skipped when the dask extra is not installed (the missing-extra test runs regardless)."""
+
+from __future__ import annotations
+
+import filecmp
+import os
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import h5py
+import numpy as np
+import pytest
+
+from noisesim.cli import main
+from noisesim.dataset import generate_dataset, shard_paths
+from noisesim.errors import ClusterError
+
+REPO = Path(__file__).resolve().parents[1]
+SMALL = dict(card="SonyA7S2", source="builtin", patch=32, iso=(800, 3200), ratio=(100, 300), progress=False)
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _same_dataset(a: Path, b: Path, shards: int) -> None:
+    """Shard files byte-identical; the master (if any) identical in content and attributes."""
+    for sa, sb in zip(shard_paths(a, shards), shard_paths(b, shards)):
+        assert filecmp.cmp(sa, sb, shallow=False), f"{sb} differs from {sa}"
+    with h5py.File(a, "r") as fa, h5py.File(b, "r") as fb:
+        assert sorted(fa) == sorted(fb)
+        for name in fa:
+            assert fa[name][()].tobytes() == fb[name][()].tobytes(), f"/{name} differs"
+        assert dict(fa.attrs).keys() == dict(fb.attrs).keys()
+        for k in fa.attrs:
+            assert np.array_equal(np.asarray(fa.attrs[k]), np.asarray(fb.attrs[k])), k
+    left = sorted(p.name for p in b.parent.iterdir() if p.name.endswith((".partial", ".progress")))
+    assert not left, f"leftover partial files: {left}"
+
+
+# ------------------------------------------------------------------------------------------------
+# Errors (no cluster needed)
+# ------------------------------------------------------------------------------------------------
+def test_missing_extra_is_a_clear_error(tmp_path, monkeypatch, capsys):
+    monkeypatch.setitem(sys.modules, "distributed", None)  # import distributed -> ImportError
+    out = tmp_path / "d.h5"
+    with pytest.raises(ClusterError, match=r"noisesim\[dask\]"):
+        generate_dataset(out, pairs=2, scheduler="local", **SMALL)
+    rc = main(["generate", "--card", "SonyA7S2", "--output", str(out), "--pairs", "2", "--patch", "32",
+               "--scheduler", "local", "--no-progress"])
+    err = capsys.readouterr().err
+    assert rc == 2 and "noisesim[dask]" in err and "Traceback" not in err and len(err.strip().splitlines()) == 1
+    assert not list(tmp_path.iterdir()), "nothing may be written when the extra is missing"
+
+
+def test_unreachable_scheduler_is_a_clear_error(tmp_path, capsys):
+    pytest.importorskip("distributed")
+    import dask
+
+    out = tmp_path / "d.h5"
+    address = f"tcp://127.0.0.1:{_free_port()}"  # nothing listens there
+    with dask.config.set({"distributed.comm.timeouts.connect": "1s"}):
+        t0 = time.monotonic()
+        rc = main(["generate", "--card", "SonyA7S2", "--output", str(out), "--pairs", "2", "--patch", "32",
+                   "--scheduler", address, "--no-progress"])
+        assert time.monotonic() - t0 < 20
+    err = capsys.readouterr().err
+    assert rc == 2 and f"cannot reach the Dask scheduler at {address}" in err and "Traceback" not in err
+    assert not out.exists() and not shard_paths(out, 1)[0].with_name("d.h5.partial").exists()
+    rc = main(["generate", "--card", "SonyA7S2", "--output", str(out), "--pairs", "2", "--patch", "32",
+               "--scheduler", str(tmp_path / "nope.json"), "--no-progress"])
+    err = capsys.readouterr().err
+    assert rc == 2 and "scheduler file" in err and "nope.json" in err and "does not exist" in err
+
+
+# ------------------------------------------------------------------------------------------------
+# On a cluster
+# ------------------------------------------------------------------------------------------------
+@pytest.fixture(scope="module")
+def cluster():
+    """A 2-worker LocalCluster shared by this module's tests (start-up costs seconds on 2 cores)."""
+    distributed = pytest.importorskip("distributed")
+    with distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=True, dashboard_address=":0") as c, \
+            distributed.Client(c) as client:
+        yield c, client
+
+
+def test_cluster_gives_the_same_bytes_as_one_process(cluster, tmp_path):
+    c, _client = cluster
+    (tmp_path / "one").mkdir()
+    (tmp_path / "dask").mkdir()
+    kw = dict(pairs=9, shards=3, seed=11, blur="gaussian:0.5-1.5", **SMALL)
+    ref = generate_dataset(tmp_path / "one" / "d.h5", **kw)
+    out = generate_dataset(tmp_path / "dask" / "d.h5", scheduler=c.scheduler_address, **kw)
+    _same_dataset(ref, out, 3)
+    # One shard: the single file itself is byte-identical.
+    ref1 = generate_dataset(tmp_path / "one" / "s.h5", pairs=3, seed=2, storage="uint16", **SMALL)
+    out1 = generate_dataset(tmp_path / "dask" / "s.h5", pairs=3, seed=2, storage="uint16", scheduler=c.scheduler_address, **SMALL)
+    assert filecmp.cmp(ref1, out1, shallow=False)
+
+
+@pytest.mark.slow
+def test_cli_local_cluster_same_bytes_and_dashboard(tmp_path):
+    pytest.importorskip("distributed")
+    args = ["--card", "SonyA7S2", "--pairs", "6", "--patch", "32", "--shards", "2", "--seed", "4"]
+    for d in ("one", "dask"):
+        (tmp_path / d).mkdir()
+    ref = tmp_path / "one" / "d.h5"
+    # The same relative --output: the recorded command is then the same.
+    subprocess.run([sys.executable, "-m", "noisesim", "generate", *args, "--output", "d.h5", "--no-progress"],
+                   check=True, cwd=tmp_path / "one", capture_output=True)
+    out = tmp_path / "dask" / "d.h5"
+    res = subprocess.run([sys.executable, "-m", "noisesim", "generate", *args, "--output", "d.h5", "--scheduler", "local",
+                          "--workers", "2"], cwd=tmp_path / "dask", capture_output=True, text=True)
+    assert res.returncode == 0, res.stderr
+    assert "dashboard: http" in res.stderr and "pair" in res.stderr  # link printed, tqdm bar drawn
+    _same_dataset(ref, out, 2)
+
+
+@pytest.mark.slow
+def test_killed_worker_task_is_rerun_and_bytes_are_identical(cluster, tmp_path):
+    """SIGKILL the worker process writing a shard while its partial is incomplete: the scheduler re-runs the
+    task on a (restarted) worker, which continues the partial; output identical, no partial left behind."""
+    c, client = cluster
+    kw = dict(card="SonyA7S2", source="builtin", patch=128, iso=(800, 3200), pairs=60, shards=2, seed=21, progress=False,
+              checkpoint_every=4)
+    (tmp_path / "one").mkdir()
+    (tmp_path / "dask").mkdir()
+    ref = generate_dataset(tmp_path / "one" / "d.h5", **kw)
+    out = tmp_path / "dask" / "d.h5"
+    killed: list = []
+
+    def killer():
+        pids = client.run(os.getpid)  # {worker address: pid}
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            busy = {w: keys for w, keys in client.processing().items() if any("noisesim-shard-" in str(k) and "shared" not in str(k) for k in keys)}
+            partials = [p for p in (tmp_path / "dask").glob("*.h5.partial.progress") if p.read_bytes().count(1) >= 4]
+            if busy and partials:
+                shard = partials[0].name.removesuffix(".partial.progress")
+                if not (tmp_path / "dask" / shard).exists():
+                    w = sorted(busy)[0]
+                    os.kill(pids[w], signal.SIGKILL)
+                    killed.append((pids[w], shard))
+                    return
+            time.sleep(0.01)
+
+    t = threading.Thread(target=killer)
+    t.start()
+    generate_dataset(out, scheduler=c.scheduler_address, **kw)
+    t.join()
+    assert killed, "no worker was killed mid-shard (the tasks finished too fast?)"
+    _same_dataset(ref, out, 2)
+    client.wait_for_workers(2, timeout=60)
+    assert killed[0][0] not in client.run(os.getpid).values(), "the killed worker is gone; its nanny started a new one"
+
+
+@pytest.mark.slow
+def test_whole_run_killed_then_resume_finishes_it(cluster, tmp_path, monkeypatch):
+    """kill -9 of the whole process group (client, LocalCluster, workers) after the first shard is complete;
+    --resume (here on another cluster) finishes it with the same bytes."""
+    c, _client = cluster
+    args = ["--card", "SonyA7S2", "--pairs", "90", "--patch", "128", "--shards", "3", "--seed", "8", "--checkpoint-every", "4"]
+    for d in ("one", "dask"):
+        (tmp_path / d).mkdir()
+    ref = tmp_path / "one" / "d.h5"
+    monkeypatch.chdir(tmp_path / "one")  # the same relative --output everywhere: the recorded command is the same
+    assert main(["generate", *args, "--output", "d.h5", "--no-progress"]) == 0
+    out = tmp_path / "dask" / "d.h5"
+    monkeypatch.chdir(tmp_path / "dask")
+    proc = subprocess.Popen([sys.executable, "-m", "noisesim", "generate", *args, "--output", "d.h5", "--scheduler", "local",
+                             "--workers", "2", "--no-progress"], cwd=tmp_path / "dask", start_new_session=True,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    shards = shard_paths(out, 3)
+    deadline = time.monotonic() + 120
+    try:
+        while time.monotonic() < deadline and proc.poll() is None:
+            if sum(s.exists() for s in shards) >= 1:
+                break
+            time.sleep(0.02)
+        assert proc.poll() is None, "the run ended before it could be killed"
+        os.killpg(proc.pid, signal.SIGKILL)
+    finally:
+        proc.wait()
+    time.sleep(0.5)  # let the killed group's file handles go
+    assert not out.exists(), "the master must not exist after a kill"
+    assert any(s.exists() for s in shards) and not all(s.exists() for s in shards)
+    assert main(["generate", *args, "--output", "d.h5", "--no-progress", "--scheduler", c.scheduler_address]) == 2, \
+        "without --resume the partial run is refused"
+    assert main(["generate", *args, "--output", "d.h5", "--no-progress", "--resume", "--scheduler", c.scheduler_address]) == 0
+    _same_dataset(ref, out, 3)
