@@ -202,8 +202,11 @@ class FlatAccumulator:
     """Flat pairs of one ISO against that ISO's dark stack: PTC points and a normalized sum for PRNU.
 
     Frames are fed in pairs of equal exposure (A then B); only A is held while B is awaited.
-    Frames whose mean lies between ``prnu_range`` of the white−black span (and that are not clipped)
-    enter the PRNU sum normalized by their channel means (EMVA 1288 §8: PRNU from averaged flats).
+    Frames whose mean lies between ``prnu_range`` of the white−black span (and with fewer than
+    ``PRNU_MAX_CLIPPED`` of a channel's pixels clipped) enter the PRNU sum normalized by their channel means
+    (EMVA 1288 §8: PRNU from averaged flats); their clipped pixels are collected in ``prnu_clipped``.
+    ``prnu_inv_level`` (Σ 1/μ) carries the dark mean's temporal noise, which is common to every frame of
+    the sum, into the PRNU estimate.
     """
 
     def __init__(self, dark: DarkStats, black_level_dn, white_level_dn: float, *, prnu_range=(0.05, 0.70)):
@@ -221,6 +224,8 @@ class FlatAccumulator:
         self.prnu_sum: np.ndarray | None = None
         self.prnu_n = 0
         self.prnu_temporal_rel_var = np.zeros(self.cfa.n_channels)  # Σ σ²_t / μ² over frames in the sum
+        self.prnu_inv_level = np.zeros(self.cfa.n_channels)  # Σ 1/μ over frames in the sum [1/DN]
+        self.prnu_clipped: np.ndarray | None = None  # (H, W) bool: pixels at the white level in a summed frame
         self.mismatched: list[tuple[str, str, float]] = []
 
     def add_pair(self, a_raw: np.ndarray, b_raw: np.ndarray, a: FrameInfo, b: FrameInfo) -> FlatLevel:
@@ -242,14 +247,22 @@ class FlatAccumulator:
             return lvl
         self.levels.append(lvl)
         frac = mu / self.span
-        if np.all((frac > self.prnu_range[0]) & (frac < self.prnu_range[1])) and not np.any(cf > 0):
+        # A few clipped pixels (hot pixels, dust glints) are masked in the PRNU map, not the pair dropped.
+        if np.all((frac > self.prnu_range[0]) & (frac < self.prnu_range[1])) and np.all(cf < self.PRNU_MAX_CLIPPED):
             if self.prnu_sum is None:
                 self.prnu_sum = np.zeros(self.shape, np.float64)
+                self.prnu_clipped = np.zeros(self.shape, bool)
+            if np.any(cf > 0):
+                sat = self.white - 0.5
+                self.prnu_clipped |= (a_raw >= sat) | (b_raw >= sat)
             for x, m in ((a_raw, ma), (b_raw, mb)):
                 prnu_add(self.prnu_sum, x, self.black_tile, self._mean_map, self.cfa.tile_values(self._site_values(m)))
                 self.prnu_n += 1
                 self.prnu_temporal_rel_var += pv / (m * m)
+                self.prnu_inv_level += 1.0 / m
         return lvl
+
+    PRNU_MAX_CLIPPED = 0.01  # flats with more clipped pixels (per channel) stay out of the PRNU sum
 
     def _site_values(self, per_channel: np.ndarray) -> np.ndarray:
         """Packed-channel values → 4 per-site values (Bayer); for quad Bayer the mean over each site."""

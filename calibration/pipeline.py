@@ -81,6 +81,7 @@ class ISOResult:
     hot_mask: np.ndarray | None = field(default=None, repr=False)
     heldout: list[np.ndarray] = field(default_factory=list, repr=False)
     heldout_exposure_s: float = 0.0
+    maps_denoised: bool = False  # ds_map_dn / prnu_map Wiener-shrunk instead of variance-matched
 
     def summary(self) -> dict:
         return {
@@ -148,6 +149,7 @@ def calibrate(
     sample_pixels: int | None = None,
     holdout_darks: int = 1,
     fidelity: bool = True,
+    denoise_maps: bool = False,
     progress: Callable[[Iterable], Iterable] | None = None,
     rng=0,
 ) -> CalibrationResult:
@@ -164,7 +166,12 @@ def calibrate(
     holdout_darks : int
         Dark frames per ISO kept out of the estimation for the fidelity check (when ≥ 8 darks).
     fidelity : bool
-        Compute the KL divergences between held-out darks and frames synthesized from the new card.
+        Compare held-out darks with frames synthesized from the new card (:mod:`.fidelity`). Without it no
+        dark is held out: every dark is used for the estimates.
+    denoise_maps : bool
+        Wiener-shrink the dark-shading and PRNU maps (the best estimate of each pixel, but simulations from
+        them carry too little fixed pattern). Default: maps scaled so that simulations reproduce the card's
+        DSNU1288 and PRNU1288.
     progress : callable, optional
         Wraps iterables of frames (e.g. ``tqdm``).
     rng : seed
@@ -203,7 +210,8 @@ def calibrate(
         darks = {k[2]: v for k, v in groups.items() if k[0] == "dark" and k[1] == iso}
         flats = {k[2]: v for k, v in groups.items() if k[0] == "flat" and k[1] == iso}
         try:
-            res = _calibrate_iso(iso, darks, flats, cfa, shape, warnings, sample_pixels, holdout_darks, progress, rng)
+            res = _calibrate_iso(iso, darks, flats, cfa, shape, warnings, sample_pixels, holdout_darks if fidelity else 0,
+                                 progress, rng, denoise_maps)
             results.append(res)
         except CalibrationError as exc:
             msg = f"ISO {iso:g}: skipped: {exc}"
@@ -233,7 +241,8 @@ def _levels_of(frames: list[FrameInfo]) -> tuple[tuple[float, ...], float]:
     return black, max(set(whites), key=whites.count)
 
 
-def _calibrate_iso(iso, darks, flats, cfa: CFA, shape, warnings, sample_pixels, holdout_darks, progress, rng) -> ISOResult:
+def _calibrate_iso(iso, darks, flats, cfa: CFA, shape, warnings, sample_pixels, holdout_darks, progress, rng,
+                   denoise_maps=False) -> ISOResult:
     if not darks:
         raise CalibrationError("no dark frames at this ISO")
     if not flats:
@@ -347,7 +356,7 @@ def _calibrate_iso(iso, darks, flats, cfa: CFA, shape, warnings, sample_pixels, 
     ds_packed -= site_vals[site][:, None, None]  # each packed channel minus its site's black-level error
     del mean_packed
     dsnu = []
-    shrink = np.ones(nch)
+    scale = np.ones(nch)
     for c in range(nch):
         vals = ds_packed[c][~hot_packed[c]]
         noise = v_chan_good[c] / n
@@ -355,10 +364,11 @@ def _calibrate_iso(iso, darks, flats, cfa: CFA, shape, warnings, sample_pixels, 
         d2 = tot - noise
         tiles = [t_.var() - noise for t_ in _tiles(np.where(hot_packed[c], np.nan, ds_packed[c]))]
         dsnu.append(sigma_est(d2, batch_se(tiles), "spatial std of the mean dark minus temporal σ²/N; SE over 16 tiles", 16))
-        shrink[c] = max(0.0, d2 / tot) if tot > 0 else 0.0
-    # shrink the noisy per-pixel estimate so it does not add the stack's temporal noise to simulations
+        scale[c] = _map_scale(d2, tot, denoise_maps)
+    # The mean of N darks has variance d² + σ²/N per pixel: scaled so simulations from the map carry DSNU² (d²),
+    # not the stack's temporal noise as extra fixed pattern (Wiener-shrunk instead with denoise_maps)
     for c in range(nch):  # hot pixels keep their full offset
-        ds_packed[c][~hot_packed[c]] *= shrink[c]
+        ds_packed[c][~hot_packed[c]] *= scale[c]
     ds_map_out = cfa.unpack(ds_packed.astype(np.float32))
     del ds_packed
     # --- flats: PTC per channel and PRNU -------------------------------------------------------------
@@ -416,24 +426,28 @@ def _calibrate_iso(iso, darks, flats, cfa: CFA, shape, warnings, sample_pixels, 
         facc.prnu_sum /= facc.prnu_n
         mflat = cfa.pack(facc.prnu_sum)
         facc.prnu_sum = None
-        temporal = facc.prnu_temporal_rel_var / facc.prnu_n**2
+        masked = hot_packed | cfa.pack(facc.prnu_clipped)  # hot and clipped pixels: masked, frames kept
+        # temporal variance left in the mean of L normalized flats: the flats' own Σ σ²_f/μ²/L², and the dark
+        # mean's σ²_d/N, common to every frame, through the mean of 1/μ (EMVA 1288 PRNU1288, both subtracted)
+        l_ = facc.prnu_n
+        temporal = facc.prnu_temporal_rel_var / l_**2 + (v_chan_good / n) * (facc.prnu_inv_level / l_) ** 2
         hp_planes = np.empty(mflat.shape, np.float32)
         prnu = []
         box = max(3, min(31, (min(mflat.shape[1:]) // 4) | 1))
+        cfac = 1.0 / (1.0 - 1.0 / box**2)  # white variance the box low-pass takes away
         for c in range(nch):
-            hp = flatten_illumination(mflat[c], box=box)
-            hp_planes[c] = hp
-            vals = hp[~hot_packed[c]]
-            cfac = 1.0 / (1.0 - 1.0 / box**2)
-            total = float(vals.var()) * cfac
-            v = total - temporal[c]
-            tiles = [(t_.var() * cfac) - temporal[c] for t_ in _tiles(np.where(hot_packed[c], np.nan, hp))]
-            prnu.append(sigma_est(v, batch_se(tiles), f"std of flat/low-pass({box}) over {facc.prnu_n} flats minus temporal part; SE over 16 tiles", 16))
-            # As for dark shading: shrink the per-pixel map by signal/(signal + temporal) variance (Wiener),
-            # so simulations do not add the flat stack's shot noise as a fake PRNU.
-            hp_planes[c] *= np.float32(max(0.0, v) / total) if total > 0 else np.float32(0.0)
+            plane = mflat[c]
+            plane[masked[c]] = float(np.median(plane[~masked[c]]))  # masked pixels must not bend the low-pass
+            hp = flatten_illumination(plane, box=box)
+            vals = hp[~masked[c]]
+            raw_var = float(vals.var())
+            v = raw_var * cfac - temporal[c]
+            tiles = [(t_.var() * cfac) - temporal[c] for t_ in _tiles(np.where(masked[c], np.nan, hp))]
+            prnu.append(sigma_est(v, batch_se(tiles), f"std of flat/low-pass({box}) over {l_} flats minus the flats' and "
+                                                     f"the dark mean's temporal parts; SE over 16 tiles", 16))
+            hp_planes[c] = hp * np.float32(_map_scale(v, raw_var, denoise_maps))
+        hp_planes[masked] = 0.0
         del mflat
-        hp_planes[hot_packed] = 0.0
         np.clip(hp_planes, -0.5, 0.5, out=hp_planes)
         prnu_map = cfa.unpack(hp_planes)
         del hp_planes
@@ -465,8 +479,18 @@ def _calibrate_iso(iso, darks, flats, cfa: CFA, shape, warnings, sample_pixels, 
         col_sigma_dn=col_sigma, pixel_sigma_dn=pixel_sigma, dsnu_dn=dsnu, prnu=prnu, dark_current_e_per_s=dc,
         hot_pixels=int(hot.sum()), files=files, read_samples_dn=rsub.astype(np.float32), row_spectrum=spectrum,
         dark_levels=dark_levels, ds_map_dn=ds_map_out, prnu_map=prnu_map, prnu_frames=facc.prnu_n, hot_mask=hot,
-        heldout=heldout, heldout_exposure_s=t_bias,
+        heldout=heldout, heldout_exposure_s=t_bias, maps_denoised=denoise_maps,
     )
+
+
+def _map_scale(signal_var: float, total_var: float, denoise: bool) -> float:
+    """Factor for a noisy per-pixel map whose spatial variance is ``total_var`` of which ``signal_var`` is the
+    sensor's: √(signal/total) makes the map's variance the sensor's (simulations reproduce DSNU1288 and
+    PRNU1288); with ``denoise`` the Wiener factor signal/total (best per-pixel estimate, too little variance)."""
+    if not total_var > 0 or not signal_var > 0:
+        return 0.0
+    f = min(1.0, signal_var / total_var)
+    return f if denoise else math.sqrt(f)
 
 
 def _tukey_lambda_per_channel(resid: np.ndarray, index: np.ndarray, width: int, cfa: CFA, lam_pooled_meas: float,
@@ -659,6 +683,22 @@ def _build_card(results: list[ISOResult], joint: JointFits | None, cap: Capture,
     return card
 
 
+def _match_prnu_variance(prnu: np.ndarray, prs: list[ISOResult], wsum: float) -> None:
+    """Rescale the frame-weighted mean of per-ISO PRNU maps in place, per packed channel, so its variance is the
+    frame-weighted mean of the ISOs' PRNU² (averaging maps with independent noise lowers their variance)."""
+    p = math.isqrt(len(prs[0].channel_names))
+    hot = np.zeros(prnu.shape, bool)
+    for r in prs:
+        hot |= r.hot_mask
+    for c in range(p * p):
+        cy, cx = divmod(c, p)
+        view, good = prnu[cy::p, cx::p], ~hot[cy::p, cx::p]
+        target = sum(r.prnu_frames / wsum * max(r.prnu[c].value, 0.0) ** 2 for r in prs)
+        have = float(view[good].var())
+        if have > 0:
+            view *= np.float32(math.sqrt(target / have))
+
+
 def _build_maps(results: list[ISOResult]):
     from noisesim.params import FixedPatternMaps
 
@@ -689,6 +729,8 @@ def _build_maps(results: list[ISOResult]):
         prnu = np.zeros(shape, np.float32)
         for r in prs:
             prnu += np.multiply(r.prnu_map, np.float32(r.prnu_frames / wsum), out=tmp)
+        if len(prs) > 1 and not any(r.maps_denoised for r in prs):
+            _match_prnu_variance(prnu, prs, wsum)
     del tmp
     hot = np.zeros(rs[0].ds_map_dn.shape, bool)
     for r in rs:

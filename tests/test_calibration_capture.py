@@ -25,7 +25,7 @@ def dng_folder(tmp_path_factory):
 def test_calibrate_from_dng_folder(dng_folder):
     res = calibrate(dng_folder, "Maker Model", fidelity=False)
     r = res.iso_results[0]
-    assert r.iso == 1600 and r.n_darks == 16
+    assert r.iso == 1600 and r.n_darks == 17  # without the fidelity check no dark is held out
     assert abs(r.gain_k_dn_per_e.value - 1.5) < 5 * r.gain_k_dn_per_e.se
     # per-site levels read through raw_colors: the black-level error comes back per site
     for e, b in zip(r.black_level_error_dn, P[1600].black_level_error_dn):
@@ -33,7 +33,7 @@ def test_calibrate_from_dng_folder(dng_folder):
     card = res.card
     assert card.sensor.cfa.pattern == "GRBG" and card.sensor.black_level_dn == (500, 502, 504, 506)
     assert card.camera.make == "Maker" and card.camera.model == "Model"
-    assert card.provenance["n_files"] == 16 + 24
+    assert card.provenance["n_files"] == 17 + 24
 
 
 def test_bad_files_are_named_and_skipped(dng_folder, tmp_path):
@@ -76,7 +76,7 @@ def test_manifest_of_npy_frames(tmp_path):
         lines.append(f"f{i:03d}.npy,{f.kind},{f.iso:g},{ex},500 502 504 506,16000,GRBG")
     (tmp_path / "manifest.csv").write_text("\n".join(lines))
     res = calibrate(tmp_path / "manifest.csv", "A B", fidelity=False)
-    assert res.iso_results[0].n_darks == 7
+    assert res.iso_results[0].n_darks == 8  # every dark used without the fidelity check
     assert res.card.sensor.black_level_dn == (500, 502, 504, 506)
 
 

@@ -181,9 +181,11 @@ def test_warnings_for_too_few_darks_and_levels():
 def test_recommended_dark_count_is_judged_before_the_holdout():
     """16 darks shot as recommended: one held out for fidelity must not trigger the 'too few' warning."""
     p = {800: NoiseParams(1.0, "tukey", 3.0, 0.0, 2.0, 0.3, 0.0)}
-    res = calibrate(synthetic_frames(p, SENSOR, (64, 64), SyntheticSpec(n_darks=16), rng=3), "X Y", fidelity=False)
+    frames = synthetic_frames(p, SENSOR, (64, 64), SyntheticSpec(n_darks=16), rng=3)
+    res = calibrate(frames, "X Y")
     assert not any("dark frames" in w for w in res.warnings)
     assert res.iso_results[0].n_darks == 15
+    assert calibrate(frames, "X Y", fidelity=False).iso_results[0].n_darks == 16  # --no-fidelity keeps every dark
 
 
 def test_k_not_rising_with_iso_warns():

@@ -18,7 +18,11 @@ def add_parser(subparsers) -> None:
     p.add_argument("--camera", required=True, help='"Maker Model", e.g. "Sony ILCE-7SM2"')
     p.add_argument("--output", "-o", required=True, metavar="CARD", help="card file to write (.toml)")
     p.add_argument("--report", metavar="HTML", help="write the calibration report here")
-    p.add_argument("--no-fidelity", action="store_true", help="skip the held-out KL fidelity check")
+    p.add_argument("--no-fidelity", action="store_true",
+                   help="skip the fidelity check on held-out darks; every dark frame is then used for the estimates")
+    p.add_argument("--denoise-maps", action="store_true",
+                   help="Wiener-shrink the dark-shading and PRNU maps (best per-pixel estimate; simulations then carry "
+                   "less fixed pattern than the sensor). Default: maps reproduce the card's DSNU and PRNU")
     p.add_argument("--seed", type=int, default=0)
     p.set_defaults(run=run)
 
@@ -40,7 +44,8 @@ def run(args) -> int:
     def progress(it):
         return tqdm(it, desc="frames", unit="file", leave=False, file=sys.stderr, disable=None)
 
-    res = calibrate(args.capture, args.camera, progress=progress, fidelity=not args.no_fidelity, rng=args.seed)
+    res = calibrate(args.capture, args.camera, progress=progress, fidelity=not args.no_fidelity, rng=args.seed,
+                    denoise_maps=args.denoise_maps)
     res.save(out, report=args.report)
     for r in res.iso_results:
         print(f"ISO {r.iso:g}: K = {r.gain_k_dn_per_e.value:.4g} ± {r.gain_k_dn_per_e.se:.2g} DN/e-, "
