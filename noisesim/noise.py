@@ -20,7 +20,7 @@ import numpy as np
 from . import kernels
 from .errors import ParameterError, ShapeError
 from .params import FixedPatternMaps, NoiseComponents, NoiseParams, Sensor
-from .rng import STREAM_COL, STREAM_ROW, key_from_seed, line_normals
+from .rng import STREAM_COL, STREAM_READ_PIXEL, STREAM_ROW, key_from_seed, line_normals, normal_np, philox4x32_np, uniform_np
 
 INPUT_UNITS = ("normalized", "dn", "electrons")
 OUTPUT_UNITS = ("normalized", "dn")
@@ -56,6 +56,25 @@ def _without_hot_pixels(m: np.ndarray | None, mask: np.ndarray | None, sensor: S
             if msk.any() and (~msk).any():
                 sub[msk] = np.median(sub[~msk])
     return m
+
+
+def _per_pixel_read_noise_dn(scale: np.ndarray, params: NoiseParams, origin, frame_index: int, key) -> np.ndarray:
+    """Read noise whose σ is ``scale`` × the draw's σ at every pixel: (h, w) float32 DN.
+
+    Gaussian: σ_read · s(p) · N(0, 1); Tukey: σ_TL · s(p) · Q_λ(U). Counters are full-sensor pixel
+    coordinates on their own stream, so a crop draws the same values as the full frame.
+    """
+    h, w = scale.shape
+    rows = np.arange(origin[0], origin[0] + h, dtype=np.uint64)[:, None]
+    cols = np.arange(origin[1], origin[1] + w, dtype=np.uint64)[None, :]
+    words = philox4x32_np(cols, rows, np.uint64(frame_index), np.uint64(STREAM_READ_PIXEL << 16), *key)
+    if params.read_model == "tukey":
+        from .stats import tukey_lambda_ppf
+
+        z = tukey_lambda_ppf(uniform_np(words[0]), params.tukey_lambda) * params.tukey_scale_dn
+    else:
+        z = normal_np(words[0], words[1]) * params.read_sigma_dn
+    return (z * scale).astype(np.float32)
 
 
 def simulate(
@@ -228,6 +247,12 @@ def simulate(
         read_kind = kernels.READ_TUKEY if params.tukey_scale_dn > 0 else kernels.READ_NONE
     else:
         read_kind = kernels.READ_GAUSSIAN if params.read_sigma_dn > 0 else kernels.READ_NONE
+    if read_kind != kernels.READ_NONE and components.per_pixel_read and maps.read_sigma_scale is not None:
+        # each pixel's own temporal σ: drawn here, added before quantization like dark shading
+        scale = _crop_map(maps.read_sigma_scale, (oy, ox), (h, w), "read_sigma_scale")
+        read = _per_pixel_read_noise_dn(scale, params, (oy, ox), int(frame_index), key)
+        ds = read if ds is None else (ds + read).astype(np.float32)
+        read_kind = kernels.READ_NONE
 
     out = np.empty((h, w), dtype=np.float32)
     if backend == "numpy":

@@ -194,6 +194,8 @@ class NoiseComponents:
     instead of one per sensor row. ``quantize=False`` is the float path: no rounding, quantization
     noise added as U(−½, ½) DN unless ``dither=False`` (then no quantization term at all, e.g. to study
     the read-noise distribution alone). ``clip_at_black`` clips the low end at the black level instead of 0 DN.
+    ``per_pixel_read``: draw read noise with each pixel's own σ (``FixedPatternMaps.read_sigma_scale`` times
+    the card's σ, same Gaussian or Tukey shape) where the maps have one; off: one σ for the whole sensor.
     """
 
     shot: bool = True
@@ -210,6 +212,7 @@ class NoiseComponents:
     dither: bool = True
     clip: bool = True
     clip_at_black: bool = False
+    per_pixel_read: bool = False
 
     @classmethod
     def only(cls, *names: str, **overrides) -> "NoiseComponents":
@@ -243,6 +246,10 @@ class FixedPatternMaps:
     hot_pixel_mask : (H, W) bool
         Pixels flagged as hot/defective. With the ``hot_pixels`` component off their dark shading and
         dark current are replaced by the median of their colour channel.
+    read_sigma_scale : (H, W) float32
+        Each pixel's temporal read-noise σ relative to the card's σ (median 1 per channel; unitless).
+        Used when ``NoiseComponents.per_pixel_read`` is on: small-pixel CMOS sensors have a heavy tail of
+        pixels several times noisier than the median (random telegraph noise).
     """
 
     dark_shading_k_dn_per_iso: np.ndarray | None = None
@@ -250,6 +257,7 @@ class FixedPatternMaps:
     prnu: np.ndarray | None = None
     dark_current_e_per_s: np.ndarray | None = None
     hot_pixel_mask: np.ndarray | None = None
+    read_sigma_scale: np.ndarray | None = None
 
     def __post_init__(self) -> None:
         shape = None

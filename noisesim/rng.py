@@ -33,6 +33,7 @@ STREAM_SHOT = 0
 STREAM_READ = 1
 STREAM_ROW = 2
 STREAM_COL = 3
+STREAM_READ_PIXEL = 4  # read noise with a per-pixel σ (FixedPatternMaps.read_sigma_scale)
 
 # 2**-32: word w maps to the open-interval uniform (w + 0.5) * 2**-32, never exactly 0 or 1, so log(u)
 # and negative Tukey-lambda powers stay finite (docs/performance.md).
