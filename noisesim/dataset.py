@@ -36,7 +36,8 @@ Datasets are chunked one patch per chunk and uncompressed by default: noise does
 ``storage="uint16"`` halves the size exactly.
 
 Crash safety: everything is written to ``<output>.partial`` in the same directory and renamed when
-complete. Progress (a per-sample ``done`` flag) is flushed periodically; ``resume=True`` continues an
+complete; a :class:`~noisesim.runlock.RunLock` on ``<output>.lock`` is held from before any file is
+touched, so a second run on the same output fails at once instead of destroying the first one's partial. Progress (a per-sample ``done`` flag) is flushed periodically; ``resume=True`` continues an
 interrupted run. Uncompressed files are allocated in full at creation, so an interrupted-and-resumed
 run, or a run with any number of workers, gives a byte-identical file; with compression the content is
 identical (chunk placement may differ).
@@ -63,6 +64,7 @@ import numpy as np
 from .atomic import atomic_path, write_bytes
 from .errors import DatasetError, NoiseSimError, ParameterError, UnknownISOError
 from .params import NoiseComponents, NoiseParams, Sensor
+from .runlock import RunLock
 
 log = logging.getLogger(__name__)
 
@@ -147,6 +149,18 @@ def parse_ratio(value) -> tuple[str, tuple[float, ...]]:
     if not vals or not all(math.isfinite(v) and v >= 1 for v in vals):
         raise ParameterError(f"exposure ratios must be finite numbers >= 1, got {value!r}")
     return kind, vals
+
+
+SEED_MAX = 2**64 - 1
+
+
+def check_seed(seed, what: str = "seed") -> int:
+    """``seed`` as an int in 0 .. 2**64 - 1 (what ``SeedSequence`` and the uint64 record fields hold)."""
+    if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)):
+        raise ParameterError(f"{what} must be an integer in 0..2**64-1, got {seed!r}")
+    if not 0 <= int(seed) <= SEED_MAX:
+        raise ParameterError(f"{what} must lie in 0..2**64-1 ({SEED_MAX}), got {int(seed)}")
+    return int(seed)
 
 
 def _loguniform(g: np.random.Generator, lo: float, hi: float) -> float:
@@ -863,6 +877,7 @@ def generate_dataset(
         raise ParameterError(f"pairs must be >= 1, got {pairs}")
     if workers < 1:
         raise ParameterError(f"workers must be >= 1, got {workers}")
+    seed = check_seed(seed)
     if not 1 <= shards <= pairs:
         raise ParameterError(f"shards must lie in 1..pairs ({pairs}), got {shards}")
     if storage not in STORAGES:
@@ -881,18 +896,6 @@ def generate_dataset(
     components = components or NoiseComponents()
     if storage == "uint16" and not (components.quantize and components.clip):
         raise ParameterError("uint16 storage needs quantization and clipping on (components.quantize, components.clip)")
-
-    files = shard_paths(output, shards)
-    finals = files + ([output] if shards > 1 else [])
-    if not force and not resume:
-        for fp in finals:
-            if fp.exists():
-                raise DatasetError(f"{fp} already exists; pass --force (force=True) to overwrite it")
-            if _partial(fp).exists():
-                raise DatasetError(f"a partial run exists at {_partial(fp)}; pass --resume to continue it or --force to start over")
-    if resume and not force and output.exists():
-        log.info("%s is already complete; nothing to resume", output)
-        return output
 
     card = _resolve_card(card)
     sensor = card.sensor
@@ -950,7 +953,7 @@ def generate_dataset(
         "level_site_order": ",".join(cfa.site_names),
         "storage": storage,
         "unit": "dn" if storage == "uint16" else "normalized",
-        "seed": int(seed),
+        "seed": np.uint64(seed),  # int64 cannot hold seeds >= 2**63
         "n_pairs": pairs,
         "patch": patch,
         "n_shards": shards,
@@ -958,35 +961,131 @@ def generate_dataset(
         "components": json.dumps(dataclasses.asdict(components), sort_keys=True),
         "command": command if command is not None else "noisesim.dataset.generate_dataset (Python API)",
     }
-    bounds = np.linspace(0, pairs, shards + 1).round().astype(int)
+    files = shard_paths(output, shards)
+    what = f"writing {_partial(output)}" if shards == 1 else f"writing the {shards} shards of {output}"
+    with RunLock(output, what=what):  # before any file is touched (issue: concurrent runs)
+        return _write_locked(output, files, job, shape, dtype, compression, attrs, config_json,
+                             workers=workers, force=force, resume=resume, progress=progress, checkpoint_every=checkpoint_every,
+                             scheduler=scheduler)
 
-    # Space check (uncompressed upper bound) before creating anything.
-    need = 2 * pairs * int(np.prod(shape)) * dtype.itemsize
+
+def _stored_config(path: Path) -> str:
+    """The ``generation_config`` attribute of a dataset file ("" when absent); DatasetError when unreadable."""
+    import h5py
+
+    try:
+        with h5py.File(path, "r") as f:
+            old = f.attrs.get("generation_config", "")
+    except (OSError, RuntimeError, KeyError, ValueError) as exc:
+        raise DatasetError(f"{path} cannot be read ({str(exc).splitlines()[0] if str(exc) else type(exc).__name__}); "
+                           "rerun with --force to start over") from None
+    return old.decode() if isinstance(old, bytes) else str(old)
+
+
+def _plan_file(fp: Path, config_json: str, *, force: bool, resume: bool) -> str:
+    """What to do with one output file: ``"skip"`` (complete, same settings), ``"resume"`` (continue its
+    partial) or ``"new"``. Raises :class:`DatasetError` when the existing files forbid the run.
+
+    Called with the run lock held, so deleting a partial here cannot hit another run's live file.
+    """
+    partial = _partial(fp)
+    if not resume:
+        if not force:
+            if fp.exists():
+                raise DatasetError(f"{fp} already exists; pass --force (force=True) to overwrite it")
+            if partial.exists():
+                raise DatasetError(f"a partial run exists at {partial}; pass --resume to continue it or --force to start over")
+        partial.unlink(missing_ok=True)
+        _progress(partial).unlink(missing_ok=True)
+        return "new"
+    if partial.exists():
+        old = _stored_config(partial)
+        if old == config_json:
+            return "resume"  # a killed run (a --force rebuild included) continues, whatever is under fp
+        if force:  # start over
+            partial.unlink()
+            _progress(partial).unlink(missing_ok=True)
+            return "new"
+        if fp.exists() and _stored_config(fp) == config_json:
+            log.warning("%s is complete with these settings; %s belongs to a run with other settings and was left alone",
+                        fp, partial)
+            return "skip"
+        raise DatasetError(f"cannot resume from {partial}: it was started with different settings "
+                           f"({_config_diff(old, config_json)}); rerun with the original settings, or with --force to start over")
+    if fp.exists() and not force:
+        old = _stored_config(fp)
+        if old != config_json:
+            raise DatasetError(f"{fp} is complete but was made with different settings ({_config_diff(old, config_json)}); "
+                               "rerun with its settings, with --force to replace it, or choose another --output")
+        return "skip"
+    return "new"
+
+
+def _bytes_per_sample(shape: tuple, dtype: np.dtype, kernel_cap: int, blur: bool) -> int:
+    """Bytes one sample occupies on disk, uncompressed (clean + noisy + parameter row + blur kernel)."""
+    k = max(kernel_cap, 1)
+    return 2 * int(np.prod(shape)) * dtype.itemsize + PARAMS_DTYPE.itemsize + (4 * k * k + 4 if blur else 0)
+
+
+def _samples_left(fp: Path, n: int) -> int:
+    """Samples of a partial not yet flagged done (its progress sidecar), ``n`` when unknown."""
+    try:
+        flags = _progress(_partial(fp)).read_bytes()
+    except OSError:
+        return n
+    return n - int(np.count_nonzero(np.frombuffer(flags, np.uint8))) if len(flags) == n else n
+
+
+def _write_locked(output: Path, files: list[Path], job: _Job, shape: tuple, dtype: np.dtype, compression, attrs: dict,
+                  config_json: str, *, workers: int, force: bool, resume: bool, progress: bool, checkpoint_every: int,
+                  scheduler: str | None = None) -> Path:
+    """The writing half of :func:`generate_dataset`, run with the output's :class:`RunLock` held."""
+    pairs = int(attrs["n_pairs"])
+    shards = len(files)
+    bounds = np.linspace(0, pairs, shards + 1).round().astype(int)
+    sizes = [int(bounds[k + 1] - bounds[k]) for k in range(shards)]
+    plans = [_plan_file(fp, config_json, force=force, resume=resume) for fp in files]
+    if shards > 1:
+        master = _plan_file(output, config_json, force=force, resume=resume)
+        if master == "skip" and all(pl == "skip" for pl in plans):
+            log.warning("%s is already complete with these settings; nothing to do", output)
+            return output
+    elif plans[0] == "skip":
+        log.warning("%s is already complete with these settings; nothing to do", output)
+        return output
+
+    # Space check (uncompressed upper bound) before creating anything: only what is left to write (the
+    # files are sparse, so a partial stopped by a full disk holds only the samples it wrote).
+    left = sum(n if pl == "new" else _samples_left(fp, n) if pl == "resume" else 0 for fp, n, pl in zip(files, sizes, plans))
+    need = left * _bytes_per_sample(shape, dtype, job.kernel_cap, job.blur is not None)
     free = shutil.disk_usage(output.parent).free
     if need > free:
-        raise DatasetError(f"not enough disk space for {output}: needs about {need / 1e9:.2f} GB, {free / 1e9:.2f} GB free in {output.parent}")
+        raise DatasetError(f"not enough disk space for {output}: {left} samples left to write need about {need / 1e9:.2f} GB, "
+                           f"{free / 1e9:.2f} GB free in {output.parent}")
 
     writers: list[_ShardWriter] = []
     try:
-        tasks = []
+        tasks, resuming = [], set()
         for k, fp in enumerate(files):
-            if shards > 1 and resume and not force and fp.exists():
-                _check_complete_shard(fp, config_json)
+            if plans[k] == "skip":
                 continue
-            if force and not resume:
-                _partial(fp).unlink(missing_ok=True)
-                _progress(_partial(fp)).unlink(missing_ok=True)
-            tasks.append(ShardTask(fp.resolve(), int(bounds[k]), int(bounds[k + 1] - bounds[k]), shape, dtype.str, compression,
-                                   attrs, config_json, checkpoint_every))
+            tasks.append(ShardTask(fp.resolve(), int(bounds[k]), sizes[k], shape, dtype.str, compression, attrs, config_json,
+                                   checkpoint_every))
+            if plans[k] == "resume":
+                resuming.add(tasks[-1].path)
         if scheduler is not None:  # one task per shard on a Dask cluster (workers write their own shard)
             from .distributed import run_shards
 
             run_shards(scheduler, job, tasks, workers=workers, pairs=pairs, progress=progress)
         else:
             for t in tasks:
-                writers.append(_ShardWriter(t.path, t.first, t.n, shape, dtype, job.kernel_cap, blur is not None, compression,
-                                            attrs, config_json, resume=resume))
+                writers.append(_ShardWriter(t.path, t.first, t.n, shape, dtype, job.kernel_cap, job.blur is not None,
+                                            compression, attrs, config_json, resume=t.path in resuming))
             _run(job, writers, workers, pairs, progress, checkpoint_every)
+            for w in writers:
+                w.finish()
+        if shards > 1:
+            _write_master(output, files, attrs, config_json)
     except BaseException as exc:
         for w in writers:
             try:
@@ -1003,23 +1102,10 @@ def generate_dataset(
             # h5py reports failed writes as OSError, failed flushes as RuntimeError.
             kept = ", ".join(str(_partial(fp)) for fp in files if _partial(fp).exists()) or "nothing"
             first = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
-            raise DatasetError(f"writing {output} failed: {first} (disk full or quota exceeded?). Partial progress kept in: {kept}; "
-                               "free space and rerun with --resume, or with --force to start over") from None
+            raise DatasetError(f"writing {output} failed: {first} (disk full, quota or file-size limit?). Partial progress kept in: "
+                               f"{kept}; free space and rerun with --resume, or with --force to start over") from None
         raise
-    for w in writers:
-        w.finish()
-    if shards > 1:
-        _write_master(output, files, attrs, config_json)
     return output
-
-
-def _check_complete_shard(path: Path, config_json: str) -> None:
-    import h5py
-
-    with h5py.File(path, "r") as f:
-        old = f.attrs.get("generation_config", "")
-    if old != config_json:
-        raise DatasetError(f"cannot resume: shard {path} was made with different settings ({_config_diff(old, config_json)})")
 
 
 def _run(job: _Job, writers: list[_ShardWriter], workers: int, pairs: int, progress: bool, checkpoint_every: int) -> None:

@@ -17,6 +17,18 @@ import sys
 COMMANDS = ("simulate", "cards", "calibrate", "validate", "generate", "inspect", "darks")
 
 
+def seed_arg(text: str) -> int:
+    """argparse ``type`` of every ``--seed``: an integer in 0 .. 2**64 - 1 (a usage error otherwise)."""
+    from ..dataset import check_seed
+    from ..errors import ParameterError
+
+    try:
+        return check_seed(int(text, 0))
+    except (ValueError, ParameterError) as exc:
+        msg = str(exc) if isinstance(exc, ParameterError) else f"must be an integer in 0..2**64-1, got {text!r}"
+        raise argparse.ArgumentTypeError(msg.replace("seed must", "must")) from None
+
+
 def build_parser() -> argparse.ArgumentParser:
     from .. import __version__
 

@@ -5,6 +5,8 @@ from __future__ import annotations
 import logging
 import sys
 
+from . import seed_arg
+
 
 def add_parser(subparsers) -> None:
     p = subparsers.add_parser(
@@ -23,7 +25,7 @@ def add_parser(subparsers) -> None:
     p.add_argument("--denoise-maps", action="store_true",
                    help="Wiener-shrink the dark-shading and PRNU maps (best per-pixel estimate; simulations then carry "
                    "less fixed pattern than the sensor). Default: maps reproduce the card's DSNU and PRNU")
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--seed", type=seed_arg, default=0)
     p.set_defaults(run=run)
 
 

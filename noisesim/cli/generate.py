@@ -6,6 +6,8 @@ from __future__ import annotations
 import argparse
 import shlex
 
+from . import seed_arg
+
 
 def add_parser(subparsers) -> argparse.ArgumentParser:
     p = subparsers.add_parser(
@@ -30,7 +32,7 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     p.add_argument("--ratio", default="100:300",
                    help="exposure ratio: LOW:HIGH log-uniform, one value, or a list 100,250,300 (default 100:300)")
     p.add_argument("--blur", default=None, help="blur spec, e.g. 'gaussian:0.5-2,motion:3-9,defocus:1-3,file:k.npy,p=0.5'")
-    p.add_argument("--seed", type=int, default=0, help="dataset seed (default 0)")
+    p.add_argument("--seed", type=seed_arg, default=0, help="dataset seed (default 0)")
     p.add_argument("--workers", "-j", type=int, default=1, help="worker processes (content does not depend on it)")
     p.add_argument("--scheduler", default=None, metavar="local|ADDRESS|FILE.json",
                    help="run one task per shard on a Dask cluster (extra noisesim[dask]): 'local' starts a LocalCluster of "

@@ -26,6 +26,7 @@ from ..noise import simulate
 from ..params import NoiseComponents
 from ..rawio import ARRAY_EXTENSIONS, RAW_EXTENSIONS, read_array, read_raw, write_array
 from ..sampling import sample_params
+from . import seed_arg
 
 log = logging.getLogger("noisesim.simulate")
 SWITCHABLE = ("shot", "read", "row", "column", "black_level_error", "dark_current", "dark_shading", "prnu", "hot_pixels")
@@ -51,7 +52,7 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     p.add_argument("--ratio", type=float, default=1.0, help="exposure ratio r ≥ 1: signal divided by r (default 1)")
     p.add_argument("--input", required=True, type=Path, help="clean frame: raw file, .npy or .tiff mosaic")
     p.add_argument("--output", required=True, type=Path, help="noisy frame: .npy, .tiff or .dng")
-    p.add_argument("--seed", type=int, default=0, help="seed of the parameter draw and the noise (default 0)")
+    p.add_argument("--seed", type=seed_arg, default=0, help="seed of the parameter draw and the noise (default 0)")
     p.add_argument("--input-unit", choices=("auto", "normalized", "dn", "electrons"), default="auto")
     p.add_argument("--output-unit", choices=("dn", "normalized"), default="dn",
                    help="dn: uint16 raw DN incl. black level (default); normalized: float32")

@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import sys
 
+from . import seed_arg
+
 
 def add_parser(subparsers) -> None:
     from noisesim.calibration.fidelity import Thresholds
@@ -46,7 +48,7 @@ def add_parser(subparsers) -> None:
     p.add_argument("--min-map-correlation", type=float, default=t.map_correlation_fraction, metavar="FRACTION",
                    help="the darks' fixed pattern must correlate with the card's dark-shading map by at least this "
                    f"fraction of what the card predicts for its own sensor [relative] (default {t.map_correlation_fraction:g})")
-    p.add_argument("--seed", type=int, default=0, help="seed of the synthetic frames (integer; default 0)")
+    p.add_argument("--seed", type=seed_arg, default=0, help="seed of the synthetic frames (integer; default 0)")
     p.set_defaults(run=run)
 
 
