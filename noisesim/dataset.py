@@ -999,6 +999,12 @@ def _plan_file(fp: Path, config_json: str, *, force: bool, resume: bool) -> str:
         _progress(partial).unlink(missing_ok=True)
         return "new"
     if partial.exists():
+        if _samples_durable(partial) == 0:
+            # Killed before any sample was flagged done (possibly while creating the file): nothing to keep.
+            log.info("%s holds no finished sample; starting it over", partial)
+            partial.unlink()
+            _progress(partial).unlink(missing_ok=True)
+            return "new"
         old = _stored_config(partial)
         if old == config_json:
             return "resume"  # a killed run (a --force rebuild included) continues, whatever is under fp
@@ -1025,6 +1031,14 @@ def _bytes_per_sample(shape: tuple, dtype: np.dtype, kernel_cap: int, blur: bool
     """Bytes one sample occupies on disk, uncompressed (clean + noisy + parameter row + blur kernel)."""
     k = max(kernel_cap, 1)
     return 2 * int(np.prod(shape)) * dtype.itemsize + PARAMS_DTYPE.itemsize + (4 * k * k + 4 if blur else 0)
+
+
+def _samples_durable(partial: Path) -> int:
+    """Samples a partial file has flagged done in its progress sidecar (0 when there is none)."""
+    try:
+        return int(np.count_nonzero(np.frombuffer(_progress(partial).read_bytes(), np.uint8)))
+    except OSError:
+        return 0
 
 
 def _samples_left(fp: Path, n: int) -> int:
