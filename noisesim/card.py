@@ -18,7 +18,8 @@ for a camera, and what :func:`noisesim.noise.simulate` needs to know about its r
   level for every ISO.
   The Tukey pair (``tukey_lambda``, ``tukey_scale_dn``) and ``row_sigma_dn`` may be left out of every row:
   such a card is a *Poisson–Gaussian* card (:attr:`Card.kind`), the model of a DNG NoiseProfile, of
-  darktable's profiles and of Android's noise profile: K and a Gaussian read σ, nothing else.
+  darktable's profiles and of Android's noise profile: K and a Gaussian read σ, nothing else (written
+  as schema ``/2``: older readers require the Tukey and row keys).
 * ``[joint]`` — the joint ISO model of ELD (Wei et al., CVPR 2020 / TPAMI 2021; docs/model.md):
   the K range ``k_min_dn_per_e`` … ``k_max_dn_per_e``, optional ``dual_gain_switch_iso``,
   ``tukey_lambda_values`` and ``black_level_error_bins`` (4-vectors over equal-width ln K bins spanning the
@@ -75,6 +76,7 @@ __all__ = [
     "KIND_PHYSICS",
     "KIND_POISSON_GAUSSIAN",
     "camera_matches",
+    "search_key",
     "load_card",
     "save_card",
     "card_to_toml",
@@ -340,7 +342,8 @@ class LogLinearFit:
         return np.exp(self.mean_log(gain_k_dn_per_e))
 
 
-def _alnum(text: str) -> str:
+def search_key(text: str) -> str:
+    """Lower-case letters and digits of ``text``: what camera search compares (``"EOS-6D"`` → ``"eos6d"``)."""
     return "".join(c for c in text.lower() if c.isalnum())
 
 
@@ -352,8 +355,8 @@ def camera_matches(query: str, *names: str) -> bool:
     >>> camera_matches("EOS-6d", "Canon", "Canon EOS 6D"), camera_matches("nikon", "Canon", "Canon EOS 6D")
     (True, False)
     """
-    hay = _alnum(" ".join(names))
-    words = [_alnum(w) for w in query.split()]
+    hay = search_key(" ".join(names))
+    words = [search_key(w) for w in query.split()]
     words = [w for w in words if w]
     return bool(words) and all(w in hay for w in words)
 
@@ -1006,11 +1009,12 @@ def card_to_toml(card: Card) -> str:
     """The TOML text of a card; :func:`parse_card` of it gives an equal card.
 
     The schema line is the oldest version that holds the card: ``noisesim.card/1`` when no ISO row uses a
-    ``/2`` key (so such files stay readable by older noisesim), else ``noisesim.card/2``.
+    ``/2`` key and the card is not a Poisson–Gaussian one (so such files stay readable by older noisesim),
+    else ``noisesim.card/2``.
     """
     import tomli_w
 
-    needs_v2 = any(getattr(e, k) is not None for e in card.iso_table for k in ISO_KEYS_V2)
+    needs_v2 = card.kind == KIND_POISSON_GAUSSIAN or any(getattr(e, k) is not None for e in card.iso_table for k in ISO_KEYS_V2)
     schema = SCHEMA if needs_v2 else f"{_SCHEMA_PREFIX}1"
     out: list[str] = [f'schema = "{schema}"', ""]
     out.append("# Units are in the key names: _dn digital numbers, _e electrons, _dn_per_e system gain K (EMVA 1288).")
