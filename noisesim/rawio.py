@@ -5,6 +5,10 @@ the file closes (it is only valid while open), the CFA is read from ``raw_colors
 ``color_desc`` (top-left pixel first, never OpenCV's naming), and the black level of each colour site is
 ``black_level_per_channel`` indexed through the colour index of that site (rawpy's hazard: the 4 values
 are per LibRaw colour index, not per position).
+
+:func:`read_dng_metadata` reads what a DNG says about its noise without the pixels: the maker's
+``NoiseProfile`` tag (51041), the ISO, camera, CFA or linear (demosaiced) layout, and levels;
+:attr:`RawFrame.noise_profile` carries the same tag for a DNG read by :func:`read_raw`.
 """
 
 from __future__ import annotations
@@ -40,6 +44,9 @@ class RawFrame:
     white_level_dn : float
         Saturation level [DN].
     path : Path
+    noise_profile : tuple of (S, O) pairs or None
+        A DNG's NoiseProfile tag (variance = S·x + O for the normalized signal x; one pair or one per
+        plane), None for other files or a DNG without one. See :func:`read_dng_metadata`.
     """
 
     mosaic: np.ndarray
@@ -47,6 +54,7 @@ class RawFrame:
     black_level_dn: tuple[float, float, float, float]
     white_level_dn: float
     path: Path
+    noise_profile: tuple[tuple[float, float], ...] | None = None
 
     def normalized(self) -> np.ndarray:
         """(DN − black) / (white − black) per pixel, float32, not clipped."""
@@ -108,7 +116,13 @@ def read_raw(path) -> RawFrame:
         raise InputFileError(f"{path}: expected a 2-D CFA mosaic, got shape {mosaic.shape} (linear/demosaiced raw?)")
     if any(white <= b for b in black):
         raise InputFileError(f"{path}: white level {white} is not above the black levels {list(black)}")
-    return RawFrame(mosaic, cfa, black, white, path)
+    profile = None
+    if path.suffix.lower() == ".dng":
+        try:
+            profile = read_dng_metadata(path).noise_profile
+        except InputFileError:  # rawpy read the pixels; a tag tifffile cannot parse is simply absent
+            profile = None
+    return RawFrame(mosaic, cfa, black, white, path, profile)
 
 
 def read_array(path) -> np.ndarray:
@@ -156,3 +170,154 @@ def write_array(path, array: np.ndarray) -> Path:
 
             tifffile.imwrite(tmp, array)
     return path
+
+
+# --------------------------------------------------------------------------------------------------
+# DNG metadata: the maker's NoiseProfile and what is needed to convert it
+# --------------------------------------------------------------------------------------------------
+NOISE_PROFILE_TAG = 51041  # DNG 1.3: per plane (S, O), variance = S·x + O for the normalized signal x
+_PHOTOMETRIC_CFA, _PHOTOMETRIC_LINEAR_RAW = 32803, 34892
+
+
+@dataclass(frozen=True)
+class DNGMetadata:
+    """What a DNG says about its noise and levels (no pixels are read).
+
+    Attributes
+    ----------
+    path : Path
+    noise_profile : tuple of (S, O) pairs, or None
+        The NoiseProfile tag (51041) as stored: one pair for all planes or one per plane; normalized units
+        (variance = S·x + O for x = (DN − black) / (white − black)). None when the file has no such tag.
+    plane_colors : str
+        Colour of each plane in NoiseProfile order: ``CFAPlaneColor`` of a CFA DNG (``"RGB"`` by default),
+        ``"RGB"`` for a 3-plane linear DNG.
+    linear : bool
+        True for a demosaiced ``LinearRaw`` DNG (such as Apple ProRAW), False for a CFA mosaic.
+    iso : float or None
+        ``ISOSpeedRatings`` / ``PhotographicSensitivity`` from IFD 0 or the EXIF sub-IFD.
+    make, model : str
+        TIFF ``Make`` and ``Model`` (``UniqueCameraModel`` when they are absent).
+    cfa : CFA or None
+        Pattern from the top-left pixel (None for a linear DNG).
+    black_level_dn : tuple of float
+        Per colour site in Bayer reading order (4 values) for a CFA DNG; per plane (R, G, B) for a linear one.
+    white_level_dn : float
+    bits_per_sample : int
+    """
+
+    path: Path
+    noise_profile: tuple[tuple[float, float], ...] | None
+    plane_colors: str
+    linear: bool
+    iso: float | None
+    make: str
+    model: str
+    cfa: CFA | None
+    black_level_dn: tuple[float, ...]
+    white_level_dn: float
+    bits_per_sample: int
+
+
+def _tiff_pages(tf):
+    """IFD 0 and its SubIFDs (a DNG keeps the raw image in a SubIFD when IFD 0 is a preview)."""
+    first = tf.pages[0]
+    pages = [first]
+    try:
+        pages += list(first.pages or ())
+    except Exception:  # noqa: BLE001 — an unreadable SubIFD leaves IFD 0, which rawpy then judges
+        pass
+    return pages
+
+
+def _tag(pages, code):
+    for page in pages:
+        tag = page.tags.get(code)
+        if tag is not None:
+            return tag.value
+    return None
+
+
+def _iso_from_tags(pages) -> float | None:
+    value = _tag(pages, 34855)
+    if value is None:
+        exif = _tag(pages, 34665)
+        if isinstance(exif, dict):
+            value = exif.get("ISOSpeedRatings", exif.get("PhotographicSensitivity"))
+    if isinstance(value, (tuple, list)):
+        value = value[0] if value else None
+    try:
+        iso = float(value)
+    except (TypeError, ValueError):
+        return None
+    return iso if iso > 0 else None
+
+
+def read_dng_metadata(path) -> DNGMetadata:
+    """Read a DNG's NoiseProfile, ISO, camera, CFA and levels (tifffile for the tags, rawpy for the levels).
+
+    Raises :class:`InputFileError` naming the file when it is missing, not a TIFF/DNG, or has a
+    NoiseProfile whose length fits neither form (2 values, or 2 per plane).
+    """
+    import rawpy
+    import tifffile
+
+    path = Path(path)
+    if not path.is_file():
+        raise InputFileError(f"{path}: no such file")
+    try:
+        with tifffile.TiffFile(path) as tf:
+            pages = _tiff_pages(tf)
+            if _tag(pages, 50706) is None:
+                raise InputFileError(f"{path}: not a DNG (no DNGVersion tag)")
+            raw_page = next((p for p in pages if int(getattr(p, "subfiletype", 0) or 0) & 1 == 0), pages[0])
+            photometric = int(raw_page.tags[262].value) if 262 in raw_page.tags else None
+            profile = _tag([raw_page] + pages, NOISE_PROFILE_TAG)
+            plane_codes = _tag([raw_page] + pages, 50710)
+            samples = int(raw_page.samplesperpixel)
+            bits = int(np.max(raw_page.bitspersample))
+            iso = _iso_from_tags(pages)
+            make = str(_tag(pages, 271) or "").strip("\0 ")
+            model = str(_tag(pages, 272) or "").strip("\0 ")
+            unique = str(_tag(pages, 50708) or "").strip("\0 ")
+    except InputFileError:
+        raise
+    except Exception as exc:  # noqa: BLE001 — any TIFF parser failure means a bad file for the user
+        raise InputFileError(f"{path}: cannot be read as a DNG ({type(exc).__name__}: {exc})") from None
+    linear = photometric == _PHOTOMETRIC_LINEAR_RAW
+    if photometric not in (_PHOTOMETRIC_CFA, _PHOTOMETRIC_LINEAR_RAW):
+        raise InputFileError(f"{path}: the raw image is neither a CFA mosaic nor LinearRaw (PhotometricInterpretation {photometric})")
+    letters = "RGBCMYW"
+    if linear:
+        plane_colors = "RGB"[:samples] if samples <= 3 else "".join(f"{i}" for i in range(samples))
+    elif plane_codes is not None:
+        codes = bytes(plane_codes) if not isinstance(plane_codes, (tuple, list)) else bytes(int(c) for c in plane_codes)
+        plane_colors = "".join(letters[c] if c < len(letters) else "?" for c in codes)
+    else:
+        plane_colors = "RGB"
+    pairs = None
+    if profile is not None:
+        values = np.atleast_1d(np.asarray(profile, dtype=np.float64))
+        if values.size not in (2, 2 * len(plane_colors)):
+            raise InputFileError(
+                f"{path}: NoiseProfile holds {values.size} values; expected 2 (one pair for all planes) or "
+                f"{2 * len(plane_colors)} (one pair per plane, {plane_colors})"
+            )
+        if not np.all(np.isfinite(values)):
+            raise InputFileError(f"{path}: NoiseProfile holds non-finite values {values.tolist()}")
+        pairs = tuple((float(s), float(o)) for s, o in values.reshape(-1, 2))
+    try:
+        with rawpy.imread(str(path)) as r:
+            white = float(r.white_level)
+            if linear:
+                cfa = None
+                black = tuple(float(b) for b in np.asarray(r.black_level_per_channel, dtype=np.float64)[:3])
+            else:
+                cfa, black, _ = raw_cfa_and_black(r, path)
+    except InputFileError:
+        raise
+    except (rawpy.LibRawError, OSError, ValueError) as exc:
+        raise InputFileError(f"{path}: cannot be read as a raw file ({type(exc).__name__}: {exc})") from None
+    if not make and not model and unique:
+        model = unique
+    return DNGMetadata(path, pairs, plane_colors, linear, iso, make, model, cfa, black, white, bits)
