@@ -37,6 +37,9 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     p.add_argument("--output", "-o", type=Path, help="compare: the PNG to write; import: the card .toml to write")
     p.add_argument("--camera", help="import from darktable: the camera (make and model, e.g. \"Canon EOS 6D\")")
     p.add_argument("--name", help="import: the card's name (default: from the camera)")
+    p.add_argument("--black-level", type=float, metavar="DN",
+                   help="import from darktable or ELD (which carry no levels): the camera's raw black level")
+    p.add_argument("--white-level", type=float, metavar="DN", help="import from darktable or ELD: the raw white level")
     p.set_defaults(run=run)
     return p
 
@@ -75,7 +78,8 @@ def run(args) -> int:
         return 0
     from ..importers import import_card
 
-    card = import_card(args.items, camera=args.camera, name=args.name)
+    card = import_card(args.items, camera=args.camera, name=args.name, black_level_dn=args.black_level,
+                       white_level_dn=args.white_level)
     save_card(card, args.output)
     print(f"wrote {args.output}: {card.name} ({card.kind}, {len(card.iso_table)} ISO rows); "
           f"source: {card.provenance.get('source', '')}")

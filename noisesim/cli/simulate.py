@@ -111,8 +111,10 @@ def run(args) -> int:
                      components=comps, maps=maps, rng=seeds[1])
     if as_dng:
         from ..dng import write_dng
+        from ..importers.profile import params_noise_profile
 
         write_dng(args.output, noisy if noisy.ndim == 2 else card.sensor.cfa.unpack(noisy), cfa=card.sensor.cfa,
+                  noise_profile=params_noise_profile(params, card.sensor),
                   black_level_dn=card.sensor.with_black_level(params.black_level_dn).black_level_dn,
                   white_level_dn=max(card.sensor.white_level_dn),
                   iso=params.iso, exposure_s=args.exposure_s or None, make=card.camera.make or "noisesim",
