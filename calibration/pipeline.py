@@ -82,6 +82,8 @@ class ISOResult:
     heldout: list[np.ndarray] = field(default_factory=list, repr=False)
     heldout_exposure_s: float = 0.0
     maps_denoised: bool = False  # ds_map_dn / prnu_map Wiener-shrunk instead of variance-matched
+    # black level the files declare at this ISO, per colour site [DN]; the dark mean is this + black_level_error_dn
+    black_level_dn: tuple[float, float, float, float] = (0.0, 0.0, 0.0, 0.0)
 
     def summary(self) -> dict:
         return {
@@ -249,7 +251,12 @@ def _calibrate_iso(iso, darks, flats, cfa: CFA, shape, warnings, sample_pixels, 
         raise CalibrationError("no flat frames at this ISO (K cannot be measured)")
     t_bias = min(darks)
     bias_frames = darks[t_bias]
-    black, white = _levels_of(bias_frames + [f for v in flats.values() for f in v])
+    iso_frames = bias_frames + [f for v in flats.values() for f in v]
+    black, white = _levels_of(iso_frames)
+    declared = sorted({tuple(f.black_level_dn) for f in iso_frames})
+    if len(declared) > 1:
+        _warn(warnings, f"ISO {iso:g}: the frames declare {len(declared)} different black levels "
+                        f"({'; '.join(str(list(b)) for b in declared[:4])} DN); the most common, {list(black)}, is used for all")
     n_total = len(bias_frames)
     if n_total < 2:
         raise CalibrationError(f"only {n_total} dark frame at {t_bias:g} s ({bias_frames[0].path}); need at least 2 (≥ {MIN_DARKS_RECOMMENDED} recommended)")
@@ -480,6 +487,7 @@ def _calibrate_iso(iso, darks, flats, cfa: CFA, shape, warnings, sample_pixels, 
         hot_pixels=int(hot.sum()), files=files, read_samples_dn=rsub.astype(np.float32), row_spectrum=spectrum,
         dark_levels=dark_levels, ds_map_dn=ds_map_out, prnu_map=prnu_map, prnu_frames=facc.prnu_n, hot_mask=hot,
         heldout=heldout, heldout_exposure_s=t_bias, maps_denoised=denoise_maps,
+        black_level_dn=tuple(float(b) for b in black),
     )
 
 
@@ -546,10 +554,13 @@ def _check_gain_order(results: list[ISOResult], warnings) -> None:
         if kb.value <= ka.value + 2 * math.hypot(ka.se, kb.se):
             _warn(warnings, f"K does not rise with ISO: ISO {a.iso:g} K = {ka.value:.4g}, ISO {b.iso:g} K = {kb.value:.4g} DN/e⁻ (mislabelled ISO, or flats of the wrong ISO?)")
     for r in results:
-        thr = max(2.0, 3.0 * max(e.value for e in r.dark_temporal_sigma_dn))
-        bad = [f"{r.channel_names[i] if i < len(r.channel_names) else i}: {e.value:+.2f}" for i, e in enumerate(r.black_level_error_dn) if abs(e.value) > thr]
+        # the dark-frame mean against the black level the files declare, per colour site, in its own SE
+        bad = [f"{r.channel_names[i] if i < len(r.channel_names) else i}: {e.value:+.2f} DN ({e.value / e.se:+.1f} SE)" for i, e in enumerate(r.black_level_error_dn)
+               if e.se > 0 and abs(e.value) > 3.0 * e.se]
         if bad:
-            _warn(warnings, f"ISO {r.iso:g}: black level of the dark frames differs from the file metadata by more than {thr:.1f} DN ({', '.join(bad)} DN)")
+            _warn(warnings, f"ISO {r.iso:g}: the dark-frame mean differs from the black level the files declare "
+                            f"({', '.join(f'{b:g}' for b in r.black_level_dn)} DN) by more than 3 SE: {', '.join(bad)}; "
+                            f"the card keeps the declared level and the difference as black_level_error_dn")
 
 
 _FIT_FIELDS = ("tukey_scale_dn", "read_sigma_dn", "row_sigma_dn")
@@ -676,6 +687,9 @@ def _build_card(results: list[ISOResult], joint: JointFits | None, cap: Capture,
         jm = JointModel(kmin, kmax, tuple(profiles), dual_gain_switch_iso=joint.dual_gain_switch_iso,
                         tukey_lambda_values=tuple(r.tukey_lambda.value for r in sorted(results, key=lambda r: r.iso)),
                         black_level_error_bins=tuple(bins))
+    if any(r.black_level_dn != sensor.black_level_dn for r in results):
+        # the files declare another black level at some ISO: every row keeps its own (schema /2)
+        entries = [dataclasses.replace(e, black_level_dn=r.black_level_dn) for e, r in zip(entries, results)]
     card = Card(camera=cam, sensor=sensor, iso_table=tuple(entries), joint=jm, provenance=provenance)
     maps = _build_maps(results)
     if maps is not None:

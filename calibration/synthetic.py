@@ -7,6 +7,7 @@ reproducible bit for bit.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -40,13 +41,17 @@ class SyntheticSpec:
     vignetting: float = 0.3
 
 
-def synthetic_frames(params_by_iso: dict[float, NoiseParams], sensor: Sensor, shape, spec: SyntheticSpec = SyntheticSpec(),
+def synthetic_frames(params_by_iso: dict[float, NoiseParams], sensor: Sensor | Mapping[float, Sensor], shape,
+                     spec: SyntheticSpec = SyntheticSpec(),
                      *, maps: FixedPatternMaps | None = None, components: NoiseComponents = NoiseComponents(), rng: int = 0,
                      prefix: str = "syn") -> list[FrameInfo]:
     """Lazy dark and flat frames (uint16 DN) for each ISO, simulated from the given parameters.
 
     Flat level ``v`` is a normalized mean signal (fraction of white − black) at the image centre, shot at
     exposure ``flat_base_exposure_s · v / levels[0]`` so exposure labels differ per level.
+
+    ``sensor`` may be a mapping ISO → :class:`Sensor`, for a camera whose files declare another black level
+    at each ISO (as phones do); each frame's metadata then carries its ISO's levels.
     """
     from noisesim.noise import simulate
 
@@ -56,17 +61,18 @@ def synthetic_frames(params_by_iso: dict[float, NoiseParams], sensor: Sensor, sh
     counter = [0]
 
     def make(iso, p, clean_level, exposure, kind, label):
+        sen = sensor[iso] if isinstance(sensor, Mapping) else sensor
         idx = counter[0]
         counter[0] += 1
         pp = p.replace(exposure_s=float(exposure), iso=float(iso))
 
         def load():
             clean = np.zeros(shape, np.float32) if clean_level == 0 else (vig * np.float32(clean_level))
-            return simulate(clean, pp, sensor, input_unit="normalized", output_unit="dn", dtype=np.uint16,
+            return simulate(clean, pp, sen, input_unit="normalized", output_unit="dn", dtype=np.uint16,
                             components=components, maps=maps, rng=rng, frame_index=idx)
 
-        frames.append(frame_from_loader(load, shape=shape, kind=kind, iso=iso, exposure_s=exposure, cfa=sensor.cfa.pattern,
-                                        black_level_dn=sensor.black_level_dn, white_level_dn=max(sensor.white_level_dn),
+        frames.append(frame_from_loader(load, shape=shape, kind=kind, iso=iso, exposure_s=exposure, cfa=sen.cfa.pattern,
+                                        black_level_dn=sen.black_level_dn, white_level_dn=max(sen.white_level_dn),
                                         label=label))
 
     for iso, p in sorted(params_by_iso.items()):

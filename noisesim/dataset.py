@@ -22,7 +22,8 @@ Layout (schema ``noisesim.dataset/1``)
     /clean         (N, C, h, w) float32 normalized, or uint16 raw DN (black included); long exposure
     /noisy         (N, C, h, w) same dtype; short exposure, NOT multiplied by the ratio
     /params        (N,) compound, see PARAMS_DTYPE (iso, K, read noise, row/col σ, ratio, black-level
-                   error per site, seed, blur kernel index, source index, map origin, ISP gains/matrix)
+                   error and black level per site (a card of schema /2 may vary it by ISO; uint16 samples
+                   include their own), seed, blur kernel index, source index, map origin, ISP gains/matrix)
     /blur_kernels  (M, k, k) float32, each kernel zero-padded (centred) to the largest possible size k;
                    M = N when blur is on (row i = kernel of sample i), else M = 0
     /blur_kernel_sizes (M,) int32: the unpadded side of each kernel (0: sample not blurred)
@@ -85,6 +86,7 @@ PARAMS_DTYPE = np.dtype(
         ("row_sigma_dn", "<f8"),
         ("col_sigma_dn", "<f8"),
         ("black_level_error_dn", "<f8", (4,)),  # per colour site, Bayer reading order
+        ("black_level_dn", "<f8", (4,)),  # black level of the sample's ISO per site (card schema /2 may vary it)
         ("dark_current_e_per_s", "<f8"),
         ("exposure_s", "<f8"),
         ("ratio", "<f8"),  # exposure ratio r >= 1
@@ -216,7 +218,7 @@ class _Synth:
         site = self.cfa.site_index.ravel()
         self.ch_range = rng_b[site][:, None, None]
         self.ch_black = blk[site][:, None, None]
-        self.px_range = self.px_black = None  # (patch, patch) levels per mosaic pixel, for uint16 storage
+        self.px_range = self.px_black = self.px_levels = None  # (patch, patch) levels per mosaic pixel, for uint16 storage
         # The noise kernel runs on the calling thread: generation scales by worker processes, and numba's
         # OpenMP pool costs more than it gains between the serial stages (measured on 2 busy cores,
         # 512² patches: 31.9 vs 40.9 ms wall and 28 vs 37 ms CPU per pair, idle threads spin).
@@ -268,9 +270,11 @@ class _Synth:
         # (the noise is keyed by mosaic pixel coordinates).
         common = dict(components=job.components, maps=self.maps, origin=origin, rng=noise_seed, parallel=self.parallel)
         if job.storage == "uint16":
-            if self.px_range is None:
-                self.px_range = self.cfa.per_pixel(self.sensor.range_dn, mosaic.shape)
-                self.px_black = self.cfa.per_pixel(self.sensor.black_level_dn, mosaic.shape)
+            sensor = self.sensor.with_black_level(params.black_level_dn)  # the ISO's own black level (card /2)
+            if self.px_range is None or self.px_levels != sensor.black_level_dn:
+                self.px_range = self.cfa.per_pixel(sensor.range_dn, mosaic.shape)
+                self.px_black = self.cfa.per_pixel(sensor.black_level_dn, mosaic.shape)
+                self.px_levels = sensor.black_level_dn
             clean_m = np.clip(np.rint(mosaic * self.px_range + self.px_black), 0, self.sensor.max_dn).astype(np.uint16)
             noisy_m = simulate(clean_m, params, self.sensor, ratio=ratio, input_unit="dn", output_unit="dn", dtype=np.uint16, **common)
         else:
@@ -285,6 +289,7 @@ class _Synth:
         for name in _NOISE_FIELDS:
             rec[name] = getattr(params, name)
         rec["black_level_error_dn"] = params.black_level_error_dn
+        rec["black_level_dn"] = self.sensor.with_black_level(params.black_level_dn).black_level_dn
         rec["ratio"] = ratio
         rec["seed"] = noise_seed
         kernel = None if cp.blur_kernel is None else np.asarray(cp.blur_kernel, dtype=np.float32)
@@ -1158,10 +1163,12 @@ def _run(job: _Job, writers: list[_ShardWriter], workers: int, pairs: int, progr
 def params_from_record(rec) -> NoiseParams:
     """The :class:`NoiseParams` stored in one ``/params`` row."""
     iso = float(rec["iso"])
+    black = _record_black(rec)
     return NoiseParams(
         read_model=bytes(rec["read_model"]).decode().strip("\x00") or "tukey",
         black_level_error_dn=tuple(float(v) for v in rec["black_level_error_dn"]),
         iso=None if math.isnan(iso) else iso,
+        black_level_dn=None if black is None else tuple(float(v) for v in black),
         **{name: float(rec[name]) for name in _NOISE_FIELDS},
     )
 
@@ -1199,12 +1206,37 @@ def resynthesize(path: str | os.PathLike, index: int, *, card=None) -> np.ndarra
     return simulate(clean, params_from_record(rec), sensor, **kw)
 
 
-def to_normalized(x: np.ndarray, attrs, *, channel_axis: int = -3) -> np.ndarray:
-    """Stored samples → float32 normalized: float32 storage as is; uint16 DN → (x − B) / (W − B) per channel."""
+def _record_black(rec) -> np.ndarray | None:
+    """A /params row's black level per site (card schema /2 varies it by ISO), or None (files before it)."""
+    if "black_level_dn" not in (rec.dtype.names or ()):
+        return None
+    b = np.asarray(rec["black_level_dn"], dtype=np.float64)
+    return b if np.all(np.isfinite(b)) else None
+
+
+def channel_levels(attrs, rec=None) -> tuple[np.ndarray, np.ndarray]:
+    """Black and white level per packed channel [DN], (C,) each, of the dataset or of one sample ``rec``.
+
+    A sample drawn at an ISO with its own black level (card schema /2) records it in ``/params``.
+    """
+    b = np.asarray(attrs["channel_black_level_dn"], dtype=np.float64)
+    w = np.asarray(attrs["channel_white_level_dn"], dtype=np.float64)
+    own = None if rec is None else _record_black(rec)
+    if own is not None:
+        from .cfa import CFA
+
+        b = own[CFA(str(attrs["cfa"])).site_index.ravel()]
+    return b, w
+
+
+def to_normalized(x: np.ndarray, attrs, *, channel_axis: int = -3, rec=None) -> np.ndarray:
+    """Stored samples → float32 normalized: float32 storage as is; uint16 DN → (x − B) / (W − B) per channel.
+
+    ``rec`` (the sample's ``/params`` row) supplies its own black level where it has one.
+    """
     if str(attrs["storage"]) != "uint16":
         return np.asarray(x, dtype=np.float32)
-    b = np.asarray(attrs["channel_black_level_dn"], dtype=np.float32)
-    w = np.asarray(attrs["channel_white_level_dn"], dtype=np.float32)
+    b, w = (v.astype(np.float32) for v in channel_levels(attrs, rec))
     shape = [1] * np.ndim(x)
     shape[channel_axis] = -1
     return ((np.asarray(x, dtype=np.float32) - b.reshape(shape)) / (w - b).reshape(shape)).astype(np.float32)
@@ -1288,8 +1320,8 @@ def contact_sheet(path: str | os.PathLike, out_png: str | os.PathLike, *, n: int
         tiles = []
         for i in idx:
             rec = f["params"][i]
-            clean = to_normalized(f["clean"][i], attrs)
-            noisy = to_normalized(f["noisy"][i], attrs) * float(rec["ratio"])
+            clean = to_normalized(f["clean"][i], attrs, rec=rec)
+            noisy = to_normalized(f["noisy"][i], attrs, rec=rec) * float(rec["ratio"])
             if np.isfinite(rec["isp_rgb_gain"]):
                 meta = ISPMeta(rgb_gain=float(rec["isp_rgb_gain"]), red_gain=float(rec["isp_red_gain"]),
                                blue_gain=float(rec["isp_blue_gain"]), cam2rgb=tuple(rec["isp_cam2rgb"].ravel().tolist()))

@@ -129,15 +129,17 @@ class PairedRawDataset:
         return state
 
     def __getitem__(self, index: int) -> dict:
-        from .dataset import to_normalized
+        from .dataset import channel_levels, to_normalized
 
         if not -self._len <= index < self._len:
             raise IndexError(f"index {index} out of range for a dataset of {self._len} pairs")
         index = int(index) % self._len
         f = self._file()
-        clean = to_normalized(f["clean"][index], self.attrs)
-        noisy = to_normalized(f["noisy"][index], self.attrs)
-        item = _item(clean, noisy, self.params[index], self.channel_range_dn, amplify=self.amplify, noise_map=self.noise_map)
+        rec = self.params[index]
+        clean = to_normalized(f["clean"][index], self.attrs, rec=rec)
+        noisy = to_normalized(f["noisy"][index], self.attrs, rec=rec)
+        black, white = channel_levels(self.attrs, rec)  # the sample's ISO may have its own black level (card /2)
+        item = _item(clean, noisy, rec, white - black, amplify=self.amplify, noise_map=self.noise_map)
         return self.transform(item) if self.transform is not None else item
 
     def close(self) -> None:

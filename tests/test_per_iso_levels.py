@@ -53,3 +53,35 @@ def test_hot_pixels_keep_their_own_dark_current():
 def test_bad_params_black_level():
     with pytest.raises(Exception, match="black_level_dn"):
         NoiseParams(gain_k_dn_per_e=1.0, black_level_dn=(1, 2, 3))
+
+
+def _card_with_iso_black():
+    import dataclasses
+
+    from noisesim.card import load_card
+
+    card = load_card("SonyA7S2")
+    rows = tuple(dataclasses.replace(e, black_level_dn=(600.0, 601.0, 602.0, 603.0)) if e.iso == 1600 else e for e in card.iso_table)
+    return card.replace(iso_table=rows)
+
+
+def test_generate_uses_the_isos_black_level_in_both_storages(tmp_path):
+    import h5py
+
+    from noisesim.dataset import generate_dataset, resynthesize, to_normalized
+
+    card = _card_with_iso_black()
+    common = dict(card=card, pairs=3, patch=32, iso=(1600, 1600), seed=4, progress=False)
+    f32 = generate_dataset(tmp_path / "f.h5", **common)
+    u16 = generate_dataset(tmp_path / "u.h5", storage="uint16", **common)
+    with h5py.File(f32) as a, h5py.File(u16) as b:
+        attrs = dict(b.attrs)
+        for i in range(3):
+            rec = b["params"][i]
+            assert list(rec["black_level_dn"]) == [600.0, 601.0, 602.0, 603.0]
+            # the same draw stored as DN (with the ISO's black level) and as normalized values agree
+            for name in ("clean", "noisy"):
+                got = to_normalized(b[name][i], attrs, rec=rec)
+                np.testing.assert_allclose(got, a[name][i], atol=0.51 / (16383 - 603))
+            assert int(b["noisy"][i].min()) > 400  # dark pixels sit at ~600 DN, not at the sensor's 512
+            np.testing.assert_array_equal(resynthesize(u16, i), b["noisy"][i])
