@@ -171,3 +171,19 @@ def test_cli_builds_a_bank_from_a_folder_of_dng_darks(tmp_path, capsys):
     assert stored == expected == {r["sha256"].decode() for r in bank.index}  # the very bytes of every dark
     assert main(["darks", "bank", str(tmp_path / "nowhere"), "--card", "SonyA7S2", "--output", str(out)]) == 2
     assert "nowhere" in capsys.readouterr().err
+
+
+def test_simulate_noise_dark_frame_is_the_same_engine(tmp_path):
+    from noisesim.errors import ParameterError
+    from noisesim.noise import simulate
+
+    bank = _bank(tmp_path, n=2, shape=(64, 64))
+    clean = np.full((32, 32), 0.1, np.float32)
+    p = NoiseParams(gain_k_dn_per_e=1.37, iso=1600)
+    a = simulate(clean, p, SENSOR, noise="dark-frame", bank=bank.path, rng=4, output_unit="dn", dtype=np.uint16)
+    assert a.dtype == np.uint16
+    assert np.array_equal(a, simulate_dark_frame(clean, p, SENSOR, bank, rng=4, output_unit="dn", dtype=np.uint16))
+    with pytest.raises(ParameterError, match="needs bank="):
+        simulate(clean, p, SENSOR, noise="dark-frame")
+    with pytest.raises(ParameterError, match="noise must be one of"):
+        simulate(clean, p, SENSOR, noise="darkframe", bank=bank)
