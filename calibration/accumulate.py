@@ -226,7 +226,10 @@ class FlatAccumulator:
         self.prnu_temporal_rel_var = np.zeros(self.cfa.n_channels)  # Σ σ²_t / μ² over frames in the sum
         self.prnu_inv_level = np.zeros(self.cfa.n_channels)  # Σ 1/μ over frames in the sum [1/DN]
         self.prnu_clipped: np.ndarray | None = None  # (H, W) bool: pixels at the white level in a summed frame
-        self.mismatched: list[tuple[str, str, float]] = []
+        self.mismatched: list[tuple[str, str, float, float]] = []  # (A, B, relative difference, difference in SE)
+        # temporal row-mean variance of the darks [DN²] (row noise + pixel noise / width) and rows per channel
+        self._row_var = float(np.mean(np.var(dark.row_resid, axis=1, ddof=1))) if dark.row_resid.size > 1 else 0.0
+        self._rows_per_channel = max(1, self.shape[0] // self.cfa.period)
 
     def add_pair(self, a_raw: np.ndarray, b_raw: np.ndarray, a: FrameInfo, b: FrameInfo) -> FlatLevel:
         a_raw, b_raw = np.asarray(a_raw), np.asarray(b_raw)
@@ -239,11 +242,15 @@ class FlatAccumulator:
         mu = (ma + mb) / 2.0
         npx = int(self._counts.min())
         # Frames that are not a pair (light changed between them) make the difference variance meaningless.
-        rel = np.abs(ma - mb) / np.maximum(np.abs(mu), 1e-9)
-        tol = 0.02 + 5.0 * np.sqrt(np.maximum(pv, 0)) / np.maximum(np.abs(mu), 1e-9) / math.sqrt(max(npx, 1))
+        # At every level: the means' difference against its expected SE, √(2·σ²_pair/n + 2·σ²_rowmean/n_rows)
+        # (pixel and row noise of each frame), and beyond PAIR_MAX_REL (a few % of illumination drift is tolerated).
+        diff = np.abs(ma - mb)
+        se = np.sqrt(2.0 * np.maximum(pv, 0.0) / max(npx, 1) + 2.0 * self._row_var / self._rows_per_channel)
+        rel = diff / np.maximum(np.abs(mu), 1e-9)
         lvl = FlatLevel(a.exposure_s, (a.path, b.path), mu, pv, cf, npx)
-        if np.any((rel > tol) & (mu > 10 * np.sqrt(np.maximum(pv, 1e-12)))):
-            self.mismatched.append((a.path, b.path, float(np.max(rel))))
+        bad = (diff > self.PAIR_MAX_SE * se) & (rel > self.PAIR_MAX_REL)
+        if np.any(bad):
+            self.mismatched.append((a.path, b.path, float(np.max(rel)), float(np.max(diff / np.maximum(se, 1e-12)))))
             return lvl
         self.levels.append(lvl)
         frac = mu / self.span
@@ -262,6 +269,8 @@ class FlatAccumulator:
                 self.prnu_inv_level += 1.0 / m
         return lvl
 
+    PAIR_MAX_SE = 6.0  # a pair whose means differ by more standard errors than this …
+    PAIR_MAX_REL = 0.02  # … and by more than this fraction of the mean is not a pair
     PRNU_MAX_CLIPPED = 0.01  # flats with more clipped pixels (per channel) stay out of the PRNU sum
 
     def _site_values(self, per_channel: np.ndarray) -> np.ndarray:

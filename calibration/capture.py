@@ -21,6 +21,7 @@ from __future__ import annotations
 import csv
 import logging
 import math
+import hashlib
 from collections import Counter
 from dataclasses import dataclass, field, replace
 from fractions import Fraction
@@ -87,6 +88,9 @@ class FrameInfo:
         ``loader() -> (H, W)`` array of DN (black level included). Reads the file each call.
     integer_valued : bool
         Whether samples are integer DN (quantized); the read-noise estimators then remove 1/12 DN².
+    content_hash : str, optional
+        BLAKE2b digest of the pixels (set when the file was read while scanning): byte-identical copies of
+        one frame are used once (:func:`check_consistency`).
     """
 
     path: str
@@ -100,6 +104,7 @@ class FrameInfo:
     kind_source: str = "given"
     loader: Callable[[], np.ndarray] | None = field(default=None, repr=False, compare=False)
     integer_valued: bool = True
+    content_hash: str | None = field(default=None, repr=False, compare=False)
 
     def load(self) -> np.ndarray:
         """The (H, W) mosaic in DN (black level included)."""
@@ -183,6 +188,14 @@ def read_raw_frame(path) -> tuple[np.ndarray, str, tuple[float, float, float, fl
     return rf.mosaic, rf.cfa.pattern, rf.black_level_dn, rf.white_level_dn
 
 
+def pixel_hash(a: np.ndarray) -> str:
+    """Content hash of a frame's pixels (shape, dtype and bytes; BLAKE2b-128, hex)."""
+    h = hashlib.blake2b(digest_size=16)
+    h.update(f"{a.shape}{a.dtype.str}".encode())
+    h.update(np.ascontiguousarray(a).data)
+    return h.hexdigest()
+
+
 def _raw_loader(path: str) -> Callable[[], np.ndarray]:
     def load() -> np.ndarray:
         return read_raw(path).mosaic
@@ -213,9 +226,10 @@ def frame_from_array(array: np.ndarray, *, kind: str, iso: float, exposure_s: fl
                      white_level_dn: float, label: str = "<array>") -> FrameInfo:
     """A :class:`FrameInfo` over an in-memory (H, W) mosaic in DN."""
     a = np.asarray(array)
-    return frame_from_loader(lambda: a, shape=a.shape, kind=kind, iso=iso, exposure_s=exposure_s, cfa=cfa,
-                             black_level_dn=black_level_dn, white_level_dn=white_level_dn, label=label,
-                             integer_valued=a.dtype.kind in "ui")
+    f = frame_from_loader(lambda: a, shape=a.shape, kind=kind, iso=iso, exposure_s=exposure_s, cfa=cfa,
+                          black_level_dn=black_level_dn, white_level_dn=white_level_dn, label=label,
+                          integer_valued=a.dtype.kind in "ui")
+    return replace(f, content_hash=pixel_hash(a))
 
 
 def frame_from_loader(loader: Callable[[], np.ndarray], *, shape, kind: str, iso: float, exposure_s: float, cfa: str,
@@ -305,7 +319,7 @@ def read_manifest(path) -> Capture:
         except (CalibrationError, InputFileError) as exc:
             problems.append(CaptureProblem(str(row.get("path", where)), str(exc)))
     capture = Capture(frames, problems, source=str(path))
-    return _check_consistency(capture)
+    return check_consistency(capture)
 
 
 def _manifest_frame(row: dict, base: Path, where: str) -> FrameInfo:
@@ -324,6 +338,7 @@ def _manifest_frame(row: dict, base: Path, where: str) -> FrameInfo:
     if is_array:
         a = _read_mosaic_array(fpath)
         shape, integer = a.shape, a.dtype.kind in "ui" or bool(np.all(a == np.round(a)))
+        digest = pixel_hash(a)
         missing = [k for k in ("iso", "exposure_s", "black_level", "white_level", "cfa") if k not in row]
         if missing:
             raise CalibrationError(f"{fpath}: an array frame needs {', '.join(missing)} in the manifest")
@@ -333,6 +348,7 @@ def _manifest_frame(row: dict, base: Path, where: str) -> FrameInfo:
     else:
         raw, cfa, black, white = read_raw_frame(fpath)
         shape, integer = raw.shape, True
+        digest = pixel_hash(raw)
         if "cfa" in row:
             cfa = str(row["cfa"])
         if "black_level" in row:
@@ -356,7 +372,7 @@ def _manifest_frame(row: dict, base: Path, where: str) -> FrameInfo:
     except CFAError as exc:
         raise CalibrationError(f"{fpath}: {exc}") from None
     return FrameInfo(str(fpath), kind, iso_f, _parse_exposure(exposure, str(fpath)), tuple(shape), cfa, black,
-                     float(white), "manifest", loader, integer)
+                     float(white), "manifest", loader, integer, digest)
 
 
 # ------------------------------------------------------------------------------------------------
@@ -434,16 +450,29 @@ def scan_capture(path, *, progress: Callable[[Iterable], Iterable] | None = None
             source = "signal"
             problems.append(CaptureProblem(str(p), f"not under a darks/ or flats/ folder; classified as {kind} from its mean signal"))
         frames.append(FrameInfo(str(p), kind, float(iso), float(exposure), tuple(raw.shape), cfa, black, white, source,
-                                _raw_loader(str(p)), True))
+                                _raw_loader(str(p)), True, pixel_hash(raw)))
         del raw
     capture = Capture(frames, problems, source=str(path))
-    return _check_consistency(capture)
+    return check_consistency(capture)
 
 
-def _check_consistency(capture: Capture) -> Capture:
-    """Drop frames whose resolution or CFA disagrees with the majority, naming each file."""
+def check_consistency(capture: Capture) -> Capture:
+    """Drop byte-identical copies of a frame (a file manager's ``flat (1).dng``: it would pair a frame with
+    itself) and frames whose resolution or CFA disagrees with the majority, naming each file."""
     if not capture.frames:
         return capture
+    first: dict[str, FrameInfo] = {}
+    unique = []
+    for f in sorted(capture.frames, key=lambda f: (len(f.path), f.path)):  # the shortest name is the original
+        if f.content_hash is not None and f.content_hash in first:
+            capture.problems.append(CaptureProblem(f.path, f"byte-identical to {first[f.content_hash].path} (a copy?); "
+                                                   "that frame is used once"))
+            continue
+        if f.content_hash is not None:
+            first[f.content_hash] = f
+        unique.append(f)
+    dropped = {id(f) for f in capture.frames} - {id(f) for f in unique}
+    capture.frames = [f for f in capture.frames if id(f) not in dropped]
     keyed = Counter((f.shape, f.cfa) for f in capture.frames)
     (shape, cfa), _ = keyed.most_common(1)[0]
     keep = []

@@ -20,7 +20,7 @@ from noisesim.cfa import CFA
 from noisesim.errors import CalibrationError, InputFileError, NoiseSimError
 
 from .accumulate import DarkAccumulator, DarkStats, FlatAccumulator, FlatLevel
-from .capture import Capture, CaptureProblem, FrameInfo, group_frames, scan_capture
+from .capture import Capture, CaptureProblem, FrameInfo, check_consistency, group_frames, scan_capture
 from .estimators import (
     Estimate,
     LineFit,
@@ -194,7 +194,7 @@ def calibrate(
     if isinstance(capture, Capture):
         cap = capture
     elif isinstance(capture, (list, tuple)):
-        cap = Capture(list(capture), [], "<frames>")
+        cap = check_consistency(Capture(list(capture), [], "<frames>"))
     else:
         cap = scan_capture(capture, progress=progress)
     warnings: list[str] = []
@@ -392,8 +392,9 @@ def _calibrate_iso(iso, darks, flats, cfa: CFA, shape, warnings, sample_pixels, 
             facc.add_pair(_load(a), _load(b), a, b)
             files += [a.path, b.path]
             n_pairs += 1
-    for a, b, rel in facc.mismatched:
-        _warn(warnings, f"{a} and {b}: flat 'pair' means differ by {rel:.1%}; not a pair (light changed?), skipped")
+    for a, b, rel, z in facc.mismatched:
+        _warn(warnings, f"{a} and {b}: flat 'pair' means differ by {rel:.1%} ({z:.0f} standard errors); not a pair "
+                        "(light or exposure changed?), skipped")
     levels = facc.levels
     if not levels:
         raise CalibrationError("no usable flat pairs")
