@@ -640,7 +640,8 @@ class Card:
     def with_maps(self, maps: FixedPatternMaps | None, file: str | None = None) -> "Card":
         """A copy carrying ``maps`` in memory; :func:`save_card` writes them to the sidecar ``file``.
 
-        ``file`` defaults to ``"<camera name>_maps.npz"``; ``maps=None`` removes the maps. The sidecar is
+        ``file`` defaults to ``"<camera name>_maps.npz"`` (:func:`save_card` names the sidecar after the card
+        file it writes, whatever ``file`` says); ``maps=None`` removes the maps. The sidecar is
         compressed and checksummed only when saved (seconds for 12 MP maps), so ``maps_sha256`` is None here.
         """
         if maps is None:
@@ -1081,11 +1082,46 @@ def _plain(value: Any) -> Any:
     return value
 
 
+def _file_sha256(path: Path) -> str | None:
+    try:
+        return hashlib.sha256(path.read_bytes()).hexdigest()
+    except OSError:
+        return None
+
+
+def _referenced_by_other_card(folder: Path, sidecar: str, card_path: Path) -> bool:
+    """Whether a card file in ``folder`` other than ``card_path`` names ``sidecar`` as its maps file."""
+    for other in folder.glob("*.toml"):
+        if other.resolve() == card_path.resolve():
+            continue
+        try:
+            maps = tomllib.loads(other.read_text(encoding="utf-8")).get("maps")
+        except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError):
+            continue  # not a card: it references nothing
+        if isinstance(maps, dict) and maps.get("file") == sidecar:
+            return True
+    return False
+
+
+def _sidecar_name(card_path: Path, digest: str) -> str:
+    """The maps sidecar name for a card saved at ``card_path`` (see :func:`save_card`)."""
+    stem = _safe_stem(card_path.stem)
+    name = f"{stem}_maps.npz"
+    existing = _file_sha256(card_path.parent / name)
+    if existing is None or existing == digest or not _referenced_by_other_card(card_path.parent, name, card_path):
+        return name
+    return f"{stem}_maps-{digest[:12]}.npz"
+
+
 def save_card(card: Card, path: str | os.PathLike) -> Path:
     """Write a card as TOML (and its maps sidecar next to it when it has maps); returns the card's path.
 
     Both files are written to temporary names and renamed, the sidecar first, so a crash never leaves a
     card that points at a missing or half-written sidecar.
+
+    The sidecar is named after the card file: ``<card stem>_maps.npz`` (so two cards of one camera can share
+    a folder). A sidecar of that name with other content that another card in the folder references is
+    never overwritten: the maps then go to ``<card stem>_maps-<first 12 hex digits of their SHA-256>.npz``.
     """
     if not isinstance(card, Card):
         raise TypeError(f"save_card needs a Card, got {type(card).__name__}")
@@ -1098,9 +1134,10 @@ def save_card(card: Card, path: str | os.PathLike) -> Path:
         maps = card.maps  # loads from the source sidecar if needed (checksum verified)
         data = _npz_bytes(maps)
         digest = hashlib.sha256(data).hexdigest()
-        if digest != card.maps_sha256:
-            # An in-memory card whose maps changed, or a sidecar written by other software: record the new sum.
-            card = dataclasses.replace(card, maps_sha256=digest)
-        write_bytes(path.parent / card.maps_file, data)
+        name = _sidecar_name(path, digest)
+        # the checksum of the bytes written (in-memory maps, or a sidecar written by other software)
+        card = dataclasses.replace(card, maps_file=name, maps_sha256=digest)
+        if _file_sha256(path.parent / name) != digest:
+            write_bytes(path.parent / name, data)
     write_text(path, card_to_toml(card))
     return path

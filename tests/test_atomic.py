@@ -75,7 +75,7 @@ def test_every_atomic_writer_honours_umask(tmp_path, umask_027):
                write_array(tmp_path / "a.tiff", np.zeros((4, 4), np.uint16)),
                write_dng(tmp_path / "a.dng", np.full((4, 6), 600, np.uint16), cfa="RGGB", black_level_dn=512,
                          white_level_dn=16383)]
-    written.append(tmp_path / "cam_maps.npz")
+    written.append(tmp_path / "card_maps.npz")  # sidecars are named after the card file
     for p in written:
         assert _mode(p) == 0o640, p
     assert not [p for p in tmp_path.iterdir() if p.name.startswith(".")]

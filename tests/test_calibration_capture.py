@@ -96,7 +96,7 @@ def test_cli_calibrate_and_validate(dng_folder, tmp_path, capsys):
     rc = main(["calibrate", str(dng_folder), "--camera", "Maker Model", "--output", str(card), "--report", str(tmp_path / "r.html")])
     out = capsys.readouterr()
     assert rc == 0, out.err
-    assert card.exists() and (tmp_path / "MakerModel_maps.npz").exists()
+    assert card.exists() and (tmp_path / "cam_maps.npz").exists()
     assert "ISO 1600: K =" in out.out
     html = (tmp_path / "r.html").read_text()
     assert "<img" in html and "data:image/png;base64" in html

@@ -102,10 +102,10 @@ def test_round_trip_with_maps(tmp_path):
     maps = small_maps()
     card = make_card().with_maps(maps, file="testcam_maps.npz")
     path = save_card(card, tmp_path / "test.toml")
-    assert (tmp_path / "testcam_maps.npz").is_file()
+    assert (tmp_path / "test_maps.npz").is_file()  # named after the card file (issue 7 item 8)
     loaded = load_card(path)
     assert card.maps_sha256 is None  # in memory: checksummed when saved
-    assert loaded == card.replace(maps_sha256=loaded.maps_sha256)
+    assert loaded == card.replace(maps_file="test_maps.npz", maps_sha256=loaded.maps_sha256)
     assert f'sha256 = "{loaded.maps_sha256}"' in card.text  # the in-memory card's text names the saved sidecar
     got = loaded.maps
     for name in ("dark_shading_k_dn_per_iso", "dark_shading_b_dn", "prnu", "hot_pixel_mask"):
@@ -114,7 +114,8 @@ def test_round_trip_with_maps(tmp_path):
     # saving a loaded card elsewhere copies the sidecar, same checksum
     out = tmp_path / "copy"
     out.mkdir()
-    assert load_card(save_card(loaded, out / "again.toml")) == loaded
+    again = load_card(save_card(loaded, out / "again.toml"))
+    assert again == loaded.replace(maps_file="again_maps.npz") and (out / "again_maps.npz").is_file()
 
 
 def test_with_maps_compresses_only_when_saving(tmp_path, monkeypatch):
@@ -134,15 +135,15 @@ def test_with_maps_compresses_only_when_saving(tmp_path, monkeypatch):
 def test_maps_checksum_mismatch_and_missing_sidecar(tmp_path):
     card = make_card().with_maps(small_maps(), file="m.npz")
     path = save_card(card, tmp_path / "c.toml")
-    sidecar = tmp_path / "m.npz"
+    sidecar = tmp_path / "c_maps.npz"
     data = bytearray(sidecar.read_bytes())
     data[-30] ^= 0xFF
     sidecar.write_bytes(bytes(data))
     loaded = load_card(path)  # maps load lazily: the card itself is fine
-    with pytest.raises(CardError, match=r"c\.toml: maps\.sha256: checksum mismatch.*m\.npz"):
+    with pytest.raises(CardError, match=r"c\.toml: maps\.sha256: checksum mismatch.*c_maps\.npz"):
         loaded.maps
     sidecar.unlink()
-    with pytest.raises(CardError, match=r"maps\.file: cannot read the sidecar .*m\.npz"):
+    with pytest.raises(CardError, match=r"maps\.file: cannot read the sidecar .*c_maps\.npz"):
         load_card(path).maps
 
 
@@ -353,7 +354,7 @@ def test_cli_cards_list_and_show(capsys, tmp_path):
     path = save_card(make_card().with_maps(small_maps()), tmp_path / "mine.toml")
     assert main(["cards", "show", str(path)]) == 0
     out = capsys.readouterr().out
-    assert "95 % CI gain_k_dn_per_e: [0.24, 0.26]" in out and "Maps: TestCam_maps.npz" in out
+    assert "95 % CI gain_k_dn_per_e: [0.24, 0.26]" in out and "Maps: mine_maps.npz" in out
 
     assert main(["cards", "show", str(path), "--toml"]) == 0
     assert capsys.readouterr().out == path.read_text()
@@ -434,3 +435,36 @@ def test_v2_black_level_must_lie_below_white(tmp_path):
     text = card_to_toml(_card_v2()).replace("black_level_dn = [166, 166, 166, 167]", "black_level_dn = [166, 166, 166, 5000]")
     with pytest.raises(CardError, match=r"bad\.toml: iso\[1\]\.black_level_dn: black level 5000 of site .* below the white level 4095"):
         _load_text(tmp_path, text)
+
+
+# --------------------------------------------------------------------------------------------------
+# sidecar names (issue 7 item 8)
+# --------------------------------------------------------------------------------------------------
+def test_two_cards_of_one_camera_in_one_folder_both_reload(tmp_path):
+    """The sidecar was named after the camera, so the second card overwrote the first one's maps."""
+    a = make_card().with_maps(small_maps(seed=1))
+    b = make_card().with_maps(small_maps(seed=2))
+    assert a.camera == b.camera
+    save_card(a, tmp_path / "day1.toml")
+    save_card(b, tmp_path / "day2.toml")
+    for name, want in (("day1", a.maps), ("day2", b.maps)):
+        got = load_card(tmp_path / f"{name}.toml").maps  # checksum verified
+        np.testing.assert_array_equal(got.dark_shading_b_dn, want.dark_shading_b_dn)
+    assert sorted(p.name for p in tmp_path.glob("*.npz")) == ["day1_maps.npz", "day2_maps.npz"]
+
+
+def test_a_sidecar_another_card_references_is_never_overwritten(tmp_path):
+    first = save_card(make_card().with_maps(small_maps(seed=1)), tmp_path / "cam.toml")
+    # a copy of the card under another name still points at cam_maps.npz
+    (tmp_path / "backup.toml").write_text(first.read_text())
+    save_card(make_card().with_maps(small_maps(seed=2)), tmp_path / "cam.toml")  # new maps for cam.toml
+    backup, cam = load_card(tmp_path / "backup.toml"), load_card(tmp_path / "cam.toml")
+    np.testing.assert_array_equal(backup.maps.dark_shading_b_dn, small_maps(seed=1).dark_shading_b_dn)
+    np.testing.assert_array_equal(cam.maps.dark_shading_b_dn, small_maps(seed=2).dark_shading_b_dn)
+    assert cam.maps_file.startswith("cam_maps-") and cam.maps_file == f"cam_maps-{cam.maps_sha256[:12]}.npz"
+    # with nobody else referencing it, re-saving a card replaces its own sidecar in place
+    save_card(make_card().with_maps(small_maps(seed=3)), tmp_path / "solo.toml")
+    save_card(make_card().with_maps(small_maps(seed=4)), tmp_path / "solo.toml")
+    solo = load_card(tmp_path / "solo.toml")
+    assert solo.maps_file == "solo_maps.npz"
+    np.testing.assert_array_equal(solo.maps.dark_shading_b_dn, small_maps(seed=4).dark_shading_b_dn)
