@@ -214,6 +214,13 @@ def tukey_quantile(u: np.ndarray, lam: float) -> np.ndarray:
     return (u**lam - (1.0 - u) ** lam) / lam
 
 
+def _dot(a: np.ndarray, b: np.ndarray) -> float:
+    """Σ a·b of two 1-D float64 arrays by numpy's pairwise sum, not BLAS: a threaded BLAS ``ddot`` splits the
+    sum by its thread count, so the figures (and the card) would change with the machine's BLAS threads
+    (a Dask worker runs with OMP_NUM_THREADS=1)."""
+    return float(np.multiply(a, b).sum())
+
+
 class _PPCC:
     """PPCC r(λ) of sorted data against Tukey-λ quantiles of Filliben medians, precomputed for speed.
 
@@ -222,7 +229,7 @@ class _PPCC:
 
     def __init__(self, x_sorted: np.ndarray):
         self.xc = x_sorted - x_sorted.mean()
-        self.xx = float(np.dot(self.xc, self.xc))
+        self.xx = _dot(self.xc, self.xc)
         self.lu = _log_filliben_medians(x_sorted.size)
 
     def quantiles(self, lam: float) -> np.ndarray:
@@ -235,7 +242,7 @@ class _PPCC:
         if USE_NUMBA:
             return float(_ppcc_r_numba(self.lu, self.xc, float(lam)) / math.sqrt(self.xx))
         q = self.quantiles(lam)  # mean 0 by symmetry
-        return float(np.dot(q, self.xc) / math.sqrt(np.dot(q, q) * self.xx))
+        return _dot(q, self.xc) / math.sqrt(_dot(q, q) * self.xx)
 
 
 @nb.njit(cache=True, nogil=True, error_model="numpy")
@@ -286,7 +293,7 @@ def fit_tukey(x: np.ndarray, *, bounds=(-0.5, 0.5)) -> TukeyFit:
     lam = ppcc_max_tukey(x, bounds)
     pp = _PPCC(x)
     q = pp.quantiles(lam)
-    slope = float(np.dot(q, pp.xc) / np.dot(q, q))
+    slope = _dot(q, pp.xc) / _dot(q, q)
     r = pp.r(lam)
     return TukeyFit(lam, slope, float(r * r), int(x.size))
 

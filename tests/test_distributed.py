@@ -198,3 +198,78 @@ def test_whole_run_killed_then_resume_finishes_it(cluster, tmp_path, monkeypatch
         "without --resume the partial run is refused"
     assert main(["generate", *args, "--output", "d.h5", "--no-progress", "--resume", "--scheduler", c.scheduler_address]) == 0
     _same_dataset(ref, out, 3)
+
+
+# ------------------------------------------------------------------------------------------------
+# Calibration: one task per ISO, frames read on the workers
+# ------------------------------------------------------------------------------------------------
+def _capture_manifest(folder: Path) -> Path:
+    """Two ISOs of small .npy darks and flats (with fixed-pattern maps) and a CSV manifest naming them."""
+    from noisesim.calibration.synthetic import SyntheticSpec, synthetic_frames
+    from noisesim.params import FixedPatternMaps, NoiseParams, Sensor
+
+    sensor = Sensor("RGGB", 14, (512, 512, 512, 512), 16383)
+    params = {1600: NoiseParams(1.53, "tukey", 6.3, -0.044, 3.23, 0.99, 0.3, (1.0, -0.5, 0.5, 0.0)),
+              3200: NoiseParams(3.06, "tukey", 3.92, 0.10, 2.04, 0.45, 0.2, (0.5, 0.0, -0.3, 0.2))}
+    shape = (64, 64)
+    g = np.random.default_rng(1)
+    maps = FixedPatternMaps(dark_shading_k_dn_per_iso=np.zeros(shape, np.float32),
+                            dark_shading_b_dn=g.normal(0, 1.5, shape).astype(np.float32),
+                            prnu=g.normal(0, 0.01, shape).astype(np.float32))
+    spec = SyntheticSpec(n_darks=10, flat_levels=(0.02, 0.05, 0.1, 0.2, 0.35, 0.5, 0.7, 0.9))
+    frames = synthetic_frames(params, sensor, shape, spec, maps=maps, rng=3)
+    rows = ["path,kind,iso,exposure_s,black_level,white_level,cfa"]
+    for k, f in enumerate(frames):
+        name = f"f{k:03d}.npy"
+        np.save(folder / name, f.load())
+        rows.append(f"{name},{f.kind},{f.iso:g},{f.exposure_s!r},512,{f.white_level_dn:g},RGGB")
+    (folder / "capture.csv").write_text("\n".join(rows) + "\n")
+    return folder / "capture.csv"
+
+
+def _card_files(card: Path) -> dict:
+    """The card's text without its creation date, and every sidecar file's bytes."""
+    text = "\n".join(line for line in card.read_text().splitlines() if not line.lstrip().startswith("date"))
+    side = {p.name: p.read_bytes() for p in card.parent.iterdir() if p != card and p.name.startswith(card.stem)}
+    return {"text": text, **side}
+
+
+@pytest.mark.slow
+def test_calibrate_on_cluster_gives_the_same_card(cluster, tmp_path, monkeypatch):
+    c, client = cluster
+    (tmp_path / "cap").mkdir()
+    manifest = _capture_manifest(tmp_path / "cap")
+    # The client must not read pixel data: every frame (the held-out darks of the fidelity check included)
+    # is loaded on a worker.
+    from noisesim.calibration import capture as capture_mod
+
+    cards = {}
+    for where, sched in (("one", None), ("dask", c.scheduler_address)):
+        (tmp_path / where).mkdir()
+        args = ["calibrate", str(manifest), "--camera", "Test Cam", "--output", str(tmp_path / where / "cam.toml"), "--seed", "2"]
+        if sched:
+            seen = []
+            real = capture_mod.FrameInfo.load
+            monkeypatch.setattr(capture_mod.FrameInfo, "load", lambda self: seen.append(self.path) or real(self))
+            args += ["--scheduler", sched]
+        assert main(args) == 0
+        cards[where] = _card_files(tmp_path / where / "cam.toml")
+    monkeypatch.undo()
+    assert len(seen) == 0, f"frames read by the client: {seen[:3]}"
+    assert cards["one"].keys() == cards["dask"].keys(), (sorted(cards["one"]), sorted(cards["dask"]))
+    for name in cards["one"]:
+        assert cards["one"][name] == cards["dask"][name], f"{name} differs between the local and the cluster run"
+
+
+@pytest.mark.slow
+def test_tukey_fit_does_not_depend_on_blas_threads():
+    """Dask workers run with OMP_NUM_THREADS=1; a threaded BLAS dot in the Tukey fit made the card differ in
+    the 10th digit between a worker and the local run."""
+    code = ("import numpy as np; from noisesim.calibration.estimators import fit_tukey; "
+            "x = np.random.default_rng(0).standard_t(8, 60_000); f = fit_tukey(x); "
+            "print(repr((f.tukey_lambda, f.tukey_scale_dn, f.r2)))")
+    outs = set()
+    for threads in ("1", "4"):
+        env = {**os.environ, "OMP_NUM_THREADS": threads, "OPENBLAS_NUM_THREADS": threads, "MKL_NUM_THREADS": threads}
+        outs.add(subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True).stdout)
+    assert len(outs) == 1, outs
