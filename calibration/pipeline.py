@@ -154,6 +154,8 @@ def calibrate(
     denoise_maps: bool = False,
     progress: Callable[[Iterable], Iterable] | None = None,
     rng=0,
+    scheduler: str | None = None,
+    workers: int = 1,
 ) -> CalibrationResult:
     """Estimate a noisesim data card from dark and flat frames (docs/calibration.md).
 
@@ -178,6 +180,14 @@ def calibrate(
         Wraps iterables of frames (e.g. ``tqdm``).
     rng : seed
         Choice of sample pixels and of the synthetic frames' seeds; results are deterministic.
+    scheduler : {"local", address, scheduler-file path} or None
+        Estimate each ISO as a task on a Dask cluster (:mod:`noisesim.distributed`, extra
+        ``noisesim[dask]``): the worker reads that ISO's frames itself (the capture must be at the same
+        path on every worker) and returns the ISO's estimates; the joint fits and the card are made
+        here. The card is identical to the run without a scheduler (for an integer ``rng``).
+        ``progress`` then advances per ISO. None (default): everything in this process.
+    workers : int
+        Processes of the ``LocalCluster`` when ``scheduler="local"``.
 
     Returns
     -------
@@ -208,17 +218,25 @@ def calibrate(
     isos = sorted({k[1] for k in groups})
     results: list[ISOResult] = []
     failures: list[str] = []
-    for i, iso in enumerate(isos):
-        darks = {k[2]: v for k, v in groups.items() if k[0] == "dark" and k[1] == iso}
-        flats = {k[2]: v for k, v in groups.items() if k[0] == "flat" and k[1] == iso}
-        try:
-            res = _calibrate_iso(iso, darks, flats, cfa, shape, warnings, sample_pixels, holdout_darks if fidelity else 0,
-                                 progress, rng, denoise_maps)
+    per_iso = [(iso, {k[2]: v for k, v in groups.items() if k[0] == "dark" and k[1] == iso},
+                {k[2]: v for k, v in groups.items() if k[0] == "flat" and k[1] == iso}) for iso in isos]
+    shared = (cfa, shape, sample_pixels, holdout_darks if fidelity else 0, rng, denoise_maps)
+    if scheduler is None:
+        outcomes = (_iso_task(item, shared, progress=progress) for item in per_iso)
+    else:  # one task per ISO; the frames are read by the worker that accumulates them
+        from noisesim.distributed import map_on_cluster
+
+        outcomes = map_on_cluster(scheduler, _iso_task, per_iso, shared=shared, workers=workers, progress=progress is not _identity,
+                                  desc="ISOs", unit="ISO", name="noisesim-iso")
+    for res, iso_warnings, failure in outcomes:
+        for msg in iso_warnings:
+            if scheduler is not None:
+                log.warning(msg)  # logged on the worker; again here, where the user sees it
+            warnings.append(msg)
+        if res is not None:
             results.append(res)
-        except CalibrationError as exc:
-            msg = f"ISO {iso:g}: skipped: {exc}"
-            _warn(warnings, msg)
-            failures.append(msg)
+        else:
+            failures.append(failure)
     if not results:
         raise CalibrationError(f"{cap.source}: no ISO could be calibrated" + "".join(f"\n  {m}" for m in failures))
     _check_gain_order(results, warnings)
@@ -234,6 +252,22 @@ def calibrate(
 
 
 # ------------------------------------------------------------------------------------------------
+
+
+def _iso_task(item, shared, *, progress=_identity) -> tuple[ISOResult | None, list[str], str | None]:
+    """Estimate one ISO: ``item`` = (iso, darks by exposure, flats by exposure), ``shared`` = (cfa, shape,
+    sample_pixels, holdout_darks, rng, denoise_maps). Returns (result or None, this ISO's warnings, the skip message or
+    None). Runs in this process or as a Dask task (then frames are read where they are accumulated)."""
+    iso, darks, flats = item
+    cfa, shape, sample_pixels, holdout_darks, rng, denoise_maps = shared
+    warnings: list[str] = []
+    try:
+        return (_calibrate_iso(iso, darks, flats, cfa, shape, warnings, sample_pixels, holdout_darks, progress, rng, denoise_maps),
+                warnings, None)
+    except CalibrationError as exc:
+        msg = f"ISO {iso:g}: skipped: {exc}"
+        _warn(warnings, msg)
+        return None, warnings, msg
 
 
 def _levels_of(frames: list[FrameInfo]) -> tuple[tuple[float, ...], float]:

@@ -26,6 +26,10 @@ def add_parser(subparsers) -> None:
                    help="Wiener-shrink the dark-shading and PRNU maps (best per-pixel estimate; simulations then carry "
                    "less fixed pattern than the sensor). Default: maps reproduce the card's DSNU and PRNU")
     p.add_argument("--seed", type=seed_arg, default=0)
+    p.add_argument("--scheduler", default=None, metavar="local|ADDRESS|FILE.json",
+                   help="estimate each ISO as a task on a Dask cluster (extra noisesim[dask]); workers read the frames "
+                        "themselves (same paths on every worker); the card is identical to the local run")
+    p.add_argument("--workers", "-j", type=int, default=1, help="LocalCluster processes with --scheduler local")
     p.set_defaults(run=run)
 
 
@@ -47,7 +51,7 @@ def run(args) -> int:
         return tqdm(it, desc="frames", unit="file", leave=False, file=sys.stderr, disable=None)
 
     res = calibrate(args.capture, args.camera, progress=progress, fidelity=not args.no_fidelity, rng=args.seed,
-                    denoise_maps=args.denoise_maps)
+                    denoise_maps=args.denoise_maps, scheduler=args.scheduler, workers=args.workers)
     res.save(out, report=args.report)
     for r in res.iso_results:
         print(f"ISO {r.iso:g}: K = {r.gain_k_dn_per_e.value:.4g} ± {r.gain_k_dn_per_e.se:.2g} DN/e-, "
