@@ -4,10 +4,12 @@
   (single file or shard master). Safe with ``num_workers > 0``: the h5py handle is opened lazily in the
   process that reads, re-opened after a fork (the pid is checked), and never pickled (``__getstate__``).
 * :class:`OnTheFlyRawDataset` synthesizes pairs inside the DataLoader workers. Sample ``index`` of epoch
-  ``e`` draws only from ``SeedSequence(seed, spawn_key=(e, index))``: deterministic given
-  (seed, epoch, index), whatever the worker that serves it, and distinct across indices (hence across
-  workers) and epochs. Call :meth:`OnTheFlyRawDataset.set_epoch` before each epoch; the epoch lives in
-  shared memory, so persistent workers see it too.
+  ``e`` draws only from ``SeedSequence(seed, spawn_key=(e, index))``, and on rank ``r`` of a multi-rank
+  job (``torch.distributed``, DDP) from ``SeedSequence(seed, spawn_key=(e, index, r))``: deterministic
+  given (seed, epoch, index, rank), whatever the worker that serves it, and distinct across indices
+  (hence across workers), epochs and ranks (also for the indices ``DistributedSampler`` repeats to even
+  out the ranks). Call :meth:`OnTheFlyRawDataset.set_epoch` before each epoch; the epoch lives in
+  shared memory, so persistent workers see it too. docs/distributed.md, "Training across ranks".
 
 numba's OpenMP threading layer is not fork-safe (docs/performance.md): for the on-the-fly dataset use
 ``multiprocessing_context="spawn"`` (what :func:`make_loader` does). Reading HDF5 is fork-safe here.
@@ -25,6 +27,7 @@ from __future__ import annotations
 
 import multiprocessing
 import os
+import sys
 from pathlib import Path
 from typing import Any, Callable
 
@@ -167,14 +170,19 @@ class OnTheFlyRawDataset:
     patch, iso, gain_k, ratio, blur, components :
         As :func:`noisesim.dataset.generate_dataset`.
     seed : int
-        Item ``index`` of epoch ``e`` uses only ``SeedSequence(seed, spawn_key=(e, index))``.
+        Item ``index`` of epoch ``e`` uses only ``SeedSequence(seed, spawn_key=(e, index))``; on rank ``r``
+        of a multi-rank job ``SeedSequence(seed, spawn_key=(e, index, r))``.
     amplify, noise_map, transform :
         As :class:`PairedRawDataset`.
+    rank : int, optional
+        The rank whose streams to draw. Default: ``torch.distributed.get_rank()`` when a process group of
+        more than one rank is initialized in the process that reads the items or builds the DataLoader
+        (the rank then travels to its spawned workers), else single-process streams.
     """
 
     def __init__(self, source, card, *, length: int, patch: int = 256, iso=None, gain_k=None, ratio=(100.0, 300.0),
                  blur=None, seed: int = 0, components=None, amplify: bool = False, noise_map: bool = False,
-                 transform: Callable | None = None):
+                 transform: Callable | None = None, rank: int | None = None):
         from .blur import parse_blur_spec
         from .dataset import _check_sampling, _Job, _kernel_capacity, _resolve_card, parse_range, parse_ratio
         from .params import NoiseComponents
@@ -196,6 +204,9 @@ class OnTheFlyRawDataset:
         self.length = int(length)
         self.amplify, self.noise_map, self.transform = bool(amplify), bool(noise_map), transform
         self._epoch = multiprocessing.get_context("spawn").RawValue("q", 0)
+        if rank is not None and int(rank) < 0:
+            raise ParameterError(f"rank must be >= 0, got {rank}")
+        self._rank = None if rank is None else int(rank)
         self._synth = None
         self._pid = None
         # Fail now (empty folder, images smaller than the patch), not inside a worker.
@@ -222,7 +233,25 @@ class OnTheFlyRawDataset:
         # pickling (a copy) gets the current value.
         if multiprocessing.context.get_spawning_popen() is None:
             state["_epoch"] = int(self._epoch.value)
+        # DataLoader workers have no process group of their own: they take the rank of the process that spawns them.
+        state["_rank"] = self.rank
         return state
+
+    @property
+    def rank(self) -> int | None:
+        """The rank in the streams' key: the ``rank`` given, else that of an initialized multi-rank
+        ``torch.distributed`` process group, else None (single-process streams)."""
+        if self._rank is not None:
+            return self._rank
+        dist = sys.modules.get("torch.distributed")  # never imports torch itself
+        if dist is not None and dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1:
+            return int(dist.get_rank())
+        return None
+
+    def spawn_key(self, index: int) -> tuple[int, ...]:
+        """The ``SeedSequence`` spawn key of item ``index`` in the current epoch and rank."""
+        rank = self.rank
+        return (self.epoch, int(index)) if rank is None else (self.epoch, int(index), rank)
 
     def __setstate__(self, state):
         if isinstance(state["_epoch"], int):
@@ -242,7 +271,7 @@ class OnTheFlyRawDataset:
         if not 0 <= int(index) < self.length:
             raise IndexError(f"index {index} out of range for length {self.length}")
         synth = self._get_synth()
-        clean, noisy, rec, _kernel = synth.sample(int(index), spawn_key=(self.epoch, int(index)))
+        clean, noisy, rec, _kernel = synth.sample(int(index), spawn_key=self.spawn_key(index))
         rng_dn = synth.ch_range.ravel()
         item = _item(clean, noisy, rec, rng_dn, amplify=self.amplify, noise_map=self.noise_map)
         item["epoch"] = _torch().tensor(self.epoch, dtype=_torch().int64)
