@@ -28,7 +28,10 @@ Random streams (counter c3 = stream << 16 | block):
 Speed: libm's log/exp are scalar calls (~10 ns each with random arguments). The kernel evaluates them as
 branch-free polynomials over whole rows so LLVM vectorizes them (AVX2 here), with ~1e-15 relative accuracy
 (tested against numpy). ``error_model="numpy"`` keeps division free of Python's zero checks, which would
-block vectorization.
+block vectorization. LLVM vectorizes a loop over several rows only when its run-time checks that the rows do
+not overlap are few (about 8 pairs), so hot loops write at most two rows: the PTRS decision is coded into
+the log test's argument, and the inversion steps run on groups copied to one flat scratch. Each stage
+(Philox words, inversion, PTRS, Tukey, Gaussian) is its own compiled function with its own scratch rows.
 """
 
 from __future__ import annotations
@@ -221,68 +224,251 @@ def _ptrs_prepare(lam, wu, wv):
     return k, us, vv, vr, vv * inv_alpha / (a_us / us + bb)
 
 
-@nb.njit(cache=True, inline="always", error_model="numpy")
-def _ptrs_accept(lam, k, us, vv, vr, log_test, log_lam, log_z):
-    """Second half: accept k? (squeeze, rejection, then the log test with log k! at z = k + 1)."""
-    kc = k if k > 0.0 else 0.0
-    accept = (us >= 0.07) & (vv <= vr)
-    reject = (k < 0.0) | ((us < 0.013) & (vv > us))
-    return accept | ((not reject) & (log_test <= -lam + k * log_lam - _log_factorial(kc, log_z)))
-
-
 # --------------------------------------------------------------------------------------------------
 # the fused kernel
 # --------------------------------------------------------------------------------------------------
+# Its grouped arguments (the same for the numba kernels and the numpy reference):
+#   tiles    (7, p, p) float64, one CFA tile per row T_*: offset [input unit], gain [e⁻ per input unit],
+#            add = black + black-level error [DN], clip lo/hi [DN], output offset [DN] and scale
+#   counter  (5,) int64, fields C_*: origin row/column in the full sensor, frame index, Philox key words
+#   model    (5,) float64, entries M_*: K [DN/e⁻], dark signal [e⁻], Gaussian σ [DN], Tukey λ, Tukey σ_TL [DN]
+#   switches (6,) int64, entries S_*: shot, read kind (READ_*), per-channel row offsets, quantize, dither, clip
+#   row_offsets (H, 1), or (H, p) per channel, or (0, 1) [DN]; col_offsets (W,) or (0,) [DN]
+#   maps     tuple of three (H, W) float32 maps, MAP_*: dark shading [DN], PRNU [1], dark signal [e⁻];
+#            (0, 0) where absent
+T_OFFSET, T_GAIN, T_ADD, T_LO, T_HI, T_OUT_OFFSET, T_OUT_SCALE = range(7)
+C_OY, C_OX, C_FRAME, C_KEY0, C_KEY1 = range(5)
+M_GAIN_K, M_DARK_E, M_READ_SIGMA, M_TUKEY_LAMBDA, M_TUKEY_SCALE = range(5)
+S_SHOT, S_READ_KIND, S_ROW_PER_CHANNEL, S_QUANTIZE, S_DITHER, S_CLIP = range(6)
+MAP_DS, MAP_PRNU, MAP_DARK = range(3)
+# Pixels searched in lockstep by the inversion: a group stops at its own largest count, not the row's.
+INVERSION_GROUP = 32
+_ACCEPT, _REJECT = -1.0, -2.0  # PTRS decisions, coded where the log test's (positive) argument goes
+
+
 @nb.njit(cache=True, error_model="numpy")
-def _noise_block(
-    blk, clean, out, period, oy, ox, fr, kk0, kk1, tiles, xs,
-    gain_k, dark_e, shot, read_kind, read_sigma, tukey_lambda, tukey_scale,
-    row_offsets, row_per_channel, col_offsets, ds_map, prnu_map, dark_map,
-    quantize, dither, clip,
-):
-    """Rows ``blk · ROWS_PER_BLOCK …`` of the fused kernel: one task of its (parallel or serial) loop."""
+def _philox_words(cols, n, gy, stream, counter, words):
+    """words[:, i] = Philox4x32(column cols[i], row gy, frame, stream) for i < n: the kernel's only Philox call."""
+    ox = counter[C_OX]
+    fr = np.uint64(counter[C_FRAME])
+    k0 = np.uint64(counter[C_KEY0])
+    k1 = np.uint64(counter[C_KEY1])
+    w0, w1, w2, w3 = words[0], words[1], words[2], words[3]
+    for i in range(n):
+        a, b, c, d = philox4x32(np.uint64(cols[i] + ox), gy, fr, stream, k0, k1)
+        w0[i] = np.uint32(a)
+        w1[i] = np.uint32(b)
+        w2[i] = np.uint32(c)
+        w3[i] = np.uint32(d)
+
+
+@nb.njit(cache=True, error_model="numpy")
+def _poisson_inversion(mu, cols, n, gy, counter, counts, words, s):
+    """counts[cols[i]] = Poisson(μ) for the n listed pixels (0 < μ < 10): sequential search from word 0.
+
+    All pixels of a group step in lockstep: step j adds p_j = p_{j−1}·μ/j to the CDF f and counts the steps
+    where u > f_{j−1}. f only grows, so a pixel that has stopped stays stopped: the search, branch-free.
+    ``s`` (5, W) float64 scratch rows: u, μ, p_0 = exp(−μ), the count, and the exp pass's own row.
+    """
+    u, lam, p, k, exp_scratch = s[0], s[1], s[2], s[3], s[4]
+    _philox_words(cols, n, gy, np.uint64(STREAM_SHOT << 16), counter, words)
+    w0 = words[0]
+    for i in range(n):
+        u[i] = (np.float64(w0[i]) + 0.5) * INV_2_32
+        lam[i] = mu[cols[i]]
+        p[i] = -lam[i]
+    _exp_row(p, exp_scratch, exp_scratch.view(np.int64), n)  # p_0 = exp(−μ)
+    # Each group is copied into one flat scratch at fixed offsets (u, f, p_j, μ, count) with a fixed trip
+    # count, so LLVM sees that its rows cannot overlap and vectorizes the steps (over rows of the (6, W)
+    # scratch it does not: it cannot rule out aliasing).
+    G = INVERSION_GROUP
+    grp = np.empty(5 * G)
+    for g0 in range(0, n, G):
+        m = min(G, n - g0)
+        for i in range(G):
+            live = i < m
+            j0 = g0 + i if live else g0
+            grp[i] = u[j0] if live else 0.0  # padding lanes: u = 0 ≤ f stops at once
+            grp[G + i] = p[j0] if live else 1.0
+            grp[2 * G + i] = p[j0] if live else 1.0
+            grp[3 * G + i] = lam[j0] if live else 0.0
+            grp[4 * G + i] = 0.0
+        j = 0
+        active = 1
+        while active > 0 and j < _INVERSION_MAX_K:
+            j += 1
+            inv_j = _INV_K[j]
+            active = 0
+            for i in range(G):
+                go = grp[i] > grp[G + i]
+                grp[4 * G + i] += 1.0 if go else 0.0
+                active += 1 if go else 0
+                pj = grp[2 * G + i] * (grp[3 * G + i] * inv_j)
+                grp[2 * G + i] = pj
+                grp[G + i] += pj
+        for i in range(m):
+            k[g0 + i] = grp[4 * G + i]
+    for i in range(n):
+        counts[cols[i]] = k[i]
+
+
+@nb.njit(cache=True, error_model="numpy")
+def _poisson_ptrs(mu, cols, n, gy, counter, counts, words, s, tpos):
+    """counts[cols[i]] = Poisson(μ) for the n listed pixels (μ ≥ 10) by PTRS (Hörmann 1993), in rounds.
+
+    Round t is try t for every pixel still pending (Philox block t // 2: words 0–1 for even t, 2–3 for odd t,
+    kept from the even round). The squeeze decides most tries; the three logs of the exact test are
+    evaluated only for the undecided ones, gathered into contiguous rows. ``cols`` is consumed (compacted).
+    ``s`` (10, W) float64 scratch rows: μ, k and the log test's argument (or decision) per pending pixel;
+    per undecided one the three logs (the first then its decision), the log passes' own two rows, μ and k; ``tpos`` (W,) int64: the position of
+    each undecided one in the pending list.
+    """
+    lam, kk, arg = s[0], s[1], s[2]
+    log_arg, log_lam, log_z, log_m, log_e = s[3], s[4], s[5], s[6], s[7]
+    t_lam, t_k = s[8], s[9]
+    log_mi = log_m.view(np.int64)
+    for i in range(n):
+        lam[i] = mu[cols[i]]
+    t = 0
+    while n > 0:
+        if t % 2 == 0:
+            _philox_words(cols, n, gy, np.uint64(STREAM_SHOT << 16 | t // 2), counter, words)
+            wu, wv = words[0], words[1]
+        else:
+            wu, wv = words[2], words[3]
+        # The try and the squeeze; the decision is coded in arg (the log test's argument, > 0 when the
+        # test is still to be made), so this loop writes two rows only and LLVM vectorizes it.
+        for i in range(n):
+            k, u_s, v, v_r, a = _ptrs_prepare(lam[i], wu[i], wv[i])
+            kk[i] = k
+            accept = (u_s >= 0.07) & (v <= v_r)
+            reject = (k < 0.0) | ((u_s < 0.013) & (v > u_s))
+            arg[i] = _ACCEPT if accept else (_REJECT if reject else a)
+        nt = 0
+        for i in range(n):  # positions of the undecided (branch-free), then their values gathered into rows
+            tpos[nt] = i
+            nt += 1 if arg[i] > 0.0 else 0
+        for j in range(nt):
+            log_arg[j] = arg[tpos[j]]
+        for j in range(nt):
+            t_lam[j] = lam[tpos[j]]
+            log_lam[j] = t_lam[j]
+        for j in range(nt):
+            t_k[j] = kk[tpos[j]]
+            log_z[j] = t_k[j] + 1.0  # k ≥ 0 here (k < 0 is rejected)
+        _log_row(log_arg, log_arg.view(np.int64), log_m, log_mi, log_e, nt)
+        _log_row(log_lam, log_lam.view(np.int64), log_m, log_mi, log_e, nt)
+        _log_row(log_z, log_z.view(np.int64), log_m, log_mi, log_e, nt)
+        for j in range(nt):  # the exact test, vectorized over the gathered rows (decision into log_arg)
+            k = t_k[j]
+            ok = log_arg[j] <= -t_lam[j] + k * log_lam[j] - _log_factorial(k, log_z[j])
+            log_arg[j] = _ACCEPT if ok else _REJECT
+        for j in range(nt):
+            arg[tpos[j]] = log_arg[j]
+        # Accepted counts out, the rest compacted for the next try (branch-free: every count is written,
+        # a rejected one is overwritten when its pixel is accepted later).
+        m = 0
+        w2, w3 = words[2], words[3]
+        keep_words = t % 2 == 0  # the odd try reads words 2–3 of this block
+        for i in range(n):
+            c = cols[i]
+            counts[c] = kk[i]
+            cols[m] = c
+            lam[m] = lam[i]
+            if keep_words:
+                w2[m] = w2[i]
+                w3[m] = w3[i]
+            m += 0 if arg[i] == _ACCEPT else 1
+        n = m
+        t += 1
+
+
+@nb.njit(cache=True, error_model="numpy")
+def _tukey_add(words, w, lam, scale, d, f32):
+    """d[:w] += σ_TL · Q_λ(u), u from word 0, in float32 (log u and log(1 − u) from the word and its complement).
+
+    ``f32`` (4, W) float32 scratch rows: log u, log(1 − u), and the log/expm1 passes' mantissa and exponent.
+    """
+    mask32 = np.uint32(0xFFFFFFFF)
+    fa, fb, fm, fe = f32[0], f32[1], f32[2], f32[3]
+    fai, fbi, fmi = fa.view(np.int32), fb.view(np.int32), fm.view(np.int32)
+    w0 = words[0]
+    for x in range(w):
+        fa[x] = F32((np.float64(w0[x]) + 0.5) * INV_2_32)
+        fb[x] = F32((np.float64(w0[x] ^ mask32) + 0.5) * INV_2_32)
+    _log_row32(fa, fai, fm, fmi, fe, w)
+    _log_row32(fb, fbi, fm, fmi, fe, w)
+    if abs(lam) < TUKEY_LOGISTIC_EPS:
+        for x in range(w):
+            d[x] += scale * np.float64(fa[x] - fb[x])
+    else:
+        # Q = (expm1(λ log u) − expm1(λ log(1 − u))) / λ
+        lam32 = F32(lam)
+        for x in range(w):
+            fa[x] = fa[x] * lam32
+            fb[x] = fb[x] * lam32
+        _expm1_row32(fa, fm, fmi, w)
+        _expm1_row32(fb, fm, fmi, w)
+        for x in range(w):
+            d[x] += scale * np.float64((fa[x] - fb[x]) / lam32)
+
+
+@nb.njit(cache=True, error_model="numpy")
+def _gaussian_add(words, w, sigma, d, s):
+    """d[:w] += σ · Box–Muller normal from words 0 and 1 (cosine branch). ``s`` (4, W) float64 scratch rows."""
+    mask32 = np.uint32(0xFFFFFFFF)
+    lu, angle, log_m, log_e = s[0], s[1], s[2], s[3]
+    w0, w1 = words[0], words[1]
+    for x in range(w):
+        lu[x] = (np.float64(w0[x]) + 0.5) * INV_2_32
+        # cos(2πu) = cos(2π·min(u, 1 − u)): an angle in (0, π]
+        angle[x] = (min(np.float64(w1[x]), np.float64(w1[x] ^ mask32)) + 0.5) * TWO_PI_INV_2_32
+    _log_row(lu, lu.view(np.int64), log_m, log_m.view(np.int64), log_e, w)
+    for x in range(w):
+        d[x] += sigma * (math.sqrt(-2.0 * lu[x]) * _cos_poly(angle[x]))
+
+
+@nb.njit(cache=True, error_model="numpy")
+def _noise_block(blk, clean, out, tiles, xs, counter, model, switches, row_offsets, col_offsets, maps):
+    """Rows ``blk · ROWS_PER_BLOCK …`` of the fused kernel: one task of its (parallel or serial) loop.
+
+    ``tiles`` here is the tile table expanded along a row, (7, p, W); ``xs`` the column phase of each x.
+    """
     h, w = clean.shape
+    period = tiles.shape[1]
+    gain_k = model[M_GAIN_K]
+    dark_e = model[M_DARK_E]
+    shot = switches[S_SHOT] != 0
+    read_kind = switches[S_READ_KIND]
+    dither = switches[S_DITHER] != 0
+    quantize = switches[S_QUANTIZE] != 0
+    clip = switches[S_CLIP] != 0
+    ds_map, prnu_map, dark_map = maps[MAP_DS], maps[MAP_PRNU], maps[MAP_DARK]
     has_row = row_offsets.shape[0] > 0
     has_col = col_offsets.shape[0] > 0
     has_ds = ds_map.shape[0] > 0
     has_prnu = prnu_map.shape[0] > 0
     has_dark = dark_map.shape[0] > 0
-    s_shot = np.uint64(STREAM_SHOT << 16)
-    s_read = np.uint64(STREAM_READ << 16)
-    mask32 = np.uint64(0xFFFFFFFF)
-    # Row buffers (float64, W each); sm/se are scratch rows of the log/exp passes.
+    # Rows of W: expected electrons, the DN value being built, and each stage's own scratch.
     mu = np.empty(w)
     d = np.empty(w)
-    kk = np.empty(w)
-    us_r = np.empty(w)
-    v_r = np.empty(w)
-    l1 = np.empty(w)
-    l1i = l1.view(np.int64)
-    l2 = np.empty(w)
-    l2i = l2.view(np.int64)
-    l3 = np.empty(w)
-    l3i = l3.view(np.int64)
-    ex = np.empty(w)
-    sm = np.empty(w)
-    smi = sm.view(np.int64)
-    se = np.empty(w)
-    idx = np.empty(w, dtype=np.int64)
-    fa = np.empty(w, dtype=np.float32)
-    fai = fa.view(np.int32)
-    fb = np.empty(w, dtype=np.float32)
-    fbi = fb.view(np.int32)
-    fm = np.empty(w, dtype=np.float32)
-    fmi = fm.view(np.int32)
-    fe = np.empty(w, dtype=np.float32)
-    sidx = np.empty(w, dtype=np.int64)
-    cm = np.empty(w)
+    words = np.empty((4, w), dtype=np.uint32)
+    small_cols = np.empty(w, dtype=np.int64)
+    big_cols = np.empty(w, dtype=np.int64)
+    all_cols = np.arange(w)
+    inversion_s = np.empty((5, w))
+    ptrs_s = np.empty((10, w))
+    ptrs_tpos = np.empty(w, dtype=np.int64)
+    gauss_s = np.empty((4, w))
+    tukey_f32 = np.empty((4, w), dtype=np.float32)
     for y in range(blk * ROWS_PER_BLOCK, min(h, (blk + 1) * ROWS_PER_BLOCK)):
         py = y % period
-        gy = np.uint64(y + oy)
+        gy = np.uint64(y + counter[C_OY])
+        offset, gain, add = tiles[T_OFFSET, py], tiles[T_GAIN, py], tiles[T_ADD, py]
         # 1. expected electrons
         for x in range(w):
-            v = clean[y, x] - tiles[0, py, x]
-            mu[x] = (v if v > 0.0 else 0.0) * tiles[1, py, x]
+            v = clean[y, x] - offset[x]
+            mu[x] = (v if v > 0.0 else 0.0) * gain[x]
         if has_prnu:
             for x in range(w):
                 mu[x] *= 1.0 + prnu_map[y, x]
@@ -292,130 +478,36 @@ def _noise_block(
         elif dark_e != 0.0:
             for x in range(w):
                 mu[x] += dark_e
-        # 2. shot noise (inversion for μ < 10, PTRS above; see the module docstring)
+        # 2. shot noise: inversion for 0 < μ < 10, PTRS for μ ≥ 10, each on its compact list of columns
         if shot:
-            # Pixels are split into two compact lists (gathered into contiguous rows so the passes
-            # vectorize): 0 < μ < 10 for inversion, μ ≥ 10 for PTRS; μ ≤ 0 gives 0.
             n_small = 0
             n_big = 0
             for x in range(w):
                 lam = mu[x]
-                small = (lam > 0.0) & (lam < POISSON_INVERSION_MAX)
-                big = lam >= POISSON_INVERSION_MAX
-                sidx[n_small] = x
-                n_small += 1 if small else 0
-                idx[n_big] = x
-                n_big += 1 if big else 0
+                small_cols[n_small] = x
+                n_small += 1 if (lam > 0.0) & (lam < POISSON_INVERSION_MAX) else 0
+                big_cols[n_big] = x
+                n_big += 1 if lam >= POISSON_INVERSION_MAX else 0
                 d[x] = 0.0
             if n_small > 0:
-                # Inversion, all listed pixels in lockstep: step j adds p_j = p_{j−1}·μ/j to the CDF f
-                # and counts the steps where u > f_{j−1}. f only grows, so a pixel that has stopped
-                # stays stopped: the sequential search, branch-free.
-                for i in range(n_small):
-                    x = sidx[i]
-                    w0, w1, w2, w3 = philox4x32(np.uint64(x + ox), gy, fr, s_shot, kk0, kk1)
-                    us_r[i] = (np.float64(w0) + 0.5) * INV_2_32
-                    cm[i] = mu[x]
-                for i in range(n_small):
-                    ex[i] = -cm[i]
-                _exp_row(ex, sm, smi, n_small)
-                for i in range(n_small):
-                    v_r[i] = ex[i]  # the CDF f, from p_0 = exp(−μ)
-                    kk[i] = 0.0
-                j = 0
-                active = 1
-                while active > 0 and j < _INVERSION_MAX_K:
-                    j += 1
-                    inv_j = _INV_K[j]
-                    active = 0
-                    for i in range(n_small):
-                        go = us_r[i] > v_r[i]
-                        kk[i] += 1.0 if go else 0.0
-                        ex[i] = ex[i] * (cm[i] * inv_j)
-                        v_r[i] += ex[i]
-                        active += 1 if go else 0
-                for i in range(n_small):
-                    d[sidx[i]] = kk[i]
-            # PTRS for μ ≥ 10 (Hörmann 1993) in rounds: round t evaluates try t (Philox block t // 2,
-            # words 0–1 or 2–3) for every listed pixel, its three logs as rows; the rejected ~15 %
-            # stay listed for the next round.
-            n = n_big
-            for i in range(n):
-                cm[i] = mu[idx[i]]
-            t = 0
-            while n > 0:
-                blk_t = np.uint64(t // 2)
-                second = (t % 2) == 1
-                for i in range(n):
-                    w0, w1, w2, w3 = philox4x32(np.uint64(idx[i] + ox), gy, fr, s_shot | blk_t, kk0, kk1)
-                    k, us, vv, vr, arg = _ptrs_prepare(cm[i], w2 if second else w0, w3 if second else w1)
-                    kk[i] = k
-                    us_r[i] = us
-                    v_r[i] = vv
-                    ex[i] = vr
-                    l1[i] = arg
-                    l2[i] = cm[i]
-                    l3[i] = (k if k > 0.0 else 0.0) + 1.0
-                _log_row(l1, l1i, sm, smi, se, n)
-                _log_row(l2, l2i, sm, smi, se, n)
-                _log_row(l3, l3i, sm, smi, se, n)
-                for i in range(n):
-                    ok = _ptrs_accept(cm[i], kk[i], us_r[i], v_r[i], ex[i], l1[i], l2[i], l3[i])
-                    us_r[i] = 1.0 if ok else 0.0
-                m = 0
-                for i in range(n):
-                    if us_r[i] > 0.5:
-                        d[idx[i]] = kk[i]
-                    else:
-                        idx[m] = idx[i]
-                        cm[m] = cm[i]
-                        m += 1
-                n = m
-                t += 1
+                _poisson_inversion(mu, small_cols, n_small, gy, counter, d, words, inversion_s)
+            if n_big > 0:
+                _poisson_ptrs(mu, big_cols, n_big, gy, counter, d, words, ptrs_s, ptrs_tpos)
             for x in range(w):
-                d[x] = gain_k * d[x] + tiles[2, py, x]
+                d[x] = gain_k * d[x] + add[x]
         else:
             for x in range(w):
-                d[x] = gain_k * mu[x] + tiles[2, py, x]
+                d[x] = gain_k * mu[x] + add[x]
         # 3. read noise from the read stream (word 0: Tukey u; words 0, 1: Box–Muller; word 2: dither)
+        if read_kind != READ_NONE or dither:
+            _philox_words(all_cols, w, gy, np.uint64(STREAM_READ << 16), counter, words)
         if read_kind == READ_TUKEY:
-            # Q_λ(u) in float32 (see F32 above); log u and log(1 − u) exactly from the word and its complement
-            for x in range(w):
-                r0, r1, r2, r3 = philox4x32(np.uint64(x + ox), gy, fr, s_read, kk0, kk1)
-                fa[x] = F32((np.float64(r0) + 0.5) * INV_2_32)
-                fb[x] = F32((np.float64(r0 ^ mask32) + 0.5) * INV_2_32)
-                ex[x] = (np.float64(r2) + 0.5) * INV_2_32 - 0.5
-            if abs(tukey_lambda) < TUKEY_LOGISTIC_EPS:
-                _log_row32(fa, fai, fm, fmi, fe, w)
-                _log_row32(fb, fbi, fm, fmi, fe, w)
-                for x in range(w):
-                    d[x] += tukey_scale * np.float64(fa[x] - fb[x])
-            else:
-                # Q = (expm1(λ log u) − expm1(λ log(1 − u))) / λ
-                lam32 = F32(tukey_lambda)
-                _log_row32(fa, fai, fm, fmi, fe, w)
-                _log_row32(fb, fbi, fm, fmi, fe, w)
-                for x in range(w):
-                    fa[x] = fa[x] * lam32
-                    fb[x] = fb[x] * lam32
-                _expm1_row32(fa, fm, fmi, w)
-                _expm1_row32(fb, fm, fmi, w)
-                for x in range(w):
-                    d[x] += tukey_scale * np.float64((fa[x] - fb[x]) / lam32)
-        elif read_kind == READ_GAUSSIAN or dither:
-            for x in range(w):
-                r0, r1, r2, r3 = philox4x32(np.uint64(x + ox), gy, fr, s_read, kk0, kk1)
-                l1[x] = (np.float64(r0) + 0.5) * INV_2_32
-                # cos(2πu) = cos(2π·min(u, 1 − u)): an angle in (0, π]
-                l2[x] = (min(np.float64(r1), np.float64(r1 ^ mask32)) + 0.5) * TWO_PI_INV_2_32
-                ex[x] = (np.float64(r2) + 0.5) * INV_2_32 - 0.5
-            if read_kind == READ_GAUSSIAN:
-                _log_row(l1, l1i, sm, smi, se, w)
-                for x in range(w):
-                    d[x] += read_sigma * (math.sqrt(-2.0 * l1[x]) * _cos_poly(l2[x]))
-        # 4. line offsets, fixed pattern, quantization, clipping, output scaling
+            _tukey_add(words, w, model[M_TUKEY_LAMBDA], model[M_TUKEY_SCALE], d, tukey_f32)
+        elif read_kind == READ_GAUSSIAN:
+            _gaussian_add(words, w, model[M_READ_SIGMA], d, gauss_s)
+        # 4. line offsets, fixed pattern, dither, quantization, clipping, output scaling
         if has_row:
-            if row_per_channel:
+            if switches[S_ROW_PER_CHANNEL] != 0:
                 for x in range(w):
                     d[x] += row_offsets[y, xs[x]]
             else:
@@ -429,79 +521,56 @@ def _noise_block(
             for x in range(w):
                 d[x] += ds_map[y, x]
         if dither:
+            w2 = words[2]
             for x in range(w):
-                d[x] += ex[x]
+                d[x] += (np.float64(w2[x]) + 0.5) * INV_2_32 - 0.5
+        lo, hi = tiles[T_LO, py], tiles[T_HI, py]
+        out_offset, out_scale = tiles[T_OUT_OFFSET, py], tiles[T_OUT_SCALE, py]
         for x in range(w):
             v = d[x]
             if quantize:
                 v = math.floor(v + 0.5)
             if clip:
-                v = min(max(v, tiles[3, py, x]), tiles[4, py, x])
-            out[y, x] = (v - tiles[5, py, x]) * tiles[6, py, x]
+                v = min(max(v, lo[x]), hi[x])
+            out[y, x] = (v - out_offset[x]) * out_scale[x]
 
 
 @nb.njit(cache=True, error_model="numpy")
-def _expand_tiles(w, period, offset_tile, gain_tile, add_tile, lo_tile, hi_tile, out_offset_tile, out_scale_tile):
-    """Tile values expanded along a row, (7, p, W), and the column phase of each x: no modulo in inner loops."""
-    xs = np.arange(w) % period
-    tiles = np.empty((7, period, w))
-    for py in range(period):
-        for x in range(w):
-            px = xs[x]
-            tiles[0, py, x] = offset_tile[py, px]
-            tiles[1, py, x] = gain_tile[py, px]
-            tiles[2, py, x] = add_tile[py, px]
-            tiles[3, py, x] = lo_tile[py, px]
-            tiles[4, py, x] = hi_tile[py, px]
-            tiles[5, py, x] = out_offset_tile[py, px]
-            tiles[6, py, x] = out_scale_tile[py, px]
-    return tiles, xs
+def _expand_tiles(w, tiles):
+    """The tile table expanded along a row, (7, p, W), and the column phase of each x: no modulo in inner loops."""
+    n, period = tiles.shape[0], tiles.shape[1]
+    xs = np.empty(w, dtype=np.int64)
+    for x in range(w):
+        xs[x] = x % period
+    row_tiles = np.empty((n, period, w))
+    for t in range(n):
+        for py in range(period):
+            for x in range(w):
+                row_tiles[t, py, x] = tiles[t, py, xs[x]]
+    return row_tiles, xs
 
 
 @nb.njit(cache=True, parallel=True, error_model="numpy")
-def fused_noise_numba(
-    clean, out, period, oy, ox, frame, k0, k1,
-    offset_tile, gain_tile, add_tile, lo_tile, hi_tile, out_offset_tile, out_scale_tile,
-    gain_k, dark_e, shot, read_kind, read_sigma, tukey_lambda, tukey_scale,
-    row_offsets, row_per_channel, col_offsets, ds_map, prnu_map, dark_map,
-    quantize, dither, clip,
-):
+def fused_noise_numba(clean, out, tiles, counter, model, switches, row_offsets, col_offsets, maps):
     """Fused kernel: one pass over the frame, parallel over blocks of rows, vectorized along rows.
 
-    ``clean`` (H, W) float32; ``out`` (H, W) float32; tiles (p, p) float64; ``row_offsets`` (H, 1), or
-    (H, p) with ``row_per_channel``, or (0, 1); ``col_offsets`` (W,) or (0,); ``ds_map``, ``prnu_map``,
-    ``dark_map`` (H, W) float32 or (0, 0) when absent.
+    ``clean`` (H, W) float32 in the input unit; ``out`` (H, W) float32 in the output unit; the grouped
+    arguments are described above :func:`_philox_words`.
     """
     h, w = clean.shape
-    tiles, xs = _expand_tiles(w, period, offset_tile, gain_tile, add_tile, lo_tile, hi_tile, out_offset_tile, out_scale_tile)
+    row_tiles, xs = _expand_tiles(w, tiles)
     for blk in nb.prange((h + ROWS_PER_BLOCK - 1) // ROWS_PER_BLOCK):
-        _noise_block(
-            blk, clean, out, period, oy, ox, np.uint64(frame), np.uint64(k0), np.uint64(k1), tiles, xs,
-            gain_k, dark_e, shot, read_kind, read_sigma, tukey_lambda, tukey_scale,
-            row_offsets, row_per_channel, col_offsets, ds_map, prnu_map, dark_map,
-            quantize, dither, clip,
-        )
+        _noise_block(blk, clean, out, row_tiles, xs, counter, model, switches, row_offsets, col_offsets, maps)
 
 
 @nb.njit(cache=True, error_model="numpy")
-def fused_noise_serial(
-    clean, out, period, oy, ox, frame, k0, k1,
-    offset_tile, gain_tile, add_tile, lo_tile, hi_tile, out_offset_tile, out_scale_tile,
-    gain_k, dark_e, shot, read_kind, read_sigma, tukey_lambda, tukey_scale,
-    row_offsets, row_per_channel, col_offsets, ds_map, prnu_map, dark_map,
-    quantize, dither, clip,
-):
+def fused_noise_serial(clean, out, tiles, counter, model, switches, row_offsets, col_offsets, maps):
     """:func:`fused_noise_numba` on the calling thread only (small frames, worker processes): the same
     result, without the thread pool's start-up cost."""
     h, w = clean.shape
-    tiles, xs = _expand_tiles(w, period, offset_tile, gain_tile, add_tile, lo_tile, hi_tile, out_offset_tile, out_scale_tile)
+    row_tiles, xs = _expand_tiles(w, tiles)
     for blk in range((h + ROWS_PER_BLOCK - 1) // ROWS_PER_BLOCK):
-        _noise_block(
-            blk, clean, out, period, oy, ox, np.uint64(frame), np.uint64(k0), np.uint64(k1), tiles, xs,
-            gain_k, dark_e, shot, read_kind, read_sigma, tukey_lambda, tukey_scale,
-            row_offsets, row_per_channel, col_offsets, ds_map, prnu_map, dark_map,
-            quantize, dither, clip,
-        )
+        _noise_block(blk, clean, out, row_tiles, xs, counter, model, switches, row_offsets, col_offsets, maps)
 
 
 # --------------------------------------------------------------------------------------------------
@@ -674,16 +743,16 @@ def gaussian_read_numpy(w_a: np.ndarray, w_b: np.ndarray, sigma: float) -> np.nd
     return sigma * (np.sqrt(-2.0 * lu) * cos_numpy(angle))
 
 
-def fused_noise_numpy(
-    clean, out, period, oy, ox, frame, k0, k1,
-    offset_tile, gain_tile, add_tile, lo_tile, hi_tile, out_offset_tile, out_scale_tile,
-    gain_k, dark_e, shot, read_kind, read_sigma, tukey_lambda, tukey_scale,
-    row_offsets, row_per_channel, col_offsets, ds_map, prnu_map, dark_map,
-    quantize, dither, clip,
-):
+def fused_noise_numpy(clean, out, tiles, counter, model, switches, row_offsets, col_offsets, maps):
     """Plain-numpy reference of :func:`fused_noise_numba`: same arguments, same result, whole-frame arrays."""
     h, w = clean.shape
+    oy, ox, frame, k0, k1 = (int(v) for v in counter)
     key = (k0, k1)
+    gain_k, dark_e, read_sigma, tukey_lambda, tukey_scale = (float(v) for v in model)
+    shot, read_kind, row_per_channel, quantize, dither, clip = (int(v) for v in switches)
+    ds_map, prnu_map, dark_map = maps
+    period = tiles.shape[1]
+    offset_tile, gain_tile, add_tile, lo_tile, hi_tile, out_offset_tile, out_scale_tile = tiles
     gy, gx = np.meshgrid(np.arange(oy, oy + h, dtype=np.uint64), np.arange(ox, ox + w, dtype=np.uint64), indexing="ij")
     t = lambda tile: _tile(tile, (h, w))  # noqa: E731
     mu = np.maximum(clean.astype(np.float64) - t(offset_tile), 0.0) * t(gain_tile)

@@ -286,16 +286,17 @@ def simulate(
         # Row blocks handed out 4 at a time instead of half the frame per thread, so a thread slowed by
         # other load does not hold up the frame; restored afterwards. The result does not depend on it.
         previous_chunksize = numba.set_parallel_chunksize(4)
+    # The kernels' grouped arguments (noisesim.kernels, "the fused kernel"); contiguous arrays of fixed
+    # dtypes, so every call reuses one compiled specialisation.
+    tiles = np.ascontiguousarray(np.stack([offset, gain, add, lo, hi, out_offset, out_scale]), dtype=np.float64)
+    counter = np.array([oy, ox, int(frame_index), key[0], key[1]], dtype=np.int64)
+    model = np.array([k, dark_e, params.read_sigma_dn, params.tukey_lambda, params.tukey_scale_dn], dtype=np.float64)
+    switches = np.array([components.shot, read_kind, components.row_per_channel, components.quantize,
+                         components.dither and not components.quantize, components.clip], dtype=np.int64)
+    maps_in = tuple(empty2 if m is None else np.ascontiguousarray(m, dtype=np.float32) for m in (ds, prnu, dark_map))
     try:
-        kernel(
-            mosaic, out, p, oy, ox, int(frame_index), key[0], key[1],
-            offset, gain, add, lo, hi, out_offset, out_scale,
-            k, float(dark_e), bool(components.shot), read_kind, float(params.read_sigma_dn),
-            float(params.tukey_lambda), float(params.tukey_scale_dn),
-            rows, bool(components.row_per_channel), cols,
-            empty2 if ds is None else ds, empty2 if prnu is None else prnu, empty2 if dark_map is None else dark_map,
-            bool(components.quantize), bool(components.dither and not components.quantize), bool(components.clip),
-        )
+        kernel(mosaic, out, tiles, counter, model, switches,
+               np.ascontiguousarray(rows, dtype=np.float64), np.ascontiguousarray(cols, dtype=np.float64), maps_in)
     finally:
         if previous_chunksize is not None:
             numba.set_parallel_chunksize(previous_chunksize)

@@ -31,7 +31,7 @@ def var_se(x):
     return np.sqrt(max(m4 - m2**2, 0.0) / n)
 
 
-@pytest.mark.parametrize("mu", [0.1, 1.0, 3.0, 9.99, 10.0, 10.5, 30.0, 100.0, 1000.0])
+@pytest.mark.parametrize("mu", [0.05, 0.1, 1.0, 3.0, 9.99, 10.0, 10.5, 30.0, 100.0, 1000.0, 5000.0])
 def test_poisson_shot_noise_regimes(mu):
     """Shot noise alone at K = 1: a Poisson(μ) count per pixel — χ², mean and variance, each regime."""
     p = NoiseParams(1.0)
