@@ -64,9 +64,9 @@ def key_from_seed(rng=None) -> tuple[int, int]:
     return int(words[0]), int(words[1])
 
 
-@nb.njit(inline="always", cache=True)
-def philox4x32(c0, c1, c2, c3, k0, k1):
-    """Philox4x32-10 of one counter; all arguments and results are uint64 holding 32-bit values."""
+def _philox4x32_rounds(c0, c1, c2, c3, k0, k1):
+    """Philox4x32-10 rounds on uint64 scalars or arrays holding 32-bit values: the one implementation,
+    compiled by numba as :func:`philox4x32` and run on numpy arrays by :func:`philox4x32_np`."""
     for _ in range(ROUNDS):
         p0 = _M0 * c0
         p1 = _M1 * c2
@@ -81,21 +81,14 @@ def philox4x32(c0, c1, c2, c3, k0, k1):
     return c0, c1, c2, c3
 
 
+# Philox4x32-10 of one counter in compiled code; all arguments and results are uint64 holding 32-bit values.
+philox4x32 = nb.njit(inline="always", cache=True)(_philox4x32_rounds)
+
+
 def philox4x32_np(c0, c1, c2, c3, k0: int, k1: int):
     """Vectorized numpy Philox4x32-10 (the reference). Counters broadcast; returns four uint64 arrays."""
     c0, c1, c2, c3 = (np.asarray(c, dtype=np.uint64) for c in np.broadcast_arrays(c0, c1, c2, c3))
-    k0, k1 = np.uint64(k0), np.uint64(k1)
-    for _ in range(ROUNDS):
-        p0 = _M0 * c0
-        p1 = _M1 * c2
-        n0 = ((p1 >> _SHIFT) ^ c1 ^ k0) & _MASK32
-        n2 = ((p0 >> _SHIFT) ^ c3 ^ k1) & _MASK32
-        c1 = p1 & _MASK32
-        c3 = p0 & _MASK32
-        c0, c2 = n0, n2
-        k0 = (k0 + _W0) & _MASK32
-        k1 = (k1 + _W1) & _MASK32
-    return c0, c1, c2, c3
+    return _philox4x32_rounds(c0, c1, c2, c3, np.uint64(k0), np.uint64(k1))
 
 
 def uniform_np(word) -> np.ndarray:
