@@ -329,6 +329,16 @@ class DarkFrameBank:
         rec = self.index[frame]
         return DarkFrameChoice(frame, y0, x0, transpose, flip_y, flip_x, float(rec["iso"]), float(rec["exposure_s"]))
 
+    def choice_for(self, shape: tuple[int, int], params: NoiseParams, *, rng=None, frame_index: int = 0) -> DarkFrameChoice:
+        """The choice :func:`simulate_dark_frame` makes for a draw of ``params`` under seed ``rng``."""
+        return self.choose(shape, params.iso, exposure_s=params.exposure_s or None,
+                           rng=np.random.SeedSequence(list(key_from_seed(rng))), frame_index=frame_index)
+
+    @property
+    def content_sha256(self) -> str:
+        """SHA-256 of the bank's index (every frame's ISO, exposure, levels, source and SHA-256)."""
+        return hashlib.sha256(self.index.tobytes()).hexdigest()
+
     def dark(self, choice: DarkFrameChoice, shape: tuple[int, int]) -> np.ndarray:
         """The dark frame a choice describes, cut and transformed to ``shape``: (h, w) float32 DN."""
         h, w = shape
@@ -394,7 +404,7 @@ def simulate_dark_frame(
     dtype = np.dtype(dtype)
     if dtype == np.uint16 and not (output_unit == "dn" and components.quantize and components.clip):
         raise ParameterError("uint16 output needs output_unit='dn' with quantize and clip on")
-    seed_words = key_from_seed(rng)
+    seed_words = key_from_seed(rng)  # one key for the shot noise and the choice (a Generator advances once)
     terms = [t for t in ("shot", "prnu") if getattr(components, t)]
     # the signal part only, unquantized and unclipped: rounding and clipping act on signal + dark together
     shot_only = NoiseComponents.only(*terms, quantize=False, dither=False, clip=False)
@@ -407,8 +417,7 @@ def simulate_dark_frame(
     sensor = sensor.with_black_level(params.black_level_dn)
     black = cfa.per_pixel(sensor.black_level_dn, mosaic.shape).astype(np.float32)
     white = cfa.per_pixel(sensor.white_level_dn, mosaic.shape).astype(np.float32)
-    choice = bank.choose(mosaic.shape, params.iso, exposure_s=params.exposure_s or None,
-                         rng=np.random.SeedSequence(list(seed_words)), frame_index=frame_index)
+    choice = bank.choice_for(mosaic.shape, params, rng=np.random.SeedSequence(list(seed_words)), frame_index=frame_index)
     d = bank.dark(choice, mosaic.shape) + (mosaic - black)
     if components.quantize:
         d = np.floor(d + np.float32(0.5))  # half up, as the kernel rounds

@@ -99,6 +99,10 @@ PARAMS_DTYPE = np.dtype(
         ("isp_red_gain", "<f4"),
         ("isp_blue_gain", "<f4"),
         ("isp_cam2rgb", "<f4", (3, 3)),
+        ("dark_frame", "<i8"),  # dark-frame noise: row of the bank's /frames, -1 = parametric noise
+        ("dark_y0", "<i4"),  # top-left of the dark window in that frame
+        ("dark_x0", "<i4"),
+        ("dark_transform", "u1"),  # bits: 4 = transpose, 2 = flip rows, 1 = flip columns
     ]
 )
 
@@ -187,6 +191,8 @@ class _Job:
     storage: str
     components: NoiseComponents
     kernel_cap: int
+    noise: str = "parametric"
+    bank_path: str | None = None  # dark-frame bank for noise="dark-frame"
 
 
 def sample_seeds(seed: int, index: int, *, spawn_key: tuple[int, ...] | None = None) -> tuple[np.random.SeedSequence, np.random.SeedSequence, int]:
@@ -225,6 +231,11 @@ class _Synth:
         # The output is the same either way (parallel=None restores the engine's default).
         self.parallel: bool | None = False
         self.timers: dict | None = None
+        self.bank = None
+        if job.noise == "dark-frame":
+            from .darkbank import DarkFrameBank
+
+            self.bank = DarkFrameBank(job.bank_path)
 
     def draw_params(self, g: np.random.Generator) -> tuple[NoiseParams, float]:
         from .sampling import sample_params
@@ -269,6 +280,8 @@ class _Synth:
         # packed input and pack its output, so this saves a transpose; the values are identical
         # (the noise is keyed by mosaic pixel coordinates).
         common = dict(components=job.components, maps=self.maps, origin=origin, rng=noise_seed, parallel=self.parallel)
+        if self.bank is not None:
+            common.update(noise="dark-frame", bank=self.bank)
         if job.storage == "uint16":
             sensor = self.sensor.with_black_level(params.black_level_dn)  # the ISO's own black level (card /2)
             if self.px_range is None or self.px_levels != sensor.black_level_dn:
@@ -296,6 +309,11 @@ class _Synth:
         rec["blur_kernel_index"] = -1 if kernel is None else i
         rec["source_index"] = cp.source_index
         rec["origin_y"], rec["origin_x"] = origin
+        rec["dark_frame"] = -1
+        if self.bank is not None:  # which dark frame, where and how it was cut (resynthesize replays the seed)
+            ch = self.bank.choice_for(mosaic.shape, params, rng=noise_seed)
+            rec["dark_frame"], rec["dark_y0"], rec["dark_x0"] = ch.frame, ch.y0, ch.x0
+            rec["dark_transform"] = 4 * ch.transpose + 2 * ch.flip_y + ch.flip_x
         isp = cp.isp
         if isp is None:
             for f in ("isp_rgb_gain", "isp_red_gain", "isp_blue_gain", "isp_cam2rgb"):
@@ -775,6 +793,26 @@ def _check_sampling(card, iso, gain_k) -> None:
         sample_params(card, rng=0)
 
 
+def check_noise_mode(noise: str, bank, cfa) -> tuple[str | None, str | None]:
+    """Validate the noise mode; for dark-frame noise, the bank's absolute path and content hash."""
+    from .noise import NOISE_MODES
+
+    if noise not in NOISE_MODES:
+        raise ParameterError(f"noise must be one of {NOISE_MODES}, got {noise!r}")
+    if noise == "parametric":
+        if bank is not None:
+            raise ParameterError("a dark-frame bank is used only with noise='dark-frame' (--noise dark-frame)")
+        return None, None
+    if bank is None:
+        raise ParameterError("noise='dark-frame' needs a dark-frame bank (--bank BANK.h5; noisesim darks bank)")
+    from .darkbank import DarkFrameBank
+
+    b = DarkFrameBank(bank)
+    if b.cfa.pattern != cfa.pattern:
+        raise ParameterError(f"{bank}: bank CFA {b.cfa.pattern} differs from the card's {cfa.pattern}")
+    return str(Path(bank).resolve()), b.content_sha256
+
+
 def generate_dataset(
     output: str | os.PathLike,
     *,
@@ -798,6 +836,8 @@ def generate_dataset(
     command: str | None = None,
     checkpoint_every: int = 64,
     scheduler: str | None = None,
+    noise: str = "parametric",
+    bank: str | os.PathLike | None = None,
 ) -> Path:
     """Synthesize ``pairs`` (noisy, clean) raw patch pairs into an HDF5 file (layout: module docstring).
 
@@ -857,6 +897,11 @@ def generate_dataset(
         ``scheduler.json`` joins a running one. Each worker writes its own shard (the output folder must
         be storage every worker and this process share) and the master file is written here at the
         end; the bytes are those of the run without a scheduler. None (default): this process and its pool.
+    noise : {"parametric", "dark-frame"}
+        ``dark-frame``: shot noise from K plus real dark frames of the matching ISO from ``bank``
+        (:mod:`noisesim.darkbank`); each sample's dark frame, window and flip are stored in ``/params``.
+    bank : path, optional
+        The dark-frame bank (``noisesim darks bank``) for ``noise="dark-frame"``.
 
     Returns
     -------
@@ -906,6 +951,7 @@ def generate_dataset(
     sensor = card.sensor
     cfa = sensor.cfa
     p = cfa.period
+    bank_path, bank_sha = check_noise_mode(noise, bank, cfa)
     if patch < p or patch % p:
         raise ParameterError(f"patch must be a positive multiple of the CFA period {p} ({cfa.pattern}), got {patch}")
     maps = getattr(card, "maps", None)
@@ -914,7 +960,8 @@ def generate_dataset(
     _check_sampling(card, iso_r, gain_r)
     source_spec = str(source) if str(source) == "builtin" else str(Path(source).resolve())
     job = _Job(card=card, source_spec=source_spec, patch=patch, iso=iso_r, gain_k=gain_r, ratio=ratio_s, blur=blur,
-               seed=int(seed), storage=storage, components=components, kernel_cap=_kernel_capacity(blur))
+               seed=int(seed), storage=storage, components=components, kernel_cap=_kernel_capacity(blur),
+               noise=noise, bank_path=bank_path)
     # Open the source and draw one patch now: an empty folder or images smaller than the patch fail
     # here, before any file is created.
     probe = _Synth(job)
@@ -940,6 +987,8 @@ def generate_dataset(
         "shards": shards,
         "components": dataclasses.asdict(components),
     }
+    if noise != "parametric":  # (absent for parametric noise: files written before the option resume as before)
+        config.update(noise=noise, dark_bank_sha256=bank_sha)
     config_json = json.dumps(config, sort_keys=True)
     site = cfa.site_index.ravel()
     attrs = {
@@ -965,7 +1014,10 @@ def generate_dataset(
         "uses_maps": bool(maps is not None and maps.shape is not None),
         "components": json.dumps(dataclasses.asdict(components), sort_keys=True),
         "command": command if command is not None else "noisesim.dataset.generate_dataset (Python API)",
+        "noise": noise,
     }
+    if bank_path is not None:
+        attrs.update(dark_bank=bank_path, dark_bank_sha256=bank_sha)
     files = shard_paths(output, shards)
     what = f"writing {_partial(output)}" if shards == 1 else f"writing the {shards} shards of {output}"
     with RunLock(output, what=what):  # before any file is touched (issue: concurrent runs)
@@ -1179,10 +1231,11 @@ def sensor_from_attrs(attrs) -> Sensor:
                   black_level_dn=tuple(attrs["black_level_dn"]), white_level_dn=tuple(attrs["white_level_dn"]))
 
 
-def resynthesize(path: str | os.PathLike, index: int, *, card=None) -> np.ndarray:
+def resynthesize(path: str | os.PathLike, index: int, *, card=None, bank=None) -> np.ndarray:
     """Re-draw ``noisy[index]`` from ``clean[index]`` and the stored parameters and seed (bit-exact).
 
-    ``card`` is needed only when the dataset used the card's fixed-pattern maps (``attrs["uses_maps"]``).
+    ``card`` is needed only when the dataset used the card's fixed-pattern maps (``attrs["uses_maps"]``);
+    ``bank`` only for dark-frame noise when the bank has moved from the path stored in the file.
     """
     import h5py
 
@@ -1201,6 +1254,13 @@ def resynthesize(path: str | os.PathLike, index: int, *, card=None) -> np.ndarra
         maps = _resolve_card(card).maps
     kw = dict(ratio=float(rec["ratio"]), components=components, maps=maps,
               origin=(int(rec["origin_y"]), int(rec["origin_x"])), rng=int(rec["seed"]))
+    if str(attrs.get("noise", "parametric")) == "dark-frame":
+        from .darkbank import DarkFrameBank
+
+        b = DarkFrameBank(bank if bank is not None else str(attrs["dark_bank"]))
+        if b.content_sha256 != str(attrs["dark_bank_sha256"]):
+            raise DatasetError(f"{b.path}: not the dark-frame bank {path} was generated with (content differs)")
+        kw.update(noise="dark-frame", bank=b)
     if attrs["storage"] == "uint16":
         return simulate(clean, params_from_record(rec), sensor, input_unit="dn", output_unit="dn", dtype=np.uint16, **kw)
     return simulate(clean, params_from_record(rec), sensor, **kw)

@@ -178,11 +178,16 @@ class OnTheFlyRawDataset:
         The rank whose streams to draw. Default: ``torch.distributed.get_rank()`` when a process group of
         more than one rank is initialized in the process that reads the items or builds the DataLoader
         (the rank then travels to its spawned workers), else single-process streams.
+    noise : {"parametric", "dark-frame"}
+        ``dark-frame``: shot noise from the card's K plus real dark frames from ``bank``
+        (:mod:`noisesim.darkbank`), drawn in the workers like the parametric noise.
+    bank : path, optional
+        The dark-frame bank for ``noise="dark-frame"``.
     """
 
     def __init__(self, source, card, *, length: int, patch: int = 256, iso=None, gain_k=None, ratio=(100.0, 300.0),
                  blur=None, seed: int = 0, components=None, amplify: bool = False, noise_map: bool = False,
-                 transform: Callable | None = None, rank: int | None = None):
+                 transform: Callable | None = None, rank: int | None = None, noise: str = "parametric", bank=None):
         from .blur import parse_blur_spec
         from .dataset import _check_sampling, _Job, _kernel_capacity, _resolve_card, parse_range, parse_ratio
         from .params import NoiseComponents
@@ -197,10 +202,13 @@ class OnTheFlyRawDataset:
         p = card.sensor.cfa.period
         if int(patch) < p or int(patch) % p:
             raise ParameterError(f"patch must be a positive multiple of the CFA period {p}, got {patch}")
+        from .dataset import check_noise_mode
+
+        bank_path, _ = check_noise_mode(noise, bank, card.sensor.cfa)
         source_spec = str(source) if str(source) == "builtin" else str(Path(source).resolve())
         self._job = _Job(card=card, source_spec=source_spec, patch=int(patch), iso=iso_r, gain_k=gain_r, ratio=parse_ratio(ratio),
                          blur=blur, seed=int(seed), storage="float32", components=components or NoiseComponents(),
-                         kernel_cap=_kernel_capacity(blur))
+                         kernel_cap=_kernel_capacity(blur), noise=noise, bank_path=bank_path)
         self.length = int(length)
         self.amplify, self.noise_map, self.transform = bool(amplify), bool(noise_map), transform
         self._epoch = multiprocessing.get_context("spawn").RawValue("q", 0)

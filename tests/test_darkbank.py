@@ -187,3 +187,39 @@ def test_simulate_noise_dark_frame_is_the_same_engine(tmp_path):
         simulate(clean, p, SENSOR, noise="dark-frame")
     with pytest.raises(ParameterError, match="noise must be one of"):
         simulate(clean, p, SENSOR, noise="darkframe", bank=bank)
+
+
+def test_generate_with_dark_frame_noise_stores_the_choice_and_resynthesizes(tmp_path):
+    import noisesim as ns
+    from noisesim.cli import main
+
+    bank = _bank(tmp_path, n=3, shape=(96, 96), iso=1600)
+    out = tmp_path / "ds.h5"
+    assert main(["generate", "--card", "SonyA7S2", "--output", str(out), "--pairs", "3", "--patch", "32",
+                 "--iso", "1600:1600", "--noise", "dark-frame", "--bank", str(bank.path), "--no-progress"]) == 0
+    with h5py.File(out) as f:
+        rec = f["params"][...]
+        assert f.attrs["noise"] == "dark-frame" and f.attrs["dark_bank_sha256"] == bank.content_sha256
+        noisy = f["noisy"][...]
+    assert (rec["dark_frame"] >= 0).all() and (rec["dark_frame"] < 3).all()
+    for i in range(3):
+        assert np.array_equal(ns.resynthesize(out, i), noisy[i])
+    # the same run without the bank's noise differs; a bank with other content is refused on resynthesis
+    other = DarkFrameBank(build_dark_bank(tmp_path / "other.h5", _darks(3, (96, 96), seed=5), cfa="RGGB",
+                                          white_level_dn=WHITE))
+    with pytest.raises(Exception, match="not the dark-frame bank"):
+        ns.resynthesize(out, 0, bank=other.path)
+    assert main(["generate", "--card", "SonyA7S2", "--output", str(tmp_path / "x.h5"), "--pairs", "1",
+                 "--noise", "dark-frame", "--no-progress"]) == 2
+
+
+@pytest.mark.torch
+def test_on_the_fly_dataset_with_dark_frame_noise(tmp_path):
+    pytest.importorskip("torch")
+    from noisesim.torch_data import OnTheFlyRawDataset
+
+    bank = _bank(tmp_path, n=2, shape=(96, 96), iso=1600)
+    ds = OnTheFlyRawDataset("builtin", "SonyA7S2", length=2, patch=32, iso=(1600, 1600), seed=0,
+                            noise="dark-frame", bank=bank.path)
+    a, b = ds[0], ds[0]
+    assert np.array_equal(np.asarray(a["noisy"]), np.asarray(b["noisy"]))

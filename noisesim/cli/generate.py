@@ -38,6 +38,11 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
                    help="run one task per shard on a Dask cluster (extra noisesim[dask]): 'local' starts a LocalCluster of "
                         "--workers processes; tcp://host:8786 or a scheduler.json joins a running one (shards go to "
                         "storage all workers share); content identical to the run without it")
+    p.add_argument("--noise", choices=("parametric", "dark-frame"), default="parametric",
+                   help="parametric: the card's noise model (default); dark-frame: shot noise from the card's K plus "
+                        "real dark frames of the matching ISO from --bank")
+    p.add_argument("--bank", default=None, metavar="BANK.h5",
+                   help="dark-frame bank for --noise dark-frame (build one with 'noisesim darks bank')")
     p.add_argument("--shards", type=int, default=1, help="shard files + a virtual-dataset master at OUTPUT (default 1)")
     p.add_argument("--storage", choices=("float32", "uint16"), default="float32",
                    help="float32 normalized (default) or uint16 raw DN (half the size)")
@@ -67,6 +72,8 @@ def run(args) -> int:
         iso=args.iso,
         gain_k=args.gain_k,
         ratio=args.ratio,
+        noise=args.noise,
+        bank=args.bank,
         blur=args.blur,
         seed=args.seed,
         workers=args.workers,
