@@ -417,6 +417,7 @@ class CardParamSampler:
         self._t_dark = f64([e.dark_current_e_per_s or 0.0 for e in table])
         self._lambdas = f64(joint.tukey_lambda_values or (0.0,))
         self._bins = f64(bins or ((0.0,) * 4,))
+        self._on_device: dict[tuple, dict[str, torch.Tensor]] = {}  # the tables above, copied once per device
 
     def sample(self, n: int, *, device=None, dtype=torch.float32, generator: torch.Generator | None = None) -> NoiseParamsBatch:
         """Draw ``n`` parameter sets on ``device``.
@@ -441,34 +442,36 @@ class CardParamSampler:
         def rand(*shape):
             return torch.rand(shape, generator=generator, device=dev, dtype=wdt)
 
-        def on(t):
-            return t.to(device=dev, dtype=wdt)
+        tables = self._on_device.get((dev, wdt))
+        if tables is None:
+            names = ("_p_log_k", "_p_weight", "_p_fit", "_t_log_k", "_t_lambda", "_t_ble", "_t_col", "_t_dark", "_lambdas", "_bins")
+            tables = self._on_device[(dev, wdt)] = {nm: getattr(self, nm).to(device=dev, dtype=wdt) for nm in names}
 
         lo, hi = self._log_k
         lk = lo + (hi - lo) * rand(n)
         u_profile, u_lambda = rand(n), rand(n)
         z = torch.randn((n, 3), generator=generator, device=dev, dtype=wdt)
         # Profile: among those covering K by weight; the nearest in ln K when none covers (extrapolation).
-        plk = on(self._p_log_k)
+        plk = tables["_p_log_k"]
         covers = (plk[:, 0] <= lk[:, None]) & (lk[:, None] <= plk[:, 1])  # (n, P)
-        w = covers * on(self._p_weight)
+        w = covers * tables["_p_weight"]
         cum = torch.cumsum(w, dim=1) / w.sum(dim=1, keepdim=True).clamp_min(1e-300)
         chosen = (cum <= u_profile[:, None]).sum(dim=1).clamp_max(plk.shape[0] - 1)
         dist = torch.maximum(plk[:, 0] - lk[:, None], lk[:, None] - plk[:, 1])
         prof = torch.where(covers.any(dim=1), chosen, dist.argmin(dim=1))
-        fit = on(self._p_fit)[prof]  # (n, 3, 3)
+        fit = tables["_p_fit"][prof]  # (n, 3, 3)
         log_sigma = fit[:, :, 0] * lk[:, None] + fit[:, :, 1] + (fit[:, :, 2] * z if self.scatter else 0.0)
         sigma = torch.exp(log_sigma)
         nb = self._bins.shape[0]
-        ble = on(self._bins)[((lk - lo) / (hi - lo) * nb).floor().long().clamp(0, nb - 1)]  # (n, 4)
+        ble = tables["_bins"][((lk - lo) / (hi - lo) * nb).floor().long().clamp(0, nb - 1)]  # (n, 4)
         if self._t_log_k.numel():
-            nearest = (on(self._t_log_k)[None, :] - lk[:, None]).abs().argmin(dim=1)  # first = lower ISO on ties
-            lam, row_ble = on(self._t_lambda)[nearest], on(self._t_ble)[nearest]
+            nearest = (tables["_t_log_k"][None, :] - lk[:, None]).abs().argmin(dim=1)  # first = lower ISO on ties
+            lam, row_ble = tables["_t_lambda"][nearest], tables["_t_ble"][nearest]
             ble = torch.where(torch.isnan(row_ble), ble, row_ble)
-            col, dark = on(self._t_col)[nearest], on(self._t_dark)[nearest] * self.exposure_s
+            col, dark = tables["_t_col"][nearest], tables["_t_dark"][nearest] * self.exposure_s
         else:
             nl = self._lambdas.numel()
-            lam = on(self._lambdas)[(u_lambda * nl).long().clamp_max(nl - 1)]
+            lam = tables["_lambdas"][(u_lambda * nl).long().clamp_max(nl - 1)]
             col = dark = torch.zeros(n, device=dev, dtype=wdt)
         rlo, rhi = (math.log(v) for v in self.ratio_range)
         ratio = torch.exp(rlo + (rhi - rlo) * rand(n))

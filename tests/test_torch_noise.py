@@ -398,3 +398,20 @@ def test_card_sampler_without_table_and_with_overlapping_profiles():
     assert torch.all(pb.ratio == 1)
     with pytest.raises(ParameterError):
         CardParamSampler(card, ratio_range=(0.5, 2))
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+def test_raw_noise_forward_makes_no_host_sync_on_cuda():
+    card = load_card("SonyA7S2")
+    aug = RawNoise(card.sensor, CardParamSampler(card, ratio_range=(100, 300)))
+    clean = torch.rand(4, 4, 64, 64, device="cuda")
+    g = torch.Generator(device="cuda").manual_seed(0)
+    aug(clean, generator=g)  # first call: the card's tables and sensor tiles are copied to the device once
+    torch.cuda.synchronize()
+    torch.cuda.set_sync_debug_mode("error")
+    try:
+        out = aug(clean, generator=g)
+        out = aug(clean, params=aug.params, generator=g)
+    finally:
+        torch.cuda.set_sync_debug_mode("default")
+    assert out.device.type == "cuda" and aug.params.gain_k_dn_per_e.device.type == "cuda"
