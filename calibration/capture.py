@@ -35,8 +35,8 @@ try:  # Python 3.11+
 except ModuleNotFoundError:  # Python 3.10: the same parser, packaged (a core dependency there)
     import tomli as tomllib
 
-from noisesim.cfa import CFA
-from noisesim.errors import CalibrationError, CFAError, InputFileError
+from noisesim.cfa import CFA, per_site_values
+from noisesim.errors import CalibrationError, CFAError, InputFileError, NoiseSimError
 from noisesim.rawio import ARRAY_EXTENSIONS, read_array, read_raw
 
 log = logging.getLogger("calibration")
@@ -252,12 +252,10 @@ def _four_levels(v, where: str) -> tuple[float, float, float, float]:
             v = [float(p) for p in parts]
         except ValueError:
             raise CalibrationError(f"{where}: black_level {v!r} is not a number or 4 numbers") from None
-    arr = np.asarray(v, dtype=np.float64).ravel()
-    if arr.size == 1:
-        arr = np.repeat(arr, 4)
-    if arr.size != 4 or not np.all(np.isfinite(arr)):
-        raise CalibrationError(f"{where}: black_level must be one value or 4 per-site values, got {v!r}")
-    return tuple(float(x) for x in arr)  # type: ignore[return-value]
+    try:
+        return per_site_values(v, "black_level")
+    except (NoiseSimError, ValueError, TypeError):
+        raise CalibrationError(f"{where}: black_level must be one value or 4 per-site values, got {v!r}") from None
 
 
 # ------------------------------------------------------------------------------------------------

@@ -15,6 +15,7 @@ import numpy as np
 from scipy import stats
 
 from noisesim.errors import CalibrationError
+from noisesim.stats import tukey_lambda_ppf, tukey_lambda_ppf_logs
 
 from .kernels import USE_NUMBA
 
@@ -207,13 +208,6 @@ def _log_filliben_medians(n: int) -> np.ndarray:
     return lu
 
 
-def tukey_quantile(u: np.ndarray, lam: float) -> np.ndarray:
-    """Q_λ(u) = (u^λ − (1−u)^λ)/λ, log(u/(1−u)) at λ = 0 (docs/model.md)."""
-    if abs(lam) < 1e-9:
-        return np.log(u) - np.log1p(-u)
-    return (u**lam - (1.0 - u) ** lam) / lam
-
-
 def _dot(a: np.ndarray, b: np.ndarray) -> float:
     """Σ a·b of two 1-D float64 arrays by numpy's pairwise sum, not BLAS: a threaded BLAS ``ddot`` splits the
     sum by its thread count, so the figures (and the card) would change with the machine's BLAS threads
@@ -233,10 +227,7 @@ class _PPCC:
         self.lu = _log_filliben_medians(x_sorted.size)
 
     def quantiles(self, lam: float) -> np.ndarray:
-        if abs(lam) < 1e-9:
-            return self.lu - self.lu[::-1]
-        a = np.exp(lam * self.lu)
-        return (a - a[::-1]) / lam
+        return tukey_lambda_ppf_logs(self.lu, self.lu[::-1], float(lam))
 
     def r(self, lam: float) -> float:
         if USE_NUMBA:
@@ -251,13 +242,9 @@ def _ppcc_r_numba(lu, xc, lam):  # pragma: no cover - compiled
     n = lu.size
     sxq = 0.0
     sqq = 0.0
-    small = abs(lam) < 1e-9
     for i in range(n // 2):
         j = n - 1 - i
-        if small:
-            q = lu[i] - lu[j]
-        else:
-            q = (math.exp(lam * lu[i]) - math.exp(lam * lu[j])) / lam
+        q = tukey_lambda_ppf_logs(lu[i], lu[j], lam)
         sxq += q * (xc[i] - xc[j])
         sqq += 2.0 * q * q
     return sxq / math.sqrt(sqq)
@@ -300,7 +287,7 @@ def fit_tukey(x: np.ndarray, *, bounds=(-0.5, 0.5)) -> TukeyFit:
 
 def _simulated_fit(lam: float, scale: float, u: np.ndarray, offsets: np.ndarray, quantized: bool) -> TukeyFit:
     """Run the residual construction of the dark-stack pipeline on synthetic Tukey noise (common random numbers)."""
-    x = scale * tukey_quantile(u, lam) + offsets[None, :]
+    x = scale * tukey_lambda_ppf(u, lam) + offsets[None, :]
     if quantized:
         x = np.rint(x)
     n = x.shape[0]
@@ -359,7 +346,7 @@ def ppcc_curve(x: np.ndarray, lambdas: np.ndarray) -> np.ndarray:
     """PPCC r(λ) on a grid (for the report)."""
     x = np.sort(np.asarray(x, dtype=np.float64).ravel())
     u = _filliben_medians(x.size)
-    return np.array([np.corrcoef(tukey_quantile(u, float(l)), x)[0, 1] for l in lambdas])
+    return np.array([np.corrcoef(tukey_lambda_ppf(u, float(l)), x)[0, 1] for l in lambdas])
 
 
 # ------------------------------------------------------------------------------------------------

@@ -39,7 +39,9 @@ def write_report(result, path) -> Path:
     matplotlib.use("Agg", force=False)
     import matplotlib.pyplot as plt
 
-    from .estimators import ppcc_curve, tukey_quantile, _filliben_medians
+    from noisesim.stats import tukey_lambda_ppf
+
+    from .estimators import ppcc_curve, _filliben_medians
     from .fidelity import summarize
 
     res = result
@@ -99,7 +101,7 @@ def write_report(result, path) -> Path:
             a1.set_xlabel("λ")
             a1.set_ylabel("PPCC r")
             a1.set_title("PPCC (debiased λ* marked)")
-            q = tukey_quantile(_filliben_medians(x.size), r.tukey_lambda.value)
+            q = tukey_lambda_ppf(_filliben_medians(x.size), r.tukey_lambda.value)
             a2.plot(q, x, ".", ms=2)
             a2.plot(q, q * r.tukey_scale_dn.value, "-")
             a2.set_xlabel(f"Tukey-λ quantile (λ = {r.tukey_lambda.value:.3f})")

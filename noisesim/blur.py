@@ -28,6 +28,7 @@ from pathlib import Path
 import numpy as np
 
 from .errors import InputFileError, ParameterError, ShapeError
+from .rng import as_generator
 
 __all__ = [
     "BLUR_KINDS",
@@ -211,7 +212,7 @@ def motion_kernel(
         raise ParameterError(f"motion blur length must be >= 1 px, got {length!r}")
     if length > MAX_MOTION_LENGTH:
         raise ParameterError(f"motion blur length {length} exceeds {MAX_MOTION_LENGTH} px")
-    rng = rng if isinstance(rng, np.random.Generator) else np.random.default_rng(rng)
+    rng = as_generator(rng)
     n = max(2, int(math.ceil(length * steps_per_px)))
     step = length / n
     angle = rng.uniform(0, 2 * math.pi)
@@ -426,7 +427,7 @@ def sample_kernel(spec: BlurSpec | None, rng) -> np.ndarray | None:
     """
     if spec is None:
         return None
-    rng = rng if isinstance(rng, np.random.Generator) else np.random.default_rng(rng)
+    rng = as_generator(rng)
     if spec.p_none >= 1.0 or (spec.p_none > 0.0 and rng.random() < spec.p_none):
         return None
     i = int(rng.integers(spec.n_choices))

@@ -22,7 +22,7 @@ from functools import cached_property
 
 import numpy as np
 
-from .errors import CFAError, ShapeError
+from .errors import CFAError, ParameterError, ShapeError
 
 BAYER_PATTERNS = ("RGGB", "BGGR", "GRBG", "GBRG")
 QUAD_PATTERNS = tuple(f"QUAD_{p}" for p in BAYER_PATTERNS)
@@ -39,6 +39,42 @@ def _quad_letters(bayer: str) -> str:
 
 
 _QUAD_SPELLED = {_quad_letters(p): f"QUAD_{p}" for p in BAYER_PATTERNS}
+
+
+def per_site_values(values, name: str = "per-site values") -> tuple[float, float, float, float]:
+    """A scalar or 4 values → 4 floats, one per colour site in Bayer reading order (RGGB → R, G1, G2, B).
+
+    Parameters
+    ----------
+    values : float or sequence of 4 floats
+        The same unit in, the same out (e.g. DN for black levels).
+    name : str
+        What the values are, for the error message.
+
+    Returns
+    -------
+    tuple of 4 floats
+
+    Raises
+    ------
+    ShapeError
+        Neither a scalar nor 4 values.
+    ParameterError
+        A value is not finite.
+
+    Examples
+    --------
+    >>> per_site_values(512)
+    (512.0, 512.0, 512.0, 512.0)
+    """
+    arr = np.asarray(values, dtype=np.float64)
+    if arr.ndim == 0:
+        arr = np.repeat(arr, 4)
+    if arr.shape != (4,):
+        raise ShapeError(f"{name} must be a scalar or 4 values (one per colour site). Got shape {arr.shape}.")
+    if not np.all(np.isfinite(arr)):
+        raise ParameterError(f"{name} must be finite, got {arr.tolist()}")
+    return tuple(float(v) for v in arr)  # type: ignore[return-value]
 
 
 @dataclass(frozen=True)
@@ -197,13 +233,19 @@ class CFA:
 
     # --- levels ---------------------------------------------------------------------------------
     def tile_values(self, per_site) -> np.ndarray:
-        """Expand 4 per-site values (Bayer order) or a scalar to a (p, p) float64 tile."""
-        v = np.broadcast_to(np.asarray(per_site, dtype=np.float64), (4,)) if np.ndim(per_site) == 0 else np.asarray(per_site, dtype=np.float64)
-        if v.shape != (4,):
-            raise ShapeError(
-                f"per-channel values for CFA {self.pattern} must be a scalar or 4 values "
-                f"({', '.join(self.site_names)}). Got shape {v.shape}."
-            )
+        """Expand 4 per-site values (Bayer order) or a scalar to a (p, p) float64 tile.
+
+        Parameters
+        ----------
+        per_site : float or 4 floats
+            One value per colour site in Bayer reading order (see :func:`per_site_values`).
+
+        Returns
+        -------
+        ndarray
+            ``(p, p)`` float64, the value of each tile position's site.
+        """
+        v = np.asarray(per_site_values(per_site, f"per-channel values for CFA {self.pattern} ({', '.join(self.site_names)})"))
         return v[self.site_index]
 
     def per_pixel(self, per_site, shape: tuple[int, int]) -> np.ndarray:

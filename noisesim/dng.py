@@ -27,7 +27,7 @@ from pathlib import Path
 import numpy as np
 
 from .atomic import atomic_path
-from .cfa import CFA
+from .cfa import CFA, per_site_values
 from .errors import ParameterError, ShapeError
 
 __all__ = ["write_dng", "write_linear_dng", "NOISE_PROFILE_TAG"]
@@ -163,9 +163,7 @@ def write_dng(
     raw = np.asarray(raw)
     cfa.check_mosaic(raw, "DNG image")
     data = _samples(raw, "DNG image")
-    black = np.broadcast_to(np.asarray(black_level_dn, dtype=np.float64), (4,)) if np.ndim(black_level_dn) == 0 else np.asarray(black_level_dn, dtype=np.float64)
-    if black.shape != (4,):
-        raise ParameterError(f"black_level_dn must be a scalar or 4 values, got shape {black.shape}")
+    black = np.asarray(per_site_values(black_level_dn, "black_level_dn"))
     white = float(2**bit_depth - 1 if white_level_dn is None else white_level_dn)
     tags = [
         (33421, "H", 2, (2, 2), True),  # CFARepeatPatternDim

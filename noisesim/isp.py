@@ -32,10 +32,12 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+import numba as nb
 import numpy as np
 
 from .cfa import CFA
 from .errors import ParameterError, ShapeError
+from .rng import as_generator
 
 __all__ = [
     "ISPMeta",
@@ -196,12 +198,6 @@ class ISPMeta:
         )
 
 
-def _as_generator(rng) -> np.random.Generator:
-    if isinstance(rng, np.random.Generator):
-        return rng
-    return np.random.default_rng(rng)
-
-
 def cam2rgb_from_xyz2cam(xyz2cam) -> np.ndarray:
     """Camera RGB → linear sRGB matrix from an XYZ → camera matrix (e.g. a DNG ``ColorMatrix``).
 
@@ -241,7 +237,7 @@ def sample_isp_meta(rng=None, *, cam2rgb=None) -> ISPMeta:
     -------
     ISPMeta
     """
-    rng = _as_generator(rng)
+    rng = as_generator(rng)
     if cam2rgb is None:
         weights = rng.uniform(1e-8, 1e8, size=len(XYZ2CAM_MATRICES))
         weights /= weights.sum()
@@ -308,12 +304,7 @@ def _cam_rgb_pixel_python(img, y, x, lut, rgb2cam, inflection):
     return c0, c1, c2, m * m
 
 
-try:
-    import numba as _nb
-
-    _cam_rgb_pixel = _nb.njit(cache=True, inline="always", error_model="numpy")(_cam_rgb_pixel_python)
-except ImportError:  # pragma: no cover
-    _cam_rgb_pixel = _cam_rgb_pixel_python
+_cam_rgb_pixel = nb.njit(cache=True, inline="always", error_model="numpy")(_cam_rgb_pixel_python)
 
 
 def _unprocess_lut_python(img, lut, rgb2cam, inv_gains, inflection, out):
@@ -335,12 +326,7 @@ def _unprocess_lut_python(img, lut, rgb2cam, inv_gains, inflection, out):
             out[y, x, 2] = min(max(c2 * g2, zero), one)
 
 
-try:
-    import numba as _nb
-
-    _unprocess_lut_numba = _nb.njit(cache=True, nogil=True, error_model="numpy")(_unprocess_lut_python)
-except ImportError:  # pragma: no cover
-    _unprocess_lut_numba = _unprocess_lut_python
+_unprocess_lut_numba = nb.njit(cache=True, nogil=True, error_model="numpy")(_unprocess_lut_python)
 
 
 def unprocess(srgb, meta: ISPMeta, *, lut: bool = False) -> np.ndarray:

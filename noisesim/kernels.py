@@ -42,11 +42,10 @@ import numba as nb
 import numpy as np
 
 from .rng import INV_2_32, STREAM_READ, STREAM_SHOT, philox4x32, philox4x32_np, uniform_np
+from .stats import TUKEY_LOGISTIC_EPS  # |λ| below which Q_λ is the logistic quantile (one threshold everywhere)
 
 # Mean below which Poisson draws use inversion; PTRS is valid for μ ≥ 10 (Hörmann 1993).
 POISSON_INVERSION_MAX = 10.0
-# |λ| below which the Tukey-lambda quantile is the logistic one, log(u / (1 − u)).
-TUKEY_LOGISTIC_EPS = 1e-12
 READ_NONE, READ_GAUSSIAN, READ_TUKEY = 0, 1, 2
 ROWS_PER_BLOCK = 8
 

@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from .cfa import CFA
+from .cfa import CFA, per_site_values
 from .errors import ParameterError, ShapeError
 
 READ_MODELS = ("gaussian", "tukey")
@@ -32,15 +32,6 @@ def _check_finite(name: str, value: float, *, positive: bool = False, nonneg: bo
         raise ParameterError(f"{name} must be > 0, got {value!r}")
     if nonneg and value < 0:
         raise ParameterError(f"{name} must be >= 0, got {value!r}")
-
-
-def _four(name: str, values) -> tuple[float, float, float, float]:
-    arr = np.broadcast_to(np.asarray(values, dtype=np.float64), (4,)) if np.ndim(values) == 0 else np.asarray(values, dtype=np.float64)
-    if arr.shape != (4,):
-        raise ParameterError(f"{name} must be a scalar or 4 per-channel values, got shape {arr.shape}")
-    if not np.all(np.isfinite(arr)):
-        raise ParameterError(f"{name} must be finite, got {arr.tolist()}")
-    return tuple(float(v) for v in arr)  # type: ignore[return-value]
 
 
 @dataclass(frozen=True)
@@ -68,8 +59,8 @@ class Sensor:
         if not isinstance(self.bit_depth, (int, np.integer)) or not 8 <= int(self.bit_depth) <= 16:
             raise ParameterError(f"bit_depth must be an integer from 8 to 16, got {self.bit_depth!r}")
         object.__setattr__(self, "bit_depth", int(self.bit_depth))
-        black = _four("black_level_dn", self.black_level_dn)
-        white = _four("white_level_dn", self.max_dn if self.white_level_dn is None else self.white_level_dn)
+        black = per_site_values(self.black_level_dn, "black_level_dn")
+        white = per_site_values(self.max_dn if self.white_level_dn is None else self.white_level_dn, "white_level_dn")
         for b, w, name in zip(black, white, self.cfa.site_names):
             if not 0 <= b < w <= self.max_dn:
                 raise ParameterError(
@@ -155,11 +146,11 @@ class NoiseParams:
         if not -1.0 < self.tukey_lambda < 1.0:
             # |λ| ≥ 1 is not a plausible read-noise shape (λ = 1 is uniform; λ ≤ −1 has no variance).
             raise ParameterError(f"tukey_lambda must lie in (-1, 1), got {self.tukey_lambda!r}")
-        object.__setattr__(self, "black_level_error_dn", _four("black_level_error_dn", self.black_level_error_dn))
+        object.__setattr__(self, "black_level_error_dn", per_site_values(self.black_level_error_dn, "black_level_error_dn"))
         if self.iso is not None:
             _check_finite("iso", self.iso, positive=True)
         if self.black_level_dn is not None:
-            black = _four("black_level_dn", self.black_level_dn)
+            black = per_site_values(self.black_level_dn, "black_level_dn")
             if min(black) < 0:
                 raise ParameterError(f"black_level_dn must be >= 0, got {list(black)}")
             object.__setattr__(self, "black_level_dn", black)

@@ -40,6 +40,21 @@ STREAM_READ_PIXEL = 4  # read noise with a per-pixel σ (FixedPatternMaps.read_s
 INV_2_32 = 2.3283064365386963e-10
 
 
+def as_generator(rng=None) -> np.random.Generator:
+    """A numpy Generator from a seed, SeedSequence or Generator (returned as is).
+
+    Parameters
+    ----------
+    rng : int, numpy.random.SeedSequence, numpy.random.Generator or None
+        As :func:`numpy.random.default_rng`; None takes fresh OS entropy, the global RNG is never used.
+
+    Returns
+    -------
+    numpy.random.Generator
+    """
+    return rng if isinstance(rng, np.random.Generator) else np.random.default_rng(rng)
+
+
 def key_from_seed(rng=None) -> tuple[int, int]:
     """Derive the 64-bit Philox key (two 32-bit words) from a seed.
 

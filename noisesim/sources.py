@@ -27,12 +27,15 @@ from collections import OrderedDict
 from dataclasses import dataclass
 from pathlib import Path
 
+import numba
 import numpy as np
+from numba.cpython.unsafe.numbers import trailing_zeros as _trailing_zeros
 
 from . import isp
 from .blur import BlurSpec, apply_blur, sample_kernel
 from .cfa import CFA
 from .errors import CFAError, DatasetError, InputFileError, ParameterError
+from .rng import as_generator
 
 log = logging.getLogger(__name__)
 
@@ -79,10 +82,6 @@ class CleanPatch:
     blur_kernel: np.ndarray | None
     isp: isp.ISPMeta | None
     origin: tuple[int, int] = (0, 0)
-
-
-def _as_generator(rng) -> np.random.Generator:
-    return rng if isinstance(rng, np.random.Generator) else np.random.default_rng(rng)
 
 
 class CleanSource:
@@ -160,20 +159,13 @@ def _ctz_python(m):
     return (m & -m).bit_length() - 1
 
 
-try:  # numba is a hard dependency, but keep the module importable (and the reference path usable) without it
-    import numba
-    from numba.cpython.unsafe.numbers import trailing_zeros as _trailing_zeros
+_disc_uniform = numba.njit(cache=True, nogil=True)(_disc_uniform_python)
 
-    _disc_uniform = numba.njit(cache=True, nogil=True)(_disc_uniform_python)
 
-    @numba.njit(cache=True, nogil=True)
-    def _ctz(m):
-        return _trailing_zeros(m)
+@numba.njit(cache=True, nogil=True)
+def _ctz(m):
+    return _trailing_zeros(m)
 
-except ImportError:  # pragma: no cover
-    numba = None
-    _disc_uniform = _disc_uniform_python
-    _ctz = _ctz_python
 
 _ONE = np.uint64(1)
 _ALL = np.uint64(0xFFFFFFFFFFFFFFFF)
@@ -296,7 +288,7 @@ def _uncovered_python(bits, y, x):
     return (bits[y, x >> 6] >> np.uint64(x & 63)) & _ONE != 0
 
 
-_uncovered = numba.njit(cache=True, nogil=True)(_uncovered_python) if numba is not None else _uncovered_python
+_uncovered = numba.njit(cache=True, nogil=True)(_uncovered_python)
 
 
 def _fill_uncovered_python(out, bits):
@@ -345,12 +337,8 @@ def _fill_uncovered_python(out, bits):
     return left
 
 
-if numba is not None:
-    _render_dead_leaves_numba = numba.njit(cache=True, nogil=True)(_render_dead_leaves_python)
-    _fill_uncovered_numba = numba.njit(cache=True, nogil=True)(_fill_uncovered_python)
-else:  # pragma: no cover
-    _render_dead_leaves_numba = _render_dead_leaves_python
-    _fill_uncovered_numba = _fill_uncovered_python
+_render_dead_leaves_numba = numba.njit(cache=True, nogil=True)(_render_dead_leaves_python)
+_fill_uncovered_numba = numba.njit(cache=True, nogil=True)(_fill_uncovered_python)
 
 
 def render_dead_leaves(
@@ -402,7 +390,7 @@ def render_dead_leaves(
         Render into this buffer (and return it) instead of a new array: a source drawing many patches
         reuses one buffer (no page faults on 3 MB per 512² patch).
     """
-    rng = _as_generator(rng)
+    rng = as_generator(rng)
     if r_max is None:
         r_max = float(max(height, width))
     if not 0 < r_min < r_max:
@@ -468,7 +456,7 @@ class DeadLeavesSource(CleanSource):
 
     def sample_patch(self, rng, patch: int, *, blur: BlurSpec | None = None) -> CleanPatch:
         patch = self._check_patch(patch)
-        rng = _as_generator(rng)
+        rng = as_generator(rng)
         if self._buffer is None or self._buffer.shape != (patch, patch, 3):
             self._buffer = np.empty((patch, patch, 3), dtype=np.float32)
         srgb = render_dead_leaves(rng, patch, patch, out=self._buffer, **self.render_options)
@@ -684,7 +672,7 @@ class ImageFolderSource(_FolderSource):
 
     def sample_patch(self, rng, patch: int, *, blur: BlurSpec | None = None) -> CleanPatch:
         patch = self._check_patch(patch)
-        rng = _as_generator(rng)
+        rng = as_generator(rng)
         usable = self.usable_indices(patch)
         i = int(usable[rng.integers(len(usable))])
         img = self._load(i)
@@ -768,7 +756,7 @@ class RawFolderSource(_FolderSource):
 
     def sample_patch(self, rng, patch: int, *, blur: BlurSpec | None = None) -> CleanPatch:
         patch = self._check_patch(patch)
-        rng = _as_generator(rng)
+        rng = as_generator(rng)
         usable = self.usable_indices(patch)
         i = int(usable[rng.integers(len(usable))])
         img, file_cfa, black_tile, white = self._load(i)

@@ -6,6 +6,8 @@ mean σ/√n, variance √((μ₄ − σ⁴)/n) (σ²·√(2/n) for a Gaussian).
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 import pytest
 from scipy import stats
@@ -261,3 +263,22 @@ def test_parameter_validation():
     with pytest.raises(ParameterError, match="bit_depth"):
         Sensor("RGGB", 17)
     assert NoiseParams.from_dict(NoiseParams(1.5, iso=100).to_dict()) == NoiseParams(1.5, iso=100)
+
+
+def test_one_tukey_quantile_definition_agrees_with_scipy():
+    """noisesim.stats is the one Tukey-λ quantile: scipy's ppf, no loss of precision near λ = 0 (issue 10)."""
+    from noisesim import kernels, stats as ns_stats
+
+    assert kernels.TUKEY_LOGISTIC_EPS == ns_stats.TUKEY_LOGISTIC_EPS
+    u = np.array([1e-6, 0.1, 0.5, 0.9, 1 - 1e-6])
+    for lam in (-0.3, -0.04, 0.0, 1e-10, 1e-8, 0.149, 0.5):
+        np.testing.assert_allclose(ns_stats.tukey_lambda_ppf(u, lam), stats.tukeylambda.ppf(u, lam), rtol=1e-9, atol=1e-12)
+    # Small λ: Q_λ(u) = logit(u) + λ/2 · (log²u − log²(1 − u)) + O(λ²). The power form (u^λ − (1 − u)^λ)/λ
+    # that calibration used (with its own 1e-9 threshold) is off by ~1e-8 relative at λ = 2e-9.
+    lam = 2e-9
+    series = np.log(u) - np.log1p(-u) + lam / 2 * (np.log(u) ** 2 - np.log1p(-u) ** 2)
+    np.testing.assert_allclose(ns_stats.tukey_lambda_ppf(u[[0, 1, 3, 4]], lam), series[[0, 1, 3, 4]], rtol=1e-12)
+    assert abs(ns_stats.tukey_lambda_std(0.0) - math.pi / math.sqrt(3)) < 1e-12
+    assert ns_stats.tukey_lambda_std(-0.5) == math.inf and ns_stats.tukey_lambda_std(-0.7) == math.inf
+    for lam in (-0.2, 0.05, 0.14, 0.5):
+        assert ns_stats.tukey_lambda_std(lam) == pytest.approx(stats.tukeylambda.std(lam), rel=1e-12)
