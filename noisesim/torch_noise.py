@@ -89,7 +89,8 @@ class NoiseParamsBatch:
     Every field is a tensor of shape ``(N,)`` (``black_level_error_dn``: ``(N, 4)``, Bayer reading order),
     floating, with the units of the :class:`~noisesim.params.NoiseParams` field of the same name;
     ``tukey`` is a bool ``(N,)`` tensor (True: Tukey-lambda read noise, False: Gaussian) and ``ratio`` the
-    exposure ratio r ≥ 1 of each sample. ``dark_e`` is the expected dark charge I_dark · t [e⁻].
+    exposure ratio r ≥ 1 of each sample. ``dark_e`` is the expected dark charge I_dark · t [e⁻];
+    ``black_level_dn`` ``(N, 4)`` the sample's own black level [DN] (a card row's), NaN for the sensor's.
 
     Build one with :meth:`from_params` or :meth:`CardParamSampler.sample`; :meth:`to_params` goes back.
     """
@@ -104,6 +105,7 @@ class NoiseParamsBatch:
     black_level_error_dn: torch.Tensor
     dark_e: torch.Tensor
     ratio: torch.Tensor
+    black_level_dn: torch.Tensor
 
     def __len__(self) -> int:
         return int(self.gain_k_dn_per_e.shape[0])
@@ -161,6 +163,7 @@ class NoiseParamsBatch:
             black_level_error_dn=col([q.black_level_error_dn for q in plist]).reshape(n, 4),
             dark_e=col([q.dark_current_e_per_s * q.exposure_s for q in plist]),
             ratio=col(r),
+            black_level_dn=col([q.black_level_dn or (math.nan,) * 4 for q in plist]).reshape(n, 4),
         )
 
     def to(self, device=None, dtype=None) -> "NoiseParamsBatch":
@@ -192,6 +195,7 @@ class NoiseParamsBatch:
                 black_level_error_dn=tuple(float(v) for v in host["black_level_error_dn"][i]),
                 dark_current_e_per_s=float(host["dark_e"][i]),
                 exposure_s=1.0 if host["dark_e"][i] else 0.0,
+                black_level_dn=None if np.isnan(host["black_level_dn"][i]).any() else tuple(float(v) for v in host["black_level_dn"][i]),
             )
             for i in range(len(self))
         ]
@@ -203,11 +207,10 @@ def _compute_dtype(dtype: torch.dtype) -> torch.dtype:
 
 
 def _sensor_tiles(sensor: Sensor, device=None, dtype=torch.float32) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """Black and white level per tile site [DN], two (p, p) tensors, and the (p, p) site index of each tile pixel."""
-    cfa = sensor.cfa
-    black = torch.as_tensor(cfa.tile_values(sensor.black_level_dn), dtype=dtype, device=device)
-    white = torch.as_tensor(cfa.tile_values(sensor.white_level_dn), dtype=dtype, device=device)
-    return black, white, torch.as_tensor(cfa.site_index, dtype=torch.long, device=device)
+    """Black and white level per colour site [DN], two (4,) tensors, and the (p, p) site index of the tile."""
+    black = torch.as_tensor(sensor.black_level_dn, dtype=dtype, device=device)
+    white = torch.as_tensor(sensor.white_level_dn, dtype=dtype, device=device)
+    return black, white, torch.as_tensor(sensor.cfa.site_index, dtype=torch.long, device=device)
 
 
 def _to_mosaic(clean: torch.Tensor, sensor: Sensor) -> torch.Tensor:
@@ -229,13 +232,15 @@ def _to_mosaic(clean: torch.Tensor, sensor: Sensor) -> torch.Tensor:
     raise ShapeError(f"clean must have shape (N, C, h, w) or (N, H, W). Got {tuple(clean.shape)}.")
 
 
-def _noise(mosaic, pb: NoiseParamsBatch, black_tile, white_tile, site_index, components: NoiseComponents, generator, output_unit):
+def _noise(mosaic, pb: NoiseParamsBatch, black_sites, white_sites, site_index, components: NoiseComponents, generator, output_unit):
     """The model on an (N, H, W) mosaic in its compute dtype; all tensors on one device (no host sync)."""
     n, H, W = mosaic.shape
     dev, dtype = mosaic.device, mosaic.dtype
-    p = black_tile.shape[0]
-    black = black_tile.repeat(H // p, W // p)
-    white = white_tile.repeat(H // p, W // p)
+    p = site_index.shape[0]
+    # per-sample black level (a card row's own, NaN: the sensor's), (N, H, W); white level (H, W)
+    black_n = torch.where(torch.isnan(pb.black_level_dn), black_sites, pb.black_level_dn)
+    black = black_n[:, site_index].repeat(1, H // p, W // p)
+    white = white_sites[site_index].repeat(H // p, W // p)
 
     def per_sample(t):
         return t.reshape(n, 1, 1)
@@ -368,7 +373,7 @@ class CardParamSampler:
 
     The batched twin of :func:`noisesim.sampling.sample_params` with neither ``iso`` nor
     ``gain_k_dn_per_e`` (``ln K ~ U(ln K_min, ln K_max)``, profile by weight, ``ln σ_x`` log-linear in
-    ln K plus scatter; λ, black-level error, column σ and dark current from the ISO-table row nearest in
+    ln K plus scatter; λ, black-level error, column σ, dark current and black level from the ISO-table row nearest in
     ln K, or λ uniform over ``joint.tukey_lambda_values`` and the black-level error of the ln K bin
     without a table), and the exposure ratio log-uniform in ``ratio_range``. The card is read once into
     small tensors; :meth:`sample` runs on the device only.
@@ -415,6 +420,7 @@ class CardParamSampler:
         self._t_ble = f64([e.black_level_error_dn if e.black_level_error_dn is not None else (math.nan,) * 4 for e in table])
         self._t_col = f64([e.col_sigma_dn or 0.0 for e in table])
         self._t_dark = f64([e.dark_current_e_per_s or 0.0 for e in table])
+        self._t_black = f64([e.black_level_dn or (math.nan,) * 4 for e in table])
         self._lambdas = f64(joint.tukey_lambda_values or (0.0,))
         self._bins = f64(bins or ((0.0,) * 4,))
         self._on_device: dict[tuple, dict[str, torch.Tensor]] = {}  # the tables above, copied once per device
@@ -444,7 +450,7 @@ class CardParamSampler:
 
         tables = self._on_device.get((dev, wdt))
         if tables is None:
-            names = ("_p_log_k", "_p_weight", "_p_fit", "_t_log_k", "_t_lambda", "_t_ble", "_t_col", "_t_dark", "_lambdas", "_bins")
+            names = ("_p_log_k", "_p_weight", "_p_fit", "_t_log_k", "_t_lambda", "_t_ble", "_t_col", "_t_dark", "_t_black", "_lambdas", "_bins")
             tables = self._on_device[(dev, wdt)] = {nm: getattr(self, nm).to(device=dev, dtype=wdt) for nm in names}
 
         lo, hi = self._log_k
@@ -469,10 +475,12 @@ class CardParamSampler:
             lam, row_ble = tables["_t_lambda"][nearest], tables["_t_ble"][nearest]
             ble = torch.where(torch.isnan(row_ble), ble, row_ble)
             col, dark = tables["_t_col"][nearest], tables["_t_dark"][nearest] * self.exposure_s
+            black = tables["_t_black"][nearest]
         else:
             nl = self._lambdas.numel()
             lam = tables["_lambdas"][(u_lambda * nl).long().clamp_max(nl - 1)]
             col = dark = torch.zeros(n, device=dev, dtype=wdt)
+            black = torch.full((n, 4), math.nan, device=dev, dtype=wdt)
         rlo, rhi = (math.log(v) for v in self.ratio_range)
         ratio = torch.exp(rlo + (rhi - rlo) * rand(n))
         batch = NoiseParamsBatch(
@@ -486,6 +494,7 @@ class CardParamSampler:
             black_level_error_dn=ble,
             dark_e=dark,
             ratio=ratio,
+            black_level_dn=black,
         )
         return batch.to(dtype=dtype)
 

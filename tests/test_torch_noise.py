@@ -348,27 +348,42 @@ def test_raw_noise_module_samples_keeps_and_replays_parameters():
         RawNoise(card.sensor)(clean)
 
 
-def test_card_sampler_matches_sample_params_without_scatter():
+def test_card_sampler_follows_the_joint_model_without_scatter():
+    """Random-K draws as sample_params makes them: σ's from the joint fit at K, the rest from the nearest row."""
     card = load_card("SonyA7S2")  # ISO table and one profile: every field a function of K
     s = CardParamSampler(card, scatter=False, exposure_s=0.5)
     pb = s.sample(200, dtype=torch.float64, generator=torch.Generator().manual_seed(0))
-    # A random draw uses the joint model at its K (a *fixed* K inside the ISO table interpolates the table
-    # instead, issue 11), so the reference is the joint model at each drawn K.
-    from noisesim.sampling import _params_at_k
-
-    def joint_at(k):
-        return NoiseParams(read_model="tukey", exposure_s=0.5,
-                           **_params_at_k(card, k, np.random.default_rng(0), scatter=False))
-
-    for q, got in zip((joint_at(k) for k in pb.gain_k_dn_per_e.tolist()), pb.to_params()):
-        for name in ("gain_k_dn_per_e", "tukey_scale_dn", "read_sigma_dn", "row_sigma_dn", "tukey_lambda", "col_sigma_dn"):
-            assert getattr(got, name) == pytest.approx(getattr(q, name), rel=1e-12), name
-        assert got.black_level_error_dn == pytest.approx(q.black_level_error_dn)
-        assert got.dark_current_e_per_s * got.exposure_s == pytest.approx(q.dark_current_e_per_s * 0.5)
+    prof = card.joint.profiles[0]
+    for got in pb.to_params():
+        k = got.gain_k_dn_per_e
+        for name in ("tukey_scale_dn", "read_sigma_dn", "row_sigma_dn"):
+            assert getattr(got, name) == pytest.approx(float(prof.fit(name).median(k)), rel=1e-12), name
+        row = min(card.iso_table, key=lambda e: abs(math.log(e.gain_k_dn_per_e / k)))
+        assert got.tukey_lambda == row.tukey_lambda and got.col_sigma_dn == (row.col_sigma_dn or 0.0)
+        j = card.joint
+        ble = row.black_level_error_dn if row.black_level_error_dn is not None else j.black_level_error_bins[j.black_level_bin(k)]
+        assert got.black_level_error_dn == pytest.approx(ble)
+        assert got.black_level_dn == (None if row.black_level_dn is None else pytest.approx(row.black_level_dn))
+        assert got.dark_current_e_per_s * got.exposure_s == pytest.approx((row.dark_current_e_per_s or 0.0) * 0.5)
+    # the same recipe as sample_params' random draw: same ranges of every field over many draws
+    ref = [sample_params(card, rng=i, scatter=False) for i in range(300)]
+    for name in ("tukey_lambda", "col_sigma_dn"):
+        assert set(getattr(q, name) for q in pb.to_params()) <= set(getattr(q, name) for q in ref) | {0.0}, name
     lk = np.log(pb.gain_k_dn_per_e.numpy())  # ln K ~ U(ln K_min, ln K_max)
     lo, hi = np.log(card.k_range_dn_per_e)
     assert lo <= lk.min() and lk.max() <= hi
     assert abs(lk.mean() - (lo + hi) / 2) < 5 * (hi - lo) / math.sqrt(12 * lk.size)
+
+
+def test_per_sample_black_level_as_the_engine():
+    """A record's own black level (card schema /2) sets offset and normalization per sample, as in simulate."""
+    plist = [NoiseParams(gain_k_dn_per_e=1.0, black_level_dn=(600, 601, 602, 603)), NoiseParams(gain_k_dn_per_e=1.0)]
+    clean = np.random.default_rng(1).random((16, 16)).astype(np.float32)
+    comps = NoiseComponents.only()
+    for unit in ("dn", "normalized"):
+        out = simulate_torch(torch.from_numpy(clean)[None].repeat(2, 1, 1), plist, SENSOR, components=comps, output_unit=unit)
+        for i, q in enumerate(plist):
+            np.testing.assert_allclose(out[i].numpy(), simulate(clean, q, SENSOR, components=comps, output_unit=unit), rtol=1e-6)
 
 
 def test_card_sampler_without_table_and_with_overlapping_profiles():
