@@ -84,6 +84,13 @@ class ISOResult:
     maps_denoised: bool = False  # ds_map_dn / prnu_map Wiener-shrunk instead of variance-matched
     # black level the files declare at this ISO, per colour site [DN]; the dark mean is this + black_level_error_dn
     black_level_dn: tuple[float, float, float, float] = (0.0, 0.0, 0.0, 0.0)
+    # EMVA 1288 datasheet figures (see _emva_figures) and the hot pixels' own dark current
+    sigma_y_dark_dn2: float = float("nan")  # σ²_y.dark, temporal dark variance [DN²]
+    read_noise_e: Estimate | None = None  # σ_d [e⁻]
+    saturation_capacity_e: Estimate | None = None  # μ_e.sat [e⁻]
+    dynamic_range_db: Estimate | None = None  # DR_dB [dB]
+    hot_pixel_dark_current_e_per_s: Estimate | None = None
+    hot_levels: list[tuple[float, float, float]] = field(default_factory=list)  # (t, mean DN of hot pixels, se)
 
     def summary(self) -> dict:
         return {
@@ -97,6 +104,8 @@ class ISOResult:
             "black_level_error_dn": [e.value for e in self.black_level_error_dn],
             "prnu": None if self.prnu is None else [e.value for e in self.prnu],
             "dark_current_e_per_s": None if self.dark_current_e_per_s is None else self.dark_current_e_per_s.value,
+            **{k: None if getattr(self, k) is None else getattr(self, k).value
+               for k in ("hot_pixel_dark_current_e_per_s", "read_noise_e", "saturation_capacity_e", "dynamic_range_db")},
         }
 
 
@@ -310,22 +319,40 @@ def _calibrate_iso(iso, darks, flats, cfa: CFA, shape, warnings, sample_pixels, 
     heldout = []
     for f in held:
         heldout.append(np.asarray(_load(f)))
-    # --- dark current from darks at other exposure times -------------------------------------------
-    dark_levels = [(t_bias, float(ds.frame_channel_means_dn.mean()), float(np.std(ds.frame_channel_means_dn.mean(axis=1), ddof=1) / math.sqrt(n)))]
+    # --- per-pixel dark statistics (hot pixels first: their dark current is measured apart) ------------
+    mean_packed = cfa.pack(ds.mean_map_dn)
+    hot_packed = hot_pixel_mask(mean_packed)
+    hot = cfa.unpack(hot_packed)
+    # --- dark current from darks at other exposure times: the bulk without hot pixels, and the hot pixels
+    # on their own (a hot pixel's dark current is many times the bulk's, EMVA 1288 §8.3 defect pixels)
+    n_hot = int(hot.sum())
+    fm_all = ds.frame_channel_means_dn.mean(axis=1)
+    se0 = float(np.std(fm_all, ddof=1) / math.sqrt(n))
+    if n_hot:
+        dark_levels = [(t_bias, float(ds.mean_map_dn[~hot].mean()), se0)]
+        hot_levels = [(t_bias, float(ds.mean_map_dn[hot].mean()),
+                       math.sqrt(float(ds.temporal_var_map_dn2[hot].mean()) / (n * n_hot)))]
+        black_px = cfa.per_pixel(black, shape)
+    else:
+        dark_levels, hot_levels = [(t_bias, float(fm_all.mean()), se0)], []
     for t, frames in sorted(darks.items()):
         if t == t_bias:
             continue
         la = DarkAccumulator(shape, cfa, black, keep_full_stats=False)
+        bulk_m, hot_m = [], []
         for f in progress(frames):
-            la.add(_load(f), f)
+            raw = _load(f)
+            la.add(raw, f)
+            if n_hot:
+                x = np.subtract(raw, black_px, dtype=np.float64)
+                hot_sum = float(x[hot].sum())
+                hot_m.append(hot_sum / n_hot)
+                bulk_m.append((float(x.sum()) - hot_sum) / (x.size - n_hot))
         st = la.finish(t)
-        m = st.frame_channel_means_dn.mean(axis=1)
-        se = float(np.std(m, ddof=1) / math.sqrt(m.size)) if m.size > 1 else float("nan")
-        dark_levels.append((t, float(m.mean()), se))
-    # --- per-pixel dark statistics -----------------------------------------------------------------
-    mean_packed = cfa.pack(ds.mean_map_dn)
-    hot_packed = hot_pixel_mask(mean_packed)
-    hot = cfa.unpack(hot_packed)
+        m = np.array(bulk_m) if n_hot else st.frame_channel_means_dn.mean(axis=1)
+        dark_levels.append((t, float(m.mean()), _se_of_mean(m)))
+        if n_hot:
+            hot_levels.append((t, float(np.mean(hot_m)), _se_of_mean(np.array(hot_m))))
     var_packed = cfa.pack(ds.temporal_var_map_dn2)
     nch = cfa.n_channels
     q = 1.0 / 12.0 if ds.integer_valued else 0.0
@@ -496,16 +523,11 @@ def _calibrate_iso(iso, darks, flats, cfa: CFA, shape, warnings, sample_pixels, 
     else:
         _warn(warnings, f"ISO {iso:g}: no unclipped flats between 5 % and 70 % of the range; PRNU not measured")
     # --- dark current ---------------------------------------------------------------------------------
-    dc = None
-    if len(dark_levels) >= 2:
-        t_arr = np.array([d[0] for d in dark_levels])
-        m_arr = np.array([d[1] for d in dark_levels])
-        se_arr = np.array([d[2] for d in dark_levels])
-        wts_d = 1.0 / np.maximum(se_arr, 1e-9) ** 2 if np.all(np.isfinite(se_arr)) else None
-        lf = fit_line(t_arr, m_arr, weights=wts_d, what=f"ISO {iso:g} dark current")
-        rate = lf.slope.value / kval
-        se_rate = abs(rate) * math.sqrt((lf.slope.se / lf.slope.value) ** 2 + (kse / kval) ** 2) if lf.slope.value else lf.slope.se / kval
-        dc = Estimate.normal(rate, se_rate, f"slope of mean dark signal over {len(t_arr)} exposure times ÷ K", len(t_arr))
+    dc = _dark_rate(dark_levels, kval, kse, f"ISO {iso:g} dark current",
+                    "mean dark signal" + (f" without the {n_hot} hot pixels" if n_hot else ""))
+    hot_dc = _dark_rate(hot_levels, kval, kse, f"ISO {iso:g} hot-pixel dark current", f"mean signal of the {n_hot} hot pixels")
+    # --- EMVA 1288 datasheet figures ---------------------------------------------------------------------
+    emva = _emva_figures(v_chan, dark_sigma, q, ptcs, kval, kse)
     # --- report diagnostics -----------------------------------------------------------------------------
     rs = np.fft.rfft(ds.row_resid, axis=1)
     spectrum = (np.abs(rs) ** 2).mean(axis=0) / ds.row_resid.shape[1]
@@ -522,7 +544,60 @@ def _calibrate_iso(iso, darks, flats, cfa: CFA, shape, warnings, sample_pixels, 
         hot_pixels=int(hot.sum()), files=files, read_samples_dn=rsub.astype(np.float32), row_spectrum=spectrum,
         dark_levels=dark_levels, ds_map_dn=ds_map_out, prnu_map=prnu_map, prnu_frames=facc.prnu_n, hot_mask=hot,
         heldout=heldout, heldout_exposure_s=t_bias, maps_denoised=denoise_maps,
-        black_level_dn=tuple(float(b) for b in black),
+        black_level_dn=tuple(float(b) for b in black), hot_pixel_dark_current_e_per_s=hot_dc, hot_levels=hot_levels,
+        **emva,
+    )
+
+
+def _se_of_mean(m: np.ndarray) -> float:
+    return float(np.std(m, ddof=1) / math.sqrt(m.size)) if m.size > 1 else float("nan")
+
+
+def _dark_rate(levels, kval: float, kse: float, what: str, signal: str) -> Estimate | None:
+    """Dark current [e⁻/s]: slope of the mean dark signal [DN] over exposure time ÷ K (EMVA 1288 §8.3)."""
+    if len(levels) < 2:
+        return None
+    t_arr = np.array([d[0] for d in levels])
+    m_arr = np.array([d[1] for d in levels])
+    se_arr = np.array([d[2] for d in levels])
+    wts = 1.0 / np.maximum(se_arr, 1e-9) ** 2 if np.all(np.isfinite(se_arr)) else None
+    lf = fit_line(t_arr, m_arr, weights=wts, what=what)
+    rate = lf.slope.value / kval
+    se_rate = abs(rate) * math.sqrt((lf.slope.se / lf.slope.value) ** 2 + (kse / kval) ** 2) if lf.slope.value else lf.slope.se / kval
+    return Estimate.normal(rate, se_rate, f"slope of the {signal} over {len(t_arr)} exposure times ÷ K", len(t_arr))
+
+
+def _emva_figures(v_chan: np.ndarray, dark_sigma: list[Estimate], q: float, ptcs: list[PTCFit], kval: float, kse: float) -> dict:
+    """The EMVA 1288 datasheet figures of one ISO (release 4.0, linear camera model), as Estimates.
+
+    * σ²_y.dark [DN²]: temporal dark variance (pooled per-pixel variance of the darks, all pixels, mean over
+      channels); σ_d = √(σ²_y.dark − σ²_q) / K [e⁻], σ²_q = 1/12 DN² for integer data.
+    * μ_e.sat = μ_y.sat / K [e⁻]: μ_y.sat the dark-subtracted mean at the peak of the photon-transfer
+      variance (mean over channels; the white level where the flats do not reach the peak).
+    * μ_e.min = ½ + √(¼ + σ²_y.dark / K²) [e⁻], the signal at SNR = 1 (absolute sensitivity threshold);
+      DR_dB = 20 log₁₀(μ_e.sat / μ_e.min).
+    """
+    sy2 = float(np.mean(v_chan))
+    se_sy2 = float(np.mean([2.0 * e.value * e.se for e in dark_sigma]))  # channels share row noise: no √C gain
+    rel_k = kse / kval
+    d2 = max(sy2 - q, 0.0)
+    sd = math.sqrt(d2) / kval
+    se_sd = sd * math.hypot(se_sy2 / (2.0 * d2) if d2 > 0 else 0.0, rel_k)
+    sat_dn = float(np.mean([p.saturation_mean_dn for p in ptcs]))
+    found = all(p.saturation_found for p in ptcs)
+    sat_e = sat_dn / kval
+    se_sat = sat_e * rel_k
+    e_min = 0.5 + math.sqrt(0.25 + sy2 / kval**2)
+    # d μ_e.min / d(σ²_y.dark/K²) = 1 / (2 √(¼ + σ²_y.dark/K²))
+    se_min = (sy2 / kval**2) * math.hypot(se_sy2 / sy2 if sy2 > 0 else 0.0, 2 * rel_k) / (2.0 * (e_min - 0.5))
+    dr = 20.0 * math.log10(sat_e / e_min)
+    se_dr = 20.0 / math.log(10.0) * math.hypot(se_sat / sat_e, se_min / e_min)  # K's share largely cancels: conservative
+    sat_how = "mean at the photon-transfer variance peak ÷ K" if found else "white level − dark mean ÷ K (variance peak not reached)"
+    return dict(
+        sigma_y_dark_dn2=sy2,
+        read_noise_e=Estimate.normal(sd, se_sd, "EMVA 1288 σ_d = √(σ²_y.dark − σ²_q) / K", len(dark_sigma)),
+        saturation_capacity_e=Estimate.normal(sat_e, se_sat, f"EMVA 1288 μ_e.sat: {sat_how}; SE from K only", len(ptcs)),
+        dynamic_range_db=Estimate.normal(dr, se_dr, "EMVA 1288 DR_dB = 20 log₁₀(μ_e.sat / μ_e.min), μ_e.min = ½ + √(¼ + σ²_y.dark/K²)", len(ptcs)),
     )
 
 
@@ -684,11 +759,18 @@ def _build_card(results: list[ISOResult], joint: JointFits | None, cap: Capture,
         if r.dark_current_e_per_s is not None:
             dc = max(r.dark_current_e_per_s.value, 0.0)
             cis["dark_current_e_per_s"] = ci(r.dark_current_e_per_s, 0.0)
+        extra = {}  # schema /2 figures, where measured
+        for name, floor in (("hot_pixel_dark_current_e_per_s", 0.0), ("read_noise_e", 0.0), ("saturation_capacity_e", None),
+                            ("dynamic_range_db", None)):
+            e = getattr(r, name)
+            if e is not None and math.isfinite(e.value) and (name != "saturation_capacity_e" or e.value > 0):
+                extra[name] = max(e.value, floor) if floor is not None else e.value
+                cis[name] = ci(e, floor)
         entries.append(ISOEntry(
             iso=r.iso, gain_k_dn_per_e=r.gain_k_dn_per_e.value, read_sigma_dn=max(r.read_sigma_dn.value, 0.0),
             tukey_lambda=r.tukey_lambda.value, tukey_scale_dn=max(r.tukey_scale_dn.value, 0.0),
             row_sigma_dn=max(r.row_sigma_dn.value, 0.0), black_level_error_dn=tuple(e.value for e in r.black_level_error_dn),
-            col_sigma_dn=max(r.col_sigma_dn.value, 0.0), dark_current_e_per_s=dc, ci=cis,
+            col_sigma_dn=max(r.col_sigma_dn.value, 0.0), dark_current_e_per_s=dc, ci=cis, **extra,
         ))
     jm = None
     if joint is not None:

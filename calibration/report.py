@@ -1,6 +1,7 @@
 """The calibration report: one self-contained HTML page with PNG plots embedded (base64).
 
-Sections: warnings, per-ISO table (every figure with its 95 % interval), photon transfer curve per channel
+Sections: warnings, per-ISO table (every figure with its 95 % interval), EMVA 1288 datasheet figures with SNR
+curve and log–log photon transfer (:mod:`calibration.datasheet`), photon transfer curve per channel
 with fit and residuals, PPCC curve and Tukey-lambda probability plot, row-noise spectrum, dark shading and
 PRNU maps, joint log-linear fits across ISO, and the fidelity table (KL divergences on held-out darks).
 """
@@ -66,6 +67,9 @@ def write_report(result, path) -> Path:
                    f"<td>{_fmt(r.tukey_scale_dn)}</td><td>{r.tukey_r2:.5f}</td><td>{_fmt(r.row_sigma_dn)}</td><td>{_fmt(r.col_sigma_dn)}</td>"
                    f"<td>{ble}</td><td>{prnu}</td><td>{_fmt(r.dark_current_e_per_s)}</td><td>{r.n_darks}</td><td>{r.n_flat_pairs}</td><td>{r.hot_pixels}</td></tr>")
     out.append("</table>")
+    from .datasheet import datasheet_html
+
+    out.append(datasheet_html(res, _png))  # EMVA 1288 figures, SNR curve, log-log photon transfer
     out.append("<p>Tukey λ per channel (diagnostic; the card keeps the pooled λ above):</p><table><tr><th>ISO</th>"
                + "".join(f"<th>{esc(n)}</th>" for n in res.iso_results[0].channel_names) + "</tr>")
     for r in res.iso_results:
