@@ -69,7 +69,7 @@ from .runlock import RunLock
 
 log = logging.getLogger(__name__)
 
-SCHEMA = "noisesim.dataset/1"
+SCHEMA = "noisesim.dataset/2"  # /2: per-sample CRC-32 in /params["crc32"]
 STORAGES = ("float32", "uint16")
 COMPRESSIONS = (None, "lzf", "gzip")
 PARTIAL_SUFFIX = ".partial"
@@ -103,6 +103,7 @@ PARAMS_DTYPE = np.dtype(
         ("dark_y0", "<i4"),  # top-left of the dark window in that frame
         ("dark_x0", "<i4"),
         ("dark_transform", "u1"),  # bits: 4 = transpose, 2 = flip rows, 1 = flip columns
+        ("crc32", "<u4"),  # CRC-32 of the sample's stored bytes (see sample_crc32); checked by inspect --verify
     ]
 )
 
@@ -398,9 +399,54 @@ def _worker_init(job: _Job, shm_name: str, nslots: int, shape: tuple, dtype: str
 
 def _worker_task(i: int, slot: int):
     clean, noisy, rec, kernel = _W["synth"].sample(i)
+    _seal(_W["synth"].job, clean, noisy, rec, kernel)
     _W["slots"][slot, 0] = clean
     _W["slots"][slot, 1] = noisy
     return i, rec.tobytes(), kernel
+
+
+def sample_crc32(clean: np.ndarray, noisy: np.ndarray, rec, kernel_row: np.ndarray | None = None, kernel_size: int | None = None) -> int:
+    """CRC-32 of one sample as stored: ``clean`` and ``noisy`` rows (C, h, w) in their stored dtype, the
+    ``/params`` row with its ``crc32`` field zeroed and, for blurred datasets, the padded ``/blur_kernels``
+    row (k, k) float32 and its ``/blur_kernel_sizes`` entry (int32).
+
+    CRC-32 detects every error burst up to 32 bits and misses random damage with probability 2⁻³²; it
+    guards against storage faults, not against deliberate tampering.
+    """
+    import zlib
+
+    row = np.array(rec, dtype=PARAMS_DTYPE)  # a copy, with the checksum field zeroed
+    row["crc32"] = 0
+    crc = zlib.crc32(np.ascontiguousarray(clean).data)
+    crc = zlib.crc32(np.ascontiguousarray(noisy).data, crc)
+    crc = zlib.crc32(row.tobytes(), crc)
+    if kernel_row is not None:
+        crc = zlib.crc32(np.ascontiguousarray(kernel_row, dtype="<f4").data, crc)
+        crc = zlib.crc32(np.int32(kernel_size or 0).astype("<i4").tobytes(), crc)
+    return crc
+
+
+def _seal(job: _Job, clean, noisy, rec, kernel) -> None:
+    """Store the sample's CRC-32 in ``rec`` (done where the sample is made, so workers share the cost)."""
+    kernel_row = ksize = None
+    if job.blur is not None:  # the layout _ShardWriter.write stores
+        from .blur import pad_kernel
+
+        k = max(job.kernel_cap, 1)
+        kernel_row = np.zeros((k, k), np.float32) if kernel is None else pad_kernel(np.asarray(kernel, np.float32), k)
+        ksize = 0 if kernel is None else max(kernel.shape)
+    dt = np.dtype("<u2" if job.storage == "uint16" else "<f4")
+    rec["crc32"] = sample_crc32(np.asarray(clean, dt), np.asarray(noisy, dt), rec, kernel_row, ksize)
+
+
+def stored_sample_crc32(f, index: int, rec=None) -> int:
+    """CRC-32 of sample ``index`` recomputed from an open dataset file ``f`` (compare with ``rec["crc32"]``)."""
+    rec = f["params"][index] if rec is None else rec
+    kern = f["blur_kernels"]
+    kernel_row = ksize = None
+    if kern.shape[0]:
+        kernel_row, ksize = kern[index], int(f["blur_kernel_sizes"][index])
+    return sample_crc32(f["clean"][index], f["noisy"][index], rec, kernel_row, ksize)
 
 
 def _produce(job: _Job, todo: Sequence[int], workers: int) -> Iterator[tuple]:
@@ -408,7 +454,9 @@ def _produce(job: _Job, todo: Sequence[int], workers: int) -> Iterator[tuple]:
     if workers <= 1 or len(todo) <= 1:
         synth = _Synth(job)
         for i in todo:
-            yield (i, *synth.sample(i))
+            clean, noisy, rec, kernel = synth.sample(i)
+            _seal(job, clean, noisy, rec, kernel)
+            yield i, clean, noisy, rec, kernel
         return
     import multiprocessing as mp
     from multiprocessing import shared_memory
@@ -1302,46 +1350,150 @@ def to_normalized(x: np.ndarray, attrs, *, channel_axis: int = -3, rec=None) -> 
     return ((np.asarray(x, dtype=np.float32) - b.reshape(shape)) / (w - b).reshape(shape)).astype(np.float32)
 
 
-def inspect_dataset(path: str | os.PathLike) -> dict:
-    """A summary of a dataset: layout, counts, parameter ranges, card and attributes (a plain dict)."""
+# Everything h5py and numpy raise on a damaged or foreign file: reported as one DatasetError line.
+_READ_ERRORS = (OSError, RuntimeError, KeyError, ValueError, TypeError, IndexError, AttributeError)
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip()
+    return text.splitlines()[0] if text else type(exc).__name__
+
+
+def open_dataset_file(path: str | os.PathLike, *, allow_partial: bool = False):
+    """Open a generated dataset for reading (an ``h5py.File``), after the checks every reader needs.
+
+    Raises :class:`DatasetError` (one line naming the file) when the file is missing, not HDF5, not a
+    noisesim dataset, a ``.partial`` (unless ``allow_partial``), or a shard master whose shards are missing
+    or belong to another run: HDF5 would read a missing shard's samples as zeros.
+    """
     import h5py
 
     path = Path(path)
     if not path.exists():
         raise DatasetError(f"{path} does not exist")
+    if path.is_dir():
+        raise DatasetError(f"{path} is a directory, not a dataset file")
+    if not allow_partial and path.name.endswith(PARTIAL_SUFFIX):
+        raise DatasetError(f"{path} is the partial file of an interrupted or running generate, not a dataset; "
+                           "finish it with --resume")
     try:
         f = h5py.File(path, "r")
-    except OSError as exc:
-        raise DatasetError(f"{path} is not a readable HDF5 file ({exc})") from None
-    with f:
-        if "clean" not in f or "noisy" not in f or "params" not in f:
-            raise DatasetError(f"{path} is not a noisesim dataset: /clean, /noisy or /params missing")
-        info: dict = {"path": str(path), "size_bytes": path.stat().st_size}
-        info["datasets"] = {}
-        for name, ds in f.items():
-            info["datasets"][name] = {
-                "shape": tuple(ds.shape), "dtype": str(ds.dtype), "chunks": ds.chunks, "compression": ds.compression,
-                "virtual": ds.is_virtual,
-            }
-        info["attrs"] = {k: (v.tolist() if isinstance(v, np.ndarray) else v) for k, v in f.attrs.items() if k != "card"}
-        info["card_text"] = f.attrs.get("card", "")
-        rec = f["params"][:]
-        ranges = {}
-        for name in ("iso", "gain_k_dn_per_e", "ratio", "read_sigma_dn", "tukey_lambda", "tukey_scale_dn", "row_sigma_dn"):
-            v = rec[name].astype(np.float64)
-            v = v[np.isfinite(v)]
-            ranges[name] = (float(v.min()), float(v.max())) if v.size else None
-        info["param_ranges"] = ranges
-        info["n_pairs"] = len(rec)
-        info["n_blurred"] = int((rec["blur_kernel_index"] >= 0).sum())
-        info["n_sources"] = int(np.unique(rec["source_index"]).size)
+    except _READ_ERRORS as exc:
+        raise DatasetError(f"{path} is not a readable HDF5 file ({_first_line(exc)})") from None
+    try:
+        for name in ("clean", "noisy", "params"):
+            if name not in f or not isinstance(f[name], h5py.Dataset):
+                raise DatasetError(f"{path} is not a noisesim dataset: /{name} missing")
+        _check_shards(path, f)
+    except BaseException as exc:
+        f.close()
+        if isinstance(exc, _READ_ERRORS) and not isinstance(exc, NoiseSimError):
+            raise DatasetError(f"{path} cannot be read: {_first_line(exc)}") from None
+        raise
+    return f
+
+
+def _check_shards(path: Path, f) -> None:
+    """A shard master's shards exist beside it and were written by the same run."""
+    import h5py
+
+    if "shards" not in f.attrs:
+        return
+    names = json.loads(f.attrs["shards"])
+    config = f.attrs.get("generation_config", "")
+    missing = [n for n in names if not (path.parent / n).is_file()]
+    if missing:
+        raise DatasetError(f"{path}: {len(missing)} of {len(names)} shard files are missing ({', '.join(missing[:3])}"
+                           f"{', …' if len(missing) > 3 else ''}); their samples would read as zeros")
+    for n in names:
+        try:
+            with h5py.File(path.parent / n, "r") as sf:
+                same = sf.attrs.get("generation_config", "") == config
+        except _READ_ERRORS as exc:
+            raise DatasetError(f"{path}: shard {path.parent / n} cannot be read ({_first_line(exc)})") from None
+        if not same:
+            raise DatasetError(f"{path}: shard {path.parent / n} belongs to another run (different settings)")
+
+
+def inspect_dataset(path: str | os.PathLike) -> dict:
+    """A summary of a dataset: layout, counts, parameter ranges, card and attributes (a plain dict).
+
+    A ``.partial`` file is summarized too, with ``info["partial"]`` True and ``info["samples_done"]``
+    (samples flagged done in its progress file). Any damage gives :class:`DatasetError`, never another error.
+    """
+    path = Path(path)
+    f = open_dataset_file(path, allow_partial=True)
+    try:
+        with f:
+            return _summarize(path, f)
+    except NoiseSimError:
+        raise
+    except _READ_ERRORS as exc:
+        raise DatasetError(f"{path} cannot be read: {_first_line(exc)}") from None
+
+
+def _summarize(path: Path, f) -> dict:
+    info: dict = {"path": str(path), "size_bytes": path.stat().st_size}
+    info["partial"] = path.name.endswith(PARTIAL_SUFFIX)
+    if info["partial"]:
+        info["samples_done"] = _samples_durable(path)
+    info["datasets"] = {}
+    for name, ds in f.items():
+        info["datasets"][name] = {
+            "shape": tuple(ds.shape), "dtype": str(ds.dtype), "chunks": ds.chunks, "compression": ds.compression,
+            "virtual": ds.is_virtual,
+        }
+    info["attrs"] = {k: (v.tolist() if isinstance(v, np.ndarray) else v) for k, v in f.attrs.items() if k != "card"}
+    info["card_text"] = f.attrs.get("card", "")
+    rec = f["params"][:]
+    ranges = {}
+    for name in ("iso", "gain_k_dn_per_e", "ratio", "read_sigma_dn", "tukey_lambda", "tukey_scale_dn", "row_sigma_dn"):
+        v = rec[name].astype(np.float64)
+        v = v[np.isfinite(v)]
+        ranges[name] = (float(v.min()), float(v.max())) if v.size else None
+    info["param_ranges"] = ranges
+    info["n_pairs"] = len(rec)
+    info["n_blurred"] = int((rec["blur_kernel_index"] >= 0).sum())
+    info["n_sources"] = int(np.unique(rec["source_index"]).size)
     return info
+
+
+def verify_dataset(path: str | os.PathLike, *, progress: bool = False) -> list[int]:
+    """Recompute every sample's CRC-32 (:func:`sample_crc32`) and return the indices that do not match.
+
+    Raises :class:`DatasetError` for a file that cannot be checked: unreadable, a partial, a master with
+    missing shards, or a file written before checksums were stored (schema ``noisesim.dataset/1``).
+    """
+    from tqdm.auto import tqdm
+
+    path = Path(path)
+    f = open_dataset_file(path)
+    bad: list[int] = []
+    try:
+        with f:
+            params = f["params"]
+            if "crc32" not in (params.dtype.names or ()):
+                raise DatasetError(f"{path} has no per-sample checksums (schema {f.attrs.get('schema', '?')}, "
+                                   f"written before {SCHEMA}); it cannot be verified")
+            recs = params[:]
+            for i in tqdm(range(len(recs)), disable=not progress, unit="pair", desc="verify"):
+                if stored_sample_crc32(f, i, recs[i]) != int(recs[i]["crc32"]):
+                    bad.append(i)
+    except NoiseSimError:
+        raise
+    except _READ_ERRORS as exc:
+        raise DatasetError(f"{path} cannot be read: {_first_line(exc)}") from None
+    return bad
 
 
 def format_summary(info: dict) -> str:
     """Human-readable text of :func:`inspect_dataset`'s dict."""
     a = info["attrs"]
-    lines = [
+    lines = []
+    if info.get("partial"):
+        lines.append(f"INCOMPLETE: partial file of an interrupted or running generate ({info.get('samples_done', 0)} of "
+                     f"{info['n_pairs']} samples done); finish it with --resume. Samples not done read as zeros.")
+    lines += [
         f"{info['path']}  ({info['size_bytes'] / 1e6:.1f} MB, schema {a.get('schema')}, noisesim {a.get('noisesim_version')})",
         f"pairs: {info['n_pairs']}  patch: {a.get('patch')} px  CFA: {a.get('cfa')}  channels: {a.get('channel_order')}  "
         f"storage: {a.get('storage')} ({a.get('unit')})",
@@ -1363,33 +1515,50 @@ def contact_sheet(path: str | os.PathLike, out_png: str | os.PathLike, *, n: int
     """Write a PNG of ``n`` pairs (noisy × ratio | clean), rendered by the forward ISP
     (:func:`noisesim.isp.process`) with each sample's recorded white balance and colour matrix
     (neutral gains and the identity matrix when the sample has none, e.g. procedural or raw sources)."""
-    import cv2
-    import h5py
-
-    from .isp import ISPMeta, process
-
     out_png = Path(out_png)
     if not out_png.parent.is_dir():
         raise DatasetError(f"cannot write {out_png}: directory {out_png.parent} does not exist")
-    with h5py.File(path, "r") as f:
-        attrs = dict(f.attrs)
-        N = f["params"].shape[0]
-        idx = list(indices) if indices is not None else list(np.linspace(0, N - 1, min(n, N)).round().astype(int))
-        sensor = sensor_from_attrs(attrs)
-        cfa = sensor.cfa
-        tiles = []
-        for i in idx:
-            rec = f["params"][i]
-            clean = to_normalized(f["clean"][i], attrs, rec=rec)
-            noisy = to_normalized(f["noisy"][i], attrs, rec=rec) * float(rec["ratio"])
-            if np.isfinite(rec["isp_rgb_gain"]):
-                meta = ISPMeta(rgb_gain=float(rec["isp_rgb_gain"]), red_gain=float(rec["isp_red_gain"]),
-                               blue_gain=float(rec["isp_blue_gain"]), cam2rgb=tuple(rec["isp_cam2rgb"].ravel().tolist()))
-            else:
-                meta = ISPMeta(rgb_gain=1.0, red_gain=1.0, blue_gain=1.0, cam2rgb=tuple(np.eye(3).ravel()))
-            pair = [process(cfa.unpack(np.clip(x, 0, 1)), meta, cfa) for x in (noisy, clean)]
-            sep = np.ones((pair[0].shape[0], 4, 3), np.float32)
-            tiles.append(np.concatenate([pair[0], sep, pair[1]], axis=1))
+    f = open_dataset_file(path, allow_partial=True)
+    try:
+        with f:
+            tiles = _sheet_tiles(f, n, indices)
+    except NoiseSimError:
+        raise
+    except _READ_ERRORS as exc:
+        raise DatasetError(f"{path} cannot be read: {_first_line(exc)}") from None
+    _write_sheet(tiles, out_png)
+    return out_png
+
+
+def _sheet_tiles(f, n: int, indices) -> list[np.ndarray]:
+    """One (h, 2w + 4, 3) RGB tile (noisy × ratio | clean) per chosen sample of the open file ``f``."""
+    from .isp import ISPMeta, process
+
+    attrs = dict(f.attrs)
+    N = f["params"].shape[0]
+    idx = list(indices) if indices is not None else list(np.linspace(0, N - 1, min(n, N)).round().astype(int))
+    sensor = sensor_from_attrs(attrs)
+    cfa = sensor.cfa
+    tiles = []
+    for i in idx:
+        rec = f["params"][i]
+        clean = to_normalized(f["clean"][i], attrs, rec=rec)
+        noisy = to_normalized(f["noisy"][i], attrs, rec=rec) * float(rec["ratio"])
+        if np.isfinite(rec["isp_rgb_gain"]):
+            meta = ISPMeta(rgb_gain=float(rec["isp_rgb_gain"]), red_gain=float(rec["isp_red_gain"]),
+                           blue_gain=float(rec["isp_blue_gain"]), cam2rgb=tuple(rec["isp_cam2rgb"].ravel().tolist()))
+        else:
+            meta = ISPMeta(rgb_gain=1.0, red_gain=1.0, blue_gain=1.0, cam2rgb=tuple(np.eye(3).ravel()))
+        pair = [process(cfa.unpack(np.clip(x, 0, 1)), meta, cfa) for x in (noisy, clean)]
+        sep = np.ones((pair[0].shape[0], 4, 3), np.float32)
+        tiles.append(np.concatenate([pair[0], sep, pair[1]], axis=1))
+    return tiles
+
+
+def _write_sheet(tiles: list[np.ndarray], out_png: Path) -> None:
+    """Stack the tiles with white gaps and write them as an 8-bit image, atomically."""
+    import cv2
+
     gap = np.ones((4, tiles[0].shape[1], 3), np.float32)
     sheet = np.concatenate([t for tile in tiles for t in (tile, gap)][:-1], axis=0)
     img = (np.clip(sheet, 0, 1) * 255 + 0.5).astype(np.uint8)
@@ -1400,4 +1569,3 @@ def contact_sheet(path: str | os.PathLike, out_png: str | os.PathLike, *, n: int
     if not ok:
         raise DatasetError(f"could not write {out_png}: cannot encode an image as {out_png.suffix or 'PNG'!r} (use .png)")
     write_bytes(out_png, encoded.tobytes())
-    return out_png

@@ -8,6 +8,7 @@ become one line on stderr and exit status 2, never a traceback.
 from __future__ import annotations
 
 import argparse
+import errno
 import importlib
 import logging
 import sys
@@ -27,6 +28,16 @@ def seed_arg(text: str) -> int:
     except (ValueError, ParameterError) as exc:
         msg = str(exc) if isinstance(exc, ParameterError) else f"must be an integer in 0..2**64-1, got {text!r}"
         raise argparse.ArgumentTypeError(msg.replace("seed must", "must")) from None
+
+
+def os_error_text(exc: OSError) -> str:
+    """One line for an OSError: ``reason: file`` (h5py's multi-line messages cut to their first line)."""
+    reason = exc.strerror or (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+    if exc.errno == errno.EFBIG:
+        reason += " (the file-size limit, ulimit -f, was reached)"
+    elif exc.errno in (errno.ENOSPC, errno.EDQUOT):
+        reason += " (free some space and run again)"
+    return f"{reason}: {exc.filename}" if exc.filename else reason
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -64,8 +75,8 @@ def main(argv: list[str] | None = None) -> int:
     except NoiseSimError as exc:
         print(f"noisesim {args.command}: error: {exc}", file=sys.stderr)
         return 2
-    except (FileNotFoundError, IsADirectoryError, PermissionError) as exc:
-        print(f"noisesim {args.command}: error: {exc.strerror or exc}: {exc.filename}", file=sys.stderr)
+    except OSError as exc:  # missing file, read-only folder, disk full, file-size limit (EFBIG), ...
+        print(f"noisesim {args.command}: error: {os_error_text(exc)}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print(f"noisesim {args.command}: interrupted", file=sys.stderr)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import sys
 
 
 def add_parser(subparsers) -> argparse.ArgumentParser:
@@ -15,6 +16,9 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     p.add_argument("--contact-sheet", metavar="PNG", help="write a PNG of pairs (noisy × ratio | clean) via the forward ISP")
     p.add_argument("--n", type=int, default=8, help="pairs on the contact sheet (default 8)")
     p.add_argument("--card", action="store_true", help="also print the full card text")
+    p.add_argument("--verify", action="store_true",
+                   help="recompute every sample's CRC-32 and compare it with the stored one (reads the whole file); "
+                        "exit status 2 if any sample is damaged")
     p.set_defaults(run=run)
     return p
 
@@ -30,4 +34,14 @@ def run(args) -> int:
     if args.contact_sheet:
         out = contact_sheet(args.dataset, args.contact_sheet, n=args.n)
         print(f"contact sheet: {out}")
+    if args.verify:
+        from ..dataset import verify_dataset
+        from ..errors import DatasetError
+
+        bad = verify_dataset(args.dataset, progress=sys.stderr.isatty())
+        if bad:
+            shown = ", ".join(str(i) for i in bad[:20]) + (", …" if len(bad) > 20 else "")
+            raise DatasetError(f"{args.dataset}: {len(bad)} of {info['n_pairs']} samples fail their checksum "
+                               f"(damaged on storage): indices {shown}")
+        print(f"verify: all {info['n_pairs']} samples match their checksums")
     return 0
