@@ -15,7 +15,7 @@ The content therefore does not depend on ``workers``, ``shards`` or on resuming,
 ``simulate(clean[i], params_from_record(params[i]), sensor, ratio=params[i]["ratio"], rng=int(params[i]["seed"]))``
 reproduces ``noisy[i]`` exactly (see :func:`resynthesize`).
 
-Layout (schema ``noisesim.dataset/1``)
+Layout (schema ``noisesim.dataset/2``)
 --------------------------------------
 ::
 
@@ -23,7 +23,8 @@ Layout (schema ``noisesim.dataset/1``)
     /noisy         (N, C, h, w) same dtype; short exposure, NOT multiplied by the ratio
     /params        (N,) compound, see PARAMS_DTYPE (iso, K, read noise, row/col σ, ratio, black-level
                    error and black level per site (a card of schema /2 may vary it by ISO; uint16 samples
-                   include their own), seed, blur kernel index, source index, map origin, ISP gains/matrix)
+                   include their own), seed, blur kernel index, source index, map origin, ISP gains/matrix,
+                   and the sample's CRC-32 (:func:`sample_crc32`; schema /2), checked by :func:`verify_dataset`)
     /blur_kernels  (M, k, k) float32, each kernel zero-padded (centred) to the largest possible size k;
                    M = N when blur is on (row i = kernel of sample i), else M = 0
     /blur_kernel_sizes (M,) int32: the unpadded side of each kernel (0: sample not blurred)
@@ -439,14 +440,17 @@ def _seal(job: _Job, clean, noisy, rec, kernel) -> None:
     rec["crc32"] = sample_crc32(np.asarray(clean, dt), np.asarray(noisy, dt), rec, kernel_row, ksize)
 
 
-def stored_sample_crc32(f, index: int, rec=None) -> int:
-    """CRC-32 of sample ``index`` recomputed from an open dataset file ``f`` (compare with ``rec["crc32"]``)."""
+def stored_sample_crc32(f, index: int, rec=None, *, clean=None, noisy=None) -> int:
+    """CRC-32 of sample ``index`` recomputed from an open dataset file ``f`` (compare with ``rec["crc32"]``);
+    ``rec``, ``clean`` and ``noisy`` may be passed when the caller has already read them."""
     rec = f["params"][index] if rec is None else rec
+    clean = f["clean"][index] if clean is None else clean
+    noisy = f["noisy"][index] if noisy is None else noisy
     kern = f["blur_kernels"]
     kernel_row = ksize = None
     if kern.shape[0]:
         kernel_row, ksize = kern[index], int(f["blur_kernel_sizes"][index])
-    return sample_crc32(f["clean"][index], f["noisy"][index], rec, kernel_row, ksize)
+    return sample_crc32(clean, noisy, rec, kernel_row, ksize)
 
 
 def _produce(job: _Job, todo: Sequence[int], workers: int) -> Iterator[tuple]:

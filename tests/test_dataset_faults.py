@@ -159,3 +159,153 @@ def test_largest_seed_is_stored(tmp_path):
     out = generate_dataset(tmp_path / "d.h5", pairs=1, seed=2**64 - 1, **SMALL)
     with h5py.File(out, "r") as f:
         assert int(f.attrs["seed"]) == 2**64 - 1
+
+
+# ------------------------------------------------------------------------------------------------
+# 3. Detectable corruption
+# ------------------------------------------------------------------------------------------------
+def _cli_main(capsys, *argv):
+    from noisesim.cli import main
+
+    rc = main(list(argv))
+    out, err = capsys.readouterr()
+    return rc, out, err
+
+
+@pytest.fixture(scope="module")
+def small_ds(tmp_path_factory) -> Path:
+    return generate_dataset(tmp_path_factory.mktemp("v") / "v.h5", pairs=6, seed=2, **SMALL)
+
+
+def _flip_bit_on_disk(path: Path, index: int, name: str = "noisy") -> None:
+    """Flip one bit of sample ``index`` of /name in the file's bytes, as a storage fault would."""
+    with h5py.File(path, "r") as f:
+        offset = f[name].id.get_chunk_info(index).byte_offset
+    with open(path, "r+b") as fp:
+        fp.seek(offset + 1001)
+        b = fp.read(1)
+        fp.seek(offset + 1001)
+        fp.write(bytes([b[0] ^ 0x10]))
+
+
+def test_verify_finds_flipped_bit_and_nan(small_ds, tmp_path, capsys):
+    from noisesim.dataset import verify_dataset
+    from noisesim.torch_data import PairedRawDataset
+
+    assert verify_dataset(small_ds) == []
+    rc, out, _ = _cli_main(capsys, "inspect", str(small_ds), "--verify")
+    assert rc == 0 and "all 6 samples match" in out
+    bad = tmp_path / "bad.h5"
+    bad.write_bytes(small_ds.read_bytes())
+    _flip_bit_on_disk(bad, 2)
+    with h5py.File(bad, "r+") as f:
+        row = f["noisy"][4]
+        row[0, 0, 0] = np.nan
+        f["noisy"][4] = row
+    assert verify_dataset(bad) == [2, 4]
+    rc, _, err = _cli_main(capsys, "inspect", str(bad), "--verify")
+    assert rc == 2 and "2 of 6 samples fail their checksum" in err and "indices 2, 4" in err and str(bad) in err
+    ds = PairedRawDataset(bad, verify=True)
+    ds[0]
+    with pytest.raises(DatasetError, match=r"bad\.h5: sample 4 fails its checksum"):
+        ds[4]
+    with pytest.raises(DatasetError, match="sample 2 fails"):
+        ds[2]
+    assert np.isnan(np.asarray(PairedRawDataset(bad)[4]["noisy"])).any()  # verify=False reads what is there
+
+
+def test_checksums_hold_for_blur_uint16_and_workers(tmp_path):
+    from noisesim.dataset import verify_dataset
+
+    a = generate_dataset(tmp_path / "a.h5", pairs=4, seed=1, blur="gaussian:0.5-1.5,p=0.5", storage="uint16", **SMALL)
+    assert verify_dataset(a) == []
+    with h5py.File(a, "r+") as f:  # the kernels are covered too
+        f["blur_kernel_sizes"][1] = 99
+    assert verify_dataset(a) == [1]
+
+
+@pytest.mark.slow
+def test_checksums_written_by_workers(tmp_path):
+    from noisesim.dataset import verify_dataset
+
+    a = generate_dataset(tmp_path / "w.h5", pairs=8, seed=1, blur="gaussian:0.5-1.5", workers=2, **SMALL)
+    assert verify_dataset(a) == []
+
+
+def test_master_with_missing_shard_is_an_error(tmp_path, capsys):
+    from noisesim.dataset import shard_paths
+    from noisesim.torch_data import PairedRawDataset
+
+    out = generate_dataset(tmp_path / "m.h5", pairs=6, seed=1, shards=3, **SMALL)
+    shard_paths(out, 3)[1].unlink()
+    rc, _, err = _cli_main(capsys, "inspect", str(out))
+    assert rc == 2 and "1 of 3 shard files are missing" in err and "m-00001-of-00003.h5" in err
+    with pytest.raises(DatasetError, match="shard files are missing"):
+        PairedRawDataset(out)
+
+
+def test_partial_is_labelled_and_not_read_for_training(tmp_path, capsys):
+    from noisesim.torch_data import PairedRawDataset
+
+    undo = _interrupt_after(7)
+    try:
+        with pytest.raises(KeyboardInterrupt):
+            generate_dataset(tmp_path / "d.h5", pairs=20, seed=1, checkpoint_every=3, **SMALL)
+    finally:
+        undo()
+    partial = tmp_path / "d.h5.partial"
+    rc, out, _ = _cli_main(capsys, "inspect", str(partial))
+    assert rc == 0 and out.startswith("INCOMPLETE: partial file") and "6 of 20 samples done" in out
+    with pytest.raises(DatasetError, match="partial file"):
+        PairedRawDataset(partial)
+    rc, _, err = _cli_main(capsys, "inspect", str(partial), "--verify")
+    assert rc == 2 and "partial" in err
+
+
+def _damaged_variants(src: Path, d: Path) -> dict[str, Path]:
+    data = src.read_bytes()
+    rng = np.random.default_rng(0)
+    v = {}
+    v["tail"] = d / "tail.h5"
+    v["tail"].write_bytes(data[: len(data) - 4096] + rng.bytes(4096))
+    v["truncated"] = d / "trunc.h5"
+    v["truncated"].write_bytes(data[: len(data) // 2])
+    v["head"] = d / "head.h5"
+    v["head"].write_bytes(data[:8] + rng.bytes(2000) + data[2008:])
+    v["empty"] = d / "empty.h5"
+    v["empty"].write_bytes(b"")
+    v["text"] = d / "text.h5"
+    v["text"].write_text("not hdf5\n")
+    v["dir"] = d / "dir.h5"
+    v["dir"].mkdir()
+    v["foreign"] = d / "foreign.h5"
+    with h5py.File(v["foreign"], "w") as f:
+        f["clean"] = np.zeros(3)
+        f["noisy"] = np.zeros(3)
+        f.create_group("params")
+    v["wrong_params"] = d / "wrongp.h5"
+    with h5py.File(v["wrong_params"], "w") as f:
+        f["clean"] = np.zeros((2, 4, 2, 2))
+        f["noisy"] = np.zeros((2, 4, 2, 2))
+        f["params"] = np.zeros(2)
+        f.attrs["shards"] = "not json"
+    for k in range(5):  # random 4 KiB blocks overwritten anywhere
+        p = d / f"blocks{k}.h5"
+        b = bytearray(data)
+        for _ in range(3):
+            at = int(rng.integers(0, len(b) - 4096))
+            b[at : at + 4096] = rng.bytes(4096)
+        p.write_bytes(bytes(b))
+        v[f"blocks{k}"] = p
+    return v
+
+
+def test_no_input_makes_inspect_print_a_traceback(small_ds, tmp_path, capsys):
+    for name, p in _damaged_variants(small_ds, tmp_path).items():
+        for extra in ((), ("--verify",), ("--contact-sheet", str(tmp_path / "s.png"))):
+            rc, out, err = _cli_main(capsys, "inspect", str(p), *extra)  # an exception here is a traceback
+            assert rc in (0, 2), (name, extra)
+            if rc == 2:
+                assert len(err.strip().splitlines()) == 1 and str(p) in err, (name, extra, err)
+            if extra == ("--verify",) and (name in ("tail", "head") or name.startswith("blocks")):
+                assert rc == 2 or "all 6 samples match" in out, (name, err)
