@@ -468,3 +468,13 @@ def test_a_sidecar_another_card_references_is_never_overwritten(tmp_path):
     solo = load_card(tmp_path / "solo.toml")
     assert solo.maps_file == "solo_maps.npz"
     np.testing.assert_array_equal(solo.maps.dark_shading_b_dn, small_maps(seed=4).dark_shading_b_dn)
+
+
+def test_cards_show_prints_schema_v2_figures(tmp_path, capsys):
+    from noisesim.cli import main
+
+    path = save_card(_card_v2(), tmp_path / "v2.toml")
+    assert main(["cards", "show", str(path)]) == 0
+    out = capsys.readouterr().out
+    assert "black level [89, 89, 89, 89] DN; EMVA 1288 σ_d 6 e⁻; μ_e.sat 1.6e+04 e⁻; DR 68.5 dB; hot-pixel dark current 120 e⁻/s" in out
+    assert "black level [166, 166, 166, 167] DN" in out

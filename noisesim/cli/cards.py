@@ -154,6 +154,13 @@ def format_card(card: Card) -> str:
                 f"  {e.iso:>7g} {_g(e.gain_k_dn_per_e):>8} {_g(e.read_sigma_dn):>7} {lam:>7} "
                 f"{opt(e.tukey_scale_dn):>7} {opt(e.row_sigma_dn):>7} {opt(e.col_sigma_dn):>7} {opt(e.dark_current_e_per_s):>7}  {ble}"
             )
+            v2 = [f"{label} {_g(v)}{unit}" for label, v, unit in (  # schema /2 keys, where present
+                ("EMVA 1288 σ_d", e.read_noise_e, " e⁻"), ("μ_e.sat", e.saturation_capacity_e, " e⁻"),
+                ("DR", e.dynamic_range_db, " dB"), ("hot-pixel dark current", e.hot_pixel_dark_current_e_per_s, " e⁻/s")) if v is not None]
+            if e.black_level_dn is not None:
+                v2.insert(0, f"black level [{', '.join(_g(v, 6) for v in e.black_level_dn)}] DN")
+            if v2:
+                lines.append(f"  {'':>7} " + "; ".join(v2))
             for key, ci in e.ci.items():
                 text = "; ".join(f"[{_g(a)}, {_g(b)}]" for a, b in ci) if key == "black_level_error_dn" else f"[{_g(ci[0])}, {_g(ci[1])}]"
                 lines.append(f"  {'':>7} 95 % CI {key}: {text}")
