@@ -35,6 +35,7 @@ from .estimators import (
     hot_pixel_mask,
     solve_row_col_pixel,
 )
+from .pixel_noise import read_sigma_scale_map
 
 log = logging.getLogger("calibration")
 
@@ -79,6 +80,10 @@ class ISOResult:
     prnu_map: np.ndarray | None = field(default=None, repr=False)
     prnu_frames: int = 0
     hot_mask: np.ndarray | None = field(default=None, repr=False)
+    # each pixel's temporal read σ over its site median (calibration.pixel_noise), with that σ's relative SE
+    read_sigma_scale: np.ndarray | None = field(default=None, repr=False)
+    read_sigma_scale_rel_se: float = float("nan")
+    noisy_read_pixels: int = 0
     heldout: list[np.ndarray] = field(default_factory=list, repr=False)
     heldout_exposure_s: float = 0.0
     maps_denoised: bool = False  # ds_map_dn / prnu_map Wiener-shrunk instead of variance-matched
@@ -392,6 +397,8 @@ def _calibrate_iso(iso, darks, flats, cfa: CFA, shape, warnings, sample_pixels, 
         return Estimate.normal(s, se, method, nn)
 
     row_sigma = sigma_est(r2, se_r2, f"var of row means − σ²_pix/N_cols; SE over {n} frames", n)
+    pixel_read = read_sigma_scale_map(ds.temporal_var_map_dn2, ds.n_frames, cfa, line_var_dn2=max(r2, 0.0) + max(c2, 0.0),
+                                      quantized=ds.integer_valued) if ds.n_frames >= 2 and p2 > 0 else None
     col_sigma = sigma_est(c2, se_c2, f"var of column means − σ²_pix/N_rows; SE over {n} frames", n)
     pixel_sigma = sigma_est(p2, se_p2, "pooled temporal variance minus row and column parts", n)
     g2 = p2 - q
@@ -544,6 +551,9 @@ def _calibrate_iso(iso, darks, flats, cfa: CFA, shape, warnings, sample_pixels, 
         hot_pixels=int(hot.sum()), files=files, read_samples_dn=rsub.astype(np.float32), row_spectrum=spectrum,
         dark_levels=dark_levels, ds_map_dn=ds_map_out, prnu_map=prnu_map, prnu_frames=facc.prnu_n, hot_mask=hot,
         heldout=heldout, heldout_exposure_s=t_bias, maps_denoised=denoise_maps,
+        read_sigma_scale=None if pixel_read is None else pixel_read.scale,
+        read_sigma_scale_rel_se=float("nan") if pixel_read is None else pixel_read.relative_se,
+        noisy_read_pixels=0 if pixel_read is None else int(pixel_read.noisy_pixel_mask.sum()),
         black_level_dn=tuple(float(b) for b in black), hot_pixel_dark_current_e_per_s=hot_dc, hot_levels=hot_levels,
         **emva,
     )
@@ -862,8 +872,17 @@ def _build_maps(results: list[ISOResult]):
             prnu += np.multiply(r.prnu_map, np.float32(r.prnu_frames / wsum), out=tmp)
         if len(prs) > 1 and not any(r.maps_denoised for r in prs):
             _match_prnu_variance(prnu, prs, wsum)
+    # per-pixel read σ scale: the mean over ISOs weighted by dark frames (each ISO's estimate is independent)
+    srs = [r for r in rs if r.read_sigma_scale is not None]
+    read_scale = None
+    if srs:
+        read_scale = np.zeros(shape, np.float32)
+        nsum = sum(r.n_darks for r in srs)
+        for r in srs:
+            read_scale += np.multiply(r.read_sigma_scale, np.float32(r.n_darks / nsum), out=tmp)
     del tmp
     hot = np.zeros(rs[0].ds_map_dn.shape, bool)
     for r in rs:
         hot |= r.hot_mask
-    return FixedPatternMaps(dark_shading_k_dn_per_iso=k, dark_shading_b_dn=b, prnu=prnu, hot_pixel_mask=hot)
+    return FixedPatternMaps(dark_shading_k_dn_per_iso=k, dark_shading_b_dn=b, prnu=prnu, hot_pixel_mask=hot,
+                            read_sigma_scale=read_scale)

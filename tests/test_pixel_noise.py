@@ -85,3 +85,26 @@ def test_heavy_tailed_sigma_map_recovered_from_32_darks():
 def test_no_temporal_noise_is_refused():
     with pytest.raises(ValueError, match="no temporal noise"):
         read_sigma_scale_map(np.zeros((8, 8)), 16, SENSOR.cfa, quantized=False)
+
+
+def test_calibrate_stores_the_per_pixel_sigma_map_in_the_card_maps():
+    from noisesim.calibration import calibrate
+    from noisesim.calibration.synthetic import SyntheticSpec, synthetic_frames
+
+    shape = (64, 64)
+    truth, noisy = heavy_tailed_scale(shape, frac_noisy=0.03, seed=2)
+    params = {iso: NoiseParams(gain_k_dn_per_e=k, read_model="gaussian", read_sigma_dn=s, iso=iso)
+              for iso, k, s in ((800, 0.8, 3.0), (1600, 1.6, 5.0), (3200, 3.2, 8.0))}
+    frames = synthetic_frames(params, SENSOR, shape, SyntheticSpec(n_darks=32), rng=4,
+                              maps=FixedPatternMaps(read_sigma_scale=truth),
+                              components=NoiseComponents(per_pixel_read=True))
+    res = calibrate(frames, "Test Cam", fidelity=False)
+    est = res.card.maps.read_sigma_scale
+    assert est is not None and est.shape == shape
+    # averaged over 3 ISOs × 32 darks: relative SE ≈ 1/√(2·31·3) ≈ 7 %
+    rel_se = sigma_relative_se(32) / np.sqrt(3)
+    bulk = ~noisy
+    assert abs(np.median(est[bulk] / truth[bulk]) - 1) < 0.02
+    assert np.std(est[bulk] / truth[bulk]) < 1.5 * rel_se + 0.02
+    assert np.corrcoef(est.ravel(), truth.ravel())[0, 1] > 0.95
+    assert all(r.noisy_read_pixels >= 0.9 * noisy.sum() for r in res.iso_results)
