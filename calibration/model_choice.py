@@ -18,7 +18,8 @@ from noisesim.cfa import CFA
 
 from .fidelity import ChannelFidelity, compare_channel, params_for
 
-__all__ = ["ModelScore", "ModelComparison", "noise_power_spectra", "nps_distance", "compare_models"]
+__all__ = ["ModelScore", "ModelComparison", "noise_power_spectra", "nps_distance", "compare_models",
+           "compare_models_on_capture"]
 
 MODELS = ("parametric", "per-pixel", "dark-frame")
 
@@ -176,3 +177,55 @@ def compare_models(card, darks: list[np.ndarray], iso: float, *, exposure_s: flo
         comparison.scores.append(ModelScore(name, channels, nps_distance(real_nps, noise_power_spectra(syn, cfa))))
     comparison.scores.sort(key=lambda s: s.score)
     return comparison
+
+
+def compare_models_on_capture(card, capture, *, bank=None, max_frames_per_iso: int = 4, rng=0) -> list[ModelComparison]:
+    """:func:`compare_models` for every ISO of a capture that the card tables.
+
+    Dark frames that are in ``bank`` (same SHA-256) are not held out and are skipped: a model scored on the
+    frames it samples from would look perfect.
+
+    Parameters
+    ----------
+    card : Card
+    capture : str, Path or Capture
+        A capture folder or manifest (see :func:`noisesim.calibration.capture.scan_capture`).
+    bank : DarkFrameBank or path, optional
+    max_frames_per_iso : int
+        Held-out darks compared per ISO.
+    rng : seed
+
+    Returns
+    -------
+    list of ModelComparison, ascending ISO
+    """
+    import hashlib
+    import logging
+
+    from noisesim.darkbank import DarkFrameBank
+
+    from .capture import Capture, scan_capture
+
+    cap = capture if isinstance(capture, Capture) else scan_capture(capture)
+    bank = None if bank is None else (bank if isinstance(bank, DarkFrameBank) else DarkFrameBank(bank))
+    in_bank = set() if bank is None else {r["sha256"].decode() for r in bank.index}
+    out = []
+    for iso in sorted({f.iso for f in cap.by_kind("dark")}):
+        if card.iso_entry(iso) is None:
+            continue
+        frames = [f for f in cap.by_kind("dark") if f.iso == iso]
+        t_min = min(f.exposure_s for f in frames)
+        darks, skipped = [], 0
+        for f in frames:
+            if f.exposure_s != t_min or len(darks) >= max_frames_per_iso:
+                continue
+            raw = f.load()
+            if hashlib.sha256(np.asarray(raw, np.uint16).tobytes()).hexdigest() in in_bank:
+                skipped += 1
+                continue
+            darks.append(raw)
+        if skipped:
+            logging.getLogger(__name__).warning("ISO %g: %d dark frame(s) are in the bank and were not used", iso, skipped)
+        if darks:
+            out.append(compare_models(card, darks, iso, exposure_s=t_min, bank=bank, rng=rng))
+    return out

@@ -61,3 +61,24 @@ def test_nps_distance_is_zero_for_identical_and_grows_with_correlation():
     assert nps_distance(white, white) == {"row": 0.0, "column": 0.0, "2d": 0.0}
     corr = noise_power_spectra(darks(2, (64, 64), 3, correlated=True), cfa)
     assert nps_distance(white, corr)["2d"] > 0.2
+
+
+def test_validate_with_a_bank_names_the_best_model(tmp_path, capsys):
+    from noisesim.calibration.synthetic import write_capture_dng
+    from noisesim.calibration.capture import FrameInfo
+    from noisesim.card import save_card
+    from noisesim.cli import main
+
+    shape = (64, 64)
+    bank_frames = darks(4, (96, 96), 1, correlated=True)
+    build_dark_bank(tmp_path / "bank.h5", (DarkFrame(d.astype(np.uint16), 1600, 0.01, (512,) * 4, f"b{i}")
+                                           for i, d in enumerate(bank_frames)), cfa="RGGB", white_level_dn=16383)
+    held = darks(3, shape, 7, correlated=True)
+    infos = [FrameInfo(path=f"h{i}", kind="dark", iso=1600, exposure_s=0.01, shape=shape, cfa="RGGB",
+                       black_level_dn=(512.0,) * 4, white_level_dn=16383.0, loader=(lambda d=d: d.astype(np.uint16)))
+             for i, d in enumerate(held)]
+    write_capture_dng(infos, tmp_path / "cap")
+    save_card(card(), tmp_path / "card.toml")
+    rc = main(["validate", str(tmp_path / "card.toml"), str(tmp_path / "cap"), "--bank", str(tmp_path / "bank.h5")])
+    out = capsys.readouterr().out
+    assert rc in (0, 1) and "model comparison" in out and "use: dark-frame" in out

@@ -49,6 +49,10 @@ def add_parser(subparsers) -> None:
                    help="the darks' fixed pattern must correlate with the card's dark-shading map by at least this "
                    f"fraction of what the card predicts for its own sensor [relative] (default {t.map_correlation_fraction:g})")
     p.add_argument("--seed", type=seed_arg, default=0, help="seed of the synthetic frames (integer; default 0)")
+    p.add_argument("--bank", default=None, metavar="BANK.h5",
+                   help="also compare the parametric model, the per-pixel-σ model (when the card's maps have one) and "
+                   "dark-frame noise from this bank on the capture's darks (KL and noise power spectra), and say which "
+                   "fits best; darks that are in the bank are not used")
     p.set_defaults(run=run)
 
 
@@ -70,4 +74,10 @@ def run(args) -> int:
     if not report.rows and not report.mismatches:
         raise CalibrationError(f"{args.capture}: no dark frames at an ISO of the card ({', '.join(f'{i:g}' for i in card.isos)})")
     print(format_report(report))
+    if args.bank:
+        from noisesim.calibration.model_choice import compare_models_on_capture
+
+        for comparison in compare_models_on_capture(card, args.capture, bank=args.bank,
+                                                    max_frames_per_iso=args.max_frames, rng=args.seed):
+            print(comparison.format())
     return 0 if report.passed else 1
