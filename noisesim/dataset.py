@@ -795,21 +795,36 @@ def _write_master(output: Path, shard_files: list[Path], attrs: dict, config_jso
             total = sum(s[0] for s in shapes)
             full = (total,) + tuple(shapes[0][1:])
             if total == 0:
-                f.create_dataset(name, full, dtype)
+                f.create_dataset(name, full, dtype, track_times=False)
                 continue
-            layout = h5py.VirtualLayout(shape=full, dtype=dtype)
-            start = 0
-            for sp, s in zip(shard_files, shapes):
-                if s[0]:
-                    # A relative file name: HDF5 looks for it next to the master file.
-                    layout[start : start + s[0]] = h5py.VirtualSource(sp.name, name, shape=s)
-                start += s[0]
-            f.create_virtual_dataset(name, layout)
+            _virtual_dataset(f, name, full, dtype, [(sp.name, s) for sp, s in zip(shard_files, shapes)])
         for key, val in attrs.items():
             f.attrs[key] = val
         f.attrs["shards"] = json.dumps([sp.name for sp in shard_files])
         f.attrs["first_sample"] = 0
         f.attrs["generation_config"] = config_json
+
+
+def _virtual_dataset(f, name: str, full: tuple, dtype, sources: list[tuple[str, tuple]]) -> None:
+    """Create ``/name`` in ``f`` as the row-wise concatenation of ``/name`` in each source file.
+
+    Built with the low-level API because ``h5py.VirtualLayout`` gives no way to switch off the object
+    timestamps, which would make two identical runs write different master files. Source files are
+    named relatively: HDF5 looks for them next to the master file.
+    """
+    import h5py
+
+    dcpl = h5py.h5p.create(h5py.h5p.DATASET_CREATE)
+    dcpl.set_obj_track_times(False)
+    vspace = h5py.h5s.create_simple(full)
+    start = 0
+    for fname, shape in sources:
+        if shape[0]:
+            vspace.select_hyperslab((start,) + (0,) * (len(full) - 1), tuple(shape))
+            dcpl.set_virtual(vspace, fname.encode(), name.encode(), h5py.h5s.create_simple(tuple(shape)))
+        start += shape[0]
+    tid = h5py.h5t.py_create(np.dtype(dtype), logical=1)
+    h5py.h5d.create(f.id, name.encode(), tid, h5py.h5s.create_simple(full), dcpl=dcpl).close()
 
 
 # ------------------------------------------------------------------------------------------------

@@ -45,17 +45,51 @@ def _crop_map(m: np.ndarray | None, origin, shape, name: str) -> np.ndarray | No
     return np.ascontiguousarray(m[oy : oy + h, ox : ox + w])
 
 
-def _without_hot_pixels(m: np.ndarray | None, mask: np.ndarray | None, sensor: Sensor) -> np.ndarray | None:
-    """Replace masked (hot) pixels by the median of their tile phase, so the hot-pixel term can be switched off."""
+def _phase_medians(full: np.ndarray, mask: np.ndarray, period: int) -> np.ndarray:
+    """(p, p) median of the unmasked pixels of each CFA phase of a full-sensor map (NaN where all are masked)."""
+    med = np.full((period, period), np.nan, np.float32)
+    for py in range(period):
+        for px in range(period):
+            sub, msk = full[py::period, px::period], mask[py::period, px::period]
+            if (~msk).any():
+                med[py, px] = np.median(sub[~msk])
+    return med
+
+
+# Last few full-sensor medians, keyed by the identity of the arrays they came from (checked through weak
+# references, so a new map at a recycled address is never mistaken for an old one) and the ISO.
+_MEDIANS: dict = {}
+
+
+def _cached_phase_medians(key_arrays: tuple, extra, full_fn, mask: np.ndarray, period: int) -> np.ndarray:
+    import weakref
+
+    key = tuple(id(a) for a in key_arrays) + (id(mask), extra, period)
+    hit = _MEDIANS.get(key)
+    if hit is not None and all(r() is a for r, a in zip(hit[0], key_arrays + (mask,))):
+        return hit[1]
+    med = _phase_medians(full_fn(), mask, period)
+    if len(_MEDIANS) >= 8:
+        _MEDIANS.pop(next(iter(_MEDIANS)))
+    _MEDIANS[key] = (tuple(weakref.ref(a) for a in key_arrays + (mask,)), med)
+    return med
+
+
+def _without_hot_pixels(m: np.ndarray | None, mask: np.ndarray | None, medians: np.ndarray | None, origin) -> np.ndarray | None:
+    """Replace masked (hot) pixels of the crop ``m`` at ``origin`` by the full-sensor median of their CFA
+    phase (``medians``, (p, p), from :func:`_phase_medians`), so the hot-pixel term can be switched off and
+    a crop still equals the same window of the full frame."""
     if m is None or mask is None or not mask.any():
         return m
     m = m.copy()
-    p = sensor.cfa.period
+    p = medians.shape[0]
+    oy, ox = origin
     for py in range(p):
         for px in range(p):
             sub, msk = m[py::p, px::p], mask[py::p, px::p]
-            if msk.any() and (~msk).any():
-                sub[msk] = np.median(sub[~msk])
+            v = medians[(oy + py) % p, (ox + px) % p]
+            if msk.any() and np.isfinite(v):
+                sub[msk] = v
     return m
 
 
@@ -242,14 +276,23 @@ def simulate(
             raise ParameterError("dark shading DS(iso) = k·iso + b needs params.iso; set it or switch dark_shading off")
         k_map = _crop_map(maps.dark_shading_k_dn_per_iso, (oy, ox), (h, w), "dark_shading_k_dn_per_iso")
         b_map = _crop_map(maps.dark_shading_b_dn, (oy, ox), (h, w), "dark_shading_b_dn")
-        ds = _without_hot_pixels((k_map * np.float32(params.iso) + b_map).astype(np.float32), hot, sensor)
+        ds = (k_map * np.float32(params.iso) + b_map).astype(np.float32)
+        if hot is not None and hot.any():
+            k_full, b_full, iso32 = maps.dark_shading_k_dn_per_iso, maps.dark_shading_b_dn, np.float32(params.iso)
+            med = _cached_phase_medians((k_full, b_full), float(iso32), lambda: (k_full * iso32 + b_full).astype(np.float32),
+                                        maps.hot_pixel_mask, sensor.cfa.period)
+            ds = _without_hot_pixels(ds, hot, med, (oy, ox))
     prnu = _crop_map(maps.prnu, (oy, ox), (h, w), "prnu") if components.prnu else None
     dark_map = None
     dark_e = 0.0
     if components.dark_current:
         dark_e = params.dark_current_e_per_s * params.exposure_s
         if maps.dark_current_e_per_s is not None:
-            dc = _without_hot_pixels(_crop_map(maps.dark_current_e_per_s, (oy, ox), (h, w), "dark_current_e_per_s"), hot, sensor)
+            dc = _crop_map(maps.dark_current_e_per_s, (oy, ox), (h, w), "dark_current_e_per_s")
+            if hot is not None and hot.any():
+                dc_full = maps.dark_current_e_per_s
+                med = _cached_phase_medians((dc_full,), None, lambda: dc_full, maps.hot_pixel_mask, sensor.cfa.period)
+                dc = _without_hot_pixels(dc, hot, med, (oy, ox))
             dark_map = (dc * np.float32(params.exposure_s)).astype(np.float32)
         elif (params.hot_pixel_dark_current_e_per_s is not None and components.hot_pixels and maps.hot_pixel_mask is not None
               and params.exposure_s > 0):
