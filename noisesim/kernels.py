@@ -37,6 +37,7 @@ the log test's argument, and the inversion steps run on groups copied to one fla
 from __future__ import annotations
 
 import math
+import threading
 
 import numba as nb
 import numpy as np
@@ -47,7 +48,9 @@ from .stats import TUKEY_LOGISTIC_EPS  # |λ| below which Q_λ is the logistic q
 # Mean below which Poisson draws use inversion; PTRS is valid for μ ≥ 10 (Hörmann 1993).
 POISSON_INVERSION_MAX = 10.0
 READ_NONE, READ_GAUSSIAN, READ_TUKEY = 0, 1, 2
-ROWS_PER_BLOCK = 8
+# Rows per task of the threaded driver: small enough that a thread slowed by other load does not hold
+# up the frame, large enough that the ~20 µs per task stays far below the task's work.
+ROWS_PER_TASK = 32
 
 LN2 = 0.6931471805599453
 LN2_HI = 0.6931471803691238  # ln 2 split so that k·LN2_HI is exact for |k| < 2**20 (Cody–Waite)
@@ -242,6 +245,9 @@ S_SHOT, S_READ_KIND, S_ROW_PER_CHANNEL, S_QUANTIZE, S_DITHER, S_CLIP = range(6)
 MAP_DS, MAP_PRNU, MAP_DARK = range(3)
 # Pixels searched in lockstep by the inversion: a group stops at its own largest count, not the row's.
 INVERSION_GROUP = 32
+# A count that starts at 0 and is passed to a compiled callee starts as np.int64, not the literal 0: numba
+# would otherwise compile the callee a second time for the literal type (doubling the cold start).
+_ZERO = np.int64(0)
 _ACCEPT, _REJECT = -1.0, -2.0  # PTRS decisions, coded where the log test's (positive) argument goes
 
 
@@ -343,7 +349,7 @@ def _poisson_ptrs(mu, cols, n, gy, counter, counts, words, s, tpos):
             accept = (u_s >= 0.07) & (v <= v_r)
             reject = (k < 0.0) | ((u_s < 0.013) & (v > u_s))
             arg[i] = _ACCEPT if accept else (_REJECT if reject else a)
-        nt = 0
+        nt = _ZERO
         for i in range(n):  # positions of the undecided (branch-free), then their values gathered into rows
             tpos[nt] = i
             nt += 1 if arg[i] > 0.0 else 0
@@ -366,7 +372,7 @@ def _poisson_ptrs(mu, cols, n, gy, counter, counts, words, s, tpos):
             arg[tpos[j]] = log_arg[j]
         # Accepted counts out, the rest compacted for the next try (branch-free: every count is written,
         # a rejected one is overwritten when its pixel is accepted later).
-        m = 0
+        m = _ZERO
         w2, w3 = words[2], words[3]
         keep_words = t % 2 == 0  # the odd try reads words 2–3 of this block
         for i in range(n):
@@ -427,11 +433,12 @@ def _gaussian_add(words, w, sigma, d, s):
         d[x] += sigma * (math.sqrt(-2.0 * lu[x]) * _cos_poly(angle[x]))
 
 
-@nb.njit(cache=True, error_model="numpy")
-def _noise_block(blk, clean, out, tiles, xs, counter, model, switches, row_offsets, col_offsets, maps):
-    """Rows ``blk · ROWS_PER_BLOCK …`` of the fused kernel: one task of its (parallel or serial) loop.
+@nb.njit(cache=True, nogil=True, error_model="numpy")
+def fused_noise_rows(clean, out, tiles, xs, counter, model, switches, row_offsets, col_offsets, maps, y0, y1):
+    """Rows ``y0 … y1 − 1`` of the fused kernel, on the calling thread with the GIL released.
 
-    ``tiles`` here is the tile table expanded along a row, (7, p, W); ``xs`` the column phase of each x.
+    ``tiles`` here is the tile table expanded along a row, (7, p, W), and ``xs`` the column phase of each x
+    (:func:`expand_tiles`); the other grouped arguments are described above :func:`_philox_words`.
     """
     h, w = clean.shape
     period = tiles.shape[1]
@@ -460,7 +467,7 @@ def _noise_block(blk, clean, out, tiles, xs, counter, model, switches, row_offse
     ptrs_tpos = np.empty(w, dtype=np.int64)
     gauss_s = np.empty((4, w))
     tukey_f32 = np.empty((4, w), dtype=np.float32)
-    for y in range(blk * ROWS_PER_BLOCK, min(h, (blk + 1) * ROWS_PER_BLOCK)):
+    for y in range(y0, min(h, y1)):
         py = y % period
         gy = np.uint64(y + counter[C_OY])
         offset, gain, add = tiles[T_OFFSET, py], tiles[T_GAIN, py], tiles[T_ADD, py]
@@ -479,8 +486,8 @@ def _noise_block(blk, clean, out, tiles, xs, counter, model, switches, row_offse
                 mu[x] += dark_e
         # 2. shot noise: inversion for 0 < μ < 10, PTRS for μ ≥ 10, each on its compact list of columns
         if shot:
-            n_small = 0
-            n_big = 0
+            n_small = _ZERO
+            n_big = _ZERO
             for x in range(w):
                 lam = mu[x]
                 small_cols[n_small] = x
@@ -534,42 +541,55 @@ def _noise_block(blk, clean, out, tiles, xs, counter, model, switches, row_offse
             out[y, x] = (v - out_offset[x]) * out_scale[x]
 
 
-@nb.njit(cache=True, error_model="numpy")
-def _expand_tiles(w, tiles):
-    """The tile table expanded along a row, (7, p, W), and the column phase of each x: no modulo in inner loops."""
-    n, period = tiles.shape[0], tiles.shape[1]
-    xs = np.empty(w, dtype=np.int64)
-    for x in range(w):
-        xs[x] = x % period
-    row_tiles = np.empty((n, period, w))
-    for t in range(n):
-        for py in range(period):
-            for x in range(w):
-                row_tiles[t, py, x] = tiles[t, py, xs[x]]
-    return row_tiles, xs
+def expand_tiles(tiles: np.ndarray, w: int) -> tuple[np.ndarray, np.ndarray]:
+    """The (7, p, p) tile table expanded along a row, (7, p, W), and the column phase of each x, (W,) int64:
+    no modulo in the kernel's inner loops."""
+    xs = np.arange(w, dtype=np.int64) % tiles.shape[1]
+    return np.ascontiguousarray(tiles[:, :, xs], dtype=np.float64), xs
 
 
-@nb.njit(cache=True, parallel=True, error_model="numpy")
-def fused_noise_numba(clean, out, tiles, counter, model, switches, row_offsets, col_offsets, maps):
-    """Fused kernel: one pass over the frame, parallel over blocks of rows, vectorized along rows.
+_POOL: list = []  # [ThreadPoolExecutor, its size], made on first parallel use
+_POOL_LOCK = threading.Lock()
+
+
+def _pool(n_threads: int):
+    from concurrent.futures import ThreadPoolExecutor
+
+    with _POOL_LOCK:
+        if not _POOL or _POOL[1] != n_threads:
+            if _POOL:
+                _POOL[0].shutdown(wait=False)
+            _POOL[:] = [ThreadPoolExecutor(n_threads, thread_name_prefix="noisesim-kernel"), n_threads]
+        return _POOL[0]
+
+
+def fused_noise_serial(clean, out, tiles, counter, model, switches, row_offsets, col_offsets, maps):
+    """Fused kernel on the calling thread: one pass over the frame, vectorized along rows.
 
     ``clean`` (H, W) float32 in the input unit; ``out`` (H, W) float32 in the output unit; the grouped
     arguments are described above :func:`_philox_words`.
     """
-    h, w = clean.shape
-    row_tiles, xs = _expand_tiles(w, tiles)
-    for blk in nb.prange((h + ROWS_PER_BLOCK - 1) // ROWS_PER_BLOCK):
-        _noise_block(blk, clean, out, row_tiles, xs, counter, model, switches, row_offsets, col_offsets, maps)
+    row_tiles, xs = expand_tiles(tiles, clean.shape[1])
+    fused_noise_rows(clean, out, row_tiles, xs, counter, model, switches, row_offsets, col_offsets, maps, 0, clean.shape[0])
 
 
-@nb.njit(cache=True, error_model="numpy")
-def fused_noise_serial(clean, out, tiles, counter, model, switches, row_offsets, col_offsets, maps):
-    """:func:`fused_noise_numba` on the calling thread only (small frames, worker processes): the same
-    result, without the thread pool's start-up cost."""
+def fused_noise_numba(clean, out, tiles, counter, model, switches, row_offsets, col_offsets, maps):
+    """:func:`fused_noise_serial` on ``numba.get_num_threads()`` threads, ``ROWS_PER_TASK`` rows per task.
+
+    Python threads rather than a ``parallel=True`` kernel: the compiled code is the serial kernel's, so a
+    fresh environment compiles it once (a parallel kernel compiles and optimizes it all again), and the
+    result is the same bit for bit (each pixel's random numbers depend on its coordinates only).
+    """
     h, w = clean.shape
-    row_tiles, xs = _expand_tiles(w, tiles)
-    for blk in range((h + ROWS_PER_BLOCK - 1) // ROWS_PER_BLOCK):
-        _noise_block(blk, clean, out, row_tiles, xs, counter, model, switches, row_offsets, col_offsets, maps)
+    n_threads = nb.get_num_threads()
+    row_tiles, xs = expand_tiles(tiles, w)
+    args = (clean, out, row_tiles, xs, counter, model, switches, row_offsets, col_offsets, maps)
+    if n_threads == 1 or h <= ROWS_PER_TASK:
+        fused_noise_rows(*args, 0, h)
+        return
+    jobs = [_pool(n_threads).submit(fused_noise_rows, *args, y, y + ROWS_PER_TASK) for y in range(0, h, ROWS_PER_TASK)]
+    for job in jobs:
+        job.result()
 
 
 # --------------------------------------------------------------------------------------------------

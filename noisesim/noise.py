@@ -322,13 +322,6 @@ def simulate(
         kernel = kernels.fused_noise_numba
     else:
         kernel = kernels.fused_noise_serial
-    previous_chunksize = None
-    if kernel is kernels.fused_noise_numba:
-        import numba
-
-        # Row blocks handed out 4 at a time instead of half the frame per thread, so a thread slowed by
-        # other load does not hold up the frame; restored afterwards. The result does not depend on it.
-        previous_chunksize = numba.set_parallel_chunksize(4)
     # The kernels' grouped arguments (noisesim.kernels, "the fused kernel"); contiguous arrays of fixed
     # dtypes, so every call reuses one compiled specialisation.
     tiles = np.ascontiguousarray(np.stack([offset, gain, add, lo, hi, out_offset, out_scale]), dtype=np.float64)
@@ -337,12 +330,8 @@ def simulate(
     switches = np.array([components.shot, read_kind, components.row_per_channel, components.quantize,
                          components.dither and not components.quantize, components.clip], dtype=np.int64)
     maps_in = tuple(empty2 if m is None else np.ascontiguousarray(m, dtype=np.float32) for m in (ds, prnu, dark_map))
-    try:
-        kernel(mosaic, out, tiles, counter, model, switches,
-               np.ascontiguousarray(rows, dtype=np.float64), np.ascontiguousarray(cols, dtype=np.float64), maps_in)
-    finally:
-        if previous_chunksize is not None:
-            numba.set_parallel_chunksize(previous_chunksize)
+    kernel(mosaic, out, tiles, counter, model, switches,
+           np.ascontiguousarray(rows, dtype=np.float64), np.ascontiguousarray(cols, dtype=np.float64), maps_in)
     if dtype == np.uint16:
         out = out.astype(np.uint16)
     return cfa.pack(out) if packed else out
