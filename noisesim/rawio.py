@@ -321,3 +321,58 @@ def read_dng_metadata(path) -> DNGMetadata:
     if not make and not model and unique:
         model = unique
     return DNGMetadata(path, pairs, plane_colors, linear, iso, make, model, cfa, black, white, bits)
+
+
+#: Largest value a float array may hold and still be read as normalized by :func:`infer_input_unit`
+#: (highlights of a normalized frame may exceed 1 a little; raw DN of any real sensor exceed it by far).
+NORMALIZED_MAX = 1.5
+
+
+def infer_input_unit(array: np.ndarray, sensor, source="array") -> tuple[str, str | None]:
+    """The unit of a clean frame from its dtype and range (``--input-unit auto``).
+
+    * integer samples → ``"dn"`` (raw DN including the black level);
+    * floating point with every value ≤ :data:`NORMALIZED_MAX` → ``"normalized"``;
+    * floating point above that, within the sensor's levels (0 ≤ values ≤ white level, maximum above the
+      black level) → ``"dn"``, with a note saying so;
+    * anything else is ambiguous and refused.
+
+    Parameters
+    ----------
+    array : ndarray
+        (H, W) mosaic or (C, H/p, W/p) packed frame.
+    sensor : noisesim.params.Sensor
+        Its black and white levels [DN] bound the DN reading.
+    source : str or path
+        Names the frame in the note and the error (the file name).
+
+    Returns
+    -------
+    (unit, note)
+        ``"dn"`` or ``"normalized"``, and a sentence for the user when a float frame was read as DN (else None).
+
+    Raises
+    ------
+    InputFileError
+        Non-finite values, or a float range that is neither normalized nor the sensor's DN; the message
+        names the file, its range and ``--input-unit``.
+    """
+    a = np.asarray(array)
+    if a.dtype.kind in "ui":
+        return "dn", None
+    if a.size == 0:
+        return "normalized", None
+    lo, hi = float(np.min(a)), float(np.max(a))
+    if not (np.isfinite(lo) and np.isfinite(hi)):
+        raise InputFileError(f"{source}: contains NaN or infinite values")
+    if hi <= NORMALIZED_MAX:
+        return "normalized", None
+    black, white = min(sensor.black_level_dn), max(sensor.white_level_dn)
+    if lo >= 0 and hi <= white + 0.5 and hi > black:
+        return "dn", (f"{source}: float values {lo:g}…{hi:g} exceed {NORMALIZED_MAX:g}, so they are read as raw DN "
+                      f"(black level {black:g}, white level {white:g}); pass --input-unit to choose")
+    raise InputFileError(
+        f"{source}: cannot tell the unit of float values {lo:g}…{hi:g}: not normalized (≤ {NORMALIZED_MAX:g}) and "
+        f"not raw DN of this sensor (black level {black:g}, white level {white:g}); "
+        "pass --input-unit normalized, dn or electrons"
+    )

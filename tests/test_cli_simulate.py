@@ -88,3 +88,64 @@ def test_console_script_entry_point():
     assert res.returncode == 0
     for command in ("simulate", "cards"):
         assert command in res.stdout
+
+
+# --------------------------------------------------------------------------------------------------
+# --input-unit auto (issue 11 item 1)
+# --------------------------------------------------------------------------------------------------
+def test_float_dn_input_is_read_as_dn(tmp_path, capsys):
+    # float32 raw DN 512…16383: read as normalized, every pixel saturated at 16383 with exit 0
+    ramp = np.round(np.linspace(512, 16383, 64 * 96)).astype(np.float32).reshape(64, 96)
+    src = tmp_path / "clean_dn.npy"
+    np.save(src, ramp)
+    out = tmp_path / "noisy.npy"
+    assert run_cli("simulate", "--card", "SonyA7S2", "--iso", 100, "--input", src, "--output", out) == 0
+    err = capsys.readouterr().err
+    assert "clean_dn.npy" in err and "read as raw DN" in err
+    noisy = np.load(out).astype(np.float64)
+    assert np.mean(noisy == 16383) < 0.05
+    # ISO 100, ratio 1: the noisy frame follows the ramp (σ ≤ √(K·16383) + read ≈ 40 DN)
+    assert np.abs(noisy - ramp).mean() < 50
+    # the same frame given as integers or normalized gives the same result
+    np.save(src, ramp.astype(np.uint16))
+    assert run_cli("simulate", "--card", "SonyA7S2", "--iso", 100, "--input", src, "--output", tmp_path / "u.npy") == 0
+    np.testing.assert_array_equal(np.load(tmp_path / "u.npy"), noisy)
+
+
+@pytest.mark.parametrize("lo,hi", [(-40.0, 900.0), (0.0, 30000.0), (2.0, 255.0)])
+def test_ambiguous_float_input_is_refused(tmp_path, capsys, lo, hi):
+    src = tmp_path / "odd.npy"
+    np.save(src, np.linspace(lo, hi, 64 * 96, dtype=np.float32).reshape(64, 96))
+    out = tmp_path / "n.npy"
+    assert run_cli("simulate", "--card", "SonyA7S2", "--iso", 100, "--input", src, "--output", out) == 2
+    err = capsys.readouterr().err
+    assert "odd.npy" in err and f"{lo:g}…{hi:g}" in err and "--input-unit" in err and err.count("\n") == 1
+    assert not out.exists()
+    # naming the unit overrides the inference
+    assert run_cli("simulate", "--card", "SonyA7S2", "--iso", 100, "--input", src, "--output", out,
+                   "--input-unit", "electrons") == 0
+
+
+def test_normalized_float_input_is_unchanged(tmp_path, clean_npy, capsys):
+    out = tmp_path / "n.npy"
+    assert run_cli("simulate", "--card", "SonyA7S2", "--iso", 100, "--input", clean_npy, "--output", out) == 0
+    assert "read as raw DN" not in capsys.readouterr().err
+    assert run_cli("simulate", "--card", "SonyA7S2", "--iso", 100, "--input", clean_npy, "--output", tmp_path / "m.npy",
+                   "--input-unit", "normalized") == 0
+    np.testing.assert_array_equal(np.load(out), np.load(tmp_path / "m.npy"))
+
+
+def test_help_says_what_auto_does(capsys):
+    with pytest.raises(SystemExit):
+        run_cli("simulate", "--help")
+    text = " ".join(capsys.readouterr().out.split())
+    assert "auto (default): integers are raw DN" in text and "floats ≤ 1.5 are normalized" in text
+
+
+@pytest.mark.parametrize("shape,message", [((64, 96, 3), "RGB image"), ((63, 96), "multiples of 2")])
+def test_shape_errors_name_the_file(tmp_path, capsys, shape, message):
+    src = tmp_path / "wrong_shape.npy"
+    np.save(src, np.zeros(shape, np.float32))
+    assert run_cli("simulate", "--card", "SonyA7S2", "--iso", 100, "--input", src, "--output", tmp_path / "n.npy") == 2
+    err = capsys.readouterr().err
+    assert "wrong_shape.npy" in err and message in err and err.count("\n") == 1

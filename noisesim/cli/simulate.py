@@ -3,8 +3,9 @@
     noisesim simulate --card SonyA7S2 --iso 1600 --ratio 100 --input clean.npy --output noisy.npy --seed 0
 
 Input: a camera raw file (``.dng`` and anything rawpy reads; levels and CFA from the file), or a ``.npy`` /
-``.tiff`` mosaic: floating point is read as normalized [0, 1], integers as raw DN with the card's levels
-(``--input-unit`` overrides). Output: ``.npy`` / ``.tiff`` (uint16 DN, or float32 with
+``.tiff`` mosaic whose unit ``--input-unit auto`` infers (:func:`noisesim.rawio.infer_input_unit`:
+integers → raw DN with the card's levels, floats ≤ 1.5 → normalized, larger floats within the card's
+levels → DN, anything else refused; a named unit overrides). Output: ``.npy`` / ``.tiff`` (uint16 DN, or float32 with
 ``--output-unit normalized``) or ``.dng`` (uint16 with the card's levels and EXIF ISO/exposure).
 """
 
@@ -21,10 +22,10 @@ import numpy as np
 
 from ..atomic import write_text
 from ..card import load_card
-from ..errors import CFAError, InputFileError
+from ..errors import CFAError, InputFileError, ShapeError
 from ..noise import simulate
 from ..params import NoiseComponents
-from ..rawio import ARRAY_EXTENSIONS, RAW_EXTENSIONS, read_array, read_raw, write_array
+from ..rawio import ARRAY_EXTENSIONS, NORMALIZED_MAX, RAW_EXTENSIONS, infer_input_unit, read_array, read_raw, write_array
 from ..sampling import sample_params
 from . import seed_arg
 
@@ -53,7 +54,11 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     p.add_argument("--input", required=True, type=Path, help="clean frame: raw file, .npy or .tiff mosaic")
     p.add_argument("--output", required=True, type=Path, help="noisy frame: .npy, .tiff or .dng")
     p.add_argument("--seed", type=seed_arg, default=0, help="seed of the parameter draw and the noise (default 0)")
-    p.add_argument("--input-unit", choices=("auto", "normalized", "dn", "electrons"), default="auto")
+    p.add_argument("--input-unit", choices=("auto", "normalized", "dn", "electrons"), default="auto",
+                   help="unit of a .npy/.tiff input (raw files are always read with their own levels). auto "
+                        "(default): integers are raw DN incl. the black level; floats ≤ "
+                        f"{NORMALIZED_MAX:g} are normalized (DN − black)/(white − black); larger floats "
+                        "within the card's levels are raw DN (said on stderr); any other range is refused")
     p.add_argument("--output-unit", choices=("dn", "normalized"), default="dn",
                    help="dn: uint16 raw DN incl. black level (default); normalized: float32")
     p.add_argument("--read-model", choices=("tukey", "gaussian"), default=None,
@@ -78,10 +83,16 @@ def _read_clean(path: Path, unit: str, card):
     if suffix not in ARRAY_EXTENSIONS:
         raise InputFileError(f"{path}: unknown input format {suffix!r}; expected a raw file or one of {ARRAY_EXTENSIONS}")
     clean = read_array(path)
-    if clean.ndim not in (2, 3):
-        raise InputFileError(f"{path}: expected an (H, W) mosaic or a packed (C, H/p, W/p) array, got shape {clean.shape}")
+    cfa = card.sensor.cfa
+    try:
+        cfa.check_packed(clean, "the packed frame") if clean.ndim == 3 else cfa.check_mosaic(clean, "the mosaic")
+    except ShapeError as exc:
+        rgb = " (an RGB image? simulate needs a raw mosaic)" if clean.ndim == 3 and clean.shape[-1] in (3, 4) else ""
+        raise InputFileError(f"{path}: {exc}{rgb}") from None
     if unit == "auto":
-        unit = "normalized" if clean.dtype.kind == "f" else "dn"
+        unit, note = infer_input_unit(clean, card.sensor, path)
+        if note:
+            print(f"noisesim simulate: {note}", file=sys.stderr)
     return clean, unit
 
 
