@@ -209,7 +209,8 @@ def _fmt_isos(card: Card) -> str:
     return ", ".join(f"{iso:g}" for iso in card.isos)
 
 
-def _iso_params(card: Card, iso: float) -> dict:
+def _iso_gain(card: Card, iso: float) -> tuple[float, float]:
+    """(K, ISO) for a requested ISO: a tabled row's own K, else interpolated in (ln ISO, ln K) inside the table."""
     if not card.iso_table:
         kmin, kmax = card.k_range_dn_per_e
         raise UnknownISOError(
@@ -218,7 +219,7 @@ def _iso_params(card: Card, iso: float) -> dict:
         )
     entry = card.iso_entry(iso)
     if entry is not None:
-        return _table_params(card, entry.gain_k_dn_per_e, entry.iso)
+        return entry.gain_k_dn_per_e, entry.iso
     isos = card.isos
     if not isos[0] < iso < isos[-1]:
         raise UnknownISOError(
@@ -226,7 +227,10 @@ def _iso_params(card: Card, iso: float) -> dict:
             f"(ISOs between them are interpolated; outside {isos[0]:g}–{isos[-1]:g} is not extrapolated)"
         )
     log_k = np.interp(math.log(iso), np.log(isos), np.log([e.gain_k_dn_per_e for e in card.iso_table]))
-    return _table_params(card, float(np.exp(log_k)), iso)
+    return float(np.exp(log_k)), iso
+
+
+MODELS = ("auto", "joint")
 
 
 def sample_params(
@@ -238,6 +242,7 @@ def sample_params(
     read_model: str | None = None,
     scatter: bool = True,
     exposure_s: float = 0.0,
+    model: str = "auto",
 ) -> NoiseParams:
     """Draw one set of noise parameters from a card's joint ISO model (ELD; docs/model.md).
 
@@ -277,6 +282,9 @@ def sample_params(
         use the fitted σ's. Table values (ISO path, K inside the table) have no scatter.
     exposure_s : float
         Exposure time [s] of the (short) frame, for dark current.
+    model : {"auto", "joint"}
+        ``"auto"``: the table where it covers the gain, as above. ``"joint"``: the joint model (with
+        ``scatter``) for every gain, tabled ISOs included — ELD's sampler at a chosen ISO or K.
 
     Returns
     -------
@@ -311,12 +319,17 @@ def sample_params(
     card.check_read_model(read_model)
     if iso is not None and gain_k_dn_per_e is not None:
         raise ParameterError("give iso or gain_k_dn_per_e, not both (an ISO fixes K through the card's table)")
+    if model not in MODELS:
+        raise ParameterError(f"model must be one of {MODELS}, got {model!r}")
+    if model == "joint" and card.joint is None:
+        raise ParameterError(f"model='joint': card {card.name!r} has no joint model (it has only its ISO table)")
     rng = np.random.default_rng(rng)
 
     if iso is not None:
         if not _is_number(iso) or not math.isfinite(iso) or iso <= 0:
             raise ParameterError(f"iso must be a positive number, got {iso!r}")
-        values = _iso_params(card, float(iso))
+        k, iso_of_k = _iso_gain(card, float(iso))
+        use_table = model == "auto"
     else:
         kmin, kmax = card.k_range_dn_per_e
         if gain_k_dn_per_e is None:
@@ -331,9 +344,11 @@ def sample_params(
                     f"gain_k_dn_per_e={k:g} is outside the K range of card {card.name!r}: {kmin:.6g}–{kmax:.6g} DN/e⁻"
                 )
             k = float(min(max(k, kmin), kmax))
-        if card.joint is None or (gain_k_dn_per_e is not None and _in_table_span(card, k)):
-            values = _table_params(card, k, _equivalent_iso(card, k))
-        else:
-            values = _params_at_k(card, k, rng, scatter=scatter)
-            values["iso"] = _equivalent_iso(card, k)
+        iso_of_k = _equivalent_iso(card, k)
+        use_table = card.joint is None or (model == "auto" and gain_k_dn_per_e is not None and _in_table_span(card, k))
+    if use_table:
+        values = _table_params(card, k, iso_of_k)
+    else:
+        values = _params_at_k(card, k, rng, scatter=scatter)
+        values["iso"] = iso_of_k
     return NoiseParams(read_model=read_model, exposure_s=exposure_s, **values)

@@ -278,6 +278,23 @@ def test_fixed_k_inside_the_table_agrees_with_the_iso_path():
     assert sample_params(card, gain_k_dn_per_e=lo, rng=1).read_sigma_dn != sample_params(card, gain_k_dn_per_e=lo, rng=2).read_sigma_dn
 
 
+def test_joint_model_on_request_at_a_chosen_iso():
+    card = load_card("SonyA7S2")
+    (profile,) = card.joint.profiles
+    n = 2000
+    draws = _draws(card, n, seed=21, iso=1600, model="joint")
+    assert all(p.gain_k_dn_per_e == 1.53 and p.iso == 1600 for p in draws)
+    for name_x in SIGMAS:
+        fit = profile.fit(name_x)
+        y = np.log([getattr(p, name_x) for p in draws])
+        assert abs(y.mean() - fit.mean_log(1.53)) < 5 * fit.residual_std / math.sqrt(n)
+        assert abs(y.std(ddof=1) - fit.residual_std) < 5 * fit.residual_std / math.sqrt(2 * (n - 1))
+    with pytest.raises(ParameterError, match="no joint model"):
+        sample_params(make_card(joint=None), iso=100, model="joint")
+    with pytest.raises(ParameterError, match="model must be one of"):
+        sample_params(card, model="table")
+
+
 def test_table_only_card_interpolates_sigmas_in_log_log():
     card = make_card(joint=None)
     p = sample_params(card, iso=math.sqrt(100 * 800), rng=0)
