@@ -4,8 +4,9 @@ Quick tour::
 
     import noisesim as ns
     card = ns.load_card("SonyA7S2")
-    params = ns.sample_params(card, iso=1600, rng=0)
-    noisy = ns.simulate(clean, params, card.sensor, ratio=100, rng=0)
+    noisy = ns.simulate(clean, card=card, iso=1600, ratio=100, rng=0)   # the card's maps included
+    params = ns.sample_params(card, iso=1600, rng=0)                     # or sample first …
+    noisy = ns.simulate(clean, params, card=card, ratio=100, rng=0)     # … apply second
 """
 
 __version__ = "0.1.0"

@@ -539,6 +539,10 @@ class Card:
             raise _Invalid("maps.file", "missing (maps.sha256 given without a file)")
         if self._maps is not None and not isinstance(self._maps, FixedPatternMaps):
             raise _Invalid("maps", f"must be FixedPatternMaps, got {type(self._maps).__name__}")
+        # mark the card's own sensor, so simulate can warn when it is used without the card's maps
+        marker = self.name if (self.maps_file is not None or self._maps is not None) else None
+        if self.sensor.maps_of_card != marker:
+            object.__setattr__(self, "sensor", dataclasses.replace(self.sensor, maps_of_card=marker))
         if not isinstance(self.provenance, Mapping):
             raise _Invalid("provenance", f"must be a table, got {type(self.provenance).__name__}")
         object.__setattr__(self, "provenance", _frozen_mapping(self.provenance))

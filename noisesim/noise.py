@@ -15,6 +15,8 @@ pixels as the full frame.
 
 from __future__ import annotations
 
+import warnings
+
 import numpy as np
 
 from . import kernels
@@ -112,11 +114,53 @@ def _per_pixel_read_noise_dn(scale: np.ndarray, params: NoiseParams, origin, fra
     return (z * scale).astype(np.float32)
 
 
+def _resolve_card(params, sensor, card, iso, gain_k_dn_per_e, maps, rng):
+    """(params, sensor, maps, noise rng) of a :func:`simulate` call, drawing the parameters from a card."""
+    if card is None:
+        if params is None or sensor is None:
+            raise ParameterError("simulate needs params and sensor, or card= (e.g. simulate(clean, card=card, iso=1600))")
+        if iso is not None or gain_k_dn_per_e is not None:
+            raise ParameterError("iso= and gain_k_dn_per_e= choose the draw from card=; without a card pass params")
+        if maps is None and sensor.maps_of_card is not None:
+            warnings.warn(
+                f"the sensor of card {sensor.maps_of_card!r} is used without the card's fixed-pattern maps (DSNU, "
+                "PRNU, hot pixels): they are left out. Pass card=card (or maps=card.maps; "
+                "maps=FixedPatternMaps() to leave them out knowingly)",
+                UserWarning,
+                stacklevel=3,
+            )
+        return params, sensor, maps, rng
+    from .card import Card
+
+    if not isinstance(card, Card):
+        raise ParameterError(f"card must be a Card (see noisesim.load_card), got {type(card).__name__}")
+    if sensor is not None and sensor != card.sensor:
+        raise ParameterError(f"give card= or sensor=, not both: the sensor of card {card.name!r} is card.sensor")
+    if maps is None:
+        maps = card.maps
+    if params is None:
+        from .sampling import sample_params
+
+        if isinstance(rng, np.random.Generator):
+            param_rng = rng
+        else:  # the children SeedSequence(seed).spawn(2) would give, without mutating a caller's SeedSequence
+            ss = rng if isinstance(rng, np.random.SeedSequence) else np.random.SeedSequence(None if rng is None else int(rng))
+            param_rng, rng = (np.random.SeedSequence(ss.entropy, spawn_key=tuple(ss.spawn_key) + (i,),
+                                                     pool_size=ss.pool_size) for i in (0, 1))
+        params = sample_params(card, iso=iso, gain_k_dn_per_e=gain_k_dn_per_e, rng=param_rng)
+    elif iso is not None or gain_k_dn_per_e is not None:
+        raise ParameterError("give params or iso=/gain_k_dn_per_e= (which draw params from the card), not both")
+    return params, card.sensor, maps, rng
+
+
 def simulate(
     clean: np.ndarray,
-    params: NoiseParams,
-    sensor: Sensor,
+    params: NoiseParams | None = None,
+    sensor: Sensor | None = None,
     *,
+    card=None,
+    iso: float | None = None,
+    gain_k_dn_per_e: float | None = None,
     ratio: float = 1.0,
     input_unit: str = "normalized",
     output_unit: str = "normalized",
@@ -133,16 +177,32 @@ def simulate(
 ) -> np.ndarray:
     """Add physically modelled sensor noise to a clean raw frame.
 
+    Two ways to call it:
+
+    * with a card: ``simulate(clean, card=card, iso=1600, ratio=100, rng=0)`` draws the parameters
+      (:func:`noisesim.sampling.sample_params` with ``iso`` / ``gain_k_dn_per_e``, or a random K without
+      either) and applies them with the card's sensor **and its fixed-pattern maps** (DSNU, PRNU, hot
+      pixels, dark current); ``simulate(clean, params, card=card, …)`` applies parameters drawn before.
+      An int ``rng`` seeds the parameter draw and the noise as ``noisesim simulate --seed`` does, so the
+      two give the same frame.
+    * with explicit parts: ``simulate(clean, params, sensor, maps=…)``. Passing a card's ``sensor`` while
+      the card has maps, without ``maps=``, leaves the maps out and warns (``maps=FixedPatternMaps()``
+      leaves them out knowingly).
+
     Parameters
     ----------
     clean : ndarray
         Clean (long-exposure) raw, shape (H, W) mosaic or (C, H/p, W/p) packed (see :mod:`noisesim.cfa`),
         in ``input_unit``. An expected signal below zero (e.g. a black-subtracted clean frame with its
         own noise) is taken as 0 e⁻: Poisson needs a non-negative mean.
-    params : NoiseParams
-        Noise parameters, e.g. from :func:`noisesim.sampling.sample_params`.
-    sensor : Sensor
-        CFA, bit depth and per-site black/white levels [DN].
+    params : NoiseParams, optional
+        Noise parameters, e.g. from :func:`noisesim.sampling.sample_params`; drawn from ``card`` when omitted.
+    sensor : Sensor, optional
+        CFA, bit depth and per-site black/white levels [DN]; ``card.sensor`` when a card is given.
+    card : noisesim.card.Card, optional
+        The camera: sensor, maps and (without ``params``) the parameter draw.
+    iso, gain_k_dn_per_e : float, optional
+        The gain of the parameter draw from ``card`` (ISO, or K [DN/e⁻]); neither: K drawn at random.
     ratio : float
         Exposure ratio r ≥ 1: the expected signal is divided by r (low-light synthesis; ELD eq. 1).
     input_unit : {"normalized", "dn", "electrons"}
@@ -156,12 +216,14 @@ def simulate(
     components : NoiseComponents
         Which terms are on.
     maps : FixedPatternMaps, optional
-        Full-sensor (H_s, W_s) maps; the frame reads them at ``origin``.
+        Full-sensor (H_s, W_s) maps; the frame reads them at ``origin``. Default: ``card.maps`` with a
+        card, else none.
     origin : (int, int)
         Top-left mosaic pixel of ``clean`` in the full sensor; sets map indexing and the RNG counters, so a
         crop reproduces the matching pixels of the full frame. Must be a multiple of the CFA period.
     rng : int, SeedSequence, Generator or None
-        Seed of the draw.
+        Seed of the noise (and, with a card and no ``params``, of the parameter draw: an int or
+        SeedSequence is split in two, the first child for the parameters, the second for the noise).
     frame_index : int
         Frame of a burst: the same seed with another index gives independent noise.
     backend : {"numba", "numpy"}
@@ -184,6 +246,7 @@ def simulate(
     -----
     (H, W) → (H, W); (C, H/p, W/p) → (C, H/p, W/p).
     """
+    params, sensor, maps, rng = _resolve_card(params, sensor, card, iso, gain_k_dn_per_e, maps, rng)
     if noise not in NOISE_MODES:
         raise ParameterError(f"noise must be one of {NOISE_MODES}, got {noise!r}")
     if noise == "dark-frame":

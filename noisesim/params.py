@@ -46,12 +46,17 @@ class Sensor:
         8 … 16; the largest representable DN is ``2**bit_depth - 1``.
     black_level_dn, white_level_dn : float or 4 floats
         Per colour site, in Bayer reading order (RGGB → R, G1, G2, B). White defaults to ``2**bit_depth - 1``.
+    maps_of_card : str or None
+        Set by :class:`noisesim.card.Card` on its own sensor when the card has fixed-pattern maps (the
+        card's name), so :func:`noisesim.noise.simulate` can warn when that sensor is used without them.
+        Not part of the sensor's identity (ignored by ``==``).
     """
 
     cfa: CFA
     bit_depth: int = 14
     black_level_dn: tuple[float, float, float, float] = (0.0, 0.0, 0.0, 0.0)
     white_level_dn: tuple[float, float, float, float] | None = None
+    maps_of_card: str | None = field(default=None, compare=False, repr=False)
 
     def __post_init__(self) -> None:
         if not isinstance(self.cfa, CFA):

@@ -118,7 +118,7 @@ def run(args) -> int:
     as_dng = args.output.suffix.lower() == ".dng"
     out_unit = "dn" if as_dng else args.output_unit
     dtype = np.uint16 if out_unit == "dn" and not args.float_path else np.float32
-    noisy = simulate(clean, params, card.sensor, ratio=args.ratio, input_unit=unit, output_unit=out_unit, dtype=dtype,
+    noisy = simulate(clean, params, card=card, ratio=args.ratio, input_unit=unit, output_unit=out_unit, dtype=dtype,
                      components=comps, maps=maps, rng=seeds[1])
     if as_dng:
         from ..dng import write_dng
