@@ -67,6 +67,7 @@ from .atomic import atomic_path, write_bytes
 from .errors import DatasetError, NoiseSimError, ParameterError, UnknownISOError
 from .params import NoiseComponents, NoiseParams, Sensor
 from .runlock import RunLock
+from .spawnguard import main_guard_message, require_main_guard
 
 log = logging.getLogger(__name__)
 
@@ -994,6 +995,8 @@ def generate_dataset(
         raise ParameterError(f"pairs must be >= 1, got {pairs}")
     if workers < 1:
         raise ParameterError(f"workers must be >= 1, got {workers}")
+    if workers > 1:
+        require_main_guard("generate_dataset(workers > 1)")  # before the spawned workers re-run the script
     seed = check_seed(seed)
     if not 1 <= shards <= pairs:
         raise ParameterError(f"shards must lie in 1..pairs ({pairs}), got {shards}")
@@ -1232,10 +1235,7 @@ def _write_locked(output: Path, files: list[Path], job: _Job, shape: tuple, dtyp
                 log.debug("closing %s failed", w.tmp, exc_info=True)
         if isinstance(exc, RuntimeError) and "bootstrapping phase" in str(exc):
             # multiprocessing's refusal inside a spawned child that re-ran an unguarded script.
-            raise DatasetError(
-                "worker processes are started with 'spawn', which re-imports the main script: call "
-                "generate_dataset(workers > 1) under `if __name__ == \"__main__\":`, or use workers=1"
-            ) from None
+            raise DatasetError(main_guard_message("generate_dataset(workers > 1)")) from None
         if isinstance(exc, (OSError, RuntimeError)) and not isinstance(exc, NoiseSimError):
             # h5py reports failed writes as OSError, failed flushes as RuntimeError.
             kept = ", ".join(str(_partial(fp)) for fp in files if _partial(fp).exists()) or "nothing"

@@ -34,6 +34,7 @@ from typing import Any, Callable
 import numpy as np
 
 from .errors import DatasetError, ParameterError
+from .spawnguard import require_main_guard
 
 _SCALARS = ("ratio", "iso", "gain_k_dn_per_e", "read_sigma_dn", "tukey_lambda", "tukey_scale_dn", "row_sigma_dn")
 
@@ -301,7 +302,17 @@ class OnTheFlyRawDataset:
 
 def make_loader(dataset, *, batch_size: int = 8, num_workers: int = 0, shuffle: bool = False, **kwargs):
     """A ``torch.utils.data.DataLoader`` with the spawn start method for its workers (numba's OpenMP
-    layer is not fork-safe) and persistent workers; other keyword arguments pass through."""
+    layer is not fork-safe) and persistent workers; other keyword arguments pass through.
+
+    Spawned workers re-import the main script and re-run its top level, so a script that builds a
+    loader with ``num_workers > 0`` must keep its work under ``if __name__ == "__main__":``; called from
+    an unguarded top level, this raises :class:`~noisesim.errors.ParameterError` naming the script and
+    line (:func:`noisesim.spawnguard.require_main_guard`) instead of letting the workers re-run it.
+    """
+    ctx = kwargs.get("multiprocessing_context", "spawn")
+    method = ctx if isinstance(ctx, str) else getattr(ctx, "get_start_method", lambda: "spawn")()
+    if num_workers > 0 and method != "fork":  # spawn and forkserver re-import the main script
+        require_main_guard("make_loader(num_workers > 0)")
     torch = _torch()
     if num_workers > 0:
         kwargs.setdefault("multiprocessing_context", "spawn")
