@@ -178,8 +178,7 @@ def test_shipped_card_matches_released_json(name):
     j = card.joint
     assert j.k_min_dn_per_e == eld["Kmin"] and j.k_max_dn_per_e == eld["Kmax"]
     assert j.tukey_lambda_values == tuple(eld["G_shape"])
-    profiles = sorted(k for k in eld if k.startswith("Profile-"))
-    assert [p.name for p in j.profiles] == profiles
+    assert [p.name for p in j.profiles] == ["Profile-1"]  # ELD's released sampler uses Profile-1 only
     for p in j.profiles:
         assert (p.k_min_dn_per_e, p.k_max_dn_per_e) == (eld["Kmin"], eld["Kmax"])
         for ours, theirs in (("tukey_scale_dn", "G_scale"), ("read_sigma_dn", "g_scale"), ("row_sigma_dn", "R_scale")):
@@ -206,11 +205,12 @@ def test_channel_reorder_spot_check():
 def test_sony_card_has_pmn_table_and_dual_gain_switch():
     card = load_card("SonyA7S2")
     assert card.sensor.black_level_dn == (512.0,) * 4
-    assert card.isos == (100.0, 1600.0, 3200.0, 6400.0)
-    e = card.iso_entry(1600)
-    assert (e.gain_k_dn_per_e, e.tukey_lambda, e.tukey_scale_dn, e.read_sigma_dn, e.row_sigma_dn) == (1.53, -0.044, 3.23, 6.30, 0.99)
-    assert card.joint.dual_gain_switch_iso == 3200
-    assert card.iso_entry(3200).read_sigma_dn < card.iso_entry(1600).read_sigma_dn
+    assert card.isos[0] == 50 and card.isos[-1] == 25600 and 1600 in card.isos
+    e = card.iso_entry(1600)  # PMN's per-ISO entry SonyA7S2_1600, unrounded
+    assert (e.gain_k_dn_per_e, e.tukey_lambda, e.tukey_scale_dn, e.read_sigma_dn, e.row_sigma_dn) == (
+        1.53008, -0.0441045, 3.2283993, 6.29925, 0.988786)
+    assert card.joint.dual_gain_switch_iso == 2000
+    assert card.iso_entry(2000).read_sigma_dn < card.iso_entry(1600).read_sigma_dn
 
 
 def test_shipped_cards_are_regenerated_exactly(tmp_path):
@@ -344,11 +344,11 @@ def test_cli_cards_list_and_show(capsys, tmp_path):
     out = capsys.readouterr().out
     for name in SHIPPED:
         assert name in out
-    assert "ISO 100–6400" in out and "RGGB" in out
+    assert "ISO 50–25600" in out and "RGGB" in out
 
     assert main(["cards", "show", "sonya7s2"]) == 0
     out = capsys.readouterr().out
-    assert "black level [512, 512, 512, 512] DN" in out and "first high-gain ISO 3200" in out
+    assert "black level [512, 512, 512, 512] DN" in out and "first high-gain ISO 2000" in out
     assert "ln σ_TL   = 0.4621 · ln K + 0.5657" in out and "Provenance:" in out
 
     path = save_card(make_card().with_maps(small_maps()), tmp_path / "mine.toml")

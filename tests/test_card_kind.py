@@ -137,3 +137,18 @@ def test_cli_show_poisson_gaussian(pg_card, tmp_path, capsys):
     card_path = save_card(pg_card, tmp_path / "pg.toml")
     assert main(["cards", "show", str(card_path)]) == 0
     assert "poisson-gaussian" in capsys.readouterr().out
+
+
+def test_cli_simulate_tukey_on_a_poisson_gaussian_card_is_one_line(pg_card, tmp_path, capsys):
+    from noisesim.card import save_card
+
+    card_path = save_card(pg_card, tmp_path / "pg.toml")
+    clean = tmp_path / "c.npy"
+    np.save(clean, np.full((32, 32), 0.1, np.float32))
+    args = ["simulate", "--card", str(card_path), "--iso", "100", "--input", str(clean), "--input-unit", "normalized"]
+    assert main(args + ["--output", str(tmp_path / "n.npy")]) == 0  # Gaussian by default
+    capsys.readouterr()
+    assert main(args + ["--output", str(tmp_path / "t.npy"), "--read-model", "tukey"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "TestPG" in err[0] and "poisson-gaussian" in err[0]
+    assert not (tmp_path / "t.npy").exists()

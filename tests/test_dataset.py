@@ -387,7 +387,7 @@ def test_iso_range_on_card_without_iso_table(tmp_path):
 
 def test_iso_outside_card_range(tmp_path):
     with pytest.raises(UnknownISOError):
-        generate_dataset(tmp_path / "d.h5", pairs=2, **{**SMALL, "iso": (50, 800)})
+        generate_dataset(tmp_path / "d.h5", pairs=2, **{**SMALL, "iso": (800, 51200)})  # the card's table ends at 25600
     assert _nothing_written(tmp_path)
 
 

@@ -388,7 +388,15 @@ def test_per_sample_black_level_as_the_engine():
 
 def test_card_sampler_without_table_and_with_overlapping_profiles():
     n = 4000
-    card = load_card("NikonD850")  # two profiles over the same K range, equal weights; no ISO table
+    import dataclasses
+
+    from noisesim.card import LogLinearFit
+
+    card = load_card("NikonD850")  # no ISO table; give it a second profile over the same K range, equal weights
+    p1 = card.joint.profiles[0]
+    fit = p1.tukey_scale_dn
+    p2 = dataclasses.replace(p1, name="Profile-2", tukey_scale_dn=LogLinearFit(fit.slope, fit.intercept + 0.5, fit.residual_std))
+    card = card.replace(joint=dataclasses.replace(card.joint, profiles=(p1, p2)))
     joint = card.joint
     pb = CardParamSampler(card, scatter=False).sample(n, dtype=torch.float64, generator=torch.Generator().manual_seed(1))
     k = pb.gain_k_dn_per_e.numpy()
