@@ -483,6 +483,9 @@ class Card:
     maps_file, maps_sha256 : str or None
         File name of the ``.npz`` sidecar (next to the card) and its SHA-256; see :attr:`maps`. A card
         given maps in memory (:meth:`with_maps`) has no checksum until :func:`save_card` writes the sidecar.
+    dark_bank_file, dark_bank_sha256 : str or None
+        A dark-frame bank of this camera (``noisesim darks bank``; path relative to the card) and the SHA-256
+        of its index (:attr:`noisesim.darkbank.DarkFrameBank.content_sha256`); see :attr:`dark_bank`.
     provenance : mapping
         Free-form (source, citation, date, software, notes …).
     """
@@ -493,6 +496,8 @@ class Card:
     joint: JointModel | None = None
     maps_file: str | None = None
     maps_sha256: str | None = None
+    dark_bank_file: str | None = None
+    dark_bank_sha256: str | None = None
     provenance: Mapping[str, Any] = field(default_factory=dict, hash=False)
     # Not part of the card's identity: the file it came from (to find the sidecar) and in-memory maps.
     source_path: Path | None = field(default=None, compare=False, repr=False)
@@ -537,6 +542,13 @@ class Card:
                 raise _Invalid("maps.sha256", f"must be 64 lowercase hex digits, got {sha!r}")
         elif self.maps_sha256 is not None:
             raise _Invalid("maps.file", "missing (maps.sha256 given without a file)")
+        if (self.dark_bank_file is None) != (self.dark_bank_sha256 is None):
+            raise _Invalid("dark_bank", "needs both file and sha256")
+        if self.dark_bank_file is not None:
+            _string("dark_bank.file", self.dark_bank_file)
+            sha = _string("dark_bank.sha256", self.dark_bank_sha256)
+            if len(sha) != 64 or any(c not in "0123456789abcdef" for c in sha):
+                raise _Invalid("dark_bank.sha256", f"must be 64 lowercase hex digits, got {sha!r}")
         if self._maps is not None and not isinstance(self._maps, FixedPatternMaps):
             raise _Invalid("maps", f"must be FixedPatternMaps, got {type(self._maps).__name__}")
         # mark the card's own sensor, so simulate can warn when it is used without the card's maps
@@ -640,6 +652,37 @@ class Card:
         maps = _load_sidecar(self.source_path.parent / self.maps_file, self.maps_sha256, self.source_path)
         object.__setattr__(self, "_maps", maps)
         return maps
+
+    @property
+    def dark_bank(self):
+        """The card's dark-frame bank (:class:`noisesim.darkbank.DarkFrameBank`, checksum verified), or None."""
+        if self.dark_bank_file is None:
+            return None
+        from .darkbank import DarkFrameBank
+
+        path = Path(self.dark_bank_file)
+        if not path.is_absolute():
+            if self.source_path is None:
+                raise CardError(f"card {self.name!r}: dark bank {self.dark_bank_file!r} cannot be located "
+                                "(the card was not loaded from a file)")
+            path = self.source_path.parent / path
+        bank = DarkFrameBank(path)
+        if bank.content_sha256 != self.dark_bank_sha256:
+            raise CardError(f"{path}: dark-frame bank checksum mismatch (card {self.name!r} references another bank)")
+        return bank
+
+    def with_dark_bank(self, path: str | os.PathLike | None, *, relative_to: str | os.PathLike | None = None) -> "Card":
+        """A copy referencing the dark-frame bank at ``path`` with its checksum; None removes it.
+
+        ``relative_to`` (the folder the card will be saved in) stores the path relative to it.
+        """
+        if path is None:
+            return dataclasses.replace(self, dark_bank_file=None, dark_bank_sha256=None)
+        from .darkbank import DarkFrameBank
+
+        sha = DarkFrameBank(path).content_sha256
+        stored = os.path.relpath(Path(path).resolve(), Path(relative_to).resolve()) if relative_to is not None else str(path)
+        return dataclasses.replace(self, dark_bank_file=stored, dark_bank_sha256=sha)
 
     def with_maps(self, maps: FixedPatternMaps | None, file: str | None = None) -> "Card":
         """A copy carrying ``maps`` in memory; :func:`save_card` writes them to the sidecar ``file``.
@@ -774,7 +817,7 @@ class _Parser:
             readable = ", ".join(repr(f"{_SCHEMA_PREFIX}{v}") for v in READABLE_VERSIONS)
             raise self.fail("schema", f"unsupported schema {schema!r}: this noisesim reads {readable}{hint}")
         self.version = int(version)
-        self.keys(doc, "", ("schema", "camera", "sensor"), ("iso", "joint", "maps", "provenance"))
+        self.keys(doc, "", ("schema", "camera", "sensor"), ("iso", "joint", "maps", "dark_bank", "provenance"))
 
         cam = self.table(doc, "camera", "camera")
         self.keys(cam, "camera", ("name",), ("make", "model"))
@@ -810,6 +853,12 @@ class _Parser:
             self.keys(mp, "maps", _MAPS_KEYS)
             maps_file, maps_sha = mp["file"], mp["sha256"]
 
+        bank_file = bank_sha = None
+        bk = self.table(doc, "dark_bank", "dark_bank", required=False)
+        if bk is not None:
+            self.keys(bk, "dark_bank", _MAPS_KEYS)
+            bank_file, bank_sha = bk["file"], bk["sha256"]
+
         prov = self.table(doc, "provenance", "provenance", required=False) or {}
         return self.build(
             "",
@@ -820,6 +869,8 @@ class _Parser:
             joint=joint,
             maps_file=maps_file,
             maps_sha256=maps_sha,
+            dark_bank_file=bank_file,
+            dark_bank_sha256=bank_sha,
             provenance=prov,
             source_path=source_path,
         )
@@ -1070,6 +1121,8 @@ def card_to_toml(card: Card) -> str:
     if card.maps_file is not None:
         sha = card.maps_sha256 or hashlib.sha256(_npz_bytes(card.maps)).hexdigest()  # in-memory maps: as saved
         out += ["", "[maps]", f"file = {_fmt(card.maps_file)}", f"sha256 = {_fmt(sha)}"]
+    if card.dark_bank_file is not None:
+        out += ["", "[dark_bank]", f"file = {_fmt(card.dark_bank_file)}", f"sha256 = {_fmt(card.dark_bank_sha256)}"]
     if card.provenance:
         out += ["", tomli_w.dumps({"provenance": _plain(card.provenance)}).rstrip("\n")]
     return "\n".join(out) + "\n"

@@ -861,8 +861,11 @@ def _check_sampling(card, iso, gain_k) -> None:
         sample_params(card, rng=0)
 
 
-def check_noise_mode(noise: str, bank, cfa) -> tuple[str | None, str | None]:
-    """Validate the noise mode; for dark-frame noise, the bank's absolute path and content hash."""
+def check_noise_mode(noise: str, bank, cfa, *, card=None) -> tuple[str | None, str | None]:
+    """Validate the noise mode; for dark-frame noise, the bank's absolute path and content hash.
+
+    Without ``bank``, dark-frame noise uses the card's own bank (``[dark_bank]``) where it has one.
+    """
     from .noise import NOISE_MODES
 
     if noise not in NOISE_MODES:
@@ -871,6 +874,8 @@ def check_noise_mode(noise: str, bank, cfa) -> tuple[str | None, str | None]:
         if bank is not None:
             raise ParameterError("a dark-frame bank is used only with noise='dark-frame' (--noise dark-frame)")
         return None, None
+    if bank is None and card is not None and card.dark_bank_file is not None:
+        bank = card.dark_bank.path
     if bank is None:
         raise ParameterError("noise='dark-frame' needs a dark-frame bank (--bank BANK.h5; noisesim darks bank)")
     from .darkbank import DarkFrameBank
@@ -1021,7 +1026,7 @@ def generate_dataset(
     sensor = card.sensor
     cfa = sensor.cfa
     p = cfa.period
-    bank_path, bank_sha = check_noise_mode(noise, bank, cfa)
+    bank_path, bank_sha = check_noise_mode(noise, bank, cfa, card=card)
     if patch < p or patch % p:
         raise ParameterError(f"patch must be a positive multiple of the CFA period {p} ({cfa.pattern}), got {patch}")
     maps = getattr(card, "maps", None)

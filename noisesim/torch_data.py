@@ -218,7 +218,7 @@ class OnTheFlyRawDataset:
             raise ParameterError(f"patch must be a positive multiple of the CFA period {p}, got {patch}")
         from .dataset import check_noise_mode
 
-        bank_path, _ = check_noise_mode(noise, bank, card.sensor.cfa)
+        bank_path, _ = check_noise_mode(noise, bank, card.sensor.cfa, card=card)
         source_spec = str(source) if str(source) == "builtin" else str(Path(source).resolve())
         self._job = _Job(card=card, source_spec=source_spec, patch=int(patch), iso=iso_r, gain_k=gain_r, ratio=parse_ratio(ratio),
                          blur=blur, seed=int(seed), storage="float32", components=components or NoiseComponents(),

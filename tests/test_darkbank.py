@@ -223,3 +223,32 @@ def test_on_the_fly_dataset_with_dark_frame_noise(tmp_path):
                             noise="dark-frame", bank=bank.path)
     a, b = ds[0], ds[0]
     assert np.array_equal(np.asarray(a["noisy"]), np.asarray(b["noisy"]))
+
+
+def test_calibrate_dark_bank_is_referenced_by_the_card(tmp_path):
+    from noisesim.calibration.synthetic import SyntheticSpec, synthetic_frames, write_capture_dng
+    from noisesim.card import load_card
+    from noisesim.cli import main
+    from noisesim.errors import CardError
+
+    sensor = Sensor(cfa="RGGB", bit_depth=14, black_level_dn=512, white_level_dn=16383)
+    truth = {iso: NoiseParams(gain_k_dn_per_e=k, read_model="gaussian", read_sigma_dn=s, iso=iso)
+             for iso, k, s in ((800, 0.8, 3.0), (1600, 1.6, 5.0), (3200, 3.2, 8.0))}
+    write_capture_dng(synthetic_frames(truth, sensor, (64, 64), SyntheticSpec(n_darks=8), rng=1), tmp_path / "cap")
+    card_path = tmp_path / "cards" / "cam.toml"
+    card_path.parent.mkdir()
+    assert main(["calibrate", str(tmp_path / "cap"), "--camera", "Test Cam", "--output", str(card_path),
+                 "--no-fidelity", "--dark-bank", str(tmp_path / "bank.h5")]) == 0
+    card = load_card(card_path)
+    assert card.dark_bank_file == "../bank.h5" and card.dark_bank.isos == [800.0, 1600.0, 3200.0]
+    assert len(card.dark_bank) == 24
+    # generate takes the card's bank when none is given
+    out = tmp_path / "ds.h5"
+    assert main(["generate", "--card", str(card_path), "--output", str(out), "--pairs", "2", "--patch", "32",
+                 "--iso", "1600:1600", "--noise", "dark-frame", "--no-progress"]) == 0
+    with h5py.File(out) as f:
+        assert (f["params"]["dark_frame"] >= 0).all()
+    # a bank replaced behind the card's back is refused
+    build_dark_bank(tmp_path / "bank.h5", _darks(1, (64, 64)), cfa="RGGB", white_level_dn=WHITE)
+    with pytest.raises(CardError, match="checksum mismatch"):
+        load_card(card_path).dark_bank

@@ -25,6 +25,9 @@ def add_parser(subparsers) -> None:
     p.add_argument("--denoise-maps", action="store_true",
                    help="Wiener-shrink the dark-shading and PRNU maps (best per-pixel estimate; simulations then carry "
                    "less fixed pattern than the sensor). Default: maps reproduce the card's DSNU and PRNU")
+    p.add_argument("--dark-bank", default=None, metavar="BANK.h5",
+                   help="also store the capture's dark frames in this dark-frame bank (for --noise dark-frame) and "
+                   "reference it from the card (path relative to the card, with its checksum)")
     p.add_argument("--seed", type=seed_arg, default=0)
     p.add_argument("--scheduler", default=None, metavar="local|ADDRESS|FILE.json",
                    help="estimate each ISO as a task on a Dask cluster (extra noisesim[dask]); workers read the frames "
@@ -52,6 +55,13 @@ def run(args) -> int:
 
     res = calibrate(args.capture, args.camera, progress=progress, fidelity=not args.no_fidelity, rng=args.seed,
                     denoise_maps=args.denoise_maps, scheduler=args.scheduler, workers=args.workers)
+    if args.dark_bank:
+        from noisesim.calibration.banks import bank_from_capture
+
+        bank = bank_from_capture(args.capture, args.dark_bank, sensor=res.card.sensor, camera=res.card.camera.name,
+                                 progress=lambda it: tqdm(it, desc="dark bank", unit="frame", leave=False, file=sys.stderr,
+                                                          disable=None))
+        res.card = res.card.with_dark_bank(bank, relative_to=out.parent)
     res.save(out, report=args.report)
     for r in res.iso_results:
         print(f"ISO {r.iso:g}: K = {r.gain_k_dn_per_e.value:.4g} ± {r.gain_k_dn_per_e.se:.2g} DN/e-, "

@@ -21,36 +21,15 @@ def add_parser(subparsers) -> None:
 
 
 def run(args) -> int:
-    from pathlib import Path
-
     from tqdm import tqdm
 
-    from noisesim.calibration.capture import scan_capture  # lazy: simulation never imports calibration
+    from noisesim.calibration.banks import bank_from_capture  # lazy: simulation never imports calibration
     from noisesim.card import load_card
-    from noisesim.darkbank import DarkFrame, build_dark_bank
-    from noisesim.errors import InputFileError
+    from noisesim.darkbank import DarkFrameBank
 
     card = load_card(args.card)
-    out = Path(args.output)
-    if out.suffix.lower() not in (".h5", ".hdf5"):
-        raise InputFileError(f"{out}: the bank file must end in .h5")
-    capture = scan_capture(args.darks)
-    darks = capture.by_kind("dark")
-    if not darks:
-        raise InputFileError(f"{args.darks}: no dark frames found")
-    for fr in darks:
-        if fr.cfa != card.sensor.cfa.pattern:
-            raise InputFileError(f"{fr.path}: CFA {fr.cfa} differs from card {card.camera.name}'s {card.sensor.cfa.pattern}")
-        if float(fr.white_level_dn) > card.sensor.max_dn:
-            raise InputFileError(f"{fr.path}: white level {fr.white_level_dn:g} DN exceeds card {card.camera.name}'s "
-                                 f"{card.sensor.bit_depth}-bit range")
-
-    def frames():
-        for fr in tqdm(darks, desc="darks", unit="frame", leave=False, file=sys.stderr, disable=None):
-            yield DarkFrame(fr.load(), fr.iso, fr.exposure_s, fr.black_level_dn, Path(fr.path).name)
-
-    build_dark_bank(out, frames(), cfa=card.sensor.cfa, white_level_dn=max(card.sensor.white_level_dn),
-                    bit_depth=card.sensor.bit_depth, camera=card.camera.name)
-    isos = sorted({fr.iso for fr in darks})
-    print(f"wrote {out}: {len(darks)} dark frames at ISO {', '.join(f'{i:g}' for i in isos)}")
+    out = bank_from_capture(args.darks, args.output, sensor=card.sensor, camera=card.camera.name,
+                            progress=lambda it: tqdm(it, desc="darks", unit="frame", leave=False, file=sys.stderr, disable=None))
+    bank = DarkFrameBank(out)
+    print(f"wrote {out}: {len(bank)} dark frames at ISO {', '.join(f'{i:g}' for i in bank.isos)}")
     return 0
