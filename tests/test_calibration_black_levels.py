@@ -73,3 +73,21 @@ def test_metadata_black_differing_from_the_dark_mean_warns(result):
     for name in ("R", "G1", "B"):
         assert f"{name}:" in text[0]
     assert "G2:" not in text[0]
+
+
+def test_validate_applies_each_isos_black_level(result):
+    """validate compares the capture's darks with darks simulated at the ISO's own black level."""
+    import dataclasses
+
+    from noisesim.calibration.capture import Capture
+    from noisesim.calibration.fidelity import validate
+
+    darks = [f for f in synthetic_frames(PARAMS, SENSORS, SHAPE, dataclasses.replace(SPEC, flat_levels=()), rng=8)
+             if f.kind == "dark"]
+    capture = Capture(darks, [], "<phone darks>")
+    report = validate(result.card, capture, max_frames_per_iso=2)
+    assert report.passed, [(r.iso, r.channel) for r in report.verdict_rows if not r.passed]
+    # the same card with one black level for every ISO (what schema /1 could hold) fails at ISO 100 and 400
+    one_black = result.card.replace(iso_table=tuple(dataclasses.replace(e, black_level_dn=None) for e in result.card.iso_table))
+    failed = {r.iso for r in validate(one_black, capture, max_frames_per_iso=2).verdict_rows if not r.passed}
+    assert failed == {100.0, 400.0}
