@@ -131,7 +131,7 @@ def test_killed_worker_task_is_rerun_and_bytes_are_identical(cluster, tmp_path):
     """SIGKILL the worker process writing a shard while its partial is incomplete: the scheduler re-runs the
     task on a (restarted) worker, which continues the partial; output identical, no partial left behind."""
     c, client = cluster
-    kw = dict(card="SonyA7S2", source="builtin", patch=128, iso=(800, 3200), pairs=60, shards=2, seed=21, progress=False,
+    kw = dict(card="SonyA7S2", source="builtin", patch=128, iso=(800, 3200), pairs=120, shards=2, seed=21, progress=False,
               checkpoint_every=4)
     (tmp_path / "one").mkdir()
     (tmp_path / "dask").mkdir()
