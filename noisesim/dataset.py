@@ -54,6 +54,7 @@ import logging
 import math
 import os
 import shutil
+import sys
 import time
 from collections import deque
 from contextlib import closing
@@ -389,9 +390,44 @@ def single_threaded_kernels() -> None:
         pass
 
 
-def _worker_init(job: _Job, shm_name: str, nslots: int, shape: tuple, dtype: str) -> None:
+def _exit_with_parent(parent_pid: int) -> None:
+    """Make this worker exit as soon as the process that started it dies (``kill -9`` included).
+
+    Linux: ``PR_SET_PDEATHSIG`` delivers SIGKILL at the parent's death. Everywhere (and as a fallback): a
+    daemon thread that sees the parent PID change. Without this, orphaned workers (~180 MB each) and the
+    resource tracker outlived a killed ``generate`` indefinitely, holding a /dev/shm segment.
+    """
+    import signal
+    import threading
+
+    if sys.platform.startswith("linux"):
+        try:
+            import ctypes
+
+            libc = ctypes.CDLL(None, use_errno=True)
+            libc.prctl(1, signal.SIGKILL, 0, 0, 0)  # PR_SET_PDEATHSIG = 1
+        except (OSError, AttributeError):  # pragma: no cover - no prctl: the thread below still works
+            pass
+    if os.getppid() != parent_pid:  # died before we got here
+        os._exit(1)
+
+    def watch() -> None:
+        while True:
+            time.sleep(0.5)
+            if os.getppid() != parent_pid:
+                os._exit(1)
+
+    threading.Thread(target=watch, name="noisesim-parent-watch", daemon=True).start()
+
+
+def _worker_init(job: _Job, shm_name: str, nslots: int, shape: tuple, dtype: str, parent_pid: int | None = None) -> None:
+    import signal
     from multiprocessing import shared_memory
 
+    if parent_pid is not None:
+        _exit_with_parent(parent_pid)
+    # Ctrl-C reaches the whole process group: the parent handles it and shuts the pool down in order.
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
     single_threaded_kernels()
     _W["synth"] = _Synth(job)
     shm = shared_memory.SharedMemory(name=shm_name)
@@ -454,6 +490,30 @@ def stored_sample_crc32(f, index: int, rec=None, *, clean=None, noisy=None) -> i
     return sample_crc32(clean, noisy, rec, kernel_row, ksize)
 
 
+SHM_DIR = "/dev/shm"
+
+
+def shared_memory_bytes(job: _Job, workers: int) -> int:
+    """Bytes of shared memory ``workers`` processes use to hand samples back (3 slots of a pair each)."""
+    p = job.card.sensor.cfa.period
+    itemsize = 2 if job.storage == "uint16" else 4
+    return 3 * workers * 2 * job.card.sensor.cfa.n_channels * (job.patch // p) ** 2 * itemsize
+
+
+def check_shared_memory(job: _Job, workers: int) -> None:
+    """Refuse up front when /dev/shm cannot hold the workers' buffers (a worker would die of SIGBUS)."""
+    if workers <= 1 or not os.path.isdir(SHM_DIR):
+        return
+    need = shared_memory_bytes(job, workers)
+    free = shutil.disk_usage(SHM_DIR).free
+    if need + (1 << 20) > free:
+        raise DatasetError(
+            f"--workers {workers} with --patch {job.patch} needs {need / 1e6:.1f} MB of shared memory, but {SHM_DIR} has "
+            f"{free / 1e6:.1f} MB free (Docker's default is 64 MB): start the container with a larger --shm-size "
+            f"(e.g. --shm-size=1g), or use fewer --workers or a smaller --patch"
+        )
+
+
 def _produce(job: _Job, todo: Sequence[int], workers: int) -> Iterator[tuple]:
     """Yield (i, clean, noisy, rec, kernel) for every i in ``todo``, in that order."""
     if workers <= 1 or len(todo) <= 1:
@@ -470,6 +530,7 @@ def _produce(job: _Job, todo: Sequence[int], workers: int) -> Iterator[tuple]:
     p = job.card.sensor.cfa.period
     shape = (job.card.sensor.cfa.n_channels, job.patch // p, job.patch // p)
     nslots = 3 * workers
+    check_shared_memory(job, workers)
     shm = shared_memory.SharedMemory(create=True, size=nslots * 2 * int(np.prod(shape)) * dtype.itemsize)
     try:
         slots = np.ndarray((nslots, 2) + shape, dtype=dtype, buffer=shm.buf)
@@ -482,7 +543,7 @@ def _produce(job: _Job, todo: Sequence[int], workers: int) -> Iterator[tuple]:
         from concurrent.futures.process import BrokenProcessPool
 
         with ProcessPoolExecutor(workers, mp_context=ctx, initializer=_worker_init,
-                                 initargs=(wjob, shm.name, nslots, shape, dtype.str)) as pool:
+                                 initargs=(wjob, shm.name, nslots, shape, dtype.str, os.getpid())) as pool:
             pending: deque = deque()
             it = iter(todo)
             free = list(range(nslots))
@@ -1037,6 +1098,8 @@ def generate_dataset(
     job = _Job(card=card, source_spec=source_spec, patch=patch, iso=iso_r, gain_k=gain_r, ratio=ratio_s, blur=blur,
                seed=int(seed), storage=storage, components=components, kernel_cap=_kernel_capacity(blur),
                noise=noise, bank_path=bank_path)
+    if scheduler is None:
+        check_shared_memory(job, workers)  # before any file exists (a worker would die of SIGBUS)
     # Open the source and draw one patch now: an empty folder or images smaller than the patch fail
     # here, before any file is created.
     probe = _Synth(job)

@@ -61,7 +61,7 @@ def _interrupt_after(n_writes: int):
 # ------------------------------------------------------------------------------------------------
 # 1. Concurrent writers
 # ------------------------------------------------------------------------------------------------
-@pytest.mark.parametrize("force", [False, True], ids=["plain", "force-on-both"])
+@pytest.mark.parametrize("force", [False, pytest.param(True, marks=pytest.mark.slow)], ids=["plain", "force-on-both"])
 def test_second_concurrent_run_fails_at_once_naming_the_first(tmp_path, force):
     """Two real `generate` processes on one output: the second fails with the first's PID and file;
     the first (paused meanwhile with SIGSTOP, so the overlap is certain) still ends with a complete file."""
@@ -354,3 +354,96 @@ def test_sharded_master_identical_between_identical_runs(tmp_path):
     assert (a / "m.h5").read_bytes() == (b / "m.h5").read_bytes()
     for name in ("m-00000-of-00002.h5", "m-00001-of-00002.h5"):
         assert (a / name).read_bytes() == (b / name).read_bytes()
+
+
+# ------------------------------------------------------------------------------------------------
+# 4. Orphaned workers, SIGTERM, small /dev/shm
+# ------------------------------------------------------------------------------------------------
+def _children(pid: int) -> list[int]:
+    out = []
+    for d in Path("/proc").iterdir():
+        if d.name.isdigit():
+            try:
+                fields = (d / "stat").read_text().rsplit(")", 1)[1].split()
+            except OSError:
+                continue
+            if int(fields[1]) == pid and fields[0] != "Z":
+                out.append(int(d.name))
+    return out
+
+
+def _alive(pid: int) -> bool:
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except OSError:
+        return False
+    return state != "Z"  # a zombie has exited (our container's PID 1 may not reap it)
+
+
+def _start_with_workers(cwd: Path):
+    args = ["--card", CARD, "--output", "ds.h5", "--pairs", "5000", "--patch", "64", "--seed", "5", "--no-progress",
+            "--workers", "2", "--checkpoint-every", "10"]
+    proc = subprocess.Popen([sys.executable, "-m", "noisesim", "-v", "generate", *args], cwd=cwd, env=ENV,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    for line in proc.stderr:
+        if "checkpoint:" in line:
+            break
+    else:
+        pytest.fail(f"no checkpoint before exit: rc {proc.wait()}")
+    kids = _children(proc.pid)
+    assert len(kids) >= 3, f"expected 2 workers and the resource tracker, found {kids}"
+    return proc, kids
+
+
+def _wait_gone(pids, timeout=20.0) -> list[int]:
+    t0 = time.monotonic()
+    while time.monotonic() - t0 < timeout:
+        left = [p for p in pids if _alive(p)]
+        if not left:
+            return []
+        time.sleep(0.1)
+    return left
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not Path("/proc/self/stat").exists(), reason="needs /proc to find the worker processes")
+def test_workers_exit_when_parent_is_killed(tmp_path):
+    proc, kids = _start_with_workers(tmp_path)
+    segments = set()  # the /dev/shm segments our workers have mapped
+    for k in kids:
+        try:
+            segments |= {line.split()[-1] for line in Path(f"/proc/{k}/maps").read_text().splitlines() if "/dev/shm/" in line}
+        except OSError:
+            pass
+    assert segments, "the workers map no /dev/shm segment"
+    proc.kill()  # kill -9: no cleanup code runs in the parent
+    proc.wait(timeout=30)
+    assert _wait_gone(kids) == [], "workers or the resource tracker outlived a kill -9 of their parent"
+    assert not [s for s in segments if os.path.exists(s)], "a shared-memory segment was left behind"
+    assert (tmp_path / "ds.h5.partial").exists() and not (tmp_path / "ds.h5").exists()
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not Path("/proc/self/stat").exists(), reason="needs /proc to find the worker processes")
+def test_sigterm_is_handled_like_ctrl_c(tmp_path):
+    proc, kids = _start_with_workers(tmp_path)
+    proc.terminate()
+    _, err = proc.communicate(timeout=60)
+    assert proc.returncode == 128 + signal.SIGTERM, err
+    assert "terminated" in err and "Traceback" not in err
+    assert _wait_gone(kids) == []
+    done = int(np.count_nonzero(np.frombuffer((tmp_path / "ds.h5.partial.progress").read_bytes(), np.uint8)))
+    assert done >= 1  # the samples written before the signal were flushed and kept for --resume
+
+
+def test_small_dev_shm_is_refused_up_front(tmp_path):
+    """Docker's 64 MB /dev/shm, scaled down: a private 2 MB tmpfs on /dev/shm (needs a mount namespace)."""
+    probe = subprocess.run(["unshare", "-m", "sh", "-c", "mount -t tmpfs -o size=2m tmpfs /dev/shm"], capture_output=True)
+    if probe.returncode != 0:
+        pytest.skip("cannot mount a small tmpfs on /dev/shm here (needs unshare -m and mount rights)")
+    cmd = (f"mount -t tmpfs -o size=2m tmpfs /dev/shm && exec {sys.executable} -m noisesim generate --card {CARD} "
+           "-o ds.h5 -n 20 --patch 512 --workers 2 --no-progress")
+    p = subprocess.run(["unshare", "-m", "sh", "-c", cmd], cwd=tmp_path, env=ENV, capture_output=True, text=True, timeout=120)
+    assert p.returncode == 2, p.stderr
+    assert "/dev/shm" in p.stderr and "--shm-size" in p.stderr and "Traceback" not in p.stderr
+    assert list(tmp_path.iterdir()) == []

@@ -11,6 +11,7 @@ import argparse
 import errno
 import importlib
 import logging
+import signal
 import sys
 
 # Subcommand modules, in the order ``noisesim --help`` lists them. A module that fails to import
@@ -70,6 +71,7 @@ def main(argv: list[str] | None = None) -> int:
     if not getattr(args, "run", None):
         parser.print_help()
         return 2
+    previous = _terminate_like_ctrl_c()
     try:
         return int(args.run(args) or 0)
     except NoiseSimError as exc:
@@ -78,9 +80,29 @@ def main(argv: list[str] | None = None) -> int:
     except OSError as exc:  # missing file, read-only folder, disk full, file-size limit (EFBIG), ...
         print(f"noisesim {args.command}: error: {os_error_text(exc)}", file=sys.stderr)
         return 2
-    except KeyboardInterrupt:
-        print(f"noisesim {args.command}: interrupted", file=sys.stderr)
-        return 130
+    except KeyboardInterrupt as exc:
+        term = isinstance(exc, Terminated)
+        print(f"noisesim {args.command}: {'terminated (SIGTERM)' if term else 'interrupted'}", file=sys.stderr)
+        return 128 + signal.SIGTERM if term else 130
+    finally:
+        if previous is not None:
+            signal.signal(signal.SIGTERM, previous)
+
+
+class Terminated(KeyboardInterrupt):
+    """SIGTERM, raised like Ctrl-C so every command cleans up the same way (partial files kept, workers
+    shut down, temporary files removed)."""
+
+
+def _terminate_like_ctrl_c():
+    """Install the SIGTERM handler (main thread only); returns the previous handler, or None."""
+    def handler(signum, frame):
+        raise Terminated
+
+    try:
+        return signal.signal(signal.SIGTERM, handler)
+    except ValueError:  # not the main thread (e.g. main() called from a thread): leave it alone
+        return None
 
 
 if __name__ == "__main__":  # pragma: no cover
