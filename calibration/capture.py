@@ -22,6 +22,7 @@ import csv
 import logging
 import math
 import hashlib
+import re
 from collections import Counter
 from dataclasses import dataclass, field, replace
 from fractions import Fraction
@@ -88,6 +89,8 @@ class FrameInfo:
         ``loader() -> (H, W)`` array of DN (black level included). Reads the file each call.
     integer_valued : bool
         Whether samples are integer DN (quantized); the read-noise estimators then remove 1/12 DN².
+    camera : str, optional
+        "Make Model" from the file's EXIF, normalized by :func:`normalize_camera`.
     content_hash : str, optional
         BLAKE2b digest of the pixels (set when the file was read while scanning): byte-identical copies of
         one frame are used once (:func:`check_consistency`).
@@ -105,6 +108,7 @@ class FrameInfo:
     loader: Callable[[], np.ndarray] | None = field(default=None, repr=False, compare=False)
     integer_valued: bool = True
     content_hash: str | None = field(default=None, repr=False, compare=False)
+    camera: str | None = None
 
     def load(self) -> np.ndarray:
         """The (H, W) mosaic in DN (black level included)."""
@@ -179,6 +183,45 @@ def read_exif(path) -> tuple[float | None, float | None]:
             except (ValueError, TypeError, ZeroDivisionError):
                 exposure = None
     return iso, exposure
+
+
+_MAKE_NOISE = re.compile(r"\b(corporation|corp|co|ltd|inc|imaging|company|electronics|optical|mobile)\b\.?", re.I)
+
+
+def normalize_camera(make: str | None, model: str | None) -> str | None:
+    """"Make Model" from EXIF Make/Model: corporate suffixes dropped ("NIKON CORPORATION" → "Nikon"), all-caps
+    makes of more than 3 letters title-cased, the make not repeated in the model ("Canon" + "Canon EOS R5" →
+    "Canon EOS R5"), whitespace collapsed. None when both are empty."""
+    mk = " ".join(_MAKE_NOISE.sub(" ", (make or "").replace(",", " ")).split()).strip(" .")
+    if mk.isupper() and len(mk) > 3 or mk.islower():
+        mk = mk.title()
+    md = " ".join((model or "").split())
+    for prefix in (mk, ((make or "").split() or [""])[0]):  # "NIKON D850" under make "NIKON CORPORATION"
+        if prefix and md.lower().startswith(prefix.lower() + " "):
+            md = md[len(prefix):].strip()
+            break
+    out = f"{mk} {md}".strip()
+    return out or None
+
+
+def read_camera(path) -> str | None:
+    """Normalized "Make Model" of a file's EXIF (:func:`normalize_camera`), None where absent or unreadable."""
+    import exifread
+
+    try:
+        with open(path, "rb") as f:
+            tags = exifread.process_file(f, details=False)
+    except Exception as exc:  # exifread raises many types on odd files
+        log.debug("exifread failed on %s: %s", path, exc)
+        return None
+    make, model = tags.get("Image Make"), tags.get("Image Model")
+    return normalize_camera(str(make.printable if make else ""), str(model.printable if model else ""))
+
+
+def capture_camera(frames) -> str | None:
+    """The most common camera name among frames that carry one."""
+    names = Counter(f.camera for f in frames if f.camera)
+    return names.most_common(1)[0][0] if names else None
 
 
 def read_raw_frame(path) -> tuple[np.ndarray, str, tuple[float, float, float, float], float]:
@@ -276,7 +319,7 @@ def _parse_exposure(v, where: str) -> float:
     return t
 
 
-def read_manifest(path) -> Capture:
+def read_manifest(path, *, progress: Callable[[Iterable], Iterable] | None = None) -> Capture:
     """Read a CSV or TOML manifest of frames.
 
     CSV: a header row with ``path, kind, iso, exposure_s`` and, for arrays, ``black_level`` (one value or
@@ -309,7 +352,7 @@ def read_manifest(path) -> Capture:
         rows = [{(k or "").strip(): (v.strip() if isinstance(v, str) else v) for k, v in r.items()} for r in reader]
     frames: list[FrameInfo] = []
     problems: list[CaptureProblem] = []
-    for i, row in enumerate(rows):
+    for i, row in enumerate(progress(rows) if progress else rows):
         row = {**defaults, **{k: v for k, v in row.items() if v not in (None, "")}}
         where = f"{path} (entry {i + 1})"
         try:
@@ -343,6 +386,7 @@ def _manifest_frame(row: dict, base: Path, where: str) -> FrameInfo:
         cfa, black, white = str(row["cfa"]), _four_levels(row["black_level"], str(fpath)), float(row["white_level"])
         loader = _array_loader(str(fpath))
         iso, exposure = row["iso"], row["exposure_s"]
+        camera = None
     else:
         raw, cfa, black, white = read_raw_frame(fpath)
         shape, integer = raw.shape, True
@@ -359,6 +403,7 @@ def _manifest_frame(row: dict, base: Path, where: str) -> FrameInfo:
         if iso is None or exposure is None:
             raise CalibrationError(f"{fpath}: no ISO/exposure time in the manifest or the file's EXIF")
         loader = _raw_loader(str(fpath))
+        camera = read_camera(fpath)
     try:
         iso_f = float(iso)
     except (TypeError, ValueError):
@@ -370,7 +415,7 @@ def _manifest_frame(row: dict, base: Path, where: str) -> FrameInfo:
     except CFAError as exc:
         raise CalibrationError(f"{fpath}: {exc}") from None
     return FrameInfo(str(fpath), kind, iso_f, _parse_exposure(exposure, str(fpath)), tuple(shape), cfa, black,
-                     float(white), "manifest", loader, integer, digest)
+                     float(white), "manifest", loader, integer, digest, camera)
 
 
 # ------------------------------------------------------------------------------------------------
@@ -415,13 +460,13 @@ def scan_capture(path, *, progress: Callable[[Iterable], Iterable] | None = None
         raise InputFileError(f"{path}: capture folder or manifest not found")
     if path.is_file():
         if path.suffix.lower() in (".csv", ".toml"):
-            return read_manifest(path)
+            return read_manifest(path, progress=progress)
         raise CalibrationError(f"{path}: expected a capture folder or a .csv/.toml manifest")
     files = sorted(p for p in path.rglob("*") if p.is_file() and not any(s.startswith(".") for s in p.relative_to(path).parts))
     manifests = [p for p in files if p.suffix.lower() in (".csv", ".toml") and p.parent == path and p.stem.lower() in ("manifest", "capture")]
     if manifests:
         log.info("using manifest %s", manifests[0])
-        return read_manifest(manifests[0])
+        return read_manifest(manifests[0], progress=progress)
     frames: list[FrameInfo] = []
     problems: list[CaptureProblem] = []
     candidates = [p for p in files if p.suffix.lower() not in IGNORED_SUFFIXES]
@@ -448,7 +493,7 @@ def scan_capture(path, *, progress: Callable[[Iterable], Iterable] | None = None
             source = "signal"
             problems.append(CaptureProblem(str(p), f"not under a darks/ or flats/ folder; classified as {kind} from its mean signal"))
         frames.append(FrameInfo(str(p), kind, float(iso), float(exposure), tuple(raw.shape), cfa, black, white, source,
-                                _raw_loader(str(p)), True, pixel_hash(raw)))
+                                _raw_loader(str(p)), True, pixel_hash(raw), read_camera(p)))
         del raw
     capture = Capture(frames, problems, source=str(path))
     return check_consistency(capture)

@@ -54,6 +54,20 @@ class Estimate:
         se = float(se) if math.isfinite(se) else float("nan")
         return cls(float(value), se, (float(value - q * se), float(value + q * se)), level, method, int(n))
 
+    @classmethod
+    def positive(cls, value: float, se: float, method: str, n: int = 0, dof: int | None = None, level: float = CONFIDENCE) -> "Estimate":
+        """A figure that cannot be negative (a σ, a PRNU): the interval is symmetric in log(value),
+        value · exp(±q·se/value), so it never reaches below 0; a zero value gets [0, q·se]."""
+        q = stats.t.ppf(0.5 + level / 2, dof) if dof and dof > 0 else stats.norm.ppf(0.5 + level / 2)
+        value = float(value)
+        se = float(se) if math.isfinite(se) else float("nan")
+        if value > 0:
+            f = math.exp(q * se / value) if math.isfinite(se) else float("nan")
+            ci = (value / f, value * f)
+        else:
+            ci = (0.0, q * se)
+        return cls(value, se, (float(ci[0]), float(ci[1])), level, method + " (interval on the log scale)", int(n))
+
     def contains(self, x: float) -> bool:
         return self.ci[0] <= x <= self.ci[1]
 

@@ -45,9 +45,10 @@ class Thresholds:
     Attributes
     ----------
     kl_symmetric_nats : float
-        Largest symmetric KL divergence [nats] (0.05).
+        Largest symmetric KL divergence [nats] (0.05), plus the finite-sample bias (B − 1)(1/n_real + 1/n_syn)
+        over the B occupied integer-DN bins.
     ks_statistic : float
-        Largest two-sample KS statistic (0.05).
+        Largest two-sample KS statistic (0.05), or its 99 % point 1.63 √(1/n_real + 1/n_syn) if larger.
     mean_diff_rel : float
         A mean difference fails when it exceeds this fraction of the real frames' std (0.1) *and*
         ``mean_diff_se`` standard errors (5).
@@ -149,10 +150,16 @@ def compare_channel(iso: float, channel: str, model: str, real: list[np.ndarray]
     sr, ss = math.sqrt(vr), math.sqrt(vs)
     t = thresholds
     fails = []
-    if sym > t.kl_symmetric_nats:
-        fails.append(f"symmetric KL {sym:.3g} > {t.kl_symmetric_nats:g} nats")
-    if ks > t.ks_statistic:
-        fails.append(f"KS {ks:.3g} > {t.ks_statistic:g}")
+    # small samples: the limits never fall below what two samples of one distribution reach, the symmetric KL's
+    # bias (B − 1)(1/n_r + 1/n_s) over B occupied bins and the KS statistic's 99 % point 1.63 √(1/n_r + 1/n_s)
+    inv_n = 1.0 / r_all.size + 1.0 / s_all.size
+    n_bins = np.unique(np.rint(np.concatenate([r_all, s_all]))).size
+    kl_lim = t.kl_symmetric_nats + (n_bins - 1) * inv_n
+    ks_lim = max(t.ks_statistic, 1.63 * math.sqrt(inv_n))
+    if sym > kl_lim:
+        fails.append(f"symmetric KL {sym:.3g} > {kl_lim:.3g} nats")
+    if ks > ks_lim:
+        fails.append(f"KS {ks:.3g} > {ks_lim:.3g}")
     if abs(dm) > t.mean_diff_rel * sr and abs(z_m) > t.mean_diff_se:
         fails.append(f"mean off by {dm:+.3g} DN ({z_m:+.1f} SE)")
     if abs(ss / sr - 1.0 if sr > 0 else ss) > t.std_diff_rel and abs(z_v) > t.var_diff_se:

@@ -20,7 +20,7 @@ from noisesim.cfa import CFA
 from noisesim.errors import CalibrationError, InputFileError, NoiseSimError
 
 from .accumulate import DarkAccumulator, DarkStats, FlatAccumulator, FlatLevel
-from .capture import Capture, CaptureProblem, FrameInfo, check_consistency, group_frames, scan_capture
+from .capture import Capture, CaptureProblem, FrameInfo, capture_camera, check_consistency, group_frames, scan_capture
 from .estimators import (
     Estimate,
     LineFit,
@@ -160,7 +160,7 @@ def _identity(it):
 
 def calibrate(
     capture,
-    camera: str = "Unknown Camera",
+    camera: str | None = None,
     *,
     sample_pixels: int | None = None,
     holdout_darks: int = 1,
@@ -177,8 +177,10 @@ def calibrate(
     ----------
     capture : str, Path, Capture or list of FrameInfo
         A capture folder (``darks/``, ``flats/``), a CSV/TOML manifest, or frames already described.
-    camera : str
-        "Maker Model"; the first word is the make, the rest the model.
+    camera : str, optional
+        "Maker Model"; the first word is the make, the rest the model. Default: the make and model in the
+        files' EXIF (normalized, e.g. "NIKON CORPORATION" / "NIKON D850" → "Nikon D850"), else
+        "Unknown Camera" with a warning.
     sample_pixels : int, optional
         Pixels per dark frame kept for the read-noise shape fit (default: ~400 000 samples in all).
     holdout_darks : int
@@ -253,6 +255,12 @@ def calibrate(
             failures.append(failure)
     if not results:
         raise CalibrationError(f"{cap.source}: no ISO could be calibrated" + "".join(f"\n  {m}" for m in failures))
+    if camera is None:
+        camera = capture_camera(cap.frames)
+        if camera is None:
+            camera = "Unknown Camera"
+            _warn(warnings, "no camera make/model in the files' EXIF; the card is named 'Unknown Camera' (give camera=, "
+                            "CLI --camera \"Maker Model\")")
     _check_gain_order(results, warnings)
     joint = _joint_fits(results, warnings)
     provenance = _provenance(cap, results, camera)
@@ -369,7 +377,7 @@ def _calibrate_iso(iso, darks, flats, cfa: CFA, shape, warnings, sample_pixels, 
     for c in range(nch):
         se_v = batch_se(pv[:, c]) if pv.shape[0] >= 2 else v_chan[c] * math.sqrt(2.0 / max(1, (n - 1) * var_packed[c].size))
         s = math.sqrt(max(v_chan[c], 0.0))
-        dark_sigma.append(Estimate.normal(s, se_v / (2 * max(s, 1e-12)), f"pooled per-pixel variance of {n} darks; SE over {pv.shape[0]} frame pairs", pv.shape[0]))
+        dark_sigma.append(Estimate.positive(s, se_v / (2 * max(s, 1e-12)), f"pooled per-pixel variance of {n} darks; SE over {pv.shape[0]} frame pairs", pv.shape[0]))
     del var_packed
     # black-level error per site (mean dark shading of the channel, hot pixels excluded)
     site = cfa.site_index.ravel()
@@ -394,7 +402,7 @@ def _calibrate_iso(iso, darks, flats, cfa: CFA, shape, warnings, sample_pixels, 
     def sigma_est(var, se_var, method, nn):
         s = math.sqrt(max(var, 0.0))
         se = se_var / (2 * s) if s > 0 else math.sqrt(max(se_var, 0.0))
-        return Estimate.normal(s, se, method, nn)
+        return Estimate.positive(s, se, method, nn)
 
     row_sigma = sigma_est(r2, se_r2, f"var of row means − σ²_pix/N_cols; SE over {n} frames", n)
     pixel_read = read_sigma_scale_map(ds.temporal_var_map_dn2, ds.n_frames, cfa, line_var_dn2=max(r2, 0.0) + max(c2, 0.0),
@@ -423,7 +431,7 @@ def _calibrate_iso(iso, darks, flats, cfa: CFA, shape, warnings, sample_pixels, 
     se_lam = batch_se(lam_b) / max(dlam, 0.2) * sim_share
     se_sc = batch_se(sc_b) * (scale_c / tk.tukey_scale_dn) * sim_share
     tukey_lambda = Estimate.normal(lam_c, se_lam, f"PPCC maximum on {resid.size} residuals, debiased by simulation; SE from {nb} frame batches", nb, dof=nb - 1)
-    tukey_scale = Estimate.normal(scale_c, se_sc, f"probability-plot slope (r² = {tk.r2:.5f}), debiased by simulation; SE from {nb} frame batches", nb, dof=nb - 1)
+    tukey_scale = Estimate.positive(scale_c, se_sc, f"probability-plot slope (r² = {tk.r2:.5f}), debiased by simulation; SE from {nb} frame batches", nb, dof=nb - 1)
     tukey_lambda_pc = _tukey_lambda_per_channel(resid, ds.sample_index[good], w, cfa, tk.tukey_lambda, lam_c, dlam, sim_share)
     # --- dark shading map, DSNU, hot pixels ----------------------------------------------------------
     site_vals = np.array([e.value for e in ble])
@@ -704,10 +712,17 @@ def _joint_fits(results: list[ISOResult], warnings) -> JointFits | None:
         for name in _FIT_FIELDS:
             x = np.log([r.gain_k_dn_per_e.value for r in seg])
             y = np.log([max(getattr(r, name).value, 1e-3) for r in seg])
-            if len(seg) >= 2:
+            if len(seg) >= 3:
                 fits[name] = fit_line(x, y, what=f"joint fit of {name}")
+            elif len(seg) == 2:  # exact through both points; slope SE from their own SEs (ln σ has SE se/σ)
+                se_y = np.array([max(getattr(r, name).se, 1e-9) / max(getattr(r, name).value, 1e-3) for r in seg])
+                fits[name] = fit_line(x, y, weights=1.0 / se_y**2, what=f"joint fit of {name}")
             else:
                 fits[name] = None
+        if len(seg) == 2:
+            _warn(warnings, f"joint fit across ISO {seg[0].iso:g} and {seg[1].iso:g}: a log-linear fit needs ≥ 3 ISOs to "
+                            "measure its scatter; with 2 the line passes through both points (slope uncertainty from "
+                            "their own SEs, residual scatter unknown and written as 0)")
         out.append({"isos": [r.iso for r in seg], "k": [r.gain_k_dn_per_e.value for r in seg], "fits": fits})
     if switch is not None:
         log.info("dual-gain switch detected at ISO %g", switch)

@@ -79,35 +79,40 @@ def write_report(result, path) -> Path:
         out.append(f"<h2>ISO {r.iso:g}</h2>")
         # PTC per channel
         nch = len(r.ptc)
-        fig, axes = plt.subplots(2, nch, figsize=(3.2 * nch, 5), squeeze=False, sharex="col")
+        fig, axes = plt.subplots(2, nch, figsize=(3.4 * nch, 5.6), squeeze=False, sharex="col", layout="constrained",
+                                 gridspec_kw={"height_ratios": [2, 1]})
         for c, fit in enumerate(r.ptc):
             ax, axr = axes[0, c], axes[1, c]
             ax.plot(fit.mean_dn[fit.used], fit.var_dn2[fit.used], "o", label="used")
             ax.plot(fit.mean_dn[~fit.used], fit.var_dn2[~fit.used], "x", color="gray", label="not used")
             xx = np.linspace(0, fit.mean_dn.max(), 50)
             ax.plot(xx, fit.gain_k_dn_per_e.value * xx, "-", label=f"K = {fit.gain_k_dn_per_e.value:.4g}")
-            ax.axvline(0.7 * fit.saturation_mean_dn, ls=":", color="k")
+            ax.axvline(0.7 * fit.saturation_mean_dn, ls=":", color="k", label="70 % of saturation")
             ax.set_title(r.channel_names[c])
             ax.legend(fontsize=7)
-            axr.plot(fit.mean_dn, fit.residuals_dn2 / np.maximum(fit.gain_k_dn_per_e.value * fit.mean_dn, 1e-9), "o")
-            axr.axhline(0, color="k", lw=0.5)
+            axr.plot(fit.mean_dn, fit.residuals_dn2 / np.maximum(fit.gain_k_dn_per_e.value * fit.mean_dn, 1e-9), "o",
+                     label="(σ² − K μ) / K μ")
+            axr.axhline(0, color="k", lw=0.5, label="0")
             axr.set_xlabel("μ − μ_dark [DN]")
+            axr.legend(fontsize=6)
         axes[0, 0].set_ylabel("σ² − σ²_dark [DN²]")
-        axes[1, 0].set_ylabel("relative residual")
+        axes[1, 0].set_ylabel("rel. residual")
         out.append("<h3>Photon transfer (EMVA 1288 pair difference)</h3>" + _png(fig))
         # PPCC and probability plot
         if r.read_samples_dn is not None and r.read_samples_dn.size > 100:
             x = np.sort(r.read_samples_dn.astype(np.float64))
             lams = np.linspace(-0.3, 0.4, 36)
-            fig, (a1, a2) = plt.subplots(1, 2, figsize=(10, 3.8))
-            a1.plot(lams, ppcc_curve(x, lams))
-            a1.axvline(r.tukey_lambda.value, ls=":", color="k")
+            fig, (a1, a2) = plt.subplots(1, 2, figsize=(10, 3.8), layout="constrained")
+            a1.plot(lams, ppcc_curve(x, lams), label="PPCC r(λ) of the residuals")
+            a1.axvline(r.tukey_lambda.value, ls=":", color="k", label=f"debiased λ* = {r.tukey_lambda.value:.3f}")
+            a1.legend(fontsize=7)
             a1.set_xlabel("λ")
             a1.set_ylabel("PPCC r")
             a1.set_title("PPCC (debiased λ* marked)")
             q = tukey_lambda_ppf(_filliben_medians(x.size), r.tukey_lambda.value)
-            a2.plot(q, x, ".", ms=2)
-            a2.plot(q, q * r.tukey_scale_dn.value, "-")
+            a2.plot(q, x, ".", ms=2, label="residuals")
+            a2.plot(q, q * r.tukey_scale_dn.value, "-", label=f"σ_TL = {r.tukey_scale_dn.value:.3g} DN")
+            a2.legend(fontsize=7)
             a2.set_xlabel(f"Tukey-λ quantile (λ = {r.tukey_lambda.value:.3f})")
             a2.set_ylabel("residual [DN]")
             a2.set_title("probability plot")
@@ -115,7 +120,8 @@ def write_report(result, path) -> Path:
         if r.row_spectrum is not None and r.row_spectrum.size > 2:
             fig, ax = plt.subplots(figsize=(6, 3))
             f = np.fft.rfftfreq(2 * (r.row_spectrum.size - 1))
-            ax.semilogy(f[1:], r.row_spectrum[1:])
+            ax.semilogy(f[1:], r.row_spectrum[1:], label="row-mean power")
+            ax.legend(fontsize=7)
             ax.set_xlabel("cycles / row")
             ax.set_ylabel("power [DN²]")
             ax.set_title("row-mean spectrum (flat = white banding)")
@@ -135,20 +141,24 @@ def write_report(result, path) -> Path:
         out.append("<h2>Joint model across ISO</h2>")
         if res.joint.dual_gain_switch_iso:
             out.append(f"<p>Dual-gain switch detected at ISO {res.joint.dual_gain_switch_iso:g} (read noise drops while K rises).</p>")
-        fig, axes = plt.subplots(1, 3, figsize=(13, 3.8))
+        fig, axes = plt.subplots(1, 3, figsize=(13, 3.8), layout="constrained")
         names = ("tukey_scale_dn", "read_sigma_dn", "row_sigma_dn")
         rows = []
         for ax, name in zip(axes, names):
             for seg in res.joint.segments:
                 ks = np.array(seg["k"])
                 ys = np.array([max(getattr(next(r for r in res.iso_results if r.iso == i), name).value, 1e-3) for i in seg["isos"]])
-                ax.loglog(ks, ys, "o")
+                isos = ", ".join(f"{i:g}" for i in seg["isos"])
+                pts = ax.loglog(ks, ys, "o", label=f"ISO {isos}")
                 lf = seg["fits"][name]
                 if lf is not None:
                     kk = np.geomspace(ks.min(), ks.max(), 20)
-                    ax.loglog(kk, np.exp(lf.predict(np.log(kk))), "-")
-                    rows.append(f"<tr><td>{name}</td><td>{', '.join(f'{i:g}' for i in seg['isos'])}</td><td>{_fmt(lf.slope)}</td>"
-                                f"<td>{_fmt(lf.intercept)}</td><td>{lf.residual_std:.4g}</td></tr>")
+                    ax.loglog(kk, np.exp(lf.predict(np.log(kk))), "-", color=pts[0].get_color(),
+                              label=f"fit, slope {lf.slope.value:.3g}")
+                    resid = f"{lf.residual_std:.4g}" if len(seg["isos"]) >= 3 else "needs ≥ 3 ISOs"
+                    rows.append(f"<tr><td>{name}</td><td>{isos}</td><td>{_fmt(lf.slope)}</td>"
+                                f"<td>{_fmt(lf.intercept)}</td><td>{resid}</td></tr>")
+            ax.legend(fontsize=7)
             ax.set_xlabel("K [DN/e⁻]")
             ax.set_title(f"ln {name} vs ln K")
         out.append(_png(fig))

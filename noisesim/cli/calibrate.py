@@ -16,10 +16,14 @@ def add_parser(subparsers) -> None:
         "or a CSV/TOML manifest of .npy/.tiff frames (docs/calibration.md). Writes the card (+ maps sidecar) and, "
         "optionally, a self-contained HTML report.",
     )
-    p.add_argument("capture", metavar="CAPTURE_DIR_OR_MANIFEST")
-    p.add_argument("--camera", required=True, help='"Maker Model", e.g. "Sony ILCE-7SM2"')
-    p.add_argument("--output", "-o", required=True, metavar="CARD", help="card file to write (.toml)")
-    p.add_argument("--report", metavar="HTML", help="write the calibration report here")
+    p.add_argument("capture", metavar="CAPTURE_DIR_OR_MANIFEST",
+                   help="capture folder (darks/ and flats/ of raw files) or a .csv/.toml manifest of frames")
+    p.add_argument("--camera", metavar='"MAKER MODEL"',
+                   help='camera name for the card, e.g. "Sony ILCE-7SM2" (default: make and model from the files\' EXIF, '
+                   'normalized: "NIKON CORPORATION" + "NIKON D850" → "Nikon D850")')
+    p.add_argument("--output", "-o", required=True, metavar="CARD",
+                   help="card file to write (.toml); the maps go into a .npz sidecar next to it")
+    p.add_argument("--report", metavar="HTML", help="also write the self-contained HTML calibration report here")
     p.add_argument("--no-fidelity", action="store_true",
                    help="skip the fidelity check on held-out darks; every dark frame is then used for the estimates")
     p.add_argument("--denoise-maps", action="store_true",
@@ -28,11 +32,13 @@ def add_parser(subparsers) -> None:
     p.add_argument("--dark-bank", default=None, metavar="BANK.h5",
                    help="also store the capture's dark frames in this dark-frame bank (for --noise dark-frame) and "
                    "reference it from the card (path relative to the card, with its checksum)")
-    p.add_argument("--seed", type=seed_arg, default=0)
+    p.add_argument("--seed", type=seed_arg, default=0,
+                   help="seed (integer) for the read-noise sample pixels and the fidelity check's synthetic frames; default 0")
     p.add_argument("--scheduler", default=None, metavar="local|ADDRESS|FILE.json",
                    help="estimate each ISO as a task on a Dask cluster (extra noisesim[dask]); workers read the frames "
                         "themselves (same paths on every worker); the card is identical to the local run")
-    p.add_argument("--workers", "-j", type=int, default=1, help="LocalCluster processes with --scheduler local")
+    p.add_argument("--workers", "-j", type=int, default=1,
+                   help="LocalCluster worker processes with --scheduler local (count; default 1)")
     p.set_defaults(run=run)
 
 
@@ -51,7 +57,7 @@ def run(args) -> int:
         raise CalibrationError(f"{out}: folder {out.parent} does not exist")
 
     def progress(it):
-        return tqdm(it, desc="frames", unit="file", leave=False, file=sys.stderr, disable=None)
+        return tqdm(it, desc="reading frames", unit="frame", leave=False, file=sys.stderr, disable=None)
 
     res = calibrate(args.capture, args.camera, progress=progress, fidelity=not args.no_fidelity, rng=args.seed,
                     denoise_maps=args.denoise_maps, scheduler=args.scheduler, workers=args.workers)
@@ -63,6 +69,8 @@ def run(args) -> int:
                                                           disable=None))
         res.card = res.card.with_dark_bank(bank, relative_to=out.parent)
     res.save(out, report=args.report)
+    if args.camera is None and not any("no camera make/model" in w for w in res.warnings):
+        print(f"camera: {res.card.camera.make} {res.card.camera.model}".rstrip() + " (from EXIF; --camera to set it)")
     for r in res.iso_results:
         print(f"ISO {r.iso:g}: K = {r.gain_k_dn_per_e.value:.4g} ± {r.gain_k_dn_per_e.se:.2g} DN/e-, "
               f"σ = {r.read_sigma_dn.value:.3g} DN, λ = {r.tukey_lambda.value:+.3f}, σ_TL = {r.tukey_scale_dn.value:.3g} DN, "

@@ -11,6 +11,8 @@ import sys
 
 from . import seed_arg
 
+from . import seed_arg
+
 
 def add_parser(subparsers) -> None:
     from noisesim.calibration.fidelity import Thresholds
