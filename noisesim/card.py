@@ -609,14 +609,14 @@ class Card:
     def black_level_at(self, iso: float | None) -> tuple[float, float, float, float]:
         """Black level per colour site [DN] that raw files of this camera declare at ``iso``.
 
-        The ISO-table row nearest in ln ISO gives it where the card has per-ISO black levels (schema /2);
-        otherwise (and for ``iso=None``) it is ``sensor.black_level_dn``.
+        The ISO-table row nearest in ln ISO gives it where that row has one (schema /2); otherwise (and for
+        ``iso=None``) it is ``sensor.black_level_dn``.
         """
-        rows = [e for e in self.iso_table if e.black_level_dn is not None]
-        if iso is None or not rows:
+        if iso is None or not self.iso_table:
             return self.sensor.black_level_dn
         li = math.log(float(iso))
-        return min(rows, key=lambda e: abs(math.log(e.iso) - li)).black_level_dn  # type: ignore[return-value]
+        row = min(self.iso_table, key=lambda e: abs(math.log(e.iso) - li))
+        return row.black_level_dn if row.black_level_dn is not None else self.sensor.black_level_dn
 
     def sensor_at(self, iso: float | None) -> Sensor:
         """:attr:`sensor` with the black level of ``iso`` (see :meth:`black_level_at`)."""

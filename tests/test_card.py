@@ -412,6 +412,8 @@ def test_schema_v2_round_trip_and_per_iso_black(tmp_path):
     assert back.black_level_at(None) == card.sensor.black_level_dn
     assert back.sensor_at(100).black_level_dn == (89,) * 4 and back.sensor_at(100).cfa == card.sensor.cfa
     assert back.black_varies_with_iso
+    mixed = card.replace(iso_table=(card.iso_table[0], dataclasses.replace(card.iso_table[1], black_level_dn=None)))
+    assert mixed.black_level_at(800) == card.sensor.black_level_dn and mixed.black_level_at(100) == (89,) * 4
 
 
 def test_schema_v1_reads_unchanged_and_is_written_for_v1_content():
