@@ -44,7 +44,6 @@ import copy
 import dataclasses
 import hashlib
 import io
-import json
 import math
 import os
 import sys
@@ -1045,7 +1044,7 @@ def _fmt(value: Any) -> str:
             return str(int(v))
         return repr(v)
     if isinstance(value, str):
-        return json.dumps(value, ensure_ascii=False)
+        return _toml_string(value)
     if isinstance(value, (list, tuple)):
         return "[" + ", ".join(_fmt(v) for v in value) + "]"
     if isinstance(value, Mapping):
@@ -1053,8 +1052,15 @@ def _fmt(value: Any) -> str:
     raise CardError(f"cannot write {type(value).__name__} {value!r} into a card")
 
 
+def _toml_string(text: str) -> str:
+    """A TOML basic string, escaped by tomli_w (json.dumps left DEL, U+007F, raw: TOML forbids it)."""
+    import tomli_w
+
+    return tomli_w.dumps({"v": text})[len("v = "):].rstrip("\n")
+
+
 def _key(k: str) -> str:
-    return k if k and all(c.isalnum() or c in "-_" for c in k) else json.dumps(k, ensure_ascii=False)
+    return k if k and all(c.isascii() and (c.isalnum() or c in "-_") for c in k) else _toml_string(k)
 
 
 def _fit_dict(fit: LogLinearFit) -> dict:

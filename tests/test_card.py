@@ -98,6 +98,19 @@ def test_round_trip_without_maps(tmp_path):
     assert not list(tmp_path.glob("*.tmp")), "temporary files left behind"
 
 
+def test_round_trip_of_strings_toml_must_escape(tmp_path):
+    """DEL (U+007F) and other control characters are escaped on writing, so the card reloads (issue 10)."""
+    from noisesim.card import Camera
+
+    card = make_card()
+    card = card.replace(camera=Camera(name="Cam\x7fera", make="Mäk\x01er \"x\" \\", model="é"),
+                        provenance={"note": "tab\tdel\x7f", "clé": {"naïve key": "v"}})
+    text = card_to_toml(card)
+    assert "\x7f" not in text and "\x01" not in text
+    again = load_card(save_card(card, tmp_path / "strings.toml"))
+    assert again.camera == card.camera and again.provenance == card.provenance
+
+
 def test_round_trip_with_maps(tmp_path):
     maps = small_maps()
     card = make_card().with_maps(maps, file="testcam_maps.npz")
