@@ -22,7 +22,6 @@ from __future__ import annotations
 import logging
 import math
 import os
-import struct
 from collections import OrderedDict
 from dataclasses import dataclass
 from pathlib import Path
@@ -504,50 +503,20 @@ class _LRU:
         return value
 
 
-def _png_size(data: bytes):
-    if data[:8] == b"\x89PNG\r\n\x1a\n" and data[12:16] == b"IHDR":
-        w, h = struct.unpack(">II", data[16:24])
-        return h, w
-    return None
-
-
-def _jpeg_size(path: Path):
-    with open(path, "rb") as f:
-        if f.read(2) != b"\xff\xd8":
-            return None
-        while True:
-            b = f.read(1)
-            while b and b != b"\xff":
-                b = f.read(1)
-            while b == b"\xff":
-                b = f.read(1)
-            if not b:
-                return None
-            marker = b[0]
-            if marker in (0xD8, 0x01) or 0xD0 <= marker <= 0xD7:
-                continue
-            seg = f.read(2)
-            if len(seg) < 2:
-                return None
-            (length,) = struct.unpack(">H", seg)
-            if 0xC0 <= marker <= 0xCF and marker not in (0xC4, 0xC8, 0xCC):
-                body = f.read(5)
-                if len(body) < 5:
-                    return None
-                h, w = struct.unpack(">HH", body[1:5])
-                return h, w
-            f.seek(length - 2, 1)
-
-
 def _image_size(path: Path) -> tuple[int, int] | None:
-    """(H, W) from the file header without decoding, or None when the header cannot be parsed."""
+    """(H, W) from the file header without decoding (Pillow, tifffile), or None when it cannot be read."""
     ext = path.suffix.lower()
     try:
-        if ext == ".png":
-            with open(path, "rb") as f:
-                return _png_size(f.read(24))
-        if ext in (".jpg", ".jpeg"):
-            return _jpeg_size(path)
+        if ext in (".png", ".jpg", ".jpeg"):
+            import warnings
+
+            from PIL import Image
+
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")  # a very large image is fine here: only its header is read
+                with Image.open(path) as im:
+                    w, h = im.size
+            return int(h), int(w)
         if ext in (".tif", ".tiff"):
             import tifffile
 
