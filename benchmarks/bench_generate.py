@@ -3,7 +3,7 @@
 Prints, for packed 4 × 256 × 256 patches (512 × 512 mosaic) by default:
 
 1. a per-stage breakdown of one sample in one process, through the real code path
-   (``_Synth.sample`` with its stage timers, then ``_ShardWriter.write`` and the periodic checkpoint):
+   (``Synthesizer.sample`` with its stage timers, then ``_ShardWriter.write`` and the periodic checkpoint):
    seeds + parameter sampling, clean patch (built-in dead leaves: render, unprocess + mosaic), the
    noise kernel, packing + the parameter record, HDF5 write — wall and CPU time, and the fraction of
    the time spent in the noise kernel (run on the calling thread, as generation does; also timed on
@@ -41,18 +41,18 @@ CARD = "SonyA7S2"
 
 def _job(patch: int, storage: str = "float32"):
     from noisesim.card import load_card
-    from noisesim.dataset import _Job, parse_ratio
+    from noisesim.dataset import SynthesisJob, parse_ratio
     from noisesim.params import NoiseComponents
 
-    return _Job(card=load_card(CARD), source_spec="builtin", patch=patch, iso=(800.0, 3200.0), gain_k=None,
+    return SynthesisJob(card=load_card(CARD), source_spec="builtin", patch=patch, iso=(800.0, 3200.0), gain_k=None,
                 ratio=parse_ratio("100:300"), blur=None, seed=0, storage=storage, components=NoiseComponents(), kernel_cap=0)
 
 
 def stage_breakdown(patch: int, n: int, parallel: bool | None) -> dict:
-    """{stage: (wall_s, cpu_s)} per sample through _Synth.sample and _ShardWriter (one process)."""
-    from noisesim.dataset import _ShardWriter, _Synth
+    """{stage: (wall_s, cpu_s)} per sample through Synthesizer.sample and _ShardWriter (one process)."""
+    from noisesim.dataset import _ShardWriter, Synthesizer
 
-    synth = _Synth(_job(patch))
+    synth = Synthesizer(_job(patch))
     synth.parallel = parallel
     synth.sample(0)  # compile / warm up
     synth.timers = {}

@@ -181,7 +181,7 @@ def _loguniform(g: np.random.Generator, lo: float, hi: float) -> float:
 # The per-sample synthesis (runs in the parent or in worker processes)
 # ------------------------------------------------------------------------------------------------
 @dataclass(frozen=True)
-class _Job:
+class SynthesisJob:
     """Everything needed to synthesize sample i; picklable (sent once to each worker)."""
 
     card: Any
@@ -211,8 +211,16 @@ def sample_seeds(seed: int, index: int, *, spawn_key: tuple[int, ...] | None = N
     return ss_params, ss_clean, int(ss_noise.generate_state(1, np.uint64)[0])
 
 
-class _Synth:
-    def __init__(self, job: _Job):
+class Synthesizer:
+    """Makes sample i of a :class:`SynthesisJob` (clean patch, noisy twin, parameter row), in any process.
+
+    Parameters
+    ----------
+    job : SynthesisJob
+        The card, source and sampling ranges; each sample draws only from its own seed.
+    """
+
+    def __init__(self, job: SynthesisJob):
         from .sources import open_source
 
         self.job = job
@@ -359,7 +367,7 @@ def _card_cam2rgb(card):
     return None
 
 
-def _kernel_capacity(spec) -> int:
+def kernel_capacity(spec) -> int:
     """Largest kernel side ``spec`` can produce (the padded size of /blur_kernels); 0 without blur."""
     if spec is None or spec.p_none >= 1.0:
         return 0
@@ -420,7 +428,7 @@ def _exit_with_parent(parent_pid: int) -> None:
     threading.Thread(target=watch, name="noisesim-parent-watch", daemon=True).start()
 
 
-def _worker_init(job: _Job, shm_name: str, nslots: int, shape: tuple, dtype: str, parent_pid: int | None = None) -> None:
+def _worker_init(job: SynthesisJob, shm_name: str, nslots: int, shape: tuple, dtype: str, parent_pid: int | None = None) -> None:
     import signal
     from multiprocessing import shared_memory
 
@@ -429,7 +437,7 @@ def _worker_init(job: _Job, shm_name: str, nslots: int, shape: tuple, dtype: str
     # Ctrl-C reaches the whole process group: the parent handles it and shuts the pool down in order.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     single_threaded_kernels()
-    _W["synth"] = _Synth(job)
+    _W["synth"] = Synthesizer(job)
     shm = shared_memory.SharedMemory(name=shm_name)
     _W["shm"] = shm
     _W["slots"] = np.ndarray((nslots, 2) + tuple(shape), dtype=dtype, buffer=shm.buf)
@@ -464,7 +472,7 @@ def sample_crc32(clean: np.ndarray, noisy: np.ndarray, rec, kernel_row: np.ndarr
     return crc
 
 
-def _seal(job: _Job, clean, noisy, rec, kernel) -> None:
+def _seal(job: SynthesisJob, clean, noisy, rec, kernel) -> None:
     """Store the sample's CRC-32 in ``rec`` (done where the sample is made, so workers share the cost)."""
     kernel_row = ksize = None
     if job.blur is not None:  # the layout _ShardWriter.write stores
@@ -493,14 +501,14 @@ def stored_sample_crc32(f, index: int, rec=None, *, clean=None, noisy=None) -> i
 SHM_DIR = "/dev/shm"
 
 
-def shared_memory_bytes(job: _Job, workers: int) -> int:
+def shared_memory_bytes(job: SynthesisJob, workers: int) -> int:
     """Bytes of shared memory ``workers`` processes use to hand samples back (3 slots of a pair each)."""
     p = job.card.sensor.cfa.period
     itemsize = 2 if job.storage == "uint16" else 4
     return 3 * workers * 2 * job.card.sensor.cfa.n_channels * (job.patch // p) ** 2 * itemsize
 
 
-def check_shared_memory(job: _Job, workers: int) -> None:
+def check_shared_memory(job: SynthesisJob, workers: int) -> None:
     """Refuse up front when /dev/shm cannot hold the workers' buffers (a worker would die of SIGBUS)."""
     if workers <= 1 or not os.path.isdir(SHM_DIR):
         return
@@ -514,10 +522,10 @@ def check_shared_memory(job: _Job, workers: int) -> None:
         )
 
 
-def _produce(job: _Job, todo: Sequence[int], workers: int) -> Iterator[tuple]:
+def _produce(job: SynthesisJob, todo: Sequence[int], workers: int) -> Iterator[tuple]:
     """Yield (i, clean, noisy, rec, kernel) for every i in ``todo``, in that order."""
     if workers <= 1 or len(todo) <= 1:
-        synth = _Synth(job)
+        synth = Synthesizer(job)
         for i in todo:
             clean, noisy, rec, kernel = synth.sample(i)
             _seal(job, clean, noisy, rec, kernel)
@@ -789,7 +797,7 @@ class _ShardWriter:
 @dataclass(frozen=True)
 class ShardTask:
     """One shard file to write: samples [first, first + n) of the dataset (small and picklable: the
-    :class:`_Job` with the card travels separately, once per worker). Used by :func:`write_shard`."""
+    :class:`SynthesisJob` with the card travels separately, once per worker). Used by :func:`write_shard`."""
 
     path: Path  # final name (absolute); written via ``<path>.partial``
     first: int
@@ -802,7 +810,7 @@ class ShardTask:
     checkpoint_every: int = 64
 
 
-def write_shard(job: _Job, task: ShardTask) -> dict:
+def write_shard(job: SynthesisJob, task: ShardTask) -> dict:
     """Write one shard in this process, continuing its ``.partial`` if one exists, then rename it into place.
 
     This is the unit of work a Dask worker runs (:mod:`noisesim.distributed`). A partial present here was
@@ -892,7 +900,8 @@ def _virtual_dataset(f, name: str, full: tuple, dtype, sources: list[tuple[str, 
 # ------------------------------------------------------------------------------------------------
 # Public API
 # ------------------------------------------------------------------------------------------------
-def _resolve_card(card):
+def resolve_card(card):
+    """A :class:`~noisesim.card.Card` from a card, a shipped card's name or a path (loaded); ParameterError otherwise."""
     from .card import load_card
 
     if isinstance(card, (str, os.PathLike)):
@@ -902,7 +911,7 @@ def _resolve_card(card):
     return card
 
 
-def _check_sampling(card, iso, gain_k) -> None:
+def check_sampling(card, iso, gain_k) -> None:
     """Fail before writing anything if the card cannot serve the requested ISO / K range."""
     from .sampling import sample_params
 
@@ -1083,7 +1092,7 @@ def generate_dataset(
     if storage == "uint16" and not (components.quantize and components.clip):
         raise ParameterError("uint16 storage needs quantization and clipping on (components.quantize, components.clip)")
 
-    card = _resolve_card(card)
+    card = resolve_card(card)
     sensor = card.sensor
     cfa = sensor.cfa
     p = cfa.period
@@ -1093,16 +1102,16 @@ def generate_dataset(
     maps = getattr(card, "maps", None)
     if maps is not None and maps.shape is not None and (maps.shape[0] < patch or maps.shape[1] < patch):
         raise ParameterError(f"patch {patch} is larger than the card's fixed-pattern maps {maps.shape}")
-    _check_sampling(card, iso_r, gain_r)
+    check_sampling(card, iso_r, gain_r)
     source_spec = str(source) if str(source) == "builtin" else str(Path(source).resolve())
-    job = _Job(card=card, source_spec=source_spec, patch=patch, iso=iso_r, gain_k=gain_r, ratio=ratio_s, blur=blur,
-               seed=int(seed), storage=storage, components=components, kernel_cap=_kernel_capacity(blur),
+    job = SynthesisJob(card=card, source_spec=source_spec, patch=patch, iso=iso_r, gain_k=gain_r, ratio=ratio_s, blur=blur,
+               seed=int(seed), storage=storage, components=components, kernel_cap=kernel_capacity(blur),
                noise=noise, bank_path=bank_path)
     if scheduler is None:
         check_shared_memory(job, workers)  # before any file exists (a worker would die of SIGBUS)
     # Open the source and draw one patch now: an empty folder or images smaller than the patch fail
     # here, before any file is created.
-    probe = _Synth(job)
+    probe = Synthesizer(job)
     probe.source.sample_patch(np.random.default_rng(0), patch, blur=blur)
     del probe
 
@@ -1245,7 +1254,7 @@ def _samples_left(fp: Path, n: int) -> int:
     return n - int(np.count_nonzero(np.frombuffer(flags, np.uint8))) if len(flags) == n else n
 
 
-def _write_locked(output: Path, files: list[Path], job: _Job, shape: tuple, dtype: np.dtype, compression, attrs: dict,
+def _write_locked(output: Path, files: list[Path], job: SynthesisJob, shape: tuple, dtype: np.dtype, compression, attrs: dict,
                   config_json: str, *, workers: int, force: bool, resume: bool, progress: bool, checkpoint_every: int,
                   scheduler: str | None = None) -> Path:
     """The writing half of :func:`generate_dataset`, run with the output's :class:`RunLock` held."""
@@ -1314,7 +1323,7 @@ def _write_locked(output: Path, files: list[Path], job: _Job, shape: tuple, dtyp
     return output
 
 
-def _run(job: _Job, writers: list[_ShardWriter], workers: int, pairs: int, progress: bool, checkpoint_every: int) -> None:
+def _run(job: SynthesisJob, writers: list[_ShardWriter], workers: int, pairs: int, progress: bool, checkpoint_every: int) -> None:
     from tqdm.auto import tqdm
 
     todo = [i for w in writers for i in w.todo()]
@@ -1386,7 +1395,7 @@ def resynthesize(path: str | os.PathLike, index: int, *, card=None, bank=None) -
     if attrs.get("uses_maps"):
         if card is None:
             raise DatasetError(f"{path} was generated with the card's fixed-pattern maps; pass card= to resynthesize")
-        maps = _resolve_card(card).maps
+        maps = resolve_card(card).maps
     kw = dict(ratio=float(rec["ratio"]), components=components, maps=maps,
               origin=(int(rec["origin_y"]), int(rec["origin_x"])), rng=int(rec["seed"]))
     if str(attrs.get("noise", "parametric")) == "dark-frame":

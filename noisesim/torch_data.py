@@ -203,14 +203,14 @@ class OnTheFlyRawDataset:
                  blur=None, seed: int = 0, components=None, amplify: bool = False, noise_map: bool = False,
                  transform: Callable | None = None, rank: int | None = None, noise: str = "parametric", bank=None):
         from .blur import parse_blur_spec
-        from .dataset import _check_sampling, _Job, _kernel_capacity, _resolve_card, parse_range, parse_ratio
+        from .dataset import check_sampling, SynthesisJob, kernel_capacity, resolve_card, parse_range, parse_ratio
         from .params import NoiseComponents
 
         if int(length) < 1:
             raise ParameterError(f"length must be >= 1, got {length}")
-        card = _resolve_card(card)
+        card = resolve_card(card)
         iso_r, gain_r = parse_range(iso, "iso"), parse_range(gain_k, "gain_k")
-        _check_sampling(card, iso_r, gain_r)
+        check_sampling(card, iso_r, gain_r)
         if isinstance(blur, str):
             blur = None if blur.strip().lower() in ("", "none") else parse_blur_spec(blur)
         p = card.sensor.cfa.period
@@ -220,9 +220,9 @@ class OnTheFlyRawDataset:
 
         bank_path, _ = check_noise_mode(noise, bank, card.sensor.cfa, card=card)
         source_spec = str(source) if str(source) == "builtin" else str(Path(source).resolve())
-        self._job = _Job(card=card, source_spec=source_spec, patch=int(patch), iso=iso_r, gain_k=gain_r, ratio=parse_ratio(ratio),
+        self._job = SynthesisJob(card=card, source_spec=source_spec, patch=int(patch), iso=iso_r, gain_k=gain_r, ratio=parse_ratio(ratio),
                          blur=blur, seed=int(seed), storage="float32", components=components or NoiseComponents(),
-                         kernel_cap=_kernel_capacity(blur), noise=noise, bank_path=bank_path)
+                         kernel_cap=kernel_capacity(blur), noise=noise, bank_path=bank_path)
         self.length = int(length)
         self.amplify, self.noise_map, self.transform = bool(amplify), bool(noise_map), transform
         self._epoch = multiprocessing.get_context("spawn").RawValue("q", 0)
@@ -282,10 +282,10 @@ class OnTheFlyRawDataset:
         self.__dict__.update(state)
 
     def _get_synth(self):
-        from .dataset import _Synth
+        from .dataset import Synthesizer
 
         if self._synth is None or self._pid != os.getpid():
-            self._synth = _Synth(self._job)
+            self._synth = Synthesizer(self._job)
             self._pid = os.getpid()
         return self._synth
 
