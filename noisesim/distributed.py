@@ -111,6 +111,22 @@ def connect(scheduler: str, *, workers: int = 1) -> Iterator[Any]:
             cluster.close()
 
 
+def _task(item, shared, fn):
+    """``fn(item, shared=shared)`` on a worker; a noisesim error says which worker it happened on (a path
+    missing there but present here is the usual cluster mistake), keeping its type for the caller."""
+    from .errors import NoiseSimError
+
+    try:
+        return fn(item, shared=shared)
+    except NoiseSimError as exc:
+        import copy
+        import socket
+
+        where = copy.copy(exc)
+        where.args = (f"on worker {socket.gethostname()} (pid {os.getpid()}): {exc}",)
+        raise where from None
+
+
 def _hold(obj):
     """Identity: makes ``obj`` a task result, sent to each worker once and recomputed if its holder dies."""
     return obj
@@ -180,7 +196,7 @@ def map_on_cluster(
         run = uuid.uuid4().hex[:8]
         shared_f = client.submit(_hold, shared, key=f"{name}-shared-{run}", pure=False)
         keys = [f"{name}-{k}-{run}" for k in range(len(items))]
-        futures = client.map(fn, items, shared=shared_f, key=keys, pure=False)
+        futures = client.map(_task, items, shared=shared_f, fn=fn, key=keys, pure=False)
         index = {f.key: k for k, f in enumerate(futures)}
         results: list = [None] * len(items)
         try:

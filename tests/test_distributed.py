@@ -273,3 +273,24 @@ def test_tukey_fit_does_not_depend_on_blas_threads():
         env = {**os.environ, "OMP_NUM_THREADS": threads, "OPENBLAS_NUM_THREADS": threads, "MKL_NUM_THREADS": threads}
         outs.add(subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True).stdout)
     assert len(outs) == 1, outs
+
+
+def _fails_on_worker(item, shared):
+    from noisesim.errors import InputFileError
+
+    raise InputFileError(f"{item}: not found")
+
+
+def test_worker_errors_keep_their_type_and_name_the_worker(cluster):
+    import cloudpickle
+
+    from noisesim.distributed import map_on_cluster
+    from noisesim.errors import InputFileError
+
+    c, _client = cluster
+    cloudpickle.register_pickle_by_value(sys.modules[__name__])  # workers cannot import the test module
+    try:
+        with pytest.raises(InputFileError, match=r"on worker .*\(pid \d+\): /data/images: not found"):
+            map_on_cluster(c.scheduler_address, _fails_on_worker, ["/data/images"])
+    finally:
+        cloudpickle.unregister_pickle_by_value(sys.modules[__name__])
