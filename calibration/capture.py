@@ -295,6 +295,8 @@ def _four_levels(v, where: str) -> tuple[float, float, float, float]:
             v = [float(p) for p in parts]
         except ValueError:
             raise CalibrationError(f"{where}: black_level {v!r} is not a number or 4 numbers") from None
+        if len(v) == 1:  # a CSV cell "512": one level for every site
+            v = v[0]
     try:
         return per_site_values(v, "black_level")
     except (NoiseSimError, ValueError, TypeError):

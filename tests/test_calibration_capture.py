@@ -112,3 +112,14 @@ def test_cli_errors_name_the_file(tmp_path, capsys):
     err = capsys.readouterr().err
     assert rc == 2 and "missing" in err and "Traceback" not in err
     assert not (tmp_path / "c.toml").exists()
+
+
+def test_manifest_with_one_black_level_for_every_site(tmp_path):
+    """A CSV cell "512" is one level for all four sites (it was refused as a list of one value)."""
+    from noisesim.calibration.capture import read_manifest
+
+    np.save(tmp_path / "d.npy", np.full((8, 8), 512, np.uint16))
+    (tmp_path / "m.csv").write_text("path,kind,iso,exposure_s,black_level,white_level,cfa\n"
+                                    "d.npy,dark,100,1/1000,512,16383,RGGB\n")
+    cap = read_manifest(tmp_path / "m.csv")
+    assert cap.frames[0].black_level_dn == (512.0,) * 4
