@@ -332,3 +332,16 @@ def test_eld_npy_refuses_arbitrary_pickles(tmp_path):
     text.write_bytes(b"hello")
     with pytest.raises(InputFileError, match="not a .npy file"):
         load_eld_params(text)
+
+
+def test_cli_import_eld_npy_with_levels(tmp_path, capsys):
+    path = tmp_path / "TestCam_params.npy"
+    np.save(path, ELD)
+    out = tmp_path / "eld.toml"
+    assert main(["cards", "import", str(path), "--black-level", "512", "--output", str(out)]) == 0
+    card = load_card(out)
+    assert card.sensor.black_level_dn == (512.0,) * 4 and "black_level_source" not in card.provenance
+    assert [p.name for p in card.joint.profiles] == ["Profile-1"]
+    capsys.readouterr()
+    assert main(["cards", "import", str(path), "--camera", "x", "--output", str(tmp_path / "y.toml")]) == 2
+    assert "--camera picks a model in darktable" in capsys.readouterr().err
