@@ -74,11 +74,17 @@ def atomic_path(path: str | os.PathLike, *, fsync: bool = True) -> Iterator[Path
         if fsync:
             _fsync_path(tmp)
         os.replace(tmp, path)
-    except BaseException:
+    except BaseException as exc:
         try:
             os.unlink(tmp)
         except OSError:
             pass
+        if isinstance(exc, OSError) and exc.filename is None:
+            # e.g. numpy's "65536 requested and 29936 written": say which file, and the likely cause
+            reason = exc.strerror or str(exc) or type(exc).__name__
+            if exc.errno is None:
+                reason += " (short write: disk full or file-size limit?)"
+            raise OSError(exc.errno, reason, str(path)) from exc
         raise
 
 

@@ -447,3 +447,56 @@ def test_small_dev_shm_is_refused_up_front(tmp_path):
     assert p.returncode == 2, p.stderr
     assert "/dev/shm" in p.stderr and "--shm-size" in p.stderr and "Traceback" not in p.stderr
     assert list(tmp_path.iterdir()) == []
+
+
+# ------------------------------------------------------------------------------------------------
+# 5. Disk full, read-only places, file-size limits
+# ------------------------------------------------------------------------------------------------
+def _fsize_limit(limit: int):
+    import resource
+
+    def apply():
+        signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
+        resource.setrlimit(resource.RLIMIT_FSIZE, (limit, limit))
+
+    return apply
+
+
+@pytest.mark.parametrize("suffix", [".npy", ".tiff", ".dng"])
+def test_simulate_under_file_size_limit_is_one_line_and_leaves_no_temporary(tmp_path, suffix):
+    clean = tmp_path / "clean.npy"
+    np.save(clean, np.full((256, 256), 0.2, np.float32))
+    p = subprocess.run([sys.executable, "-m", "noisesim", "simulate", "--card", CARD, "--iso", "1600", "--input", str(clean),
+                        "--output", str(tmp_path / f"noisy{suffix}")], env=ENV, capture_output=True, text=True, timeout=120,
+                       preexec_fn=_fsize_limit(60_000))
+    assert p.returncode == 2, p.stderr
+    assert "Traceback" not in p.stderr and len(p.stderr.strip().splitlines()) == 1, p.stderr
+    assert "noisy" in p.stderr and "file-size limit" in p.stderr
+    assert sorted(x.name for x in tmp_path.iterdir()) == ["clean.npy"], "a temporary or partial output was left behind"
+
+
+def test_resume_after_disk_full_counts_only_what_is_left(tmp_path, monkeypatch):
+    import shutil as _shutil
+
+    import noisesim.dataset as dsmod
+
+    undo = _interrupt_after(12)
+    try:
+        with pytest.raises(KeyboardInterrupt):
+            generate_dataset(tmp_path / "d.h5", pairs=20, seed=1, checkpoint_every=5, **SMALL)
+    finally:
+        undo()
+    done = int(np.count_nonzero(np.frombuffer((tmp_path / "d.h5.partial.progress").read_bytes(), np.uint8)))
+    assert 5 <= done < 20
+    per_sample = dsmod._bytes_per_sample((4, 16, 16), np.dtype(np.float32), 0, False)
+    real = _shutil.disk_usage
+    free = (20 - done) * per_sample + per_sample // 2  # room for what is left, not for the whole dataset
+
+    def small_disk(path):
+        return real(path)._replace(free=free)
+
+    monkeypatch.setattr(dsmod.shutil, "disk_usage", small_disk)
+    with pytest.raises(DatasetError, match="not enough disk space"):
+        generate_dataset(tmp_path / "other.h5", pairs=20, seed=1, **SMALL)
+    generate_dataset(tmp_path / "d.h5", pairs=20, seed=1, resume=True, **SMALL)
+    assert (tmp_path / "d.h5").exists()
