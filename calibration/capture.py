@@ -307,7 +307,22 @@ def _four_levels(v, where: str) -> tuple[float, float, float, float]:
 # manifests
 
 
+def _manifest_number(v, key: str, where: str) -> float:
+    """A manifest field that must be a finite number > 0 (``true`` is not ISO 1, ``"abc"`` not a level)."""
+    if isinstance(v, bool) or not isinstance(v, (int, float, str)):
+        raise CalibrationError(f"{where}: {key} must be a number, got {v!r}")
+    try:
+        t = float(v)
+    except ValueError:
+        raise CalibrationError(f"{where}: {key} {v!r} is not a number") from None
+    if not (math.isfinite(t) and t > 0):
+        raise CalibrationError(f"{where}: {key} must be a finite number > 0, got {v!r}")
+    return t
+
+
 def _parse_exposure(v, where: str) -> float:
+    if isinstance(v, bool):
+        raise CalibrationError(f"{where}: exposure_s must be a number, got {v!r}")
     if isinstance(v, (int, float)):
         t = float(v)
     else:
@@ -342,9 +357,11 @@ def read_manifest(path, *, progress: Callable[[Iterable], Iterable] | None = Non
             doc = tomllib.loads(text)
         except tomllib.TOMLDecodeError as exc:
             raise InputFileError(f"{path}: not valid TOML ({exc})") from None
+        except RecursionError:
+            raise InputFileError(f"{path}: arrays or tables nested too deeply to be a manifest") from None
         entries = doc.get("frame", doc.get("frames"))
-        if not isinstance(entries, list):
-            raise CalibrationError(f"{path}: a TOML manifest needs a [[frame]] array of tables")
+        if not isinstance(entries, list) or not all(isinstance(e, dict) for e in entries):
+            raise CalibrationError(f"{path}: frame: a TOML manifest needs a [[frame]] array of tables, got {entries!r:.80}")
         defaults = {k: v for k, v in doc.items() if not isinstance(v, (list, dict))}
         rows = [dict(e) for e in entries]
     else:
@@ -385,7 +402,8 @@ def _manifest_frame(row: dict, base: Path, where: str) -> FrameInfo:
         missing = [k for k in ("iso", "exposure_s", "black_level", "white_level", "cfa") if k not in row]
         if missing:
             raise CalibrationError(f"{fpath}: an array frame needs {', '.join(missing)} in the manifest")
-        cfa, black, white = str(row["cfa"]), _four_levels(row["black_level"], str(fpath)), float(row["white_level"])
+        cfa, black = str(row["cfa"]), _four_levels(row["black_level"], str(fpath))
+        white = _manifest_number(row["white_level"], "white_level", str(fpath))
         loader = _array_loader(str(fpath))
         iso, exposure = row["iso"], row["exposure_s"]
         camera = None
@@ -398,7 +416,7 @@ def _manifest_frame(row: dict, base: Path, where: str) -> FrameInfo:
         if "black_level" in row:
             black = _four_levels(row["black_level"], str(fpath))
         if "white_level" in row:
-            white = float(row["white_level"])
+            white = _manifest_number(row["white_level"], "white_level", str(fpath))
         e_iso, e_exp = read_exif(fpath)
         iso = row.get("iso", e_iso)
         exposure = row.get("exposure_s", e_exp)
@@ -406,12 +424,7 @@ def _manifest_frame(row: dict, base: Path, where: str) -> FrameInfo:
             raise CalibrationError(f"{fpath}: no ISO/exposure time in the manifest or the file's EXIF")
         loader = _raw_loader(str(fpath))
         camera = read_camera(fpath)
-    try:
-        iso_f = float(iso)
-    except (TypeError, ValueError):
-        raise CalibrationError(f"{fpath}: iso {iso!r} is not a number") from None
-    if not iso_f > 0:
-        raise CalibrationError(f"{fpath}: iso must be > 0, got {iso!r}")
+    iso_f = _manifest_number(iso, "iso", str(fpath))
     try:
         cfa = CFA(cfa).pattern
     except CFAError as exc:

@@ -291,6 +291,9 @@ def fit_tukey(x: np.ndarray, *, bounds=(-0.5, 0.5)) -> TukeyFit:
     x = x[np.isfinite(x)]
     if x.size < 100:
         raise CalibrationError(f"too few read-noise samples for a Tukey-lambda fit ({x.size}; need ≥ 100)")
+    if x[0] == x[-1]:  # sorted: every sample equal (was a ZeroDivisionError in the PPCC)
+        raise CalibrationError(f"the dark frames have zero read-noise variance (all {x.size} residuals equal {x[0]:g} DN): "
+                               "constant or clipped frames, not raw darks; a read-noise fit is impossible")
     lam = ppcc_max_tukey(x, bounds)
     pp = _PPCC(x)
     q = pp.quantiles(lam)

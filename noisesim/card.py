@@ -128,6 +128,21 @@ def _number(name: str, value: Any, *, positive: bool = False, nonneg: bool = Fal
     return v
 
 
+# Physically possible ranges, deliberately wide: a value outside is a typo or a unit error, and would
+# simulate all-zero or all-clipped frames (K = 1e-300 DN/e⁻, σ = 1e300 DN were accepted).
+GAIN_K_LIMITS_DN_PER_E = (1e-4, 1e3)  # a 16-bit ADC over 650 Me⁻ .. 1000 DN per electron
+NOISE_SIGMA_MAX_DN = 65536.0  # no raw format spans more than 16 bits
+DARK_CURRENT_MAX_E_PER_S = 1e7
+
+
+def _within(name: str, v: float | None, lo: float | None, hi: float, unit: str) -> float | None:
+    """``v`` unchanged when it lies in [lo, hi] (None passes); else the error naming the field."""
+    if v is not None and ((lo is not None and v < lo) or v > hi):
+        span = f"{lo:g} .. {hi:g}" if lo is not None else f"at most {hi:g}"
+        raise _Invalid(name, f"{v:g} {unit} is not physically plausible (expected {span} {unit})")
+    return v
+
+
 def _optional_number(name: str, value: Any, **kw) -> float | None:
     return None if value is None else _number(name, value, **kw)
 
@@ -279,8 +294,10 @@ class ISOEntry:
     def __post_init__(self) -> None:
         set_ = lambda k, v: object.__setattr__(self, k, v)  # noqa: E731
         set_("iso", _number("iso", self.iso, positive=True))
-        set_("gain_k_dn_per_e", _number("gain_k_dn_per_e", self.gain_k_dn_per_e, positive=True))
-        set_("read_sigma_dn", _number("read_sigma_dn", self.read_sigma_dn, nonneg=True))
+        set_("gain_k_dn_per_e", _within("gain_k_dn_per_e", _number("gain_k_dn_per_e", self.gain_k_dn_per_e, positive=True),
+                                        *GAIN_K_LIMITS_DN_PER_E, "DN/e-"))
+        set_("read_sigma_dn", _within("read_sigma_dn", _number("read_sigma_dn", self.read_sigma_dn, nonneg=True), None,
+                                      NOISE_SIGMA_MAX_DN, "DN"))
         if (self.tukey_lambda is None) != (self.tukey_scale_dn is None):
             missing = "tukey_scale_dn" if self.tukey_scale_dn is None else "tukey_lambda"
             raise _Invalid(missing, "missing: tukey_lambda and tukey_scale_dn come together (or neither, in a Poisson–Gaussian card)")
@@ -288,6 +305,10 @@ class ISOEntry:
             set_("tukey_lambda", _tukey_lambda("tukey_lambda", self.tukey_lambda))
         for name in ("tukey_scale_dn", "row_sigma_dn", "col_sigma_dn", "dark_current_e_per_s", "hot_pixel_dark_current_e_per_s", "read_noise_e"):
             set_(name, _optional_number(name, getattr(self, name), nonneg=True))
+        for name in ("tukey_scale_dn", "row_sigma_dn", "col_sigma_dn"):
+            _within(name, getattr(self, name), None, NOISE_SIGMA_MAX_DN, "DN")
+        for name in ("dark_current_e_per_s", "hot_pixel_dark_current_e_per_s"):
+            _within(name, getattr(self, name), None, DARK_CURRENT_MAX_E_PER_S, "e-/s")
         set_("saturation_capacity_e", _optional_number("saturation_capacity_e", self.saturation_capacity_e, positive=True))
         set_("dynamic_range_db", _optional_number("dynamic_range_db", self.dynamic_range_db))
         if self.black_level_error_dn is not None:
@@ -362,8 +383,10 @@ def camera_matches(query: str, *names: str) -> bool:
 
 def _set_k_range(record) -> tuple[float, float]:
     """Validate and normalize a record's k_min_dn_per_e < k_max_dn_per_e (both > 0)."""
-    kmin = _number("k_min_dn_per_e", record.k_min_dn_per_e, positive=True)
-    kmax = _number("k_max_dn_per_e", record.k_max_dn_per_e, positive=True)
+    kmin = _within("k_min_dn_per_e", _number("k_min_dn_per_e", record.k_min_dn_per_e, positive=True),
+                   *GAIN_K_LIMITS_DN_PER_E, "DN/e-")
+    kmax = _within("k_max_dn_per_e", _number("k_max_dn_per_e", record.k_max_dn_per_e, positive=True),
+                   *GAIN_K_LIMITS_DN_PER_E, "DN/e-")
     if not kmin < kmax:
         raise _Invalid("k_max_dn_per_e", f"must exceed k_min_dn_per_e = {kmin}, got {kmax}")
     object.__setattr__(record, "k_min_dn_per_e", kmin)
@@ -942,6 +965,8 @@ def parse_card(text: str, source: str | os.PathLike = "<string>", *, source_path
         doc = tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
         raise CardError(f"{source}: not valid TOML: {exc}") from None
+    except RecursionError:  # tomllib parses nested arrays/tables recursively
+        raise CardError(f"{source}: arrays or tables nested too deeply to be a card") from None
     card = _Parser(str(source)).parse(doc, source_path)
     object.__setattr__(card, "_text", text)
     return card

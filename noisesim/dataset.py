@@ -911,6 +911,28 @@ def resolve_card(card):
     return card
 
 
+# float32 (patch, patch) planes alive at once while one sample is made (source image, blur, mosaic,
+# noise scratch, packed copies): a generous upper bound, measured peak ≈ 10.
+_PLANES_PER_SAMPLE = 16
+
+
+def _available_memory_bytes() -> int | None:
+    try:
+        return int(os.sysconf("SC_AVPHYS_PAGES")) * int(os.sysconf("SC_PAGE_SIZE"))
+    except (ValueError, OSError, AttributeError):  # pragma: no cover - not POSIX
+        return None
+
+
+def _check_patch_memory(patch: int, workers: int) -> None:
+    """Refuse a patch whose working memory cannot fit, before anything is allocated (was a MemoryError)."""
+    need = _PLANES_PER_SAMPLE * 4 * patch * patch * max(workers, 1)
+    avail = _available_memory_bytes()
+    if avail is not None and need > avail:
+        raise ParameterError(f"--patch {patch} needs about {need / 1e9:.1f} GB of memory to synthesize "
+                             f"({max(workers, 1)} worker(s) × {_PLANES_PER_SAMPLE} planes of {patch}² float32), "
+                             f"{avail / 1e9:.1f} GB available; use a smaller --patch or fewer --workers")
+
+
 def check_sampling(card, iso, gain_k) -> None:
     """Fail before writing anything if the card cannot serve the requested ISO / K range."""
     from .sampling import sample_params
@@ -1099,6 +1121,7 @@ def generate_dataset(
     bank_path, bank_sha = check_noise_mode(noise, bank, cfa, card=card)
     if patch < p or patch % p:
         raise ParameterError(f"patch must be a positive multiple of the CFA period {p} ({cfa.pattern}), got {patch}")
+    _check_patch_memory(patch, workers)
     maps = getattr(card, "maps", None)
     if maps is not None and maps.shape is not None and (maps.shape[0] < patch or maps.shape[1] < patch):
         raise ParameterError(f"patch {patch} is larger than the card's fixed-pattern maps {maps.shape}")

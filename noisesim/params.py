@@ -272,6 +272,12 @@ class FixedPatternMaps:
             object.__setattr__(self, f.name, v)
         if (self.dark_shading_k_dn_per_iso is None) != (self.dark_shading_b_dn is None):
             raise ShapeError("dark shading needs both dark_shading_k_dn_per_iso and dark_shading_b_dn")
+        # Physical ranges: a PRNU below -1 makes the pixel's gain negative (PRNU = -5 gave all-zero frames).
+        for name, lo in (("prnu", -1.0), ("dark_current_e_per_s", 0.0), ("read_sigma_scale", 0.0)):
+            v = getattr(self, name)
+            if v is not None and v.size and float(v.min()) < lo:
+                rule = ">= -1 (a relative gain deviation: below -1 the gain is negative)" if name == "prnu" else ">= 0"
+                raise ParameterError(f"map {name} has values down to {float(v.min()):g}; they must be {rule}")
 
     @property
     def shape(self) -> tuple[int, int] | None:

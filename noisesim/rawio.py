@@ -328,6 +328,22 @@ def read_dng_metadata(path) -> DNGMetadata:
 NORMALIZED_MAX = 1.5
 
 
+def check_integer_dn(array: np.ndarray, sensor, source="array") -> None:
+    """Refuse integer samples that cannot be the sensor's raw DN: a dtype whose largest value does not
+    exceed the black level (uint8 / int8 for any camera with a black level above 255, e.g. an 8-bit image),
+    which would otherwise be read as a frame below black (a pure dark frame, silently)."""
+    a = np.asarray(array)
+    if a.dtype.kind not in "ui":
+        return
+    black = min(sensor.black_level_dn)
+    top = np.iinfo(a.dtype).max
+    if top <= black:
+        raise InputFileError(
+            f"{source}: {a.dtype} samples (at most {top}) cannot be raw DN of this {sensor.bit_depth}-bit sensor "
+            f"(black level {black:g} DN): an 8-bit image? Give uint16 raw DN, or floats in [0, 1] with --input-unit normalized"
+        )
+
+
 def infer_input_unit(array: np.ndarray, sensor, source="array") -> tuple[str, str | None]:
     """The unit of a clean frame from its dtype and range (``--input-unit auto``).
 

@@ -4,6 +4,7 @@ corruption, orphaned workers, full disks, hostile input, byte determinism."""
 from __future__ import annotations
 
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -500,3 +501,116 @@ def test_resume_after_disk_full_counts_only_what_is_left(tmp_path, monkeypatch):
         generate_dataset(tmp_path / "other.h5", pairs=20, seed=1, **SMALL)
     generate_dataset(tmp_path / "d.h5", pairs=20, seed=1, resume=True, **SMALL)
     assert (tmp_path / "d.h5").exists()
+
+
+# ------------------------------------------------------------------------------------------------
+# 6. Inputs refused with a message naming the file and the field
+# ------------------------------------------------------------------------------------------------
+def _sony_text() -> str:
+    from noisesim.card import load_card
+
+    return load_card(CARD).text
+
+
+@pytest.mark.parametrize("field, value, match", [
+    ("gain_k_dn_per_e", "1e-300", r"iso\[0\]\.gain_k_dn_per_e: 1e-300 DN/e- is not physically plausible"),
+    ("read_sigma_dn", "1e300", r"iso\[0\]\.read_sigma_dn: 1e\+300 DN is not physically plausible"),
+])
+def test_absurd_card_values_refused(tmp_path, field, value, match):
+    import re
+
+    from noisesim.card import load_card
+    from noisesim.errors import CardError
+
+    text = re.sub(rf"^{field} = .*$", f"{field} = {value}", _sony_text(), count=1, flags=re.M)
+    path = tmp_path / "bad.toml"
+    path.write_text(text)
+    with pytest.raises(CardError, match=r"bad\.toml: " + match):
+        load_card(path)
+
+
+def test_negative_prnu_map_refused_naming_the_sidecar(tmp_path):
+    from noisesim.card import load_card, save_card
+    from noisesim.errors import CardError
+    from noisesim.params import FixedPatternMaps
+
+    with pytest.raises(Exception, match=r"map prnu has values down to -5"):
+        FixedPatternMaps(prnu=np.full((4, 4), -5.0, np.float32))
+    card = load_card(CARD).with_maps(FixedPatternMaps(prnu=np.zeros((4, 4), np.float32)), file="m.npz")
+    path = save_card(card, tmp_path / "c.toml")
+    import io
+    import zipfile
+
+    buf = io.BytesIO()  # a sidecar whose PRNU is -5 (checksum updated, so only the range check can catch it)
+    with zipfile.ZipFile(buf, "w") as zf:
+        member = io.BytesIO()
+        np.lib.format.write_array(member, np.full((4, 4), -5.0, np.float32))
+        zf.writestr("prnu.npy", member.getvalue())
+    import hashlib
+
+    saved = load_card(path)
+    (tmp_path / saved.maps_file).write_bytes(buf.getvalue())
+    path.write_text(path.read_text().replace(saved.maps_sha256, hashlib.sha256(buf.getvalue()).hexdigest()))
+    with pytest.raises(CardError, match=re.escape(saved.maps_file) + r".*prnu has values down to -5"):
+        load_card(path).maps
+
+
+def test_deeply_nested_toml_card_is_a_card_error(tmp_path):
+    from noisesim.card import load_card
+    from noisesim.errors import CardError
+
+    path = tmp_path / "deep.toml"
+    path.write_text("x = " + "[" * 5000 + "]" * 5000 + "\n")
+    with pytest.raises(CardError, match=r"deep\.toml: .*nested too deeply"):
+        load_card(path)
+
+
+def test_zero_variance_darks_are_a_calibration_error():
+    from noisesim.calibration.estimators import fit_tukey
+    from noisesim.errors import CalibrationError
+
+    with pytest.raises(CalibrationError, match="zero read-noise variance"):
+        fit_tukey(np.full(5000, 3.0))  # was ZeroDivisionError
+
+
+@pytest.mark.parametrize("line, match", [
+    ('white_level = "abc"', r"white_level 'abc' is not a number"),
+    ("iso = true", r"iso must be a number, got True"),
+])
+def test_manifest_fields_of_the_wrong_type(tmp_path, line, match):
+    from noisesim.calibration.capture import read_manifest
+
+    np.save(tmp_path / "d.npy", np.full((8, 8), 512, np.uint16))
+    fields = {"path": '"d.npy"', "kind": '"dark"', "iso": "100", "exposure_s": "0.01", "black_level": "512",
+              "white_level": "16383", "cfa": '"RGGB"'}
+    key = line.split(" = ")[0]
+    fields[key] = line.split(" = ")[1]
+    (tmp_path / "m.toml").write_text("[[frame]]\n" + "\n".join(f"{k} = {v}" for k, v in fields.items()) + "\n")
+    cap = read_manifest(tmp_path / "m.toml")
+    assert not cap.frames
+    assert any(re.search(match, p.message) and "d.npy" in p.message for p in cap.problems), cap.problems
+
+
+def test_manifest_frame_not_a_table(tmp_path):
+    from noisesim.calibration.capture import read_manifest
+    from noisesim.errors import CalibrationError
+
+    (tmp_path / "m.toml").write_text("frame = [1, 2, 3]\n")
+    with pytest.raises(CalibrationError, match=r"m\.toml: frame: a TOML manifest needs a \[\[frame\]\] array of tables"):
+        read_manifest(tmp_path / "m.toml")
+
+
+@pytest.mark.parametrize("dtype", [np.uint8, np.int8])
+def test_eight_bit_npy_input_refused(tmp_path, dtype, capsys):
+    np.save(tmp_path / "c.npy", np.full((64, 64), 100, dtype))
+    rc, _, err = _cli_main(capsys, "simulate", "--card", CARD, "--iso", "1600", "--input", str(tmp_path / "c.npy"),
+                           "--output", str(tmp_path / "n.npy"))
+    assert rc == 2 and "c.npy" in err and np.dtype(dtype).name in err and "black level" in err
+    assert not (tmp_path / "n.npy").exists()
+
+
+def test_huge_patch_refused_before_allocating(tmp_path, capsys):
+    rc, _, err = _cli_main(capsys, "generate", "--card", CARD, "-o", str(tmp_path / "d.h5"), "-n", "2", "--patch", "100000",
+                           "--no-progress")
+    assert rc == 2 and "--patch 100000 needs about" in err and "GB" in err
+    assert list(tmp_path.iterdir()) == []

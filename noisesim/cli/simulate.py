@@ -25,7 +25,8 @@ from ..card import load_card
 from ..errors import CFAError, InputFileError, ShapeError
 from ..noise import simulate
 from ..params import NoiseComponents
-from ..rawio import ARRAY_EXTENSIONS, NORMALIZED_MAX, RAW_EXTENSIONS, infer_input_unit, read_array, read_raw, write_array
+from ..rawio import (ARRAY_EXTENSIONS, NORMALIZED_MAX, RAW_EXTENSIONS, check_integer_dn, infer_input_unit, read_array, read_raw,
+                     write_array)
 from ..sampling import sample_params
 from . import seed_arg
 
@@ -93,6 +94,8 @@ def _read_clean(path: Path, unit: str, card):
         unit, note = infer_input_unit(clean, card.sensor, path)
         if note:
             print(f"noisesim simulate: {note}", file=sys.stderr)
+    if unit == "dn":
+        check_integer_dn(clean, card.sensor, path)
     return clean, unit
 
 
