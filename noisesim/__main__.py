@@ -1,5 +1,12 @@
+"""``python -m noisesim``: the console script.
+
+Guarded: spawned worker processes (``generate --workers``) re-import the main module as ``__mp_main__``,
+and must not run the command again.
+"""
+
 import sys
 
 from .cli import main
 
-sys.exit(main())
+if __name__ == "__main__":
+    sys.exit(main())
