@@ -22,6 +22,9 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from _machine import print_machine  # noqa: E402
 
 from noisesim.calibration.pipeline import calibrate  # noqa: E402
 from noisesim.calibration.synthetic import SyntheticSpec, synthetic_frames  # noqa: E402
@@ -36,6 +39,7 @@ def main() -> int:
     ap.add_argument("--no-fidelity", action="store_true")
     args = ap.parse_args()
     shape = (768, 1024) if args.small else (3000, 4000)
+    print_machine()
     card = load_card("SonyA7S2")
     isos = (100, 1600, 3200, 6400)[: args.isos]
     params = {iso: sample_params(card, iso=iso, scatter=False) for iso in isos}
@@ -70,6 +74,8 @@ def main() -> int:
     print(f"total                : {total:7.1f} s {cpu:7.1f} s")
     print(f"  frame synthesis    : {gen_time[0]:7.1f} s {gen_cpu[0]:7.1f} s (engine, not calibration)")
     print(f"  calibration itself : {total - gen_time[0]:7.1f} s {cpu - gen_cpu[0]:7.1f} s   (target < 60 s for 12 MP on 2 cores)")
+    print(f"  per frame          : {(total - gen_time[0]) / len(frames) * 1e3:7.0f} ms {(cpu - gen_cpu[0]) / len(frames) * 1e3:7.0f} ms"
+          f" = {(cpu - gen_cpu[0]) / len(frames) / (mp * 1e6) * 1e9:.1f} ns/px CPU")
     print(f"load average (1 min) : {os.getloadavg()[0]:.1f} on {os.cpu_count()} cores")
     print(f"peak RSS             : {rss:7.0f} MB (before calibrate: {rss0:.0f} MB; target < 2048 MB)")
     for r in res.iso_results:
