@@ -393,10 +393,7 @@ def _unprocess_mosaic_lut_python(img, lut, rgb2cam, inv_gains, inflection, ktab,
             out[y, x] = min(max(c * g, zero), one)
 
 
-try:
-    _unprocess_mosaic_lut_numba = _nb.njit(cache=True, nogil=True, error_model="numpy")(_unprocess_mosaic_lut_python)
-except NameError:  # pragma: no cover - numba missing
-    _unprocess_mosaic_lut_numba = _unprocess_mosaic_lut_python
+_unprocess_mosaic_lut_numba = nb.njit(cache=True, nogil=True, error_model="numpy")(_unprocess_mosaic_lut_python)
 
 
 def unprocess_mosaic(srgb, meta: ISPMeta, cfa) -> np.ndarray:
