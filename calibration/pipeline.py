@@ -399,15 +399,16 @@ def _calibrate_iso(iso, darks, flats, cfa: CFA, shape, warnings, sample_pixels, 
     se_v_all = batch_se(pv_all) if pv_all.size >= 2 else v_all * math.sqrt(2.0 / (n * h * w))
     se_p2 = math.sqrt(se_v_all**2 + se_r2**2 + se_c2**2)
 
-    def sigma_est(var, se_var, method, nn):
+    def sigma_est(var, se_var, method, nn, dof=None):
         s = math.sqrt(max(var, 0.0))
         se = se_var / (2 * s) if s > 0 else math.sqrt(max(se_var, 0.0))
-        return Estimate.positive(s, se, method, nn)
+        return Estimate.positive(s, se, method, nn, dof=dof)
 
-    row_sigma = sigma_est(r2, se_r2, f"var of row means − σ²_pix/N_cols; SE over {n} frames", n)
+    # SEs from the spread over n frames: Student t with n − 1 degrees of freedom
+    row_sigma = sigma_est(r2, se_r2, f"var of row means − σ²_pix/N_cols; SE over {n} frames, t({n - 1})", n, dof=n - 1)
     pixel_read = read_sigma_scale_map(ds.temporal_var_map_dn2, ds.n_frames, cfa, line_var_dn2=max(r2, 0.0) + max(c2, 0.0),
                                       quantized=ds.integer_valued) if ds.n_frames >= 2 and p2 > 0 else None
-    col_sigma = sigma_est(c2, se_c2, f"var of column means − σ²_pix/N_rows; SE over {n} frames", n)
+    col_sigma = sigma_est(c2, se_c2, f"var of column means − σ²_pix/N_rows; SE over {n} frames, t({n - 1})", n, dof=n - 1)
     pixel_sigma = sigma_est(p2, se_p2, "pooled temporal variance minus row and column parts", n)
     g2 = p2 - q
     read_sigma = sigma_est(g2, se_p2, "√(σ²_pix − 1/12 DN² quantization); SE over frame pairs" if q else "√σ²_pix; SE over frame pairs", n)
@@ -446,7 +447,13 @@ def _calibrate_iso(iso, darks, flats, cfa: CFA, shape, warnings, sample_pixels, 
         tot = float(vals.var())
         d2 = tot - noise
         tiles = [t_.var() - noise for t_ in _tiles(np.where(hot_packed[c], np.nan, ds_packed[c]))]
-        dsnu.append(sigma_est(d2, batch_se(tiles), "spatial std of the mean dark minus temporal σ²/N; SE over 16 tiles", 16))
+        # the mean dark keeps the N-averaged row and column offsets; their realized variance over the channel's
+        # rows (columns) scatters by √(2/rows)·σ²_row/N, which tiles sharing those rows do not see
+        hc, wc = ds_packed[c].shape
+        se_rc = math.sqrt(2.0 / hc * (max(r2, 0.0) / n) ** 2 + 2.0 / wc * (max(c2, 0.0) / n) ** 2)
+        dsnu.append(sigma_est(d2, math.hypot(batch_se(tiles), se_rc),
+                              "spatial std of the mean dark minus temporal σ²/N; SE over 16 tiles and from the row/column "
+                              "offsets left in the mean", 16))
         scale[c] = _map_scale(d2, tot, denoise_maps)
     # The mean of N darks has variance d² + σ²/N per pixel: scaled so simulations from the map carry DSNU² (d²),
     # not the stack's temporal noise as extra fixed pattern (Wiener-shrunk instead with denoise_maps)
