@@ -1042,7 +1042,7 @@ def load_card(name_or_path: str | os.PathLike) -> Card:
     --------
     >>> card = load_card("SonyA7S2")
     >>> card.sensor.cfa.pattern, card.isos[:2]
-    ('RGGB', (100.0, 1600.0))
+    ('RGGB', (50.0, 64.0))
     """
     path = _resolve(name_or_path)
     try:

@@ -8,7 +8,16 @@ from noisesim.calibration.accumulate import DarkAccumulator, FlatAccumulator
 from noisesim.calibration.capture import frame_from_array
 from noisesim.cfa import CFA
 
-pytestmark = pytest.mark.skipif(not K.USE_NUMBA, reason="numba JIT disabled: the references are what runs")
+
+
+@pytest.fixture(autouse=True)
+def _kernels_on(monkeypatch):
+    """Run the numba kernels even under NUMBA_DISABLE_JIT=1, where they are plain Python (so coverage sees
+    their bodies, tests/test_numba_disabled.py): the wrappers would otherwise fall back to the references."""
+    from noisesim.calibration import estimators
+
+    monkeypatch.setattr(K, "USE_NUMBA", True)
+    monkeypatch.setattr(estimators, "USE_NUMBA", True)
 
 # odd sizes so the channels have unequal pixel counts; 2×2 and quad (4×4) periods
 CASES = [("RGGB", (37, 50)), ("GBRG", (40, 33)), ("RRGGRRGGGGBBGGBB", (42, 61))]
