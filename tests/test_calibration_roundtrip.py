@@ -91,6 +91,26 @@ def test_small_round_trip_recovers_every_parameter(small_result):
     assert np.mean(cover) >= 0.75, f"95 % intervals cover the truth in only {np.mean(cover):.0%} of cases"
 
 
+def test_reported_standard_errors_match_the_spread_of_a_replicate(small_result):
+    """The round-trip check above trusts each estimate's own SE; this checks the SEs themselves: a second,
+    independent capture of the same camera gives estimates whose differences d have SD √2·SE if the SEs are
+    honest. RMS of d / (√2·SE) over all figures must be near 1 (an inflated SE makes it small, an
+    optimistic one large)."""
+    res, maps = small_result
+    shape = (256, 256)
+    spec = SyntheticSpec(n_darks=25, dark_current_exposures_s=(2.0, 8.0), n_darks_per_exposure=4)
+    other = calibrate(synthetic_frames(PARAMS, SENSOR, shape, spec, maps=maps, rng=12), "Test Cam", fidelity=False)
+    z = []
+    for a, b in zip(res.iso_results, other.iso_results):
+        pairs = [(a.gain_k_dn_per_e, b.gain_k_dn_per_e), (a.tukey_lambda, b.tukey_lambda), (a.tukey_scale_dn, b.tukey_scale_dn),
+                 (a.read_sigma_dn, b.read_sigma_dn), (a.row_sigma_dn, b.row_sigma_dn), (a.col_sigma_dn, b.col_sigma_dn)]
+        pairs += list(zip(a.black_level_error_dn, b.black_level_error_dn))
+        z += [(x.value - y.value) / math.hypot(x.se, y.se) for x, y in pairs]
+    rms = math.sqrt(np.mean(np.square(z)))
+    # 20 figures: the RMS of 20 standard normals lies in [0.6, 1.4] with probability > 0.99
+    assert 0.5 < rms < 1.6, f"RMS standardized difference {rms:.2f} over {len(z)} figures: {np.round(z, 2)}"
+
+
 def test_no_prnu_gives_a_flat_prnu_map():
     """Without PRNU the map must not carry the flats' temporal noise (it would add fake PRNU in simulation)."""
     shape = (128, 128)
@@ -165,7 +185,9 @@ def test_fidelity_table_favours_tukey(small_result):
     rows = res.fidelity
     assert rows and {r.model for r in rows} == {"tukey", "gaussian"}
     tk = np.mean([r.kl_forward for r in rows if r.model == "tukey"])
+    gs = np.mean([r.kl_forward for r in rows if r.model == "gaussian"])
     assert tk < 0.02
+    assert tk < gs, (tk, gs)  # the data are Tukey-λ with λ ≠ 0.14: the Tukey model must fit them better
     assert all(r.passed for r in rows if r.model == "tukey"), [r.failures for r in rows]
 
 
