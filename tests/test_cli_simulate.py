@@ -149,3 +149,53 @@ def test_shape_errors_name_the_file(tmp_path, capsys, shape, message):
     assert run_cli("simulate", "--card", "SonyA7S2", "--iso", 100, "--input", src, "--output", tmp_path / "n.npy") == 2
     err = capsys.readouterr().err
     assert "wrong_shape.npy" in err and message in err and err.count("\n") == 1
+
+
+# --------------------------------------------------------------------------------------------------
+# many frames in one process (issue 11 item 9)
+# --------------------------------------------------------------------------------------------------
+def _frames(folder, n=3):
+    folder.mkdir()
+    g = np.random.default_rng(2)
+    for i in range(n):
+        np.save(folder / f"f{i}.npy", g.uniform(0, 1, (32, 48)).astype(np.float32))
+    (folder / "notes.txt").write_text("not a frame")
+
+
+def test_folder_and_glob_batches_are_deterministic_per_frame(tmp_path, capsys):
+    _frames(tmp_path / "clean")
+    common = ["simulate", "--card", "SonyA7S2", "--iso", 3200, "--ratio", 20, "--seed", 5]
+    assert run_cli(*common, "--input", tmp_path / "clean", "--output", tmp_path / "out") == 0
+    assert "wrote 3 frames to" in capsys.readouterr().out
+    outs = sorted((tmp_path / "out").iterdir())
+    assert [p.name for p in outs] == ["f0.npy", "f1.npy", "f2.npy"]
+    # frame i equals a single run with --frame-index i (seed + frame index), and differs from the others
+    for i, out in enumerate(outs):
+        single = tmp_path / f"single{i}.npy"
+        assert run_cli(*common, "--input", tmp_path / "clean" / f"f{i}.npy", "--output", single, "--frame-index", i) == 0
+        np.testing.assert_array_equal(np.load(out), np.load(single))
+    noise0 = np.load(outs[0]).astype(float) - np.load(tmp_path / "single1.npy").astype(float)
+    assert np.any(noise0 != 0)
+    # a glob of the same frames, written as TIFF, holds the same pixels
+    assert run_cli(*common, "--input", str(tmp_path / "clean" / "f*.npy"), "--output", tmp_path / "tif",
+                   "--output-format", ".tiff", "--no-progress") == 0
+    import tifffile
+
+    for i in range(3):
+        np.testing.assert_array_equal(tifffile.imread(tmp_path / "tif" / f"f{i}.tiff"), np.load(outs[i]))
+
+
+def test_batch_errors_are_one_line(tmp_path, capsys):
+    _frames(tmp_path / "clean", n=1)
+    (tmp_path / "empty").mkdir()
+    cases = [
+        (["--input", tmp_path / "empty", "--output", tmp_path / "o"], "no frames in the folder"),
+        (["--input", str(tmp_path / "nothing*.npy"), "--output", tmp_path / "o"], "no frames in the pattern"),
+        (["--input", tmp_path / "clean", "--output", tmp_path / "clean"], "would overwrite its own input"),
+        (["--input", tmp_path / "clean", "--output", tmp_path / "x.npy"], "needs an output folder"),
+        (["--input", tmp_path / "clean" / "f0.npy", "--output", tmp_path / "clean"], "is a folder"),
+    ]
+    for args, message in cases:
+        assert run_cli("simulate", "--card", "SonyA7S2", "--iso", 100, *args) == 2
+        err = capsys.readouterr().err
+        assert message in err and err.count("\n") == 1, (args, err)

@@ -1,6 +1,9 @@
-"""``noisesim simulate``: add a camera's noise to one clean raw frame.
+"""``noisesim simulate``: add a camera's noise to a clean raw frame (or many).
 
     noisesim simulate --card SonyA7S2 --iso 1600 --ratio 100 --input clean.npy --output noisy.npy --seed 0
+
+Many frames, one process: ``--input clean/ --output noisy/`` (or a quoted glob, ``'clean/*.dng'``), in sorted
+order; frame i gets noise frame index ``--frame-index + i`` and the batch's one parameter draw.
 
 Input: a camera raw file (``.dng`` and anything rawpy reads; levels and CFA from the file), or a ``.npy`` /
 ``.tiff`` mosaic whose unit ``--input-unit auto`` infers (:func:`noisesim.rawio.infer_input_unit`:
@@ -13,6 +16,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import glob
 import json
 import logging
 import sys
@@ -31,6 +35,8 @@ from ..sampling import sample_params
 from . import seed_arg
 
 log = logging.getLogger("noisesim.simulate")
+INPUT_EXTENSIONS = ARRAY_EXTENSIONS + RAW_EXTENSIONS
+OUTPUT_EXTENSIONS = ARRAY_EXTENSIONS + (".dng",)
 SWITCHABLE = ("shot", "read", "row", "column", "black_level_error", "dark_current", "dark_shading", "prnu", "hot_pixels")
 
 
@@ -38,7 +44,9 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     p = subparsers.add_parser(
         "simulate",
         help="add a camera's noise to a clean raw frame",
-        description=__doc__.split("\n\n", 1)[0] + " Parameters come from the card's ISO model (sample first, apply second).",
+        description="Add a camera's noise to a clean raw frame, or to every frame of a folder or glob in one "
+                    "process. The noise parameters come from the card (sample first, apply second), with its "
+                    "fixed-pattern maps.",
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     p.add_argument("--card", required=True, metavar="NAME|PATH", help="shipped card name (noisesim cards) or a card file")
@@ -52,9 +60,21 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
                       help="system gain K [DN/e⁻] within the card's K range: inside the ISO table's span as for "
                            "an ISO, outside it from the joint model")
     p.add_argument("--ratio", type=float, default=1.0, help="exposure ratio r ≥ 1: signal divided by r (default 1)")
-    p.add_argument("--input", required=True, type=Path, help="clean frame: raw file, .npy or .tiff mosaic")
-    p.add_argument("--output", required=True, type=Path, help="noisy frame: .npy, .tiff or .dng")
+    p.add_argument("--input", required=True, type=Path, metavar="FILE|FOLDER|GLOB",
+                   help="clean frame: raw file, .npy or .tiff mosaic; or a folder or a quoted glob ('clean/*.npy') "
+                        "of them, processed in one process, in sorted order")
+    p.add_argument("--output", required=True, type=Path, metavar="FILE|FOLDER",
+                   help="noisy frame: .npy, .tiff or .dng; for a folder or glob --input, the output folder "
+                        "(created if missing; one file per input, same stem)")
+    p.add_argument("--output-format", choices=(".npy", ".tiff", ".dng"), default=None,
+                   help="file type written for a folder or glob --input (default: the input's own type for "
+                        ".npy/.tiff, .dng for camera raw files)")
     p.add_argument("--seed", type=seed_arg, default=0, help="seed of the parameter draw and the noise (default 0)")
+    p.add_argument("--frame-index", type=int, default=0,
+                   help="noise frame index (default 0): the same seed with another index gives independent noise. "
+                        "Frame i of a folder or glob --input uses index --frame-index + i and the batch's one "
+                        "parameter draw, so any frame can be regenerated alone")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar for a folder or glob --input")
     p.add_argument("--input-unit", choices=("auto", "normalized", "dn", "electrons"), default="auto",
                    help="unit of a .npy/.tiff input (raw files are always read with their own levels). auto "
                         "(default): integers are raw DN incl. the black level; floats ≤ "
@@ -99,17 +119,77 @@ def _read_clean(path: Path, unit: str, card):
     return clean, unit
 
 
+def _is_glob(text: str) -> bool:
+    return any(c in text for c in "*?[")
+
+
+def _plan(args) -> tuple[list[tuple[Path, Path]], bool]:
+    """(input, output) pairs and whether this is a batch (a folder or a glob of frames)."""
+    raw_in = str(args.input)
+    batch = args.input.is_dir() or (_is_glob(raw_in) and not args.input.exists())
+    if not batch:
+        if args.output.is_dir():
+            raise InputFileError(f"{args.output}: is a folder; a single --input frame needs an output file "
+                                 "(a folder or glob --input writes into a folder)")
+        if args.output.suffix.lower() not in OUTPUT_EXTENSIONS:
+            raise InputFileError(f"{args.output}: unknown output format; expected .npy, .tif, .tiff or .dng")
+        if not args.output.parent.exists():
+            raise InputFileError(f"{args.output}: the output folder {args.output.parent} does not exist")
+        return [(args.input, args.output)], False
+    if args.input.is_dir():
+        found = [f for f in args.input.iterdir() if f.is_file() and f.suffix.lower() in INPUT_EXTENSIONS]
+        what = f"folder {args.input}"
+    else:
+        found = [Path(f) for f in glob.glob(raw_in, recursive=True)]
+        found = [f for f in found if f.is_file() and f.suffix.lower() in INPUT_EXTENSIONS]
+        what = f"pattern {raw_in}"
+    inputs = sorted(found)
+    if not inputs:
+        raise InputFileError(f"{args.input}: no frames in the {what} (expected {', '.join(INPUT_EXTENSIONS[:4])}, … files)")
+    out_dir = args.output
+    if out_dir.suffix.lower() in OUTPUT_EXTENSIONS and not out_dir.is_dir():
+        raise InputFileError(f"{out_dir}: a folder or glob --input needs an output folder, not a file name")
+    if not out_dir.is_dir():
+        if not out_dir.parent.is_dir():
+            raise InputFileError(f"{out_dir}: the output folder's parent {out_dir.parent} does not exist")
+        out_dir.mkdir()
+    pairs, seen = [], {}
+    for src in inputs:
+        ext = args.output_format or (src.suffix.lower() if src.suffix.lower() in ARRAY_EXTENSIONS else ".dng")
+        dst = out_dir / (src.stem + ext)
+        if dst.resolve() == src.resolve():
+            raise InputFileError(f"{dst}: would overwrite its own input; choose another --output folder or --output-format")
+        if dst in seen:
+            raise InputFileError(f"{dst}: both {seen[dst]} and {src} would be written there; give them distinct names")
+        seen[dst] = src
+        pairs.append((src, dst))
+    return pairs, True
+
+
+def _write(path: Path, noisy: np.ndarray, params, card, args) -> None:
+    if path.suffix.lower() == ".dng":
+        from ..dng import write_dng
+        from ..importers.profile import params_noise_profile
+
+        write_dng(path, noisy if noisy.ndim == 2 else card.sensor.cfa.unpack(noisy), cfa=card.sensor.cfa,
+                  noise_profile=params_noise_profile(params, card.sensor),
+                  black_level_dn=card.sensor.with_black_level(params.black_level_dn).black_level_dn,
+                  white_level_dn=max(card.sensor.white_level_dn),
+                  iso=params.iso, exposure_s=args.exposure_s or None, make=card.camera.make or "noisesim",
+                  model=card.camera.model or card.camera.name, bit_depth=card.sensor.bit_depth)
+    else:
+        write_array(path, noisy)
+
+
 def run(args) -> int:
     card = load_card(args.card)
     disabled = {t.strip() for t in args.disable.split(",") if t.strip()}
     unknown = disabled - set(SWITCHABLE)
     if unknown:
         raise InputFileError(f"--disable: unknown noise terms {sorted(unknown)}; valid: {', '.join(SWITCHABLE)}")
-    if args.output.suffix.lower() not in ARRAY_EXTENSIONS + (".dng",):
-        raise InputFileError(f"{args.output}: unknown output format; expected .npy, .tif, .tiff or .dng")
-    if not args.output.parent.exists():
-        raise InputFileError(f"{args.output}: the output folder {args.output.parent} does not exist")
-    clean, unit = _read_clean(args.input, args.input_unit, card)
+    if args.frame_index < 0:
+        raise InputFileError(f"--frame-index must be >= 0, got {args.frame_index}")
+    pairs, batch = _plan(args)
     seeds = np.random.SeedSequence(args.seed).spawn(2)  # one for the parameters, one for the noise
     params = sample_params(card, iso=args.iso, gain_k_dn_per_e=args.gain_k, rng=seeds[0],
                            read_model=args.read_model, exposure_s=args.exposure_s)
@@ -118,28 +198,25 @@ def run(args) -> int:
         log.warning("dark shading needs an ISO; switched off because the gain was not given as --iso")
         disabled.add("dark_shading")
     comps = dataclasses.replace(NoiseComponents(), quantize=not args.float_path, **{t: False for t in disabled})
-    as_dng = args.output.suffix.lower() == ".dng"
-    out_unit = "dn" if as_dng else args.output_unit
-    dtype = np.uint16 if out_unit == "dn" and not args.float_path else np.float32
-    noisy = simulate(clean, params, card=card, ratio=args.ratio, input_unit=unit, output_unit=out_unit, dtype=dtype,
-                     components=comps, maps=maps, rng=seeds[1])
-    if as_dng:
-        from ..dng import write_dng
-        from ..importers.profile import params_noise_profile
+    from tqdm import tqdm
 
-        write_dng(args.output, noisy if noisy.ndim == 2 else card.sensor.cfa.unpack(noisy), cfa=card.sensor.cfa,
-                  noise_profile=params_noise_profile(params, card.sensor),
-                  black_level_dn=card.sensor.with_black_level(params.black_level_dn).black_level_dn,
-                  white_level_dn=max(card.sensor.white_level_dn),
-                  iso=params.iso, exposure_s=args.exposure_s or None, make=card.camera.make or "noisesim",
-                  model=card.camera.model or card.camera.name, bit_depth=card.sensor.bit_depth)
-    else:
-        write_array(args.output, noisy)
+    shown = batch and not args.no_progress and len(pairs) > 1
+    with tqdm(pairs, disable=not shown, unit="frame", desc="simulate", dynamic_ncols=True) as bar:
+        for i, (src, dst) in enumerate(bar):
+            clean, unit = _read_clean(src, args.input_unit, card)
+            out_unit = "dn" if dst.suffix.lower() == ".dng" else args.output_unit
+            dtype = np.uint16 if out_unit == "dn" and not args.float_path else np.float32
+            # frame i of a batch: the batch's one parameter draw, noise of frame index --frame-index + i
+            noisy = simulate(clean, params, card=card, ratio=args.ratio, input_unit=unit, output_unit=out_unit,
+                             dtype=dtype, components=comps, maps=maps, rng=seeds[1], frame_index=args.frame_index + i)
+            _write(dst, noisy, params, card, args)
+            log.info("wrote %s (frame index %d)", dst, args.frame_index + i)
     if args.params_out:
         write_text(args.params_out, json.dumps(params.to_dict(), indent=2) + "\n")
     shape = "×".join(str(s) for s in noisy.shape)
     iso = f"ISO {params.iso:g}, " if params.iso else ""
-    print(f"wrote {args.output}: {shape} {card.sensor.cfa.pattern} {noisy.dtype} {out_unit}; {card.camera.name} "
+    what = f"{len(pairs)} frames to {args.output}" if batch else f"{args.output}: {shape}"
+    print(f"wrote {what} {card.sensor.cfa.pattern} {noisy.dtype} {out_unit}; {card.camera.name} "
           f"{iso}K = {params.gain_k_dn_per_e:.4g} DN/e⁻, ratio {args.ratio:g}, seed {args.seed}")
     return 0
 
