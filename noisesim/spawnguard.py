@@ -48,6 +48,9 @@ def unguarded_main_call() -> tuple[str, int] | None:
     path = getattr(main, "__file__", None)
     if not path:
         return None
+    spec_name = getattr(getattr(main, "__spec__", None), "name", None) or ""
+    if spec_name == "__main__" or spec_name.endswith(".__main__"):
+        return None  # ``python -m package``: spawn does not re-run a package's __main__ (multiprocessing.spawn)
     frame = inspect.currentframe()
     while frame is not None:
         if frame.f_globals is main.__dict__ and frame.f_code.co_name == "<module>":

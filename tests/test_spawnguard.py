@@ -90,3 +90,11 @@ def test_detection_without_a_script_file():
 
     # under pytest the main module is pytest's own guarded entry point (or has no file): nothing to refuse
     assert unguarded_main_call() is None
+
+
+def test_package_main_is_not_refused(tmp_path):
+    # `python -m noisesim generate --workers 2`: spawn does not re-run a package's __main__
+    proc = subprocess.run([sys.executable, "-m", "noisesim", "generate", "--card", "SonyA7S2", "--pairs", "2",
+                           "--patch", "32", "--workers", "2", "--no-progress", "--output", str(tmp_path / "d.h5")],
+                          capture_output=True, text=True, timeout=300, env={**os.environ, "PYTHONPATH": str(REPO)})
+    assert proc.returncode == 0, proc.stderr
