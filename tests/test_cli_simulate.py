@@ -56,7 +56,7 @@ def test_simulate_dng_round_trip(tmp_path, clean_npy):
     "args,message",
     [
         (["--card", "NoSuchCam", "--iso", 100], "Shipped cards: "),
-        (["--card", "SonyA7S2", "--iso", 40], "cannot serve iso=40"),  # the table starts at ISO 50
+        (["--card", "SonyA7S2", "--iso", 40], "cannot serve --iso 40"),  # the table starts at ISO 50
         (["--card", "SonyA7S2", "--disable", "photons"], "unknown noise terms"),
         (["--card", "SonyA7S2", "--ratio", 0.5], "ratio must be"),
     ],

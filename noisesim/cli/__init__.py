@@ -11,6 +11,7 @@ import argparse
 import errno
 import importlib
 import logging
+import os
 import signal
 import sys
 
@@ -77,6 +78,10 @@ def main(argv: list[str] | None = None) -> int:
     except NoiseSimError as exc:
         print(f"noisesim {args.command}: error: {exc}", file=sys.stderr)
         return 2
+    except BrokenPipeError:
+        # the reader went away (``noisesim … | head``): stop quietly, as other command-line tools do
+        _silence_stdout()
+        return 141
     except OSError as exc:  # missing file, read-only folder, disk full, file-size limit (EFBIG), ...
         print(f"noisesim {args.command}: error: {os_error_text(exc)}", file=sys.stderr)
         return 2
@@ -87,6 +92,15 @@ def main(argv: list[str] | None = None) -> int:
     finally:
         if previous is not None:
             signal.signal(signal.SIGTERM, previous)
+
+
+def _silence_stdout() -> None:
+    """Point stdout at /dev/null, so the interpreter's final flush does not fail on the closed pipe."""
+    try:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+    except (OSError, ValueError, AttributeError):  # stdout is not a real file (tests, embedding)
+        pass
 
 
 class Terminated(KeyboardInterrupt):

@@ -60,9 +60,14 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
 
 
 def run(args) -> int:
+    import sys
+
     from ..dataset import generate_dataset
+    from ..warmup import warm_up
 
     command = canonical_command(args)
+    # compile (first run) or load the kernels before the progress bar starts, so its ETA is not skewed
+    warm_up(announce=lambda message: print(f"noisesim generate: {message}", file=sys.stderr, flush=True))
     out = generate_dataset(
         args.output,
         card=args.card,

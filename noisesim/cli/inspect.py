@@ -15,7 +15,9 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     p.add_argument("dataset", help="HDF5 file written by 'noisesim generate' (single file or shard master)")
     p.add_argument("--contact-sheet", metavar="PNG", help="write a PNG of pairs (noisy × ratio | clean) via the forward ISP")
     p.add_argument("--n", type=int, default=8, help="pairs on the contact sheet (default 8)")
-    p.add_argument("--card", action="store_true", help="also print the full card text")
+    p.add_argument("--card", nargs="?", const=True, default=False, metavar="NAME|PATH",
+                   help="also print the card text stored in the file (a dataset carries its own card, so none is "
+                        "needed to read it); with a card NAME or PATH, also say whether the stored card is that one")
     p.add_argument("--verify", action="store_true",
                    help="recompute every sample's CRC-32 and compare it with the stored one (reads the whole file); "
                         "exit status 2 if any sample is damaged")
@@ -31,6 +33,17 @@ def run(args) -> int:
     if args.card:
         print("card text:")
         print(info["card_text"])
+    if isinstance(args.card, str):
+        from ..card import load_card, parse_card
+
+        other = load_card(args.card)
+        stored = parse_card(info["card_text"], f"{args.dataset}: stored card") if info["card_text"] else None
+        if stored is not None and stored == other:
+            print(f"stored card: the same as {other.name} ({other.source_path})")
+        else:
+            name = stored.name if stored is not None else "none"
+            print(f"stored card: {name}, which differs from {other.name} ({other.source_path}); the dataset was "
+                  "generated with the stored one")
     if args.contact_sheet:
         out = contact_sheet(args.dataset, args.contact_sheet, n=args.n)
         print(f"contact sheet: {out}")

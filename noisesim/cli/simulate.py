@@ -19,6 +19,7 @@ import dataclasses
 import glob
 import json
 import logging
+import re
 import sys
 from pathlib import Path
 
@@ -26,7 +27,7 @@ import numpy as np
 
 from ..atomic import write_text
 from ..card import load_card
-from ..errors import CFAError, InputFileError, ShapeError
+from ..errors import CFAError, InputFileError, ParameterError, ShapeError, UnknownISOError
 from ..noise import simulate
 from ..params import NoiseComponents
 from ..rawio import (ARRAY_EXTENSIONS, NORMALIZED_MAX, RAW_EXTENSIONS, check_integer_dn, infer_input_unit, read_array, read_raw,
@@ -85,7 +86,7 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     p.add_argument("--read-model", choices=("tukey", "gaussian"), default=None,
                    help="read-noise model (default: the card's own: tukey, or gaussian for a Poisson–Gaussian card)")
     p.add_argument("--exposure-s", type=float, default=0.0, help="exposure time of the noisy frame, for dark current [s]")
-    p.add_argument("--disable", default="", metavar="A,B", help=f"noise terms to switch off: {','.join(SWITCHABLE)}")
+    p.add_argument("--disable", default="", metavar="A,B", help=f"noise terms to switch off, comma-separated (default: none): {','.join(SWITCHABLE)}")
     p.add_argument("--float-path", action="store_true", help="no rounding: quantization as U(−½, ½) DN")
     p.add_argument("--params-out", type=Path, help="also write the sampled NoiseParams as JSON")
     p.set_defaults(run=run)
@@ -114,9 +115,22 @@ def _read_clean(path: Path, unit: str, card):
         unit, note = infer_input_unit(clean, card.sensor, path)
         if note:
             print(f"noisesim simulate: {note}", file=sys.stderr)
+        else:
+            log.info("%s: %s %s read as %s (--input-unit auto)", path, clean.dtype, "×".join(map(str, clean.shape)), unit)
     if unit == "dn":
         check_integer_dn(clean, card.sensor, path)
     return clean, unit
+
+
+_API_TO_OPTION = ((re.compile(r"\bgain_k_dn_per_e="), "--gain-k "), (re.compile(r"\biso="), "--iso "),
+                  (re.compile(r"\bread_model\b"), "--read-model"), (re.compile(r"\bexposure_s\b"), "--exposure-s"))
+
+
+def _option_names(message: str) -> str:
+    """An API error message in the command line's words (``--gain-k 40``, not ``gain_k_dn_per_e=40``)."""
+    for pattern, option in _API_TO_OPTION:
+        message = pattern.sub(option, message)
+    return message
 
 
 def _is_glob(text: str) -> bool:
@@ -191,8 +205,19 @@ def run(args) -> int:
         raise InputFileError(f"--frame-index must be >= 0, got {args.frame_index}")
     pairs, batch = _plan(args)
     seeds = np.random.SeedSequence(args.seed).spawn(2)  # one for the parameters, one for the noise
-    params = sample_params(card, iso=args.iso, gain_k_dn_per_e=args.gain_k, rng=seeds[0],
-                           read_model=args.read_model, exposure_s=args.exposure_s)
+    if not (np.isfinite(args.ratio) and args.ratio >= 1):
+        raise ParameterError(f"--ratio must be a finite number >= 1, got {args.ratio:g}")
+    try:
+        params = sample_params(card, iso=args.iso, gain_k_dn_per_e=args.gain_k, rng=seeds[0],
+                               read_model=args.read_model, exposure_s=args.exposure_s)
+    except (ParameterError, UnknownISOError) as exc:
+        raise type(exc)(_option_names(str(exc))) from None
+    log.info("parameters (%s): %s", "random draw from the joint model" if args.iso is None and args.gain_k is None
+             else "from the card's ISO table" if params.iso is not None and card.iso_table else "from the card",
+             ", ".join(f"{k} {v:.4g}" if isinstance(v, float) else f"{k} {v}" for k, v in params.to_dict().items()
+                       if v is not None))
+    log.info("maps: %s", "none" if card.maps is None else ", ".join(
+        f.name for f in dataclasses.fields(card.maps) if getattr(card.maps, f.name) is not None))
     maps = card.maps
     if maps is not None and params.iso is None and "dark_shading" not in disabled:
         log.warning("dark shading needs an ISO; switched off because the gain was not given as --iso")
@@ -200,6 +225,10 @@ def run(args) -> int:
     comps = dataclasses.replace(NoiseComponents(), quantize=not args.float_path, **{t: False for t in disabled})
     from tqdm import tqdm
 
+    from ..warmup import warm_up
+
+    # compile (first run) or load the kernels before the first frame, so the bar's ETA starts after it
+    warm_up(announce=lambda message: print(f"noisesim simulate: {message}", file=sys.stderr, flush=True))
     shown = batch and not args.no_progress and len(pairs) > 1
     with tqdm(pairs, disable=not shown, unit="frame", desc="simulate", dynamic_ncols=True) as bar:
         for i, (src, dst) in enumerate(bar):

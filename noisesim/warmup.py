@@ -1,0 +1,90 @@
+"""Compiling the noise kernels before the work starts, and saying so on a fresh environment.
+
+numba compiles the kernels on their first call and caches the machine code on disk (``cache=True``).
+On a fresh environment that first call takes tens of seconds; a command line that starts its progress
+bar first shows a frozen bar and a meaningless ETA. :func:`warm_up` makes the first call on a tiny frame
+before the real work, announcing "compiling noise kernels (first run only)" when the on-disk cache does
+not hold the kernel yet (or when loading takes longer than a cache hit does).
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+from typing import Callable
+
+import numpy as np
+
+__all__ = ["MESSAGE", "cache_is_cold", "warm_up"]
+
+MESSAGE = "compiling noise kernels (first run only) …"
+# A cache hit loads the kernel in well under a second; longer than this means it is being compiled.
+SLOW_S = 2.0
+
+
+def cache_is_cold() -> bool | None:
+    """True when numba's on-disk cache has no entry for the fused noise kernel yet, False when it has;
+    None when that cannot be told (numba internals changed)."""
+    from . import kernels
+
+    known = False
+    for name in ("fused_noise_rows",):
+        cache_file = getattr(getattr(getattr(kernels, name, None), "_cache", None), "_cache_file", None)
+        if cache_file is None:
+            continue
+        try:
+            entries = cache_file._load_index()  # {} when missing or stale (the source changed since)
+        except Exception:  # noqa: BLE001 — numba internals changed: cannot tell
+            continue
+        known = True
+        if not entries:
+            return True
+    return False if known else None
+
+
+def _tiny_frame() -> None:
+    from .noise import simulate
+    from .params import NoiseParams, Sensor
+
+    params = NoiseParams(gain_k_dn_per_e=1.0, read_sigma_dn=1.0, tukey_lambda=0.1, tukey_scale_dn=1.0,
+                         row_sigma_dn=0.5, col_sigma_dn=0.5)
+    sensor = Sensor("RGGB", bit_depth=12, black_level_dn=64)
+    for read_model in ("tukey", "gaussian"):
+        p = NoiseParams(**{**params.__dict__, "read_model": read_model})
+        simulate(np.full((8, 8), 0.25, np.float32), p, sensor, output_unit="dn", dtype=np.uint16, rng=0)
+
+
+def warm_up(announce: Callable[[str], None] | None = None) -> bool:
+    """Compile (or load from the cache) the noise kernels now, on an 8×8 frame.
+
+    Parameters
+    ----------
+    announce : callable, optional
+        Called with :data:`MESSAGE` when the kernels are being compiled: at once on a cold cache, else
+        after :data:`SLOW_S` seconds if loading has not finished.
+
+    Returns
+    -------
+    bool
+        Whether the message was given.
+    """
+    cold = cache_is_cold()
+    said = threading.Event()
+    if cold and announce is not None:
+        announce(MESSAGE)
+        said.set()
+    timer = None
+    if not cold and announce is not None:
+        def late():
+            said.set()
+            announce(MESSAGE)
+
+        timer = threading.Timer(SLOW_S, late)
+        timer.daemon = True
+        timer.start()
+    try:
+        _tiny_frame()
+    finally:
+        if timer is not None:
+            timer.cancel()
+    return said.is_set()

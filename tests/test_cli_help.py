@@ -1,0 +1,126 @@
+"""The command line explains itself (issue 11 item 6): help for every option, no reST, -v, pipes, option
+names in errors."""
+
+from __future__ import annotations
+
+import argparse
+import io
+import re
+
+import numpy as np
+import pytest
+
+from noisesim.cli import build_parser, main
+
+REST = re.compile(r"``|:(func|class|meth|mod|attr|data):`")
+
+
+def _walk(parser, path=("noisesim",)):
+    yield path, parser
+    for action in parser._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            for name, sub in action.choices.items():
+                yield from _walk(sub, path + (name,))
+
+
+def test_every_option_of_every_command_has_help_with_its_default():
+    missing, no_default, rest = [], [], []
+    for path, parser in _walk(build_parser()):
+        if REST.search(parser.description or ""):
+            rest.append(" ".join(path))
+        for a in parser._actions:
+            if isinstance(a, (argparse._HelpAction, argparse._VersionAction, argparse._SubParsersAction)):
+                continue
+            if a.help == argparse.SUPPRESS:
+                continue
+            name = f"{' '.join(path)} {'/'.join(a.option_strings) or a.dest}"
+            if not (a.help or "").strip():
+                missing.append(name)
+                continue
+            if REST.search(a.help):
+                rest.append(name)
+            # an option whose default is a value (not off / not given) says what it is
+            if a.option_strings and a.default not in (None, False, True, argparse.SUPPRESS) and "default" not in a.help.lower():
+                no_default.append(f"{name} (default {a.default!r})")
+    assert not missing, f"options without help: {missing}"
+    assert not no_default, f"help does not state the default: {no_default}"
+    assert not rest, f"raw reST in help or descriptions: {rest}"
+
+
+def test_units_are_named_where_an_option_has_one():
+    helps = {" ".join(path) + " " + "/".join(a.option_strings): a.help for path, p in _walk(build_parser())
+             for a in p._actions if a.option_strings and a.help and a.help != argparse.SUPPRESS}
+    assert "DN/e" in helps["noisesim simulate --gain-k"]
+    assert "[s]" in helps["noisesim simulate --exposure-s"]
+    assert "px" in helps["noisesim generate --patch"]
+
+
+class _ClosedPipe(io.TextIOBase):
+    def write(self, s):
+        raise BrokenPipeError(32, "Broken pipe")
+
+
+def test_no_broken_pipe_traceback(monkeypatch, capsys):
+    monkeypatch.setattr("sys.stdout", _ClosedPipe())
+    rc = main(["cards"])
+    err = capsys.readouterr().err
+    assert rc == 141 and "Traceback" not in err and "Broken pipe" not in err
+
+
+def test_broken_pipe_in_a_real_pipe(tmp_path):
+    import os
+    import subprocess
+    import sys
+
+    # enough output to fill the pipe after `head` has gone: every shipped card, shown many times over
+    script = tmp_path / "many.py"
+    script.write_text("import sys\nfrom noisesim.cli import main\nsys.exit(main(['cards', 'show', 'SonyA7S2']) if False else "
+                      "[main(['cards', 'show', 'SonyA7S2']) for _ in range(40)][-1])\n")
+    proc = subprocess.run(f"{sys.executable} {script} | head -n 1", shell=True, capture_output=True, text=True,
+                          timeout=120, env={**os.environ})
+    assert "Traceback" not in proc.stderr and "BrokenPipeError" not in proc.stderr, proc.stderr
+
+
+def test_verbose_adds_information(tmp_path):
+    import os
+    import subprocess
+    import sys
+
+    src = tmp_path / "clean.npy"
+    np.save(src, np.full((32, 32), 0.2, np.float32))
+    args = ["simulate", "--card", "SonyA7S2", "--iso", "800", "--input", str(src), "--output", str(tmp_path / "n.npy")]
+    run = lambda extra: subprocess.run([sys.executable, "-m", "noisesim", *extra, *args], capture_output=True,  # noqa: E731
+                                       text=True, timeout=120, env={**os.environ})
+    quiet, loud = run([]), run(["-v"])
+    assert quiet.returncode == loud.returncode == 0
+    assert "read_sigma_dn" not in quiet.stderr
+    assert "read_sigma_dn" in loud.stderr and "read as normalized" in loud.stderr and "maps: none" in loud.stderr
+
+
+def test_cli_errors_name_cli_options(tmp_path, capsys):
+    src = tmp_path / "clean.npy"
+    np.save(src, np.full((32, 32), 0.2, np.float32))
+    base = ["simulate", "--card", "SonyA7S2", "--input", str(src), "--output", str(tmp_path / "n.npy")]
+    for extra, option in ((["--gain-k", "400"], "--gain-k 400"), (["--iso", "12"], "--iso 12"), (["--ratio", "0.5"], "--ratio")):
+        assert main(base + extra) == 2
+        err = capsys.readouterr().err
+        assert option in err and "gain_k_dn_per_e=" not in err and "iso=" not in err, err
+
+
+@pytest.fixture(scope="module")
+def tiny_dataset(tmp_path_factory):
+    from noisesim.dataset import generate_dataset
+
+    out = tmp_path_factory.mktemp("ds") / "train.h5"
+    generate_dataset(out, card="SonyA7S2", pairs=2, patch=32, progress=False)
+    return out
+
+
+def test_inspect_with_a_card_name(tiny_dataset, capsys):
+    assert main(["inspect", str(tiny_dataset), "--card", "SonyA7S2"]) == 0
+    out = capsys.readouterr().out
+    assert "stored card: the same as SonyA7S2" in out
+    assert main(["inspect", str(tiny_dataset), "--card", "NikonD850"]) == 0
+    assert "differs from NikonD850" in capsys.readouterr().out
+    assert main(["inspect", str(tiny_dataset), "--card"]) == 0
+    assert "card text:" in capsys.readouterr().out

@@ -1,0 +1,32 @@
+"""The first run explains its wait (issue 11 item 8)."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+from noisesim.warmup import MESSAGE, cache_is_cold, warm_up
+
+
+def test_warm_cache_says_nothing():
+    warm_up()  # compiled in this process (or loaded from the worktree's cache)
+    said = []
+    assert warm_up(announce=said.append) is False and said == []
+    assert cache_is_cold() is False
+
+
+@pytest.mark.slow
+def test_cold_cache_announces_compiling_once(tmp_path):
+    np.save(tmp_path / "clean.npy", np.full((16, 16), 0.2, np.float32))
+    env = {**os.environ, "NUMBA_CACHE_DIR": str(tmp_path / "numba-cache")}  # a fresh, empty cache
+    cmd = [sys.executable, "-m", "noisesim", "simulate", "--card", "SonyA7S2", "--iso", "800",
+           "--input", str(tmp_path / "clean.npy"), "--output", str(tmp_path / "n.npy")]
+    first = subprocess.run(cmd, capture_output=True, text=True, timeout=600, env=env)
+    assert first.returncode == 0, first.stderr
+    assert "compiling noise kernels (first run only)" in first.stderr
+    second = subprocess.run(cmd, capture_output=True, text=True, timeout=600, env=env)
+    assert second.returncode == 0 and MESSAGE not in second.stderr, second.stderr
