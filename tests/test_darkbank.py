@@ -252,3 +252,26 @@ def test_calibrate_dark_bank_is_referenced_by_the_card(tmp_path):
     build_dark_bank(tmp_path / "bank.h5", _darks(1, (64, 64)), cfa="RGGB", white_level_dn=WHITE)
     with pytest.raises(CardError, match="checksum mismatch"):
         load_card(card_path).dark_bank
+
+
+def test_exposure_time_is_matched_where_the_bank_has_several(tmp_path):
+    frames = list(_darks(2, (32, 32), exposure_s=0.01, seed=1)) + list(_darks(2, (32, 32), exposure_s=2.0, seed=2))
+    bank = DarkFrameBank(build_dark_bank(tmp_path / "b.h5", frames, cfa="RGGB", white_level_dn=WHITE))
+    for seed in range(8):
+        assert bank.choose((16, 16), 1600, exposure_s=1.5, rng=seed).exposure_s == 2.0
+        assert bank.choose((16, 16), 1600, exposure_s=0.02, rng=seed).exposure_s == 0.01
+    assert set(bank.candidates(1600, 2.0)) == {2, 3}
+
+
+@pytest.mark.slow
+def test_dark_frame_dataset_does_not_depend_on_the_worker_count(tmp_path):
+    import noisesim as ns
+
+    bank = _bank(tmp_path, n=3, shape=(96, 96), iso=1600)
+    kw = dict(card="SonyA7S2", pairs=6, patch=32, iso=(1600, 1600), noise="dark-frame", bank=bank.path, seed=3,
+              progress=False)
+    one = ns.generate_dataset(tmp_path / "one.h5", workers=1, **kw)
+    two = ns.generate_dataset(tmp_path / "two.h5", workers=2, **kw)
+    with h5py.File(one) as a, h5py.File(two) as b:
+        for name in ("clean", "noisy", "params"):
+            assert np.array_equal(a[name][...], b[name][...]), name
