@@ -61,9 +61,13 @@ class Estimate:
         q = stats.t.ppf(0.5 + level / 2, dof) if dof and dof > 0 else stats.norm.ppf(0.5 + level / 2)
         value = float(value)
         se = float(se) if math.isfinite(se) else float("nan")
-        if value > 0:
-            f = math.exp(q * se / value) if math.isfinite(se) else float("nan")
-            ci = (value / f, value * f)
+        z = q * se / value if value > 0 and math.isfinite(se) else float("nan")
+        if value > 0 and z <= 5.0:
+            ci = (value * math.exp(-z), value * math.exp(z))
+        elif value > 0 and z > 5.0:  # a figure indistinguishable from 0: the log form would run away
+            ci = (0.0, value + q * se)
+        elif value > 0:
+            ci = (float("nan"), float("nan"))
         else:
             ci = (0.0, q * se)
         return cls(value, se, (float(ci[0]), float(ci[1])), level, method + " (interval on the log scale)", int(n))

@@ -100,3 +100,12 @@ def test_cli_camera_optional_and_every_option_has_help(tmp_path, capsys):
     for name in ("calibrate", "validate"):
         for action in sub.choices[name]._actions:
             assert action.help, f"noisesim {name} {action.option_strings or action.dest}: no help text"
+
+
+def test_positive_interval_of_a_figure_near_zero():
+    from noisesim.calibration.estimators import Estimate
+
+    e = Estimate.positive(1e-6, 0.5, "x")  # before: OverflowError from exp(q·se/value)
+    assert e.ci[0] == 0.0 and e.ci[1] == pytest.approx(1e-6 + 1.959964 * 0.5)
+    e = Estimate.positive(2.0, 0.1, "x")
+    assert e.ci[0] > 0 and e.ci[0] * e.ci[1] == pytest.approx(4.0)
