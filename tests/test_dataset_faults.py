@@ -614,3 +614,27 @@ def test_huge_patch_refused_before_allocating(tmp_path, capsys):
                            "--no-progress")
     assert rc == 2 and "--patch 100000 needs about" in err and "GB" in err
     assert list(tmp_path.iterdir()) == []
+
+
+def test_read_only_folder_is_one_line_for_every_writing_command(tmp_path):
+    """A read-only bind mount (root ignores permission bits, so chmod cannot make one)."""
+    ro = tmp_path / "ro"
+    ro.mkdir()
+    np.save(tmp_path / "clean.npy", np.full((64, 64), 0.2, np.float32))
+    probe = subprocess.run(["unshare", "-m", "sh", "-c", f"mount --bind {ro} {ro} && mount -o remount,ro,bind {ro}"],
+                           capture_output=True)
+    if probe.returncode != 0:
+        pytest.skip("cannot make a read-only bind mount here (needs unshare -m and mount rights)")
+    py = f"{sys.executable} -m noisesim"
+    commands = {
+        "simulate": f"{py} simulate --card {CARD} --iso 1600 --input {tmp_path}/clean.npy --output {ro}/n.npy",
+        "simulate-dng": f"{py} simulate --card {CARD} --iso 1600 --input {tmp_path}/clean.npy --output {ro}/n.dng",
+        "generate": f"{py} generate --card {CARD} -o {ro}/d.h5 -n 2 --patch 32 --no-progress",
+    }
+    for name, cmd in commands.items():
+        p = subprocess.run(["unshare", "-m", "sh", "-c", f"mount --bind {ro} {ro} && mount -o remount,ro,bind {ro} && exec {cmd}"],
+                           env=ENV, capture_output=True, text=True, timeout=120)
+        assert p.returncode == 2, (name, p.stderr)
+        assert "Traceback" not in p.stderr and len(p.stderr.strip().splitlines()) == 1, (name, p.stderr)
+        assert str(ro) in p.stderr and "read-only" in p.stderr.lower(), (name, p.stderr)
+    assert list(ro.iterdir()) == []
