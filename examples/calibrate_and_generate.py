@@ -27,6 +27,8 @@ from noisesim.params import NoiseParams, Sensor
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--out-dir", default=None, help="working folder (default: a temporary one)")
+    ap.add_argument("--size", type=int, default=256, help="frame side in pixels (the test suite runs 128)")
+    ap.add_argument("--pairs", type=int, default=32, help="training pairs generated with the card")
     args = ap.parse_args()
     work = Path(args.out_dir or tempfile.mkdtemp(prefix="noisesim-calib-"))
 
@@ -41,7 +43,7 @@ def main() -> None:
                           tukey_scale_dn=4.1, row_sigma_dn=1.2, iso=3200),
     }
     spec = SyntheticSpec(n_darks=10, flat_levels=(0.01, 0.02, 0.05, 0.1, 0.2, 0.3, 0.45, 0.6, 0.75, 0.9, 1.1))
-    frames = synthetic_frames(truth, sensor, (256, 256), spec, rng=7)
+    frames = synthetic_frames(truth, sensor, (args.size, args.size), spec, rng=7)
     capture = write_capture_dng(frames, work / "capture", make="Example", model="Synthetic")
     print(f"1. wrote {len(frames)} synthetic DNG frames to {capture}")
 
@@ -56,7 +58,7 @@ def main() -> None:
         print(f"   {e.iso:<5g} {t.gain_k_dn_per_e:<8.3f} {e.gain_k_dn_per_e:<8.3f} {t.read_sigma_dn:<12.2f} {e.read_sigma_dn:.2f}")
 
     # 3. Generate training pairs with the new card, like any shipped card.
-    out = generate_dataset(work / "pairs.h5", card=card_path, source="builtin", pairs=32, patch=128,
+    out = generate_dataset(work / "pairs.h5", card=card_path, source="builtin", pairs=args.pairs, patch=min(128, args.size),
                            iso=(800, 3200), ratio=(100, 300), seed=0, force=True)
     print("3. generated a dataset with the calibrated card:")
     print(format_summary(inspect_dataset(out)))

@@ -72,6 +72,7 @@ def evaluate(model, loader) -> tuple[float, float]:
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--steps", type=int, default=300)
+    ap.add_argument("--pairs", type=int, default=480, help="training pairs (48 more, or a tenth, are held out)")
     ap.add_argument("--out-dir", default=None)
     args = ap.parse_args()
     torch.manual_seed(0)
@@ -79,9 +80,10 @@ def main() -> None:
     out_dir = Path(args.out_dir or tempfile.mkdtemp(prefix="noisesim-train-"))
     common = dict(card="SonyA7S2", source="builtin", patch=64, iso=(800, 3200), ratio=(100, 300), progress=False, force=True)
     t0 = time.time()
-    train_path = generate_dataset(out_dir / "train.h5", pairs=480, seed=1, **common)
-    test_path = generate_dataset(out_dir / "test.h5", pairs=48, seed=2, **common)
-    print(f"generated 480 + 48 pairs in {time.time() - t0:.1f} s")
+    n_test = max(16, min(48, args.pairs // 10))
+    train_path = generate_dataset(out_dir / "train.h5", pairs=args.pairs, seed=1, **common)
+    test_path = generate_dataset(out_dir / "test.h5", pairs=n_test, seed=2, **common)
+    print(f"generated {args.pairs} + {n_test} pairs in {time.time() - t0:.1f} s")
 
     train = PairedRawDataset(train_path, amplify=True)
     test = PairedRawDataset(test_path, amplify=True)

@@ -1,0 +1,45 @@
+"""The examples run as the README says, with small settings (each takes its size from the command line)."""
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def run_example(name, *args, tmp_path, timeout=240):
+    proc = subprocess.run([sys.executable, str(REPO / "examples" / name), *args, "--out-dir", str(tmp_path)],
+                          cwd=tmp_path, capture_output=True, text=True, timeout=timeout)
+    assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-3000:]
+    return proc.stdout
+
+
+def test_generate_dataset_example(tmp_path):
+    out = run_example("generate_dataset.py", "--pairs", "8", tmp_path=tmp_path)
+    assert "re-synthesis of sample 0 from its stored seed: exact" in out
+    assert (tmp_path / "pairs.h5").exists() and (tmp_path / "pairs.png").exists()
+
+
+def test_calibrate_and_generate_example(tmp_path):
+    out = run_example("calibrate_and_generate.py", "--size", "128", "--pairs", "8", tmp_path=tmp_path)
+    assert "calibrated card written to" in out and (tmp_path / "example.toml").exists()
+    rows = [line.split() for line in out.splitlines() if line.strip().split(" ")[0] in ("800", "1600", "3200")]
+    assert len(rows) == 3
+    for iso, k_true, k_est, *_ in rows:  # the card recovers K within 5 % even from 128² frames
+        assert abs(float(k_est) / float(k_true) - 1) < 0.05, (iso, k_true, k_est)
+
+
+@pytest.mark.slow
+def test_train_denoiser_example(tmp_path):
+    pytest.importorskip("torch")
+    out = run_example("train_denoiser.py", "--steps", "60", "--pairs", "64", tmp_path=tmp_path)
+    assert "held-out PSNR after 60 steps" in out  # and it exits 0 only if training improved on the input
+
+
+@pytest.mark.slow
+def test_generate_on_cluster_example(tmp_path):
+    pytest.importorskip("dask.distributed")
+    out = run_example("generate_on_cluster.py", "--jobs", "1", "--pairs", "8", "--shards", "2", tmp_path=tmp_path)
+    assert out
