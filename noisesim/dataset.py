@@ -1573,7 +1573,17 @@ def _summarize(path: Path, f) -> dict:
     info["param_ranges"] = ranges
     info["n_pairs"] = len(rec)
     info["n_blurred"] = int((rec["blur_kernel_index"] >= 0).sum())
-    info["n_sources"] = int(np.unique(rec["source_index"]).size)
+    src = rec["source_index"]
+    # a procedural source (index -1) renders a new image for every sample: each one is a distinct source
+    info["n_procedural"] = int((src < 0).sum())
+    info["n_sources"] = int(np.unique(src[src >= 0]).size) + info["n_procedural"]
+    # a shard master holds no pixels: its size is the shards' (and its own)
+    shard_names = json.loads(f.attrs["shards"]) if "shards" in f.attrs else []
+    info["n_shard_files"] = len(shard_names)
+    info["size_bytes"] += sum((path.parent / n).stat().st_size for n in shard_names if (path.parent / n).is_file())
+    comps = f.attrs.get("components")
+    info["components"] = json.loads(comps) if isinstance(comps, str) else None
+    info["uses_maps"] = bool(f.attrs.get("uses_maps", False))
     return info
 
 
@@ -1617,10 +1627,26 @@ def format_summary(info: dict) -> str:
         f"pairs: {info['n_pairs']}  patch: {a.get('patch')} px  CFA: {a.get('cfa')}  channels: {a.get('channel_order')}  "
         f"storage: {a.get('storage')} ({a.get('unit')})",
         f"card: {a.get('card_name')}  bit depth {a.get('bit_depth')}  black {a.get('black_level_dn')}  white {a.get('white_level_dn')}",
-        f"seed: {a.get('seed')}  shards: {a.get('n_shards')}  blurred: {info['n_blurred']}  distinct sources: {info['n_sources']}",
+        f"seed: {a.get('seed')}  shards: {a.get('n_shards')}  blurred: {info['n_blurred']}  distinct sources: {info['n_sources']}"
+        + (f" ({info['n_procedural']} procedural, one per sample)" if info.get("n_procedural") else ""),
         f"command: {a.get('command')}",
-        "datasets:",
     ]
+    patch, cfa = a.get("patch"), str(a.get("cfa") or "")
+    if patch and cfa:
+        p = int(round(math.sqrt(len(cfa))))
+        lines.append(f"layout: /clean and /noisy are packed ({p * p}, {patch // p}, {patch // p}) per sample, one channel "
+                     f"per CFA site ({a.get('channel_order')}), from a {patch}×{patch} mosaic; CFA.unpack gives the mosaic")
+    lines.append("noisy: the short exposure, NOT multiplied by the ratio (multiply by /params['ratio'] to match /clean)")
+    comps = info.get("components")
+    if comps:
+        terms = [k for k in ("shot", "read", "row", "column", "black_level_error", "dark_current", "dark_shading", "prnu",
+                             "hot_pixels", "quantize", "clip") if k in comps]
+        on = [k for k in terms if comps[k]]
+        off = [k for k in terms if not comps[k]]
+        lines.append(f"noise terms on: {', '.join(on) or 'none'}; off: {', '.join(off) or 'none'}")
+    lines.append("fixed-pattern maps (DSNU, PRNU, hot pixels): " + ("used, from the card's sidecar" if info.get("uses_maps")
+                                                                  else "not used (the card has none)"))
+    lines.append("datasets:")
     for name, d in info["datasets"].items():
         extra = " virtual" if d["virtual"] else f" chunks={d['chunks']} compression={d['compression']}"
         lines.append(f"  /{name:<18} {str(d['shape']):<22} {'compound' if d['dtype'].startswith(('[', '{')) else d['dtype']}{extra}")
@@ -1631,7 +1657,8 @@ def format_summary(info: dict) -> str:
 
 
 def contact_sheet(path: str | os.PathLike, out_png: str | os.PathLike, *, n: int = 8, indices: Sequence[int] | None = None) -> Path:
-    """Write a PNG of ``n`` pairs (noisy × ratio | clean), rendered by the forward ISP
+    """Write a PNG of ``n`` pairs (noisy × ratio | clean), each row labelled with its index, ISO, ratio and
+    K and the columns titled, rendered by the forward ISP
     (:func:`noisesim.isp.process`) with each sample's recorded white balance and colour matrix
     (neutral gains and the identity matrix when the sample has none, e.g. procedural or raw sources)."""
     out_png = Path(out_png)
@@ -1658,7 +1685,7 @@ def _sheet_tiles(f, n: int, indices) -> list[np.ndarray]:
     idx = list(indices) if indices is not None else list(np.linspace(0, N - 1, min(n, N)).round().astype(int))
     sensor = sensor_from_attrs(attrs)
     cfa = sensor.cfa
-    tiles = []
+    rows = []
     for i in idx:
         rec = f["params"][i]
         clean = to_normalized(f["clean"][i], attrs, rec=rec)
@@ -1670,8 +1697,42 @@ def _sheet_tiles(f, n: int, indices) -> list[np.ndarray]:
             meta = ISPMeta(rgb_gain=1.0, red_gain=1.0, blue_gain=1.0, cam2rgb=tuple(np.eye(3).ravel()))
         pair = [process(cfa.unpack(np.clip(x, 0, 1)), meta, cfa) for x in (noisy, clean)]
         sep = np.ones((pair[0].shape[0], 4, 3), np.float32)
-        tiles.append(np.concatenate([pair[0], sep, pair[1]], axis=1))
+        tile = np.concatenate([pair[0], sep, pair[1]], axis=1)
+        iso = f"ISO {float(rec['iso']):.0f}  " if np.isfinite(rec["iso"]) else ""
+        rows.append((f"#{i}  {iso}x{float(rec['ratio']):.4g}  K {float(rec['gain_k_dn_per_e']):.3g}", tile))
+    if not rows:
+        return []
+    # column titles over the first row; every row labelled with its index, ISO, ratio and K; the sheet is
+    # made wide enough for the text (small patches are narrower than a label)
+    w = rows[0][1].shape[1]
+    half = max((w - 4) // 2 + 4, _text_width("noisy x ratio"))  # the clean column's title starts here
+    width = max([w, half + _text_width("clean")] + [_text_width(t) for t, _ in rows])
+    head = np.concatenate([_text_strip("noisy x ratio", half), _text_strip("clean", width - half)], axis=1)
+    tiles = []
+    for k, (label, tile) in enumerate(rows):
+        pad = np.ones((tile.shape[0], width - tile.shape[1], 3), np.float32)
+        parts = ([head] if k == 0 else []) + [_text_strip(label, width), np.concatenate([tile, pad], axis=1)]
+        tiles.append(np.concatenate(parts, axis=0))
     return tiles
+
+
+LABEL_PX = 14  # height of a contact sheet's text strips
+_FONT, _SCALE = 0, 0.35  # cv2.FONT_HERSHEY_SIMPLEX
+
+
+def _text_width(text: str) -> int:
+    import cv2
+
+    return int(cv2.getTextSize(text, _FONT, _SCALE, 1)[0][0]) + 4
+
+
+def _text_strip(text: str, width: int) -> np.ndarray:
+    """A white (LABEL_PX, width, 3) float strip with ``text`` in black."""
+    import cv2
+
+    strip = np.full((LABEL_PX, width, 3), 255, np.uint8)
+    cv2.putText(strip, text, (2, LABEL_PX - 4), _FONT, _SCALE, (0, 0, 0), 1, cv2.LINE_AA)
+    return strip.astype(np.float32) / 255
 
 
 def _write_sheet(tiles: list[np.ndarray], out_png: Path) -> None:

@@ -13,7 +13,8 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
         description="Print the layout, counts, parameter ranges, card and attributes of a noisesim HDF5 dataset.",
     )
     p.add_argument("dataset", help="HDF5 file written by 'noisesim generate' (single file or shard master)")
-    p.add_argument("--contact-sheet", metavar="PNG", help="write a PNG of pairs (noisy × ratio | clean) via the forward ISP")
+    p.add_argument("--contact-sheet", metavar="PNG", help="write a PNG of pairs (noisy × ratio | clean) via the forward ISP, each row labelled with its "
+                        "index, ISO, ratio and K, the columns titled")
     p.add_argument("--n", type=int, default=8, help="pairs on the contact sheet (default 8)")
     p.add_argument("--card", nargs="?", const=True, default=False, metavar="NAME|PATH",
                    help="also print the card text stored in the file (a dataset carries its own card, so none is "
