@@ -20,6 +20,8 @@ from noisesim.errors import CalibrationError
 from .capture import FrameInfo
 from .kernels import channel_counts, dark_batch, flat_pair_pass, prnu_add, stack_mean_var
 
+__all__ = ["DarkAccumulator", "DarkStats", "FlatAccumulator", "FlatLevel"]
+
 
 def _channel_site(cfa: CFA) -> np.ndarray:
     """Level site (0..3, Bayer order) of each packed channel."""
@@ -156,6 +158,7 @@ class DarkAccumulator:
                 self.col_means.append(col_sum[k] / h)
 
     def finish(self, exposure_s: float) -> DarkStats:
+        """The statistics of every dark frame added so far, taken at ``exposure_s`` [s]; CalibrationError without frames."""
         n = self.n
         if n == 0:
             raise CalibrationError("no dark frames")
@@ -232,6 +235,7 @@ class FlatAccumulator:
         self._rows_per_channel = max(1, self.shape[0] // self.cfa.period)
 
     def add_pair(self, a_raw: np.ndarray, b_raw: np.ndarray, a: FrameInfo, b: FrameInfo) -> FlatLevel:
+        """Add one pair of flat frames (H, W) [DN] at one illumination level; returns that level's FlatLevel."""
         a_raw, b_raw = np.asarray(a_raw), np.asarray(b_raw)
         if a_raw.shape != self.shape or b_raw.shape != self.shape:
             raise CalibrationError(f"{b.path}: flat shape differs from the dark stack {self.shape}")

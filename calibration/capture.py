@@ -31,6 +31,28 @@ from typing import Callable, Iterable
 
 import numpy as np
 
+__all__ = [
+    "Capture",
+    "capture_camera",
+    "CaptureProblem",
+    "check_consistency",
+    "DARK_FOLDERS",
+    "FLAT_FOLDERS",
+    "frame_from_array",
+    "frame_from_loader",
+    "FrameInfo",
+    "group_frames",
+    "IGNORED_SUFFIXES",
+    "KINDS",
+    "normalize_camera",
+    "pixel_hash",
+    "read_camera",
+    "read_exif",
+    "read_manifest",
+    "read_raw_frame",
+    "scan_capture",
+]
+
 try:  # Python 3.11+
     import tomllib
 except ModuleNotFoundError:  # Python 3.10: the same parser, packaged (a core dependency there)
@@ -129,10 +151,12 @@ class Capture:
     source: str = "<memory>"
 
     def by_kind(self, kind: str) -> list[FrameInfo]:
+        """The frames of one kind (``"dark"`` or ``"flat"``), in the capture's order."""
         return [f for f in self.frames if f.kind == kind]
 
     @property
     def isos(self) -> list[float]:
+        """The ISOs of the capture, ascending."""
         return sorted({f.iso for f in self.frames})
 
 

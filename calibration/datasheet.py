@@ -13,6 +13,8 @@ from typing import Callable
 
 import numpy as np
 
+__all__ = ["datasheet_html", "snr_model"]
+
 
 def _fmt(e, spec=".4g") -> str:
     if e is None or not math.isfinite(e.value):

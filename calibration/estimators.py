@@ -19,6 +19,32 @@ from noisesim.stats import tukey_lambda_ppf, tukey_lambda_ppf_logs
 
 from .kernels import USE_NUMBA
 
+__all__ = [
+    "batch_se",
+    "box_lowpass",
+    "CONFIDENCE",
+    "debias_tukey",
+    "Estimate",
+    "fit_line",
+    "fit_ptc",
+    "fit_tukey",
+    "flatten_illumination",
+    "histogram_bins",
+    "hot_pixel_mask",
+    "kl_divergences",
+    "ks_statistic",
+    "LineFit",
+    "MAX_BINS",
+    "median5",
+    "ppcc_curve",
+    "ppcc_max_tukey",
+    "PSEUDO_COUNT",
+    "PTCFit",
+    "solve_row_col_pixel",
+    "TAIL_QUANTILE",
+    "TukeyFit",
+]
+
 CONFIDENCE = 0.95  # level of every interval written into the card (the card schema states 95 %)
 
 
@@ -73,9 +99,11 @@ class Estimate:
         return cls(value, se, (float(ci[0]), float(ci[1])), level, method + " (interval on the log scale)", int(n))
 
     def contains(self, x: float) -> bool:
+        """Whether ``value`` lies inside the confidence interval (same unit as the estimate)."""
         return self.ci[0] <= x <= self.ci[1]
 
     def to_dict(self) -> dict:
+        """The estimate as a plain dict (value, se, ci_low, ci_high, level, method, n) for cards and reports."""
         return {"value": self.value, "se": self.se, "ci_low": self.ci[0], "ci_high": self.ci[1], "level": self.level, "method": self.method, "n": self.n}
 
     def __float__(self) -> float:
@@ -445,6 +473,7 @@ class LineFit:
     y: np.ndarray
 
     def predict(self, x):
+        """The fitted line at ``x`` (array_like, same unit as the fit's x): intercept + slope · x."""
         return self.slope.value * np.asarray(x) + self.intercept.value
 
 

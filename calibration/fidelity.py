@@ -31,6 +31,27 @@ from noisesim.cfa import CFA
 
 from .estimators import kl_divergences, ks_statistic
 
+__all__ = [
+    "capture_mismatches",
+    "ChannelFidelity",
+    "compare_channel",
+    "compare_frame",
+    "compare_frames",
+    "CROP",
+    "fidelity_heldout",
+    "format_report",
+    "format_table",
+    "map_check",
+    "MapCheck",
+    "params_for",
+    "READ_MODELS",
+    "ROW_BLOCKS",
+    "summarize",
+    "Thresholds",
+    "validate",
+    "ValidationReport",
+]
+
 log = logging.getLogger("calibration")
 
 CROP = 512  # side of the centred region compared (mosaic pixels)
@@ -96,6 +117,7 @@ class ChannelFidelity:
 
     @property
     def passed(self) -> bool:
+        """True when no threshold failed for this ISO, channel and read model."""
         return not self.failures
 
 
@@ -233,6 +255,7 @@ class MapCheck:
 
     @property
     def passed(self) -> bool:
+        """True when the map correlates with the real frames above its threshold."""
         return self.verdict != "mismatch"
 
 
@@ -250,10 +273,12 @@ class ValidationReport:
 
     @property
     def verdict_rows(self) -> list[ChannelFidelity]:
+        """The rows of the card's read model (one per ISO and channel): those the verdict is made of."""
         return [r for r in self.rows if r.model == self.model]
 
     @property
     def passed(self) -> bool:
+        """True when every ISO passes with the card's read model and every map check passes."""
         return (not self.mismatches and all(m.passed for m in self.map_checks)
                 and bool(self.verdict_rows) and all(r.passed for r in self.verdict_rows))
 

@@ -22,6 +22,20 @@ from __future__ import annotations
 import numba as nb
 import numpy as np
 
+__all__ = [
+    "channel_counts",
+    "dark_batch",
+    "dark_batch_reference",
+    "flat_pair_pass",
+    "flat_pair_pass_reference",
+    "pair_diff_var_reference",
+    "prnu_add",
+    "prnu_add_reference",
+    "stack_mean_var",
+    "stack_mean_var_reference",
+    "USE_NUMBA",
+]
+
 USE_NUMBA = not nb.config.DISABLE_JIT
 
 

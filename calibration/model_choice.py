@@ -111,9 +111,11 @@ class ModelComparison:
 
     @property
     def best(self) -> str:
+        """The read model with the lowest score on the held-out darks (the first of ``scores``)."""
         return self.scores[0].model
 
     def format(self) -> str:
+        """The comparison as a small text table: symmetric KL and NPS distances per model, and the one to use."""
         lines = [f"ISO {self.iso:g}: model comparison on held-out darks (lower is better)",
                  f"  {'model':<11} {'sym KL':>8} {'NPS row':>8} {'NPS col':>8} {'NPS 2-D':>8} {'score':>8}"]
         for s in self.scores:

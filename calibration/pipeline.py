@@ -37,6 +37,15 @@ from .estimators import (
 )
 from .pixel_noise import read_sigma_scale_map
 
+__all__ = [
+    "calibrate",
+    "CalibrationResult",
+    "ISOResult",
+    "JointFits",
+    "MIN_DARKS_RECOMMENDED",
+    "MIN_LEVELS_RECOMMENDED",
+]
+
 log = logging.getLogger("calibration")
 
 MIN_DARKS_RECOMMENDED = 16
@@ -98,6 +107,7 @@ class ISOResult:
     hot_levels: list[tuple[float, float, float]] = field(default_factory=list)  # (t, mean DN of hot pixels, se)
 
     def summary(self) -> dict:
+        """The values of this ISO's figures as a plain dict (keys with units, e.g. ``gain_k_dn_per_e``)."""
         return {
             "iso": self.iso,
             "gain_k_dn_per_e": self.gain_k_dn_per_e.value,

@@ -17,6 +17,8 @@ import numpy as np
 
 from noisesim.atomic import write_text
 
+__all__ = ["write_report"]
+
 
 def _png(fig) -> str:
     buf = io.BytesIO()

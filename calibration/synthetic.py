@@ -17,6 +17,8 @@ from noisesim.params import FixedPatternMaps, NoiseComponents, NoiseParams, Sens
 
 from .capture import FrameInfo, frame_from_loader
 
+__all__ = ["synthetic_frames", "SyntheticSpec", "vignette", "write_capture_dng"]
+
 
 def vignette(shape, strength: float = 0.3) -> np.ndarray:
     """A smooth radial illumination falloff (1 at the centre, 1 − strength at the corners), float32."""

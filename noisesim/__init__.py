@@ -12,11 +12,21 @@ Quick tour::
 __version__ = "0.1.0"
 
 from .cfa import CFA, PATTERNS  # noqa: E402
-from .errors import *  # noqa: E402,F401,F403
+from .errors import (  # noqa: E402,F401
+    CalibrationError, CardError, CFAError, ClusterError, DatasetError, InputFileError, NoiseSimError, ParameterError,
+    ShapeError, UnknownCardError, UnknownISOError,
+)
 from .params import FixedPatternMaps, NoiseComponents, NoiseParams, Sensor  # noqa: E402
 from .card import Card, list_cards, load_card, save_card  # noqa: E402
 from .noise import simulate  # noqa: E402
 from .sampling import sample_params  # noqa: E402
+
+__all__ = [
+    "CFA", "PATTERNS", "Card", "FixedPatternMaps", "NoiseComponents", "NoiseParams", "Sensor", "list_cards", "load_card",
+    "save_card", "simulate", "sample_params", "generate_dataset", "inspect_dataset", "resynthesize",
+    "CalibrationError", "CardError", "CFAError", "ClusterError", "DatasetError", "InputFileError", "NoiseSimError",
+    "ParameterError", "ShapeError", "UnknownCardError", "UnknownISOError", "__version__",
+]
 
 _LAZY = {
     "generate_dataset": "noisesim.dataset",

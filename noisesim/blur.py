@@ -342,6 +342,7 @@ class BlurSpec:
 
     @property
     def n_choices(self) -> int:
+        """Number of kernel kinds a draw chooses from: procedural kinds plus kernel files."""
         return len(self.kinds) + len(self.kernel_files)
 
     def to_string(self) -> str:

@@ -192,6 +192,7 @@ class FrozenDict(dict):
     __slots__ = ()
 
     def _read_only(self, *args, **kwargs):
+        """Cards are immutable: every mutating method raises TypeError."""
         raise TypeError("card tables are read-only; make a changed copy with Card.replace(...)")
 
     __setitem__ = __delitem__ = __ior__ = clear = pop = popitem = setdefault = update = _read_only
@@ -422,9 +423,11 @@ class JointProfile:
                 raise _Invalid(name, f"must be a LogLinearFit, got {type(getattr(self, name)).__name__}")
 
     def covers(self, gain_k_dn_per_e: float) -> bool:
+        """Whether K [DN/e⁻] lies in this profile's K range (ends included)."""
         return self.k_min_dn_per_e <= gain_k_dn_per_e <= self.k_max_dn_per_e
 
     def fit(self, name: str) -> LogLinearFit:
+        """The log-linear fit of one σ (``tukey_scale_dn``, ``read_sigma_dn`` or ``row_sigma_dn``)."""
         return getattr(self, name)
 
 
@@ -477,6 +480,7 @@ class JointModel:
                 object.__setattr__(self, name, tuple(check_item(f"{name}[{i}]", v) for i, v in enumerate(items)))
 
     def profiles_covering(self, gain_k_dn_per_e: float) -> tuple[JointProfile, ...]:
+        """The profiles whose K range holds K [DN/e⁻] (several where they overlap)."""
         return tuple(p for p in self.profiles if p.covers(gain_k_dn_per_e))
 
     def black_level_bin(self, gain_k_dn_per_e: float) -> int:
@@ -586,6 +590,7 @@ class Card:
     # --- convenience ----------------------------------------------------------------------------
     @property
     def name(self) -> str:
+        """The camera's display name, e.g. ``"SonyA7S2"``."""
         return self.camera.name
 
     @property

@@ -24,6 +24,8 @@ import numpy as np
 
 from .errors import CFAError, ParameterError, ShapeError
 
+__all__ = ["BAYER_PATTERNS", "CFA", "PATTERNS", "per_site_values", "QUAD_PATTERNS"]
+
 BAYER_PATTERNS = ("RGGB", "BGGR", "GRBG", "GBRG")
 QUAD_PATTERNS = tuple(f"QUAD_{p}" for p in BAYER_PATTERNS)
 PATTERNS = BAYER_PATTERNS + QUAD_PATTERNS
@@ -117,6 +119,7 @@ class CFA:
 
     @property
     def is_quad(self) -> bool:
+        """True for a quad Bayer pattern (4×4 tile, 2×2 blocks of one colour)."""
         return self.pattern.startswith("QUAD_")
 
     @property

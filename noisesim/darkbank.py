@@ -349,6 +349,7 @@ class DarkFrameBank:
         return np.ascontiguousarray(_transform(win, choice.transpose, choice.flip_y, choice.flip_x), dtype=np.float32)
 
     def close(self) -> None:
+        """Close the bank's file, if open."""
         if self._file is not None:
             self._file.close()
             self._file = None

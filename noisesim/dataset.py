@@ -70,6 +70,45 @@ from .params import NoiseComponents, NoiseParams, Sensor
 from .runlock import RunLock
 from .spawnguard import main_guard_message, require_main_guard
 
+__all__ = [
+    "channel_levels",
+    "check_noise_mode",
+    "check_sampling",
+    "check_seed",
+    "check_shared_memory",
+    "COMPRESSIONS",
+    "contact_sheet",
+    "format_summary",
+    "generate_dataset",
+    "inspect_dataset",
+    "kernel_capacity",
+    "open_dataset_file",
+    "PARAMS_DTYPE",
+    "params_from_record",
+    "parse_range",
+    "parse_ratio",
+    "PARTIAL_SUFFIX",
+    "resolve_card",
+    "resynthesize",
+    "sample_crc32",
+    "sample_seeds",
+    "SCHEMA",
+    "SEED_MAX",
+    "sensor_from_attrs",
+    "shard_paths",
+    "ShardTask",
+    "shared_memory_bytes",
+    "SHM_DIR",
+    "single_threaded_kernels",
+    "STORAGES",
+    "stored_sample_crc32",
+    "SynthesisJob",
+    "Synthesizer",
+    "to_normalized",
+    "verify_dataset",
+    "write_shard",
+]
+
 log = logging.getLogger(__name__)
 
 SCHEMA = "noisesim.dataset/2"  # /2: per-sample CRC-32 in /params["crc32"]
@@ -250,6 +289,7 @@ class Synthesizer:
             self.bank = DarkFrameBank(job.bank_path)
 
     def draw_params(self, g: np.random.Generator) -> tuple[NoiseParams, float]:
+        """Draw one sample's NoiseParams and exposure ratio from the job's ranges with generator ``g``."""
         from .sampling import sample_params
 
         job = self.job

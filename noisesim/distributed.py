@@ -36,6 +36,8 @@ from typing import Any, Callable, Iterator, Sequence
 
 from .errors import ClusterError
 
+__all__ = ["connect", "describe", "EXTRA_HINT", "LOCAL", "map_on_cluster", "run_shards"]
+
 log = logging.getLogger(__name__)
 
 LOCAL = "local"

@@ -7,6 +7,20 @@ expected, what was found and, where a file is involved, which file.
 
 from __future__ import annotations
 
+__all__ = [
+    "NoiseSimError",
+    "CFAError",
+    "ShapeError",
+    "ParameterError",
+    "CardError",
+    "UnknownCardError",
+    "UnknownISOError",
+    "InputFileError",
+    "CalibrationError",
+    "DatasetError",
+    "ClusterError",
+]
+
 
 class NoiseSimError(Exception):
     """Base class of every noisesim error."""

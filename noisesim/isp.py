@@ -179,6 +179,7 @@ class ISPMeta:
         return np.array([self.red_gain, 1.0, self.blue_gain]) * self.rgb_gain
 
     def to_dict(self) -> dict:
+        """The metadata as a JSON-ready dict (arrays as nested lists)."""
         return {
             "rgb_gain": self.rgb_gain,
             "red_gain": self.red_gain,
@@ -189,6 +190,7 @@ class ISPMeta:
 
     @classmethod
     def from_dict(cls, d: dict) -> "ISPMeta":
+        """The inverse of :meth:`to_dict`."""
         return cls(
             rgb_gain=d["rgb_gain"],
             red_gain=d["red_gain"],

@@ -24,6 +24,8 @@ from .errors import ParameterError, ShapeError
 from .params import FixedPatternMaps, NoiseComponents, NoiseParams, Sensor
 from .rng import STREAM_COL, STREAM_READ_PIXEL, STREAM_ROW, key_from_seed, line_normals, normal_np, philox4x32_np, uniform_np
 
+__all__ = ["BACKENDS", "INPUT_UNITS", "NOISE_MODES", "OUTPUT_UNITS", "PARALLEL_MIN_PIXELS", "simulate"]
+
 INPUT_UNITS = ("normalized", "dn", "electrons")
 OUTPUT_UNITS = ("normalized", "dn")
 BACKENDS = ("numba", "numpy")

@@ -22,6 +22,8 @@ import numpy as np
 from .cfa import CFA, per_site_values
 from .errors import ParameterError, ShapeError
 
+__all__ = ["FixedPatternMaps", "NoiseComponents", "NoiseParams", "READ_MODELS", "Sensor"]
+
 READ_MODELS = ("gaussian", "tukey")
 
 
@@ -77,6 +79,7 @@ class Sensor:
 
     @property
     def max_dn(self) -> int:
+        """Largest representable DN, ``2**bit_depth − 1``."""
         return 2**self.bit_depth - 1
 
     def with_black_level(self, black_level_dn) -> "Sensor":
@@ -167,6 +170,7 @@ class NoiseParams:
         return dataclasses.replace(self, **changes)
 
     def to_dict(self) -> dict:
+        """The record as a plain dict (JSON/HDF5 ready; units as in the field names)."""
         d = dataclasses.asdict(self)
         d["black_level_error_dn"] = list(self.black_level_error_dn)
         if self.black_level_dn is not None:
@@ -175,6 +179,7 @@ class NoiseParams:
 
     @classmethod
     def from_dict(cls, d: dict) -> "NoiseParams":
+        """The inverse of :meth:`to_dict`; unknown keys raise ParameterError."""
         known = {f.name for f in dataclasses.fields(cls)}
         unknown = set(d) - known
         if unknown:
@@ -281,6 +286,7 @@ class FixedPatternMaps:
 
     @property
     def shape(self) -> tuple[int, int] | None:
+        """(H, W) of the maps, or None when there are none."""
         for f in dataclasses.fields(self):
             v = getattr(self, f.name)
             if v is not None:

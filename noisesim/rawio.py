@@ -22,6 +22,22 @@ from .atomic import atomic_path
 from .cfa import CFA
 from .errors import CFAError, InputFileError
 
+__all__ = [
+    "ARRAY_EXTENSIONS",
+    "check_integer_dn",
+    "DNGMetadata",
+    "infer_input_unit",
+    "NOISE_PROFILE_TAG",
+    "NORMALIZED_MAX",
+    "raw_cfa_and_black",
+    "RAW_EXTENSIONS",
+    "RawFrame",
+    "read_array",
+    "read_dng_metadata",
+    "read_raw",
+    "write_array",
+]
+
 RAW_EXTENSIONS = (
     ".dng", ".cr2", ".cr3", ".crw", ".nef", ".nrw", ".arw", ".srf", ".sr2", ".raf", ".rw2", ".orf",
     ".pef", ".srw", ".3fr", ".iiq", ".erf", ".kdc", ".mef", ".mos", ".mrw", ".x3f", ".rwl",

@@ -19,6 +19,22 @@ from __future__ import annotations
 import numba as nb
 import numpy as np
 
+__all__ = [
+    "as_generator",
+    "INV_2_32",
+    "key_from_seed",
+    "line_normals",
+    "normal_np",
+    "philox4x32_np",
+    "ROUNDS",
+    "STREAM_COL",
+    "STREAM_READ",
+    "STREAM_READ_PIXEL",
+    "STREAM_ROW",
+    "STREAM_SHOT",
+    "uniform_np",
+]
+
 # Philox4x32 constants (Salmon et al. 2011, Random123).
 _M0 = np.uint64(0xD2511F53)
 _M1 = np.uint64(0xCD9E8D57)

@@ -451,9 +451,11 @@ class DeadLeavesSource(CleanSource):
         return 1
 
     def describe(self) -> str:
+        """A short text naming the source and its settings (stored with a dataset)."""
         return "builtin dead leaves (procedural, power-law radii, alpha=3)"
 
     def sample_patch(self, rng, patch: int, *, blur: BlurSpec | None = None) -> CleanPatch:
+        """A random clean patch: see :meth:`CleanSource.sample_patch`."""
         patch = self._check_patch(patch)
         rng = as_generator(rng)
         if self._buffer is None or self._buffer.shape != (patch, patch, 3):
@@ -640,6 +642,7 @@ class ImageFolderSource(_FolderSource):
         return self._cache.get(i, lambda: read_srgb_image(self.files[i]))
 
     def sample_patch(self, rng, patch: int, *, blur: BlurSpec | None = None) -> CleanPatch:
+        """A random clean patch from a random image: see :meth:`CleanSource.sample_patch`."""
         patch = self._check_patch(patch)
         rng = as_generator(rng)
         usable = self.usable_indices(patch)
@@ -724,6 +727,7 @@ class RawFolderSource(_FolderSource):
         return self._cache.get(i, load)
 
     def sample_patch(self, rng, patch: int, *, blur: BlurSpec | None = None) -> CleanPatch:
+        """A random clean patch from a random raw file: see :meth:`CleanSource.sample_patch`."""
         patch = self._check_patch(patch)
         rng = as_generator(rng)
         usable = self.usable_indices(patch)

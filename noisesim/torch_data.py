@@ -36,6 +36,8 @@ import numpy as np
 from .errors import DatasetError, ParameterError
 from .spawnguard import require_main_guard
 
+__all__ = ["make_loader", "OnTheFlyRawDataset", "PairedRawDataset"]
+
 _SCALARS = ("ratio", "iso", "gain_k_dn_per_e", "read_sigma_dn", "tukey_lambda", "tukey_scale_dn", "row_sigma_dn")
 
 
@@ -160,6 +162,7 @@ class PairedRawDataset:
         return self.transform(item) if self.transform is not None else item
 
     def close(self) -> None:
+        """Close this process's h5py handle (opened again by the next item read)."""
         if self._h5 is not None and self._pid == os.getpid():
             self._h5.close()
         self._h5 = None
@@ -239,6 +242,7 @@ class OnTheFlyRawDataset:
 
     @property
     def epoch(self) -> int:
+        """The current epoch (shared with the DataLoader workers; see :meth:`set_epoch`)."""
         return int(self._epoch.value)
 
     def set_epoch(self, epoch: int) -> None:

@@ -15,6 +15,8 @@ import os
 import signal
 import sys
 
+__all__ = ["COMMANDS", "build_parser", "main", "seed_arg"]
+
 # Subcommand modules, in the order ``noisesim --help`` lists them. A module that fails to import
 # (an optional part not present) is skipped, not fatal.
 COMMANDS = ("simulate", "cards", "calibrate", "validate", "generate", "inspect", "darks")
@@ -43,6 +45,7 @@ def os_error_text(exc: OSError) -> str:
 
 
 def build_parser() -> argparse.ArgumentParser:
+    """The ``noisesim`` argument parser with one sub-command per module of :mod:`noisesim.cli`."""
     from .. import __version__
 
     parser = argparse.ArgumentParser(
@@ -64,6 +67,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
+    """Run the command line; returns the exit status (0 ok, 1 a failed check, 2 bad input)."""
     from ..errors import NoiseSimError
 
     parser = build_parser()

@@ -7,8 +7,11 @@ import sys
 
 from . import seed_arg
 
+__all__ = ["add_parser", "run"]
+
 
 def add_parser(subparsers) -> None:
+    """Register the ``calibrate`` sub-command and its options on ``sub`` (argparse sub-parsers)."""
     p = subparsers.add_parser(
         "calibrate",
         help="estimate a data card from dark and flat frames",
@@ -43,6 +46,7 @@ def add_parser(subparsers) -> None:
 
 
 def run(args) -> int:
+    """Run ``noisesim calibrate`` with parsed ``args``; returns the exit status."""
     from pathlib import Path
 
     from tqdm import tqdm

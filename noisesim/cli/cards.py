@@ -21,8 +21,11 @@ from pathlib import Path
 
 from ..card import Card, list_cards, load_card, save_card
 
+__all__ = ["ACTIONS", "add_parser", "format_card", "format_card_list", "run"]
+
 
 def add_parser(subparsers) -> argparse.ArgumentParser:
+    """Register the ``cards`` sub-command and its options on ``sub`` (argparse sub-parsers)."""
     p = subparsers.add_parser(
         "cards",
         help="list, search, show, compare or import data cards",
@@ -53,6 +56,7 @@ def _usage_error(message: str) -> int:
 
 
 def run(args) -> int:
+    """Run ``noisesim cards`` with parsed ``args``; returns the exit status."""
     if args.action in ("list", "search"):
         if args.action == "search" and not args.items:
             return _usage_error("'search' needs words to look for, e.g. noisesim cards search canon 6d")

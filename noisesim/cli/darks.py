@@ -4,8 +4,11 @@ from __future__ import annotations
 
 import sys
 
+__all__ = ["add_parser", "run"]
+
 
 def add_parser(subparsers) -> None:
+    """Register the ``darks`` sub-command and its options on ``sub`` (argparse sub-parsers)."""
     p = subparsers.add_parser("darks", help="dark-frame banks for dark-frame noise",
                               description="Store a sensor's real dark frames for dark-frame noise "
                                           "(shot noise from K plus a real dark frame of the same ISO).")
@@ -21,6 +24,7 @@ def add_parser(subparsers) -> None:
 
 
 def run(args) -> int:
+    """Run ``noisesim darks`` with parsed ``args``; returns the exit status."""
     from tqdm import tqdm
 
     from noisesim.calibration.banks import bank_from_capture  # lazy: simulation never imports calibration

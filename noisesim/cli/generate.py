@@ -8,8 +8,11 @@ import shlex
 
 from . import seed_arg
 
+__all__ = ["add_parser", "canonical_command", "run"]
+
 
 def add_parser(subparsers) -> argparse.ArgumentParser:
+    """Register the ``generate`` sub-command and its options on ``sub`` (argparse sub-parsers)."""
     p = subparsers.add_parser(
         "generate",
         help="synthesize paired (noisy, clean) raw training data into HDF5",
@@ -60,6 +63,7 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
 
 
 def run(args) -> int:
+    """Run ``noisesim generate`` with parsed ``args``; returns the exit status."""
     import sys
 
     from ..dataset import generate_dataset

@@ -5,8 +5,11 @@ from __future__ import annotations
 import argparse
 import sys
 
+__all__ = ["add_parser", "run"]
+
 
 def add_parser(subparsers) -> argparse.ArgumentParser:
+    """Register the ``inspect`` sub-command and its options on ``sub`` (argparse sub-parsers)."""
     p = subparsers.add_parser(
         "inspect",
         help="summarize a generated dataset (layout, counts, parameter ranges, card) and draw a contact sheet",
@@ -27,6 +30,7 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
 
 
 def run(args) -> int:
+    """Run ``noisesim inspect`` with parsed ``args``; returns the exit status."""
     from ..dataset import contact_sheet, format_summary, inspect_dataset
 
     info = inspect_dataset(args.dataset)

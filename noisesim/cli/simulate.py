@@ -35,6 +35,8 @@ from ..rawio import (ARRAY_EXTENSIONS, NORMALIZED_MAX, RAW_EXTENSIONS, check_int
 from ..sampling import sample_params
 from . import seed_arg
 
+__all__ = ["add_parser", "INPUT_EXTENSIONS", "OUTPUT_EXTENSIONS", "run", "SWITCHABLE"]
+
 log = logging.getLogger("noisesim.simulate")
 INPUT_EXTENSIONS = ARRAY_EXTENSIONS + RAW_EXTENSIONS
 OUTPUT_EXTENSIONS = ARRAY_EXTENSIONS + (".dng",)
@@ -42,6 +44,7 @@ SWITCHABLE = ("shot", "read", "row", "column", "black_level_error", "dark_curren
 
 
 def add_parser(subparsers) -> argparse.ArgumentParser:
+    """Register the ``simulate`` sub-command and its options on ``sub`` (argparse sub-parsers)."""
     p = subparsers.add_parser(
         "simulate",
         help="add a camera's noise to a clean raw frame",
@@ -196,6 +199,7 @@ def _write(path: Path, noisy: np.ndarray, params, card, args) -> None:
 
 
 def run(args) -> int:
+    """Run ``noisesim simulate`` with parsed ``args``; returns the exit status."""
     card = load_card(args.card)
     disabled = {t.strip() for t in args.disable.split(",") if t.strip()}
     unknown = disabled - set(SWITCHABLE)

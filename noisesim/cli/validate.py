@@ -13,8 +13,11 @@ from . import seed_arg
 
 from . import seed_arg
 
+__all__ = ["add_parser", "run"]
+
 
 def add_parser(subparsers) -> None:
+    """Register the ``validate`` sub-command and its options on ``sub`` (argparse sub-parsers)."""
     from noisesim.calibration.fidelity import Thresholds
 
     t = Thresholds()
@@ -59,6 +62,7 @@ def add_parser(subparsers) -> None:
 
 
 def run(args) -> int:
+    """Run ``noisesim validate`` with parsed ``args``; returns the exit status."""
     from tqdm import tqdm
 
     from noisesim.calibration.fidelity import Thresholds, format_report, validate
