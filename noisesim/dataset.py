@@ -270,10 +270,10 @@ class Synthesizer:
         self.source = open_source(job.source_spec, cfa=self.cfa, cam2rgb=_card_cam2rgb(job.card))
         p = self.cfa.period
         self.shape = (self.cfa.n_channels, job.patch // p, job.patch // p)
-        rng_b = np.asarray(self.sensor.range_dn, dtype=np.float64)
+        range_b = np.asarray(self.sensor.range_dn, dtype=np.float64)
         blk = np.asarray(self.sensor.black_level_dn, dtype=np.float64)
         site = self.cfa.site_index.ravel()
-        self.ch_range = rng_b[site][:, None, None]
+        self.ch_range = range_b[site][:, None, None]
         self.ch_black = blk[site][:, None, None]
         self.px_range = self.px_black = self.px_levels = None  # (patch, patch) levels per mosaic pixel, for uint16 storage
         # The noise kernel runs on the calling thread: generation scales by worker processes, and numba's

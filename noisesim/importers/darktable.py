@@ -126,7 +126,7 @@ def card_from_darktable(
     white = NOMINAL_WHITE_DN if white_level_dn is None else float(white_level_dn)
     if not white > black >= 0:
         raise InputFileError(f"{path}: white level {white} must exceed black level {black} >= 0")
-    rng = white - black
+    range_dn = white - black
     points, skipped = [], []
     for i, prof in enumerate(entry.get("profiles", [])):
         where = f"{path}: {_label(maker, model)} profile {i}"
@@ -142,7 +142,7 @@ def card_from_darktable(
             raise InputFileError(f"{where}: needs iso and a, b lists of 3 numbers (R, G, B)") from None
         if not a_g > 0:
             raise InputFileError(f"{where} (ISO {iso:g}): green slope a = {a_g!r}; darktable's own profiling rejects a green a <= 0")
-        k, var = gain_and_variance_dn(a_g, b_g, rng)
+        k, var = gain_and_variance_dn(a_g, b_g, range_dn)
         r_b = [prof["a"][0], prof["a"][2]]
         points.append(ProfilePoint(iso, k, var, source=str(prof.get("name", f"profile {i}")),
                                    note=f"darktable a = {a_g:.6g}, b = {b_g:.6g} (green); red/blue a = {r_b[0]:.6g}, {r_b[1]:.6g} not used"))
