@@ -479,8 +479,8 @@ def _classify_by_signal(raw: np.ndarray, cfa: str, black, white: float) -> str:
     sig = packed - bl
     above = float(np.mean(sig))
     spread = float(np.median(np.std(sig.reshape(sig.shape[0], -1), axis=1)))
-    rng = white - float(np.mean(black))
-    return "flat" if above > max(3.0 * spread, 0.002 * rng) else "dark"
+    range_dn = white - float(np.mean(black))
+    return "flat" if above > max(3.0 * spread, 0.002 * range_dn) else "dark"
 
 
 def scan_capture(path, *, progress: Callable[[Iterable], Iterable] | None = None) -> Capture:

@@ -298,8 +298,8 @@ class OnTheFlyRawDataset:
             raise IndexError(f"index {index} out of range for length {self.length}")
         synth = self._get_synth()
         clean, noisy, rec, _kernel = synth.sample(int(index), spawn_key=self.spawn_key(index))
-        rng_dn = synth.ch_range.ravel()
-        item = _item(clean, noisy, rec, rng_dn, amplify=self.amplify, noise_map=self.noise_map)
+        range_dn = synth.ch_range.ravel()
+        item = _item(clean, noisy, rec, range_dn, amplify=self.amplify, noise_map=self.noise_map)
         item["epoch"] = _torch().tensor(self.epoch, dtype=_torch().int64)
         return self.transform(item) if self.transform is not None else item
 
