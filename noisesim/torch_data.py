@@ -45,7 +45,7 @@ def _torch():
     try:
         import torch
     except ImportError as exc:  # pragma: no cover - depends on the environment
-        raise ImportError("noisesim.torch_data needs PyTorch: pip install 'noisesim[torch]' (torch==2.13.0)") from exc
+        raise ImportError("noisesim.torch_data needs PyTorch: pip install 'noisesim[torch]'") from exc
     return torch
 
 

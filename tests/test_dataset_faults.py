@@ -191,7 +191,6 @@ def _flip_bit_on_disk(path: Path, index: int, name: str = "noisy") -> None:
 
 def test_verify_finds_flipped_bit_and_nan(small_ds, tmp_path, capsys):
     from noisesim.dataset import verify_dataset
-    from noisesim.torch_data import PairedRawDataset
 
     assert verify_dataset(small_ds) == []
     rc, out, _ = _cli_main(capsys, "inspect", str(small_ds), "--verify")
@@ -206,6 +205,9 @@ def test_verify_finds_flipped_bit_and_nan(small_ds, tmp_path, capsys):
     assert verify_dataset(bad) == [2, 4]
     rc, _, err = _cli_main(capsys, "inspect", str(bad), "--verify")
     assert rc == 2 and "2 of 6 samples fail their checksum" in err and "indices 2, 4" in err and str(bad) in err
+    pytest.importorskip("torch")  # the rest needs the optional torch extra
+    from noisesim.torch_data import PairedRawDataset
+
     ds = PairedRawDataset(bad, verify=True)
     ds[0]
     with pytest.raises(DatasetError, match=r"bad\.h5: sample 4 fails its checksum"):
