@@ -7,6 +7,7 @@ import re
 from pathlib import Path
 
 import noisesim
+import pytest
 
 REPO = Path(__file__).resolve().parent.parent
 SKIP_DIRS = {".git", ".venv", "build", "dist", "__pycache__", ".pytest_cache"}
@@ -55,3 +56,20 @@ def test_card_sources_are_in_the_repository():
     for name in ("eld_released_camera_params.json", "pmn_released_camera_params.json", "README.md",
                  "build_eld_cards.py"):
         assert (sources / name).is_file(), name
+
+
+def test_every_package_folder_is_installed():
+    """Each folder with an ``__init__.py`` under the three package roots is listed in pyproject's ``packages``.
+
+    The list is explicit (the roots are remapped into the ``noisesim`` namespace), so a new subpackage that
+    is not added to it is silently left out of the wheel: ``noisesim.importers`` once was.
+    """
+    tomllib = pytest.importorskip("tomllib")
+    setup = tomllib.loads((REPO / "pyproject.toml").read_text())["tool"]["setuptools"]
+    listed, roots = set(setup["packages"]), setup["package-dir"]
+    found = set()
+    for name, folder in roots.items():
+        for init in (REPO / folder).rglob("__init__.py"):
+            rel = init.parent.relative_to(REPO / folder).parts
+            found.add(".".join((name, *rel)))
+    assert found - listed == set(), f"package folders missing from pyproject's packages: {sorted(found - listed)}"
