@@ -22,13 +22,13 @@ from contextlib import ExitStack
 from pathlib import Path
 
 
-def slurm_cluster(jobs: int, stack: ExitStack) -> str:
-    """Start ``jobs`` SLURM jobs of worker processes (dask-jobqueue); returns the scheduler address."""
+def slurm_cluster(jobs: int, stack: ExitStack, *, cores: int = 16, memory: str = "32GB") -> str:
+    """Start ``jobs`` SLURM jobs of ``cores`` worker processes each (dask-jobqueue); returns the scheduler address."""
     from dask_jobqueue import SLURMCluster  # pip install dask-jobqueue
 
     # One worker process per core, one thread each: the synthesis is CPU-bound per process.
-    cluster = stack.enter_context(SLURMCluster(cores=16, processes=16, memory="32GB", walltime="02:00:00",
-                                               job_extra_directives=["--cpus-per-task=16"]))
+    cluster = stack.enter_context(SLURMCluster(cores=cores, processes=cores, memory=memory, walltime="02:00:00",
+                                               job_extra_directives=[f"--cpus-per-task={cores}"]))
     cluster.scale(jobs=jobs)
     return cluster.scheduler_address
 
@@ -61,23 +61,28 @@ def main() -> None:
     where.add_argument("--kubernetes", action="store_true", help="start workers as pods (dask-kubernetes operator)")
     where.add_argument("--scheduler", default=None, help="address or scheduler.json of a running cluster")
     ap.add_argument("--jobs", type=int, default=2, help="SLURM jobs / pods (default 2); LocalCluster processes")
+    ap.add_argument("--cores-per-job", type=int, default=16, help="SLURM: cores (= worker processes) per job (default 16)")
+    ap.add_argument("--memory-per-job", default="32GB", help="SLURM: memory per job (default 32GB)")
     ap.add_argument("--out-dir", default=None, help="shared output folder (default: a temporary folder)")
     ap.add_argument("--pairs", type=int, default=64)
     ap.add_argument("--shards", type=int, default=4)
     ap.add_argument("--resume", action="store_true", help="continue an interrupted run")
     args = ap.parse_args()
     out_dir = Path(args.out_dir or tempfile.mkdtemp(prefix="noisesim-cluster-"))
+    out_dir.mkdir(parents=True, exist_ok=True)
 
     with ExitStack() as stack:
         if args.slurm:
-            scheduler = slurm_cluster(args.jobs, stack)
+            scheduler = slurm_cluster(args.jobs, stack, cores=args.cores_per_job, memory=args.memory_per_job)
         elif args.kubernetes:
             scheduler = kubernetes_cluster(args.jobs, stack)
         else:
             scheduler = args.scheduler or "local"
+        # --workers sizes a LocalCluster only; a running cluster has the workers it has.
+        local = {"workers": args.jobs} if scheduler == "local" else {}
         out = generate_dataset(out_dir / "train.h5", card="SonyA7S2", source="builtin", pairs=args.pairs, patch=128,
                                iso=(800, 3200), ratio=(100, 300), seed=0, shards=args.shards, scheduler=scheduler,
-                               workers=args.jobs, resume=args.resume)
+                               resume=args.resume, **local)
     info = inspect_dataset(out)
     print(f"{out}: {info['n_pairs']} pairs in {args.shards} shards")
 

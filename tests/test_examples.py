@@ -43,3 +43,43 @@ def test_generate_on_cluster_example(tmp_path):
     pytest.importorskip("dask.distributed")
     out = run_example("generate_on_cluster.py", "--jobs", "1", "--pairs", "8", "--shards", "2", tmp_path=tmp_path)
     assert out
+
+
+FAKE_SBATCH = """#!/bin/bash
+# Stands in for SLURM's sbatch: runs the job script dask-jobqueue wrote, detached, as the batch job.
+echo "$@" >> "{log}"
+cp "${{@: -1}}" "{log}.script"
+setsid bash "${{@: -1}}" > "{log}.job" 2>&1 < /dev/null &
+echo "Submitted batch job $!"
+"""
+FAKE_SCANCEL = """#!/bin/bash
+for id in "$@"; do kill -- -"$id" 2>/dev/null || true; done
+"""
+
+
+@pytest.mark.slow
+def test_generate_on_cluster_example_slurm(tmp_path):
+    """The --slurm path end to end: dask-jobqueue writes the job script, a stand-in sbatch runs it, the
+    workers it starts join the scheduler and write the shards (no SLURM here, everything else is real)."""
+    pytest.importorskip("dask.distributed")
+    pytest.importorskip("dask_jobqueue")
+    import os
+
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    log = tmp_path / "sbatch.log"
+    for name, text in (("sbatch", FAKE_SBATCH.format(log=log)), ("scancel", FAKE_SCANCEL)):
+        (bin_dir / name).write_text(text)
+        (bin_dir / name).chmod(0o755)
+    env = {**os.environ, "PATH": f"{bin_dir}{os.pathsep}{os.environ['PATH']}"}
+    out_dir = tmp_path / "out"
+    proc = subprocess.run([sys.executable, str(REPO / "examples" / "generate_on_cluster.py"), "--slurm", "--jobs", "1",
+                           "--cores-per-job", "1", "--memory-per-job", "2GB", "--pairs", "8", "--shards", "2",
+                           "--out-dir", str(out_dir)], cwd=tmp_path, capture_output=True, text=True, timeout=300, env=env)
+    job_log = (tmp_path / "sbatch.log.job").read_text() if (tmp_path / "sbatch.log.job").exists() else ""
+    assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-3000:] + job_log[-2000:]
+    script = (tmp_path / "sbatch.log.script").read_text()
+    assert "#SBATCH --cpus-per-task=1" in script and "--nthreads 1" in script
+    assert "8 pairs in 2 shards" in proc.stdout
+    assert sorted(p.name for p in out_dir.glob("*.h5")) == ["train-00000-of-00002.h5", "train-00001-of-00002.h5",
+                                                              "train.h5"]
