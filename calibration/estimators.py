@@ -25,6 +25,7 @@ __all__ = [
     "CONFIDENCE",
     "debias_tukey",
     "Estimate",
+    "filliben_medians",
     "fit_line",
     "fit_ptc",
     "fit_tukey",
@@ -236,8 +237,20 @@ class TukeyFit:
     n: int
 
 
-def _filliben_medians(n: int) -> np.ndarray:
-    """Filliben's order-statistic medians of U(0, 1) (as scipy.stats.probplot uses)."""
+def filliben_medians(n: int) -> np.ndarray:
+    """Filliben's order-statistic medians of U(0, 1) (as scipy.stats.probplot uses).
+
+    Parameters
+    ----------
+    n : int
+        Sample size, ≥ 2.
+
+    Returns
+    -------
+    (n,) ndarray of float64
+        Median of the i-th order statistic of ``n`` uniform draws, ascending, in (0, 1); the quantile
+        function of a distribution applied to it gives the x positions of a probability plot.
+    """
     m = np.empty(n)
     m[-1] = 0.5 ** (1.0 / n)
     m[0] = 1.0 - m[-1]
@@ -248,8 +261,8 @@ def _filliben_medians(n: int) -> np.ndarray:
 
 @functools.lru_cache(maxsize=8)
 def _log_filliben_medians(n: int) -> np.ndarray:
-    """log of :func:`_filliben_medians` (read-only, cached: batch fits reuse a few sample sizes)."""
-    lu = np.log(_filliben_medians(n))
+    """log of :func:`filliben_medians` (read-only, cached: batch fits reuse a few sample sizes)."""
+    lu = np.log(filliben_medians(n))
     lu.flags.writeable = False
     return lu
 
@@ -394,7 +407,7 @@ def debias_tukey(lam_meas: float, scale_meas: float, *, n_frames: int, quantized
 def ppcc_curve(x: np.ndarray, lambdas: np.ndarray) -> np.ndarray:
     """PPCC r(λ) on a grid (for the report)."""
     x = np.sort(np.asarray(x, dtype=np.float64).ravel())
-    u = _filliben_medians(x.size)
+    u = filliben_medians(x.size)
     return np.array([np.corrcoef(tukey_lambda_ppf(u, float(l)), x)[0, 1] for l in lambdas])
 
 

@@ -44,7 +44,7 @@ def write_report(result, path) -> Path:
 
     from noisesim.stats import tukey_lambda_ppf
 
-    from .estimators import ppcc_curve, _filliben_medians
+    from .estimators import filliben_medians, ppcc_curve
     from .fidelity import summarize
 
     res = result
@@ -111,7 +111,7 @@ def write_report(result, path) -> Path:
             a1.set_xlabel("λ")
             a1.set_ylabel("PPCC r")
             a1.set_title("PPCC (debiased λ* marked)")
-            q = tukey_lambda_ppf(_filliben_medians(x.size), r.tukey_lambda.value)
+            q = tukey_lambda_ppf(filliben_medians(x.size), r.tukey_lambda.value)
             a2.plot(q, x, ".", ms=2, label="residuals")
             a2.plot(q, q * r.tukey_scale_dn.value, "-", label=f"σ_TL = {r.tukey_scale_dn.value:.3g} DN")
             a2.legend(fontsize=7)

@@ -57,7 +57,7 @@ import numpy as np
 from .atomic import write_bytes, write_text
 from .cfa import CFA
 from .errors import CardError, CFAError, ParameterError, UnknownCardError
-from .params import FixedPatternMaps, Sensor
+from .params import FixedPatternMaps, Sensor, is_real_number
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -111,12 +111,8 @@ class _Invalid(CardError):
         self.message = message
 
 
-def _is_number(value: Any) -> bool:
-    return isinstance(value, (int, float, np.integer, np.floating)) and not isinstance(value, (bool, np.bool_))
-
-
 def _number(name: str, value: Any, *, positive: bool = False, nonneg: bool = False) -> float:
-    if not _is_number(value):
+    if not is_real_number(value):
         raise _Invalid(name, f"must be a number, got {type(value).__name__} {value!r}")
     v = float(value)
     if not math.isfinite(v):
@@ -1068,7 +1064,7 @@ def _fmt(value: Any) -> str:
     """One TOML value: numbers (integral floats as integers), strings, flat or nested lists."""
     if isinstance(value, bool):
         return "true" if value else "false"
-    if _is_number(value):
+    if is_real_number(value):
         v = float(value)
         if v.is_integer() and abs(v) < 2**53:
             return str(int(v))

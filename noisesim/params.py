@@ -22,13 +22,35 @@ import numpy as np
 from .cfa import CFA, per_site_values
 from .errors import ParameterError, ShapeError
 
-__all__ = ["FixedPatternMaps", "NoiseComponents", "NoiseParams", "READ_MODELS", "Sensor"]
+__all__ = ["FixedPatternMaps", "is_real_number", "NoiseComponents", "NoiseParams", "READ_MODELS", "Sensor"]
 
 READ_MODELS = ("gaussian", "tukey")
 
 
+def is_real_number(value) -> bool:
+    """Whether ``value`` is a real scalar (Python or NumPy int or float), booleans excluded.
+
+    Parameters
+    ----------
+    value : object
+        Anything (a parsed card field, a keyword argument).
+
+    Returns
+    -------
+    bool
+        True for ``int``, ``float``, ``np.integer`` and ``np.floating`` that are not ``bool``/``np.bool_``;
+        NaN and infinities count as numbers (test finiteness separately).
+
+    Examples
+    --------
+    >>> is_real_number(3), is_real_number(np.float32(0.5)), is_real_number(True), is_real_number("1")
+    (True, True, False, False)
+    """
+    return isinstance(value, (int, float, np.integer, np.floating)) and not isinstance(value, (bool, np.bool_))
+
+
 def _check_finite(name: str, value: float, *, positive: bool = False, nonneg: bool = False) -> None:
-    if not isinstance(value, (int, float, np.floating, np.integer)) or not math.isfinite(float(value)):
+    if not is_real_number(value) or not math.isfinite(float(value)):
         raise ParameterError(f"{name} must be a finite number, got {value!r}")
     if positive and value <= 0:
         raise ParameterError(f"{name} must be > 0, got {value!r}")

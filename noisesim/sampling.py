@@ -19,9 +19,9 @@ import math
 
 import numpy as np
 
-from .card import Card, ISOEntry, JointProfile, _is_number
+from .card import Card, ISOEntry, JointProfile
 from .errors import ParameterError, UnknownISOError
-from .params import READ_MODELS, NoiseParams
+from .params import READ_MODELS, NoiseParams, is_real_number
 
 __all__ = ["sample_params"]
 
@@ -326,7 +326,7 @@ def sample_params(
     rng = np.random.default_rng(rng)
 
     if iso is not None:
-        if not _is_number(iso) or not math.isfinite(iso) or iso <= 0:
+        if not is_real_number(iso) or not math.isfinite(iso) or iso <= 0:
             raise ParameterError(f"iso must be a positive number, got {iso!r}")
         k, iso_of_k = _iso_gain(card, float(iso))
         use_table = model == "auto"
@@ -336,7 +336,7 @@ def sample_params(
             k = float(np.exp(rng.uniform(math.log(kmin), math.log(kmax))))
         else:
             k = gain_k_dn_per_e
-            if not _is_number(k) or not math.isfinite(k):
+            if not is_real_number(k) or not math.isfinite(k):
                 raise ParameterError(f"gain_k_dn_per_e must be a finite number, got {k!r}")
             tol = 1e-9 * kmax
             if not kmin - tol <= k <= kmax + tol:

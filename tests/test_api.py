@@ -99,3 +99,60 @@ def test_architecture_names_functions_that_exist():
             if not found:
                 missing.append(f"{paths}: {name}")
     assert checked > 40 and not missing, missing
+
+
+ROOT = __import__("pathlib").Path(__file__).resolve().parents[1]
+PROJECT_PACKAGES = ("noisesim", "calibration", "data_cards")
+SCANNED = ("noisesim", "calibration", "data_cards")
+
+
+def _private(name):
+    return name.startswith("_") and not name.startswith("__")
+
+
+def private_imports(path, text=None):
+    """``from X import _name`` and ``module._name`` in one source file, where X / module is this project's
+    (relative imports, ``noisesim.*``, ``calibration.*``, ``data_cards.*``): one module reaching into another's
+    internals (a class imported from another module counts too: ``Card._x``). Standard-library and
+    third-party privates (``os._exit``) are not this test's business; tests may reach into internals."""
+    import ast
+
+    tree = ast.parse(text if text is not None else path.read_text(), str(path))
+    own = lambda mod, level: level > 0 or (mod or "").split(".")[0] in PROJECT_PACKAGES  # noqa: E731
+    modules, found = set(), []
+    for node in ast.walk(tree):
+        if isinstance(node, ast.ImportFrom) and own(node.module, node.level):
+            for a in node.names:
+                if _private(a.name):
+                    found.append(f"{path}:{node.lineno}: from {'.' * node.level}{node.module or ''} import {a.name}")
+                else:  # may be a module (`from . import card`): its private attributes are checked below
+                    modules.add(a.asname or a.name)
+        elif isinstance(node, ast.Import):
+            for a in node.names:
+                if own(a.name, 0):
+                    modules.add(a.asname or a.name.split(".")[0])
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Attribute) and _private(node.attr):
+            base = node.value
+            while isinstance(base, ast.Attribute):
+                if _private(base.attr):
+                    break
+                base = base.value
+            if isinstance(base, ast.Name) and base.id in modules:
+                found.append(f"{path}:{node.lineno}: {ast.unparse(node)}")
+    return found
+
+
+def test_private_import_scan_catches_both_forms(tmp_path):
+    p = tmp_path / "m.py"
+    src = ("import os\nfrom . import card\nfrom .card import _is_number, Card\nimport noisesim.estimators as est\n"
+           "os._exit(0)\ncard._is_number(1)\nest._filliben_medians(3)\nCard._private_method\nfrom __future__ import annotations\n")
+    found = private_imports(p, src)
+    expected = ("import _is_number", "card._is_number", "est._filliben_medians", "Card._private_method")
+    assert len(found) == 4 and all(s in "\n".join(found) for s in expected), found
+
+
+def test_no_module_imports_another_modules_private_names():
+    """Before: sampling imported card._is_number and calibration.report estimators._filliben_medians."""
+    found = [hit for pkg in SCANNED for path in sorted((ROOT / pkg).rglob("*.py")) for hit in private_imports(path)]
+    assert not found, "\n".join(found)
