@@ -4,20 +4,23 @@ A **statistical twin** of the numpy engine, not a bit-identical one: it uses tor
 (``torch.poisson``, ``torch.rand``, ``torch.randn``) instead of the counter-based Philox of the engine, so
 for the same clean input and parameters the two agree in distribution (each switch of
 :class:`~noisesim.params.NoiseComponents` tested against the engine, tests/test_torch_noise.py) and
-exactly where the model is deterministic (no random term on). Per pixel, with the engine's symbols
-(Wei et al., ELD, CVPR 2020; Feng et al., PMN, ACM MM 2022)::
+exactly where the model is deterministic (no random term on; float64 input follows the engine's float64
+arithmetic step by step). Per pixel, with the engine's symbols (Wei et al., ELD, CVPR 2020; Feng et al.,
+PMN, ACM MM 2022; EMVA 1288 for DSNU, PRNU and dark current)::
 
-    μ_e = max(y, 0) · (W_c − B_c) / (r · K) + I_dark · t       expected electrons of the short exposure
-    D   = K · Poisson(μ_e)                                     shot noise (photon + dark current)
-        + N_read                                               N(0, σ_read²) or σ_TL · Q_λ(U)
-        + σ_row · ρ_row + σ_col · ρ_col                        one N(0, 1) per sensor row / column
-        + b_c + B_c                                            black-level error and black level
+    μ_e = max(y, 0) · (W_c − B_c) / (r · K) · (1 + PRNU) + I_dark · t     expected electrons of the short exposure
+    D   = K · Poisson(μ_e) + b_c + B_c                                  shot noise (photon + dark current)
+        + s · N_read                                                    N(0, σ_read²) or σ_TL · Q_λ(U); s = per-pixel σ scale
+        + σ_row · ρ_row + σ_col · ρ_col                                 one N(0, 1) per sensor row / column
+        + DS(iso)                                                       dark shading k · iso + b (DSNU)
     D   = floor(D + ½)  (quantize)  or  D + U(−½, ½) (dither)  or  D
-    D   = clip(D, lo_c, W_c)                                   lo_c = 0 DN, or B_c with clip_at_black
-    out = (D − B_c) / (W_c − B_c)                              normalized (or D in DN)
+    D   = clip(D, lo_c, W_c)                                            lo_c = 0 DN, or B_c with clip_at_black
+    out = (D − B_c) / (W_c − B_c)                                       normalized (or D in DN)
 
-Rounding is half up, as the kernel's. Fixed-pattern maps (dark shading, PRNU, per-pixel dark current, hot
-pixels) are not implemented here: their switches have no effect (as in the engine without maps).
+Rounding is half up, as the engine's kernel (``torch.round`` would round half to even). The fixed-pattern
+maps (:class:`~noisesim.params.FixedPatternMaps`: dark shading, PRNU, per-pixel dark current, hot pixels
+with their own dark current, per-pixel read σ) apply as in the engine, each sample reading the full-sensor
+maps at its own ``origin``; :class:`DeviceMaps` holds them on a device.
 
 Two interfaces, in the style of kornia's augmentations:
 
@@ -35,6 +38,8 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import warnings
+import weakref
 from dataclasses import dataclass
 from typing import Sequence
 
@@ -47,10 +52,10 @@ except ImportError as exc:  # pragma: no cover - depends on the environment
 
 from .card import Card
 from .errors import ParameterError, ShapeError
-from .params import READ_MODELS, NoiseComponents, NoiseParams, Sensor
+from .params import READ_MODELS, FixedPatternMaps, NoiseComponents, NoiseParams, Sensor
 from .stats import TUKEY_LOGISTIC_EPS
 
-__all__ = ["CardParamSampler", "NoiseParamsBatch", "RawNoise", "simulate_torch", "tukey_lambda_quantile"]
+__all__ = ["CardParamSampler", "DeviceMaps", "NoiseParamsBatch", "RawNoise", "simulate_torch", "tukey_lambda_quantile"]
 
 # Uniforms are clamped to [U_EPS, 1 − U_EPS]: 2⁻²⁴ is the resolution of a float32 uniform in [0, 1).
 U_EPS = 2.0**-24
@@ -91,6 +96,10 @@ class NoiseParamsBatch:
     ``tukey`` is a bool ``(N,)`` tensor (True: Tukey-lambda read noise, False: Gaussian) and ``ratio`` the
     exposure ratio r ≥ 1 of each sample. ``dark_e`` is the expected dark charge I_dark · t [e⁻];
     ``black_level_dn`` ``(N, 4)`` the sample's own black level [DN] (a card row's), NaN for the sensor's.
+    The fixed-pattern maps read ``iso`` (dark shading DS = k · iso + b; NaN: none), ``exposure_s`` [s]
+    (per-pixel dark current × t) and ``hot_pixel_dark_current_e_per_s`` (NaN: none); ``origin``, when
+    set, is the ``(N, 2)`` int64 top-left mosaic pixel of each sample in the full sensor, where it reads
+    the maps (:class:`RawNoise` draws it). Fields left None read as NaN / 0 s / no origin.
 
     Build one with :meth:`from_params` or :meth:`CardParamSampler.sample`; :meth:`to_params` goes back.
     """
@@ -106,13 +115,17 @@ class NoiseParamsBatch:
     dark_e: torch.Tensor
     ratio: torch.Tensor
     black_level_dn: torch.Tensor
+    iso: torch.Tensor | None = None
+    exposure_s: torch.Tensor | None = None
+    hot_pixel_dark_current_e_per_s: torch.Tensor | None = None
+    origin: torch.Tensor | None = None
 
     def __len__(self) -> int:
         return int(self.gain_k_dn_per_e.shape[0])
 
     @classmethod
     def from_params(cls, params, n: int | None = None, *, ratio=1.0, device=None, dtype=torch.float32) -> "NoiseParamsBatch":
-        """Stack host records into a batch.
+        """Stack host records into a batch (one host → device copy for all fields).
 
         Parameters
         ----------
@@ -121,7 +134,8 @@ class NoiseParamsBatch:
         n : int, optional
             Batch size; needed with a single record.
         ratio : float, sequence of floats or torch.Tensor
-            Exposure ratio r ≥ 1, one for all or one per sample.
+            Exposure ratio r ≥ 1, one for all or one per sample. A tensor stays on its device (checked for
+            r ≥ 1 only when it is on the CPU: a check on another device would wait for it).
         device, dtype
             Where the tensors live and their floating dtype.
 
@@ -138,53 +152,91 @@ class NoiseParamsBatch:
         n = len(plist) if n is None else n
         if len(plist) != n or not all(isinstance(q, NoiseParams) for q in plist):
             raise ParameterError(f"params must be one NoiseParams or a sequence of {n} (one per sample), got {len(plist)}")
+        r_dev = None
         if isinstance(ratio, torch.Tensor):
-            r = ratio.detach().to(device="cpu", dtype=torch.float64).reshape(-1).numpy()
+            r_dev = ratio.detach().reshape(-1)
+            if r_dev.shape[0] == 1:
+                r_dev = r_dev.expand(n)
+            if r_dev.shape != (n,):
+                raise ShapeError(f"ratio must be a float or have shape ({n},). Got {tuple(ratio.shape)}.")
+            if r_dev.device.type == "cpu":
+                r_host = r_dev.to(torch.float64)
+                if not bool((torch.isfinite(r_host) & (r_host >= 1)).all()):
+                    raise ParameterError("ratio must be finite and >= 1 for every sample")
+            r = np.ones(n)
         else:
             r = np.asarray(ratio, dtype=np.float64).reshape(-1)
-        if r.size == 1:
-            r = np.full(n, float(r[0]))
-        if r.shape != (n,):
-            raise ShapeError(f"ratio must be a float or have shape ({n},). Got {tuple(r.shape)}.")
-        if not np.all(np.isfinite(r) & (r >= 1)):
-            raise ParameterError("ratio must be finite and >= 1 for every sample")
+            if r.size == 1:
+                r = np.full(n, float(r[0]))
+            if r.shape != (n,):
+                raise ShapeError(f"ratio must be a float or have shape ({n},). Got {tuple(r.shape)}.")
+            if not np.all(np.isfinite(r) & (r >= 1)):
+                raise ParameterError("ratio must be finite and >= 1 for every sample")
 
-        def col(values):
-            return torch.as_tensor(np.asarray(values, dtype=np.float64), dtype=dtype, device=device)
+        def opt(v):
+            return math.nan if v is None else float(v)
 
+        # One (n, 20) host table, copied to the device once, then split into the fields (views).
+        table = np.empty((n, 20), dtype=np.float64)
+        for i, q in enumerate(plist):
+            table[i, :12] = (q.gain_k_dn_per_e, q.read_model == "tukey", q.read_sigma_dn, q.tukey_lambda, q.tukey_scale_dn,
+                             q.row_sigma_dn, q.col_sigma_dn, q.dark_current_e_per_s * q.exposure_s, r[i], opt(q.iso),
+                             q.exposure_s, opt(q.hot_pixel_dark_current_e_per_s))
+            table[i, 12:16] = q.black_level_error_dn
+            table[i, 16:20] = q.black_level_dn if q.black_level_dn is not None else (math.nan,) * 4
+        t = torch.as_tensor(table, dtype=dtype, device=device)
         return cls(
-            gain_k_dn_per_e=col([q.gain_k_dn_per_e for q in plist]),
-            tukey=torch.as_tensor([q.read_model == "tukey" for q in plist], dtype=torch.bool, device=device),
-            read_sigma_dn=col([q.read_sigma_dn for q in plist]),
-            tukey_lambda=col([q.tukey_lambda for q in plist]),
-            tukey_scale_dn=col([q.tukey_scale_dn for q in plist]),
-            row_sigma_dn=col([q.row_sigma_dn for q in plist]),
-            col_sigma_dn=col([q.col_sigma_dn for q in plist]),
-            black_level_error_dn=col([q.black_level_error_dn for q in plist]).reshape(n, 4),
-            dark_e=col([q.dark_current_e_per_s * q.exposure_s for q in plist]),
-            ratio=col(r),
-            black_level_dn=col([q.black_level_dn or (math.nan,) * 4 for q in plist]).reshape(n, 4),
+            gain_k_dn_per_e=t[:, 0],
+            tukey=t[:, 1] > 0.5,
+            read_sigma_dn=t[:, 2],
+            tukey_lambda=t[:, 3],
+            tukey_scale_dn=t[:, 4],
+            row_sigma_dn=t[:, 5],
+            col_sigma_dn=t[:, 6],
+            dark_e=t[:, 7],
+            ratio=t[:, 8] if r_dev is None else r_dev.to(device=t.device, dtype=dtype),
+            iso=t[:, 9],
+            exposure_s=t[:, 10],
+            hot_pixel_dark_current_e_per_s=t[:, 11],
+            black_level_error_dn=t[:, 12:16],
+            black_level_dn=t[:, 16:20],
         )
 
     def to(self, device=None, dtype=None) -> "NoiseParamsBatch":
-        """The same batch on another device and/or floating dtype (``tukey`` stays bool)."""
+        """The same batch on another device and/or floating dtype (``tukey`` stays bool, ``origin`` int64)."""
         changes = {}
         for f in dataclasses.fields(self):
             t = getattr(self, f.name)
-            changes[f.name] = t.to(device=device) if t.dtype == torch.bool else t.to(device=device, dtype=dtype)
+            if t is not None:
+                changes[f.name] = t.to(device=device, dtype=dtype) if t.is_floating_point() else t.to(device=device)
         return dataclasses.replace(self, **changes)
 
     def to_params(self) -> list[NoiseParams]:
-        """One :class:`NoiseParams` per sample (host copies; ``dark_e`` becomes dark current over 1 s).
+        """One :class:`NoiseParams` per sample (host copies).
 
         Returns
         -------
         list of NoiseParams
-            The ratios are not part of NoiseParams: read them from ``ratio``.
+            The ratios and origins are not part of NoiseParams: read them from ``ratio`` and ``origin``.
+            ``dark_e`` becomes dark current over ``exposure_s`` (over 1 s when the exposure is 0 or unknown).
         """
-        host = {f.name: getattr(self, f.name).detach().cpu().numpy() for f in dataclasses.fields(self)}
-        return [
-            NoiseParams(
+        host = {f.name: getattr(self, f.name).detach().cpu().numpy() for f in dataclasses.fields(self)
+                if getattr(self, f.name) is not None}
+        nan = np.full(len(self), math.nan)
+        iso, hot = host.get("iso", nan), host.get("hot_pixel_dark_current_e_per_s", nan)
+        exposure = host.get("exposure_s", np.zeros(len(self)))
+
+        def optional(v):
+            return None if np.isnan(v) else float(v)
+
+        out = []
+        for i in range(len(self)):
+            dark_e, t = float(host["dark_e"][i]), float(exposure[i])
+            if t > 0:
+                dark = dict(dark_current_e_per_s=dark_e / t, exposure_s=t)
+            else:
+                dark = dict(dark_current_e_per_s=dark_e, exposure_s=1.0 if dark_e else 0.0)
+            out.append(NoiseParams(
                 gain_k_dn_per_e=float(host["gain_k_dn_per_e"][i]),
                 read_model="tukey" if host["tukey"][i] else "gaussian",
                 read_sigma_dn=float(host["read_sigma_dn"][i]),
@@ -193,12 +245,12 @@ class NoiseParamsBatch:
                 row_sigma_dn=float(host["row_sigma_dn"][i]),
                 col_sigma_dn=float(host["col_sigma_dn"][i]),
                 black_level_error_dn=tuple(float(v) for v in host["black_level_error_dn"][i]),
-                dark_current_e_per_s=float(host["dark_e"][i]),
-                exposure_s=1.0 if host["dark_e"][i] else 0.0,
                 black_level_dn=None if np.isnan(host["black_level_dn"][i]).any() else tuple(float(v) for v in host["black_level_dn"][i]),
-            )
-            for i in range(len(self))
-        ]
+                iso=optional(iso[i]),
+                hot_pixel_dark_current_e_per_s=optional(hot[i]),
+                **dark,
+            ))
+        return out
 
 
 def _compute_dtype(dtype: torch.dtype) -> torch.dtype:
@@ -206,11 +258,181 @@ def _compute_dtype(dtype: torch.dtype) -> torch.dtype:
     return torch.float64 if dtype == torch.float64 else torch.float32
 
 
+# Sensor tiles per (sensor, device, dtype): made once, so a call makes no host → device copy for them.
+_TILES: dict = {}
+
+
 def _sensor_tiles(sensor: Sensor, device=None, dtype=torch.float32) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """Black and white level per colour site [DN], two (4,) tensors, and the (p, p) site index of the tile."""
-    black = torch.as_tensor(sensor.black_level_dn, dtype=dtype, device=device)
-    white = torch.as_tensor(sensor.white_level_dn, dtype=dtype, device=device)
-    return black, white, torch.as_tensor(sensor.cfa.site_index, dtype=torch.long, device=device)
+    key = (sensor, torch.device(device) if device is not None else torch.device("cpu"), dtype)
+    hit = _TILES.get(key)
+    if hit is None:
+        if len(_TILES) >= 32:
+            _TILES.pop(next(iter(_TILES)))
+        levels = torch.as_tensor(np.array([sensor.black_level_dn, sensor.white_level_dn], dtype=np.float64), dtype=dtype, device=device)
+        hit = _TILES[key] = (levels[0], levels[1], torch.as_tensor(sensor.cfa.site_index, dtype=torch.long, device=device))
+    return hit
+
+
+def _phase_medians(values: torch.Tensor, keep: tuple) -> torch.Tensor:
+    """(…, p, p) median of each CFA phase of full-sensor ``values`` (…, H_s, W_s) over the pixels ``keep``.
+
+    ``keep[py][px]`` holds the flat indices (into the phase's own (H_s/p · W_s/p) grid) of its unmasked
+    pixels, or None when every pixel is masked (then NaN, as ``np.median`` of nothing). Even counts take
+    the mean of the two middle values, as ``np.median``; everything stays on the device (no masked
+    selection: its size would need a host sync).
+    """
+    p = len(keep)
+    rows = []
+    for py in range(p):
+        cols = []
+        for px in range(p):
+            idx = keep[py][px]
+            sub = values[..., py::p, px::p].reshape(*values.shape[:-2], -1)
+            if idx is None:
+                cols.append(torch.full(values.shape[:-2], math.nan, dtype=values.dtype, device=values.device))
+                continue
+            sel = sub.index_select(-1, idx)
+            m = idx.shape[0]
+            hi = torch.kthvalue(sel, m // 2 + 1, dim=-1).values
+            cols.append(hi if m % 2 else (torch.kthvalue(sel, m // 2, dim=-1).values + hi) / 2)
+        rows.append(torch.stack(cols, dim=-1))
+    return torch.stack(rows, dim=-2)
+
+
+@dataclass(frozen=True)
+class DeviceMaps:
+    """:class:`~noisesim.params.FixedPatternMaps` as float32 tensors on one device, for :func:`simulate_torch`.
+
+    Made once per device (:meth:`from_maps`); each call then crops them on the device at the samples'
+    origins. Fields as in FixedPatternMaps, full-sensor ``(H_s, W_s)`` tensors or None, plus what the
+    engine derives from them: ``dark_current_cold_e_per_s`` (the dark-current map with its hot pixels
+    replaced by the median of their CFA phase, used with the ``hot_pixels`` switch off) and the unmasked
+    pixels of each phase (for the dark-shading medians, which depend on each sample's ISO).
+    """
+
+    shape: tuple[int, int]
+    period: int
+    dark_shading_k_dn_per_iso: torch.Tensor | None
+    dark_shading_b_dn: torch.Tensor | None
+    prnu: torch.Tensor | None
+    dark_current_e_per_s: torch.Tensor | None
+    hot_pixel_mask: torch.Tensor | None
+    read_sigma_scale: torch.Tensor | None
+    dark_current_cold_e_per_s: torch.Tensor | None
+    unmasked: tuple | None  # [py][px] flat indices into the phase grid, None: all masked
+
+    @classmethod
+    def from_maps(cls, maps: FixedPatternMaps, period: int, *, device=None) -> "DeviceMaps":
+        """Copy ``maps`` (full sensor, mosaic layout) to ``device``.
+
+        Parameters
+        ----------
+        maps : FixedPatternMaps
+        period : int
+            CFA period p of the sensor (``sensor.cfa.period``); the maps' shape must be a multiple of it.
+        device : torch.device or str, optional
+
+        Returns
+        -------
+        DeviceMaps
+        """
+        if isinstance(maps, DeviceMaps):
+            return maps.to(device)
+        if not isinstance(maps, FixedPatternMaps):
+            raise ParameterError(f"maps must be FixedPatternMaps (e.g. card.maps), got {type(maps).__name__}")
+        shape = maps.shape or (0, 0)
+        if shape[0] % period or shape[1] % period:
+            raise ShapeError(f"maps of shape {shape} do not fit the CFA period {period}")
+
+        def dev(a, dtype=torch.float32):
+            return None if a is None else torch.as_tensor(np.ascontiguousarray(a), dtype=dtype, device=device)
+
+        mask = dev(maps.hot_pixel_mask, torch.bool)
+        unmasked = cold = None
+        if maps.hot_pixel_mask is not None:
+            m = maps.hot_pixel_mask
+            unmasked = tuple(
+                tuple(
+                    (dev(np.flatnonzero(~m[py::period, px::period]), torch.long) if (~m[py::period, px::period]).any() else None)
+                    for px in range(period)
+                )
+                for py in range(period)
+            )
+        dc = dev(maps.dark_current_e_per_s)
+        if dc is not None and mask is not None:
+            cold = _replace_hot(dc, mask, _phase_medians(dc, unmasked))
+        return cls(shape=tuple(shape), period=int(period), dark_shading_k_dn_per_iso=dev(maps.dark_shading_k_dn_per_iso),
+                   dark_shading_b_dn=dev(maps.dark_shading_b_dn), prnu=dev(maps.prnu), dark_current_e_per_s=dc,
+                   hot_pixel_mask=mask, read_sigma_scale=dev(maps.read_sigma_scale), dark_current_cold_e_per_s=cold,
+                   unmasked=unmasked)
+
+    def to(self, device) -> "DeviceMaps":
+        """The same maps on ``device``."""
+        def move(v):
+            if isinstance(v, torch.Tensor):
+                return v.to(device=device)
+            if isinstance(v, tuple) and v and isinstance(v[0], tuple):
+                return tuple(tuple(None if i is None else i.to(device=device) for i in row) for row in v)
+            return v
+
+        return dataclasses.replace(self, **{f.name: move(getattr(self, f.name)) for f in dataclasses.fields(self)})
+
+    @property
+    def device(self) -> torch.device | None:
+        """Where the maps live (None: no maps)."""
+        for f in dataclasses.fields(self):
+            v = getattr(self, f.name)
+            if isinstance(v, torch.Tensor):
+                return v.device
+        return None
+
+
+def _replace_hot(values: torch.Tensor, hot: torch.Tensor, medians: torch.Tensor) -> torch.Tensor:
+    """``values`` (…, H, W) with the pixels ``hot`` (H, W) or (N, H, W) replaced by the (…, p, p) median of
+    their phase (NaN medians, a phase all hot, keep their values, as the engine)."""
+    p = medians.shape[-1]
+    H, W = values.shape[-2:]
+    tile = medians.repeat(*([1] * (medians.ndim - 2)), H // p, W // p)
+    return torch.where(hot & ~torch.isnan(tile), tile, values)
+
+
+def _crop(m: torch.Tensor, origin, H: int, W: int) -> torch.Tensor:
+    """Window (H, W) of a full-sensor map: (H, W) at one origin (oy, ox), (N, H, W) at (N, 2) origins."""
+    if isinstance(origin, torch.Tensor):
+        rows = origin[:, 0:1] + torch.arange(H, device=m.device)  # (N, H)
+        cols = origin[:, 1:2] + torch.arange(W, device=m.device)  # (N, W)
+        return m[rows[:, :, None], cols[:, None, :]]
+    oy, ox = origin
+    return m[oy : oy + H, ox : ox + W]
+
+
+def _check_origin(origin, n: int, H: int, W: int, p: int, maps: DeviceMaps | None, device):
+    """Origin of each sample: (oy, ox) ints or an (N, 2) int64 tensor on ``device``; checked on the host
+    when it is host data (a tensor on another device is used as given: checking it would wait for it)."""
+    need = maps.shape if maps is not None else None
+    if isinstance(origin, torch.Tensor):
+        if origin.dtype.is_floating_point or origin.dtype == torch.bool:
+            raise ParameterError(f"origin must be an integer tensor, got {origin.dtype}")
+        o = origin.reshape(-1, 2) if origin.ndim == 1 else origin
+        if o.shape not in ((1, 2), (n, 2)):
+            raise ShapeError(f"origin must have shape (2,) or ({n}, 2). Got {tuple(origin.shape)}.")
+        if o.device.type == "cpu":
+            oh = o.to(torch.int64)
+            bad = (oh < 0).any() or (oh % p != 0).any()
+            if need is not None:
+                bad = bad or (oh[:, 0] + H > need[0]).any() or (oh[:, 1] + W > need[1]).any()
+            if bool(bad):
+                raise ShapeError(f"every origin must be a non-negative multiple of the CFA period {p} with the frame "
+                                 f"({H}, {W}) inside the maps {need}")
+        return o.to(device=device, dtype=torch.int64).expand(n, 2)
+    oy, ox = (int(v) for v in origin)
+    if oy < 0 or ox < 0 or oy % p or ox % p:
+        raise ShapeError(f"origin {tuple(origin)} must be non-negative multiples of the CFA period {p}")
+    if need is not None and (oy + H > need[0] or ox + W > need[1]):
+        raise ShapeError(f"maps of shape {need} do not cover the frame: frame ({H}, {W}) at origin {(oy, ox)} "
+                         f"needs at least ({oy + H}, {ox + W})")
+    return (oy, ox)
 
 
 def _to_mosaic(clean: torch.Tensor, sensor: Sensor) -> torch.Tensor:
@@ -232,8 +454,59 @@ def _to_mosaic(clean: torch.Tensor, sensor: Sensor) -> torch.Tensor:
     raise ShapeError(f"clean must have shape (N, C, h, w) or (N, H, W). Got {tuple(clean.shape)}.")
 
 
-def _noise(mosaic, pb: NoiseParamsBatch, black_sites, white_sites, site_index, components: NoiseComponents, generator, output_unit):
-    """The model on an (N, H, W) mosaic in its compute dtype; all tensors on one device (no host sync)."""
+def _map_terms(pb: NoiseParamsBatch, maps: DeviceMaps | None, origin, components: NoiseComponents, n, H, W, dtype):
+    """(PRNU, dark charge [e⁻], dark shading [DN], read σ scale) of each pixel from the maps, each None when
+    off, (H, W) or (N, H, W), in ``dtype`` — the engine's choices (noisesim.noise.simulate) term by term."""
+    if maps is None or maps.device is None:
+        return None, None, None, None
+    f32 = torch.float32
+
+    def per_sample(t):
+        return t.reshape(n, 1, 1)
+
+    def crop(m):
+        return _crop(m, origin, H, W)
+
+    cold = maps.hot_pixel_mask is not None and not components.hot_pixels  # hot pixels take their phase's median
+    hot = crop(maps.hot_pixel_mask) if maps.hot_pixel_mask is not None else None
+    prnu = crop(maps.prnu).to(dtype) if components.prnu and maps.prnu is not None else None
+    nan = torch.full((n,), math.nan, dtype=dtype, device=pb.gain_k_dn_per_e.device)
+    exposure = pb.exposure_s if pb.exposure_s is not None else torch.zeros_like(nan)
+    dark = None
+    if components.dark_current:
+        if maps.dark_current_e_per_s is not None:
+            dc = crop(maps.dark_current_cold_e_per_s if cold else maps.dark_current_e_per_s)
+            dark = (dc * per_sample(exposure.to(f32))).to(dtype)  # float32 product, as the engine
+        elif components.hot_pixels and hot is not None and pb.hot_pixel_dark_current_e_per_s is not None:
+            # hot pixels carry their own dark current (it dominates long exposures); the rest the bulk figure
+            rate = pb.hot_pixel_dark_current_e_per_s
+            any_hot = hot.reshape(-1, H * W).any(dim=1) if hot.ndim == 3 else hot.any()
+            has = per_sample(~torch.isnan(rate) & (exposure > 0) & any_hot)
+            hot_e = per_sample(rate * exposure).to(f32).to(dtype)
+            dark = torch.where(has & hot, hot_e, per_sample(pb.dark_e).to(f32).to(dtype))
+            dark = torch.where(has, dark, per_sample(pb.dark_e))  # samples without it: the scalar, as no map
+    ds = None
+    if components.dark_shading and maps.dark_shading_k_dn_per_iso is not None:
+        iso = (pb.iso if pb.iso is not None else nan).to(f32)
+        ds = crop(maps.dark_shading_k_dn_per_iso) * per_sample(iso) + crop(maps.dark_shading_b_dn)  # float32, as the engine
+        if cold:  # the medians depend on each sample's ISO: one full-sensor map at a time (memory)
+            k_full, b_full = maps.dark_shading_k_dn_per_iso, maps.dark_shading_b_dn
+            med = torch.stack([_phase_medians(k_full * iso[i] + b_full, maps.unmasked) for i in range(n)])
+            ds = _replace_hot(ds, hot, med)
+        ds = ds.to(dtype)
+    scale = None
+    if components.read and components.per_pixel_read and maps.read_sigma_scale is not None:
+        scale = crop(maps.read_sigma_scale).to(dtype)
+    return prnu, dark, ds, scale
+
+
+def _noise(mosaic, pb: NoiseParamsBatch, black_sites, white_sites, site_index, components: NoiseComponents, generator,
+           output_unit, maps=None, origin=(0, 0)):
+    """The model on an (N, H, W) mosaic in its compute dtype; all tensors on one device (no host sync).
+
+    The arithmetic follows the engine's reference kernel (noisesim.kernels.fused_noise_numpy) step by
+    step, so float64 input reproduces its deterministic terms exactly.
+    """
     n, H, W = mosaic.shape
     dev, dtype = mosaic.device, mosaic.dtype
     p = site_index.shape[0]
@@ -245,18 +518,25 @@ def _noise(mosaic, pb: NoiseParamsBatch, black_sites, white_sites, site_index, c
     def per_sample(t):
         return t.reshape(n, 1, 1)
 
+    prnu, dark, ds, scale = _map_terms(pb, maps, origin, components, n, H, W, dtype)
     k = per_sample(pb.gain_k_dn_per_e)
-    mu_e = torch.clamp(mosaic, min=0.0) * (white - black) / (per_sample(pb.ratio) * k)
-    if components.dark_current:
+    mu_e = torch.clamp(mosaic, min=0.0) * ((white - black) / (per_sample(pb.ratio) * k))
+    if prnu is not None:
+        mu_e = mu_e * (1.0 + prnu)
+    if dark is not None:
+        mu_e = mu_e + dark
+    elif components.dark_current:
         mu_e = mu_e + per_sample(pb.dark_e)
-    d = k * (torch.poisson(mu_e, generator=generator) if components.shot else mu_e)
+    add = black + pb.black_level_error_dn[:, site_index].repeat(1, H // p, W // p) if components.black_level_error else black
+    d = k * (torch.poisson(mu_e, generator=generator) if components.shot else mu_e) + add
 
     if components.read:
         is_tukey = per_sample(pb.tukey)
         u = torch.rand(mosaic.shape, generator=generator, device=dev, dtype=dtype).clamp_(U_EPS, 1.0 - U_EPS)
         tl = tukey_lambda_quantile(u, per_sample(pb.tukey_lambda)) * per_sample(pb.tukey_scale_dn)
         g = torch.randn(mosaic.shape, generator=generator, device=dev, dtype=dtype) * per_sample(pb.read_sigma_dn)
-        d = d + torch.where(is_tukey, tl, g)
+        read = torch.where(is_tukey, tl, g)
+        d = d + (read if scale is None else read * scale)
     if components.row:
         if components.row_per_channel:
             # One offset per packed-channel row: each column phase of each sensor row draws its own value.
@@ -267,10 +547,8 @@ def _noise(mosaic, pb: NoiseParamsBatch, black_sites, white_sites, site_index, c
     if components.column:
         cols = torch.randn((n, 1, W), generator=generator, device=dev, dtype=dtype)
         d = d + cols * per_sample(pb.col_sigma_dn)
-    if components.black_level_error:
-        # (N, 4) in Bayer reading order → (N, p, p) tiles, as CFA.tile_values
-        d = d + pb.black_level_error_dn[:, site_index].repeat(1, H // p, W // p)
-    d = d + black
+    if ds is not None:
+        d = d + ds
 
     if components.quantize:
         d = torch.floor(d + 0.5)  # half up, as the kernel (torch.round is half to even)
@@ -279,7 +557,7 @@ def _noise(mosaic, pb: NoiseParamsBatch, black_sites, white_sites, site_index, c
     if components.clip:
         lo = black if components.clip_at_black else torch.zeros_like(black)
         d = torch.minimum(torch.maximum(d, lo), white)
-    return d if output_unit == "dn" else (d - black) / (white - black)
+    return d if output_unit == "dn" else (d - black) * (1.0 / (white - black))
 
 
 def _check_output_unit(output_unit: str) -> None:
@@ -287,25 +565,68 @@ def _check_output_unit(output_unit: str) -> None:
         raise ParameterError(f"output_unit must be 'normalized' or 'dn', got {output_unit!r}")
 
 
-def _run(clean, pb: NoiseParamsBatch, sensor: Sensor, tiles, components, generator, output_unit):
+def _run(clean, pb: NoiseParamsBatch, sensor: Sensor, tiles, components, generator, output_unit, maps=None, origin=None):
     if not isinstance(clean, torch.Tensor):
         raise ShapeError(f"clean must be a torch.Tensor, got {type(clean).__name__}")
     _check_output_unit(output_unit)
     out_dtype = clean.dtype if torch.is_floating_point(clean) else torch.float32
     cdt = _compute_dtype(out_dtype)
     mosaic = _to_mosaic(clean, sensor).to(cdt)
-    n = mosaic.shape[0]
+    n, H, W = mosaic.shape
     if len(pb) != n:
         raise ParameterError(f"params describe {len(pb)} samples, the batch has {n}")
     pb = pb.to(device=mosaic.device, dtype=cdt)
     p = sensor.cfa.period
+    if maps is not None and maps.device is not None and maps.device != mosaic.device:
+        raise ParameterError(f"maps are on {maps.device}, the batch on {mosaic.device}: DeviceMaps.from_maps(maps, p, device=…)")
+    if maps is not None and maps.device is not None and maps.period != p:
+        raise ParameterError(f"maps made for CFA period {maps.period}, the sensor's is {p}")
+    if origin is None:
+        origin = pb.origin if pb.origin is not None else (0, 0)
+    origin = _check_origin(origin, n, H, W, p, maps if maps is not None and maps.device is not None else None, mosaic.device)
+    if (components.dark_shading and maps is not None and maps.dark_shading_k_dn_per_iso is not None
+            and pb.iso is not None and pb.iso.device.type == "cpu" and bool(torch.isnan(pb.iso).any())):
+        raise ParameterError("dark shading DS(iso) = k·iso + b needs each sample's iso; set it or switch dark_shading off")
+    if components.dark_shading and maps is not None and maps.dark_shading_k_dn_per_iso is not None and pb.iso is None:
+        raise ParameterError("dark shading DS(iso) = k·iso + b needs each sample's iso; set it or switch dark_shading off")
     black, white, site_index = tiles
     dev = mosaic.device
-    out = _noise(mosaic, pb, black.to(dev, cdt), white.to(dev, cdt), site_index.to(dev), components, generator, output_unit)
+    out = _noise(mosaic, pb, black.to(dev, cdt), white.to(dev, cdt), site_index.to(dev), components, generator, output_unit,
+                 maps, origin)
     if clean.ndim == 4:
         hp, wp = clean.shape[2], clean.shape[3]
         out = out.reshape(n, hp, p, wp, p).permute(0, 2, 4, 1, 3).reshape(n, p * p, hp, wp)
     return out.to(out_dtype)
+
+
+def _warn_without_maps(sensor: Sensor, maps, stacklevel: int) -> None:
+    if maps is None and sensor.maps_of_card is not None:
+        warnings.warn(
+            f"the sensor of card {sensor.maps_of_card!r} is used without the card's fixed-pattern maps (DSNU, PRNU, "
+            "hot pixels): they are left out. Pass maps=card.maps (maps=FixedPatternMaps() to leave them out knowingly)",
+            UserWarning,
+            stacklevel=stacklevel + 1,
+        )
+
+
+# Maps copied to a device once per (maps object, device); checked by identity through weak references.
+_MAPS: dict = {}
+
+
+def _device_maps(maps, period: int, device) -> DeviceMaps | None:
+    if maps is None or isinstance(maps, DeviceMaps):
+        return maps
+    if not isinstance(maps, FixedPatternMaps):
+        raise ParameterError(f"maps must be FixedPatternMaps or DeviceMaps, got {type(maps).__name__}")
+    key = (id(maps), period, torch.device(device))
+    hit = _MAPS.get(key)
+    if hit is not None and hit[0]() is maps:
+        return hit[1]
+    dm = DeviceMaps.from_maps(maps, period, device=device)
+    if len(_MAPS) >= 8:
+        _MAPS.pop(next(iter(_MAPS)))
+    _MAPS[key] = (weakref.ref(maps), dm)
+    return dm
 
 
 def simulate_torch(
@@ -315,10 +636,18 @@ def simulate_torch(
     *,
     ratio=1.0,
     components: NoiseComponents = NoiseComponents(),
+    maps: FixedPatternMaps | DeviceMaps | None = None,
+    origin=None,
     generator: torch.Generator | None = None,
     output_unit: str = "normalized",
 ) -> torch.Tensor:
     """Add sensor noise to a batch of clean normalized raw frames with torch.
+
+    Device and dtype come from ``clean``: every tensor of the computation is made on its device. With a
+    :class:`NoiseParamsBatch` on that device (and maps as :class:`DeviceMaps`, or FixedPatternMaps, copied
+    on their first use per device) a call makes no host round trip: no host → device copy, no device →
+    host read, so it queues on a CUDA stream without waiting. Host records (:class:`NoiseParams`) cost one
+    small host → device copy per call.
 
     Parameters
     ----------
@@ -333,7 +662,14 @@ def simulate_torch(
     ratio : float, sequence or (N,) tensor
         Exposure ratio r ≥ 1 per sample: the expected signal is divided by r.
     components : NoiseComponents
-        Switches; the map-based terms (``dark_shading``, ``prnu``, ``hot_pixels``) have no effect here.
+        Switches, as :func:`noisesim.noise.simulate`.
+    maps : FixedPatternMaps or DeviceMaps, optional
+        Full-sensor (H_s, W_s) maps (e.g. ``card.maps``): dark shading (needs each sample's ``iso``), PRNU,
+        per-pixel dark current, hot pixels and their dark current, per-pixel read σ. None: no maps (a card's
+        own sensor without them warns, as the engine).
+    origin : (int, int), (N, 2) integer tensor or None
+        Top-left mosaic pixel of each sample in the full sensor, where it reads the maps (multiples of the
+        CFA period). None: ``params.origin`` of a batch that has one, else (0, 0).
     generator : torch.Generator, optional
         Source of randomness (on the tensor's device); the global torch generator when None.
     output_unit : {"normalized", "dn"}
@@ -342,7 +678,8 @@ def simulate_torch(
     Returns
     -------
     torch.Tensor
-        Noisy frames, same shape and device as ``clean``, in its floating dtype (float32 for integer input).
+        Noisy frames, same shape and device as ``clean``, in its floating dtype (float32 for integer input;
+        float16/bfloat16 computed in float32).
 
     Shape
     -----
@@ -361,11 +698,28 @@ def simulate_torch(
     if not isinstance(clean, torch.Tensor):
         raise ShapeError(f"clean must be a torch.Tensor, got {type(clean).__name__}")
     _check_output_unit(output_unit)
+    _warn_without_maps(sensor, maps, stacklevel=2)
+    cdt = _compute_dtype(clean.dtype)
     if not isinstance(params, NoiseParamsBatch):
         n = _to_mosaic(clean, sensor).shape[0]
-        params = NoiseParamsBatch.from_params(params, n, ratio=ratio, device=clean.device, dtype=_compute_dtype(clean.dtype))
-    tiles = _sensor_tiles(sensor, clean.device, _compute_dtype(clean.dtype))
-    return _run(clean, params, sensor, tiles, components, generator, output_unit)
+        params = NoiseParamsBatch.from_params(params, n, ratio=ratio, device=clean.device, dtype=cdt)
+    tiles = _sensor_tiles(sensor, clean.device, cdt)
+    dmaps = _device_maps(maps, sensor.cfa.period, clean.device)
+    return _run(clean, params, sensor, tiles, components, generator, output_unit, dmaps, origin)
+
+
+def _equivalent_iso(log_k: torch.Tensor, table_log_k: torch.Tensor, table_log_iso: torch.Tensor) -> torch.Tensor:
+    """The card's equivalent ISO of each K (as :func:`noisesim.sampling.sample_params` gives it): linear in
+    (ln K, ln ISO) between the table's rows, K ∝ ISO beyond its ends (analogue gain). (n,) → (n,), on the device."""
+    m = table_log_k.shape[0]
+    if m == 1:
+        return torch.exp(table_log_iso[0] + log_k - table_log_k[0])
+    j = torch.searchsorted(table_log_k, log_k).clamp(1, m - 1)  # segment [j − 1, j]
+    x0, x1, y0, y1 = table_log_k[j - 1], table_log_k[j], table_log_iso[j - 1], table_log_iso[j]
+    inside = y0 + (log_k - x0) * (y1 - y0) / (x1 - x0)
+    below = table_log_iso[0] + log_k - table_log_k[0]
+    above = table_log_iso[-1] + log_k - table_log_k[-1]
+    return torch.exp(torch.where(log_k <= table_log_k[0], below, torch.where(log_k >= table_log_k[-1], above, inside)))
 
 
 class CardParamSampler:
@@ -373,9 +727,10 @@ class CardParamSampler:
 
     The batched twin of :func:`noisesim.sampling.sample_params` with neither ``iso`` nor
     ``gain_k_dn_per_e`` (``ln K ~ U(ln K_min, ln K_max)``, profile by weight, ``ln σ_x`` log-linear in
-    ln K plus scatter; λ, black-level error, column σ, dark current and black level from the ISO-table row nearest in
-    ln K, or λ uniform over ``joint.tukey_lambda_values`` and the black-level error of the ln K bin
-    without a table), and the exposure ratio log-uniform in ``ratio_range``. The card is read once into
+    ln K plus scatter; λ, black-level error, column σ, dark current, hot-pixel dark current and black level
+    from the ISO-table row nearest in ln K, or λ uniform over ``joint.tukey_lambda_values`` and the
+    black-level error of the ln K bin without a table; the equivalent ISO of K, for dark shading), and the
+    exposure ratio log-uniform in ``ratio_range``. The card is read once into
     small tensors; :meth:`sample` runs on the device only.
 
     Parameters
@@ -421,6 +776,9 @@ class CardParamSampler:
         self._t_col = f64([e.col_sigma_dn or 0.0 for e in table])
         self._t_dark = f64([e.dark_current_e_per_s or 0.0 for e in table])
         self._t_black = f64([e.black_level_dn or (math.nan,) * 4 for e in table])
+        self._t_hot = f64([math.nan if e.hot_pixel_dark_current_e_per_s is None else e.hot_pixel_dark_current_e_per_s
+                           for e in table])
+        self._t_log_iso = f64([math.log(e.iso) for e in table])
         self._lambdas = f64(joint.tukey_lambda_values or (0.0,))
         self._bins = f64(bins or ((0.0,) * 4,))
         self._on_device: dict[tuple, dict[str, torch.Tensor]] = {}  # the tables above, copied once per device
@@ -450,7 +808,8 @@ class CardParamSampler:
 
         tables = self._on_device.get((dev, wdt))
         if tables is None:
-            names = ("_p_log_k", "_p_weight", "_p_fit", "_t_log_k", "_t_lambda", "_t_ble", "_t_col", "_t_dark", "_t_black", "_lambdas", "_bins")
+            names = ("_p_log_k", "_p_weight", "_p_fit", "_t_log_k", "_t_lambda", "_t_ble", "_t_col", "_t_dark", "_t_black",
+                     "_t_hot", "_t_log_iso", "_lambdas", "_bins")
             tables = self._on_device[(dev, wdt)] = {nm: getattr(self, nm).to(device=dev, dtype=wdt) for nm in names}
 
         lo, hi = self._log_k
@@ -475,12 +834,14 @@ class CardParamSampler:
             lam, row_ble = tables["_t_lambda"][nearest], tables["_t_ble"][nearest]
             ble = torch.where(torch.isnan(row_ble), ble, row_ble)
             col, dark = tables["_t_col"][nearest], tables["_t_dark"][nearest] * self.exposure_s
-            black = tables["_t_black"][nearest]
+            black, hot = tables["_t_black"][nearest], tables["_t_hot"][nearest]
+            iso = _equivalent_iso(lk, tables["_t_log_k"], tables["_t_log_iso"])
         else:
             nl = self._lambdas.numel()
             lam = tables["_lambdas"][(u_lambda * nl).long().clamp_max(nl - 1)]
             col = dark = torch.zeros(n, device=dev, dtype=wdt)
             black = torch.full((n, 4), math.nan, device=dev, dtype=wdt)
+            hot = iso = torch.full((n,), math.nan, device=dev, dtype=wdt)
         rlo, rhi = (math.log(v) for v in self.ratio_range)
         ratio = torch.exp(rlo + (rhi - rlo) * rand(n))
         batch = NoiseParamsBatch(
@@ -495,6 +856,9 @@ class CardParamSampler:
             dark_e=dark,
             ratio=ratio,
             black_level_dn=black,
+            iso=iso,
+            exposure_s=torch.full((n,), self.exposure_s, device=dev, dtype=wdt),
+            hot_pixel_dark_current_e_per_s=hot,
         )
         return batch.to(dtype=dtype)
 
@@ -505,7 +869,9 @@ class RawNoise(torch.nn.Module):
     In the style of kornia's augmentations: :meth:`forward_parameters` draws a :class:`NoiseParamsBatch`
     for a batch; :meth:`forward` applies given parameters or draws new ones, and stores what it used in
     ``self.params``, so ``aug(x2, params=aug.params)`` replays them on another batch (same parameters,
-    fresh noise; pass a generator seeded alike for the same noise too).
+    fresh noise; pass a generator seeded alike for the same noise too). With ``maps``, each sample also
+    draws where it lies on the full sensor (``params.origin``, uniform over the positions that keep the
+    frame inside the maps, multiples of the CFA period), which a replay keeps too.
 
     Parameters
     ----------
@@ -515,13 +881,15 @@ class RawNoise(torch.nn.Module):
         Where parameters come from when ``forward`` gets none; without it every call needs ``params``.
     components : NoiseComponents
     output_unit : {"normalized", "dn"}
+    maps : FixedPatternMaps or DeviceMaps, optional
+        Full-sensor fixed-pattern maps (e.g. ``card.maps``), copied to each device once, on first use.
 
     Examples
     --------
     >>> import torch
     >>> from noisesim import load_card
     >>> card = load_card("SonyA7S2")
-    >>> aug = RawNoise(card.sensor, CardParamSampler(card, ratio_range=(100, 300)))
+    >>> aug = RawNoise(card.sensor, CardParamSampler(card, ratio_range=(100, 300)), maps=card.maps)
     >>> clean = torch.rand(2, 4, 16, 16)          # (N, C, h, w) packed RGGB, normalized
     >>> noisy = aug(clean)
     >>> p = aug.params                            # the per-sample K, σ's, λ, ratio … as tensors
@@ -537,20 +905,48 @@ class RawNoise(torch.nn.Module):
         *,
         components: NoiseComponents = NoiseComponents(),
         output_unit: str = "normalized",
+        maps: FixedPatternMaps | DeviceMaps | None = None,
     ):
         super().__init__()
         _check_output_unit(output_unit)
+        if maps is not None and not isinstance(maps, (FixedPatternMaps, DeviceMaps)):
+            raise ParameterError(f"maps must be FixedPatternMaps or DeviceMaps, got {type(maps).__name__}")
+        _warn_without_maps(sensor, maps, stacklevel=2)
         self.sensor, self.sampler, self.components, self.output_unit = sensor, sampler, components, output_unit
-        # Sensor tiles per device, made on first use: one small host → device copy per device, none per batch.
+        self.maps = maps
+        # Sensor tiles and maps per device, made on first use: one host → device copy per device, none per batch.
         # (Not buffers: module.half() would round 16383 DN to 16384.)
         self._tiles: dict[tuple, tuple] = {}
+        self._maps: dict[torch.device, DeviceMaps] = {}
         self.params: NoiseParamsBatch | None = None
 
+    def _maps_on(self, device) -> DeviceMaps | None:
+        if self.maps is None or (isinstance(self.maps, FixedPatternMaps) and self.maps.shape is None):
+            return None
+        dm = self._maps.get(device)
+        if dm is None:
+            dm = self._maps[device] = DeviceMaps.from_maps(self.maps, self.sensor.cfa.period, device=device)
+        return dm
+
     def forward_parameters(self, batch_shape, *, device=None, dtype=torch.float32, generator=None) -> NoiseParamsBatch:
-        """Draw parameters for a batch of shape ``batch_shape`` (its first entry is N) with the sampler."""
+        """Draw parameters for a batch of shape ``batch_shape`` ((N, C, h, w) packed or (N, H, W) mosaic)
+        with the sampler, and with maps each sample's ``origin`` on the sensor."""
         if self.sampler is None:
             raise ParameterError("RawNoise without a sampler needs params= in every call")
-        return self.sampler.sample(int(batch_shape[0]), device=device, dtype=dtype, generator=generator)
+        n = int(batch_shape[0])
+        pb = self.sampler.sample(n, device=device, dtype=dtype, generator=generator)
+        dev = torch.device(device) if device is not None else torch.device("cpu")
+        dm = self._maps_on(dev)
+        if dm is not None:
+            p = self.sensor.cfa.period
+            H, W = (batch_shape[-2] * p, batch_shape[-1] * p) if len(batch_shape) == 4 else tuple(batch_shape[-2:])
+            (hs, ws) = dm.shape
+            if H > hs or W > ws:
+                raise ShapeError(f"maps of shape {dm.shape} do not cover a frame of ({H}, {W})")
+            oy = torch.randint(0, (hs - H) // p + 1, (n,), generator=generator, device=dev)
+            ox = torch.randint(0, (ws - W) // p + 1, (n,), generator=generator, device=dev)
+            pb = dataclasses.replace(pb, origin=torch.stack([oy, ox], dim=1) * p)
+        return pb
 
     def forward(self, clean: torch.Tensor, params: NoiseParamsBatch | None = None, *, generator: torch.Generator | None = None) -> torch.Tensor:
         """Noisy version of ``clean`` (shape, device and dtype kept; see :func:`simulate_torch`).
@@ -560,7 +956,8 @@ class RawNoise(torch.nn.Module):
         clean : torch.Tensor
             ``(N, C, h, w)`` packed or ``(N, H, W)`` mosaic, normalized.
         params : NoiseParamsBatch, optional
-            Replay these parameters; drawn with the sampler when None.
+            Replay these parameters (and their ``origin``; (0, 0) when they have none); drawn with the
+            sampler when None.
         generator : torch.Generator, optional
             On ``clean``'s device; used for the parameter draw and the noise.
 
@@ -580,4 +977,4 @@ class RawNoise(torch.nn.Module):
         tiles = self._tiles.get(key)
         if tiles is None:
             tiles = self._tiles[key] = _sensor_tiles(self.sensor, *key)
-        return _run(clean, params, self.sensor, tiles, self.components, generator, self.output_unit)
+        return _run(clean, params, self.sensor, tiles, self.components, generator, self.output_unit, self._maps_on(clean.device))

@@ -447,3 +447,125 @@ def test_raw_noise_forward_makes_no_host_sync_on_cuda():
     finally:
         torch.cuda.set_sync_debug_mode("default")
     assert out.device.type == "cuda" and aug.params.gain_k_dn_per_e.device.type == "cuda"
+
+
+# ---- issue 10 item 3: the fixed-pattern maps (DSNU, PRNU, per-pixel dark current and read σ, hot pixels) ----
+
+from noisesim.params import FixedPatternMaps  # noqa: E402
+from noisesim.torch_noise import DeviceMaps  # noqa: E402
+
+MAP_SENSOR = Sensor("RGGB", bit_depth=14, black_level_dn=512, white_level_dn=16383)
+MAP_PARAMS = NoiseParams(gain_k_dn_per_e=1.7, dark_current_e_per_s=2.0, exposure_s=0.3, iso=1600,
+                         hot_pixel_dark_current_e_per_s=700.0, black_level_error_dn=(0.3, -0.2, 0.1, 0.0))  # fmt: skip
+
+
+def make_maps(hs=48, ws=64, seed=0, dark_map=True):
+    g = np.random.default_rng(seed)
+    hot = g.random((hs, ws)) < 0.05
+    return FixedPatternMaps(
+        dark_shading_k_dn_per_iso=(g.random((hs, ws)) * 1e-3).astype(np.float32),
+        dark_shading_b_dn=(g.normal(0, 2, (hs, ws)) + hot * 40).astype(np.float32),
+        prnu=g.normal(0, 0.02, (hs, ws)).astype(np.float32),
+        dark_current_e_per_s=(g.random((hs, ws)) * 3 + hot * 300).astype(np.float32) if dark_map else None,
+        hot_pixel_mask=hot,
+        read_sigma_scale=g.lognormal(0, 0.3, (hs, ws)).astype(np.float32),
+    )
+
+
+@pytest.mark.parametrize("dark_map", [True, False])  # per-pixel dark current, or the hot pixels' own figure
+@pytest.mark.parametrize("hot_pixels", [True, False])  # off: hot pixels take their CFA phase's median
+def test_maps_on_the_mean_match_the_engine_exactly(dark_map, hot_pixels):
+    """No random term on: dark shading, PRNU, dark current and hot pixels at per-sample origins, quantized or
+    not, clipped or not, DN or normalized — float64 twin output equals both engine backends bit for bit."""
+    maps = make_maps(dark_map=dark_map)
+    clean = np.random.default_rng(1).random((3, 32, 32)).astype(np.float32) * 1.1 - 0.05
+    origins = [(0, 0), (16, 32), (8, 2)]
+    terms = ["dark_current", "dark_shading", "prnu", "black_level_error"] + (["hot_pixels"] if hot_pixels else [])
+    for quantize, clip, unit in [(True, True, "dn"), (False, False, "dn"), (True, False, "normalized"), (False, True, "normalized")]:
+        comps = NoiseComponents.only(*terms, quantize=quantize, dither=False, clip=clip)
+        t = simulate_torch(torch.from_numpy(clean).double(), MAP_PARAMS, MAP_SENSOR, maps=maps, origin=torch.tensor(origins),
+                           components=comps, output_unit=unit, ratio=2.5).float().numpy()  # fmt: skip
+        for i, o in enumerate(origins):
+            for backend in ("numpy", "numba"):
+                e = simulate(clean[i], MAP_PARAMS, MAP_SENSOR, maps=maps, origin=o, components=comps, output_unit=unit,
+                             ratio=2.5, backend=backend)  # fmt: skip
+                np.testing.assert_array_equal(t[i], e, err_msg=f"{quantize=} {clip=} {unit} origin {o} {backend}")
+    # the maps matter (a twin ignoring them fails above): dark shading alone moves the mean by > 1 DN
+    comps = NoiseComponents.only("dark_shading", quantize=False, dither=False, clip=False)
+    with_maps = simulate_torch(torch.from_numpy(clean[:1]), MAP_PARAMS, MAP_SENSOR, maps=maps, components=comps, output_unit="dn")
+    without = simulate_torch(torch.from_numpy(clean[:1]), MAP_PARAMS, MAP_SENSOR, maps=FixedPatternMaps(), components=comps, output_unit="dn")
+    assert float((with_maps - without).abs().mean()) > 1.0
+
+
+def test_maps_single_origin_float32_and_device_maps():
+    maps = make_maps()
+    clean = np.random.default_rng(2).random((2, 16, 24)).astype(np.float32)
+    comps = NoiseComponents.only("dark_current", "dark_shading", "prnu", "hot_pixels", quantize=False, dither=False, clip=False)
+    ref = np.stack([simulate(c, MAP_PARAMS, MAP_SENSOR, maps=maps, origin=(10, 40), components=comps, output_unit="dn") for c in clean])
+    dm = DeviceMaps.from_maps(maps, 2)
+    for m in (maps, dm):
+        out = simulate_torch(torch.from_numpy(clean), MAP_PARAMS, MAP_SENSOR, maps=m, origin=(10, 40), components=comps, output_unit="dn")
+        assert out.dtype == torch.float32
+        np.testing.assert_allclose(out.numpy(), ref, rtol=1e-6, atol=2e-3)
+    with pytest.raises(ShapeError, match="do not cover"):
+        simulate_torch(torch.from_numpy(clean), MAP_PARAMS, MAP_SENSOR, maps=maps, origin=(40, 0))
+    with pytest.raises(ShapeError, match="multiple"):
+        simulate_torch(torch.from_numpy(clean), MAP_PARAMS, MAP_SENSOR, maps=maps, origin=torch.tensor([[0, 0], [1, 2]]))
+    with pytest.raises(ParameterError, match="iso"):
+        simulate_torch(torch.from_numpy(clean), MAP_PARAMS.replace(iso=None), MAP_SENSOR, maps=maps)
+
+
+def test_prnu_with_shot_noise_and_per_pixel_read_sigma_against_the_engine():
+    """Random terms through the maps: per-pixel mean K·μ(1 + PRNU) and variance K²μ(1 + PRNU) + (s·σ)² + 1/12,
+    twin and engine each against it over n frames (5 SE, SE from n) and against each other."""
+    hs = ws = 16
+    g = np.random.default_rng(3)
+    prnu = np.where(g.random((hs, ws)) < 0.5, -0.2, 0.3).astype(np.float32)
+    scale = np.where(g.random((hs, ws)) < 0.5, 1.0, 3.0).astype(np.float32)
+    maps = FixedPatternMaps(prnu=prnu, read_sigma_scale=scale)
+    k, mu, sigma, n = 2.0, 20.0, 1.5, 2000
+    params = NoiseParams(gain_k_dn_per_e=k, read_model="gaussian", read_sigma_dn=sigma)
+    comps = NoiseComponents.only("shot", "read", "prnu", per_pixel_read=True, quantize=False, clip=False)
+    clean = np.full((hs, ws), mu * k / RANGE, np.float32)
+    e = np.stack([simulate(clean, params, SENSOR, maps=maps, components=comps, output_unit="dn", rng=4, frame_index=f) for f in range(n)])
+    t = simulate_torch(torch.from_numpy(clean)[None].repeat(n, 1, 1), params, SENSOR, maps=maps, components=comps,
+                       output_unit="dn", generator=torch.Generator().manual_seed(4)).numpy()  # fmt: skip
+    mean = 512 + k * mu * (1 + prnu)
+    var = k * k * mu * (1 + prnu) + (scale * sigma) ** 2 + 1 / 12
+    for group in ((prnu < 0) & (scale == 1), (prnu > 0) & (scale == 3)):  # pixels alike pooled: n · pixels draws
+        for name, x in (("engine", e), ("twin", t)):
+            z = (x - mean) / np.sqrt(var)  # standardized per pixel: mean 0, variance 1
+            vals = z[:, group].ravel()
+            m4 = np.mean(vals**4)
+            assert abs(vals.mean()) < 5 / math.sqrt(vals.size), name
+            assert abs(vals.var() - 1) < 5 * math.sqrt((m4 - 1) / vals.size), name
+    # without the switch the scale map is ignored, as in the engine
+    off = simulate_torch(torch.from_numpy(clean)[None].repeat(200, 1, 1), params, SENSOR, maps=maps, output_unit="dn",
+                         components=dataclasses.replace(comps, per_pixel_read=False, shot=False, prnu=False))  # fmt: skip
+    v = off.numpy()[:, scale == 3].var()
+    assert abs(v - (sigma**2 + 1 / 12)) < 5 * (sigma**2 + 1 / 12) * math.sqrt(2 / off.numpy()[:, scale == 3].size)
+
+
+def test_raw_noise_passes_maps_draws_and_replays_origins():
+    maps = make_maps()
+    card = load_card("SonyA7S2")
+    comps = NoiseComponents.only("dark_current", "dark_shading", "prnu", "hot_pixels", quantize=False, dither=False, clip=False)
+    aug = RawNoise(MAP_SENSOR, CardParamSampler(card, exposure_s=0.2), maps=maps, components=comps, output_unit="dn")
+    clean = torch.rand(6, 4, 8, 12, dtype=torch.float64, generator=torch.Generator().manual_seed(0))  # 16 × 24 mosaic
+    out = aug(clean, generator=torch.Generator().manual_seed(1))
+    p = aug.params
+    o = p.origin
+    assert o.shape == (6, 2) and o.dtype == torch.int64 and bool((o % 2 == 0).all())
+    assert bool((o[:, 0] + 16 <= 48).all() and (o[:, 1] + 24 <= 64).all()) and len(set(map(tuple, o.tolist()))) > 1
+    assert bool(torch.isfinite(p.iso).all()) and bool((p.exposure_s == 0.2).all())
+    # each sample is the engine's frame at its origin, with its own parameters (float64: exact)
+    for i, q in enumerate(p.to_params()):
+        ref = simulate(clean[i].numpy(), q, MAP_SENSOR, maps=maps, origin=tuple(o[i].tolist()), ratio=float(p.ratio[i]),
+                       components=comps, output_unit="dn")  # fmt: skip
+        np.testing.assert_allclose(out[i].numpy(), ref, rtol=1e-6)
+    again = aug(clean, params=p)  # replay keeps the origins (no random term here: the same output)
+    assert aug.params.origin is o
+    assert torch.equal(again, out)
+    assert not torch.equal(aug(clean), out)  # a new draw: other origins and parameters
+    with pytest.warns(UserWarning, match="without the card's fixed-pattern maps"):
+        RawNoise(dataclasses.replace(MAP_SENSOR, maps_of_card="X"))
