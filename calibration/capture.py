@@ -44,6 +44,7 @@ __all__ = [
     "group_frames",
     "IGNORED_SUFFIXES",
     "KINDS",
+    "modal_levels",
     "normalize_camera",
     "pixel_hash",
     "read_camera",
@@ -579,3 +580,16 @@ def group_frames(frames: Iterable[FrameInfo]) -> dict[tuple[str, float, float], 
         key = (f.kind, f.iso, float(f"{f.exposure_s:.6g}"))
         groups.setdefault(key, []).append(f)
     return {k: sorted(v, key=lambda f: f.path) for k, v in sorted(groups.items())}
+
+
+def modal_levels(frames: Iterable[FrameInfo]) -> tuple[tuple[float, float, float, float], float]:
+    """The most common declared black level (per colour site) and white level of some frames [DN].
+
+    Returns
+    -------
+    (black_level_dn, white_level_dn) : (4 floats, float)
+    """
+    frames = list(frames)
+    blacks = [f.black_level_dn for f in frames]
+    whites = [f.white_level_dn for f in frames]
+    return max(set(blacks), key=blacks.count), max(set(whites), key=whites.count)

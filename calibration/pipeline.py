@@ -6,8 +6,6 @@ bounded by a few full-frame float64 buffers whatever the stack depth.
 
 from __future__ import annotations
 
-import dataclasses
-import datetime as _dt
 import logging
 import math
 from dataclasses import dataclass, field
@@ -19,28 +17,19 @@ import numpy as np
 from noisesim.cfa import CFA
 from noisesim.errors import CalibrationError, InputFileError, NoiseSimError
 
-from .accumulate import DarkAccumulator, DarkStats, FlatAccumulator, FlatLevel
-from .capture import Capture, CaptureProblem, FrameInfo, capture_camera, check_consistency, group_frames, scan_capture
-from .estimators import (
-    Estimate,
-    LineFit,
-    PTCFit,
-    batch_se,
-    box_lowpass,
-    debias_tukey,
-    fit_line,
-    fit_ptc,
-    flatten_illumination,
-    fit_tukey,
-    hot_pixel_mask,
-    solve_row_col_pixel,
-)
+from . import emva_figures as fig
+from .accumulate import DarkAccumulator, DarkStats, FlatAccumulator
+from .capture import Capture, CaptureProblem, FrameInfo, capture_camera, check_consistency, group_frames, modal_levels, scan_capture
+from .card_builder import build_card, build_provenance
+from .estimators import Estimate, PTCFit, hot_pixel_mask
+from .joint_fit import JointFits, fit_joint
 from .pixel_noise import read_sigma_scale_map
 
 __all__ = [
     "calibrate",
     "CalibrationResult",
     "ISOResult",
+    "ISOSettings",
     "JointFits",
     "MIN_DARKS_RECOMMENDED",
     "MIN_LEVELS_RECOMMENDED",
@@ -98,7 +87,7 @@ class ISOResult:
     maps_denoised: bool = False  # ds_map_dn / prnu_map Wiener-shrunk instead of variance-matched
     # black level the files declare at this ISO, per colour site [DN]; the dark mean is this + black_level_error_dn
     black_level_dn: tuple[float, float, float, float] = (0.0, 0.0, 0.0, 0.0)
-    # EMVA 1288 datasheet figures (see _emva_figures) and the hot pixels' own dark current
+    # EMVA 1288 datasheet figures (see emva_figures) and the hot pixels' own dark current
     sigma_y_dark_dn2: float = float("nan")  # σ²_y.dark, temporal dark variance [DN²]
     read_noise_e: Estimate | None = None  # σ_d [e⁻]
     saturation_capacity_e: Estimate | None = None  # μ_e.sat [e⁻]
@@ -122,14 +111,6 @@ class ISOResult:
             **{k: None if getattr(self, k) is None else getattr(self, k).value
                for k in ("hot_pixel_dark_current_e_per_s", "read_noise_e", "saturation_capacity_e", "dynamic_range_db")},
         }
-
-
-@dataclass
-class JointFits:
-    """Log-linear fits ln σ = a ln K + b across ISOs, per segment (two segments for a dual-gain sensor)."""
-
-    segments: list[dict]  # each: {"isos": [...], "fits": {name: LineFit}}
-    dual_gain_switch_iso: float | None
 
 
 @dataclass
@@ -246,13 +227,13 @@ def calibrate(
     failures: list[str] = []
     per_iso = [(iso, {k[2]: v for k, v in groups.items() if k[0] == "dark" and k[1] == iso},
                 {k[2]: v for k, v in groups.items() if k[0] == "flat" and k[1] == iso}) for iso in isos]
-    shared = (cfa, shape, sample_pixels, holdout_darks if fidelity else 0, rng, denoise_maps)
+    settings = ISOSettings(cfa, shape, sample_pixels, holdout_darks if fidelity else 0, rng, denoise_maps)
     if scheduler is None:
-        outcomes = (_iso_task(item, shared, progress=progress) for item in per_iso)
+        outcomes = (_iso_task(item, settings, progress=progress) for item in per_iso)
     else:  # one task per ISO; the frames are read by the worker that accumulates them
         from noisesim.distributed import map_on_cluster
 
-        outcomes = map_on_cluster(scheduler, _iso_task, per_iso, shared=shared, workers=workers, progress=progress is not _identity,
+        outcomes = map_on_cluster(scheduler, _iso_task, per_iso, shared=settings, workers=workers, progress=progress is not _identity,
                                   desc="ISOs", unit="ISO", name="noisesim-iso")
     for res, iso_warnings, failure in outcomes:
         for msg in iso_warnings:
@@ -272,9 +253,11 @@ def calibrate(
             _warn(warnings, "no camera make/model in the files' EXIF; the card is named 'Unknown Camera' (give camera=, "
                             "CLI --camera \"Maker Model\")")
     _check_gain_order(results, warnings)
-    joint = _joint_fits(results, warnings)
-    provenance = _provenance(cap, results, camera)
-    card = _build_card(results, joint, cap, camera, provenance)
+    joint, joint_warnings = fit_joint(results)
+    for msg in joint_warnings:
+        _warn(warnings, msg)
+    provenance = build_provenance(cap, results, camera)
+    card = build_card(results, joint, cap, camera, provenance)
     out = CalibrationResult(card, results, joint, warnings, list(cap.problems), provenance)
     if fidelity:
         from .fidelity import fidelity_heldout
@@ -286,31 +269,107 @@ def calibrate(
 # ------------------------------------------------------------------------------------------------
 
 
-def _iso_task(item, shared, *, progress=_identity) -> tuple[ISOResult | None, list[str], str | None]:
-    """Estimate one ISO: ``item`` = (iso, darks by exposure, flats by exposure), ``shared`` = (cfa, shape,
-    sample_pixels, holdout_darks, rng, denoise_maps). Returns (result or None, this ISO's warnings, the skip message or
-    None). Runs in this process or as a Dask task (then frames are read where they are accumulated)."""
+@dataclass(frozen=True)
+class ISOSettings:
+    """What the estimation of every ISO shares (one per :func:`calibrate` call; sent once to Dask workers).
+
+    Attributes
+    ----------
+    cfa : CFA
+    shape : (H, W)
+        Frame size [pixels].
+    sample_pixels : int or None
+        Pixels per dark frame kept for the read-noise shape fit (None: ~400 000 samples in all).
+    holdout_darks : int
+        Dark frames kept out of the estimates for the fidelity check (used when an ISO has ≥ 8 darks).
+    rng : seed
+        Choice of the sample pixels.
+    denoise_maps : bool
+        Wiener-shrink the dark-shading and PRNU maps instead of matching their variance.
+    """
+
+    cfa: CFA
+    shape: tuple[int, int]
+    sample_pixels: int | None = None
+    holdout_darks: int = 0
+    rng: object = 0
+    denoise_maps: bool = False
+
+
+def _iso_task(item, settings: ISOSettings, *, progress=_identity) -> tuple[ISOResult | None, list[str], str | None]:
+    """Estimate one ISO: ``item`` = (iso, darks by exposure, flats by exposure). Returns (result or None, this
+    ISO's warnings, the skip message or None). Runs in this process or as a Dask task (then frames are read
+    where they are accumulated)."""
     iso, darks, flats = item
-    cfa, shape, sample_pixels, holdout_darks, rng, denoise_maps = shared
     warnings: list[str] = []
     try:
-        return (_calibrate_iso(iso, darks, flats, cfa, shape, warnings, sample_pixels, holdout_darks, progress, rng, denoise_maps),
-                warnings, None)
+        return _calibrate_iso(iso, darks, flats, settings, warnings, progress), warnings, None
     except CalibrationError as exc:
         msg = f"ISO {iso:g}: skipped: {exc}"
         _warn(warnings, msg)
         return None, warnings, msg
 
 
-def _levels_of(frames: list[FrameInfo]) -> tuple[tuple[float, ...], float]:
-    blacks = [f.black_level_dn for f in frames]
-    black = max(set(blacks), key=blacks.count)
-    whites = [f.white_level_dn for f in frames]
-    return black, max(set(whites), key=whites.count)
+def _calibrate_iso(iso: float, darks: dict[float, list[FrameInfo]], flats: dict[float, list[FrameInfo]], settings: ISOSettings,
+                   warnings: list[str], progress=_identity) -> ISOResult:
+    """Every figure of one ISO (:mod:`.emva_figures`), from its darks and flats by exposure time [s]."""
+    cfa = settings.cfa
+    used, held, t_bias, black, white = _select_darks(iso, darks, flats, settings.holdout_darks, warnings)
+    ds, sample_black_dn = _accumulate_darks(used, t_bias, black, settings, progress)
+    heldout = [np.asarray(_load(f)) for f in held]
+    # dark frames: hot pixels first (their dark current is measured apart), then the temporal and spatial figures
+    mean_packed = cfa.pack(ds.mean_map_dn)
+    hot_packed = hot_pixel_mask(mean_packed)
+    hot = cfa.unpack(hot_packed)
+    dark_levels, hot_levels = _dark_signal_levels(ds, t_bias, darks, hot, black, progress)
+    dv = fig.temporal_dark_variance(ds, hot_packed)
+    dark_sigma = fig.temporal_dark_noise(ds, dv)
+    ble = fig.black_level_error(ds, mean_packed, hot_packed)
+    lines = fig.line_noise_variances(ds, dv)
+    pixel_read = read_sigma_scale_map(ds.temporal_var_map_dn2, ds.n_frames, cfa,
+                                      line_var_dn2=max(lines.row_var_dn2, 0.0) + max(lines.col_var_dn2, 0.0),
+                                      quantized=ds.integer_valued) if ds.n_frames >= 2 and lines.pixel_var_dn2 > 0 else None
+    shape_fit = fig.read_noise_shape(ds, hot, sample_black_dn)
+    dsnu, ds_map = fig.dark_signal_nonuniformity(mean_packed, hot_packed, ble, dv, lines, cfa, denoise=settings.denoise_maps)
+    del mean_packed
+    # flats: photon transfer per channel → K, saturation; PRNU
+    facc, n_pairs, files = _accumulate_flats(iso, flats, ds, black, white, warnings, progress)
+    ptcs = fig.photon_transfer(facc.levels, facc.span, ble, dv, cfa)
+    _check_ptc(iso, ptcs, facc, warnings)
+    gain = fig.system_gain(ptcs)
+    prnu_fit = fig.photo_response_nonuniformity(facc, hot_packed, dv, ds.n_frames, denoise=settings.denoise_maps)
+    if prnu_fit is None:
+        _warn(warnings, f"ISO {iso:g}: no unclipped flats between 5 % and 70 % of the range; PRNU not measured")
+    prnu, prnu_map = prnu_fit if prnu_fit is not None else (None, None)
+    n_hot = int(hot.sum())
+    dc = fig.dark_current(dark_levels, gain, what=f"ISO {iso:g} dark current",
+                          signal="mean dark signal" + (f" without the {n_hot} hot pixels" if n_hot else ""))
+    hot_dc = fig.dark_current(hot_levels, gain, what=f"ISO {iso:g} hot-pixel dark current", signal=f"mean signal of the {n_hot} hot pixels")
+    sy2 = fig.temporal_dark_variance_mean(dv, dark_sigma)
+    saturation = fig.saturation_capacity(ptcs, gain)
+    return ISOResult(
+        iso=float(iso), channel_names=cfa.channel_names, n_darks=ds.n_frames, n_flat_pairs=n_pairs, dark_exposure_s=t_bias,
+        gain_k_dn_per_e=gain, gain_k_per_channel=[p.gain_k_dn_per_e for p in ptcs], ptc=ptcs, dark_temporal_sigma_dn=dark_sigma,
+        black_level_error_dn=ble, read_sigma_dn=fig.read_noise(lines, dv), read_sigma_per_channel=fig.read_noise_per_channel(lines, dv),
+        tukey_lambda=shape_fit.tukey_lambda, tukey_scale_dn=shape_fit.tukey_scale_dn, tukey_r2=shape_fit.r2,
+        tukey_lambda_per_channel=shape_fit.tukey_lambda_per_channel,
+        row_sigma_dn=fig.row_noise(lines), col_sigma_dn=fig.column_noise(lines), pixel_sigma_dn=fig.pixel_noise(lines),
+        dsnu_dn=dsnu, prnu=prnu, dark_current_e_per_s=dc,
+        hot_pixels=n_hot, files=files, read_samples_dn=shape_fit.samples_dn, row_spectrum=fig.row_noise_spectrum(ds),
+        dark_levels=dark_levels, ds_map_dn=ds_map, prnu_map=prnu_map, prnu_frames=facc.prnu_n, hot_mask=hot,
+        heldout=heldout, heldout_exposure_s=t_bias, maps_denoised=settings.denoise_maps,
+        read_sigma_scale=None if pixel_read is None else pixel_read.scale,
+        read_sigma_scale_rel_se=float("nan") if pixel_read is None else pixel_read.relative_se,
+        noisy_read_pixels=0 if pixel_read is None else int(pixel_read.noisy_pixel_mask.sum()),
+        black_level_dn=tuple(float(b) for b in black), hot_pixel_dark_current_e_per_s=hot_dc, hot_levels=hot_levels,
+        sigma_y_dark_dn2=sy2.value, read_noise_e=fig.temporal_dark_noise_e(sy2, dv, gain), saturation_capacity_e=saturation,
+        dynamic_range_db=fig.dynamic_range(sy2, saturation, gain),
+    )
 
 
-def _calibrate_iso(iso, darks, flats, cfa: CFA, shape, warnings, sample_pixels, holdout_darks, progress, rng,
-                   denoise_maps=False) -> ISOResult:
+def _select_darks(iso, darks, flats, holdout_darks: int, warnings):
+    """The dark stack of an ISO (its shortest exposure), split into used and held-out frames, and the ISO's
+    most common declared black and white levels. Raises CalibrationError when the ISO cannot be calibrated."""
     if not darks:
         raise CalibrationError("no dark frames at this ISO")
     if not flats:
@@ -318,7 +377,7 @@ def _calibrate_iso(iso, darks, flats, cfa: CFA, shape, warnings, sample_pixels, 
     t_bias = min(darks)
     bias_frames = darks[t_bias]
     iso_frames = bias_frames + [f for v in flats.values() for f in v]
-    black, white = _levels_of(iso_frames)
+    black, white = modal_levels(iso_frames)
     declared = sorted({tuple(f.black_level_dn) for f in iso_frames})
     if len(declared) > 1:
         _warn(warnings, f"ISO {iso:g}: the frames declare {len(declared)} different black levels "
@@ -331,23 +390,26 @@ def _calibrate_iso(iso, darks, flats, cfa: CFA, shape, warnings, sample_pixels, 
     if n_total < MIN_DARKS_RECOMMENDED:  # judged on what was shot: holding one out for fidelity is our choice
         _warn(warnings, f"ISO {iso:g}: only {n_total} dark frames at {t_bias:g} s ({len(used)} used, {n_hold} held out "
                         f"for fidelity); ≥ {MIN_DARKS_RECOMMENDED} recommended (read-noise figures will be loose)")
-    n = len(used)
-    h, w = shape
+    return used, held, t_bias, black, white
+
+
+def _accumulate_darks(used: list[FrameInfo], t_bias: float, black, settings: ISOSettings, progress) -> tuple[DarkStats, np.ndarray]:
+    """Stream the dark stack: its statistics and the black level at each read-noise sample pixel [DN]."""
+    h, w = settings.shape
+    sample_pixels = settings.sample_pixels
     if sample_pixels is None:
-        sample_pixels = int(min(h * w, max(2048, 400_000 // n)))
-    acc = DarkAccumulator(shape, cfa, black, sample_pixels=sample_pixels, rng=rng)
+        sample_pixels = int(min(h * w, max(2048, 400_000 // len(used))))
+    acc = DarkAccumulator(settings.shape, settings.cfa, black, sample_pixels=sample_pixels, rng=settings.rng)
     for f in progress(used):
         acc.add(_load(f), f)
-    ds = acc.finish(t_bias)
-    heldout = []
-    for f in held:
-        heldout.append(np.asarray(_load(f)))
-    # --- per-pixel dark statistics (hot pixels first: their dark current is measured apart) ------------
-    mean_packed = cfa.pack(ds.mean_map_dn)
-    hot_packed = hot_pixel_mask(mean_packed)
-    hot = cfa.unpack(hot_packed)
-    # --- dark current from darks at other exposure times: the bulk without hot pixels, and the hot pixels
-    # on their own (a hot pixel's dark current is many times the bulk's, EMVA 1288 §8.3 defect pixels)
+    return acc.finish(t_bias), acc.sample_black_dn
+
+
+def _dark_signal_levels(ds: DarkStats, t_bias: float, darks, hot: np.ndarray, black, progress):
+    """The mean dark signal [DN] at each dark exposure time, for the dark current: (bulk, hot pixels), each a
+    list of (exposure_s, mean_dn, se_dn). A hot pixel's dark current is many times the bulk's (EMVA 1288 §4.4
+    defect pixels), so the bulk excludes them and they get their own list (empty without hot pixels)."""
+    cfa, shape, n = ds.cfa, ds.shape, ds.n_frames
     n_hot = int(hot.sum())
     fm_all = ds.frame_channel_means_dn.mean(axis=1)
     se0 = float(np.std(fm_all, ddof=1) / math.sqrt(n))
@@ -376,102 +438,16 @@ def _calibrate_iso(iso, darks, flats, cfa: CFA, shape, warnings, sample_pixels, 
         dark_levels.append((t, float(m.mean()), _se_of_mean(m)))
         if n_hot:
             hot_levels.append((t, float(np.mean(hot_m)), _se_of_mean(np.array(hot_m))))
-    var_packed = cfa.pack(ds.temporal_var_map_dn2)
-    nch = cfa.n_channels
-    q = 1.0 / 12.0 if ds.integer_valued else 0.0
-    # temporal dark variance per channel: pooled per-pixel variance (all pixels: what flat pairs contain)
-    v_chan = np.array([float(var_packed[c].mean()) for c in range(nch)])
-    v_chan_good = np.array([float(var_packed[c][~hot_packed[c]].mean()) for c in range(nch)])
-    pv = ds.pair_var_dn2  # (P, C)
-    dark_sigma = []
-    for c in range(nch):
-        se_v = batch_se(pv[:, c]) if pv.shape[0] >= 2 else v_chan[c] * math.sqrt(2.0 / max(1, (n - 1) * var_packed[c].size))
-        s = math.sqrt(max(v_chan[c], 0.0))
-        dark_sigma.append(Estimate.positive(s, se_v / (2 * max(s, 1e-12)), f"pooled per-pixel variance of {n} darks; SE over {pv.shape[0]} frame pairs", pv.shape[0]))
-    del var_packed
-    # black-level error per site (mean dark shading of the channel, hot pixels excluded)
-    site = cfa.site_index.ravel()
-    fm = ds.frame_channel_means_dn
-    ble = []
-    for s_ in range(4):
-        chans = np.flatnonzero(site == s_)
-        val = float(np.mean([mean_packed[c][~hot_packed[c]].mean() for c in chans]))
-        se = float(np.std(fm[:, chans].mean(axis=1), ddof=1) / math.sqrt(n))
-        ble.append(Estimate.normal(val, se, f"channel mean of {n} darks; SE from frame-to-frame spread", n, dof=n - 1))
-    # --- row / column / pixel decomposition (docs/calibration.md step 4) --------------------------------------------
-    corr = 1.0 / (1.0 - 1.0 / n)  # residuals against the stack mean lose a 1/N of the variance
-    vr_f = ds.row_resid.var(axis=1, ddof=1) * corr
-    vc_f = ds.col_resid.var(axis=1, ddof=1) * corr
-    v_all = float(np.mean(v_chan_good))
-    r2, c2, p2 = solve_row_col_pixel(float(vr_f.mean()), float(vc_f.mean()), v_all, n_cols=w, n_rows=h)
-    se_r2, se_c2 = batch_se(vr_f), batch_se(vc_f)
-    pv_all = pv.mean(axis=1) if pv.shape[0] else np.array([v_all])
-    se_v_all = batch_se(pv_all) if pv_all.size >= 2 else v_all * math.sqrt(2.0 / (n * h * w))
-    se_p2 = math.sqrt(se_v_all**2 + se_r2**2 + se_c2**2)
+    return dark_levels, hot_levels
 
-    def sigma_est(var, se_var, method, nn, dof=None):
-        s = math.sqrt(max(var, 0.0))
-        se = se_var / (2 * s) if s > 0 else math.sqrt(max(se_var, 0.0))
-        return Estimate.positive(s, se, method, nn, dof=dof)
 
-    # SEs from the spread over n frames: Student t with n − 1 degrees of freedom
-    row_sigma = sigma_est(r2, se_r2, f"var of row means − σ²_pix/N_cols; SE over {n} frames, t({n - 1})", n, dof=n - 1)
-    pixel_read = read_sigma_scale_map(ds.temporal_var_map_dn2, ds.n_frames, cfa, line_var_dn2=max(r2, 0.0) + max(c2, 0.0),
-                                      quantized=ds.integer_valued) if ds.n_frames >= 2 and p2 > 0 else None
-    col_sigma = sigma_est(c2, se_c2, f"var of column means − σ²_pix/N_rows; SE over {n} frames, t({n - 1})", n, dof=n - 1)
-    pixel_sigma = sigma_est(p2, se_p2, "pooled temporal variance minus row and column parts", n)
-    g2 = p2 - q
-    read_sigma = sigma_est(g2, se_p2, "√(σ²_pix − 1/12 DN² quantization); SE over frame pairs" if q else "√σ²_pix; SE over frame pairs", n)
-    read_pc = [sigma_est(v_chan_good[c] - r2 - c2 - q, se_p2 * math.sqrt(nch), "per channel", n) for c in range(nch)]
-    # --- Tukey-lambda shape on residual samples (hot pixels removed) ----------------------------------
-    good = ~hot.ravel()[ds.sample_index]
-    resid = ds.sample_resid_dn[:, good].astype(np.float64) * math.sqrt(corr)
-    tk = fit_tukey(resid.ravel())
-    nb = min(8, n)
-    lam_b, sc_b = [], []
-    if nb >= 2:
-        for idx in np.array_split(np.arange(n), nb):
-            tb = fit_tukey(resid[idx].ravel())
-            lam_b.append(tb.tukey_lambda)
-            sc_b.append(tb.tukey_scale_dn)
-    # remove the bias of the residual construction (stack-mean mixing, quantization) by indirect inference
-    n_sim = 200_000
-    lam_c, scale_c, dlam = debias_tukey(tk.tukey_lambda, tk.tukey_scale_dn, n_frames=n, quantized=ds.integer_valued, n_sim=n_sim,
-                                        offsets_dn=(ds.mean_map_dn.ravel()[ds.sample_index] + acc.sample_black_dn)[good])
-    sim_share = math.sqrt(1.0 + resid.size / n_sim)  # the simulation's own sampling noise, added in quadrature
-    se_lam = batch_se(lam_b) / max(dlam, 0.2) * sim_share
-    se_sc = batch_se(sc_b) * (scale_c / tk.tukey_scale_dn) * sim_share
-    tukey_lambda = Estimate.normal(lam_c, se_lam, f"PPCC maximum on {resid.size} residuals, debiased by simulation; SE from {nb} frame batches", nb, dof=nb - 1)
-    tukey_scale = Estimate.positive(scale_c, se_sc, f"probability-plot slope (r² = {tk.r2:.5f}), debiased by simulation; SE from {nb} frame batches", nb, dof=nb - 1)
-    tukey_lambda_pc = _tukey_lambda_per_channel(resid, ds.sample_index[good], w, cfa, tk.tukey_lambda, lam_c, dlam, sim_share)
-    # --- dark shading map, DSNU, hot pixels ----------------------------------------------------------
-    site_vals = np.array([e.value for e in ble])
-    ds_packed = mean_packed.astype(np.float64)
-    ds_packed -= site_vals[site][:, None, None]  # each packed channel minus its site's black-level error
-    del mean_packed
-    dsnu = []
-    scale = np.ones(nch)
-    for c in range(nch):
-        vals = ds_packed[c][~hot_packed[c]]
-        noise = v_chan_good[c] / n
-        tot = float(vals.var())
-        d2 = tot - noise
-        tiles = [t_.var() - noise for t_ in _tiles(np.where(hot_packed[c], np.nan, ds_packed[c]))]
-        # the mean dark keeps the N-averaged row and column offsets; their realized variance over the channel's
-        # rows (columns) scatters by √(2/rows)·σ²_row/N, which tiles sharing those rows do not see
-        hc, wc = ds_packed[c].shape
-        se_rc = math.sqrt(2.0 / hc * (max(r2, 0.0) / n) ** 2 + 2.0 / wc * (max(c2, 0.0) / n) ** 2)
-        dsnu.append(sigma_est(d2, math.hypot(batch_se(tiles), se_rc),
-                              "spatial std of the mean dark minus temporal σ²/N; SE over 16 tiles and from the row/column "
-                              "offsets left in the mean", 16))
-        scale[c] = _map_scale(d2, tot, denoise_maps)
-    # The mean of N darks has variance d² + σ²/N per pixel: scaled so simulations from the map carry DSNU² (d²),
-    # not the stack's temporal noise as extra fixed pattern (Wiener-shrunk instead with denoise_maps)
-    for c in range(nch):  # hot pixels keep their full offset
-        ds_packed[c][~hot_packed[c]] *= scale[c]
-    ds_map_out = cfa.unpack(ds_packed.astype(np.float32))
-    del ds_packed
-    # --- flats: PTC per channel and PRNU -------------------------------------------------------------
+def _se_of_mean(m: np.ndarray) -> float:
+    return float(np.std(m, ddof=1) / math.sqrt(m.size)) if m.size > 1 else float("nan")
+
+
+def _accumulate_flats(iso, flats, ds: DarkStats, black, white, warnings, progress) -> tuple[FlatAccumulator, int, list[str]]:
+    """Stream the flat pairs of an ISO: the accumulator, the number of pairs and every file used (darks first).
+    Raises CalibrationError when no pair is usable or every flat is saturated."""
     facc = FlatAccumulator(ds, black, white)
     n_pairs = 0
     files = list(ds.paths)
@@ -491,197 +467,27 @@ def _calibrate_iso(iso, darks, flats, cfa: CFA, shape, warnings, sample_pixels, 
     levels = facc.levels
     if not levels:
         raise CalibrationError("no usable flat pairs")
-    mu = np.array([lv.mean_dn for lv in levels])  # (L, C)
-    pvar = np.array([lv.pair_var_dn2 for lv in levels])
     clipped = np.array([lv.clipped_fraction for lv in levels])
     if np.all(clipped > 0.5):
         names = ", ".join(p for lv in levels for p in lv.paths)
         raise CalibrationError(f"all flat frames are saturated (more than half the pixels at the white level {white:g} DN): {names}")
-    npx = levels[0].n_pixels
-    ptcs, kc = [], []
-    for c in range(nch):
-        sat_proxy = float(facc.span[c] - site_vals[site[c]])
-        fit = fit_ptc(mu[:, c], pvar[:, c] - v_chan[c], n_pixels=npx, sigma2_dark_dn2=v_chan[c], saturation_mean_dn=sat_proxy)
-        ptcs.append(fit)
-        kc.append(fit.gain_k_dn_per_e)
+    return facc, n_pairs, files
+
+
+def _check_ptc(iso, ptcs: list[PTCFit], facc: FlatAccumulator, warnings) -> None:
+    """Warn where the flats fall short of what EMVA 1288 asks: levels below 70 % of saturation, the saturation
+    point, clipped pixels at levels that should have none."""
+    levels = facc.levels
     n_used = min(int(p.used.sum()) for p in ptcs)
     if n_used < MIN_LEVELS_RECOMMENDED:
         _warn(warnings, f"ISO {iso:g}: only {n_used} flat levels below 70 % of saturation; ≥ {MIN_LEVELS_RECOMMENDED} recommended between ~1 % and ~90 %")
     if not all(p.saturation_found for p in ptcs):
         _warn(warnings, f"ISO {iso:g}: the variance peak (saturation) is not reached by the flats; 70 % taken of the white level instead")
+    mu = np.array([lv.mean_dn for lv in levels])
+    clipped = np.array([lv.clipped_fraction for lv in levels])
     below = [lv.exposure_s for lv, cl, m in zip(levels, clipped, mu) if np.any(cl > 1e-4) and np.all(m < 0.7 * facc.span)]
     if below:
         _warn(warnings, f"ISO {iso:g}: flats at {', '.join(f'{t:g}' for t in below)} s have clipped pixels below 70 % of the range (hot spots or uneven light?)")
-    kv = np.array([k.value for k in kc])
-    ks = np.array([k.se for k in kc])
-    wts = 1.0 / np.maximum(ks, 1e-30) ** 2
-    kval = float(np.sum(wts * kv) / wts.sum())
-    kse = float(1.0 / math.sqrt(wts.sum()))
-    chi2 = float(np.sum(wts * (kv - kval) ** 2) / max(nch - 1, 1))
-    kse *= math.sqrt(max(chi2, 1.0))
-    gain = Estimate.normal(kval, kse, f"inverse-variance mean of {nch} channel PTC fits (SE scaled by the channels' scatter)", nch)
-    # --- PRNU ------------------------------------------------------------------------------------------
-    prnu = None
-    prnu_map = None
-    if facc.prnu_n >= 1 and facc.prnu_sum is not None:
-        facc.prnu_sum /= facc.prnu_n
-        mflat = cfa.pack(facc.prnu_sum)
-        facc.prnu_sum = None
-        masked = hot_packed | cfa.pack(facc.prnu_clipped)  # hot and clipped pixels: masked, frames kept
-        # temporal variance left in the mean of L normalized flats: the flats' own Σ σ²_f/μ²/L², and the dark
-        # mean's σ²_d/N, common to every frame, through the mean of 1/μ (EMVA 1288 PRNU1288, both subtracted)
-        l_ = facc.prnu_n
-        temporal = facc.prnu_temporal_rel_var / l_**2 + (v_chan_good / n) * (facc.prnu_inv_level / l_) ** 2
-        hp_planes = np.empty(mflat.shape, np.float32)
-        prnu = []
-        box = max(3, min(31, (min(mflat.shape[1:]) // 4) | 1))
-        cfac = 1.0 / (1.0 - 1.0 / box**2)  # white variance the box low-pass takes away
-        for c in range(nch):
-            plane = mflat[c]
-            plane[masked[c]] = float(np.median(plane[~masked[c]]))  # masked pixels must not bend the low-pass
-            hp = flatten_illumination(plane, box=box)
-            vals = hp[~masked[c]]
-            raw_var = float(vals.var())
-            v = raw_var * cfac - temporal[c]
-            tiles = [(t_.var() * cfac) - temporal[c] for t_ in _tiles(np.where(masked[c], np.nan, hp))]
-            prnu.append(sigma_est(v, batch_se(tiles), f"std of flat/low-pass({box}) over {l_} flats minus the flats' and "
-                                                     f"the dark mean's temporal parts; SE over 16 tiles", 16))
-            hp_planes[c] = hp * np.float32(_map_scale(v, raw_var, denoise_maps))
-        hp_planes[masked] = 0.0
-        del mflat
-        np.clip(hp_planes, -0.5, 0.5, out=hp_planes)
-        prnu_map = cfa.unpack(hp_planes)
-        del hp_planes
-    else:
-        _warn(warnings, f"ISO {iso:g}: no unclipped flats between 5 % and 70 % of the range; PRNU not measured")
-    # --- dark current ---------------------------------------------------------------------------------
-    dc = _dark_rate(dark_levels, kval, kse, f"ISO {iso:g} dark current",
-                    "mean dark signal" + (f" without the {n_hot} hot pixels" if n_hot else ""))
-    hot_dc = _dark_rate(hot_levels, kval, kse, f"ISO {iso:g} hot-pixel dark current", f"mean signal of the {n_hot} hot pixels")
-    # --- EMVA 1288 datasheet figures ---------------------------------------------------------------------
-    emva = _emva_figures(v_chan, dark_sigma, q, ptcs, kval, kse)
-    # --- report diagnostics -----------------------------------------------------------------------------
-    rs = np.fft.rfft(ds.row_resid, axis=1)
-    spectrum = (np.abs(rs) ** 2).mean(axis=0) / ds.row_resid.shape[1]
-    rsub = resid.ravel()
-    if rsub.size > 20000:
-        rsub = rsub[:: rsub.size // 20000]
-    return ISOResult(
-        iso=float(iso), channel_names=cfa.channel_names, n_darks=n, n_flat_pairs=n_pairs, dark_exposure_s=t_bias,
-        gain_k_dn_per_e=gain, gain_k_per_channel=kc, ptc=ptcs, dark_temporal_sigma_dn=dark_sigma,
-        black_level_error_dn=ble, read_sigma_dn=read_sigma, read_sigma_per_channel=read_pc,
-        tukey_lambda=tukey_lambda, tukey_scale_dn=tukey_scale, tukey_r2=tk.r2, tukey_lambda_per_channel=tukey_lambda_pc,
-        row_sigma_dn=row_sigma,
-        col_sigma_dn=col_sigma, pixel_sigma_dn=pixel_sigma, dsnu_dn=dsnu, prnu=prnu, dark_current_e_per_s=dc,
-        hot_pixels=int(hot.sum()), files=files, read_samples_dn=rsub.astype(np.float32), row_spectrum=spectrum,
-        dark_levels=dark_levels, ds_map_dn=ds_map_out, prnu_map=prnu_map, prnu_frames=facc.prnu_n, hot_mask=hot,
-        heldout=heldout, heldout_exposure_s=t_bias, maps_denoised=denoise_maps,
-        read_sigma_scale=None if pixel_read is None else pixel_read.scale,
-        read_sigma_scale_rel_se=float("nan") if pixel_read is None else pixel_read.relative_se,
-        noisy_read_pixels=0 if pixel_read is None else int(pixel_read.noisy_pixel_mask.sum()),
-        black_level_dn=tuple(float(b) for b in black), hot_pixel_dark_current_e_per_s=hot_dc, hot_levels=hot_levels,
-        **emva,
-    )
-
-
-def _se_of_mean(m: np.ndarray) -> float:
-    return float(np.std(m, ddof=1) / math.sqrt(m.size)) if m.size > 1 else float("nan")
-
-
-def _dark_rate(levels, kval: float, kse: float, what: str, signal: str) -> Estimate | None:
-    """Dark current [e⁻/s]: slope of the mean dark signal [DN] over exposure time ÷ K (EMVA 1288 §8.3)."""
-    if len(levels) < 2:
-        return None
-    t_arr = np.array([d[0] for d in levels])
-    m_arr = np.array([d[1] for d in levels])
-    se_arr = np.array([d[2] for d in levels])
-    wts = 1.0 / np.maximum(se_arr, 1e-9) ** 2 if np.all(np.isfinite(se_arr)) else None
-    lf = fit_line(t_arr, m_arr, weights=wts, what=what)
-    rate = lf.slope.value / kval
-    se_rate = abs(rate) * math.sqrt((lf.slope.se / lf.slope.value) ** 2 + (kse / kval) ** 2) if lf.slope.value else lf.slope.se / kval
-    return Estimate.normal(rate, se_rate, f"slope of the {signal} over {len(t_arr)} exposure times ÷ K", len(t_arr))
-
-
-def _emva_figures(v_chan: np.ndarray, dark_sigma: list[Estimate], q: float, ptcs: list[PTCFit], kval: float, kse: float) -> dict:
-    """The EMVA 1288 datasheet figures of one ISO (release 4.0, linear camera model), as Estimates.
-
-    * σ²_y.dark [DN²]: temporal dark variance (pooled per-pixel variance of the darks, all pixels, mean over
-      channels); σ_d = √(σ²_y.dark − σ²_q) / K [e⁻], σ²_q = 1/12 DN² for integer data.
-    * μ_e.sat = μ_y.sat / K [e⁻]: μ_y.sat the dark-subtracted mean at the peak of the photon-transfer
-      variance (mean over channels; the white level where the flats do not reach the peak).
-    * μ_e.min = ½ + √(¼ + σ²_y.dark / K²) [e⁻], the signal at SNR = 1 (absolute sensitivity threshold);
-      DR_dB = 20 log₁₀(μ_e.sat / μ_e.min).
-    """
-    sy2 = float(np.mean(v_chan))
-    se_sy2 = float(np.mean([2.0 * e.value * e.se for e in dark_sigma]))  # channels share row noise: no √C gain
-    rel_k = kse / kval
-    d2 = max(sy2 - q, 0.0)
-    sd = math.sqrt(d2) / kval
-    se_sd = sd * math.hypot(se_sy2 / (2.0 * d2) if d2 > 0 else 0.0, rel_k)
-    sat_dn = float(np.mean([p.saturation_mean_dn for p in ptcs]))
-    found = all(p.saturation_found for p in ptcs)
-    sat_e = sat_dn / kval
-    se_sat = sat_e * rel_k
-    e_min = 0.5 + math.sqrt(0.25 + sy2 / kval**2)
-    # d μ_e.min / d(σ²_y.dark/K²) = 1 / (2 √(¼ + σ²_y.dark/K²))
-    se_min = (sy2 / kval**2) * math.hypot(se_sy2 / sy2 if sy2 > 0 else 0.0, 2 * rel_k) / (2.0 * (e_min - 0.5))
-    dr = 20.0 * math.log10(sat_e / e_min)
-    se_dr = 20.0 / math.log(10.0) * math.hypot(se_sat / sat_e, se_min / e_min)  # K's share largely cancels: conservative
-    sat_how = "mean at the photon-transfer variance peak ÷ K" if found else "white level − dark mean ÷ K (variance peak not reached)"
-    return dict(
-        sigma_y_dark_dn2=sy2,
-        read_noise_e=Estimate.normal(sd, se_sd, "EMVA 1288 σ_d = √(σ²_y.dark − σ²_q) / K", len(dark_sigma)),
-        saturation_capacity_e=Estimate.normal(sat_e, se_sat, f"EMVA 1288 μ_e.sat: {sat_how}; SE from K only", len(ptcs)),
-        dynamic_range_db=Estimate.normal(dr, se_dr, "EMVA 1288 DR_dB = 20 log₁₀(μ_e.sat / μ_e.min), μ_e.min = ½ + √(¼ + σ²_y.dark/K²)", len(ptcs)),
-    )
-
-
-def _map_scale(signal_var: float, total_var: float, denoise: bool) -> float:
-    """Factor for a noisy per-pixel map whose spatial variance is ``total_var`` of which ``signal_var`` is the
-    sensor's: √(signal/total) makes the map's variance the sensor's (simulations reproduce DSNU1288 and
-    PRNU1288); with ``denoise`` the Wiener factor signal/total (best per-pixel estimate, too little variance)."""
-    if not total_var > 0 or not signal_var > 0:
-        return 0.0
-    f = min(1.0, signal_var / total_var)
-    return f if denoise else math.sqrt(f)
-
-
-def _tukey_lambda_per_channel(resid: np.ndarray, index: np.ndarray, width: int, cfa: CFA, lam_pooled_meas: float,
-                              lam_pooled: float, dlam: float, sim_share: float) -> list[Estimate]:
-    """Tukey-λ of each packed channel (diagnostic; the card keeps the pooled λ).
-
-    PPCC maximum on the channel's residual samples, shifted by the pooled debiasing to first order:
-    λ_c = λ_pooled + (λ̂_c − λ̂_pooled) / (dλ̂/dλ). SE from frame batches, as for the pooled λ.
-    ``resid`` is (N frames, S samples), ``index`` the samples' flat pixel indices.
-    """
-    p = cfa.period
-    r_idx, c_idx = np.divmod(index, width)
-    chan = (r_idx % p) * p + (c_idx % p)
-    n = resid.shape[0]
-    nb = min(8, n)
-    slope = max(dlam, 0.2)
-    out = []
-    for c in range(cfa.n_channels):
-        sel = resid[:, chan == c]
-        if sel.size < 1000:
-            out.append(Estimate.normal(float("nan"), float("nan"), f"too few samples ({sel.size})", 0))
-            continue
-        lam = lam_pooled + (fit_tukey(sel.ravel()).tukey_lambda - lam_pooled_meas) / slope
-        lb = [fit_tukey(sel[idx].ravel()).tukey_lambda for idx in np.array_split(np.arange(n), nb)] if nb >= 2 else []
-        out.append(Estimate.normal(lam, batch_se(lb) / slope * sim_share,
-                                   f"PPCC maximum on {sel.size} residuals of the channel, pooled debiasing; SE from {nb} frame batches",
-                                   nb, dof=nb - 1))
-    return out
-
-
-def _tiles(plane: np.ndarray, n: int = 4):
-    h, w = plane.shape
-    for ys in np.array_split(np.arange(h), n):
-        for xs in np.array_split(np.arange(w), n):
-            t = plane[ys[0]: ys[-1] + 1, xs[0]: xs[-1] + 1]
-            t = t[np.isfinite(t)]
-            if t.size > 1:
-                yield t
 
 
 def _load(f: FrameInfo) -> np.ndarray:
@@ -706,215 +512,3 @@ def _check_gain_order(results: list[ISOResult], warnings) -> None:
             _warn(warnings, f"ISO {r.iso:g}: the dark-frame mean differs from the black level the files declare "
                             f"({', '.join(f'{b:g}' for b in r.black_level_dn)} DN) by more than 3 SE: {', '.join(bad)}; "
                             f"the card keeps the declared level and the difference as black_level_error_dn")
-
-
-_FIT_FIELDS = ("tukey_scale_dn", "read_sigma_dn", "row_sigma_dn")
-
-
-def _joint_fits(results: list[ISOResult], warnings) -> JointFits | None:
-    if len(results) < 2:
-        return None
-    rs = sorted(results, key=lambda r: r.gain_k_dn_per_e.value)
-    switch = None
-    cut = None
-    for i in range(len(rs) - 1):
-        a, b = rs[i].read_sigma_dn, rs[i + 1].read_sigma_dn
-        if b.value < a.value - 3 * math.hypot(a.se, b.se) and b.value < 0.9 * a.value:
-            switch, cut = rs[i + 1].iso, i + 1
-            break
-    segs = [rs] if cut is None else [rs[:cut], rs[cut:]]
-    out = []
-    for seg in segs:
-        fits = {}
-        for name in _FIT_FIELDS:
-            x = np.log([r.gain_k_dn_per_e.value for r in seg])
-            y = np.log([max(getattr(r, name).value, 1e-3) for r in seg])
-            if len(seg) >= 3:
-                fits[name] = fit_line(x, y, what=f"joint fit of {name}")
-            elif len(seg) == 2:  # exact through both points; slope SE from their own SEs (ln σ has SE se/σ)
-                se_y = np.array([max(getattr(r, name).se, 1e-9) / max(getattr(r, name).value, 1e-3) for r in seg])
-                fits[name] = fit_line(x, y, weights=1.0 / se_y**2, what=f"joint fit of {name}")
-            else:
-                fits[name] = None
-        if len(seg) == 2:
-            _warn(warnings, f"joint fit across ISO {seg[0].iso:g} and {seg[1].iso:g}: a log-linear fit needs ≥ 3 ISOs to "
-                            "measure its scatter; with 2 the line passes through both points (slope uncertainty from "
-                            "their own SEs, residual scatter unknown and written as 0)")
-        out.append({"isos": [r.iso for r in seg], "k": [r.gain_k_dn_per_e.value for r in seg], "fits": fits})
-    if switch is not None:
-        log.info("dual-gain switch detected at ISO %g", switch)
-    return JointFits(out, switch)
-
-
-def _provenance(cap: Capture, results: list[ISOResult], camera: str) -> dict:
-    from noisesim import __version__
-
-    files = sorted({p for r in results for p in r.files})
-    return {
-        "source": "calibrated by noisesim calibration (docs/calibration.md; EMVA 1288 PTC)",
-        "capture": str(cap.source),
-        "date": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
-        "software": f"noisesim {__version__}",
-        "camera_label": camera,
-        "counts": {f"iso_{r.iso:g}": {"darks": r.n_darks, "flat_pairs": r.n_flat_pairs, "prnu_flats": r.prnu_frames, "hot_pixels": r.hot_pixels} for r in results},
-        "files": files[:5000],
-        "n_files": len(files),
-        "problems": [str(p) for p in cap.problems],
-        "prnu": {f"iso_{r.iso:g}": [e.value for e in r.prnu] for r in results if r.prnu is not None},
-        "tukey_lambda_per_channel": {f"iso_{r.iso:g}": [e.value for e in r.tukey_lambda_per_channel] for r in results},
-        "dsnu_dn": {f"iso_{r.iso:g}": [e.value for e in r.dsnu_dn] for r in results},
-        "confidence_level": 0.95,
-    }
-
-
-def _build_card(results: list[ISOResult], joint: JointFits | None, cap: Capture, camera: str, provenance: dict):
-    from noisesim.card import Camera, Card, ISOEntry, JointModel, JointProfile, LogLinearFit
-    from noisesim.params import FixedPatternMaps, Sensor
-
-    f0 = cap.frames[0]
-    black, white = _levels_of(cap.frames)
-    bit_depth = max(8, min(16, int(math.ceil(math.log2(max(white, max(black) + 1) + 1)))))
-    sensor = Sensor(CFA(f0.cfa), bit_depth, black, white)
-    parts = camera.split(None, 1)
-    cam = Camera(name=camera.replace(" ", ""), make=parts[0] if parts else "", model=parts[1] if len(parts) > 1 else "")
-    entries = []
-    for r in results:
-        def ci(e: Estimate, lo_floor=None):
-            lo, hi = e.ci
-            if not (math.isfinite(lo) and math.isfinite(hi)):
-                lo = hi = e.value
-            if lo_floor is not None:
-                lo = max(lo, lo_floor)
-                hi = max(hi, lo)
-            return [lo, hi]
-
-        cis = {
-            "gain_k_dn_per_e": ci(r.gain_k_dn_per_e, 0.0),
-            "read_sigma_dn": ci(r.read_sigma_dn, 0.0),
-            "tukey_lambda": [max(-0.999, ci(r.tukey_lambda)[0]), min(0.999, ci(r.tukey_lambda)[1])],
-            "tukey_scale_dn": ci(r.tukey_scale_dn, 0.0),
-            "row_sigma_dn": ci(r.row_sigma_dn, 0.0),
-            "col_sigma_dn": ci(r.col_sigma_dn, 0.0),
-            "black_level_error_dn": [ci(e) for e in r.black_level_error_dn],
-        }
-        dc = None
-        if r.dark_current_e_per_s is not None:
-            dc = max(r.dark_current_e_per_s.value, 0.0)
-            cis["dark_current_e_per_s"] = ci(r.dark_current_e_per_s, 0.0)
-        extra = {}  # schema /2 figures, where measured
-        for name, floor in (("hot_pixel_dark_current_e_per_s", 0.0), ("read_noise_e", 0.0), ("saturation_capacity_e", None),
-                            ("dynamic_range_db", None)):
-            e = getattr(r, name)
-            if e is not None and math.isfinite(e.value) and (name != "saturation_capacity_e" or e.value > 0):
-                extra[name] = max(e.value, floor) if floor is not None else e.value
-                cis[name] = ci(e, floor)
-        entries.append(ISOEntry(
-            iso=r.iso, gain_k_dn_per_e=r.gain_k_dn_per_e.value, read_sigma_dn=max(r.read_sigma_dn.value, 0.0),
-            tukey_lambda=r.tukey_lambda.value, tukey_scale_dn=max(r.tukey_scale_dn.value, 0.0),
-            row_sigma_dn=max(r.row_sigma_dn.value, 0.0), black_level_error_dn=tuple(e.value for e in r.black_level_error_dn),
-            col_sigma_dn=max(r.col_sigma_dn.value, 0.0), dark_current_e_per_s=dc, ci=cis, **extra,
-        ))
-    jm = None
-    if joint is not None:
-        ks = sorted(r.gain_k_dn_per_e.value for r in results)
-        kmin, kmax = ks[0], ks[-1]
-        profiles = []
-        segs = joint.segments
-        bounds = [kmin]
-        for a, b in zip(segs, segs[1:]):
-            bounds.append(math.sqrt(a["k"][-1] * b["k"][0]))
-        bounds.append(kmax)
-        fallback = next((s["fits"] for s in segs if all(s["fits"].values())), None)
-        for i, s in enumerate(segs):
-            fits = {}
-            for name in _FIT_FIELDS:
-                lf = s["fits"][name]
-                if lf is None:  # a one-ISO segment: the other segment's slope through this point
-                    slope = fallback[name].slope.value if fallback else 1.0
-                    r = next(r for r in results if r.iso == s["isos"][0])
-                    y = math.log(max(getattr(r, name).value, 1e-3))
-                    fits[name] = LogLinearFit(slope, y - slope * math.log(r.gain_k_dn_per_e.value), 0.0)
-                else:
-                    fits[name] = LogLinearFit(lf.slope.value, lf.intercept.value, lf.residual_std)
-            profiles.append(JointProfile(name=f"gain{i + 1}" if len(segs) > 1 else "calibrated", k_min_dn_per_e=bounds[i],
-                                         k_max_dn_per_e=bounds[i + 1], **fits))
-        rk = sorted(results, key=lambda r: r.gain_k_dn_per_e.value)
-        nb = len(rk)
-        lk = np.log([r.gain_k_dn_per_e.value for r in rk])
-        centers = np.log(kmin) + (np.arange(nb) + 0.5) * (np.log(kmax) - np.log(kmin)) / nb
-        bins = [tuple(e.value for e in rk[int(np.argmin(np.abs(lk - c)))].black_level_error_dn) for c in centers]
-        jm = JointModel(kmin, kmax, tuple(profiles), dual_gain_switch_iso=joint.dual_gain_switch_iso,
-                        tukey_lambda_values=tuple(r.tukey_lambda.value for r in sorted(results, key=lambda r: r.iso)),
-                        black_level_error_bins=tuple(bins))
-    if any(r.black_level_dn != sensor.black_level_dn for r in results):
-        # the files declare another black level at some ISO: every row keeps its own (schema /2)
-        entries = [dataclasses.replace(e, black_level_dn=r.black_level_dn) for e, r in zip(entries, results)]
-    card = Card(camera=cam, sensor=sensor, iso_table=tuple(entries), joint=jm, provenance=provenance)
-    maps = _build_maps(results)
-    if maps is not None:
-        card = card.with_maps(maps)
-    return card
-
-
-def _match_prnu_variance(prnu: np.ndarray, prs: list[ISOResult], wsum: float) -> None:
-    """Rescale the frame-weighted mean of per-ISO PRNU maps in place, per packed channel, so its variance is the
-    frame-weighted mean of the ISOs' PRNU² (averaging maps with independent noise lowers their variance)."""
-    p = math.isqrt(len(prs[0].channel_names))
-    hot = np.zeros(prnu.shape, bool)
-    for r in prs:
-        hot |= r.hot_mask
-    for c in range(p * p):
-        cy, cx = divmod(c, p)
-        view, good = prnu[cy::p, cx::p], ~hot[cy::p, cx::p]
-        target = sum(r.prnu_frames / wsum * max(r.prnu[c].value, 0.0) ** 2 for r in prs)
-        have = float(view[good].var())
-        if have > 0:
-            view *= np.float32(math.sqrt(target / have))
-
-
-def _build_maps(results: list[ISOResult]):
-    from noisesim.params import FixedPatternMaps
-
-    rs = [r for r in results if r.ds_map_dn is not None]
-    if not rs:
-        return None
-    isos = np.array([r.iso for r in rs], dtype=np.float64)
-    # least-squares line per pixel, ds = k·ISO + b, written as weighted sums of the per-ISO maps
-    # (k = Σ (ISO_r − mean) / Sxx · ds_r, b = Σ (1/R − mean·(ISO_r − mean)/Sxx) · ds_r), accumulated in float32:
-    # one full-size buffer per output instead of float64 stacks
-    if len(rs) >= 2:
-        xm = isos.mean()
-        wk = (isos - xm) / float(np.sum((isos - xm) ** 2))
-        wb = 1.0 / len(rs) - xm * wk
-    else:
-        wk, wb = np.zeros(1), np.ones(1)
-    shape = rs[0].ds_map_dn.shape
-    k = np.zeros(shape, np.float32)
-    b = np.zeros(shape, np.float32)
-    tmp = np.empty(shape, np.float32)
-    for r, a_k, a_b in zip(rs, wk, wb):
-        k += np.multiply(r.ds_map_dn, np.float32(a_k), out=tmp)
-        b += np.multiply(r.ds_map_dn, np.float32(a_b), out=tmp)
-    prs = [r for r in results if r.prnu_map is not None]
-    prnu = None
-    if prs:
-        wsum = sum(r.prnu_frames for r in prs)
-        prnu = np.zeros(shape, np.float32)
-        for r in prs:
-            prnu += np.multiply(r.prnu_map, np.float32(r.prnu_frames / wsum), out=tmp)
-        if len(prs) > 1 and not any(r.maps_denoised for r in prs):
-            _match_prnu_variance(prnu, prs, wsum)
-    # per-pixel read σ scale: the mean over ISOs weighted by dark frames (each ISO's estimate is independent)
-    srs = [r for r in rs if r.read_sigma_scale is not None]
-    read_scale = None
-    if srs:
-        read_scale = np.zeros(shape, np.float32)
-        nsum = sum(r.n_darks for r in srs)
-        for r in srs:
-            read_scale += np.multiply(r.read_sigma_scale, np.float32(r.n_darks / nsum), out=tmp)
-    del tmp
-    hot = np.zeros(rs[0].ds_map_dn.shape, bool)
-    for r in rs:
-        hot |= r.hot_mask
-    return FixedPatternMaps(dark_shading_k_dn_per_iso=k, dark_shading_b_dn=b, prnu=prnu, hot_pixel_mask=hot,
-                            read_sigma_scale=read_scale)

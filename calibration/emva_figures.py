@@ -1,0 +1,691 @@
+"""One function per measured figure of one ISO: the EMVA 1288 figures and the noise model's own.
+
+Each function takes the streamed statistics of :mod:`.accumulate` (a :class:`~.accumulate.DarkStats`, the flat
+levels) and returns :class:`~.estimators.Estimate` objects, per packed channel where the figure is per
+channel. :func:`noisesim.calibration.pipeline.calibrate` calls them in order; they read no files and warn
+about nothing (the pipeline does both).
+
+Every docstring names, in the manner of the ``emva1288`` package's results, the figure's section, symbol
+and unit. Sections refer to EMVA Standard 1288 release 4.0 *Linear* (the successor of release 3.1 that
+keeps the photon transfer method): §2 sensitivity, linearity and noise (§2.4 saturation and absolute
+sensitivity threshold), §3 dark current, §4 spatial nonuniformity and defect pixels, §6 their measurement
+by the photon transfer method, §7 dark current measurement, §8 nonuniformity measurement. The read-noise
+shape (Tukey λ, σ_TL) and the temporal row and column noise are not EMVA 1288 figures: they come from
+Wei et al., CVPR 2020 (ELD, §3) and are marked as such. docs/calibration.md gives the procedure.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import numpy as np
+
+from noisesim.cfa import CFA
+
+from .accumulate import DarkStats, FlatAccumulator, FlatLevel
+from .estimators import (
+    Estimate,
+    PTCFit,
+    batch_se,
+    debias_tukey,
+    fit_line,
+    fit_ptc,
+    fit_tukey,
+    flatten_illumination,
+    solve_row_col_pixel,
+)
+
+__all__ = [
+    "black_level_error",
+    "column_noise",
+    "DarkVariances",
+    "dark_current",
+    "dark_signal_nonuniformity",
+    "dynamic_range",
+    "LineNoise",
+    "line_noise_variances",
+    "map_scale",
+    "photo_response_nonuniformity",
+    "photon_transfer",
+    "pixel_noise",
+    "QUANTIZATION_VAR_DN2",
+    "read_noise",
+    "read_noise_per_channel",
+    "ReadNoiseShape",
+    "read_noise_shape",
+    "row_noise",
+    "row_noise_spectrum",
+    "saturation_capacity",
+    "sigma_from_variance",
+    "system_gain",
+    "temporal_dark_noise",
+    "temporal_dark_noise_e",
+    "temporal_dark_variance",
+    "temporal_dark_variance_mean",
+    "tukey_lambda_per_channel",
+]
+
+QUANTIZATION_VAR_DN2 = 1.0 / 12.0  # EMVA 1288 σ²_q of integer DN
+
+
+def sigma_from_variance(var: float, se_var: float, method: str, n: int, dof: int | None = None) -> Estimate:
+    """A standard deviation √var with its SE carried from the variance's: se_σ = se_var / (2σ).
+
+    A negative variance (noise larger than the signal it is subtracted from) gives σ = 0 with SE √se_var.
+    The interval is on the log scale (:meth:`Estimate.positive`); ``dof`` selects Student t.
+    """
+    s = math.sqrt(max(var, 0.0))
+    se = se_var / (2 * s) if s > 0 else math.sqrt(max(se_var, 0.0))
+    return Estimate.positive(s, se, method, n, dof=dof)
+
+
+def map_scale(signal_var: float, total_var: float, denoise: bool) -> float:
+    """Factor for a noisy per-pixel map whose spatial variance is ``total_var`` of which ``signal_var`` is the
+    sensor's: √(signal/total) makes the map's variance the sensor's (simulations reproduce DSNU1288 and
+    PRNU1288); with ``denoise`` the Wiener factor signal/total (best per-pixel estimate, too little variance)."""
+    if not total_var > 0 or not signal_var > 0:
+        return 0.0
+    f = min(1.0, signal_var / total_var)
+    return f if denoise else math.sqrt(f)
+
+
+def _tiles(plane: np.ndarray, n: int = 4):
+    """The finite values of each of n × n tiles of a plane (for SEs over tiles)."""
+    h, w = plane.shape
+    for ys in np.array_split(np.arange(h), n):
+        for xs in np.array_split(np.arange(w), n):
+            t = plane[ys[0]: ys[-1] + 1, xs[0]: xs[-1] + 1]
+            t = t[np.isfinite(t)]
+            if t.size > 1:
+                yield t
+
+
+# ------------------------------------------------------------------------------------------------
+# temporal dark noise and black level
+
+
+@dataclass(frozen=True)
+class DarkVariances:
+    """Temporal dark variance per packed channel, pooled over the pixels of the dark stack.
+
+    Attributes
+    ----------
+    all_pixels_dn2 : (C,) float64
+        σ²_y.dark [DN²] over every pixel (what flat pairs contain).
+    good_pixels_dn2 : (C,) float64
+        The same without the hot pixels [DN²] (what the read-noise figures describe).
+    quantization_dn2 : float
+        σ²_q [DN²]: 1/12 for integer-valued frames, else 0.
+    pixels_per_channel : int
+        Pixels of one packed channel.
+    """
+
+    all_pixels_dn2: np.ndarray
+    good_pixels_dn2: np.ndarray
+    quantization_dn2: float
+    pixels_per_channel: int
+
+
+def temporal_dark_variance(ds: DarkStats, hot_packed: np.ndarray) -> DarkVariances:
+    """Temporal dark variance σ²_y.dark per packed channel [DN²], with and without hot pixels.
+
+    EMVA 1288: section §2.2 / §6 (sensitivity, noise); symbol σ²_y.dark; unit DN². The mean over the
+    channel's pixels of each pixel's variance over the stack (ddof = 1).
+
+    Parameters
+    ----------
+    ds : DarkStats
+        The dark stack at the shortest exposure.
+    hot_packed : (C, h, w) bool
+        Hot pixels, packed.
+    """
+    cfa = ds.cfa
+    var_packed = cfa.pack(ds.temporal_var_map_dn2)
+    nch = cfa.n_channels
+    v_chan = np.array([float(var_packed[c].mean()) for c in range(nch)])
+    v_chan_good = np.array([float(var_packed[c][~hot_packed[c]].mean()) for c in range(nch)])
+    return DarkVariances(v_chan, v_chan_good, QUANTIZATION_VAR_DN2 if ds.integer_valued else 0.0, int(var_packed[0].size))
+
+
+def temporal_dark_noise(ds: DarkStats, dv: DarkVariances) -> list[Estimate]:
+    """Temporal dark noise σ_y.dark per packed channel [DN].
+
+    EMVA 1288: section §2.2 / §6 (sensitivity, noise); symbol σ_y.dark; unit DN. √σ²_y.dark over all pixels;
+    SE from the spread of ½ var(d₁ − d₂) over consecutive frame pairs (from the pixel count when there is
+    one pair).
+
+    Returns
+    -------
+    list of Estimate, one per packed channel (``cfa.channel_names`` order)
+    """
+    n = ds.n_frames
+    pv = ds.pair_var_dn2  # (P, C)
+    out = []
+    for c in range(ds.cfa.n_channels):
+        v = dv.all_pixels_dn2[c]
+        se_v = batch_se(pv[:, c]) if pv.shape[0] >= 2 else v * math.sqrt(2.0 / max(1, (n - 1) * dv.pixels_per_channel))
+        s = math.sqrt(max(v, 0.0))
+        out.append(Estimate.positive(s, se_v / (2 * max(s, 1e-12)), f"pooled per-pixel variance of {n} darks; SE over {pv.shape[0]} frame pairs", pv.shape[0]))
+    return out
+
+
+def black_level_error(ds: DarkStats, mean_packed: np.ndarray, hot_packed: np.ndarray) -> list[Estimate]:
+    """Dark signal μ_y.dark minus the black level the files declare, per colour site [DN].
+
+    EMVA 1288: section §2.1 (linear signal model, dark signal); symbol μ_y.dark (here minus the declared
+    black level, PMN's black-level error, Feng et al. 2022); unit DN. Mean over the site's channels of the
+    mean dark without hot pixels; SE from the frame-to-frame spread of the channel means, t(N − 1).
+
+    Parameters
+    ----------
+    ds : DarkStats
+    mean_packed : (C, h, w)
+        ``ds.mean_map_dn`` packed.
+    hot_packed : (C, h, w) bool
+
+    Returns
+    -------
+    list of 4 Estimate, per colour site (Bayer reading order)
+    """
+    n = ds.n_frames
+    site = ds.cfa.site_index.ravel()
+    fm = ds.frame_channel_means_dn
+    out = []
+    for s_ in range(4):
+        chans = np.flatnonzero(site == s_)
+        val = float(np.mean([mean_packed[c][~hot_packed[c]].mean() for c in chans]))
+        se = float(np.std(fm[:, chans].mean(axis=1), ddof=1) / math.sqrt(n))
+        out.append(Estimate.normal(val, se, f"channel mean of {n} darks; SE from frame-to-frame spread", n, dof=n - 1))
+    return out
+
+
+def temporal_dark_variance_mean(dv: DarkVariances, dark_sigma: list[Estimate]) -> Estimate:
+    """Temporal dark variance σ²_y.dark of the sensor, the mean over channels [DN²].
+
+    EMVA 1288: section §2.2 (noise model); symbol σ²_y.dark; unit DN². Pooled per-pixel variance of the darks
+    (all pixels). The SE is the mean of the channels' SEs: the channels share row noise, so averaging
+    them gains no √C.
+    """
+    sy2 = float(np.mean(dv.all_pixels_dn2))
+    se_sy2 = float(np.mean([2.0 * e.value * e.se for e in dark_sigma]))
+    return Estimate.normal(sy2, se_sy2, "mean over channels of the pooled per-pixel dark variance", len(dark_sigma))
+
+
+def temporal_dark_noise_e(sigma_y_dark2: Estimate, dv: DarkVariances, gain: Estimate) -> Estimate:
+    """Temporal dark noise σ_d in electrons [e⁻].
+
+    EMVA 1288: section §2.2 / §6 (sensitivity, noise); symbol σ_d; unit e⁻. σ_d = √(σ²_y.dark − σ²_q) / K.
+
+    Parameters
+    ----------
+    sigma_y_dark2 : Estimate
+        :func:`temporal_dark_variance_mean` [DN²].
+    dv : DarkVariances
+        For σ²_q.
+    gain : Estimate
+        K [DN/e⁻] (:func:`system_gain`).
+    """
+    sy2, se_sy2 = sigma_y_dark2.value, sigma_y_dark2.se
+    kval, rel_k = gain.value, gain.se / gain.value
+    d2 = max(sy2 - dv.quantization_dn2, 0.0)
+    sd = math.sqrt(d2) / kval
+    se_sd = sd * math.hypot(se_sy2 / (2.0 * d2) if d2 > 0 else 0.0, rel_k)
+    return Estimate.normal(sd, se_sd, "EMVA 1288 σ_d = √(σ²_y.dark − σ²_q) / K", sigma_y_dark2.n)
+
+
+# ------------------------------------------------------------------------------------------------
+# row, column and pixel noise (temporal)
+
+
+@dataclass(frozen=True)
+class LineNoise:
+    """Temporal row, column and pixel variances of a dark stack [DN²] with their SEs.
+
+    ``row_var_dn2`` σ²_r, ``col_var_dn2`` σ²_c, ``pixel_var_dn2`` σ²_pix (row and column parts removed, hot
+    pixels excluded, quantization included); ``n_frames`` N behind the frame-spread SEs.
+    """
+
+    row_var_dn2: float
+    col_var_dn2: float
+    pixel_var_dn2: float
+    row_var_se_dn2: float
+    col_var_se_dn2: float
+    pixel_var_se_dn2: float
+    n_frames: int
+
+
+def line_noise_variances(ds: DarkStats, dv: DarkVariances) -> LineNoise:
+    """Row, column and pixel parts of the temporal dark variance (docs/calibration.md step 4).
+
+    The variance of each frame's row means (column means) about the stack's is σ²_r + σ²_pix/N_cols
+    (σ²_c + σ²_pix/N_rows); with the pooled pixel variance (hot pixels excluded) the three parts are
+    solved for (:func:`~.estimators.solve_row_col_pixel`), the same decomposition as EMVA 1288 §4.3 (column,
+    row and pixel variances) applied to the temporal residuals. SEs from the spread over frames (σ²_r,
+    σ²_c) and over frame pairs (σ²_pix).
+    """
+    n = ds.n_frames
+    h, w = ds.shape
+    corr = 1.0 / (1.0 - 1.0 / n)  # residuals against the stack mean lose a 1/N of the variance
+    vr_f = ds.row_resid.var(axis=1, ddof=1) * corr
+    vc_f = ds.col_resid.var(axis=1, ddof=1) * corr
+    v_all = float(np.mean(dv.good_pixels_dn2))
+    r2, c2, p2 = solve_row_col_pixel(float(vr_f.mean()), float(vc_f.mean()), v_all, n_cols=w, n_rows=h)
+    se_r2, se_c2 = batch_se(vr_f), batch_se(vc_f)
+    pv = ds.pair_var_dn2
+    pv_all = pv.mean(axis=1) if pv.shape[0] else np.array([v_all])
+    se_v_all = batch_se(pv_all) if pv_all.size >= 2 else v_all * math.sqrt(2.0 / (n * h * w))
+    se_p2 = math.sqrt(se_v_all**2 + se_r2**2 + se_c2**2)
+    return LineNoise(r2, c2, p2, se_r2, se_c2, se_p2, n)
+
+
+def row_noise(lines: LineNoise) -> Estimate:
+    """Temporal row noise σ_r [DN] (not an EMVA 1288 figure: Wei et al. 2020 §3, "row noise").
+
+    √(var of row means − σ²_pix / N_cols); SE over N frames, Student t(N − 1).
+    """
+    n = lines.n_frames
+    return sigma_from_variance(lines.row_var_dn2, lines.row_var_se_dn2,
+                               f"var of row means − σ²_pix/N_cols; SE over {n} frames, t({n - 1})", n, dof=n - 1)
+
+
+def column_noise(lines: LineNoise) -> Estimate:
+    """Temporal column noise σ_c [DN] (not an EMVA 1288 figure; as :func:`row_noise`, along columns).
+
+    √(var of column means − σ²_pix / N_rows); SE over N frames, Student t(N − 1).
+    """
+    n = lines.n_frames
+    return sigma_from_variance(lines.col_var_dn2, lines.col_var_se_dn2,
+                               f"var of column means − σ²_pix/N_rows; SE over {n} frames, t({n - 1})", n, dof=n - 1)
+
+
+def pixel_noise(lines: LineNoise) -> Estimate:
+    """Temporal pixel noise σ_pix [DN]: the dark noise without its row and column parts (quantization kept)."""
+    return sigma_from_variance(lines.pixel_var_dn2, lines.pixel_var_se_dn2, "pooled temporal variance minus row and column parts",
+                               lines.n_frames)
+
+
+def read_noise(lines: LineNoise, dv: DarkVariances) -> Estimate:
+    """Gaussian read noise σ_read [DN] of the noise model: √(σ²_pix − σ²_q).
+
+    EMVA 1288 counts it in σ_d (§2.2); here the row and column parts are apart, so it is the per-pixel
+    share only (Wei et al. 2020 §3). SE over frame pairs.
+    """
+    q = dv.quantization_dn2
+    return sigma_from_variance(lines.pixel_var_dn2 - q, lines.pixel_var_se_dn2,
+                               "√(σ²_pix − 1/12 DN² quantization); SE over frame pairs" if q else "√σ²_pix; SE over frame pairs",
+                               lines.n_frames)
+
+
+def read_noise_per_channel(lines: LineNoise, dv: DarkVariances) -> list[Estimate]:
+    """σ_read [DN] of each packed channel: √(σ²_y.dark,c − σ²_r − σ²_c − σ²_q), hot pixels excluded."""
+    nch = dv.good_pixels_dn2.size
+    return [sigma_from_variance(dv.good_pixels_dn2[c] - lines.row_var_dn2 - lines.col_var_dn2 - dv.quantization_dn2,
+                                lines.pixel_var_se_dn2 * math.sqrt(nch), "per channel", lines.n_frames) for c in range(nch)]
+
+
+def row_noise_spectrum(ds: DarkStats) -> np.ndarray:
+    """Power spectrum of the row means' temporal fluctuation, mean over frames [DN² per frequency bin].
+
+    Shape ``(H // 2 + 1,)``; for the report (banding shows as peaks; white row noise is flat), in the spirit
+    of the EMVA 1288 §8 vertical spectrogram, but of the temporal residuals.
+    """
+    rs = np.fft.rfft(ds.row_resid, axis=1)
+    return (np.abs(rs) ** 2).mean(axis=0) / ds.row_resid.shape[1]
+
+
+# ------------------------------------------------------------------------------------------------
+# read-noise shape (Tukey λ)
+
+
+@dataclass(frozen=True)
+class ReadNoiseShape:
+    """Tukey-lambda fit of the residual read noise.
+
+    Attributes
+    ----------
+    tukey_lambda : Estimate
+        λ (unitless), debiased.
+    tukey_scale_dn : Estimate
+        σ_TL [DN], debiased.
+    r2 : float
+        r² of the probability plot.
+    tukey_lambda_per_channel : list of Estimate
+        λ of each packed channel (diagnostic).
+    samples_dn : (≤ ~20 000,) float32
+        A subsample of the residuals, for the report.
+    """
+
+    tukey_lambda: Estimate
+    tukey_scale_dn: Estimate
+    r2: float
+    tukey_lambda_per_channel: list[Estimate]
+    samples_dn: np.ndarray
+
+
+def read_noise_shape(ds: DarkStats, hot: np.ndarray, sample_black_dn: np.ndarray, *, n_sim: int = 200_000) -> ReadNoiseShape:
+    """Tukey-lambda shape λ and scale σ_TL of the read noise (not an EMVA 1288 figure: Wei et al. 2020 §3.2).
+
+    λ = argmax of the probability-plot correlation on the residual samples (hot pixels removed), σ_TL the
+    plot's slope, both debiased by simulating the residual construction (:func:`~.estimators.debias_tukey`);
+    SEs from frame batches, inflated by the simulation's own sampling noise.
+
+    Parameters
+    ----------
+    ds : DarkStats
+    hot : (H, W) bool
+        Hot pixels.
+    sample_black_dn : (S,) float
+        The black level at each sample pixel (``DarkAccumulator.sample_black_dn``): the quantization phase.
+    n_sim : int
+        Samples of the debiasing simulation.
+    """
+    n = ds.n_frames
+    corr = 1.0 / (1.0 - 1.0 / n)
+    good = ~hot.ravel()[ds.sample_index]
+    resid = ds.sample_resid_dn[:, good].astype(np.float64) * math.sqrt(corr)
+    tk = fit_tukey(resid.ravel())
+    nb = min(8, n)
+    lam_b, sc_b = [], []
+    if nb >= 2:
+        for idx in np.array_split(np.arange(n), nb):
+            tb = fit_tukey(resid[idx].ravel())
+            lam_b.append(tb.tukey_lambda)
+            sc_b.append(tb.tukey_scale_dn)
+    # remove the bias of the residual construction (stack-mean mixing, quantization) by indirect inference
+    lam_c, scale_c, dlam = debias_tukey(tk.tukey_lambda, tk.tukey_scale_dn, n_frames=n, quantized=ds.integer_valued, n_sim=n_sim,
+                                        offsets_dn=(ds.mean_map_dn.ravel()[ds.sample_index] + sample_black_dn)[good])
+    sim_share = math.sqrt(1.0 + resid.size / n_sim)  # the simulation's own sampling noise, added in quadrature
+    se_lam = batch_se(lam_b) / max(dlam, 0.2) * sim_share
+    se_sc = batch_se(sc_b) * (scale_c / tk.tukey_scale_dn) * sim_share
+    lam = Estimate.normal(lam_c, se_lam, f"PPCC maximum on {resid.size} residuals, debiased by simulation; SE from {nb} frame batches", nb, dof=nb - 1)
+    scale = Estimate.positive(scale_c, se_sc, f"probability-plot slope (r² = {tk.r2:.5f}), debiased by simulation; SE from {nb} frame batches", nb, dof=nb - 1)
+    per_channel = tukey_lambda_per_channel(resid, ds.sample_index[good], ds.shape[1], ds.cfa, tk.tukey_lambda, lam_c, dlam, sim_share)
+    rsub = resid.ravel()
+    if rsub.size > 20000:
+        rsub = rsub[:: rsub.size // 20000]
+    return ReadNoiseShape(lam, scale, tk.r2, per_channel, rsub.astype(np.float32))
+
+
+def tukey_lambda_per_channel(resid: np.ndarray, index: np.ndarray, width: int, cfa: CFA, lam_pooled_meas: float,
+                             lam_pooled: float, dlam: float, sim_share: float) -> list[Estimate]:
+    """Tukey-λ of each packed channel (diagnostic; the card keeps the pooled λ).
+
+    PPCC maximum on the channel's residual samples, shifted by the pooled debiasing to first order:
+    λ_c = λ_pooled + (λ̂_c − λ̂_pooled) / (dλ̂/dλ). SE from frame batches, as for the pooled λ.
+    ``resid`` is (N frames, S samples), ``index`` the samples' flat pixel indices.
+    """
+    p = cfa.period
+    r_idx, c_idx = np.divmod(index, width)
+    chan = (r_idx % p) * p + (c_idx % p)
+    n = resid.shape[0]
+    nb = min(8, n)
+    slope = max(dlam, 0.2)
+    out = []
+    for c in range(cfa.n_channels):
+        sel = resid[:, chan == c]
+        if sel.size < 1000:
+            out.append(Estimate.normal(float("nan"), float("nan"), f"too few samples ({sel.size})", 0))
+            continue
+        lam = lam_pooled + (fit_tukey(sel.ravel()).tukey_lambda - lam_pooled_meas) / slope
+        lb = [fit_tukey(sel[idx].ravel()).tukey_lambda for idx in np.array_split(np.arange(n), nb)] if nb >= 2 else []
+        out.append(Estimate.normal(lam, batch_se(lb) / slope * sim_share,
+                                   f"PPCC maximum on {sel.size} residuals of the channel, pooled debiasing; SE from {nb} frame batches",
+                                   nb, dof=nb - 1))
+    return out
+
+
+# ------------------------------------------------------------------------------------------------
+# spatial nonuniformity
+
+
+def dark_signal_nonuniformity(mean_packed: np.ndarray, hot_packed: np.ndarray, black_error: list[Estimate], dv: DarkVariances,
+                              lines: LineNoise, cfa: CFA, *, denoise: bool = False) -> tuple[list[Estimate], np.ndarray]:
+    """Dark signal nonuniformity DSNU1288 per packed channel [DN] and the dark-shading map.
+
+    EMVA 1288: section §4.2 / §8 (spatial nonuniformity); symbol DSNU1288 = s_y.dark; unit DN. The spatial
+    standard deviation of the mean dark (hot pixels excluded) with the temporal share σ²_y.dark/N removed.
+    SE over 16 tiles, plus the scatter of the N-averaged row and column offsets left in the mean.
+
+    Parameters
+    ----------
+    mean_packed : (C, h, w)
+        The dark stack's mean minus the declared black level, packed [DN].
+    hot_packed : (C, h, w) bool
+    black_error : list of 4 Estimate
+        :func:`black_level_error` (subtracted per site: the map is zero-mean per channel).
+    dv, lines : DarkVariances, LineNoise
+    cfa : CFA
+    denoise : bool
+        Wiener-shrink the map (best per-pixel estimate) instead of scaling it so that its variance is DSNU²
+        (what simulations must reproduce). Hot pixels keep their full offset either way.
+
+    Returns
+    -------
+    (dsnu, map) : list of Estimate per packed channel, (H, W) float32 dark-shading map [DN]
+    """
+    n = lines.n_frames
+    r2, c2 = lines.row_var_dn2, lines.col_var_dn2
+    site = cfa.site_index.ravel()
+    nch = cfa.n_channels
+    site_vals = np.array([e.value for e in black_error])
+    ds_packed = mean_packed.astype(np.float64)
+    ds_packed -= site_vals[site][:, None, None]  # each packed channel minus its site's black-level error
+    dsnu = []
+    scale = np.ones(nch)
+    for c in range(nch):
+        vals = ds_packed[c][~hot_packed[c]]
+        noise = dv.good_pixels_dn2[c] / n
+        tot = float(vals.var())
+        d2 = tot - noise
+        tiles = [t_.var() - noise for t_ in _tiles(np.where(hot_packed[c], np.nan, ds_packed[c]))]
+        # the mean dark keeps the N-averaged row and column offsets; their realized variance over the channel's
+        # rows (columns) scatters by √(2/rows)·σ²_row/N, which tiles sharing those rows do not see
+        hc, wc = ds_packed[c].shape
+        se_rc = math.sqrt(2.0 / hc * (max(r2, 0.0) / n) ** 2 + 2.0 / wc * (max(c2, 0.0) / n) ** 2)
+        dsnu.append(sigma_from_variance(d2, math.hypot(batch_se(tiles), se_rc),
+                                        "spatial std of the mean dark minus temporal σ²/N; SE over 16 tiles and from the row/column "
+                                        "offsets left in the mean", 16))
+        scale[c] = map_scale(d2, tot, denoise)
+    # The mean of N darks has variance d² + σ²/N per pixel: scaled so simulations from the map carry DSNU² (d²),
+    # not the stack's temporal noise as extra fixed pattern (Wiener-shrunk instead with denoise)
+    for c in range(nch):  # hot pixels keep their full offset
+        ds_packed[c][~hot_packed[c]] *= scale[c]
+    return dsnu, cfa.unpack(ds_packed.astype(np.float32))
+
+
+def photo_response_nonuniformity(facc: FlatAccumulator, hot_packed: np.ndarray, dv: DarkVariances, n_darks: int, *,
+                                 denoise: bool = False) -> tuple[list[Estimate], np.ndarray] | None:
+    """Photo response nonuniformity PRNU1288 per packed channel (a fraction; ×100 for EMVA's %) and its map.
+
+    EMVA 1288: section §4.2 / §8 (spatial nonuniformity, correction for uneven illumination); symbol
+    PRNU1288 = s_y / (μ_y − μ_y.dark); unit % (here the fraction). The mean of the normalized flats between
+    5 % and 70 % of the range, divided by its box low-pass (vignetting and illumination), spatial std per
+    channel with every temporal share removed: the flats' own Σ σ²_f/μ²/L² and the dark mean's σ²_d/N,
+    common to every frame, through the mean of 1/μ. Hot and clipped pixels are masked, frames kept.
+    SE over 16 tiles.
+
+    Consumes ``facc.prnu_sum`` (the running sum is normalized in place and released, to save a full-size
+    buffer).
+
+    Parameters
+    ----------
+    facc : FlatAccumulator
+        After every flat pair was added.
+    hot_packed : (C, h, w) bool
+    dv : DarkVariances
+    n_darks : int
+        Frames in the dark mean subtracted from the flats.
+    denoise : bool
+        Wiener-shrink the map instead of matching its variance to PRNU².
+
+    Returns
+    -------
+    (prnu, map) or None : list of Estimate per packed channel (fractions), (H, W) float32 map (relative
+    deviation, 0 at masked pixels, clipped to ±0.5); None when no flat is in the PRNU range.
+    """
+    if not (facc.prnu_n >= 1 and facc.prnu_sum is not None):
+        return None
+    cfa = facc.cfa
+    nch = cfa.n_channels
+    facc.prnu_sum /= facc.prnu_n
+    mflat = cfa.pack(facc.prnu_sum)
+    facc.prnu_sum = None
+    masked = hot_packed | cfa.pack(facc.prnu_clipped)  # hot and clipped pixels: masked, frames kept
+    l_ = facc.prnu_n
+    temporal = facc.prnu_temporal_rel_var / l_**2 + (dv.good_pixels_dn2 / n_darks) * (facc.prnu_inv_level / l_) ** 2
+    hp_planes = np.empty(mflat.shape, np.float32)
+    prnu = []
+    box = max(3, min(31, (min(mflat.shape[1:]) // 4) | 1))
+    cfac = 1.0 / (1.0 - 1.0 / box**2)  # white variance the box low-pass takes away
+    for c in range(nch):
+        plane = mflat[c]
+        plane[masked[c]] = float(np.median(plane[~masked[c]]))  # masked pixels must not bend the low-pass
+        hp = flatten_illumination(plane, box=box)
+        vals = hp[~masked[c]]
+        raw_var = float(vals.var())
+        v = raw_var * cfac - temporal[c]
+        tiles = [(t_.var() * cfac) - temporal[c] for t_ in _tiles(np.where(masked[c], np.nan, hp))]
+        prnu.append(sigma_from_variance(v, batch_se(tiles), f"std of flat/low-pass({box}) over {l_} flats minus the flats' and "
+                                                            f"the dark mean's temporal parts; SE over 16 tiles", 16))
+        hp_planes[c] = hp * np.float32(map_scale(v, raw_var, denoise))
+    hp_planes[masked] = 0.0
+    del mflat
+    np.clip(hp_planes, -0.5, 0.5, out=hp_planes)
+    return prnu, cfa.unpack(hp_planes)
+
+
+# ------------------------------------------------------------------------------------------------
+# sensitivity: photon transfer, system gain, saturation, dynamic range
+
+
+def photon_transfer(levels: list[FlatLevel], span_dn: np.ndarray, black_error: list[Estimate], dv: DarkVariances,
+                    cfa: CFA) -> list[PTCFit]:
+    """Photon-transfer fit of each packed channel: σ²_y − σ²_y.dark = K (μ_y − μ_y.dark) below 70 % of saturation.
+
+    EMVA 1288: section §6 (photon transfer method); the points (μ_y − μ_y.dark [DN], σ²_y − σ²_y.dark [DN²]) per
+    exposure level from flat pairs. Where the variance peak is not reached, saturation is taken at the
+    white level less the dark mean (``span_dn`` minus the black-level error).
+
+    Parameters
+    ----------
+    levels : list of FlatLevel
+        One per exposure level (``FlatAccumulator.levels``).
+    span_dn : (C,) float
+        White − declared black per packed channel [DN].
+    black_error : list of 4 Estimate
+        :func:`black_level_error`.
+    dv : DarkVariances
+    cfa : CFA
+    """
+    site = cfa.site_index.ravel()
+    site_vals = np.array([e.value for e in black_error])
+    mu = np.array([lv.mean_dn for lv in levels])  # (L, C)
+    pvar = np.array([lv.pair_var_dn2 for lv in levels])
+    v_chan = dv.all_pixels_dn2
+    npx = levels[0].n_pixels
+    out = []
+    for c in range(cfa.n_channels):
+        sat_proxy = float(span_dn[c] - site_vals[site[c]])
+        out.append(fit_ptc(mu[:, c], pvar[:, c] - v_chan[c], n_pixels=npx, sigma2_dark_dn2=v_chan[c], saturation_mean_dn=sat_proxy))
+    return out
+
+
+def system_gain(ptcs: list[PTCFit]) -> Estimate:
+    """Overall system gain K [DN/e⁻].
+
+    EMVA 1288: section §6 (photon transfer method), §2.1 (linear signal model); symbol K; unit DN/e⁻. The
+    inverse-variance mean of the channels' photon-transfer slopes; its SE scaled up by the channels' scatter
+    where they disagree beyond their own SEs (χ²/dof > 1).
+    """
+    kc = [p.gain_k_dn_per_e for p in ptcs]
+    nch = len(kc)
+    kv = np.array([k.value for k in kc])
+    ks = np.array([k.se for k in kc])
+    wts = 1.0 / np.maximum(ks, 1e-30) ** 2
+    kval = float(np.sum(wts * kv) / wts.sum())
+    kse = float(1.0 / math.sqrt(wts.sum()))
+    chi2 = float(np.sum(wts * (kv - kval) ** 2) / max(nch - 1, 1))
+    kse *= math.sqrt(max(chi2, 1.0))
+    return Estimate.normal(kval, kse, f"inverse-variance mean of {nch} channel PTC fits (SE scaled by the channels' scatter)", nch)
+
+
+def saturation_capacity(ptcs: list[PTCFit], gain: Estimate) -> Estimate:
+    """Saturation capacity μ_e.sat [e⁻].
+
+    EMVA 1288: section §2.4 (signal saturation); symbol μ_e.sat; unit e⁻. μ_y.sat / K, μ_y.sat the dark-subtracted
+    mean at the peak of the photon-transfer variance (mean over channels), or the white level less the
+    dark mean where the flats do not reach the peak. SE from K only.
+    """
+    kval, rel_k = gain.value, gain.se / gain.value
+    sat_dn = float(np.mean([p.saturation_mean_dn for p in ptcs]))
+    found = all(p.saturation_found for p in ptcs)
+    sat_e = sat_dn / kval
+    se_sat = sat_e * rel_k
+    sat_how = "mean at the photon-transfer variance peak ÷ K" if found else "white level − dark mean ÷ K (variance peak not reached)"
+    return Estimate.normal(sat_e, se_sat, f"EMVA 1288 μ_e.sat: {sat_how}; SE from K only", len(ptcs))
+
+
+def dynamic_range(sigma_y_dark2: Estimate, saturation: Estimate, gain: Estimate) -> Estimate:
+    """Dynamic range DR_dB [dB].
+
+    EMVA 1288: section §2.4 (saturation and absolute sensitivity threshold); symbol DR_dB; unit dB.
+    DR_dB = 20 log₁₀(μ_e.sat / μ_e.min) with μ_e.min = ½ + √(¼ + σ²_y.dark / K²), the signal at SNR = 1 [e⁻].
+
+    Parameters
+    ----------
+    sigma_y_dark2 : Estimate
+        :func:`temporal_dark_variance_mean` [DN²].
+    saturation : Estimate
+        :func:`saturation_capacity` [e⁻].
+    gain : Estimate
+        K [DN/e⁻].
+    """
+    sy2, se_sy2 = sigma_y_dark2.value, sigma_y_dark2.se
+    kval, rel_k = gain.value, gain.se / gain.value
+    sat_e, se_sat = saturation.value, saturation.se
+    e_min = 0.5 + math.sqrt(0.25 + sy2 / kval**2)
+    # d μ_e.min / d(σ²_y.dark/K²) = 1 / (2 √(¼ + σ²_y.dark/K²))
+    se_min = (sy2 / kval**2) * math.hypot(se_sy2 / sy2 if sy2 > 0 else 0.0, 2 * rel_k) / (2.0 * (e_min - 0.5))
+    dr = 20.0 * math.log10(sat_e / e_min)
+    se_dr = 20.0 / math.log(10.0) * math.hypot(se_sat / sat_e, se_min / e_min)  # K's share largely cancels: conservative
+    return Estimate.normal(dr, se_dr, "EMVA 1288 DR_dB = 20 log₁₀(μ_e.sat / μ_e.min), μ_e.min = ½ + √(¼ + σ²_y.dark/K²)", saturation.n)
+
+
+# ------------------------------------------------------------------------------------------------
+# dark current
+
+
+def dark_current(levels: list[tuple[float, float, float]], gain: Estimate, *, what: str = "dark current",
+                 signal: str = "mean dark signal") -> Estimate | None:
+    """Dark current μ_I [e⁻/s] from the mean dark signal at several exposure times.
+
+    EMVA 1288: section §3.1 / §7.1 (dark current from the mean); symbol μ_I (the ``emva1288`` package's
+    μ_I.mean); unit e⁻/s. The weighted slope of μ_y.dark [DN] over exposure time, ÷ K; the SE combines the
+    slope's and K's.
+
+    Parameters
+    ----------
+    levels : list of (exposure_s, mean_dn, se_dn)
+        The dark signal per exposure time (bulk pixels, or the hot pixels on their own).
+    gain : Estimate
+        K [DN/e⁻].
+    what, signal : str
+        For the fit's error message and the method text.
+
+    Returns
+    -------
+    Estimate or None
+        None with fewer than two exposure times.
+    """
+    if len(levels) < 2:
+        return None
+    kval, kse = gain.value, gain.se
+    t_arr = np.array([d[0] for d in levels])
+    m_arr = np.array([d[1] for d in levels])
+    se_arr = np.array([d[2] for d in levels])
+    wts = 1.0 / np.maximum(se_arr, 1e-9) ** 2 if np.all(np.isfinite(se_arr)) else None
+    lf = fit_line(t_arr, m_arr, weights=wts, what=what)
+    rate = lf.slope.value / kval
+    se_rate = abs(rate) * math.sqrt((lf.slope.se / lf.slope.value) ** 2 + (kse / kval) ** 2) if lf.slope.value else lf.slope.se / kval
+    return Estimate.normal(rate, se_rate, f"slope of the {signal} over {len(t_arr)} exposure times ÷ K", len(t_arr))
