@@ -5,7 +5,9 @@
 >>> result.save("sony.toml", report="sony.html")                          # doctest: +SKIP
 
 Modules: :mod:`.capture` (reading folders, manifests, EXIF), :mod:`.accumulate` (streaming sums),
-:mod:`.estimators` (PTC, PPCC, row/column, PRNU, line fits, KL), :mod:`.pipeline` (:func:`calibrate`),
+:mod:`.estimators` (PTC, PPCC, row/column, line fits, KL), :mod:`.emva_figures` (one function per measured
+figure, named by its EMVA 1288 section, symbol and unit), :mod:`.pipeline` (:func:`calibrate`), :mod:`.joint_fit`
+(fits across ISOs), :mod:`.card_builder` (the card from the results),
 :mod:`.fidelity` (KL against real darks, :func:`validate`), :mod:`.report` (HTML), :mod:`.synthetic`
 (synthetic captures from known parameters).
 """

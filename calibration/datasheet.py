@@ -1,8 +1,8 @@
 """EMVA 1288 datasheet section of the calibration report: per-ISO figures, SNR curve, photon transfer (log–log).
 
-The figures themselves are computed by :mod:`calibration.emva_figures` and kept in :class:`~calibration.pipeline.ISOResult` (``ISOResult.read_noise_e`` σ_d,
-``saturation_capacity_e`` μ_e.sat, ``dynamic_range_db`` DR_dB, ``hot_pixel_dark_current_e_per_s``); this
-module only presents them, as EMVA 1288 release 4.0 asks of a datasheet. The SNR is the temporal one of the
+The figures themselves are computed by :mod:`calibration.emva_figures` and kept in
+:class:`~calibration.pipeline.ISOResult` (``read_noise_e`` σ_d, ``saturation_capacity_e`` μ_e.sat,
+``dynamic_range_db`` DR_dB, ``hot_pixel_dark_current_e_per_s``); this module only presents them, as EMVA 1288 release 4.0 asks of a datasheet. The SNR is the temporal one of the
 linear camera model, SNR(μ_e) = μ_e / √(σ²_y.dark / K² + μ_e), plotted against the measured flats' μ/σ.
 """
 
