@@ -229,7 +229,7 @@ def calibrate(
                 {k[2]: v for k, v in groups.items() if k[0] == "flat" and k[1] == iso}) for iso in isos]
     settings = ISOSettings(cfa, shape, sample_pixels, holdout_darks if fidelity else 0, rng, denoise_maps)
     if scheduler is None:
-        outcomes = (_iso_task(item, settings, progress=progress) for item in per_iso)
+        outcomes = (_iso_task(item, shared=settings, progress=progress) for item in per_iso)
     else:  # one task per ISO; the frames are read by the worker that accumulates them
         from noisesim.distributed import map_on_cluster
 
@@ -296,14 +296,15 @@ class ISOSettings:
     denoise_maps: bool = False
 
 
-def _iso_task(item, settings: ISOSettings, *, progress=_identity) -> tuple[ISOResult | None, list[str], str | None]:
-    """Estimate one ISO: ``item`` = (iso, darks by exposure, flats by exposure). Returns (result or None, this
-    ISO's warnings, the skip message or None). Runs in this process or as a Dask task (then frames are read
-    where they are accumulated)."""
+def _iso_task(item, shared: ISOSettings, *, progress=_identity) -> tuple[ISOResult | None, list[str], str | None]:
+    """Estimate one ISO: ``item`` = (iso, darks by exposure, flats by exposure), ``shared`` the settings (the
+    keyword :func:`noisesim.distributed.map_on_cluster` passes). Returns (result or None, this ISO's warnings,
+    the skip message or None). Runs in this process or as a Dask task (then frames are read where they are
+    accumulated)."""
     iso, darks, flats = item
     warnings: list[str] = []
     try:
-        return _calibrate_iso(iso, darks, flats, settings, warnings, progress), warnings, None
+        return _calibrate_iso(iso, darks, flats, shared, warnings, progress), warnings, None
     except CalibrationError as exc:
         msg = f"ISO {iso:g}: skipped: {exc}"
         _warn(warnings, msg)
