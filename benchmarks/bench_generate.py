@@ -3,7 +3,7 @@
 Prints, for packed 4 × 256 × 256 patches (512 × 512 mosaic) by default:
 
 1. a per-stage breakdown of one sample in one process, through the real code path
-   (``Synthesizer.sample`` with its stage timers, then ``_ShardWriter.write`` and the periodic checkpoint):
+   (``Synthesizer.sample`` with its stage timers, then ``ShardWriter.write`` and the periodic checkpoint):
    seeds + parameter sampling, clean patch (built-in dead leaves: render, unprocess + mosaic), the
    noise kernel, packing + the parameter record, HDF5 write — wall and CPU time, and the fraction of
    the time spent in the noise kernel (run on the calling thread, as generation does; also timed on
@@ -49,15 +49,16 @@ def _job(patch: int, storage: str = "float32"):
 
 
 def stage_breakdown(patch: int, n: int, parallel: bool | None) -> dict:
-    """{stage: (wall_s, cpu_s)} per sample through Synthesizer.sample and _ShardWriter (one process)."""
-    from noisesim.dataset import _ShardWriter, Synthesizer
+    """{stage: (wall_s, cpu_s)} per sample through Synthesizer.sample and ShardWriter (one process)."""
+    from noisesim.dataset import Synthesizer
+    from noisesim.dataset.shards import ShardWriter
 
     synth = Synthesizer(_job(patch))
     synth.parallel = parallel
     synth.sample(0)  # compile / warm up
     synth.timers = {}
     with tempfile.TemporaryDirectory() as d:
-        w = _ShardWriter(Path(d) / "w.h5", 0, n, synth.shape, np.dtype(np.float32), 0, False, None, {}, "{}", resume=False)
+        w = ShardWriter(Path(d) / "w.h5", 0, n, synth.shape, np.dtype(np.float32), 0, False, None, {}, "{}", resume=False)
         acc = synth.timers
         for i in range(n):
             clean, noisy, rec, kernel = synth.sample(i)

@@ -80,9 +80,9 @@ def test_architecture_names_functions_that_exist():
 
     text = (Path(__file__).resolve().parents[1] / "docs" / "ARCHITECTURE.md").read_text()
     checked, missing = 0, []
-    for paths, api in re.findall(r"^\| ((?:`noisesim/\w+\.py`(?:, )?)+) \|[^|]*\| (.*) \|$", text, re.M):
+    for paths, api in re.findall(r"^\| ((?:`noisesim/(?:\w+/)*\w+\.py`(?:, )?)+) \|[^|]*\| (.*) \|$", text, re.M):
         mods, unavailable = [], False
-        for path in re.findall(r"`(noisesim/\w+)\.py`", paths):
+        for path in re.findall(r"`(noisesim/(?:\w+/)*\w+)\.py`", paths):
             try:
                 mods.append(importlib.import_module(path.replace("/", ".")))
             except ImportError:  # an optional extra (torch) is not installed: its names cannot be checked

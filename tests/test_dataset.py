@@ -278,9 +278,9 @@ def test_sharded_run_resumes_to_same_content(tmp_path):
 
 def _interrupted(out, **kw):
     """Run generation and raise KeyboardInterrupt from inside the loop after a few samples."""
-    import noisesim.dataset as dsmod
+    from noisesim.dataset.shards import ShardWriter
 
-    real = dsmod._ShardWriter.write
+    real = ShardWriter.write
     calls = {"n": 0}
 
     def write(self, *a, **k):
@@ -289,11 +289,11 @@ def _interrupted(out, **kw):
             raise KeyboardInterrupt
         return real(self, *a, **k)
 
-    dsmod._ShardWriter.write = write
+    ShardWriter.write = write
     try:
         generate_dataset(out, pairs=20, seed=1, checkpoint_every=3, **kw, **SMALL)
     finally:
-        dsmod._ShardWriter.write = real
+        ShardWriter.write = real
 
 
 def test_existing_output_refused_without_force_and_replaced_with_it(tmp_path):

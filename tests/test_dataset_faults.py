@@ -43,10 +43,10 @@ def _wait_for_lock(proc, lock: Path, timeout=120.0) -> None:
 
 
 def _interrupt_after(n_writes: int):
-    """Patch _ShardWriter.write to raise KeyboardInterrupt at its n-th call; returns an undo function."""
-    import noisesim.dataset as dsmod
+    """Patch ShardWriter.write to raise KeyboardInterrupt at its n-th call; returns an undo function."""
+    from noisesim.dataset.shards import ShardWriter
 
-    real = dsmod._ShardWriter.write
+    real = ShardWriter.write
     calls = {"n": 0}
 
     def write(self, *a, **k):
@@ -55,8 +55,8 @@ def _interrupt_after(n_writes: int):
             raise KeyboardInterrupt
         return real(self, *a, **k)
 
-    dsmod._ShardWriter.write = write
-    return lambda: setattr(dsmod._ShardWriter, "write", real)
+    ShardWriter.write = write
+    return lambda: setattr(ShardWriter, "write", real)
 
 
 # ------------------------------------------------------------------------------------------------
@@ -481,7 +481,7 @@ def test_simulate_under_file_size_limit_is_one_line_and_leaves_no_temporary(tmp_
 def test_resume_after_disk_full_counts_only_what_is_left(tmp_path, monkeypatch):
     import shutil as _shutil
 
-    import noisesim.dataset as dsmod
+    from noisesim.dataset.shards import bytes_per_sample
 
     undo = _interrupt_after(12)
     try:
@@ -491,14 +491,14 @@ def test_resume_after_disk_full_counts_only_what_is_left(tmp_path, monkeypatch):
         undo()
     done = int(np.count_nonzero(np.frombuffer((tmp_path / "d.h5.partial.progress").read_bytes(), np.uint8)))
     assert 5 <= done < 20
-    per_sample = dsmod._bytes_per_sample((4, 16, 16), np.dtype(np.float32), 0, False)
+    per_sample = bytes_per_sample((4, 16, 16), np.dtype(np.float32), 0, False)
     real = _shutil.disk_usage
     free = (20 - done) * per_sample + per_sample // 2  # room for what is left, not for the whole dataset
 
     def small_disk(path):
         return real(path)._replace(free=free)
 
-    monkeypatch.setattr(dsmod.shutil, "disk_usage", small_disk)
+    monkeypatch.setattr(_shutil, "disk_usage", small_disk)
     with pytest.raises(DatasetError, match="not enough disk space"):
         generate_dataset(tmp_path / "other.h5", pairs=20, seed=1, **SMALL)
     generate_dataset(tmp_path / "d.h5", pairs=20, seed=1, resume=True, **SMALL)
