@@ -35,11 +35,17 @@ def datasheet_html(result, png: Callable) -> str:
     """
     import matplotlib.pyplot as plt
 
+    from .emva_figures import FIGURES
+
+    def head(name: str, note: str = "") -> str:  # from the figure's own metadata (symbol, description, unit)
+        f = FIGURES[name]
+        return f"<th>{f.symbol} {f.short.lower()}{note} [{f.unit}]</th>"
+
     rs = result.iso_results
     out = ["<h2>EMVA 1288 datasheet figures</h2>",
-           "<table><tr><th>ISO</th><th>K [DN/e⁻]</th><th>σ_d temporal dark noise [e⁻]</th><th>μ_e.sat saturation capacity [e⁻]</th>"
-           "<th>DR_dB dynamic range [dB]</th><th>SNR_max [dB]</th><th>dark current, bulk [e⁻/s]</th>"
-           "<th>dark current, hot pixels [e⁻/s]</th></tr>"]
+           "<table><tr><th>ISO</th>" + head("system_gain") + head("temporal_dark_noise_e") + head("saturation_capacity")
+           + head("dynamic_range") + "<th>SNR_max [dB]</th>" + head("dark_current", ", bulk") + head("dark_current", ", hot pixels")
+           + "</tr>"]
     for r in rs:
         sat = r.saturation_capacity_e
         snr_max = f"{10 * math.log10(sat.value):.4g}" if sat is not None and sat.value > 0 else "—"

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from typing import Callable, TypeVar
 
 import numpy as np
 
@@ -40,6 +41,8 @@ __all__ = [
     "black_level_error",
     "column_noise",
     "DarkVariances",
+    "Figure",
+    "FIGURES",
     "dark_current",
     "dark_signal_nonuniformity",
     "dynamic_range",
@@ -67,6 +70,48 @@ __all__ = [
 ]
 
 QUANTIZATION_VAR_DN2 = 1.0 / 12.0  # EMVA 1288 σ²_q of integer DN
+
+
+@dataclass(frozen=True)
+class Figure:
+    """What a measured figure is, as the ``emva1288`` package's results record it for its report.
+
+    Attributes
+    ----------
+    name : str
+        The function that measures it (in this module).
+    short : str
+        A short description ("System gain").
+    symbol : str
+        Its symbol (EMVA 1288's where it has one: "K", "σ_y.dark", "DSNU1288").
+    unit : str
+        Unit of the value ("DN/e⁻", "DN", "e⁻", "dB"; "1" for a ratio or a shape parameter).
+    section : str
+        Where it is defined: "EMVA 1288 §…" (release 4.0 Linear) or another source ("ELD §3").
+    """
+
+    name: str
+    short: str
+    symbol: str
+    unit: str
+    section: str
+
+
+FIGURES: dict[str, Figure] = {}  # function name -> Figure, in the order the functions are defined
+
+_F = TypeVar("_F", bound=Callable)
+
+
+def _figure(short: str, symbol: str, unit: str, section: str) -> Callable[[_F], _F]:
+    """Register a figure function in :data:`FIGURES` and attach its :class:`Figure` as ``fn.figure``."""
+
+    def register(fn: _F) -> _F:
+        fig = Figure(fn.__name__, short, symbol, unit, section)
+        FIGURES[fn.__name__] = fig
+        fn.figure = fig
+        return fn
+
+    return register
 
 
 def sigma_from_variance(var: float, se_var: float, method: str, n: int, dof: int | None = None) -> Estimate:
@@ -127,6 +172,7 @@ class DarkVariances:
     pixels_per_channel: int
 
 
+@_figure('Temporal dark variance per channel', 'σ²_y.dark', 'DN²', 'EMVA 1288 §2.2, §6')
 def temporal_dark_variance(ds: DarkStats, hot_packed: np.ndarray) -> DarkVariances:
     """Temporal dark variance σ²_y.dark per packed channel [DN²], with and without hot pixels.
 
@@ -148,6 +194,7 @@ def temporal_dark_variance(ds: DarkStats, hot_packed: np.ndarray) -> DarkVarianc
     return DarkVariances(v_chan, v_chan_good, QUANTIZATION_VAR_DN2 if ds.integer_valued else 0.0, int(var_packed[0].size))
 
 
+@_figure('Temporal dark noise per channel', 'σ_y.dark', 'DN', 'EMVA 1288 §2.2, §6')
 def temporal_dark_noise(ds: DarkStats, dv: DarkVariances) -> list[Estimate]:
     """Temporal dark noise σ_y.dark per packed channel [DN].
 
@@ -170,6 +217,7 @@ def temporal_dark_noise(ds: DarkStats, dv: DarkVariances) -> list[Estimate]:
     return out
 
 
+@_figure('Dark signal minus the declared black level', 'μ_y.dark', 'DN', 'EMVA 1288 §2.1')
 def black_level_error(ds: DarkStats, mean_packed: np.ndarray, hot_packed: np.ndarray) -> list[Estimate]:
     """Dark signal μ_y.dark minus the black level the files declare, per colour site [DN].
 
@@ -200,6 +248,7 @@ def black_level_error(ds: DarkStats, mean_packed: np.ndarray, hot_packed: np.nda
     return out
 
 
+@_figure('Temporal dark variance', 'σ²_y.dark', 'DN²', 'EMVA 1288 §2.2')
 def temporal_dark_variance_mean(dv: DarkVariances, dark_sigma: list[Estimate]) -> Estimate:
     """Temporal dark variance σ²_y.dark of the sensor, the mean over channels [DN²].
 
@@ -212,6 +261,7 @@ def temporal_dark_variance_mean(dv: DarkVariances, dark_sigma: list[Estimate]) -
     return Estimate.normal(sy2, se_sy2, "mean over channels of the pooled per-pixel dark variance", len(dark_sigma))
 
 
+@_figure('Temporal dark noise', 'σ_d', 'e⁻', 'EMVA 1288 §2.2, §6')
 def temporal_dark_noise_e(sigma_y_dark2: Estimate, dv: DarkVariances, gain: Estimate) -> Estimate:
     """Temporal dark noise σ_d in electrons [e⁻].
 
@@ -279,9 +329,11 @@ def line_noise_variances(ds: DarkStats, dv: DarkVariances) -> LineNoise:
     return LineNoise(r2, c2, p2, se_r2, se_c2, se_p2, n)
 
 
+@_figure('Temporal row noise', 'σ_r', 'DN', 'ELD §3')
 def row_noise(lines: LineNoise) -> Estimate:
-    """Temporal row noise σ_r [DN] (not an EMVA 1288 figure: Wei et al. 2020 §3, "row noise").
+    """Temporal row noise σ_r [DN].
 
+    Not an EMVA 1288 figure: ELD (Wei et al. 2020) §3, "row noise"; symbol σ_r; unit DN.
     √(var of row means − σ²_pix / N_cols); SE over N frames, Student t(N − 1).
     """
     n = lines.n_frames
@@ -289,9 +341,11 @@ def row_noise(lines: LineNoise) -> Estimate:
                                f"var of row means − σ²_pix/N_cols; SE over {n} frames, t({n - 1})", n, dof=n - 1)
 
 
+@_figure('Temporal column noise', 'σ_c', 'DN', 'ELD §3')
 def column_noise(lines: LineNoise) -> Estimate:
-    """Temporal column noise σ_c [DN] (not an EMVA 1288 figure; as :func:`row_noise`, along columns).
+    """Temporal column noise σ_c [DN].
 
+    Not an EMVA 1288 figure: ELD (Wei et al. 2020) §3, as :func:`row_noise` along columns; symbol σ_c; unit DN.
     √(var of column means − σ²_pix / N_rows); SE over N frames, Student t(N − 1).
     """
     n = lines.n_frames
@@ -299,17 +353,22 @@ def column_noise(lines: LineNoise) -> Estimate:
                                f"var of column means − σ²_pix/N_rows; SE over {n} frames, t({n - 1})", n, dof=n - 1)
 
 
+@_figure('Temporal pixel noise', 'σ_pix', 'DN', 'EMVA 1288 §4.3')
 def pixel_noise(lines: LineNoise) -> Estimate:
-    """Temporal pixel noise σ_pix [DN]: the dark noise without its row and column parts (quantization kept)."""
+    """Temporal pixel noise σ_pix [DN]: the dark noise without its row and column parts (quantization kept).
+
+    EMVA 1288 §4.3 (column, row and pixel variances, here of the temporal residuals); symbol σ_pix; unit DN.
+    """
     return sigma_from_variance(lines.pixel_var_dn2, lines.pixel_var_se_dn2, "pooled temporal variance minus row and column parts",
                                lines.n_frames)
 
 
+@_figure('Read noise of the noise model', 'σ_read', 'DN', 'ELD §3')
 def read_noise(lines: LineNoise, dv: DarkVariances) -> Estimate:
     """Gaussian read noise σ_read [DN] of the noise model: √(σ²_pix − σ²_q).
 
-    EMVA 1288 counts it in σ_d (§2.2); here the row and column parts are apart, so it is the per-pixel
-    share only (Wei et al. 2020 §3). SE over frame pairs.
+    ELD (Wei et al. 2020) §3; symbol σ_read; unit DN. EMVA 1288 counts it in σ_d (§2.2); here the row and
+    column parts are apart, so it is the per-pixel share only. SE over frame pairs.
     """
     q = dv.quantization_dn2
     return sigma_from_variance(lines.pixel_var_dn2 - q, lines.pixel_var_se_dn2,
@@ -317,8 +376,12 @@ def read_noise(lines: LineNoise, dv: DarkVariances) -> Estimate:
                                lines.n_frames)
 
 
+@_figure('Read noise per channel', 'σ_read', 'DN', 'ELD §3')
 def read_noise_per_channel(lines: LineNoise, dv: DarkVariances) -> list[Estimate]:
-    """σ_read [DN] of each packed channel: √(σ²_y.dark,c − σ²_r − σ²_c − σ²_q), hot pixels excluded."""
+    """σ_read [DN] of each packed channel: √(σ²_y.dark,c − σ²_r − σ²_c − σ²_q), hot pixels excluded.
+
+    ELD (Wei et al. 2020) §3, per channel; symbol σ_read; unit DN. The SE is the pooled one × √C.
+    """
     nch = dv.good_pixels_dn2.size
     return [sigma_from_variance(dv.good_pixels_dn2[c] - lines.row_var_dn2 - lines.col_var_dn2 - dv.quantization_dn2,
                                 lines.pixel_var_se_dn2 * math.sqrt(nch), "per channel", lines.n_frames) for c in range(nch)]
@@ -363,9 +426,11 @@ class ReadNoiseShape:
     samples_dn: np.ndarray
 
 
+@_figure('Read-noise shape (Tukey lambda) and scale', 'λ, σ_TL', '1, DN', 'ELD §3.2')
 def read_noise_shape(ds: DarkStats, hot: np.ndarray, sample_black_dn: np.ndarray, *, n_sim: int = 200_000) -> ReadNoiseShape:
-    """Tukey-lambda shape λ and scale σ_TL of the read noise (not an EMVA 1288 figure: Wei et al. 2020 §3.2).
+    """Tukey-lambda shape λ and scale σ_TL of the read noise.
 
+    Not an EMVA 1288 figure: ELD (Wei et al. 2020) §3.2; symbols λ (unit 1) and σ_TL (unit DN).
     λ = argmax of the probability-plot correlation on the residual samples (hot pixels removed), σ_TL the
     plot's slope, both debiased by simulating the residual construction (:func:`~.estimators.debias_tukey`);
     SEs from frame batches, inflated by the simulation's own sampling noise.
@@ -439,6 +504,7 @@ def tukey_lambda_per_channel(resid: np.ndarray, index: np.ndarray, width: int, c
 # spatial nonuniformity
 
 
+@_figure('Dark signal nonuniformity', 'DSNU1288', 'DN', 'EMVA 1288 §4.2, §8')
 def dark_signal_nonuniformity(mean_packed: np.ndarray, hot_packed: np.ndarray, black_error: list[Estimate], dv: DarkVariances,
                               lines: LineNoise, cfa: CFA, *, denoise: bool = False) -> tuple[list[Estimate], np.ndarray]:
     """Dark signal nonuniformity DSNU1288 per packed channel [DN] and the dark-shading map.
@@ -494,6 +560,7 @@ def dark_signal_nonuniformity(mean_packed: np.ndarray, hot_packed: np.ndarray, b
     return dsnu, cfa.unpack(ds_packed.astype(np.float32))
 
 
+@_figure('Photo response nonuniformity', 'PRNU1288', '1', 'EMVA 1288 §4.2, §8')
 def photo_response_nonuniformity(facc: FlatAccumulator, hot_packed: np.ndarray, dv: DarkVariances, n_darks: int, *,
                                  denoise: bool = False) -> tuple[list[Estimate], np.ndarray] | None:
     """Photo response nonuniformity PRNU1288 per packed channel (a fraction; ×100 for EMVA's %) and its map.
@@ -559,12 +626,13 @@ def photo_response_nonuniformity(facc: FlatAccumulator, hot_packed: np.ndarray, 
 # sensitivity: photon transfer, system gain, saturation, dynamic range
 
 
+@_figure('Photon transfer curve per channel', 'K', 'DN/e⁻', 'EMVA 1288 §6')
 def photon_transfer(levels: list[FlatLevel], span_dn: np.ndarray, black_error: list[Estimate], dv: DarkVariances,
                     cfa: CFA) -> list[PTCFit]:
     """Photon-transfer fit of each packed channel: σ²_y − σ²_y.dark = K (μ_y − μ_y.dark) below 70 % of saturation.
 
-    EMVA 1288: section §6 (photon transfer method); the points (μ_y − μ_y.dark [DN], σ²_y − σ²_y.dark [DN²]) per
-    exposure level from flat pairs. Where the variance peak is not reached, saturation is taken at the
+    EMVA 1288: section §6 (photon transfer method); symbol K (the slope); unit DN/e⁻. The points
+    (μ_y − μ_y.dark [DN], σ²_y − σ²_y.dark [DN²]) per exposure level from flat pairs. Where the variance peak is not reached, saturation is taken at the
     white level less the dark mean (``span_dn`` minus the black-level error).
 
     Parameters
@@ -591,6 +659,7 @@ def photon_transfer(levels: list[FlatLevel], span_dn: np.ndarray, black_error: l
     return out
 
 
+@_figure('System gain', 'K', 'DN/e⁻', 'EMVA 1288 §6, §2.1')
 def system_gain(ptcs: list[PTCFit]) -> Estimate:
     """Overall system gain K [DN/e⁻].
 
@@ -610,6 +679,7 @@ def system_gain(ptcs: list[PTCFit]) -> Estimate:
     return Estimate.normal(kval, kse, f"inverse-variance mean of {nch} channel PTC fits (SE scaled by the channels' scatter)", nch)
 
 
+@_figure('Saturation capacity', 'μ_e.sat', 'e⁻', 'EMVA 1288 §2.4')
 def saturation_capacity(ptcs: list[PTCFit], gain: Estimate) -> Estimate:
     """Saturation capacity μ_e.sat [e⁻].
 
@@ -626,6 +696,7 @@ def saturation_capacity(ptcs: list[PTCFit], gain: Estimate) -> Estimate:
     return Estimate.normal(sat_e, se_sat, f"EMVA 1288 μ_e.sat: {sat_how}; SE from K only", len(ptcs))
 
 
+@_figure('Dynamic range', 'DR_dB', 'dB', 'EMVA 1288 §2.4')
 def dynamic_range(sigma_y_dark2: Estimate, saturation: Estimate, gain: Estimate) -> Estimate:
     """Dynamic range DR_dB [dB].
 
@@ -656,6 +727,7 @@ def dynamic_range(sigma_y_dark2: Estimate, saturation: Estimate, gain: Estimate)
 # dark current
 
 
+@_figure('Dark current', 'μ_I', 'e⁻/s', 'EMVA 1288 §3.1, §7.1')
 def dark_current(levels: list[tuple[float, float, float]], gain: Estimate, *, what: str = "dark current",
                  signal: str = "mean dark signal") -> Estimate | None:
     """Dark current μ_I [e⁻/s] from the mean dark signal at several exposure times.
