@@ -17,13 +17,15 @@ c = (y mod p, x mod p))::
 
 Random streams (counter c3 = stream << 16 | block):
 
-* shot, stream 0: inversion by sequential search for μ < 10 (word 0 of block 0), run for all such pixels
-  of a row in lockstep; for μ ≥ 10 PTRS, the transformed rejection method of Hörmann (1993, "The
-  transformed rejection method for generating Poisson random variables", Insurance: Math. and Econ. 12),
-  as numpy uses, two tries per block (words 0–1, 2–3), evaluated in rounds over the still-pending pixels.
-* read, stream 1: Tukey-lambda by its quantile of word 0 (1 − u from the complement word, exactly),
-  evaluated in float32 (its ~1e-7 relative error is far below any read-noise figure);
-  Gaussian by Box–Muller from words 0 and 1; the float path's U(−½, ½) dither from word 2.
+* shot: for μ < 10 inversion by sequential search (packed stream 5: one word per pixel, four pixels per
+  Philox block, :mod:`noisesim.rng`), run for all such pixels of a row in lockstep; for μ ≥ 10 PTRS, the
+  transformed rejection method of Hörmann (1993, "The transformed rejection method for generating Poisson
+  random variables", Insurance: Math. and Econ. 12), as numpy uses, from stream 0, two tries per block
+  (words 0–1, 2–3), evaluated in rounds over the still-pending pixels.
+* read: Tukey-lambda by its quantile of one word (packed stream 6; 1 − u from the complement word,
+  exactly), evaluated in float32 (its ~1e-7 relative error is far below any read-noise figure);
+  Gaussian by Box–Muller from words 0 and 1 of stream 1; the float path's U(−½, ½) dither from packed
+  stream 7.
 
 Speed: libm's log/exp are scalar calls (~10 ns each with random arguments). The kernel evaluates them as
 branch-free polynomials over whole rows so LLVM vectorizes them (AVX2 here), with ~1e-15 relative accuracy
@@ -42,7 +44,8 @@ import threading
 import numba as nb
 import numpy as np
 
-from .rng import INV_2_32, STREAM_READ, STREAM_SHOT, philox4x32, philox4x32_np, uniform_np
+from .rng import (INV_2_32, STREAM_DITHER, STREAM_READ, STREAM_READ_TUKEY, STREAM_SHOT, STREAM_SHOT_INVERSION,
+                  packed_words_np, philox4x32, philox4x32_np, uniform_np)
 from .stats import TUKEY_LOGISTIC_EPS  # |λ| below which Q_λ is the logistic quantile (one threshold everywhere)
 
 __all__ = [
@@ -82,6 +85,7 @@ __all__ = [
     "MAP_DARK",
     "MAP_DS",
     "MAP_PRNU",
+    "PACKED",
     "POISSON_INVERSION_MAX",
     "poisson_numpy",
     "READ_GAUSSIAN",
@@ -254,15 +258,6 @@ def _exp_row(x, a, ai, n):
 # Poisson (numba)
 # --------------------------------------------------------------------------------------------------
 @nb.njit(cache=True, inline="always", error_model="numpy")
-def _ptrs_setup(mu):
-    """PTRS constants b, a, v_r and 1/α for mean μ (Hörmann 1993, algorithm PTRS)."""
-    b = 0.931 + 2.53 * math.sqrt(mu)
-    a = -0.059 + 0.02483 * b
-    r = 1.0 / ((b - 2.0) * (b - 3.4))  # one division for both: 1/(b − 2) = (b − 3.4)·r, 1/(b − 3.4) = (b − 2)·r
-    return b, a, 0.9277 - 3.6224 * ((b - 3.4) * r), 1.1239 + 1.1328 * ((b - 2.0) * r)
-
-
-@nb.njit(cache=True, inline="always", error_model="numpy")
 def _log_factorial(k, log_z):
     """log k! for integer-valued k ≥ 0: table below 32, Stirling's series at z = k + 1 (log_z = log z) above.
 
@@ -276,16 +271,40 @@ def _log_factorial(k, log_z):
     return table if k < 32.0 else stirling
 
 
+def _ptrs_try_math(lam, uu, vv):
+    """First half of a PTRS try (Hörmann 1993) for mean μ = ``lam`` from u − ½ = ``uu`` and v = ``vv``:
+    (k, u_s, v_r, the log test's argument v/α / (a/u_s² + b)). Plain arithmetic on scalars or arrays: compiled
+    as :func:`_ptrs_try` for the kernel and run on numpy arrays by the reference, so both round alike.
+
+    The four quotients of the textbook form cost more than the rest of the try (a vector division is ~10
+    multiplies' time): one reciprocal serves all, 1/p = u_s·q·r, 1/u_s = p·q·r, 1/q = p·u_s·r with
+    p = (b − 2)(b − 3.4), q = a + b·u_s², r = 1/(p·u_s·q) (all positive for μ ≥ 10).
+    """
+    bb = 0.931 + 2.53 * np.sqrt(lam)
+    aa = -0.059 + 0.02483 * bb
+    pp = (bb - 2.0) * (bb - 3.4)
+    us = 0.5 - np.abs(uu)
+    us2 = us * us
+    qq = aa + bb * us2
+    r = 1.0 / (pp * us * qq)
+    inv_p = us * qq * r
+    v_r = 0.9277 - 3.6224 * ((bb - 3.4) * inv_p)
+    inv_alpha = 1.1239 + 1.1328 * ((bb - 2.0) * inv_p)
+    a_us = aa * (pp * qq * r)
+    k = np.floor((2.0 * a_us + bb) * uu + lam + 0.43)
+    return k, us, v_r, vv * inv_alpha * us2 * (pp * us * r)
+
+
+_ptrs_try = nb.njit(cache=True, inline="always", error_model="numpy")(_ptrs_try_math)
+
+
 @nb.njit(cache=True, inline="always", error_model="numpy")
 def _ptrs_prepare(lam, wu, wv):
     """First half of a PTRS try from its two words: (k, u_s, v, v_r, argument of the log test)."""
-    bb, aa, vr, inv_alpha = _ptrs_setup(lam)
     uu = (np.float64(wu) + 0.5) * INV_2_32 - 0.5
     vv = (np.float64(wv) + 0.5) * INV_2_32
-    us = 0.5 - abs(uu)
-    a_us = aa / us
-    k = math.floor((2.0 * a_us + bb) * uu + lam + 0.43)
-    return k, us, vv, vr, vv * inv_alpha / (a_us / us + bb)
+    k, us, vr, arg = _ptrs_try(lam, uu, vv)
+    return k, us, vv, vr, arg
 
 
 # --------------------------------------------------------------------------------------------------
@@ -305,6 +324,8 @@ C_OY, C_OX, C_FRAME, C_KEY0, C_KEY1 = range(5)
 M_GAIN_K, M_DARK_E, M_READ_SIGMA, M_TUKEY_LAMBDA, M_TUKEY_SCALE = range(5)
 S_SHOT, S_READ_KIND, S_ROW_PER_CHANNEL, S_QUANTIZE, S_DITHER, S_CLIP = range(6)
 MAP_DS, MAP_PRNU, MAP_DARK = range(3)
+# Packed streams: one Philox block serves this many neighbouring pixels (one word each).
+PACKED = 4
 # Pixels searched in lockstep by the inversion: a group stops at its own largest count, not the row's.
 INVERSION_GROUP = 32
 # A count that starts at 0 and is passed to a compiled callee starts as np.int64, not the literal 0: numba
@@ -330,18 +351,40 @@ def _philox_words(cols, n, gy, stream, counter, words):
 
 
 @nb.njit(cache=True, error_model="numpy")
-def _poisson_inversion(mu, cols, n, gy, counter, counts, words, s):
-    """counts[cols[i]] = Poisson(μ) for the n listed pixels (0 < μ < 10): sequential search from word 0.
+def _philox_packed(w, gy, stream, counter, flat):
+    """The packed stream's words of one row: pixel x's word is flat[x + off]; returns off.
+
+    Pixel column gx = x + ox takes word gx mod 4 of the block at column gx // 4, so blocks are those of
+    columns ox // 4 … (ox + w − 1) // 4 and off = ox mod 4. ``flat`` (w + 8,) uint32.
+    """
+    ox = counter[C_OX]
+    fr = np.uint64(counter[C_FRAME])
+    k0 = np.uint64(counter[C_KEY0])
+    k1 = np.uint64(counter[C_KEY1])
+    j0 = ox // PACKED
+    for j in range(j0, (ox + w - 1) // PACKED + 1):
+        a, b, c, d = philox4x32(np.uint64(j), gy, fr, stream, k0, k1)
+        i = PACKED * (j - j0)
+        flat[i] = np.uint32(a)
+        flat[i + 1] = np.uint32(b)
+        flat[i + 2] = np.uint32(c)
+        flat[i + 3] = np.uint32(d)
+    return ox - PACKED * j0
+
+
+@nb.njit(cache=True, error_model="numpy")
+def _poisson_inversion(mu, cols, n, gy, counter, counts, flat, s):
+    """counts[cols[i]] = Poisson(μ) for the n listed pixels (0 < μ < 10): sequential search from the
+    pixel's word of the packed inversion stream (``flat``, (w + 8,) uint32 scratch).
 
     All pixels of a group step in lockstep: step j adds p_j = p_{j−1}·μ/j to the CDF f and counts the steps
     where u > f_{j−1}. f only grows, so a pixel that has stopped stays stopped: the search, branch-free.
     ``s`` (5, W) float64 scratch rows: u, μ, p_0 = exp(−μ), the count, and the exp pass's own row.
     """
     u, lam, p, k, exp_scratch = s[0], s[1], s[2], s[3], s[4]
-    _philox_words(cols, n, gy, np.uint64(STREAM_SHOT << 16), counter, words)
-    w0 = words[0]
+    off = _philox_packed(cols[n - 1] + 1, gy, np.uint64(STREAM_SHOT_INVERSION << 16), counter, flat)
     for i in range(n):
-        u[i] = (np.float64(w0[i]) + 0.5) * INV_2_32
+        u[i] = (np.float64(flat[cols[i] + off]) + 0.5) * INV_2_32
         lam[i] = mu[cols[i]]
         p[i] = -lam[i]
     _exp_row(p, exp_scratch, exp_scratch.view(np.int64), n)  # p_0 = exp(−μ)
@@ -451,18 +494,19 @@ def _poisson_ptrs(mu, cols, n, gy, counter, counts, words, s, tpos):
 
 
 @nb.njit(cache=True, error_model="numpy")
-def _tukey_add(words, w, lam, scale, d, f32):
-    """d[:w] += σ_TL · Q_λ(u), u from word 0, in float32 (log u and log(1 − u) from the word and its complement).
+def _tukey_add(flat, off, w, lam, scale, d, f32):
+    """d[:w] += σ_TL · Q_λ(u), u from pixel x's word flat[x + off], in float32 (log u and log(1 − u) from the
+    word and its complement).
 
     ``f32`` (4, W) float32 scratch rows: log u, log(1 − u), and the log/expm1 passes' mantissa and exponent.
     """
     mask32 = np.uint32(0xFFFFFFFF)
     fa, fb, fm, fe = f32[0], f32[1], f32[2], f32[3]
     fai, fbi, fmi = fa.view(np.int32), fb.view(np.int32), fm.view(np.int32)
-    w0 = words[0]
     for x in range(w):
-        fa[x] = F32((np.float64(w0[x]) + 0.5) * INV_2_32)
-        fb[x] = F32((np.float64(w0[x] ^ mask32) + 0.5) * INV_2_32)
+        wx = flat[x + off]
+        fa[x] = F32((np.float64(wx) + 0.5) * INV_2_32)
+        fb[x] = F32((np.float64(wx ^ mask32) + 0.5) * INV_2_32)
     _log_row32(fa, fai, fm, fmi, fe, w)
     _log_row32(fb, fbi, fm, fmi, fe, w)
     if abs(lam) < TUKEY_LOGISTIC_EPS:
@@ -521,6 +565,7 @@ def fused_noise_rows(clean, out, tiles, xs, counter, model, switches, row_offset
     mu = np.empty(w)
     d = np.empty(w)
     words = np.empty((4, w), dtype=np.uint32)
+    flat = np.empty(w + 2 * PACKED, dtype=np.uint32)
     small_cols = np.empty(w, dtype=np.int64)
     big_cols = np.empty(w, dtype=np.int64)
     all_cols = np.arange(w)
@@ -558,7 +603,7 @@ def fused_noise_rows(clean, out, tiles, xs, counter, model, switches, row_offset
                 n_big += 1 if lam >= POISSON_INVERSION_MAX else 0
                 d[x] = 0.0
             if n_small > 0:
-                _poisson_inversion(mu, small_cols, n_small, gy, counter, d, words, inversion_s)
+                _poisson_inversion(mu, small_cols, n_small, gy, counter, d, flat, inversion_s)
             if n_big > 0:
                 _poisson_ptrs(mu, big_cols, n_big, gy, counter, d, words, ptrs_s, ptrs_tpos)
             for x in range(w):
@@ -566,12 +611,12 @@ def fused_noise_rows(clean, out, tiles, xs, counter, model, switches, row_offset
         else:
             for x in range(w):
                 d[x] = gain_k * mu[x] + add[x]
-        # 3. read noise from the read stream (word 0: Tukey u; words 0, 1: Box–Muller; word 2: dither)
-        if read_kind != READ_NONE or dither:
-            _philox_words(all_cols, w, gy, np.uint64(STREAM_READ << 16), counter, words)
+        # 3. read noise (Tukey: packed stream; Box–Muller: words 0, 1 of the Gaussian read stream)
         if read_kind == READ_TUKEY:
-            _tukey_add(words, w, model[M_TUKEY_LAMBDA], model[M_TUKEY_SCALE], d, tukey_f32)
+            off = _philox_packed(w, gy, np.uint64(STREAM_READ_TUKEY << 16), counter, flat)
+            _tukey_add(flat, off, w, model[M_TUKEY_LAMBDA], model[M_TUKEY_SCALE], d, tukey_f32)
         elif read_kind == READ_GAUSSIAN:
+            _philox_words(all_cols, w, gy, np.uint64(STREAM_READ << 16), counter, words)
             _gaussian_add(words, w, model[M_READ_SIGMA], d, gauss_s)
         # 4. line offsets, fixed pattern, dither, quantization, clipping, output scaling
         if has_row:
@@ -589,9 +634,9 @@ def fused_noise_rows(clean, out, tiles, xs, counter, model, switches, row_offset
             for x in range(w):
                 d[x] += ds_map[y, x]
         if dither:
-            w2 = words[2]
+            off = _philox_packed(w, gy, np.uint64(STREAM_DITHER << 16), counter, flat)
             for x in range(w):
-                d[x] += (np.float64(w2[x]) + 0.5) * INV_2_32 - 0.5
+                d[x] += (np.float64(flat[x + off]) + 0.5) * INV_2_32 - 0.5
         lo, hi = tiles[T_LO, py], tiles[T_HI, py]
         out_offset, out_scale = tiles[T_OUT_OFFSET, py], tiles[T_OUT_SCALE, py]
         for x in range(w):
@@ -722,7 +767,7 @@ def poisson_numpy(mu: np.ndarray, gx: np.ndarray, gy: np.ndarray, frame: int, ke
     small = (mu > 0) & (mu < POISSON_INVERSION_MAX)
     if small.any():
         m = mu[small]
-        u = uniform_np(philox4x32_np(gx[small], gy[small], frame, s, *key)[0])
+        u = uniform_np(packed_words_np(gx[small], gy[small], frame, STREAM_SHOT_INVERSION, key))
         p = exp_numpy(-m)
         f = p.copy()
         k = np.zeros_like(m)
@@ -739,11 +784,6 @@ def poisson_numpy(mu: np.ndarray, gx: np.ndarray, gy: np.ndarray, frame: int, ke
         pos = np.nonzero(large.ravel())[0]
         m = mu.ravel()[pos]
         gxl, gyl = gx.ravel()[pos], gy.ravel()[pos]
-        b = 0.931 + 2.53 * np.sqrt(m)
-        a = -0.059 + 0.02483 * b
-        r = 1.0 / ((b - 2.0) * (b - 3.4))
-        vr = 0.9277 - 3.6224 * ((b - 3.4) * r)
-        inv_alpha = 1.1239 + 1.1328 * ((b - 2.0) * r)
         loglam = log_numpy(m)
         result = np.zeros(m.shape)
         pending = np.ones(m.shape, dtype=bool)
@@ -758,14 +798,12 @@ def poisson_numpy(mu: np.ndarray, gx: np.ndarray, gy: np.ndarray, frame: int, ke
                 ii = i[j]
                 uu = uniform_np(w[2 * t][j]) - 0.5
                 v = uniform_np(w[2 * t + 1][j])
-                us = 0.5 - np.abs(uu)
-                a_us = a[ii] / us
-                k = np.floor((2.0 * a_us + b[ii]) * uu + m[ii] + 0.43)
-                accept = (us >= 0.07) & (v <= vr[ii])
+                k, us, vr, arg = _ptrs_try_math(m[ii], uu, v)
+                accept = (us >= 0.07) & (v <= vr)
                 test = ~accept & ~((k < 0) | ((us < 0.013) & (v > us)))
                 if test.any():
-                    it, kt, ust = ii[test], k[test], us[test]
-                    lhs = log_numpy(v[test] * inv_alpha[it] / (a_us[test] / ust + b[it]))
+                    it, kt = ii[test], k[test]
+                    lhs = log_numpy(arg[test])
                     accept[test] = lhs <= -m[it] + kt * loglam[it] - log_factorial_numpy(kt)
                 result[ii[accept]] = k[accept]
                 pending[ii[accept]] = False
@@ -845,12 +883,11 @@ def fused_noise_numpy(clean, out, tiles, counter, model, switches, row_offsets, 
         mu = mu + dark_e
     ne = poisson_numpy(mu, gx, gy, frame, key) if shot else mu
     d = gain_k * ne + t(add_tile)
-    if read_kind != READ_NONE or dither:
+    if read_kind == READ_TUKEY:
+        d = d + tukey_read_numpy(packed_words_np(gx, gy, frame, STREAM_READ_TUKEY, key), tukey_lambda, tukey_scale)
+    elif read_kind == READ_GAUSSIAN:
         r = philox4x32_np(gx, gy, frame, STREAM_READ << 16, *key)
-        if read_kind == READ_TUKEY:
-            d = d + tukey_read_numpy(r[0], tukey_lambda, tukey_scale)
-        elif read_kind == READ_GAUSSIAN:
-            d = d + gaussian_read_numpy(r[0], r[1], read_sigma)
+        d = d + gaussian_read_numpy(r[0], r[1], read_sigma)
     if row_offsets.shape[0] > 0:
         if row_per_channel:
             d = d + row_offsets[:, np.arange(w) % period]
@@ -861,7 +898,7 @@ def fused_noise_numpy(clean, out, tiles, counter, model, switches, row_offsets, 
     if ds_map.shape[0] > 0:
         d = d + ds_map
     if dither:
-        d = d + (uniform_np(r[2]) - 0.5)
+        d = d + (uniform_np(packed_words_np(gx, gy, frame, STREAM_DITHER, key)) - 0.5)
     if quantize:
         d = np.floor(d + 0.5)
     if clip:

@@ -11,6 +11,10 @@ Counter layout used by the noise kernels (all 32-bit words):
     c0 = column in the full sensor, c1 = row in the full sensor, c2 = frame index,
     c3 = stream << 16 | block      (stream: what the draw is for; block: rejection attempts)
 
+A draw that needs one word per pixel takes it from a *packed* stream: pixel column gx uses word gx mod 4 of
+the block at c0 = gx // 4, so one Philox call serves four neighbouring pixels (the generator's cost per
+pixel is then a quarter; the words of one block are as independent as those of consecutive blocks).
+
 The numpy implementation (:func:`philox4x32_np`) is the reference that the numba one is tested against.
 """
 
@@ -25,13 +29,17 @@ __all__ = [
     "key_from_seed",
     "line_normals",
     "normal_np",
+    "packed_words_np",
     "philox4x32_np",
     "ROUNDS",
     "STREAM_COL",
+    "STREAM_DITHER",
     "STREAM_READ",
     "STREAM_READ_PIXEL",
+    "STREAM_READ_TUKEY",
     "STREAM_ROW",
     "STREAM_SHOT",
+    "STREAM_SHOT_INVERSION",
     "uniform_np",
 ]
 
@@ -45,11 +53,14 @@ _SHIFT = np.uint64(32)
 ROUNDS = 10
 
 # Streams: each random quantity has its own stream, so switching one component never changes another's draws.
-STREAM_SHOT = 0
-STREAM_READ = 1
+STREAM_SHOT = 0  # PTRS (μ ≥ 10): one block per pixel and pair of tries
+STREAM_READ = 1  # Gaussian read noise: words 0 and 1 of one block per pixel
 STREAM_ROW = 2
 STREAM_COL = 3
 STREAM_READ_PIXEL = 4  # read noise with a per-pixel σ (FixedPatternMaps.read_sigma_scale)
+STREAM_SHOT_INVERSION = 5  # packed: the inversion's uniform (μ < 10)
+STREAM_READ_TUKEY = 6  # packed: the Tukey-lambda quantile's uniform
+STREAM_DITHER = 7  # packed: the U(−½, ½) dither of unquantized output
 
 # 2**-32: word w maps to the open-interval uniform (w + 0.5) * 2**-32, never exactly 0 or 1, so log(u)
 # and negative Tukey-lambda powers stay finite (docs/performance.md).
@@ -120,6 +131,13 @@ def philox4x32_np(c0, c1, c2, c3, k0: int, k1: int):
     """Vectorized numpy Philox4x32-10 (the reference). Counters broadcast; returns four uint64 arrays."""
     c0, c1, c2, c3 = (np.asarray(c, dtype=np.uint64) for c in np.broadcast_arrays(c0, c1, c2, c3))
     return _philox4x32_rounds(c0, c1, c2, c3, np.uint64(k0), np.uint64(k1))
+
+
+def packed_words_np(gx, gy, frame: int, stream: int, key) -> np.ndarray:
+    """The word of each pixel in a packed stream (word gx mod 4 of the block at column gx // 4), uint64."""
+    gx = np.asarray(gx, dtype=np.uint64)
+    words = philox4x32_np(gx >> np.uint64(2), gy, np.uint64(frame), np.uint64(stream << 16), *key)
+    return np.choose((gx & np.uint64(3)).astype(np.intp), words)
 
 
 def uniform_np(word) -> np.ndarray:

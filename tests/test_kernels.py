@@ -19,7 +19,7 @@ from scipy.special import gammaln
 from noisesim import kernels
 from noisesim.noise import simulate
 from noisesim.params import FixedPatternMaps, NoiseComponents, NoiseParams, Sensor
-from noisesim.rng import key_from_seed, philox4x32, philox4x32_np
+from noisesim.rng import key_from_seed, packed_words_np, philox4x32, philox4x32_np
 
 NO_JIT = os.environ.get("NUMBA_DISABLE_JIT") == "1"
 # Small frames when the kernels run as plain Python.
@@ -70,6 +70,33 @@ def test_elementary_functions_match_numpy():
     assert np.max(np.abs(kernels.expm1_32_numpy(t32) / np.expm1(t32.astype(np.float64)) - 1.0)) < 5e-7
     k = np.arange(0, 5000, dtype=np.float64)
     assert np.max(np.abs(kernels.log_factorial_numpy(k) - gammaln(k + 1)) / np.maximum(gammaln(k + 1), 1.0)) < 1e-14
+
+
+def test_ptrs_try_matches_textbook_form():
+    """The one-reciprocal PTRS try equals Hörmann's four-quotient form to rounding (μ from 10 to 1e6)."""
+    rng = np.random.default_rng(5)
+    lam = 10.0 ** rng.uniform(1, 6, 50000)
+    uu = rng.uniform(-0.5, 0.5, lam.size)
+    vv = rng.uniform(0, 1, lam.size)
+    b = 0.931 + 2.53 * np.sqrt(lam)
+    a = -0.059 + 0.02483 * b
+    us = 0.5 - np.abs(uu)
+    k_ref = np.floor((2 * a / us + b) * uu + lam + 0.43)
+    vr_ref = 0.9277 - 3.6224 / (b - 2)
+    arg_ref = vv * (1.1239 + 1.1328 / (b - 3.4)) / (a / us**2 + b)
+    k, us_got, vr, arg = kernels._ptrs_try_math(lam, uu, vv)
+    np.testing.assert_array_equal(us_got, us)
+    np.testing.assert_allclose(vr, vr_ref, rtol=1e-14)
+    np.testing.assert_allclose(arg, arg_ref, rtol=1e-14)
+    assert np.mean(k != k_ref) < 1e-4  # only where the floor's argument is within rounding of an integer
+
+
+def test_packed_stream_layout():
+    """Packed streams: pixel column gx takes word gx mod 4 of the Philox block at column gx // 4."""
+    gx = np.arange(3, 40, dtype=np.uint64)
+    got = packed_words_np(gx, np.uint64(7), 2, 6, (11, 12))
+    for x, word in zip(gx, got):
+        assert word == philox4x32_np(x // 4, 7, 2, 6 << 16, 11, 12)[int(x) % 4]
 
 
 def _case(name):
