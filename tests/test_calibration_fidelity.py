@@ -36,7 +36,8 @@ def test_shifted_heldout_frames_score_strictly_worse(card_and_real):
         seq = [s[i] for s in scores]
         assert all(b > a for a, b in zip(seq, seq[1:])), f"{name} not strictly increasing with the shift: {seq}"
     ks = [s[4] for s in scores]
-    assert all(b >= a for a, b in zip(ks, ks[1:])) and ks[0] < 0.02 and ks[-1] == 1.0
+    # 100 DN apart the distributions are separated but for the odd tail sample (which depends on the draws)
+    assert all(b >= a for a, b in zip(ks, ks[1:])) and ks[0] < 0.02 and ks[-1] > 0.999
     rows0 = compare_frames(card, real, 1600, 0.0, rng=1)
     assert all(r.passed for r in rows0 if r.model == "tukey"), [r.failures for r in rows0]
     rows3 = compare_frames(card, [f + 3 for f in real], 1600, 0.0, rng=1)
