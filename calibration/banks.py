@@ -39,7 +39,8 @@ def bank_from_capture(capture, output, *, sensor, camera: str = "", progress=Non
     cap = capture if isinstance(capture, Capture) else scan_capture(capture)
     darks = cap.by_kind("dark")
     if not darks:
-        raise InputFileError(f"{cap.source}: no dark frames found")
+        why = cap.problem_summary()
+        raise InputFileError(f"{cap.source}: no dark frames found" + (f": {why}" if why else ""))
     for fr in darks:
         if fr.cfa != sensor.cfa.pattern:
             raise InputFileError(f"{fr.path}: CFA {fr.cfa} differs from the card's {sensor.cfa.pattern}")

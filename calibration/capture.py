@@ -151,6 +151,13 @@ class Capture:
     problems: list[CaptureProblem] = field(default_factory=list)
     source: str = "<memory>"
 
+    def problem_summary(self, limit: int = 3) -> str:
+        """The first ``limit`` problems on one line (``"a.dng: …; b.dng: … (and 4 more)"``), for an error
+        that says why no frame was usable; "" when there were none."""
+        shown = "; ".join(str(p) for p in self.problems[:limit])
+        more = len(self.problems) - limit
+        return shown + (f" (and {more} more)" if more > 0 else "")
+
     def by_kind(self, kind: str) -> list[FrameInfo]:
         """The frames of one kind (``"dark"`` or ``"flat"``), in the capture's order."""
         return [f for f in self.frames if f.kind == kind]
@@ -402,7 +409,11 @@ def read_manifest(path, *, progress: Callable[[Iterable], Iterable] | None = Non
         try:
             frames.append(_manifest_frame(row, path.parent, where))
         except (CalibrationError, InputFileError) as exc:
-            problems.append(CaptureProblem(str(row.get("path", where)), str(exc)))
+            name = str(row.get("path", where))
+            message = str(exc)
+            for prefix in (name, str(path.parent / name)):  # the message names the file already
+                message = message.removeprefix(f"{prefix}: ")
+            problems.append(CaptureProblem(name, message))
     capture = Capture(frames, problems, source=str(path))
     return check_consistency(capture)
 

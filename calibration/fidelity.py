@@ -23,11 +23,12 @@ from __future__ import annotations
 
 import logging
 import math
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 
 import numpy as np
 
 from noisesim.cfa import CFA
+from noisesim.errors import CalibrationError, ParameterError
 
 from .estimators import kl_divergences, ks_statistic
 
@@ -88,6 +89,14 @@ class Thresholds:
     std_diff_rel: float = 0.05
     var_diff_se: float = 5.0
     map_correlation_fraction: float = 0.5
+
+    def __post_init__(self):
+        for f in fields(self):
+            value = getattr(self, f.name)
+            if not (isinstance(value, (int, float)) and math.isfinite(value) and value >= 0):
+                raise ParameterError(f"{f.name} must be a finite number >= 0, got {value!r}")
+        if self.ks_statistic > 1:
+            raise ParameterError(f"ks_statistic must lie in 0..1 (a KS statistic), got {self.ks_statistic!r}")
 
 
 @dataclass
@@ -390,9 +399,11 @@ def validate(card, capture, *, max_frames_per_iso: int = 4, thresholds: Threshol
     if not hasattr(card, "iso_table"):
         card = load_card(card)
     cap = capture if isinstance(capture, Capture) else scan_capture(capture)
+    darks = [f for f in cap.frames if f.kind == "dark"]
+    if not darks and cap.problems:  # say why, instead of an empty report
+        raise CalibrationError(f"{cap.source}: no usable dark frames: {cap.problem_summary()}")
     for p in cap.problems:
         log.warning("%s", p)
-    darks = [f for f in cap.frames if f.kind == "dark"]
     report = ValidationReport([], model, thresholds, capture_mismatches(card, darks) if darks else [])
     jobs = []
     for (kind, iso, t), frames in group_frames(darks).items():

@@ -79,8 +79,9 @@ def atomic_path(path: str | os.PathLike, *, fsync: bool = True) -> Iterator[Path
             os.unlink(tmp)
         except OSError:
             pass
-        if isinstance(exc, OSError) and exc.filename is None:
-            # e.g. numpy's "65536 requested and 29936 written": say which file, and the likely cause
+        if isinstance(exc, OSError) and exc.filename in (None, tmp):
+            # e.g. numpy's "65536 requested and 29936 written", or the rename onto a folder: say which file
+            # (the destination, not the temporary name), and the likely cause
             reason = exc.strerror or str(exc) or type(exc).__name__
             if exc.errno is None:
                 reason += " (short write: disk full or file-size limit?)"

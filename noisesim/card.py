@@ -1019,6 +1019,8 @@ def _resolve(name_or_path: str | os.PathLike) -> Path:
     matches = [p for stem, p in shipped.items() if stem.lower() == raw.strip().lower()]
     if matches:
         return matches[0]
+    if path.is_dir():
+        raise CardError(f"{path}: is a folder, not a card file (nor a shipped card name)")
     raise UnknownCardError(
         f"unknown card {raw!r}: not a shipped card and no such file. Shipped cards: {', '.join(list_cards()) or '(none found)'}"
     )

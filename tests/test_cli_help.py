@@ -124,3 +124,23 @@ def test_inspect_with_a_card_name(tiny_dataset, capsys):
     assert "differs from NikonD850" in capsys.readouterr().out
     assert main(["inspect", str(tiny_dataset), "--card"]) == 0
     assert "card text:" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize("argv,expected", [
+    (["cards", "show", "SonyA7S2"], "SonyA7S2.toml; physics, 28 ISO rows"),
+    (["cards"], "shipped cards: "),
+    (["inspect", "{dataset}"], "MB on disk"),
+    (["generate", "--card", "SonyA7S2", "--pairs", "1", "--patch", "16", "--output", "{tmp}/g.h5", "--no-progress"],
+     "recorded command: noisesim generate"),
+])
+def test_verbose_adds_information_on_every_command(tiny_dataset, tmp_path, caplog, capsys, argv, expected):
+    argv = [a.format(dataset=tiny_dataset, tmp=tmp_path) for a in argv]
+    assert main(argv) == 0
+    assert not caplog.records  # nothing below a warning without -v
+    (tmp_path / "g.h5").unlink(missing_ok=True)
+    assert main(["-v", *argv]) == 0
+    assert expected in caplog.text and f"{argv[0]}: done in" in caplog.text, caplog.text
+    caplog.clear()
+    (tmp_path / "g.h5").unlink(missing_ok=True)
+    assert main([*argv, "-v"]) == 0  # -v after the command too
+    assert expected in caplog.text, caplog.text

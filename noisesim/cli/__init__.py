@@ -2,7 +2,10 @@
 
 Each subcommand lives in a module of this package exposing ``add_parser(subparsers)`` and
 ``run(args) -> int``. Errors a user can cause (:class:`noisesim.errors.NoiseSimError`, missing files)
-become one line on stderr and exit status 2, never a traceback.
+become one line on stderr and exit status 2, never a traceback; so do usage errors (one line that points
+to ``--help``, not argparse's usage block). A command states, with ``set_defaults(api_options=...)``, which
+option sets each API parameter, so an API message (``gain_k_dn_per_e=40 is outside …``) reaches the user
+in the command line's words (``--gain-k 40 is outside …``; :func:`cli_message`).
 """
 
 from __future__ import annotations
@@ -12,10 +15,15 @@ import errno
 import importlib
 import logging
 import os
+import re
 import signal
 import sys
+import time
+from collections.abc import Mapping
 
-__all__ = ["COMMANDS", "build_parser", "main", "seed_arg"]
+__all__ = ["COMMANDS", "HelpFormatter", "describe_card", "Parser", "build_parser", "cli_message", "main", "seed_arg", "usage_error"]
+
+log = logging.getLogger("noisesim.cli")
 
 # Subcommand modules, in the order ``noisesim --help`` lists them. A module that fails to import
 # (an optional part not present) is skipped, not fatal.
@@ -44,11 +52,105 @@ def os_error_text(exc: OSError) -> str:
     return f"{reason}: {exc.filename}" if exc.filename else reason
 
 
+def describe_card(card) -> str:
+    """One line about a loaded card, for ``-v``: name, file, kind, ISO rows or K range, maps."""
+    rows = f"{len(card.iso_table)} ISO rows" if card.iso_table else "no ISO table"
+    lo, hi = card.k_range_dn_per_e
+    maps = f"maps {card.maps_file}" if card.maps_file else "no maps"
+    source = card.source_path or "(not from a file)"
+    return f"card {card.name}: {source}; {card.kind}, {rows}, K {lo:.4g}–{hi:.4g} DN/e⁻, {maps}"
+
+
+def usage_error(prog: str, message: str) -> int:
+    """Print a usage error as one line, ``PROG: error: MESSAGE (see PROG --help)``; returns exit status 2."""
+    print(f"{prog}: error: {message} (see {prog} --help)", file=sys.stderr)
+    return 2
+
+
+class HelpFormatter(argparse.HelpFormatter):
+    """argparse help that states each option's default, ``(default: X)``, unless its text already does.
+
+    Options that are off (``store_true``) or not given by default (``None``) are left alone: their help
+    says what happens without them.
+    """
+
+    def _get_help_string(self, action):
+        text = action.help or ""
+        d = action.default
+        unset = d is None or isinstance(d, bool) or d == "" or d is argparse.SUPPRESS
+        if unset or "default" in text.lower() or not (action.option_strings or action.nargs in ("?", "*")):
+            return text
+        return text + " (default: %(default)s)"
+
+
+class Parser(argparse.ArgumentParser):
+    """The parser of ``noisesim`` and of each sub-command: help with defaults (:class:`HelpFormatter`) and
+    usage errors as one line (:func:`usage_error`), named after the innermost sub-command."""
+
+    def __init__(self, *args, **kwargs):
+        kwargs.setdefault("formatter_class", HelpFormatter)
+        super().__init__(*args, **kwargs)
+
+    def error(self, message):  # argparse's hook: print usage + message, exit 2
+        sys.exit(usage_error(self.prog, message))
+
+    def parse_known_args(self, args=None, namespace=None):
+        ns, extras = super().parse_known_args(args, namespace)
+        if not hasattr(ns, "cli_prog"):  # the innermost sub-command returns first: it names the command
+            ns.cli_prog = self.prog
+        return ns, extras
+
+    def parse_args(self, args=None, namespace=None):
+        ns, extras = self.parse_known_args(args, namespace)
+        if extras:  # argparse would report these under the top-level ``noisesim``, not the sub-command
+            sys.exit(usage_error(ns.cli_prog, f"unrecognized arguments: {' '.join(extras)}"))
+        return ns
+
+
+def cli_message(message: str, options: Mapping[str, str]) -> str:
+    """An API error message in the command line's words.
+
+    Parameters
+    ----------
+    message : str
+        The API's message, e.g. ``"gain_k_dn_per_e=40 is outside …"`` or ``"pairs must be >= 1, got 0"``.
+    options : mapping of str to str
+        API parameter name → option flag, e.g. ``{"gain_k_dn_per_e": "--gain-k", "pairs": "--pairs"}``.
+        ``name=value`` (quotes dropped) becomes ``--flag value``; a name with an underscore or a space
+        is replaced wherever it stands, a plain word only as the subject of ``… must`` or of a comparison
+        (``workers >= 1``), so that ordinary words ("the noise of …") stay as they are.
+
+    Returns
+    -------
+    str
+        ``"--gain-k 40 is outside …"``, ``"--pairs must be >= 1, got 0"``.
+    """
+    for name, flag in options.items():
+        word = rf"(?<![\w./-]){re.escape(name)}"
+        message = re.sub(rf"{word}='([^'\s]*)'", lambda m: f"{flag} {m.group(1)}", message)
+        message = re.sub(rf"{word}=", f"{flag} ", message)
+        message = re.sub(rf"{word}\b" if "_" in name or " " in name else rf"{word}(?= must\b| [<>]=| [≤≥])", flag, message)
+    return message
+
+
+def _add_verbose(parser: argparse.ArgumentParser) -> None:
+    """``-v`` also after the command (``noisesim generate … -v``), on every sub-command; SUPPRESS as the
+    default keeps a global ``noisesim -v`` intact."""
+    for action in parser._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            for sub in action.choices.values():
+                _add_verbose(sub)
+            return
+    if "-v" not in parser._option_string_actions:
+        parser.add_argument("-v", "--verbose", action="store_true", default=argparse.SUPPRESS,
+                            help="log progress details to stderr (same as noisesim -v COMMAND …)")
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The ``noisesim`` argument parser with one sub-command per module of :mod:`noisesim.cli`."""
     from .. import __version__
 
-    parser = argparse.ArgumentParser(
+    parser = Parser(
         prog="noisesim",
         description="Physics-based camera RAW noise simulation, calibration and paired-data synthesis.",
     )
@@ -63,6 +165,7 @@ def build_parser() -> argparse.ArgumentParser:
                 continue
             raise
         module.add_parser(sub)
+    _add_verbose(parser)
     return parser
 
 
@@ -76,24 +179,37 @@ def main(argv: list[str] | None = None) -> int:
     if not getattr(args, "run", None):
         parser.print_help()
         return 2
+    package_log = logging.getLogger("noisesim")
+    level = package_log.level
+    if args.verbose:  # also when logging was configured before (an embedding program, a test)
+        package_log.setLevel(logging.INFO)
     previous = _terminate_like_ctrl_c()
+    start = time.perf_counter()
     try:
-        return int(args.run(args) or 0)
+        status = int(args.run(args) or 0)
+        log.info("%s: done in %.2f s (exit status %d)", args.cli_prog.removeprefix("noisesim "),
+                 time.perf_counter() - start, status)
+        return status
     except NoiseSimError as exc:
-        print(f"noisesim {args.command}: error: {exc}", file=sys.stderr)
+        message = cli_message(str(exc), getattr(args, "api_options", {}))
+        # one line: a message that lists problems one per line reads "first: second; third"
+        lines = [line.strip() for line in message.splitlines() if line.strip()]
+        print(f"{args.cli_prog}: error: {lines[0] if lines else type(exc).__name__}"
+              + (": " + "; ".join(lines[1:]) if len(lines) > 1 else ""), file=sys.stderr)
         return 2
     except BrokenPipeError:
         # the reader went away (``noisesim … | head``): stop quietly, as other command-line tools do
         _silence_stdout()
         return 141
     except OSError as exc:  # missing file, read-only folder, disk full, file-size limit (EFBIG), ...
-        print(f"noisesim {args.command}: error: {os_error_text(exc)}", file=sys.stderr)
+        print(f"{args.cli_prog}: error: {os_error_text(exc)}", file=sys.stderr)
         return 2
     except KeyboardInterrupt as exc:
         term = isinstance(exc, Terminated)
-        print(f"noisesim {args.command}: {'terminated (SIGTERM)' if term else 'interrupted'}", file=sys.stderr)
+        print(f"{args.cli_prog}: {'terminated (SIGTERM)' if term else 'interrupted'}", file=sys.stderr)
         return 128 + signal.SIGTERM if term else 130
     finally:
+        package_log.setLevel(level)
         if previous is not None:
             signal.signal(signal.SIGTERM, previous)
 

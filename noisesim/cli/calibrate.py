@@ -3,11 +3,18 @@
 from __future__ import annotations
 
 import logging
+import logging
 import sys
 
 from . import seed_arg
 
-__all__ = ["add_parser", "run"]
+log = logging.getLogger("noisesim.calibrate")
+
+__all__ = ["API_OPTIONS", "add_parser", "run"]
+
+# API parameter → option, for error messages (noisesim.cli.cli_message)
+API_OPTIONS = {"camera": "--camera", "workers": "--workers", "scheduler": "--scheduler", "rng": "--seed",
+               "denoise_maps": "--denoise-maps", "dark_bank": "--dark-bank"}
 
 
 def add_parser(subparsers) -> None:
@@ -42,7 +49,7 @@ def add_parser(subparsers) -> None:
                         "themselves (same paths on every worker); the card is identical to the local run")
     p.add_argument("--workers", "-j", type=int, default=1,
                    help="LocalCluster worker processes with --scheduler local (count; default 1)")
-    p.set_defaults(run=run)
+    p.set_defaults(run=run, api_options=API_OPTIONS)
 
 
 def run(args) -> int:
@@ -73,6 +80,10 @@ def run(args) -> int:
                                                           disable=None))
         res.card = res.card.with_dark_bank(bank, relative_to=out.parent)
     res.save(out, report=args.report)
+    for r in res.iso_results:
+        log.info("ISO %g: %d dark frames, %d flat pairs", r.iso, r.n_darks, r.n_flat_pairs)
+    log.info("%d capture problem(s), %d warning(s); maps: %s", len(res.problems), len(res.warnings),
+             res.card.maps_file or "none")
     if args.camera is None and not any("no camera make/model" in w for w in res.warnings):
         print(f"camera: {res.card.camera.make} {res.card.camera.model}".rstrip() + " (from EXIF; --camera to set it)")
     for r in res.iso_results:

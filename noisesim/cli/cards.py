@@ -14,14 +14,17 @@
 from __future__ import annotations
 
 import argparse
-import sys
+import logging
 import textwrap
 
 from pathlib import Path
 
 from ..card import Card, list_cards, load_card, save_card
+from . import describe_card, usage_error
 
-__all__ = ["ACTIONS", "add_parser", "format_card", "format_card_list", "run"]
+log = logging.getLogger("noisesim.cards")
+
+__all__ = ["ACTIONS", "API_OPTIONS", "add_parser", "format_card", "format_card_list", "run"]
 
 
 def add_parser(subparsers) -> argparse.ArgumentParser:
@@ -43,16 +46,18 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     p.add_argument("--black-level", type=float, metavar="DN",
                    help="import from darktable or ELD (which carry no levels): the camera's raw black level")
     p.add_argument("--white-level", type=float, metavar="DN", help="import from darktable or ELD: the raw white level")
-    p.set_defaults(run=run)
+    p.set_defaults(run=run, api_options=API_OPTIONS)
     return p
 
 
 ACTIONS = ("list", "search", "show", "compare", "import")
+# API parameter → option, for error messages (noisesim.cli.cli_message)
+API_OPTIONS = {"black_level_dn": "--black-level", "white_level_dn": "--white-level", "camera": "--camera",
+               "name": "--name"}
 
 
 def _usage_error(message: str) -> int:
-    print(f"noisesim cards: error: {message}", file=sys.stderr)
-    return 2
+    return usage_error("noisesim cards", message)
 
 
 def run(args) -> int:
@@ -61,6 +66,7 @@ def run(args) -> int:
         if args.action == "search" and not args.items:
             return _usage_error("'search' needs words to look for, e.g. noisesim cards search canon 6d")
         query = " ".join(args.items)
+        log.info("%d shipped cards: %s", len(list_cards()), ", ".join(list_cards()))
         text = format_card_list(query or None)
         print(text)
         return 0 if text.startswith("NAME") or not query else 1
@@ -68,6 +74,7 @@ def run(args) -> int:
         if len(args.items) != 1:
             return _usage_error("'show' needs a card: one NAME or PATH (the list: noisesim cards)")
         card = load_card(args.items[0])
+        log.info("%s", describe_card(card))
         print(card.text if args.toml else format_card(card), end="" if args.toml else "\n")
         return 0
     if args.output is None:
@@ -77,7 +84,10 @@ def run(args) -> int:
     if args.action == "compare":
         from ..cardplot import plot_cards
 
-        path = plot_cards([load_card(c) for c in args.items], args.output)
+        cards = [load_card(c) for c in args.items]
+        for card in cards:
+            log.info("%s", describe_card(card))
+        path = plot_cards(cards, args.output)
         print(f"wrote {path}")
         return 0
     from ..importers import import_card
@@ -85,6 +95,7 @@ def run(args) -> int:
     card = import_card(args.items, camera=args.camera, name=args.name, black_level_dn=args.black_level,
                        white_level_dn=args.white_level)
     save_card(card, args.output)
+    log.info("imported from %s: %s", ", ".join(args.items), describe_card(card))
     print(f"wrote {args.output}: {card.name} ({card.kind}, {len(card.iso_table)} ISO rows); "
           f"source: {card.provenance.get('source', '')}")
     return 0

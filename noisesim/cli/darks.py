@@ -2,9 +2,14 @@
 
 from __future__ import annotations
 
+import logging
 import sys
 
+from . import describe_card
+
 __all__ = ["add_parser", "run"]
+
+log = logging.getLogger("noisesim.darks")
 
 
 def add_parser(subparsers) -> None:
@@ -32,8 +37,10 @@ def run(args) -> int:
     from noisesim.darkbank import DarkFrameBank
 
     card = load_card(args.card)
+    log.info("%s", describe_card(card))
     out = bank_from_capture(args.darks, args.output, sensor=card.sensor, camera=card.camera.name,
                             progress=lambda it: tqdm(it, desc="darks", unit="frame", leave=False, file=sys.stderr, disable=None))
     bank = DarkFrameBank(out)
+    log.info("%s: %.1f MB", out, out.stat().st_size / 1e6)
     print(f"wrote {out}: {len(bank)} dark frames at ISO {', '.join(f'{i:g}' for i in bank.isos)}")
     return 0

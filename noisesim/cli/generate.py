@@ -4,11 +4,18 @@
 from __future__ import annotations
 
 import argparse
+import logging
 import shlex
 
 from . import seed_arg
 
-__all__ = ["add_parser", "canonical_command", "run"]
+__all__ = ["API_OPTIONS", "add_parser", "canonical_command", "run"]
+
+# API parameter → option, for error messages (noisesim.cli.cli_message)
+API_OPTIONS = {"gain_k_dn_per_e": "--gain-k", "gain_k": "--gain-k", "iso": "--iso", "ratio": "--ratio",
+               "pairs": "--pairs", "patch": "--patch", "noise": "--noise", "bank": "--bank", "blur spec": "--blur",
+               "seed": "--seed", "workers": "--workers", "shards": "--shards", "storage": "--storage",
+               "compression": "--compression", "source": "--source", "scheduler": "--scheduler"}
 
 
 def add_parser(subparsers) -> argparse.ArgumentParser:
@@ -58,7 +65,7 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     p.add_argument("-v", "--verbose", action="store_true", default=argparse.SUPPRESS,
                    help="log progress details to stderr (same as noisesim -v generate …)")
     p.add_argument("--checkpoint-every", type=int, default=64, help=argparse.SUPPRESS)
-    p.set_defaults(run=run)
+    p.set_defaults(run=run, api_options=API_OPTIONS)
     return p
 
 
@@ -70,6 +77,7 @@ def run(args) -> int:
     from ..warmup import warm_up
 
     command = canonical_command(args)
+    logging.getLogger("noisesim.generate").info("recorded command: %s", command)
     # compile (first run) or load the kernels before the progress bar starts, so its ETA is not skewed
     warm_up(announce=lambda message: print(f"noisesim generate: {message}", file=sys.stderr, flush=True))
     out = generate_dataset(

@@ -3,9 +3,16 @@
 from __future__ import annotations
 
 import argparse
+import logging
+import os
 import sys
 
-__all__ = ["add_parser", "run"]
+__all__ = ["API_OPTIONS", "add_parser", "run"]
+
+log = logging.getLogger("noisesim.inspect")
+
+# API parameter → option, for error messages (noisesim.cli.cli_message)
+API_OPTIONS = {"n": "--n", "card": "--card"}
 
 
 def add_parser(subparsers) -> argparse.ArgumentParser:
@@ -25,15 +32,20 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     p.add_argument("--verify", action="store_true",
                    help="recompute every sample's CRC-32 and compare it with the stored one (reads the whole file); "
                         "exit status 2 if any sample is damaged")
-    p.set_defaults(run=run)
+    p.set_defaults(run=run, api_options=API_OPTIONS)
     return p
 
 
 def run(args) -> int:
     """Run ``noisesim inspect`` with parsed ``args``; returns the exit status."""
     from ..dataset import contact_sheet, format_summary, inspect_dataset
+    from ..errors import ParameterError
 
+    if args.contact_sheet and args.n < 1:
+        raise ParameterError(f"--n must be >= 1 (pairs on the contact sheet), got {args.n}")
     info = inspect_dataset(args.dataset)
+    log.info("%s: %.1f MB on disk (this file; shards are counted in the summary)", args.dataset,
+             os.path.getsize(args.dataset) / 1e6)
     print(format_summary(info))
     if args.card:
         print("card text:")

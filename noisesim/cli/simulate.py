@@ -19,7 +19,6 @@ import dataclasses
 import glob
 import json
 import logging
-import re
 import sys
 from pathlib import Path
 
@@ -27,19 +26,23 @@ import numpy as np
 
 from ..atomic import write_text
 from ..card import load_card
-from ..errors import CFAError, InputFileError, ParameterError, ShapeError, UnknownISOError
+from ..errors import CFAError, InputFileError, ParameterError, ShapeError
 from ..noise import simulate
 from ..params import NoiseComponents
 from ..rawio import (ARRAY_EXTENSIONS, NORMALIZED_MAX, RAW_EXTENSIONS, check_integer_dn, infer_input_unit, read_array, read_raw,
                      write_array)
 from ..sampling import sample_params
-from . import seed_arg
+from . import describe_card, seed_arg
 
-__all__ = ["add_parser", "INPUT_EXTENSIONS", "OUTPUT_EXTENSIONS", "run", "SWITCHABLE"]
+__all__ = ["add_parser", "API_OPTIONS", "INPUT_EXTENSIONS", "OUTPUT_EXTENSIONS", "run", "SWITCHABLE"]
 
 log = logging.getLogger("noisesim.simulate")
 INPUT_EXTENSIONS = ARRAY_EXTENSIONS + RAW_EXTENSIONS
 OUTPUT_EXTENSIONS = ARRAY_EXTENSIONS + (".dng",)
+# API parameter → option, for error messages (noisesim.cli.cli_message)
+API_OPTIONS = {"gain_k_dn_per_e": "--gain-k", "iso": "--iso", "ratio": "--ratio", "read_model": "--read-model",
+               "exposure_s": "--exposure-s", "frame_index": "--frame-index", "input_unit": "--input-unit",
+               "output_unit": "--output-unit", "seed": "--seed"}
 SWITCHABLE = ("shot", "read", "row", "column", "black_level_error", "dark_current", "dark_shading", "prnu", "hot_pixels")
 
 
@@ -51,7 +54,6 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
         description="Add a camera's noise to a clean raw frame, or to every frame of a folder or glob in one "
                     "process. The noise parameters come from the card (sample first, apply second), with its "
                     "fixed-pattern maps.",
-        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     p.add_argument("--card", required=True, metavar="NAME|PATH", help="shipped card name (noisesim cards) or a card file")
     gain = p.add_mutually_exclusive_group()
@@ -92,7 +94,7 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     p.add_argument("--disable", default="", metavar="A,B", help=f"noise terms to switch off, comma-separated (default: none): {','.join(SWITCHABLE)}")
     p.add_argument("--float-path", action="store_true", help="no rounding: quantization as U(−½, ½) DN")
     p.add_argument("--params-out", type=Path, help="also write the sampled NoiseParams as JSON")
-    p.set_defaults(run=run)
+    p.set_defaults(run=run, api_options=API_OPTIONS)
     return p
 
 
@@ -123,17 +125,6 @@ def _read_clean(path: Path, unit: str, card):
     if unit == "dn":
         check_integer_dn(clean, card.sensor, path)
     return clean, unit
-
-
-_API_TO_OPTION = ((re.compile(r"\bgain_k_dn_per_e="), "--gain-k "), (re.compile(r"\biso="), "--iso "),
-                  (re.compile(r"\bread_model\b"), "--read-model"), (re.compile(r"\bexposure_s\b"), "--exposure-s"))
-
-
-def _option_names(message: str) -> str:
-    """An API error message in the command line's words (``--gain-k 40``, not ``gain_k_dn_per_e=40``)."""
-    for pattern, option in _API_TO_OPTION:
-        message = pattern.sub(option, message)
-    return message
 
 
 def _is_glob(text: str) -> bool:
@@ -201,6 +192,7 @@ def _write(path: Path, noisy: np.ndarray, params, card, args) -> None:
 def run(args) -> int:
     """Run ``noisesim simulate`` with parsed ``args``; returns the exit status."""
     card = load_card(args.card)
+    log.info("%s", describe_card(card))
     disabled = {t.strip() for t in args.disable.split(",") if t.strip()}
     unknown = disabled - set(SWITCHABLE)
     if unknown:
@@ -208,14 +200,13 @@ def run(args) -> int:
     if args.frame_index < 0:
         raise InputFileError(f"--frame-index must be >= 0, got {args.frame_index}")
     pairs, batch = _plan(args)
+    if args.params_out is not None and (args.params_out.is_dir() or not args.params_out.parent.is_dir()):
+        raise InputFileError(f"{args.params_out}: --params-out needs a file in an existing folder")
     seeds = np.random.SeedSequence(args.seed).spawn(2)  # one for the parameters, one for the noise
     if not (np.isfinite(args.ratio) and args.ratio >= 1):
         raise ParameterError(f"--ratio must be a finite number >= 1, got {args.ratio:g}")
-    try:
-        params = sample_params(card, iso=args.iso, gain_k_dn_per_e=args.gain_k, rng=seeds[0],
-                               read_model=args.read_model, exposure_s=args.exposure_s)
-    except (ParameterError, UnknownISOError) as exc:
-        raise type(exc)(_option_names(str(exc))) from None
+    params = sample_params(card, iso=args.iso, gain_k_dn_per_e=args.gain_k, rng=seeds[0],
+                           read_model=args.read_model, exposure_s=args.exposure_s)
     log.info("parameters (%s): %s", "random draw from the joint model" if args.iso is None and args.gain_k is None
              else "from the card's ISO table" if params.iso is not None and card.iso_table else "from the card",
              ", ".join(f"{k} {v:.4g}" if isinstance(v, float) else f"{k} {v}" for k, v in params.to_dict().items()

@@ -7,13 +7,20 @@ an ISO of the card).
 
 from __future__ import annotations
 
+import logging
 import sys
 
-from . import seed_arg
+from . import describe_card, seed_arg
 
-from . import seed_arg
+log = logging.getLogger("noisesim.validate")
 
-__all__ = ["add_parser", "run"]
+__all__ = ["API_OPTIONS", "add_parser", "run"]
+
+# API parameter → option, for error messages (noisesim.cli.cli_message)
+API_OPTIONS = {"max_frames_per_iso": "--max-frames", "model": "--model", "kl_symmetric_nats": "--max-kl",
+               "ks_statistic": "--max-ks", "mean_diff_rel": "--max-mean-diff", "mean_diff_se": "--max-mean-se",
+               "std_diff_rel": "--max-std-diff", "var_diff_se": "--max-var-se",
+               "map_correlation_fraction": "--min-map-correlation", "rng": "--seed", "bank": "--bank"}
 
 
 def add_parser(subparsers) -> None:
@@ -58,7 +65,7 @@ def add_parser(subparsers) -> None:
                    help="also compare the parametric model, the per-pixel-σ model (when the card's maps have one) and "
                    "dark-frame noise from this bank on the capture's darks (KL and noise power spectra), and say which "
                    "fits best; darks that are in the bank are not used")
-    p.set_defaults(run=run)
+    p.set_defaults(run=run, api_options=API_OPTIONS)
 
 
 def run(args) -> int:
@@ -74,6 +81,9 @@ def run(args) -> int:
     thresholds = Thresholds(args.max_kl, args.max_ks, args.max_mean_diff, args.max_mean_se, args.max_std_diff,
                             args.max_var_se, args.min_map_correlation)
     card = load_card(args.card)
+    log.info("%s", describe_card(card))
+    log.info("thresholds: %s; verdict from the %s model, %d dark frame(s) per ISO", thresholds, args.model,
+             args.max_frames)
     report = validate(card, args.capture, max_frames_per_iso=args.max_frames, rng=args.seed, thresholds=thresholds,
                       model=args.model,
                       progress=lambda it: tqdm(it, desc="darks", unit="frame", leave=False, file=sys.stderr, disable=None))

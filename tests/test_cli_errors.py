@@ -1,0 +1,181 @@
+"""Every command's errors (issue 11 item 6): a bad file gives one line on stderr that names it and exit
+status 2; an API error names the command-line option; a usage error is one line, not argparse's usage block."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from noisesim.cli import cli_message, main
+
+MANIFEST_HEAD = "path,kind,iso,exposure_s,black_level,white_level,cfa\n"
+
+
+def one_line_error(capsys, argv, *expected):
+    """Run ``noisesim argv``: exit 2, stderr exactly one line, containing each of ``expected``."""
+    rc = main([str(a) for a in argv])
+    err = capsys.readouterr().err
+    assert rc == 2, err
+    assert "Traceback" not in err and err.count("\n") == 1, err
+    for text in expected:
+        assert str(text) in err, err
+    return err
+
+
+@pytest.fixture()
+def files(tmp_path):
+    """A few bad inputs: a truncated .npy, an RGB image, a corrupt card, a folder, a non-HDF5 .h5 and
+    manifests whose only frame is missing or an RGB image."""
+    np.save(tmp_path / "good.npy", np.full((32, 32), 0.2, np.float32))
+    (tmp_path / "truncated.npy").write_bytes((tmp_path / "good.npy").read_bytes()[:100])
+    np.save(tmp_path / "rgb.npy", np.zeros((32, 32, 3), np.uint16))
+    (tmp_path / "corrupt.toml").write_text("this is [not toml = \n")
+    (tmp_path / "a_folder").mkdir()
+    (tmp_path / "not_hdf5.h5").write_bytes(b"\x89HDF\r\n\x1a\n" + b"x" * 100)
+    (tmp_path / "missing_frame.csv").write_text(MANIFEST_HEAD + "gone.npy,dark,100,1/1000,512,16383,RGGB\n")
+    (tmp_path / "rgb_frame.csv").write_text(MANIFEST_HEAD + "rgb.npy,dark,100,1/1000,512,16383,RGGB\n")
+    return tmp_path
+
+
+# --------------------------------------------------------------------------------------------------
+# every error names its file
+# --------------------------------------------------------------------------------------------------
+def test_simulate_bad_files(files, capsys, monkeypatch):
+    monkeypatch.chdir(files)
+    out = files / "n.npy"
+    one_line_error(capsys, ["simulate", "--card", "SonyA7S2", "--iso", 800, "--input", files / "truncated.npy", "--output", out],
+                   "truncated.npy")
+    one_line_error(capsys, ["simulate", "--card", "SonyA7S2", "--iso", 800, "--input", files / "rgb.npy", "--output", out],
+                   "rgb.npy", "RGB image")
+    one_line_error(capsys, ["simulate", "--card", files / "corrupt.toml", "--iso", 800, "--input", files / "good.npy",
+                            "--output", out], "corrupt.toml", "not valid TOML")
+    # a folder given as the card (a bare name, no slash): it said "not a shipped card and no such file"
+    one_line_error(capsys, ["simulate", "--card", "a_folder", "--iso", 800, "--input", files / "good.npy", "--output", out],
+                   "a_folder: is a folder")
+    # a folder as --params-out: it wrote the frame, then failed naming a temporary file (.a_folder.XXXX.tmp)
+    err = one_line_error(capsys, ["simulate", "--card", "SonyA7S2", "--iso", 800, "--input", files / "good.npy",
+                                  "--output", out, "--params-out", files / "a_folder"], "a_folder")
+    assert ".tmp" not in err and not out.exists()
+
+
+def test_cards_bad_files(files, capsys):
+    one_line_error(capsys, ["cards", "show", files / "corrupt.toml"], "corrupt.toml")
+    one_line_error(capsys, ["cards", "show", files / "a_folder"], "a_folder", "folder")
+    one_line_error(capsys, ["cards", "import", files / "truncated.npy", "--output", files / "c.toml"], "truncated.npy")
+
+
+def test_calibrate_bad_files(files, capsys):
+    # the manifest's only frame is missing: one line naming both (it was two lines, the frame named twice)
+    err = one_line_error(capsys, ["calibrate", files / "missing_frame.csv", "--output", files / "c.toml"],
+                         "missing_frame.csv", "gone.npy")
+    assert err.count("gone.npy") == 1
+    one_line_error(capsys, ["calibrate", files / "good.npy", "--output", files / "c.toml"], "good.npy")
+
+
+def test_validate_bad_files(files, capsys):
+    # the only dark is an RGB image: it said "no dark frames at an ISO of the card (50, 64, …)"
+    one_line_error(capsys, ["validate", "SonyA7S2", files / "rgb_frame.csv"], "rgb_frame.csv", "rgb.npy", "(32, 32, 3)")
+    one_line_error(capsys, ["validate", files / "corrupt.toml", files / "rgb_frame.csv"], "corrupt.toml")
+
+
+def test_darks_bank_bad_files(files, capsys):
+    # it said "no dark frames found", not why
+    one_line_error(capsys, ["darks", "bank", files / "missing_frame.csv", "--card", "SonyA7S2", "--output", files / "b.h5"],
+                   "missing_frame.csv", "gone.npy", "not found")
+    one_line_error(capsys, ["darks", "bank", files / "rgb_frame.csv", "--card", "SonyA7S2", "--output", files / "b.h5"],
+                   "rgb.npy", "(32, 32, 3)")
+
+
+def test_inspect_bad_files(files, capsys):
+    one_line_error(capsys, ["inspect", files / "not_hdf5.h5"], "not_hdf5.h5")
+    one_line_error(capsys, ["inspect", files / "a_folder"], "a_folder")
+    one_line_error(capsys, ["inspect", files / "truncated.npy"], "truncated.npy")
+
+
+def test_generate_bad_files(files, capsys):
+    base = ["generate", "--pairs", 2, "--patch", 32, "--no-progress"]
+    one_line_error(capsys, [*base, "--card", files / "corrupt.toml", "--output", files / "g.h5"], "corrupt.toml")
+    one_line_error(capsys, [*base, "--card", "SonyA7S2", "--output", files / "a_folder"], "a_folder")
+    one_line_error(capsys, [*base, "--card", "SonyA7S2", "--output", files / "g.h5", "--noise", "dark-frame",
+                            "--bank", files / "not_hdf5.h5"], "not_hdf5.h5")
+    assert not (files / "g.h5").exists()
+
+
+# --------------------------------------------------------------------------------------------------
+# API errors in the command line's words
+# --------------------------------------------------------------------------------------------------
+def test_cli_message_translates_names_not_words():
+    options = {"gain_k_dn_per_e": "--gain-k", "pairs": "--pairs", "noise": "--noise", "workers": "--workers"}
+    assert cli_message("gain_k_dn_per_e=400 is outside", options) == "--gain-k 400 is outside"
+    assert cli_message("pairs must be >= 1, got 0", options) == "--pairs must be >= 1, got 0"
+    assert cli_message("noise='dark-frame' needs a bank", options) == "--noise dark-frame needs a bank"
+    assert cli_message("a LocalCluster needs workers >= 1", options) == "a LocalCluster needs --workers >= 1"
+    # ordinary words, paths and flags already in the message stay as they are
+    for text in ("the noise of 4 pairs", "/data/pairs must/x.npy: bad", "--pairs must be >= 1"):
+        assert cli_message(text, options) == text
+
+
+@pytest.mark.parametrize("argv,option,api_name", [
+    (["simulate", "--card", "SonyA7S2", "--gain-k", 400], "--gain-k 400", "gain_k_dn_per_e"),
+    (["generate", "--card", "SonyA7S2", "--pairs", 0], "--pairs must", "error: pairs"),
+    (["generate", "--card", "SonyA7S2", "--pairs", 2, "--gain-k", "100:200"], "--gain-k 100", "gain_k_dn_per_e"),
+    (["generate", "--card", "SonyA7S2", "--pairs", 2, "--noise", "dark-frame"], "--noise dark-frame", "noise="),
+    (["validate", "SonyA7S2", "{capture}", "--max-kl", -1], "--max-kl must", "kl_symmetric_nats"),
+    (["validate", "SonyA7S2", "{capture}", "--max-ks", 2], "--max-ks must", "ks_statistic"),
+    (["inspect", "{dataset}", "--contact-sheet", "{tmp}/s.png", "--n", 0], "--n must", "IndexError"),
+])
+def test_errors_name_cli_options(files, capsys, argv, option, api_name):
+    capture = files / "missing_frame.csv"
+    dataset = files / "not_hdf5.h5"  # --n is checked before the file is read
+    argv = [str(a).format(capture=capture, dataset=dataset, tmp=files) for a in argv]
+    if argv[0] in ("simulate", "generate"):
+        argv += ["--input", files / "good.npy", "--output", files / "n.npy"] if argv[0] == "simulate" else \
+            ["--output", files / "g.h5", "--patch", 32, "--no-progress"]
+    err = one_line_error(capsys, argv, option)
+    assert api_name not in err
+
+
+def test_calibrate_workers_named_as_the_option(files, capsys):
+    pytest.importorskip("distributed")
+    from noisesim.calibration.synthetic import SyntheticSpec, synthetic_frames, write_capture_dng
+    from noisesim.params import NoiseParams, Sensor
+
+    params = {1600: NoiseParams(1.5, "tukey", 4.0, 0.0, 2.6, 0.0, 0.0)}
+    frames = synthetic_frames(params, Sensor("RGGB", 14, (512,) * 4, 16383), (32, 32),
+                              SyntheticSpec(n_darks=2, flat_levels=(0.1, 0.2)), rng=3)
+    write_capture_dng(frames, files / "cap")
+    err = one_line_error(capsys, ["calibrate", files / "cap", "--output", files / "c.toml", "--scheduler", "local",
+                                  "--workers", 0], "--workers")
+    assert "needs workers" not in err
+
+
+# --------------------------------------------------------------------------------------------------
+# usage errors: one line that points to --help
+# --------------------------------------------------------------------------------------------------
+@pytest.mark.parametrize("argv,prog,text", [
+    (["simulate", "--card", "SonyA7S2", "--input", "a.npy", "--output", "b.npy", "--bogus"], "noisesim simulate",
+     "unrecognized arguments: --bogus"),
+    (["generate", "--card", "SonyA7S2", "--output", "g.h5"], "noisesim generate", "required: --pairs"),
+    (["generate", "--card", "SonyA7S2", "--output", "g.h5", "-n", "2", "--storage", "int8"], "noisesim generate",
+     "invalid choice: 'int8'"),
+    (["cards", "bogus"], "noisesim cards", "invalid choice: 'bogus'"),
+    (["calibrate"], "noisesim calibrate", "required"),
+    (["validate", "SonyA7S2", "cap", "--max-kl", "lots"], "noisesim validate", "invalid float value: 'lots'"),
+    (["inspect", "x.h5", "--n"], "noisesim inspect", "expected one argument"),
+    (["darks"], "noisesim darks", "required: ACTION"),
+    (["darks", "bank", "d", "--card", "SonyA7S2"], "noisesim darks bank", "required: --output"),
+    (["--bogus"], "noisesim", "unrecognized arguments"),
+])
+def test_usage_errors_are_one_line(capsys, argv, prog, text):
+    with pytest.raises(SystemExit) as exc:
+        main(argv)
+    err = capsys.readouterr().err
+    assert exc.value.code == 2
+    assert err.count("\n") == 1 and "usage:" not in err, err
+    assert err.startswith(f"{prog}: error: ") and text in err and err.rstrip().endswith(f"(see {prog} --help)"), err
+
+
+def test_commands_own_usage_errors_point_to_help(capsys):
+    assert main(["cards", "search"]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and err.rstrip().endswith("(see noisesim cards --help)")
