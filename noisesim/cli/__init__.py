@@ -91,16 +91,19 @@ class Parser(argparse.ArgumentParser):
         kwargs.setdefault("formatter_class", HelpFormatter)
         super().__init__(*args, **kwargs)
 
-    def error(self, message):  # argparse's hook: print usage + message, exit 2
+    def error(self, message):
+        """argparse's hook for a usage error: one line (:func:`usage_error`) and exit status 2."""
         sys.exit(usage_error(self.prog, message))
 
     def parse_known_args(self, args=None, namespace=None):
+        """As argparse's; also records in ``cli_prog`` the innermost sub-command (``noisesim darks bank``)."""
         ns, extras = super().parse_known_args(args, namespace)
         if not hasattr(ns, "cli_prog"):  # the innermost sub-command returns first: it names the command
             ns.cli_prog = self.prog
         return ns, extras
 
     def parse_args(self, args=None, namespace=None):
+        """As argparse's; unrecognized arguments are reported under the sub-command they followed."""
         ns, extras = self.parse_known_args(args, namespace)
         if extras:  # argparse would report these under the top-level ``noisesim``, not the sub-command
             sys.exit(usage_error(ns.cli_prog, f"unrecognized arguments: {' '.join(extras)}"))
