@@ -83,6 +83,8 @@ class CaptureProblem:
     message: str
 
     def __str__(self) -> str:
+        if self.message.startswith(f"{self.path}: "):  # the message names the file already
+            return self.message
         return f"{self.path}: {self.message}"
 
 
@@ -409,11 +411,7 @@ def read_manifest(path, *, progress: Callable[[Iterable], Iterable] | None = Non
         try:
             frames.append(_manifest_frame(row, path.parent, where))
         except (CalibrationError, InputFileError) as exc:
-            name = str(row.get("path", where))
-            message = str(exc)
-            for prefix in (name, str(path.parent / name)):  # the message names the file already
-                message = message.removeprefix(f"{prefix}: ")
-            problems.append(CaptureProblem(name, message))
+            problems.append(CaptureProblem(str(row.get("path", where)), str(exc)))
     capture = Capture(frames, problems, source=str(path))
     return check_consistency(capture)
 
