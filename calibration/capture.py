@@ -83,7 +83,8 @@ class CaptureProblem:
     message: str
 
     def __str__(self) -> str:
-        if self.message.startswith(f"{self.path}: "):  # the message names the file already
+        named = self.message.split(": ", 1)[0]
+        if named == self.path or named.endswith(f"/{self.path}"):  # the message names the file already
             return self.message
         return f"{self.path}: {self.message}"
 
