@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from noisesim.cfa import CFA
+from noisesim.cfa import CFA, per_site_values
 from noisesim.errors import CalibrationError
 
 from .capture import FrameInfo
@@ -212,16 +212,17 @@ class FlatAccumulator:
     the sum, into the PRNU estimate.
     """
 
-    def __init__(self, dark: DarkStats, black_level_dn, white_level_dn: float, *, prnu_range=(0.05, 0.70)):
+    def __init__(self, dark: DarkStats, black_level_dn, white_level_dn, *, prnu_range=(0.05, 0.70)):
         self.dark = dark
         self.cfa = dark.cfa
         self.shape = dark.shape
         self.black_tile = np.ascontiguousarray(self.cfa.tile_values(black_level_dn), dtype=np.float64)
-        self.white = float(white_level_dn)
+        white = per_site_values(white_level_dn, "white_level_dn")
+        self.white = min(white)  # one clipping threshold for the kernels; raw files state one white level
         self._mean_map = np.ascontiguousarray(dark.mean_map_dn)  # offset = black + dark shading + bias
         self._counts = channel_counts(self.shape, self.cfa.period)
         site = _channel_site(self.cfa)
-        self.span = np.array([self.white - float(np.asarray(black_level_dn)[s]) for s in site])
+        self.span = np.array([white[s] - float(np.asarray(black_level_dn)[s]) for s in site])
         self.prnu_range = prnu_range
         self.levels: list[FlatLevel] = []
         self.prnu_sum: np.ndarray | None = None

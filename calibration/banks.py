@@ -44,10 +44,10 @@ def bank_from_capture(capture, output, *, sensor, camera: str = "", progress=Non
     for fr in darks:
         if fr.cfa != sensor.cfa.pattern:
             raise InputFileError(f"{fr.path}: CFA {fr.cfa} differs from the card's {sensor.cfa.pattern}")
-        if float(fr.white_level_dn) > sensor.max_dn:
-            raise InputFileError(f"{fr.path}: white level {fr.white_level_dn:g} DN exceeds the card's {sensor.bit_depth}-bit range")
+        if max(fr.white_level_dn) > sensor.max_dn:
+            raise InputFileError(f"{fr.path}: white level {max(fr.white_level_dn):g} DN exceeds the card's {sensor.bit_depth}-bit range")
     frames = (DarkFrame(fr.load(), fr.iso, fr.exposure_s, fr.black_level_dn, Path(fr.path).name) for fr in darks)
     if progress is not None:
         frames = progress(frames)
-    return build_dark_bank(output, frames, cfa=sensor.cfa, white_level_dn=max(sensor.white_level_dn),
+    return build_dark_bank(output, frames, cfa=sensor.cfa, white_level_dn=sensor.white_level_dn,
                            bit_depth=sensor.bit_depth, camera=camera)

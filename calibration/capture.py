@@ -107,8 +107,8 @@ class FrameInfo:
         CFA pattern read from the top-left pixel of the visible image.
     black_level_dn : 4 floats
         Per colour site, Bayer reading order [DN].
-    white_level_dn : float
-        Saturation level [DN].
+    white_level_dn : 4 floats
+        Saturation level per colour site, same order [DN] (raw files state one value: all four equal).
     kind_source : {"folder", "manifest", "signal", "given"}
         How ``kind`` was decided ("signal": classified from the mean signal, with a warning).
     loader : callable
@@ -129,7 +129,7 @@ class FrameInfo:
     shape: tuple[int, int]
     cfa: str
     black_level_dn: tuple[float, float, float, float]
-    white_level_dn: float
+    white_level_dn: tuple[float, float, float, float]
     kind_source: str = "given"
     loader: Callable[[], np.ndarray] | None = field(default=None, repr=False, compare=False)
     integer_valued: bool = True
@@ -259,8 +259,8 @@ def capture_camera(frames) -> str | None:
     return names.most_common(1)[0][0] if names else None
 
 
-def read_raw_frame(path) -> tuple[np.ndarray, str, tuple[float, float, float, float], float]:
-    """(mosaic, CFA pattern, per-site black levels, white level) of a raw file, read by
+def read_raw_frame(path) -> tuple[np.ndarray, str, tuple[float, float, float, float], tuple[float, float, float, float]]:
+    """(mosaic, CFA pattern, per-site black levels, per-site white levels) of a raw file, read by
     :func:`noisesim.rawio.read_raw` (errors name the file: unreadable, not raw, linear/demosaiced)."""
     rf = read_raw(path)
     return rf.mosaic, rf.cfa.pattern, rf.black_level_dn, rf.white_level_dn
@@ -301,7 +301,7 @@ def _array_loader(path: str) -> Callable[[], np.ndarray]:
 
 
 def frame_from_array(array: np.ndarray, *, kind: str, iso: float, exposure_s: float, cfa: str, black_level_dn,
-                     white_level_dn: float, label: str = "<array>") -> FrameInfo:
+                     white_level_dn, label: str = "<array>") -> FrameInfo:
     """A :class:`FrameInfo` over an in-memory (H, W) mosaic in DN."""
     a = np.asarray(array)
     f = frame_from_loader(lambda: a, shape=a.shape, kind=kind, iso=iso, exposure_s=exposure_s, cfa=cfa,
@@ -311,31 +311,42 @@ def frame_from_array(array: np.ndarray, *, kind: str, iso: float, exposure_s: fl
 
 
 def frame_from_loader(loader: Callable[[], np.ndarray], *, shape, kind: str, iso: float, exposure_s: float, cfa: str,
-                      black_level_dn, white_level_dn: float, label: str = "<generated>",
+                      black_level_dn, white_level_dn, label: str = "<generated>",
                       integer_valued: bool = True) -> FrameInfo:
     """A :class:`FrameInfo` whose pixels come from ``loader()`` (e.g. a simulator), read when needed."""
     if kind not in KINDS:
         raise CalibrationError(f"{label}: kind must be one of {KINDS}, got {kind!r}")
     return FrameInfo(
         path=label, kind=kind, iso=float(iso), exposure_s=float(exposure_s), shape=tuple(int(s) for s in shape),
-        cfa=CFA(cfa).pattern, black_level_dn=_four_levels(black_level_dn, label), white_level_dn=float(white_level_dn),
+        cfa=CFA(cfa).pattern, black_level_dn=_four_levels(black_level_dn, label),
+        white_level_dn=_four_levels(white_level_dn, label, "white_level"),
         kind_source="given", loader=loader, integer_valued=integer_valued,
     )
 
 
-def _four_levels(v, where: str) -> tuple[float, float, float, float]:
+def _four_levels(v, where: str, key: str = "black_level") -> tuple[float, float, float, float]:
     if isinstance(v, str):
         parts = [p for p in v.replace(";", " ").replace(",", " ").split() if p]
         try:
             v = [float(p) for p in parts]
         except ValueError:
-            raise CalibrationError(f"{where}: black_level {v!r} is not a number or 4 numbers") from None
+            raise CalibrationError(f"{where}: {key} {v!r} is not a number or 4 numbers") from None
         if len(v) == 1:  # a CSV cell "512": one level for every site
             v = v[0]
     try:
-        return per_site_values(v, "black_level")
+        return per_site_values(v, key)
     except (NoiseSimError, ValueError, TypeError):
-        raise CalibrationError(f"{where}: black_level must be one value or 4 per-site values, got {v!r}") from None
+        raise CalibrationError(f"{where}: {key} must be one value or 4 per-site values, got {v!r}") from None
+
+
+def _white_levels(v, where: str) -> tuple[float, float, float, float]:
+    """A manifest's ``white_level``: one number > 0 (the usual case) or 4 per-site values."""
+    if isinstance(v, (list, tuple)) or (isinstance(v, str) and len(v.replace(";", " ").replace(",", " ").split()) > 1):
+        levels = _four_levels(v, where, "white_level")
+        if min(levels) <= 0:
+            raise CalibrationError(f"{where}: white_level must be > 0, got {list(levels)}")
+        return levels
+    return (_manifest_number(v, "white_level", where),) * 4
 
 
 # ------------------------------------------------------------------------------------------------
@@ -375,7 +386,7 @@ def read_manifest(path, *, progress: Callable[[Iterable], Iterable] | None = Non
     """Read a CSV or TOML manifest of frames.
 
     CSV: a header row with ``path, kind, iso, exposure_s`` and, for arrays, ``black_level`` (one value or
-    4 separated by spaces/semicolons, Bayer reading order), ``white_level``, ``cfa``. TOML: a list
+    4 separated by spaces/semicolons, Bayer reading order), ``white_level`` (likewise), ``cfa``. TOML: a list
     ``[[frame]]`` (or ``[[frames]]``) of tables with the same keys; top-level keys of the same names are
     defaults for every frame. Paths are relative to the manifest. For raw files the levels and CFA may be
     omitted (read from the file) and ISO/exposure are taken from EXIF when not given.
@@ -438,7 +449,7 @@ def _manifest_frame(row: dict, base: Path, where: str) -> FrameInfo:
         if missing:
             raise CalibrationError(f"{fpath}: an array frame needs {', '.join(missing)} in the manifest")
         cfa, black = str(row["cfa"]), _four_levels(row["black_level"], str(fpath))
-        white = _manifest_number(row["white_level"], "white_level", str(fpath))
+        white = _white_levels(row["white_level"], str(fpath))
         loader = _array_loader(str(fpath))
         iso, exposure = row["iso"], row["exposure_s"]
         camera = None
@@ -451,7 +462,7 @@ def _manifest_frame(row: dict, base: Path, where: str) -> FrameInfo:
         if "black_level" in row:
             black = _four_levels(row["black_level"], str(fpath))
         if "white_level" in row:
-            white = _manifest_number(row["white_level"], "white_level", str(fpath))
+            white = _white_levels(row["white_level"], str(fpath))
         e_iso, e_exp = read_exif(fpath)
         iso = row.get("iso", e_iso)
         exposure = row.get("exposure_s", e_exp)
@@ -465,7 +476,7 @@ def _manifest_frame(row: dict, base: Path, where: str) -> FrameInfo:
     except CFAError as exc:
         raise CalibrationError(f"{fpath}: {exc}") from None
     return FrameInfo(str(fpath), kind, iso_f, _parse_exposure(exposure, str(fpath)), tuple(shape), cfa, black,
-                     float(white), "manifest", loader, integer, digest, camera)
+                     white, "manifest", loader, integer, digest, camera)
 
 
 # ------------------------------------------------------------------------------------------------
@@ -482,7 +493,7 @@ def _kind_from_folders(rel: Path) -> str | None:
     return None
 
 
-def _classify_by_signal(raw: np.ndarray, cfa: str, black, white: float) -> str:
+def _classify_by_signal(raw: np.ndarray, cfa: str, black, white) -> str:
     """'dark' when the mean signal above black is small against the frame's spread and the range."""
     c = CFA(cfa)
     packed = c.pack(raw).astype(np.float64)
@@ -490,7 +501,7 @@ def _classify_by_signal(raw: np.ndarray, cfa: str, black, white: float) -> str:
     sig = packed - bl
     above = float(np.mean(sig))
     spread = float(np.median(np.std(sig.reshape(sig.shape[0], -1), axis=1)))
-    range_dn = white - float(np.mean(black))
+    range_dn = float(np.mean(white)) - float(np.mean(black))
     return "flat" if above > max(3.0 * spread, 0.002 * range_dn) else "dark"
 
 
@@ -592,12 +603,12 @@ def group_frames(frames: Iterable[FrameInfo]) -> dict[tuple[str, float, float], 
     return {k: sorted(v, key=lambda f: f.path) for k, v in sorted(groups.items())}
 
 
-def modal_levels(frames: Iterable[FrameInfo]) -> tuple[tuple[float, float, float, float], float]:
-    """The most common declared black level (per colour site) and white level of some frames [DN].
+def modal_levels(frames: Iterable[FrameInfo]) -> tuple[tuple[float, float, float, float], tuple[float, float, float, float]]:
+    """The most common declared black level and white level of some frames, per colour site [DN].
 
     Returns
     -------
-    (black_level_dn, white_level_dn) : (4 floats, float)
+    (black_level_dn, white_level_dn) : (4 floats, 4 floats)
     """
     frames = list(frames)
     blacks = [f.black_level_dn for f in frames]

@@ -169,7 +169,7 @@ def build_card(results: list[ISOResult], joint: JointFits | None, capture: Captu
 
     f0 = capture.frames[0]
     black, white = modal_levels(capture.frames)
-    bit_depth = max(8, min(16, int(math.ceil(math.log2(max(white, max(black) + 1) + 1)))))
+    bit_depth = max(8, min(16, int(math.ceil(math.log2(max(*white, max(black) + 1) + 1)))))
     sensor = Sensor(CFA(f0.cfa), bit_depth, black, white)
     parts = camera.split(None, 1)
     cam = Camera(name=camera.replace(" ", ""), make=parts[0] if parts else "", model=parts[1] if len(parts) > 1 else "")

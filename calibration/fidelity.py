@@ -302,7 +302,7 @@ def capture_mismatches(card, frames) -> list[str]:
     out = []
     sen = card.sensor
     white_card = max(sen.white_level_dn)
-    whites = sorted({f.white_level_dn for f in frames})
+    whites = sorted({max(f.white_level_dn) for f in frames})  # per site; a raw file states one value
     bad = [w for w in whites if abs(w - white_card) > 0.5]
     if bad:
         w = bad[0]

@@ -471,7 +471,7 @@ def _accumulate_flats(iso, flats, ds: DarkStats, black, white, warnings, progres
     clipped = np.array([lv.clipped_fraction for lv in levels])
     if np.all(clipped > 0.5):
         names = ", ".join(p for lv in levels for p in lv.paths)
-        raise CalibrationError(f"all flat frames are saturated (more than half the pixels at the white level {white:g} DN): {names}")
+        raise CalibrationError(f"all flat frames are saturated (more than half the pixels at the white level {max(white):g} DN): {names}")
     return facc, n_pairs, files
 
 

@@ -74,7 +74,7 @@ def synthetic_frames(params_by_iso: dict[float, NoiseParams], sensor: Sensor | M
                             components=components, maps=maps, rng=rng, frame_index=idx)
 
         frames.append(frame_from_loader(load, shape=shape, kind=kind, iso=iso, exposure_s=exposure, cfa=sen.cfa.pattern,
-                                        black_level_dn=sen.black_level_dn, white_level_dn=max(sen.white_level_dn),
+                                        black_level_dn=sen.black_level_dn, white_level_dn=sen.white_level_dn,
                                         label=label))
 
     for iso, p in sorted(params_by_iso.items()):

@@ -18,7 +18,8 @@ File layout (schema ``noisesim.darkbank/1``)::
 
     /frames   (N, H, W) uint16 DN, chunked in tiles (one frame read never loads the others)
     /index    (N,) compound: iso, exposure_s, black_level_dn (4, per CFA site), source, sha256
-    attrs     schema, cfa, bit_depth, white_level_dn, camera, noisesim_version
+    attrs     schema, cfa, bit_depth, white_level_dn (4, per CFA site; a bank from an earlier
+              version stores one value, read as 4 equal ones), camera, noisesim_version
 """
 
 from __future__ import annotations
@@ -35,7 +36,7 @@ from typing import Iterable, Sequence
 import numpy as np
 
 from .atomic import atomic_path
-from .cfa import CFA
+from .cfa import CFA, per_site_values
 from .errors import InputFileError, ParameterError, ShapeError
 from .params import FixedPatternMaps, NoiseComponents, NoiseParams, Sensor
 from .rng import key_from_seed
@@ -149,7 +150,7 @@ def build_dark_bank(
     frames: Iterable[DarkFrame],
     *,
     cfa: str | CFA,
-    white_level_dn: float,
+    white_level_dn,
     bit_depth: int | None = None,
     camera: str = "",
     progress=None,
@@ -164,8 +165,8 @@ def build_dark_bank(
         All of the same shape; read lazily, so memory holds one frame.
     cfa : str or CFA
         The mosaic's pattern, read from the top-left pixel.
-    white_level_dn : float
-        The raw white level (DN).
+    white_level_dn : float or 4 floats
+        The raw white level [DN], per colour site in Bayer reading order (a scalar is used for all four).
     bit_depth : int, optional
         Default: the smallest that holds ``white_level_dn``.
     camera : str
@@ -183,14 +184,15 @@ def build_dark_bank(
     from . import __version__
 
     cfa = CFA(cfa) if isinstance(cfa, str) else cfa
-    bit_depth = int(bit_depth or max(1, math.ceil(math.log2(float(white_level_dn) + 1))))
+    white = per_site_values(white_level_dn, "white_level_dn")
+    bit_depth = int(bit_depth or max(1, math.ceil(math.log2(max(white) + 1))))
     output = Path(output)
     it = progress(frames) if progress is not None else frames
     n = 0
     with atomic_path(output) as tmp:
         with h5py.File(tmp, "w", track_order=False) as f:
             f.attrs.update({"schema": BANK_SCHEMA, "cfa": cfa.pattern, "bit_depth": bit_depth,
-                            "white_level_dn": float(white_level_dn), "camera": camera,
+                            "white_level_dn": np.asarray(white), "camera": camera,
                             "noisesim_version": __version__})
             dset = index = None
             for fr in it:
@@ -234,6 +236,17 @@ class DarkFrameBank:
     ----------
     path : path
         The bank file.
+
+    Attributes
+    ----------
+    cfa : CFA
+    bit_depth : int
+    white_level_dn : 4 floats
+        Per colour site in Bayer reading order [DN].
+    camera : str
+    index : (N,) structured ndarray
+        One record per frame: ``iso``, ``exposure_s``, ``black_level_dn`` (4) [DN], ``source``, ``sha256``.
+    frame_shape : (H, W)
     """
 
     def __init__(self, path: str | os.PathLike):
@@ -247,7 +260,7 @@ class DarkFrameBank:
                                          f"{f.attrs.get('schema')!r}, expected {BANK_SCHEMA!r})")
                 self.cfa = CFA(str(f.attrs["cfa"]))
                 self.bit_depth = int(f.attrs["bit_depth"])
-                self.white_level_dn = float(f.attrs["white_level_dn"])
+                self.white_level_dn = per_site_values(f.attrs["white_level_dn"], f"{self.path}: white_level_dn")
                 self.camera = str(f.attrs.get("camera", ""))
                 self.index = f["index"][...]
                 self.frame_shape = tuple(f["frames"].shape[1:])

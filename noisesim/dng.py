@@ -105,13 +105,23 @@ def _samples(raw: np.ndarray, what: str) -> np.ndarray:
     return np.ascontiguousarray(raw.astype("<u2"))
 
 
+def _one_white(white_level_dn, n: int) -> float:
+    """The single ``WhiteLevel`` a DNG stores, from a scalar or ``n`` equal values."""
+    w = np.asarray(white_level_dn, dtype=np.float64).ravel()
+    if w.size not in (1, n) or not np.all(np.isfinite(w)):
+        raise ParameterError(f"white_level_dn must be a finite scalar or {n} values, got {white_level_dn!r}")
+    if np.ptp(w) != 0:
+        raise ParameterError(f"a DNG stores one white level, got {w.tolist()} DN")
+    return float(w[0])
+
+
 def write_dng(
     path,
     raw: np.ndarray,
     *,
     cfa: str | CFA,
     black_level_dn=0,
-    white_level_dn: float | None = None,
+    white_level_dn=None,
     iso: float | None = None,
     exposure_s: float | None = None,
     make: str = "noisesim",
@@ -131,8 +141,10 @@ def write_dng(
         2×2 Bayer pattern read from the top-left pixel (``"RGGB"`` …). Quad Bayer is not supported here.
     black_level_dn : float or 4 floats
         Per colour site in Bayer reading order (RGGB → R, G1, G2, B) [DN].
-    white_level_dn : float, optional
-        Saturation level [DN]; defaults to ``2**bit_depth - 1``.
+    white_level_dn : float or 4 equal floats, optional
+        Saturation level [DN]; defaults to ``2**bit_depth - 1``. A CFA DNG stores one white level
+        (``WhiteLevel`` has one value per sample), so 4 per-site values (e.g. a :class:`~noisesim.params.Sensor`'s)
+        must be equal.
     iso, exposure_s : float, optional
         Written to the EXIF sub-IFD as ``ISOSpeedRatings`` and ``ExposureTime`` (a rational) [s].
     make, model : str
@@ -164,7 +176,7 @@ def write_dng(
     cfa.check_mosaic(raw, "DNG image")
     data = _samples(raw, "DNG image")
     black = np.asarray(per_site_values(black_level_dn, "black_level_dn"))
-    white = float(2**bit_depth - 1 if white_level_dn is None else white_level_dn)
+    white = _one_white(2**bit_depth - 1 if white_level_dn is None else white_level_dn, 4)
     tags = [
         (33421, "H", 2, (2, 2), True),  # CFARepeatPatternDim
         (33422, "B", 4, bytes(_CFA_CODE[c] for c in cfa.bayer), True),  # CFAPattern
@@ -181,7 +193,7 @@ def write_linear_dng(
     rgb: np.ndarray,
     *,
     black_level_dn=0,
-    white_level_dn: float = 65535,
+    white_level_dn=65535,
     iso: float | None = None,
     exposure_s: float | None = None,
     noise_profile=None,
@@ -196,8 +208,8 @@ def write_linear_dng(
         Camera RGB, black level included.
     black_level_dn : float or 3 floats
         Per plane (R, G, B) [DN].
-    white_level_dn : float
-        Saturation level [DN].
+    white_level_dn : float or 3 equal floats
+        Saturation level [DN] (the file stores one).
     iso, exposure_s, noise_profile, make, model
         As :func:`write_dng` (a NoiseProfile here describes each of the 3 planes).
     """
@@ -209,6 +221,6 @@ def write_linear_dng(
     if black.shape != (3,):
         raise ParameterError(f"black_level_dn of a linear DNG must be a scalar or 3 values, got shape {black.shape}")
     tags = [(50713, "H", 2, (1, 1), True)] + _common_tags(  # BlackLevelRepeatDim 1×1, one value per sample
-        make=make, model=model, black=black, white=float(white_level_dn), iso=iso, exposure_s=exposure_s,
+        make=make, model=model, black=black, white=_one_white(white_level_dn, 3), iso=iso, exposure_s=exposure_s,
         noise_profile=noise_profile, n_planes=3)
     return _write(path, data, 34892, tags)  # PhotometricInterpretation: LinearRaw

@@ -19,7 +19,7 @@ from pathlib import Path
 import numpy as np
 
 from .atomic import atomic_path
-from .cfa import CFA
+from .cfa import CFA, per_site_values
 from .errors import CFAError, InputFileError
 
 __all__ = [
@@ -56,9 +56,9 @@ class RawFrame:
     cfa : CFA
         Pattern read from the top-left visible pixel.
     black_level_dn : 4 floats
-        Per colour site in Bayer reading order (RGGB → R, G1, G2, B).
-    white_level_dn : float
-        Saturation level [DN].
+        Per colour site in Bayer reading order (RGGB → R, G1, G2, B) [DN].
+    white_level_dn : 4 floats
+        Saturation level per colour site, same order [DN] (raw files state one value: all four equal).
     path : Path
     noise_profile : tuple of (S, O) pairs or None
         A DNG's NoiseProfile tag (variance = S·x + O for the normalized signal x; one pair or one per
@@ -68,14 +68,21 @@ class RawFrame:
     mosaic: np.ndarray
     cfa: CFA
     black_level_dn: tuple[float, float, float, float]
-    white_level_dn: float
+    white_level_dn: tuple[float, float, float, float]
     path: Path
     noise_profile: tuple[tuple[float, float], ...] | None = None
 
     def normalized(self) -> np.ndarray:
-        """(DN − black) / (white − black) per pixel, float32, not clipped."""
+        """(DN − black) / (white − black) per pixel, float32, not clipped.
+
+        Returns
+        -------
+        (H, W) ndarray of float32
+            The mosaic normalized per colour site (0 at black, 1 at white).
+        """
         black = self.cfa.per_pixel(self.black_level_dn, self.mosaic.shape)
-        return ((self.mosaic - black) / (self.white_level_dn - black)).astype(np.float32)
+        white = self.cfa.per_pixel(self.white_level_dn, self.mosaic.shape)
+        return ((self.mosaic - black) / (white - black)).astype(np.float32)
 
 
 def raw_cfa_and_black(r, path) -> tuple[CFA, tuple[float, float, float, float], np.ndarray]:
@@ -138,7 +145,7 @@ def read_raw(path) -> RawFrame:
             profile = read_dng_metadata(path).noise_profile
         except InputFileError:  # rawpy read the pixels; a tag tifffile cannot parse is simply absent
             profile = None
-    return RawFrame(mosaic, cfa, black, white, path, profile)
+    return RawFrame(mosaic, cfa, black, per_site_values(white, "white level"), path, profile)
 
 
 def read_array(path) -> np.ndarray:
@@ -217,8 +224,9 @@ class DNGMetadata:
     cfa : CFA or None
         Pattern from the top-left pixel (None for a linear DNG).
     black_level_dn : tuple of float
-        Per colour site in Bayer reading order (4 values) for a CFA DNG; per plane (R, G, B) for a linear one.
-    white_level_dn : float
+        Per colour site in Bayer reading order (4 values) for a CFA DNG; per plane (R, G, B) for a linear one [DN].
+    white_level_dn : tuple of float
+        Saturation level laid out as ``black_level_dn`` (4 or 3 values; the file states one, so all are equal) [DN].
     bits_per_sample : int
     """
 
@@ -231,7 +239,7 @@ class DNGMetadata:
     model: str
     cfa: CFA | None
     black_level_dn: tuple[float, ...]
-    white_level_dn: float
+    white_level_dn: tuple[float, ...]
     bits_per_sample: int
 
 
@@ -336,7 +344,7 @@ def read_dng_metadata(path) -> DNGMetadata:
         raise InputFileError(f"{path}: cannot be read as a raw file ({type(exc).__name__}: {exc})") from None
     if not make and not model and unique:
         model = unique
-    return DNGMetadata(path, pairs, plane_colors, linear, iso, make, model, cfa, black, white, bits)
+    return DNGMetadata(path, pairs, plane_colors, linear, iso, make, model, cfa, black, (white,) * len(black), bits)
 
 
 #: Largest value a float array may hold and still be read as normalized by :func:`infer_input_unit`

@@ -722,7 +722,8 @@ class RawFolderSource(_FolderSource):
     def _load(self, i: int):
         def load():
             frame = read_raw(self.files[i])
-            return frame.mosaic, frame.cfa, frame.cfa.tile_values(frame.black_level_dn), frame.white_level_dn
+            tile = frame.cfa.tile_values
+            return frame.mosaic, frame.cfa, tile(frame.black_level_dn), tile(frame.white_level_dn)
 
         return self._cache.get(i, load)
 
@@ -732,7 +733,7 @@ class RawFolderSource(_FolderSource):
         rng = as_generator(rng)
         usable = self.usable_indices(patch)
         i = int(usable[rng.integers(len(usable))])
-        img, file_cfa, black_tile, white = self._load(i)
+        img, file_cfa, black_tile, white_tile = self._load(i)
         dy, dx = self._phase(file_cfa, self.files[i])
         p = file_cfa.period
         h, w = img.shape
@@ -744,9 +745,9 @@ class RawFolderSource(_FolderSource):
         x0 = dx + p * int(rng.integers(nx))
         crop = img[y0 : y0 + patch, x0 : x0 + patch].astype(np.float32)
         # Levels per pixel of the crop, from the file's tile at the crop's phase.
-        bt = np.roll(black_tile, (-(y0 % p), -(x0 % p)), axis=(0, 1))
-        black_map = np.tile(bt, (patch // p, patch // p)).astype(np.float32)
-        raw_norm = np.clip((crop - black_map) / (np.float32(white) - black_map), 0.0, 1.0).astype(np.float32)
+        black_map, white_map = (np.tile(np.roll(t, (-(y0 % p), -(x0 % p)), axis=(0, 1)), (patch // p, patch // p)).astype(np.float32)
+                                for t in (black_tile, white_tile))
+        raw_norm = np.clip((crop - black_map) / (white_map - black_map), 0.0, 1.0).astype(np.float32)
         kernel = sample_kernel(blur, rng)
         lin = None
         if kernel is not None:

@@ -35,7 +35,7 @@ def test_bank_round_trip_bytes_and_metadata(tmp_path):
     path = build_dark_bank(tmp_path / "bank.h5", iter(frames), cfa="RGGB", white_level_dn=WHITE, camera="Test Cam")
     bank = DarkFrameBank(path)
     assert len(bank) == 3 and bank.isos == [100.0, 400.0] and bank.cfa.pattern == "RGGB"
-    assert bank.bit_depth == 14 and bank.white_level_dn == WHITE and bank.camera == "Test Cam"
+    assert bank.bit_depth == 14 and bank.white_level_dn == (WHITE,) * 4 and bank.camera == "Test Cam"
     for i, fr in enumerate(frames):
         got = bank.frame(i)
         assert got.dtype == np.uint16 and np.array_equal(got, fr.raw)

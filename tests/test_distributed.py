@@ -222,7 +222,7 @@ def _capture_manifest(folder: Path) -> Path:
     for k, f in enumerate(frames):
         name = f"f{k:03d}.npy"
         np.save(folder / name, f.load())
-        rows.append(f"{name},{f.kind},{f.iso:g},{f.exposure_s!r},512,{f.white_level_dn:g},RGGB")
+        rows.append(f"{name},{f.kind},{f.iso:g},{f.exposure_s!r},512,{max(f.white_level_dn):g},RGGB")
     (folder / "capture.csv").write_text("\n".join(rows) + "\n")
     return folder / "capture.csv"
 

@@ -45,7 +45,7 @@ def test_calibration_reader_maps_levels_per_site(tmp_path):
     path = write_dng(tmp_path / "c.dng", raw, cfa="GBRG", black_level_dn=[60, 61, 62, 63], white_level_dn=4095, iso=100, exposure_s=0.5)
     got, cfa, black, white = read_raw_frame(path)
     np.testing.assert_array_equal(got, raw)
-    assert cfa == "GBRG" and black == (60.0, 61.0, 62.0, 63.0) and white == 4095.0
+    assert cfa == "GBRG" and black == (60.0, 61.0, 62.0, 63.0) and white == (4095.0,) * 4
     assert read_exif(path) == (100.0, 0.5)
 
 

@@ -40,10 +40,10 @@ LINEAR_NOTE = (
 def _plane_ranges(md: DNGMetadata) -> dict[str, float]:
     """White − black [DN] per plane colour (averaged over a CFA's sites of that colour)."""
     if md.linear:
-        return {c: md.white_level_dn - b for c, b in zip("RGB", md.black_level_dn)}
+        return {c: w - b for c, w, b in zip("RGB", md.white_level_dn, md.black_level_dn)}
     out: dict[str, list[float]] = {}
-    for c, b in zip(md.cfa.bayer, md.black_level_dn):
-        out.setdefault(c, []).append(md.white_level_dn - b)
+    for c, w, b in zip(md.cfa.bayer, md.white_level_dn, md.black_level_dn):
+        out.setdefault(c, []).append(w - b)
     return {c: sum(v) / len(v) for c, v in out.items()}
 
 
@@ -104,7 +104,7 @@ def card_from_dngs(paths: Sequence[str | Path], *, name: str | None = None) -> C
         black4, cfa = (r, g, g, b), "RGGB"
     else:
         black4, cfa = tuple(lowest.black_level_dn), lowest.cfa.pattern
-    white = first.white_level_dn
+    white = max(first.white_level_dn)  # a DNG states one white level: all values are equal
     sensor = Sensor(cfa=cfa, bit_depth=bit_depth_for(white), black_level_dn=black4, white_level_dn=white)
     notes = [f"Converted with each file's own levels: K = (white − black) · S, read σ = (white − black) · √O, "
              f"white {white:g} DN."]

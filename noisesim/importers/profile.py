@@ -18,6 +18,7 @@ from dataclasses import dataclass
 from typing import Sequence
 
 from ..card import Camera, Card, ISOEntry
+from ..cfa import per_site_values
 from ..errors import InputFileError
 from ..params import NoiseParams, Sensor
 
@@ -150,6 +151,17 @@ def card_name(make: str, model: str, fallback: str = "Imported") -> str:
     return name or fallback
 
 
-def bit_depth_for(white_level_dn: float) -> int:
-    """The smallest bit depth (8…16) whose largest DN holds the white level."""
-    return int(min(16, max(8, math.ceil(math.log2(white_level_dn + 1)))))
+def bit_depth_for(white_level_dn) -> int:
+    """The smallest bit depth (8…16) whose largest DN holds the white level.
+
+    Parameters
+    ----------
+    white_level_dn : float or 4 floats
+        White level [DN], one or per colour site (the largest counts).
+
+    Returns
+    -------
+    int
+        Bits, 8 … 16.
+    """
+    return int(min(16, max(8, math.ceil(math.log2(max(per_site_values(white_level_dn, "white_level_dn")) + 1)))))
