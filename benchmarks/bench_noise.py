@@ -120,26 +120,52 @@ def scenes(h, w, ratio):
     return {"mixed": mixed, "dark": dark, "bright": bright}, e_per_unit
 
 
-def torch_figures(device, clean, params, sensor, ratio, components, reps, t_numba_wall):
-    """Mpix/s of :func:`noisesim.torch_noise.simulate_torch` on ``device`` and its ratio to the numba kernel."""
+def torch_device_check(device):
+    """(torch.device or None, why not): None with a skip reason when torch or the device is missing;
+    raises ValueError for a string that names no device."""
     try:
         import torch
     except ImportError:
-        return f"torch on {device}: skipped (torch is not installed)"
-    if device.startswith("cuda") and not torch.cuda.is_available():
-        return f"torch on {device}: skipped (no CUDA device available)"
-    from noisesim.torch_noise import simulate_torch
+        return None, f"torch on {device}: skipped (torch is not installed)"
+    try:
+        dev = torch.device(device)
+    except RuntimeError as exc:
+        raise ValueError(f"--torch-device {device!r} names no torch device (e.g. cpu, cuda, cuda:1)") from None
+    if dev.type == "cuda" and not (torch.cuda.is_available() and (dev.index or 0) < torch.cuda.device_count()):
+        return None, f"torch on {device}: skipped (no CUDA device available)"
+    if dev.type not in ("cpu", "cuda"):
+        try:
+            torch.empty(1, device=dev)
+        except (RuntimeError, AssertionError) as exc:
+            return None, f"torch on {device}: skipped ({str(exc).splitlines()[0]})"
+    return dev, None
 
-    x = torch.from_numpy(clean).to(device)[None]
-    sync = torch.cuda.synchronize if device.startswith("cuda") else (lambda: None)
+
+def torch_figures(device, clean, params, sensor, ratio, components, reps, t_numba_wall):
+    """Mpix/s of :func:`noisesim.torch_noise.simulate_torch` on ``device`` and its ratio to the numba kernel.
+
+    The batch, its parameters (a NoiseParamsBatch) and the generator live on the device, so the timed
+    calls are device work only (no host copy), each followed by a synchronization.
+    """
+    dev, why_not = torch_device_check(device)
+    if dev is None:
+        return why_not
+    import torch
+
+    from noisesim.torch_noise import NoiseParamsBatch, simulate_torch
+
+    x = torch.from_numpy(clean).to(dev)[None]
+    pb = NoiseParamsBatch.from_params(params, 1, ratio=ratio, device=dev)
+    gen = torch.Generator(device=dev).manual_seed(1)
+    sync = (lambda: torch.cuda.synchronize(dev)) if dev.type == "cuda" else (lambda: None)
 
     def run():
-        simulate_torch(x, params, sensor, ratio=ratio, components=components)
+        simulate_torch(x, pb, sensor, components=components, generator=gen)
         sync()
 
-    run()  # warm-up (kernels, allocator)
+    run()  # warm-up (kernels, allocator, the sensor tiles on the device)
     t = interleaved_min({"torch": run}, reps, time.perf_counter)["torch"]
-    name = torch.cuda.get_device_name(device) if device.startswith("cuda") else device
+    name = torch.cuda.get_device_name(dev) if dev.type == "cuda" else f"{torch.get_num_threads()} threads"
     return (f"torch on {device} ({name}): {clean.size / t / 1e6:8.1f} Mpix/s wall, "
             f"{t_numba_wall / t:.2f}× the numba kernel's speed on all threads")
 
@@ -154,6 +180,12 @@ def main(argv=None) -> int:
     ap.add_argument("--skip-reference", action="store_true", help="skip the slow numpy reference kernel")
     ap.add_argument("--torch-device", default=None, help="also time simulate_torch on this device (e.g. cuda)")
     args = ap.parse_args(argv)
+    if args.torch_device:
+        try:
+            torch_device_check(args.torch_device)  # a bad name fails now, not after the CPU figures
+        except ValueError as exc:
+            print(f"bench_noise: {exc}", file=sys.stderr)
+            return 2
 
     import numba
 

@@ -156,3 +156,27 @@ def test_the_checker_catches_round_trips(monkeypatch):
         with pytest.raises((AssertionError, RuntimeError, NotImplementedError)):
             with no_host_round_trips(monkeypatch):
                 leak()
+
+
+def test_bench_noise_torch_device_option(capsys):
+    """benchmarks/bench_noise.py --torch-device: a name that is no device exits 2 at once with one line;
+    a missing CUDA device is a skip line; the CPU figure is Mpix/s and the ratio to the numba kernel."""
+    import importlib.util
+    from pathlib import Path
+
+    path = Path(__file__).resolve().parents[1] / "benchmarks" / "bench_noise.py"
+    spec = importlib.util.spec_from_file_location("bench_noise_under_test", path)
+    bench = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(bench)
+    assert bench.main(["--torch-device", "nodevice"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "names no torch device" in err[0]
+    dev, why = bench.torch_device_check("cuda")
+    if torch.cuda.is_available():
+        assert dev.type == "cuda" and why is None
+    else:
+        assert dev is None and why == "torch on cuda: skipped (no CUDA device available)"
+    clean = np.full((32, 32), 0.3, np.float32)
+    line = bench.torch_figures("cpu", clean, NoiseParams(gain_k_dn_per_e=1.5, read_sigma_dn=2.0), SENSOR, 10.0,
+                               NoiseComponents(), 1, 1e-3)  # fmt: skip
+    assert line.startswith("torch on cpu (") and "Mpix/s" in line and "× the numba kernel" in line
