@@ -16,11 +16,19 @@ numba's OpenMP threading layer is not fork-safe (docs/performance.md): for the o
 
 Each item is a dict of tensors::
 
-    noisy       (C, h, w) float32, normalized; multiplied by the ratio if ``amplify``
+    noisy       (C, h, w) float32, normalized; multiplied by the ratio if ``amplify`` (absent with
+                ``noise_on="device"``: :meth:`OnTheFlyRawDataset.add_noise` makes it on the batch's device)
     clean       (C, h, w) float32, normalized long exposure
     noise_map   (C, h, w) float32 per-pixel noise σ of ``noisy`` (same scaling), if ``noise_map``
-    ratio, iso, gain_k_dn_per_e, read_sigma_dn, tukey_lambda, tukey_scale_dn, row_sigma_dn,
-    read_std_dn  float64 scalars;  black_level_error_dn (4,);  index int64
+    ratio, iso, gain_k_dn_per_e, read_sigma_dn, tukey_lambda, tukey_scale_dn, row_sigma_dn, col_sigma_dn,
+    dark_current_e_per_s, exposure_s, read_std_dn  float64 scalars;  tukey bool (Tukey-lambda read noise);
+    black_level_error_dn, black_level_dn (4,) float64;  origin (2,) int64 (on the sensor);  index int64
+
+Noise on the training device: ``OnTheFlyRawDataset(..., noise_on="device")`` makes the clean patches and
+draws the parameters in the workers (the same as with the default ``noise_on="worker"``) and
+:meth:`OnTheFlyRawDataset.add_noise` applies them to the collated batch with
+:func:`noisesim.torch_noise.simulate_torch` wherever the batch lives (docs/datasets.md, "Noise on the
+training device").
 """
 
 from __future__ import annotations
@@ -36,9 +44,11 @@ import numpy as np
 from .errors import DatasetError, ParameterError
 from .spawnguard import require_main_guard
 
-__all__ = ["make_loader", "OnTheFlyRawDataset", "PairedRawDataset"]
+__all__ = ["batch_params", "make_loader", "NOISE_ON", "OnTheFlyRawDataset", "PairedRawDataset"]
 
-_SCALARS = ("ratio", "iso", "gain_k_dn_per_e", "read_sigma_dn", "tukey_lambda", "tukey_scale_dn", "row_sigma_dn")
+_SCALARS = ("ratio", "iso", "gain_k_dn_per_e", "read_sigma_dn", "tukey_lambda", "tukey_scale_dn", "row_sigma_dn", "col_sigma_dn",
+            "dark_current_e_per_s", "exposure_s")
+NOISE_ON = ("worker", "device")
 
 
 def _torch():
@@ -58,7 +68,8 @@ def _item(clean: np.ndarray, noisy: np.ndarray, rec, channel_range_dn: np.ndarra
     params = params_from_record(rec)
     out: dict[str, Any] = {}
     scale = ratio if amplify else 1.0
-    out["noisy"] = torch.from_numpy(np.ascontiguousarray(noisy * np.float32(scale), dtype=np.float32))
+    if noisy is not None:
+        out["noisy"] = torch.from_numpy(np.ascontiguousarray(noisy * np.float32(scale), dtype=np.float32))
     out["clean"] = torch.from_numpy(np.ascontiguousarray(clean, dtype=np.float32))
     if noise_map:
         sigma = noise_level_map(clean, params, ratio, channel_range_dn) * np.float32(scale)
@@ -67,6 +78,12 @@ def _item(clean: np.ndarray, noisy: np.ndarray, rec, channel_range_dn: np.ndarra
         out[name] = torch.tensor(float(rec[name]), dtype=torch.float64)
     out["read_std_dn"] = torch.tensor(read_noise_std_dn(params), dtype=torch.float64)
     out["black_level_error_dn"] = torch.tensor(np.asarray(rec["black_level_error_dn"], dtype=np.float64))
+    names = rec.dtype.names or ()
+    black = rec["black_level_dn"] if "black_level_dn" in names else np.full(4, np.nan)  # older schemas: the sensor's
+    out["black_level_dn"] = torch.tensor(np.asarray(black, dtype=np.float64))
+    out["tukey"] = torch.tensor(params.read_model == "tukey")
+    origin = (int(rec["origin_y"]), int(rec["origin_x"])) if "origin_y" in names else (0, 0)
+    out["origin"] = torch.tensor(origin, dtype=torch.int64)
     out["index"] = torch.tensor(int(rec["index"]), dtype=torch.int64)
     return out
 
@@ -200,17 +217,30 @@ class OnTheFlyRawDataset:
         (:mod:`noisesim.darkbank`), drawn in the workers like the parametric noise.
     bank : path, optional
         The dark-frame bank for ``noise="dark-frame"``.
+    noise_on : {"worker", "device"}
+        ``worker``: items carry ``noisy`` made by the numba engine in the DataLoader worker. ``device``:
+        items carry the clean patch and the drawn parameters only (the noise kernel is skipped), and
+        :meth:`add_noise` draws the noise on the collated batch wherever it lives (e.g. the GPU), with
+        :func:`noisesim.torch_noise.simulate_torch` — the same parameters, the torch twin's noise.
+        Parametric noise only.
     """
 
     def __init__(self, source, card, *, length: int, patch: int = 256, iso=None, gain_k=None, ratio=(100.0, 300.0),
                  blur=None, seed: int = 0, components=None, amplify: bool = False, noise_map: bool = False,
-                 transform: Callable | None = None, rank: int | None = None, noise: str = "parametric", bank=None):
+                 transform: Callable | None = None, rank: int | None = None, noise: str = "parametric", bank=None,
+                 noise_on: str = "worker"):
         from .blur import parse_blur_spec
         from .dataset import check_sampling, SynthesisJob, kernel_capacity, resolve_card, parse_range, parse_ratio
         from .params import NoiseComponents
 
         if int(length) < 1:
             raise ParameterError(f"length must be >= 1, got {length}")
+        if noise_on not in NOISE_ON:
+            raise ParameterError(f"noise_on must be one of {NOISE_ON}, got {noise_on!r}")
+        if noise_on == "device" and noise != "parametric":
+            raise ParameterError("noise_on='device' draws parametric noise with torch; dark-frame noise runs in the workers")
+        self.noise_on = noise_on
+        self._device_maps: dict = {}  # card maps per torch device, for add_noise (not pickled)
         card = resolve_card(card)
         iso_r, gain_r = parse_range(iso, "iso"), parse_range(gain_k, "gain_k")
         check_sampling(card, iso_r, gain_r)
@@ -255,6 +285,7 @@ class OnTheFlyRawDataset:
         state = self.__dict__.copy()
         state["_synth"] = None
         state["_pid"] = None
+        state["_device_maps"] = {}
         # The shared epoch travels only to processes being spawned (DataLoader workers); any other
         # pickling (a copy) gets the current value.
         if multiprocessing.context.get_spawning_popen() is None:
@@ -297,11 +328,66 @@ class OnTheFlyRawDataset:
         if not 0 <= int(index) < self.length:
             raise IndexError(f"index {index} out of range for length {self.length}")
         synth = self._get_synth()
-        clean, noisy, rec, _kernel = synth.sample(int(index), spawn_key=self.spawn_key(index))
+        clean, noisy, rec, _kernel = synth.sample(int(index), spawn_key=self.spawn_key(index), noise=self.noise_on == "worker")
         range_dn = synth.ch_range.ravel()
         item = _item(clean, noisy, rec, range_dn, amplify=self.amplify, noise_map=self.noise_map)
         item["epoch"] = _torch().tensor(self.epoch, dtype=_torch().int64)
         return self.transform(item) if self.transform is not None else item
+
+    def add_noise(self, batch: dict, *, generator=None):
+        """Noisy twin of a collated batch of this dataset, drawn where the batch lives (``noise_on="device"``).
+
+        Parameters
+        ----------
+        batch : dict of tensors
+            A batch of items (``clean`` (N, C, h, w) normalized and the parameters each item carries), on
+            any one device, e.g. after ``{k: v.to("cuda", non_blocking=True) for k, v in batch.items()}``.
+        generator : torch.Generator, optional
+            On the batch's device; torch's global generator when None.
+
+        Returns
+        -------
+        torch.Tensor
+            ``noisy`` (N, C, h, w), normalized (multiplied by the ratio if ``amplify``), on ``clean``'s device
+            in its dtype. Device and dtype come from the batch; the card's maps go to a device once; nothing
+            is read back to the host (no synchronization).
+        """
+        from .torch_noise import DeviceMaps, simulate_torch
+
+        clean = batch["clean"]
+        card = self._job.card
+        maps = None
+        if card.maps is not None and card.maps.shape is not None:
+            maps = self._device_maps.get(clean.device)
+            if maps is None:
+                maps = self._device_maps[clean.device] = DeviceMaps.from_maps(card.maps, card.sensor.cfa.period, device=clean.device)
+        pb = batch_params(batch)
+        noisy = simulate_torch(clean, pb, card.sensor, components=self._job.components, maps=maps, generator=generator)
+        return noisy * pb.ratio.to(noisy.dtype).reshape(-1, 1, 1, 1) if self.amplify else noisy
+
+
+def batch_params(batch: dict):
+    """The per-sample parameters of a collated batch of items, as a
+    :class:`~noisesim.torch_noise.NoiseParamsBatch` on the batch's device (no copy, no host read).
+
+    Parameters
+    ----------
+    batch : dict of tensors
+        Collated items of :class:`OnTheFlyRawDataset` or :class:`PairedRawDataset` (the keys listed in this
+        module's docstring), all on one device.
+
+    Returns
+    -------
+    NoiseParamsBatch
+        float64 fields, ``origin`` (N, 2) int64 from the items.
+    """
+    from .torch_noise import NoiseParamsBatch
+
+    torch = _torch()
+    f = {k: batch[k] for k in ("gain_k_dn_per_e", "read_sigma_dn", "tukey_lambda", "tukey_scale_dn", "row_sigma_dn",
+                               "col_sigma_dn", "black_level_error_dn", "ratio", "black_level_dn", "iso", "exposure_s")}
+    return NoiseParamsBatch(tukey=batch["tukey"].to(torch.bool), dark_e=batch["dark_current_e_per_s"] * batch["exposure_s"],
+                            origin=batch["origin"], **f)
 
 
 def make_loader(dataset, *, batch_size: int = 8, num_workers: int = 0, shuffle: bool = False, **kwargs):

@@ -135,3 +135,42 @@ def test_on_the_fly_workers_draw_different_noise():
             for k, i in enumerate(idx):
                 assert torch.equal(epochs[0][k], ref[i])
     assert not torch.equal(epochs[0], epochs[1])
+
+
+# ---- issue 12 item 6: noise on the training device ---------------------------------------------------------
+
+
+def _collate(items):
+    return torch.utils.data.default_collate(items)
+
+
+def test_noise_on_device_same_draws_and_the_twin_noise():
+    """noise_on="device": the same clean patches and parameters as the worker path, no noisy in the items;
+    add_noise gives the worker's noisy exactly where nothing is random, and the same noise statistics."""
+    from noisesim.params import NoiseComponents
+
+    kw = dict(length=8, patch=64, seed=3, iso=(800, 3200), ratio=(20, 40))
+    worker = _collate([OnTheFlyRawDataset("builtin", "SonyA7S2", **kw)[i] for i in range(8)])
+    ds = OnTheFlyRawDataset("builtin", "SonyA7S2", noise_on="device", **kw)
+    dev = _collate([ds[i] for i in range(8)])
+    assert "noisy" not in dev and "noisy" in worker
+    for k in dev:
+        assert torch.equal(dev[k], worker[k]), k
+    noisy = ds.add_noise(dev, generator=torch.Generator().manual_seed(0))
+    assert noisy.shape == dev["clean"].shape and noisy.dtype == torch.float32
+    ratio = dev["ratio"].reshape(-1, 1, 1, 1).float()
+    res_d, res_w = (noisy - dev["clean"] / ratio).double().numpy(), (worker["noisy"] - dev["clean"] / ratio).double().numpy()
+    diff = (res_d - res_w).ravel()
+    assert abs(diff.mean()) < 5 * diff.std() / np.sqrt(diff.size)
+    for i in range(8):  # per sample (own K, σ's, ratio): residual variance, 5 SE from the fourth moment
+        a, b = res_d[i].ravel(), res_w[i].ravel()
+        se = np.hypot(*(np.sqrt(max(np.mean((x - x.mean()) ** 4) - x.var() ** 2, 0) / x.size) for x in (a, b)))
+        assert abs(a.var() - b.var()) < 5 * se, i
+    # nothing random: the twin reproduces the worker's frame
+    comps = NoiseComponents.only("black_level_error", "dark_current", quantize=False, dither=False, clip=False)
+    exact_w = _collate([OnTheFlyRawDataset("builtin", "SonyA7S2", components=comps, **kw)[i] for i in range(8)])
+    ds_c = OnTheFlyRawDataset("builtin", "SonyA7S2", components=comps, noise_on="device", amplify=True, **kw)
+    out = ds_c.add_noise(_collate([ds_c[i] for i in range(8)]))
+    np.testing.assert_allclose(out.numpy(), exact_w["noisy"].numpy() * ratio.numpy(), rtol=1e-5, atol=1e-6)
+    with pytest.raises(Exception, match="noise_on"):
+        OnTheFlyRawDataset("builtin", "SonyA7S2", noise_on="gpu", **kw)

@@ -180,3 +180,17 @@ def test_bench_noise_torch_device_option(capsys):
     line = bench.torch_figures("cpu", clean, NoiseParams(gain_k_dn_per_e=1.5, read_sigma_dn=2.0), SENSOR, 10.0,
                                NoiseComponents(), 1, 1e-3)  # fmt: skip
     assert line.startswith("torch on cpu (") and "Mpix/s" in line and "× the numba kernel" in line
+
+
+def test_on_the_fly_dataset_adds_noise_on_the_batch_device_without_round_trips(monkeypatch):
+    from noisesim.torch_data import OnTheFlyRawDataset
+
+    ds = OnTheFlyRawDataset("builtin", "SonyA7S2", length=4, patch=32, seed=1, noise_on="device", amplify=True)
+    batch = torch.utils.data.default_collate([ds[i] for i in range(4)])
+    on_meta = {k: v.to(META) for k, v in batch.items()}
+    ds.add_noise(on_meta)  # first call: sensor tiles to the device once
+    with no_host_round_trips(monkeypatch):
+        noisy = ds.add_noise(on_meta)
+    assert noisy.device == META and noisy.shape == batch["clean"].shape and noisy.dtype == torch.float32
+    half = {**on_meta, "clean": on_meta["clean"].half()}
+    assert ds.add_noise(half).dtype == torch.float16

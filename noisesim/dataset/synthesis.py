@@ -192,8 +192,11 @@ class Synthesizer:
             params = sample_params(self.card, rng=g)
         return params, ratio
 
-    def sample(self, i: int, *, spawn_key: tuple[int, ...] | None = None):
+    def sample(self, i: int, *, spawn_key: tuple[int, ...] | None = None, noise: bool = True):
         """Synthesize sample ``i``: (clean, noisy, params record, kernel or None).
+
+        ``noise=False`` skips the noise kernel (``noisy`` is None; the record, origin included, is the same):
+        for noise added elsewhere from the record, e.g. on the training device (:mod:`noisesim.torch_data`).
 
         When :attr:`timers` is a dict, the wall and CPU seconds of each stage are added to it
         (``{stage: [wall_s, cpu_s]}``; used by ``benchmarks/bench_generate.py``).
@@ -229,12 +232,13 @@ class Synthesizer:
                 self.px_black = self.cfa.per_pixel(sensor.black_level_dn, mosaic.shape)
                 self.px_levels = sensor.black_level_dn
             clean_m = np.clip(np.rint(mosaic * self.px_range + self.px_black), 0, self.sensor.max_dn).astype(np.uint16)
-            noisy_m = simulate(clean_m, params, self.sensor, ratio=ratio, input_unit="dn", output_unit="dn", dtype=np.uint16, **common)
+            noisy_m = (simulate(clean_m, params, self.sensor, ratio=ratio, input_unit="dn", output_unit="dn", dtype=np.uint16,
+                                **common) if noise else None)  # fmt: skip
         else:
             clean_m = mosaic
-            noisy_m = simulate(mosaic, params, self.sensor, ratio=ratio, **common)
+            noisy_m = simulate(mosaic, params, self.sensor, ratio=ratio, **common) if noise else None
         clock.lap("noise kernel")
-        clean, noisy = self.cfa.pack(clean_m), self.cfa.pack(noisy_m)
+        clean, noisy = self.cfa.pack(clean_m), (None if noisy_m is None else self.cfa.pack(noisy_m))
         rec = np.zeros((), dtype=PARAMS_DTYPE)
         rec["index"] = i
         rec["iso"] = np.nan if params.iso is None else params.iso
