@@ -31,7 +31,9 @@ Two interfaces, in the style of kornia's augmentations:
   ``noisy = aug(clean)``; ``again = aug(clean2, params=aug.params)``.
 
 Device and floating dtype come from the input (float16/bfloat16 are computed in float32 and returned in
-the input's dtype); a forward pass of :class:`RawNoise` makes no host round trip.
+the input's dtype). A forward pass of :class:`RawNoise`, and :func:`simulate_torch` with a
+:class:`NoiseParamsBatch` on the batch's device, make no host round trip (no host → device copy, no read
+back; what goes to a device — sensor levels, card tables, maps — goes once): tests/test_torch_device.py.
 """
 
 from __future__ import annotations
