@@ -166,6 +166,14 @@ def _ctz(m):
     return _trailing_zeros(m)
 
 
+def _disc_radius_python(key, i, lo, hi, inv_a1):
+    """Radius [px] of disc i: the inverse CDF of ``p(r) ∝ r^−alpha`` on [r_min, r_max] at its uniform 2
+    (``lo``, ``hi`` = r_min^(1−α), r_max^(1−α), ``inv_a1`` = 1/(1−α))."""
+    v = lo + _disc_uniform(key, i, 2) * (hi - lo)
+    return 1.0 / math.sqrt(v) if inv_a1 == -0.5 else v**inv_a1  # alpha = 3: one sqrt instead of a pow
+
+
+_disc_radius = numba.njit(cache=True, nogil=True)(_disc_radius_python)
 _ONE = np.uint64(1)
 _ALL = np.uint64(0xFFFFFFFFFFFFFFFF)
 
@@ -194,8 +202,7 @@ def _render_dead_leaves_python(out, bits, blk, key, lo, hi, inv_a1, texture_prob
             break
         cx = _disc_uniform(key, i, 0) * w
         cy = _disc_uniform(key, i, 1) * h
-        v = lo + _disc_uniform(key, i, 2) * (hi - lo)
-        r = 1.0 / math.sqrt(v) if inv_a1 == -0.5 else v**inv_a1  # alpha = 3: one sqrt instead of a pow
+        r = _disc_radius(key, i, lo, hi, inv_a1)
         r2 = r * r
         y0 = max(int(math.ceil(cy - r)), 0)
         y1 = min(int(math.floor(cy + r)), h - 1)
@@ -253,13 +260,14 @@ def _render_dead_leaves_python(out, bits, blk, key, lo, hi, inv_a1, texture_prob
                     gy1 = 0.35 * (_disc_uniform(key, i, 11) - 0.5) * inv_r
                     gy2 = 0.35 * (_disc_uniform(key, i, 12) - 0.5) * inv_r
                     amp = 0.02 + 0.10 * _disc_uniform(key, i, 14) if _disc_uniform(key, i, 13) < texture_probability else 0.0
-                    f = 0.05 + 1.15 * _disc_uniform(key, i, 15)  # rad/px
-                    th = math.pi * _disc_uniform(key, i, 16)
-                    fx = f * math.cos(th)
-                    fy = f * math.sin(th)
-                    ph = 2.0 * math.pi * _disc_uniform(key, i, 17)
-                    rot_c = math.cos(fx)
-                    rot_s = math.sin(fx)
+                    if amp != 0.0:  # the texture's numbers (5 hashes, 4 trig calls) only for textured discs
+                        f = 0.05 + 1.15 * _disc_uniform(key, i, 15)  # rad/px
+                        th = math.pi * _disc_uniform(key, i, 16)
+                        fx = f * math.cos(th)
+                        fy = f * math.sin(th)
+                        ph = 2.0 * math.pi * _disc_uniform(key, i, 17)
+                        rot_c = math.cos(fx)
+                        rot_s = math.sin(fx)
                     ready = True
                 while m != 0:
                     xx = (wi << 6) + _ctz(m)

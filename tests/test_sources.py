@@ -57,6 +57,30 @@ def test_disc_hash_matches_splitmix64():
         assert sources._disc_uniform(np.uint64(key), i, j) == splitmix(z) / 2.0**53
 
 
+@pytest.mark.parametrize("alpha", [3.0, 2.5])
+def test_dead_leaves_radii_follow_the_power_law(alpha):
+    """The radii the renderer draws (its own counter-based draws) follow p(r) ∝ r^−alpha on [r_min, r_max]:
+    KS against the exact CDF, n = 20000 (critical D at p = 0.001 is 1.95/√n = 0.014); the same draws are
+    far from the law of a neighbouring exponent (the test can fail)."""
+    from scipy import stats
+
+    r_min, r_max, n = 2.0, 512.0, 20000
+    a1 = 1.0 - alpha
+    lo, hi = r_min**a1, r_max**a1
+    key = np.uint64(0x0123456789ABCDEF)
+    r = np.array([sources._disc_radius(key, i, lo, hi, 1.0 / a1) for i in range(n)])
+    assert r.min() >= r_min and r.max() <= r_max
+
+    def cdf(x, a=alpha):
+        b = 1.0 - a
+        return (np.asarray(x) ** b - r_min**b) / (r_max**b - r_min**b)
+
+    assert stats.kstest(r, cdf).pvalue > 1e-3
+    assert stats.kstest(r, lambda x: cdf(x, alpha + 0.25)).pvalue < 1e-6
+    # the compiled and the reference radius agree
+    assert sources._disc_radius_python(key, 7, lo, hi, 1.0 / a1) == pytest.approx(r[7], rel=1e-15)
+
+
 def test_dead_leaves_numba_kernel_matches_python_reference():
     kw = dict(smooth_sigma=0.0)
     ref = sources.render_dead_leaves(3, 40, 48, use_numba=False, **kw)
