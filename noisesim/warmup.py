@@ -11,11 +11,12 @@ from __future__ import annotations
 
 import os
 import threading
-from typing import Callable
+from contextlib import contextmanager
+from typing import Callable, Iterator
 
 import numpy as np
 
-__all__ = ["MESSAGE", "cache_is_cold", "warm_up"]
+__all__ = ["MESSAGE", "announce_compiles", "cache_is_cold", "warm_up"]
 
 MESSAGE = "compiling noise kernels (first run only) …"
 # A cache hit loads the kernel in well under a second; longer than this means it is being compiled.
@@ -88,3 +89,31 @@ def warm_up(announce: Callable[[str], None] | None = None) -> bool:
         if timer is not None:
             timer.cancel()
     return said.is_set()
+
+
+@contextmanager
+def announce_compiles(announce: Callable[[str], None] | None, message: str) -> Iterator[threading.Event]:
+    """Within the block, call ``announce(message)`` once, when numba starts compiling a kernel for real.
+
+    numba broadcasts its ``numba:compile`` event only on a cache miss, so loading a kernel from the on-disk
+    cache says nothing. Yields an event that is set once the message has been given.
+    """
+    from numba.core import event
+
+    said = threading.Event()
+    lock = threading.Lock()
+
+    class _FirstCompile(event.Listener):
+        def on_start(self, ev) -> None:
+            with lock:
+                if said.is_set():
+                    return
+                said.set()
+            if announce is not None:
+                announce(message)
+
+        def on_end(self, ev) -> None:
+            pass
+
+    with event.install_listener("numba:compile", _FirstCompile()):
+        yield said

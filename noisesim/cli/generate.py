@@ -71,15 +71,12 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
 
 def run(args) -> int:
     """Run ``noisesim generate`` with parsed ``args``; returns the exit status."""
-    import sys
-
     from ..dataset import generate_dataset
-    from ..warmup import warm_up
 
     command = canonical_command(args)
     logging.getLogger("noisesim.generate").info("recorded command: %s", command)
-    # compile (first run) or load the kernels before the progress bar starts, so its ETA is not skewed
-    warm_up(announce=lambda message: print(f"noisesim generate: {message}", file=sys.stderr, flush=True))
+    # generate_dataset compiles (first run: said on stderr) or loads every kernel the run uses before the
+    # progress bar starts, so its ETA is not skewed
     out = generate_dataset(
         args.output,
         card=args.card,

@@ -5,7 +5,9 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
+import logging
 import os
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -14,6 +16,7 @@ from ..errors import DatasetError, ParameterError
 from ..params import NoiseComponents
 from ..runlock import RunLock
 from ..spawnguard import require_main_guard
+from ..warmup import announce_compiles
 from .layout import COMPRESSIONS, SCHEMA, STORAGES, partial_path, shard_paths
 from .pool import check_shared_memory
 from .shards import write_locked
@@ -30,6 +33,8 @@ from .synthesis import (
 )
 
 __all__ = ["generate_dataset"]
+
+log = logging.getLogger(__name__)
 
 
 # float32 (patch, patch) planes alive at once while one sample is made (source image, blur, mosaic,
@@ -208,10 +213,13 @@ def generate_dataset(
                noise=noise, bank_path=bank_path)
     if scheduler is None:
         check_shared_memory(job, workers)  # before any file exists (a worker would die of SIGBUS)
-    # Open the source and draw one patch now: an empty folder or images smaller than the patch fail
-    # here, before any file is created.
+    # Open the source and take every path of the synthesis once now: an empty folder or images smaller
+    # than the patch fail here, before any file is created, and every kernel the run uses is compiled
+    # (first run, said on stderr) or loaded before the progress bar, so its ETA starts after it.
     probe = Synthesizer(job)
-    probe.source.sample_patch(np.random.default_rng(0), patch, blur=blur)
+    say = (lambda message: print(f"noisesim: {message}", file=sys.stderr, flush=True)) if progress else log.info
+    with announce_compiles(say, probe.compile_message()):
+        probe.warm_up()
     del probe
 
     dtype = np.dtype(np.uint16 if storage == "uint16" else np.float32)

@@ -18,6 +18,7 @@ reproduces ``noisy[i]`` exactly (see :func:`resynthesize`).
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
 import os
@@ -175,6 +176,41 @@ class Synthesizer:
             from ..darkbank import DarkFrameBank
 
             self.bank = DarkFrameBank(job.bank_path)
+
+    def compile_message(self) -> str:
+        """What :meth:`warm_up` says when it compiles, naming the kernel families this job uses, e.g.
+        ``"compiling noise, dead-leaves and unprocessing kernels (first run only) …"``."""
+        from ..sources import DeadLeavesSource, ImageFolderSource
+
+        names = ["noise"]
+        if isinstance(self.source, DeadLeavesSource):
+            names.append("dead-leaves")
+        if isinstance(self.source, (DeadLeavesSource, ImageFolderSource)):
+            names.append("unprocessing")
+        listed = names[0] if len(names) == 1 else ", ".join(names[:-1]) + " and " + names[-1]
+        return f"compiling {listed} kernels (first run only) …"
+
+    def warm_up(self) -> None:
+        """Take once every code path this job's samples can take, on throw-away draws, so that each numba
+        kernel the run uses is compiled (first run) or loaded from numba's cache now, not after the progress
+        bar has started.
+
+        The paths: sample 0 as the run makes it (the noise kernel for the storage dtype, the card's maps, the
+        dark-frame bank); an unblurred and, with blur, a blurred patch (the fused unprocess-and-mosaic pass
+        vs unprocess → blur → mosaic); for the procedural source, a render whose discs stop short of covering
+        it (the hole filler runs only then). A source that cannot serve the patch (an empty folder, images
+        smaller than it) fails here.
+        """
+        job = self.job
+        g = np.random.default_rng(0)
+        self.sample(0)
+        self.source.sample_patch(g, job.patch, blur=None)
+        if job.blur is not None and job.blur.p_none < 1.0:
+            self.source.sample_patch(g, job.patch, blur=dataclasses.replace(job.blur, p_none=0.0))
+        from ..sources import DeadLeavesSource, render_dead_leaves
+
+        if isinstance(self.source, DeadLeavesSource):
+            render_dead_leaves(g, 16, 16, r_max=3.0, max_discs=1)
 
     def draw_params(self, g: np.random.Generator) -> tuple[NoiseParams, float]:
         """Draw one sample's NoiseParams and exposure ratio from the job's ranges with generator ``g``."""
