@@ -36,6 +36,7 @@ from .estimators import (
     flatten_illumination,
     solve_row_col_pixel,
 )
+from .pixel_noise import QUANTIZATION_VAR_DN2  # EMVA 1288 σ²_q = 1/12 DN² of integer data
 
 __all__ = [
     "black_level_error",
@@ -52,7 +53,6 @@ __all__ = [
     "photo_response_nonuniformity",
     "photon_transfer",
     "pixel_noise",
-    "QUANTIZATION_VAR_DN2",
     "read_noise",
     "read_noise_per_channel",
     "ReadNoiseShape",
@@ -69,7 +69,6 @@ __all__ = [
     "tukey_lambda_per_channel",
 ]
 
-QUANTIZATION_VAR_DN2 = 1.0 / 12.0  # EMVA 1288 σ²_q of integer DN
 
 
 @dataclass(frozen=True)

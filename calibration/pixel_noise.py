@@ -15,7 +15,7 @@ import numpy as np
 
 from noisesim.cfa import CFA
 
-__all__ = ["PixelReadNoise", "read_sigma_scale_map", "sigma_relative_se"]
+__all__ = ["PixelReadNoise", "QUANTIZATION_VAR_DN2", "read_sigma_scale_map", "sigma_relative_se"]
 
 QUANTIZATION_VAR_DN2 = 1.0 / 12.0  # EMVA 1288 σ²_q of integer DN
 NOISY_PIXEL_N_SE = 6.0

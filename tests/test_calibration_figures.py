@@ -17,6 +17,7 @@ import pytest
 
 from noisesim.calibration import emva_figures as fig
 from noisesim.calibration.estimators import Estimate, PTCFit
+from noisesim.calibration.pixel_noise import QUANTIZATION_VAR_DN2
 
 DOCS = Path(__file__).resolve().parents[1] / "docs" / "calibration.md"
 
@@ -78,7 +79,7 @@ def test_dark_current_is_the_slope_over_k():
 
 def test_dark_noise_in_electrons_saturation_and_dynamic_range():
     gain = _k(2.0, 0.02)
-    dv = fig.DarkVariances(np.array([4.0] * 4), np.array([4.0] * 4), fig.QUANTIZATION_VAR_DN2, 100)
+    dv = fig.DarkVariances(np.array([4.0] * 4), np.array([4.0] * 4), QUANTIZATION_VAR_DN2, 100)
     sy2 = fig.temporal_dark_variance_mean(dv, [Estimate.positive(2.0, 0.01, "t", 8)] * 4)
     assert sy2.value == 4.0 and sy2.se == pytest.approx(2 * 2.0 * 0.01)
     sd = fig.temporal_dark_noise_e(sy2, dv, gain)
