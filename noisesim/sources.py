@@ -370,8 +370,8 @@ def render_dead_leaves(
     makes the image statistically scale invariant with a power spectrum ≈ 1/f² (Lee, Mumford & Huang,
     IJCV 2001). Each disc gets a random colour (a luminance U(0.02, 0.98) modulated per channel by a
     uniform chroma factor of std 0.2), a small linear shading gradient, and with probability
-    ``texture_probability`` a sinusoidal texture; a Gaussian of σ = ``smooth_sigma`` px then stands in
-    for the optics (anti-aliased edges). Drawing stops once a fraction ``coverage`` of the pixels is
+    ``texture_probability`` a sinusoidal texture; a Gaussian of σ = ``smooth_sigma`` px (truncated at
+    3σ) then stands in for the optics (anti-aliased edges). Drawing stops once a fraction ``coverage`` of the pixels is
     covered (the last 0.1 % would cost a quarter of the time: coupon collecting); the few pixels left,
     in holes of a pixel or two, take the value of a covered neighbour, as if that leaf reached them.
     ``r_min`` = 2 px (a 4 px disc, the size of a Bayer 2 × 2 cell) keeps the measured spectral slope at
@@ -427,7 +427,10 @@ def render_dead_leaves(
     if smooth_sigma > 0:
         import cv2
 
-        cv2.GaussianBlur(out, (0, 0), smooth_sigma, dst=out, borderType=cv2.BORDER_REFLECT_101)  # in place
+        # Truncated at 3σ (5 taps for 0.6 px): OpenCV's GaussianBlur would take 4σ (7 taps, weights of
+        # 3e-6 at ±3 px) and cost 1.5× as much; the images differ by < 1e-5.
+        taps = cv2.getGaussianKernel(2 * int(math.ceil(3.0 * smooth_sigma)) + 1, smooth_sigma, cv2.CV_32F)
+        cv2.sepFilter2D(out, -1, taps, taps, dst=out, borderType=cv2.BORDER_REFLECT_101)  # in place
     return np.clip(out, 0.0, 1.0, out=out)
 
 
