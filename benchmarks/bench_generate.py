@@ -12,11 +12,12 @@ Prints, for packed 4 × 256 × 256 patches (512 × 512 mosaic) by default:
 2. ``--reference DIR``: the same breakdown for another checkout of noisesim (e.g. a worktree of the
    commit before a change), run in subprocesses alternating with this checkout's, so both are measured
    in the same run under the same load; prints the per-core ratio per stage and in total;
-3. end-to-end ``generate_dataset`` with 1 and 2 worker processes (same bytes either way): runs of N and
-   N/5 pairs per worker pay the same start-up (spawning, imports, numba cache loading), so the steady
-   rate is their difference in pairs over their difference in time; CPU per pair counts the parent and
-   the workers (rusage). Wall-clock scaling from 1 to 2 workers needs 2 idle cores: the load average is
-   printed with each run, and a warning when the machine was busier than that;
+3. the steady state of generation's sample producer (``noisesim.dataset.pool.produce``, what
+   ``generate_dataset`` iterates) with 1 and 2 workers: after ``--warmup`` pairs per worker (spawning,
+   imports, numba cache loading), ``--pairs`` pairs per worker are timed, wall and CPU (the parent's and
+   the live workers' from /proc); then one whole ``generate_dataset`` run per worker count, start-up
+   included, whose pairs must be identical. Wall-clock scaling from 1 to 2 workers needs 2 idle cores:
+   the load average is printed with each run, and a warning when the machine was busier than that;
 4. read throughput of :class:`noisesim.torch_data.PairedRawDataset` through a DataLoader with 0 and 2
    workers (float32 and uint16 storage; ``--loader``, needs torch).
 
@@ -170,13 +171,48 @@ def _children_cpu() -> float:
 
 
 def end_to_end(patch: int, pairs: int, workers: int, out: Path, storage: str = "float32") -> tuple[float, float]:
-    """(wall s, CPU s incl. worker processes) of one generate_dataset run."""
+    """(wall s, CPU s incl. worker processes) of one whole generate_dataset run, start-up included."""
     from noisesim.dataset import generate_dataset
 
     t0, c0, k0 = time.perf_counter(), time.process_time(), _children_cpu()
     generate_dataset(out, card=CARD, source="builtin", pairs=pairs, patch=patch, iso=(800, 3200), seed=0,
                      workers=workers, storage=storage, progress=False, force=True)
     return time.perf_counter() - t0, time.process_time() - c0 + _children_cpu() - k0
+
+
+def _live_children_cpu() -> float | None:
+    """CPU seconds used so far by this process's live multiprocessing children (Linux /proc), or None."""
+    import multiprocessing as mp
+
+    total = 0.0
+    tick = os.sysconf("SC_CLK_TCK") if hasattr(os, "sysconf") else 100
+    for child in mp.active_children():
+        try:
+            with open(f"/proc/{child.pid}/stat") as f:
+                fields = f.read().rsplit(")", 1)[1].split()
+        except OSError:
+            return None
+        total += (int(fields[11]) + int(fields[12])) / tick  # utime, stime
+    return total
+
+
+def steady_state(patch: int, workers: int, warm: int, n: int) -> tuple[float, float | None]:
+    """(pairs/s wall, CPU s per pair of parent + workers or None) of the sample producer generate_dataset
+    uses (``noisesim.dataset.pool.produce``: in-process for 1 worker, spawned workers writing shared memory
+    otherwise), timed over ``n`` pairs per worker after ``warm`` pairs per worker (spawn, imports, caches)."""
+    from noisesim.dataset.pool import produce
+
+    todo = range((warm + n) * workers)
+    start = warm * workers
+    t0 = c0 = k0 = None
+    for k, _sample in enumerate(produce(_job(patch), todo, workers)):
+        if k == start:
+            t0, c0, k0 = time.perf_counter(), time.process_time(), _live_children_cpu()
+        if k == len(todo) - 1:
+            t1, c1, k1 = time.perf_counter(), time.process_time(), _live_children_cpu()
+    done = len(todo) - 1 - start
+    cpu = None if k0 is None or k1 is None else (c1 - c0 + k1 - k0) / done
+    return done / (t1 - t0), cpu
 
 
 def read_throughput(path: Path, workers: int, epochs: int = 2) -> float:
@@ -247,34 +283,31 @@ def main() -> None:
               f"({1 / old_c:.1f} → {1 / total_c:.1f} pairs/s per core)")
 
     if not args.no_end_to_end:
+        print(f"\n3. steady state of generation's sample producer: {args.warmup} warm-up + {args.pairs} timed pairs per worker "
+              "(start-up excluded; the writer is stage 'hdf5 write' above):")
+        rates = {}
+        for w in (1, 2):
+            la = _load()
+            rate, cpu = steady_state(p, w, args.warmup, args.pairs)
+            lb = _load()
+            rates[w] = rate
+            per_core = "" if cpu is None else f"; CPU {cpu * 1e3:5.1f} ms/pair (parent + workers) = {1 / cpu:.1f} pairs/s per core"
+            print(f"   workers={w}: {rate:6.1f} pairs/s wall{per_core}; load {la:.1f} → {lb:.1f}")
+            if max(la, lb) > os.cpu_count() - w + 0.5:
+                print(f"   (load {max(la, lb):.1f} on {os.cpu_count()} cores: {w} worker(s) could not each have a core, "
+                      "so the wall rate is the machine's, not this code's)")
+        print(f"   2 vs 1 workers: ×{rates[2] / rates[1]:.2f} wall (×2 is the ideal on 2 idle cores)")
         with tempfile.TemporaryDirectory() as d:
             d = Path(d)
-            end_to_end(p, 4, 1, d / "warm.h5")  # numba cache, source set-up
             mb = 2 * 4 * (p // 2) ** 2 * 4 / 1e6
-            print("\n3. generate_dataset end to end (checkpoints included; steady = difference of N and N/5 pairs per worker):")
-            rates = {}
+            print(f"   whole generate_dataset runs of {2 * args.pairs} pairs (start-up, writing and checkpoints included):")
             for w in (1, 2):
-                pairs = args.pairs * w
-                n0 = max(w, pairs // 5)
-                la = _load()
-                t0, c0 = end_to_end(p, n0, w, d / f"s{w}.h5")
-                t, c = end_to_end(p, pairs, w, d / f"w{w}.h5")
-                lb = _load()
-                steady = (pairs - n0) / max(t - t0, 1e-9)
-                cpu_pair = (c - c0) / (pairs - n0)
-                rates[w] = steady
-                print(f"   workers={w}: {pairs} pairs in {t:.1f} s wall ({pairs / t * mb:.0f} MB/s written); start-up ≈ "
-                      f"{t0 - n0 / steady:.2f} s; steady {steady:6.1f} pairs/s wall; CPU {cpu_pair * 1e3:5.1f} ms/pair "
-                      f"(parent + workers) = {1 / cpu_pair:.1f} pairs/s per core; load {la:.1f} → {lb:.1f}")
-                if max(la, lb) > os.cpu_count() - w:
-                    print(f"   (load {max(la, lb):.1f} on {os.cpu_count()} cores: {w} worker(s) could not each have a core; "
-                          "the wall rate is not this code's)")
-            same = _same_pairs(d / "w1.h5", d / "w2.h5", args.pairs)
-            print(f"   2 vs 1 workers: ×{rates[2] / rates[1]:.2f} wall (×2 is the ideal on 2 idle cores); "
-                  f"first {args.pairs} pairs identical: {same}")
+                t, c = end_to_end(p, 2 * args.pairs, w, d / f"w{w}.h5")
+                print(f"   workers={w}: {t:5.1f} s wall ({2 * args.pairs / t * mb:.0f} MB/s written), CPU {c / (2 * args.pairs) * 1e3:.1f} ms/pair")
+            print(f"   identical files' pairs: {_same_pairs(d / 'w1.h5', d / 'w2.h5', 2 * args.pairs)}")
             if args.loader:
                 print("\n4. DataLoader read throughput (batch 8, shuffled, amplified):")
-                end_to_end(p, args.pairs, 1, d / "u16.h5", storage="uint16")
+                end_to_end(p, 2 * args.pairs, 1, d / "u16.h5", storage="uint16")
                 for name in ("w1.h5", "u16.h5"):
                     for w in (0, 2):
                         print(f"   {name:<7} num_workers={w}: {read_throughput(d / name, w):7.1f} pairs/s")
