@@ -23,36 +23,91 @@ def _walk(parser, path=("noisesim",)):
                 yield from _walk(sub, path + (name,))
 
 
+def _options(parser):
+    """(name, action, help as printed) of each documented option and positional of ``parser``."""
+    formatter = parser._get_formatter()
+    for a in parser._actions:
+        if isinstance(a, (argparse._HelpAction, argparse._VersionAction, argparse._SubParsersAction)):
+            continue
+        if a.help == argparse.SUPPRESS:
+            continue
+        yield "/".join(a.option_strings) or a.dest, a, formatter._expand_help(a) if a.help else ""
+
+
+def _every_option():
+    for path, parser in _walk(build_parser()):
+        for name, action, text in _options(parser):
+            yield " ".join(path[1:] + (name,)), action, text
+
+
 def test_every_option_of_every_command_has_help_with_its_default():
     missing, no_default, rest = [], [], []
     for path, parser in _walk(build_parser()):
+        parser.format_help()  # every help text formats (no stray % in it)
         if REST.search(parser.description or ""):
             rest.append(" ".join(path))
-        for a in parser._actions:
-            if isinstance(a, (argparse._HelpAction, argparse._VersionAction, argparse._SubParsersAction)):
-                continue
-            if a.help == argparse.SUPPRESS:
-                continue
-            name = f"{' '.join(path)} {'/'.join(a.option_strings) or a.dest}"
-            if not (a.help or "").strip():
-                missing.append(name)
-                continue
-            if REST.search(a.help):
-                rest.append(name)
-            # an option whose default is a value (not off / not given) says what it is
-            if a.option_strings and a.default not in (None, False, True, argparse.SUPPRESS) and "default" not in a.help.lower():
-                no_default.append(f"{name} (default {a.default!r})")
+    for name, a, text in _every_option():
+        if not text.strip():
+            missing.append(name)
+            continue
+        if REST.search(text):
+            rest.append(name)
+        if not a.option_strings or a.required or a.nargs == 0:
+            continue  # positionals, required options and on/off flags have no default to state
+        # an option with a value says what it is; one not given by default says what happens without it,
+        # unless it only adds something ("also write …") or a mode needs it ("needed there")
+        if "default" not in text.lower() and not (a.default in (None, False) and ("also" in text or "needed" in text)):
+            no_default.append(f"{name} (default {a.default!r})")
     assert not missing, f"options without help: {missing}"
     assert not no_default, f"help does not state the default: {no_default}"
     assert not rest, f"raw reST in help or descriptions: {rest}"
 
 
-def test_units_are_named_where_an_option_has_one():
-    helps = {" ".join(path) + " " + "/".join(a.option_strings): a.help for path, p in _walk(build_parser())
-             for a in p._actions if a.option_strings and a.help and a.help != argparse.SUPPRESS}
-    assert "DN/e" in helps["noisesim simulate --gain-k"]
-    assert "[s]" in helps["noisesim simulate --exposure-s"]
-    assert "px" in helps["noisesim generate --patch"]
+# A physical quantity's option names its unit in brackets, as the docs do; these take none (reviewed).
+UNIT = re.compile(r"\[(DN/e⁻|DN|e⁻/s|e⁻|s|px|nats|σ|SE)\]")
+UNITLESS = {
+    # names, paths, specs and lists of words
+    "simulate --card", "simulate --input", "simulate --output", "simulate --disable", "simulate --params-out",
+    "cards items", "cards --output/-o", "cards --camera", "cards --name",
+    "calibrate capture", "calibrate --camera", "calibrate --output/-o", "calibrate --report", "calibrate --dark-bank",
+    "calibrate --scheduler",
+    "validate card", "validate capture", "validate --bank",
+    "generate --card", "generate --source", "generate --output/-o", "generate --scheduler", "generate --bank",
+    "inspect dataset", "inspect --contact-sheet", "inspect --card",
+    "darks bank darks", "darks bank --card", "darks bank --output/-o",
+    # numbers without a unit: seeds, indices, counts, ISO speed (ISO 12232), exposure ratios, fractions
+    "simulate --seed", "simulate --frame-index", "simulate --iso", "simulate --ratio",
+    "calibrate --seed", "calibrate --workers/-j",
+    "validate --seed", "validate --max-frames", "validate --max-ks", "validate --max-std-diff",
+    "validate --min-map-correlation",
+    "generate --seed", "generate --pairs/-n", "generate --iso", "generate --ratio", "generate --workers/-j",
+    "generate --shards",
+    "inspect --n",
+}
+
+
+def test_every_quantity_option_names_its_unit():
+    seen, no_unit = set(), []
+    for name, a, text in _every_option():
+        seen.add(name)
+        if a.nargs == 0 or a.choices is not None:  # on/off flags and choices of words
+            continue
+        if not UNIT.search(text) and name not in UNITLESS:
+            no_unit.append(name)
+    assert not no_unit, f"options with a value but no [unit] (add one, or review them into UNITLESS): {no_unit}"
+    assert not UNITLESS - seen, f"UNITLESS names options that do not exist: {UNITLESS - seen}"
+    for name, a, text in _every_option():  # a reviewed unitless number says so, in words
+        if name in UNITLESS and a.type in (int, float) and not re.search(r"count|no unit|without unit|fraction|"
+                                                                         r"index|integer", text):
+            no_unit.append(name)
+    assert not no_unit, f"unitless numbers whose help does not say what they count or that they have no unit: {no_unit}"
+
+
+def test_usage_and_help_show_defaults(capsys):
+    with pytest.raises(SystemExit):
+        main(["generate", "--help"])
+    text = " ".join(capsys.readouterr().out.split())
+    assert "mosaic patch side [px]" in text and "(default: 256)" in text and "(default: 100:300)" in text
 
 
 class _ClosedPipe(io.TextIOBase):

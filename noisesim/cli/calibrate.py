@@ -43,12 +43,13 @@ def add_parser(subparsers) -> None:
                    help="also store the capture's dark frames in this dark-frame bank (for --noise dark-frame) and "
                    "reference it from the card (path relative to the card, with its checksum)")
     p.add_argument("--seed", type=seed_arg, default=0,
-                   help="seed (integer) for the read-noise sample pixels and the fidelity check's synthetic frames; default 0")
+                   help="seed, an integer, of the read-noise sample pixels and the fidelity check's synthetic frames")
     p.add_argument("--scheduler", default=None, metavar="local|ADDRESS|FILE.json",
                    help="estimate each ISO as a task on a Dask cluster (extra noisesim[dask]); workers read the frames "
-                        "themselves (same paths on every worker); the card is identical to the local run")
-    p.add_argument("--workers", "-j", type=int, default=1,
-                   help="LocalCluster worker processes with --scheduler local (count; default 1)")
+                        "themselves (same paths on every worker); the card is identical to the local run "
+                        "(default: none, every ISO in this process)")
+    p.add_argument("--workers", "-j", type=int, default=1, metavar="N",
+                   help="LocalCluster worker processes with --scheduler local (a count)")
     p.set_defaults(run=run, api_options=API_OPTIONS)
 
 

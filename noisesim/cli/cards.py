@@ -40,12 +40,16 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     p.add_argument("items", nargs="*", metavar="ARG",
                    help="list/search: search words; show: NAME|PATH; compare: cards; import: source files")
     p.add_argument("--toml", action="store_true", help="with show: print the card's raw TOML text")
-    p.add_argument("--output", "-o", type=Path, help="compare: the PNG to write; import: the card .toml to write")
-    p.add_argument("--camera", help="import from darktable: the camera (make and model, e.g. \"Canon EOS 6D\")")
+    p.add_argument("--output", "-o", type=Path, metavar="PATH",
+                   help="compare: the PNG to write; import: the card .toml to write (needed by both)")
+    p.add_argument("--camera", metavar='"MAKER MODEL"',
+                   help="import from darktable: the camera, e.g. \"Canon EOS 6D\" (needed there: the file holds many)")
     p.add_argument("--name", help="import: the card's name (default: from the camera)")
     p.add_argument("--black-level", type=float, metavar="DN",
-                   help="import from darktable or ELD (which carry no levels): the camera's raw black level")
-    p.add_argument("--white-level", type=float, metavar="DN", help="import from darktable or ELD: the raw white level")
+                   help="import from darktable or ELD (which carry no levels): the camera's raw black level [DN] "
+                        "(needed there)")
+    p.add_argument("--white-level", type=float, metavar="DN",
+                   help="import from darktable or ELD: the raw white level [DN] (needed there)")
     p.set_defaults(run=run, api_options=API_OPTIONS)
     return p
 

@@ -23,7 +23,7 @@ def add_parser(subparsers) -> None:
                                    "time, or a CSV/TOML manifest of .npy/.tiff frames) and store them per ISO and "
                                    "exposure as chunked uint16 HDF5 with black level, CFA, source and SHA-256.")
     b.add_argument("darks", metavar="DARKS", help="folder of dark frames (or a capture with a darks/ folder), or a manifest")
-    b.add_argument("--card", required=True, help="the card of this camera (name or .toml): CFA and white level are checked against it")
+    b.add_argument("--card", required=True, metavar="NAME|PATH", help="the card of this camera (name or .toml): CFA and white level are checked against it")
     b.add_argument("--output", "-o", required=True, metavar="BANK", help="bank file to write (.h5)")
     b.set_defaults(run=run)
 

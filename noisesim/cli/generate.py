@@ -25,37 +25,42 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
         help="synthesize paired (noisy, clean) raw training data into HDF5",
         description=(
             "Synthesize N (noisy, clean) packed raw patch pairs from clean images and a camera card. "
-            "Written to OUTPUT.partial and renamed when complete; see noisesim.dataset for the layout."
+            "Written to OUTPUT.partial and renamed when complete; docs/datasets.md describes the layout."
         ),
     )
-    p.add_argument("--card", required=True, help="shipped card name (noisesim cards) or path to a card .toml")
-    p.add_argument("--source", default="builtin",
+    p.add_argument("--card", required=True, metavar="NAME|PATH", help="shipped card name (noisesim cards) or path to a card .toml")
+    p.add_argument("--source", default="builtin", metavar="FOLDER|builtin",
                    help="folder of sRGB images or long-exposure raw files, or 'builtin' (procedural dead leaves; default)")
-    p.add_argument("--output", "-o", required=True, help="output .h5 file (its directory must exist)")
-    p.add_argument("--pairs", "-n", type=int, required=True, help="number of pairs N")
-    p.add_argument("--patch", type=int, default=256, help="mosaic patch side in px (stored packed, C × patch/p × patch/p); default 256")
-    p.add_argument("--iso", default=None,
-                   help="ISO range LOW:HIGH drawn log-uniformly, or one ISO (needs the card's ISO table); "
-                        "default: K over the card's whole range")
+    p.add_argument("--output", "-o", required=True, metavar="OUTPUT.h5", help="output .h5 file (its directory must exist)")
+    p.add_argument("--pairs", "-n", type=int, required=True, metavar="N", help="number of pairs N (a count)")
+    p.add_argument("--patch", type=int, default=256, metavar="PX", help="mosaic patch side [px] (stored packed, C × patch/p × patch/p)")
+    p.add_argument("--iso", default=None, metavar="LOW:HIGH|ISO",
+                   help="ISO range LOW:HIGH drawn log-uniformly, or one ISO (ISO speed, no unit; needs the card's "
+                        "ISO table); default: K over the card's whole range")
     p.add_argument("--gain-k", default=None, metavar="KMIN:KMAX",
-                   help="system-gain range in DN/e- drawn log-uniformly (alternative to --iso, for cards without an ISO table)")
-    p.add_argument("--ratio", default="100:300",
-                   help="exposure ratio: LOW:HIGH log-uniform, one value, or a list 100,250,300 (default 100:300)")
-    p.add_argument("--blur", default=None, help="blur spec, e.g. 'gaussian:0.5-2,motion:3-9,defocus:1-3,file:k.npy,p=0.5'")
-    p.add_argument("--seed", type=seed_arg, default=0, help="dataset seed (default 0)")
-    p.add_argument("--workers", "-j", type=int, default=1, help="worker processes (content does not depend on it)")
+                   help="system-gain range K [DN/e⁻] drawn log-uniformly (alternative to --iso, for cards without an "
+                        "ISO table; default: --iso, or the card's whole K range)")
+    p.add_argument("--ratio", default="100:300", metavar="LOW:HIGH|R|R1,R2,…",
+                   help="exposure ratio (no unit): LOW:HIGH log-uniform, one value, or a list 100,250,300")
+    p.add_argument("--blur", default=None, metavar="SPEC",
+                   help="blur of the clean patches: kinds with a size range [px] (gaussian σ, anisotropic σ, defocus "
+                        "radius, motion length) or a kernel file, and the probability p of blurring a pair, e.g. "
+                        "'gaussian:0.5-2,motion:3-9,defocus:1-3,file:k.npy,p=0.5' (default: no blur)")
+    p.add_argument("--seed", type=seed_arg, default=0, help="dataset seed, 0 … 2**64 − 1")
+    p.add_argument("--workers", "-j", type=int, default=1, metavar="N", help="worker processes, a count (the content does not depend on it)")
     p.add_argument("--scheduler", default=None, metavar="local|ADDRESS|FILE.json",
                    help="run one task per shard on a Dask cluster (extra noisesim[dask]): 'local' starts a LocalCluster of "
                         "--workers processes; tcp://host:8786 or a scheduler.json joins a running one (shards go to "
-                        "storage all workers share); content identical to the run without it")
+                        "storage all workers share); content identical to the run without it (default: none, "
+                        "--workers local processes)")
     p.add_argument("--noise", choices=("parametric", "dark-frame"), default="parametric",
                    help="parametric: the card's noise model (default); dark-frame: shot noise from the card's K plus "
                         "real dark frames of the matching ISO from --bank")
     p.add_argument("--bank", default=None, metavar="BANK.h5",
-                   help="dark-frame bank for --noise dark-frame (build one with 'noisesim darks bank')")
-    p.add_argument("--shards", type=int, default=1, help="shard files + a virtual-dataset master at OUTPUT (default 1)")
+                   help="dark-frame bank for --noise dark-frame, needed there (build one with 'noisesim darks bank')")
+    p.add_argument("--shards", type=int, default=1, metavar="N", help="shard files (a count) + a virtual-dataset master at OUTPUT")
     p.add_argument("--storage", choices=("float32", "uint16"), default="float32",
-                   help="float32 normalized (default) or uint16 raw DN (half the size)")
+                   help="float32 normalized (default) or uint16 raw DN incl. black level (half the size)")
     p.add_argument("--compression", choices=("none", "lzf", "gzip"), default="none",
                    help="HDF5 compression of clean/noisy (default none: noise does not compress)")
     p.add_argument("--force", action="store_true", help="overwrite an existing output / discard a partial run")

@@ -22,10 +22,10 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
         help="summarize a generated dataset (layout, counts, parameter ranges, card) and draw a contact sheet",
         description="Print the layout, counts, parameter ranges, card and attributes of a noisesim HDF5 dataset.",
     )
-    p.add_argument("dataset", help="HDF5 file written by 'noisesim generate' (single file or shard master)")
-    p.add_argument("--contact-sheet", metavar="PNG", help="write a PNG of pairs (noisy × ratio | clean) via the forward ISP, each row labelled with its "
+    p.add_argument("dataset", metavar="DATASET.h5", help="HDF5 file written by 'noisesim generate' (single file or shard master)")
+    p.add_argument("--contact-sheet", metavar="PNG", help="also write a PNG of pairs (noisy × ratio | clean) via the forward ISP, each row labelled with its "
                         "index, ISO, ratio and K, the columns titled")
-    p.add_argument("--n", type=int, default=8, help="pairs on the contact sheet (default 8)")
+    p.add_argument("--n", type=int, default=8, help="pairs on the contact sheet (a count)")
     p.add_argument("--card", nargs="?", const=True, default=False, metavar="NAME|PATH",
                    help="also print the card text stored in the file (a dataset carries its own card, so none is "
                         "needed to read it); with a card NAME or PATH, also say whether the stored card is that one")

@@ -60,12 +60,12 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     gain.add_argument("--iso", type=float,
                       help="ISO within the card's per-ISO table: a tabled ISO gives its measured values; between "
                            "tabled ISOs the table is interpolated in ln K, never across a dual-gain switch. "
-                           "Without --iso and --gain-k, K and the noise σ's are drawn at random from the card's "
-                           "joint model (ELD), reproducibly from --seed")
+                           "ISO speed is a number without unit. Default, without --iso and --gain-k: K and the "
+                           "noise σ's are drawn at random from the card's joint model (ELD), reproducibly from --seed")
     gain.add_argument("--gain-k", type=float, metavar="K",
                       help="system gain K [DN/e⁻] within the card's K range: inside the ISO table's span as for "
-                           "an ISO, outside it from the joint model")
-    p.add_argument("--ratio", type=float, default=1.0, help="exposure ratio r ≥ 1: signal divided by r (default 1)")
+                           "an ISO, outside it from the joint model (default: from --iso, or the random draw)")
+    p.add_argument("--ratio", type=float, default=1.0, help="exposure ratio r ≥ 1 (no unit): the signal is divided by r")
     p.add_argument("--input", required=True, type=Path, metavar="FILE|FOLDER|GLOB",
                    help="clean frame: raw file, .npy or .tiff mosaic; or a folder or a quoted glob ('clean/*.npy') "
                         "of them, processed in one process, in sorted order")
@@ -75,8 +75,8 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     p.add_argument("--output-format", choices=(".npy", ".tiff", ".dng"), default=None,
                    help="file type written for a folder or glob --input (default: the input's own type for "
                         ".npy/.tiff, .dng for camera raw files)")
-    p.add_argument("--seed", type=seed_arg, default=0, help="seed of the parameter draw and the noise (default 0)")
-    p.add_argument("--frame-index", type=int, default=0,
+    p.add_argument("--seed", type=seed_arg, default=0, help="seed of the parameter draw and the noise, 0 … 2**64 − 1")
+    p.add_argument("--frame-index", type=int, default=0, metavar="N",
                    help="noise frame index (default 0): the same seed with another index gives independent noise. "
                         "Frame i of a folder or glob --input uses index --frame-index + i and the batch's one "
                         "parameter draw, so any frame can be regenerated alone")
@@ -90,10 +90,10 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
                    help="dn: uint16 raw DN incl. black level (default); normalized: float32")
     p.add_argument("--read-model", choices=("tukey", "gaussian"), default=None,
                    help="read-noise model (default: the card's own: tukey, or gaussian for a Poisson–Gaussian card)")
-    p.add_argument("--exposure-s", type=float, default=0.0, help="exposure time of the noisy frame, for dark current [s]")
+    p.add_argument("--exposure-s", type=float, default=0.0, metavar="SECONDS", help="exposure time of the noisy frame [s], for dark current (default: 0 s, no dark current)")
     p.add_argument("--disable", default="", metavar="A,B", help=f"noise terms to switch off, comma-separated (default: none): {','.join(SWITCHABLE)}")
     p.add_argument("--float-path", action="store_true", help="no rounding: quantization as U(−½, ½) DN")
-    p.add_argument("--params-out", type=Path, help="also write the sampled NoiseParams as JSON")
+    p.add_argument("--params-out", type=Path, metavar="JSON", help="also write the sampled NoiseParams as JSON")
     p.set_defaults(run=run, api_options=API_OPTIONS)
     return p
 

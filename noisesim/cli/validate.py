@@ -40,27 +40,29 @@ def add_parser(subparsers) -> None:
     )
     p.add_argument("card", metavar="CARD", help="card name or .toml path")
     p.add_argument("capture", metavar="CAPTURE_DIR", help="capture folder (darks/ …) or a .csv/.toml manifest")
-    p.add_argument("--max-frames", type=int, default=4, metavar="N", help="dark frames compared per ISO (default 4)")
+    p.add_argument("--max-frames", type=int, default=4, metavar="N", help="dark frames compared per ISO (a count)")
     p.add_argument("--model", choices=("tukey", "gaussian"), default="tukey",
-                   help="read-noise model whose comparisons decide the verdict (both are shown; default tukey)")
+                   help="read-noise model whose comparisons decide the verdict (both are shown)")
     p.add_argument("--max-kl", type=float, default=t.kl_symmetric_nats, metavar="NATS",
-                   help=f"largest symmetric KL divergence of a passing channel [nats] (default {t.kl_symmetric_nats:g})")
+                   help="largest symmetric KL divergence of a passing channel [nats]")
     p.add_argument("--max-ks", type=float, default=t.ks_statistic, metavar="D",
-                   help=f"largest two-sample KS statistic of a passing channel [0–1] (default {t.ks_statistic:g})")
-    p.add_argument("--max-mean-diff", type=float, default=t.mean_diff_rel, metavar="FRACTION",
-                   help="a mean difference fails when larger than this fraction of the real darks' std [σ] "
-                   f"and than --max-mean-se standard errors (default {t.mean_diff_rel:g})")
+                   help="largest two-sample KS statistic of a passing channel (a fraction, 0–1)")
+    p.add_argument("--max-mean-diff", type=float, default=t.mean_diff_rel, metavar="SIGMAS",
+                   help="a mean difference fails when larger than this many of the real darks' std [σ] "
+                   "and than --max-mean-se standard errors")
     p.add_argument("--max-mean-se", type=float, default=t.mean_diff_se, metavar="SE",
-                   help=f"mean difference in standard errors [SE] (default {t.mean_diff_se:g})")
+                   help="a mean difference fails when larger than this many standard errors [SE] and than "
+                        "--max-mean-diff")
     p.add_argument("--max-std-diff", type=float, default=t.std_diff_rel, metavar="FRACTION",
-                   help="a noise level fails when |σ_syn/σ_real − 1| exceeds this [relative] and the variance "
-                   f"difference exceeds --max-var-se standard errors (default {t.std_diff_rel:g})")
+                   help="a noise level fails when |σ_syn/σ_real − 1| exceeds this fraction and the variance "
+                   "difference exceeds --max-var-se standard errors")
     p.add_argument("--max-var-se", type=float, default=t.var_diff_se, metavar="SE",
-                   help=f"variance difference in standard errors [SE] (default {t.var_diff_se:g})")
+                   help="a variance difference fails when larger than this many standard errors [SE] and "
+                        "--max-std-diff is exceeded")
     p.add_argument("--min-map-correlation", type=float, default=t.map_correlation_fraction, metavar="FRACTION",
                    help="the darks' fixed pattern must correlate with the card's dark-shading map by at least this "
-                   f"fraction of what the card predicts for its own sensor [relative] (default {t.map_correlation_fraction:g})")
-    p.add_argument("--seed", type=seed_arg, default=0, help="seed of the synthetic frames (integer; default 0)")
+                   "fraction of what the card predicts for its own sensor")
+    p.add_argument("--seed", type=seed_arg, default=0, help="seed of the synthetic frames, an integer")
     p.add_argument("--bank", default=None, metavar="BANK.h5",
                    help="also compare the parametric model, the per-pixel-σ model (when the card's maps have one) and "
                    "dark-frame noise from this bank on the capture's darks (KL and noise power spectra), and say which "
