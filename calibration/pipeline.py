@@ -214,11 +214,11 @@ def calibrate(
         cap = check_consistency(Capture(list(capture), [], "<frames>"))
     else:
         cap = scan_capture(capture, progress=progress)
+    if not cap.frames:  # the problems go into the error itself, not into warnings logged before it
+        raise CalibrationError(f"{cap.source}: no usable frames" + "".join(f"\n  {p}" for p in cap.problems))
     warnings: list[str] = []
     for p in cap.problems:
         _warn(warnings, str(p))
-    if not cap.frames:
-        raise CalibrationError(f"{cap.source}: no usable frames" + "".join(f"\n  {p}" for p in cap.problems))
     cfa = CFA(cap.frames[0].cfa)
     shape = cap.frames[0].shape
     groups = group_frames(cap.frames)

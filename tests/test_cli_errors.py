@@ -3,6 +3,9 @@ status 2; an API error names the command-line option; a usage error is one line,
 
 from __future__ import annotations
 
+import subprocess
+import sys
+
 import numpy as np
 import pytest
 
@@ -62,6 +65,8 @@ def test_cards_bad_files(files, capsys):
     one_line_error(capsys, ["cards", "show", files / "corrupt.toml"], "corrupt.toml")
     one_line_error(capsys, ["cards", "show", files / "a_folder"], "a_folder", "folder")
     one_line_error(capsys, ["cards", "import", files / "truncated.npy", "--output", files / "c.toml"], "truncated.npy")
+    # a folder as an import source: it said "no such file"
+    one_line_error(capsys, ["cards", "import", files / "a_folder", "--output", files / "c.toml"], "a_folder: is a folder")
 
 
 def test_calibrate_bad_files(files, capsys):
@@ -70,6 +75,13 @@ def test_calibrate_bad_files(files, capsys):
                          "missing_frame.csv", "gone.npy")
     assert err.count("gone.npy") == 1
     one_line_error(capsys, ["calibrate", files / "good.npy", "--output", files / "c.toml"], "good.npy")
+    # the only frame of a manifest has the wrong dtype: it was logged as a warning, then repeated in the error
+    np.save(files / "complex.npy", np.zeros((32, 32), np.complex64))
+    (files / "complex.csv").write_text(MANIFEST_HEAD + "complex.npy,dark,100,1/1000,512,16383,RGGB\n")
+    proc = subprocess.run([sys.executable, "-m", "noisesim", "calibrate", str(files / "complex.csv"), "--output",
+                           str(files / "c.toml")], capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 2 and proc.stderr.count("\n") == 1, proc.stderr  # a real process: warnings shown
+    assert "complex.npy" in proc.stderr and "complex64" in proc.stderr and "Traceback" not in proc.stderr
 
 
 def test_validate_bad_files(files, capsys):

@@ -51,7 +51,7 @@ def import_card(
         raise InputFileError("no source files given")
     for p in paths:
         if not p.is_file():
-            raise InputFileError(f"{p}: no such file")
+            raise InputFileError(f"{p}: {'is a folder, not a source file' if p.is_dir() else 'no such file'}")
     kinds = {p.suffix.lower() for p in paths}
     if camera is not None and kinds != {".json"}:
         raise InputFileError(f"{paths[0]}: --camera picks a model in darktable's noiseprofiles.json; this source names its own camera")
