@@ -297,23 +297,29 @@ def test_float_path_without_dither_is_exact(dtype):
 
 
 SWEEP = NoiseParams(gain_k_dn_per_e=1.0, read_model="gaussian", read_sigma_dn=1.5, row_sigma_dn=0.6, col_sigma_dn=0.4,
-                    black_level_error_dn=(0.5, -0.5, 1.0, 0.0), dark_current_e_per_s=4.0, exposure_s=0.5)  # fmt: skip
+                    black_level_error_dn=(0.5, -0.5, 1.0, 0.0), dark_current_e_per_s=4.0, exposure_s=0.5, iso=1600,
+                    hot_pixel_dark_current_e_per_s=200.0)  # fmt: skip
 SWITCHES = [f.name for f in dataclasses.fields(NoiseComponents)]
 
 
 @pytest.mark.parametrize("quantize", [True, False])
 @pytest.mark.parametrize("switch", SWITCHES)
 def test_every_switch_agrees_with_the_engine(switch, quantize):
-    """Each switch flipped from the defaults: per-frame mean and variance, engine vs twin (5 SE over frames)."""
+    """Each switch flipped from the defaults: per-frame mean and variance, engine vs twin (5 SE over frames).
+
+    With fixed-pattern maps, so the map switches (dark_shading, prnu, hot_pixels, per_pixel_read) act: a
+    per-pixel dark-current map in the quantized runs, the hot pixels' own dark current in the others."""
+    maps = make_maps(32, 32, seed=5, dark_map=quantize)
     base = NoiseComponents(quantize=quantize)
     comps = dataclasses.replace(base, **{switch: not getattr(base, switch)})
     n, h, w = 96, 32, 32
     y = np.float32(8.0 / RANGE)  # 8 e⁻: low light, where dark current, rounding and clipping at 0 matter
     sensor = Sensor("RGGB", bit_depth=14, black_level_dn=2, white_level_dn=16383)  # black near 0: clip_at_black matters
     clean = np.full((h, w), y, dtype=np.float32)
-    e = np.stack([simulate(clean, SWEEP, sensor, output_unit="dn", components=comps, rng=3, frame_index=f) for f in range(n)])
+    e = np.stack([simulate(clean, SWEEP, sensor, output_unit="dn", components=comps, maps=maps, rng=3, frame_index=f)
+                  for f in range(n)])  # fmt: skip
     t = simulate_torch(torch.from_numpy(clean)[None].repeat(n, 1, 1), SWEEP, sensor, components=comps, output_unit="dn",
-                       generator=torch.Generator().manual_seed(3)).numpy()  # fmt: skip
+                       maps=maps, generator=torch.Generator().manual_seed(3)).numpy()  # fmt: skip
     for stat in (lambda x: x.mean(axis=(1, 2)), lambda x: x.var(axis=(1, 2)), lambda x: x[:, 0::2, 0::2].mean(axis=(1, 2))):
         a, b = stat(e), stat(t)
         se = math.sqrt(a.var() / n + b.var() / n)
@@ -439,14 +445,23 @@ def test_raw_noise_forward_makes_no_host_sync_on_cuda():
     clean = torch.rand(4, 4, 64, 64, device="cuda")
     g = torch.Generator(device="cuda").manual_seed(0)
     aug(clean, generator=g)  # first call: the card's tables and sensor tiles are copied to the device once
+    with_maps = RawNoise(card.sensor, CardParamSampler(card, exposure_s=0.1), maps=make_maps(),
+                         components=NoiseComponents(hot_pixels=False, per_pixel_read=True))  # fmt: skip
+    small = torch.rand(4, 4, 8, 8, device="cuda")
+    with_maps(small, generator=g)
+    pb = CardParamSampler(card).sample(4, device="cuda", generator=g)
+    simulate_torch(clean, pb, card.sensor, generator=g)
     torch.cuda.synchronize()
     torch.cuda.set_sync_debug_mode("error")
     try:
         out = aug(clean, generator=g)
         out = aug(clean, params=aug.params, generator=g)
+        mapped = with_maps(small, generator=g)
+        direct = simulate_torch(clean, pb, card.sensor, generator=g)
     finally:
         torch.cuda.set_sync_debug_mode("default")
     assert out.device.type == "cuda" and aug.params.gain_k_dn_per_e.device.type == "cuda"
+    assert mapped.device.type == direct.device.type == "cuda" and bool(torch.isfinite(mapped).all())
 
 
 # ---- issue 10 item 3: the fixed-pattern maps (DSNU, PRNU, per-pixel dark current and read σ, hot pixels) ----
