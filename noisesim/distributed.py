@@ -29,6 +29,8 @@ from __future__ import annotations
 import logging
 import os
 import sys
+import threading
+import time
 import uuid
 from contextlib import contextmanager
 from pathlib import Path
@@ -36,12 +38,17 @@ from typing import Any, Callable, Iterator, Sequence
 
 from .errors import ClusterError
 
-__all__ = ["connect", "describe", "EXTRA_HINT", "LOCAL", "map_on_cluster", "run_shards"]
+__all__ = ["check_workers", "connect", "describe", "EXTRA_HINT", "LOCAL", "map_on_cluster", "REPORT_INTERVAL_S", "run_shards"]
 
 log = logging.getLogger(__name__)
 
 LOCAL = "local"
 EXTRA_HINT = "pip install 'noisesim[dask]'"
+# A task reports its progress to the client at most this often [s]. Each report carries the task's
+# absolute count, so one that is late or dropped costs only latency, and a task rerun after its worker died
+# moves the bar back to what its partial kept. A few small messages a second per worker keep the scheduler's
+# load negligible (a report per pair would be ~30 a second per worker).
+REPORT_INTERVAL_S = 0.5
 
 
 def _distributed():
@@ -56,6 +63,21 @@ def describe(scheduler: str) -> str:
     """What ``scheduler`` names, for messages: 'a LocalCluster', 'scheduler file X' or 'scheduler at X'."""
     kind = _kind(scheduler)
     return {"local": "a LocalCluster", "file": f"scheduler file {scheduler}"}.get(kind, f"the Dask scheduler at {scheduler}")
+
+
+def check_workers(scheduler: str | None, workers: int) -> None:
+    """Refuse ``workers`` > 1 with a scheduler other than ``"local"``: the count sizes only a LocalCluster
+    started here; a running cluster has its own workers, and ignoring the option silently would mislead.
+
+    Raises
+    ------
+    ClusterError
+        ``workers != 1`` together with a scheduler address or scheduler file.
+    """
+    if scheduler is not None and _kind(scheduler) != "local" and int(workers) != 1:
+        raise ClusterError(f"--workers {workers} sizes a LocalCluster (--scheduler local) only; {describe(scheduler)} "
+                           "runs on its own workers: leave --workers out and scale the cluster itself "
+                           "(e.g. dask-jobqueue's cluster.scale)")
 
 
 def _kind(scheduler: str) -> str:
@@ -77,9 +99,11 @@ def connect(scheduler: str, *, workers: int = 1) -> Iterator[Any]:
     Raises
     ------
     ClusterError
-        The extra is missing, the scheduler file does not exist, or the scheduler does not answer
-        within the connect timeout.
+        The extra is missing, the scheduler file does not exist, the scheduler does not answer within the
+        connect timeout, or ``workers`` > 1 is given with an address or a scheduler file
+        (:func:`check_workers`).
     """
+    check_workers(scheduler, workers)
     distributed = _distributed()
     kind = _kind(scheduler)
     cluster = None
@@ -113,13 +137,40 @@ def connect(scheduler: str, *, workers: int = 1) -> Iterator[Any]:
             cluster.close()
 
 
-def _task(item, shared, fn):
-    """``fn(item, shared=shared)`` on a worker; a noisesim error says which worker it happened on (a path
-    missing there but present here is the usual cluster mistake), keeping its type for the caller."""
+class _Reporter:
+    """What a task calls with its absolute progress (e.g. samples of its shard done): sent to the client as
+    a Dask event ``[k, done]`` on ``topic``, at most every ``interval_s`` seconds (the worker's batched
+    stream carries it; nothing waits for an answer)."""
+
+    def __init__(self, topic: str, k: int, interval_s: float, send: Callable[[str, Any], None] | None = None):
+        self.topic, self.k, self.interval_s = topic, int(k), float(interval_s)
+        self.send = send
+        self.last: float | None = None
+
+    def __call__(self, done: int) -> None:
+        now = time.monotonic()
+        if self.last is not None and now - self.last < self.interval_s:
+            return
+        self.last = now
+        send = self.send
+        if send is None:
+            try:
+                send = _distributed().get_worker().log_event
+            except ValueError:  # not running on a worker (the function was called directly)
+                return
+        send(self.topic, [self.k, int(done)])
+
+
+def _task(item, report, shared, fn):
+    """``fn(item, shared=shared)`` on a worker (with ``report=`` a :class:`_Reporter` when ``report`` is
+    ``(topic, k, interval_s)``); a noisesim error says which worker it happened on (a path missing there but
+    present here is the usual cluster mistake), keeping its type for the caller."""
     from .errors import NoiseSimError
 
     try:
-        return fn(item, shared=shared)
+        if report is None:
+            return fn(item, shared=shared)
+        return fn(item, shared=shared, report=_Reporter(*report))
     except NoiseSimError as exc:
         import copy
         import socket
@@ -147,6 +198,7 @@ def map_on_cluster(
     weights: Sequence[int] | None = None,
     total: int | None = None,
     name: str = "noisesim",
+    reports: bool = False,
 ) -> list:
     """``[fn(item, shared) for item in items]``, each call a task on the cluster; results in input order.
 
@@ -169,6 +221,11 @@ def map_on_cluster(
         bar's length (default the sum of the weights; more when part of the work was done before).
     name : str
         Prefix of the task keys shown on the dashboard.
+    reports : bool
+        ``fn`` also takes ``report=``, a callable it calls with how much of its task is done, in the bar's
+        units (0 .. ``weights[k]``, counting what an earlier attempt kept): with ``progress`` the bar then
+        moves within tasks (Dask events, at most every :data:`REPORT_INTERVAL_S` per task), not only when
+        a task ends. Without ``progress`` nothing is reported.
 
     Raises
     ------
@@ -196,32 +253,76 @@ def map_on_cluster(
         else:
             log.info("%d %s tasks on %s; dashboard: %s", len(items), name, describe(scheduler), link)
         run = uuid.uuid4().hex[:8]
-        shared_f = client.submit(_hold, shared, key=f"{name}-shared-{run}", pure=False)
-        keys = [f"{name}-{k}-{run}" for k in range(len(items))]
-        futures = client.map(_task, items, shared=shared_f, fn=fn, key=keys, pure=False)
-        index = {f.key: k for k, f in enumerate(futures)}
+        topic = f"{name}-progress-{run}"
         results: list = [None] * len(items)
+        futures: list = []
+        shared_f = None
         try:
             with tqdm(total=total, initial=total - todo, disable=not progress, desc=desc, unit=unit, dynamic_ncols=True) as bar:
+                tally = _Tally(bar, weights)
+                report_args = [None] * len(items)
+                if reports and progress:
+                    client.subscribe_topic(topic, tally.event)
+                    report_args = [(topic, k, REPORT_INTERVAL_S) for k in range(len(items))]
+                shared_f = client.submit(_hold, shared, key=f"{name}-shared-{run}", pure=False)
+                keys = [f"{name}-{k}-{run}" for k in range(len(items))]
+                futures = client.map(_task, items, report_args, shared=shared_f, fn=fn, key=keys, pure=False)
+                index = {f.key: k for k, f in enumerate(futures)}
                 for fut in distributed.as_completed(futures):
                     k = index[fut.key]
                     results[k] = fut.result()  # a task's exception is raised here, with its own type
-                    bar.update(weights[k])
+                    tally.finished(k)
         except KilledWorker as exc:
             raise ClusterError(f"the workers running task {exc.task} kept dying ({exc}); look at the worker logs "
                                "(out of memory? raise the worker memory limit)") from None
         except CommClosedError as exc:
             raise ClusterError(f"lost the connection to {describe(scheduler)}: {exc}") from None
         finally:
-            client.cancel(futures + [shared_f])
+            if reports and progress:
+                client.unsubscribe_topic(topic)
+            client.cancel(futures + ([shared_f] if shared_f is not None else []))
     return results
 
 
-def _shard_task(task, shared) -> dict:
+class _Tally:
+    """The bar's position from the tasks' reports: what finished tasks weigh, plus the latest count each
+    running task reported (a rerun task's first report moves its share back to what its partial kept).
+    ``event`` runs on the client's event-loop thread, ``finished`` on the caller's: one lock serializes them."""
+
+    def __init__(self, bar, weights: Sequence[int]):
+        self.bar, self.weights = bar, list(weights)
+        self.current = [0] * len(self.weights)
+        self.done = [False] * len(self.weights)
+        self.lock = threading.Lock()
+
+    def _set(self, k: int, value: int) -> None:
+        value = min(max(int(value), 0), self.weights[k])
+        delta, self.current[k] = value - self.current[k], value
+        if delta:
+            self.bar.update(delta)
+
+    def event(self, event) -> None:
+        """A Dask event ``(timestamp, [k, done])`` from a task's :class:`_Reporter`."""
+        try:
+            k, value = (int(v) for v in event[1])
+        except (TypeError, ValueError):
+            return
+        with self.lock:
+            if 0 <= k < len(self.done) and not self.done[k]:
+                self._set(k, value)
+
+    def finished(self, k: int) -> None:
+        """Task ``k`` ended: it counts in full (a late report from it is ignored)."""
+        with self.lock:
+            self.done[k] = True
+            self._set(k, self.weights[k])
+
+
+def _shard_task(task, shared, report=None) -> dict:
     from .dataset import single_threaded_kernels, write_shard
 
     single_threaded_kernels()  # one core per task: the cluster's workers are the parallelism
-    return write_shard(shared, task)
+    return write_shard(shared, task, report=report)
 
 
 def run_shards(scheduler: str, job, tasks: Sequence, *, workers: int = 1, pairs: int | None = None, progress: bool = False) -> list[dict]:
@@ -229,7 +330,8 @@ def run_shards(scheduler: str, job, tasks: Sequence, *, workers: int = 1, pairs:
 
     ``job`` (the card and sampling settings) goes to each worker once. Returns the tasks' records
     (:func:`noisesim.dataset.write_shard`) in input order; the caller writes the master file.
-    ``pairs`` is the dataset's size, for the progress bar (shards finished earlier count as done).
+    ``pairs`` is the dataset's size, for the progress bar (shards finished earlier count as done). The bar
+    counts pairs as the workers write them (each task reports its shard's count, :data:`REPORT_INTERVAL_S`).
     """
     return map_on_cluster(scheduler, _shard_task, tasks, shared=job, workers=workers, progress=progress, desc="generate",
-                          unit="pair", weights=[t.n for t in tasks], total=pairs, name="noisesim-shard")
+                          unit="pair", weights=[t.n for t in tasks], total=pairs, name="noisesim-shard", reports=True)

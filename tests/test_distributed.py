@@ -82,6 +82,56 @@ def test_unreachable_scheduler_is_a_clear_error(tmp_path, capsys):
     assert rc == 2 and "scheduler file" in err and "nope.json" in err and "does not exist" in err
 
 
+def test_workers_with_a_running_cluster_is_refused(tmp_path, capsys):
+    """--workers sizes only a LocalCluster; with an address or a scheduler file it used to be silently ignored."""
+    from noisesim.distributed import connect
+
+    out = tmp_path / "d.h5"
+    address = f"tcp://127.0.0.1:{_free_port()}"
+    for scheduler in (address, str(tmp_path / "scheduler.json")):
+        rc = main(["generate", "--card", "SonyA7S2", "--output", str(out), "--pairs", "2", "--patch", "32",
+                   "--scheduler", scheduler, "--workers", "4", "--no-progress"])
+        err = capsys.readouterr().err
+        assert rc == 2 and "--workers 4" in err and "LocalCluster" in err and "Traceback" not in err, err
+        assert len(err.strip().splitlines()) == 1 and scheduler in err
+    assert not list(tmp_path.iterdir()), "nothing may be written"
+    with pytest.raises(ClusterError, match="--workers 3"):
+        generate_dataset(out, pairs=2, scheduler=address, workers=3, **SMALL)
+    with pytest.raises(ClusterError, match="--workers 2"):  # calibrate's path (map_on_cluster) too
+        with connect(address, workers=2):
+            pass
+
+
+def test_progress_tally_counts_pairs_and_moves_back_on_a_rerun():
+    from noisesim.distributed import _Reporter, _Tally
+
+    class Bar:
+        n = 0
+
+        def update(self, d):
+            self.n += d
+
+    bar = Bar()
+    tally = _Tally(bar, [4, 4])
+    for k, done, want in ((0, 2, 2), (1, 3, 5), (0, 1, 4), (0, 9, 7)):  # (0, 1): shard 0 rerun from its partial
+        tally.event((0.0, [k, done]))
+        assert bar.n == want
+    tally.finished(0)
+    tally.event((0.0, [0, 1]))  # late report of a finished task: ignored
+    tally.finished(1)
+    assert bar.n == 8
+    sent: list = []
+    every = _Reporter("t", 3, 0.0, send=lambda topic, msg: sent.append((topic, msg)))
+    for i in range(5):
+        every(i)
+    assert sent == [("t", [3, i]) for i in range(5)]
+    sent.clear()
+    throttled = _Reporter("t", 3, 3600.0, send=lambda topic, msg: sent.append(msg))
+    for i in range(100):
+        throttled(i)
+    assert sent == [[3, 0]], "at most one report per interval"
+
+
 # ------------------------------------------------------------------------------------------------
 # On a cluster
 # ------------------------------------------------------------------------------------------------
@@ -294,3 +344,27 @@ def test_worker_errors_keep_their_type_and_name_the_worker(cluster):
             map_on_cluster(c.scheduler_address, _fails_on_worker, ["/data/images"])
     finally:
         cloudpickle.unregister_pickle_by_value(sys.modules[__name__])
+
+
+def test_cluster_progress_bar_counts_pairs_not_shards(cluster, tmp_path, monkeypatch):
+    """The bar moved by a whole shard when its task ended; the workers now report each pair (issue 9)."""
+    import tqdm.auto
+
+    import noisesim.distributed as dist
+
+    positions: list[float] = []
+
+    class Recording(tqdm.auto.tqdm):
+        def update(self, n=1):
+            out = super().update(n)
+            positions.append(self.n)
+            return out
+
+    monkeypatch.setattr(tqdm.auto, "tqdm", Recording)
+    monkeypatch.setattr(dist, "REPORT_INTERVAL_S", 0.0, raising=False)  # every pair (the default sends at most 2 a second)
+    c, _client = cluster
+    generate_dataset(tmp_path / "d.h5", pairs=12, shards=2, seed=5, scheduler=c.scheduler_address,
+                     **{**SMALL, "progress": True})
+    assert positions and positions[-1] == 12
+    within = sorted({p for p in positions if p % 6})  # not a multiple of the shard size: mid-shard
+    assert len(within) >= 4, positions

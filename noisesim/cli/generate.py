@@ -47,7 +47,9 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
                         "radius, motion length) or a kernel file, and the probability p of blurring a pair, e.g. "
                         "'gaussian:0.5-2,motion:3-9,defocus:1-3,file:k.npy,p=0.5' (default: no blur)")
     p.add_argument("--seed", type=seed_arg, default=0, help="dataset seed, 0 … 2**64 − 1")
-    p.add_argument("--workers", "-j", type=int, default=1, metavar="N", help="worker processes, a count (the content does not depend on it)")
+    p.add_argument("--workers", "-j", type=int, default=1, metavar="N",
+                   help="worker processes, a count, or the LocalCluster's size with --scheduler local; refused with a "
+                        "scheduler address or file (that cluster has its own workers); the content does not depend on it")
     p.add_argument("--scheduler", default=None, metavar="local|ADDRESS|FILE.json",
                    help="run one task per shard on a Dask cluster (extra noisesim[dask]): 'local' starts a LocalCluster of "
                         "--workers processes; tcp://host:8786 or a scheduler.json joins a running one (shards go to "

@@ -116,7 +116,8 @@ def generate_dataset(
         Dataset seed; sample i uses only ``SeedSequence(seed, spawn_key=(i,))``.
     workers : int
         Processes synthesizing samples (spawn start method), or the size of the ``LocalCluster`` with
-        ``scheduler="local"``; the content does not depend on it.
+        ``scheduler="local"``; the content does not depend on it. With a scheduler address or file it must
+        stay 1 (:class:`~noisesim.errors.ClusterError` otherwise: that cluster has its own workers).
     shards : int
         Number of shard files (+ one virtual-dataset master file at ``output``).
     storage : {"float32", "uint16"}
@@ -173,6 +174,10 @@ def generate_dataset(
         raise ParameterError(f"pairs must be >= 1, got {pairs}")
     if workers < 1:
         raise ParameterError(f"workers must be >= 1, got {workers}")
+    if scheduler is not None:
+        from ..distributed import check_workers
+
+        check_workers(scheduler, workers)  # a running cluster's size is its own: refused, not ignored
     if workers > 1:
         require_main_guard("generate_dataset(workers > 1)")  # before the spawned workers re-run the script
     seed = check_seed(seed)

@@ -19,6 +19,7 @@ import time
 from contextlib import closing
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Callable
 
 import numpy as np
 
@@ -256,13 +257,17 @@ class ShardTask:
     checkpoint_every: int = 64
 
 
-def write_shard(job: SynthesisJob, task: ShardTask) -> dict:
+def write_shard(job: SynthesisJob, task: ShardTask, *, report: Callable[[int], None] | None = None) -> dict:
     """Write one shard in this process, continuing its ``.partial`` if one exists, then rename it into place.
 
     This is the unit of work a Dask worker runs (:mod:`noisesim.distributed`). A partial present here was
     left by an earlier attempt of the same shard (a killed worker, or a killed run being resumed:
     :func:`generate_dataset` removes stale partials before it schedules anything unless resuming), so
     its durable samples are kept and the rest written again; the bytes are those of a single-process run.
+
+    ``report``, when given, is called with the number of the shard's samples written so far (those kept
+    from a partial included): once at the start and after every sample (the Dask task throttles what it
+    sends on).
 
     Returns
     -------
@@ -274,7 +279,7 @@ def write_shard(job: SynthesisJob, task: ShardTask) -> dict:
                           job.blur is not None, task.compression, task.attrs, task.config_json, resume=True)
     resumed = int(writer.done.sum())
     try:
-        _run(job, [writer], 1, task.n, False, task.checkpoint_every)
+        _run(job, [writer], 1, task.n, False, task.checkpoint_every, report=report)
     except BaseException:
         writer.close()
         raise
@@ -481,7 +486,8 @@ def write_locked(output: Path, files: list[Path], job: SynthesisJob, shape: tupl
     return output
 
 
-def _run(job: SynthesisJob, writers: list[ShardWriter], workers: int, pairs: int, progress: bool, checkpoint_every: int) -> None:
+def _run(job: SynthesisJob, writers: list[ShardWriter], workers: int, pairs: int, progress: bool, checkpoint_every: int,
+         report: Callable[[int], None] | None = None) -> None:
     from tqdm.auto import tqdm
 
     todo = [i for w in writers for i in w.todo()]
@@ -494,6 +500,8 @@ def _run(job: SynthesisJob, writers: list[ShardWriter], workers: int, pairs: int
         log.info("resuming: %d of %d samples already done", n_done, pairs)
     last = time.monotonic()
     since = 0
+    if report is not None:
+        report(n_done)
     with tqdm(total=pairs, initial=n_done, disable=not progress, unit="pair", desc="generate", dynamic_ncols=True) as bar:
         with closing(produce(job, todo, workers)) as produced:
             for i, clean, noisy, rec, kernel in produced:
@@ -501,6 +509,8 @@ def _run(job: SynthesisJob, writers: list[ShardWriter], workers: int, pairs: int
                 n_done += 1
                 since += 1
                 bar.update(1)
+                if report is not None:
+                    report(n_done)
                 now = time.monotonic()
                 if since >= checkpoint_every or now - last > 5.0:
                     for w in writers:
