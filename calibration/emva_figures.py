@@ -37,6 +37,7 @@ from .estimators import (
     solve_row_col_pixel,
 )
 from .pixel_noise import QUANTIZATION_VAR_DN2  # EMVA 1288 σ²_q = 1/12 DN² of integer data
+from .uncertainty import channel_gain, dark_pair_variances
 
 __all__ = [
     "black_level_error",
@@ -292,7 +293,9 @@ class LineNoise:
     """Temporal row, column and pixel variances of a dark stack [DN²] with their SEs.
 
     ``row_var_dn2`` σ²_r, ``col_var_dn2`` σ²_c, ``pixel_var_dn2`` σ²_pix (row and column parts removed, hot
-    pixels excluded, quantization included); ``n_frames`` N behind the frame-spread SEs.
+    pixels excluded, quantization included); ``n_frames`` N behind the frame-spread SEs. ``pixel_var_dof`` the
+    degrees of freedom of σ²_pix's SE (None: normal), ``pixel_var_se_per_channel_dn2`` / ``pixel_var_dof_per_channel``
+    the same for each channel's σ²_y.dark,c − σ²_r − σ²_c (:mod:`.uncertainty`); ``frame_shape`` (H, W).
     """
 
     row_var_dn2: float
@@ -302,6 +305,10 @@ class LineNoise:
     col_var_se_dn2: float
     pixel_var_se_dn2: float
     n_frames: int
+    pixel_var_dof: float | None = None
+    pixel_var_se_per_channel_dn2: tuple[float, ...] = ()
+    pixel_var_dof_per_channel: tuple[float | None, ...] = ()
+    frame_shape: tuple[int, int] = (0, 0)
 
 
 def line_noise_variances(ds: DarkStats, dv: DarkVariances) -> LineNoise:
@@ -311,7 +318,8 @@ def line_noise_variances(ds: DarkStats, dv: DarkVariances) -> LineNoise:
     (σ²_c + σ²_pix/N_rows); with the pooled pixel variance (hot pixels excluded) the three parts are
     solved for (:func:`~.estimators.solve_row_col_pixel`), the same decomposition as EMVA 1288 §4.3 (column,
     row and pixel variances) applied to the temporal residuals. SEs from the spread over frames (σ²_r,
-    σ²_c) and over frame pairs (σ²_pix).
+    σ²_c) and over independent frame pairs (σ²_pix, each pair's realized row and column noise removed so
+    that it cancels as in the estimate: :func:`~.uncertainty.dark_pair_variances`).
     """
     n = ds.n_frames
     h, w = ds.shape
@@ -322,10 +330,19 @@ def line_noise_variances(ds: DarkStats, dv: DarkVariances) -> LineNoise:
     r2, c2, p2 = solve_row_col_pixel(float(vr_f.mean()), float(vc_f.mean()), v_all, n_cols=w, n_rows=h)
     se_r2, se_c2 = batch_se(vr_f), batch_se(vc_f)
     pv = ds.pair_var_dn2
-    pv_all = pv.mean(axis=1) if pv.shape[0] else np.array([v_all])
-    se_v_all = batch_se(pv_all) if pv_all.size >= 2 else v_all * math.sqrt(2.0 / (n * h * w))
-    se_p2 = math.sqrt(se_v_all**2 + se_r2**2 + se_c2**2)
-    return LineNoise(r2, c2, p2, se_r2, se_c2, se_p2, n)
+    # the row noise a pair realized is common to v_all and r2: adding their SEs in quadrature overstated
+    # read σ's SE 4–10× (benchmarks/study_uncertainty.py)
+    dpv = dark_pair_variances(pv, ds.frame_channel_means_dn, ds.row_resid, ds.col_resid, ds.cfa.period)
+    se_p2, dof = dpv.read_variance_se()
+    nch = ds.cfa.n_channels
+    if math.isfinite(se_p2):
+        per = [dpv.read_variance_se(c) for c in range(nch)]
+    else:  # fewer than 2 dark pairs: each term's SE, as if independent (conservative)
+        pv_all = pv.mean(axis=1) if pv.shape[0] else np.array([v_all])
+        se_v_all = batch_se(pv_all) if pv_all.size >= 2 else v_all * math.sqrt(2.0 / (n * h * w))
+        se_p2, dof = math.sqrt(se_v_all**2 + se_r2**2 + se_c2**2), None
+        per = [(se_p2 * math.sqrt(nch), None)] * nch
+    return LineNoise(r2, c2, p2, se_r2, se_c2, se_p2, n, dof, tuple(p[0] for p in per), tuple(p[1] for p in per), (h, w))
 
 
 @_figure('Temporal row noise', 'σ_r', 'DN', 'ELD §3')
@@ -357,9 +374,11 @@ def pixel_noise(lines: LineNoise) -> Estimate:
     """Temporal pixel noise σ_pix [DN]: the dark noise without its row and column parts (quantization kept).
 
     EMVA 1288 §4.3 (column, row and pixel variances, here of the temporal residuals); symbol σ_pix; unit DN.
+    SE over dark frame pairs (:func:`line_noise_variances`).
     """
-    return sigma_from_variance(lines.pixel_var_dn2, lines.pixel_var_se_dn2, "pooled temporal variance minus row and column parts",
-                               lines.n_frames)
+    return sigma_from_variance(lines.pixel_var_dn2, lines.pixel_var_se_dn2,
+                               "pooled temporal variance minus row and column parts; SE over dark pairs", lines.n_frames,
+                               dof=lines.pixel_var_dof)
 
 
 @_figure('Read noise of the noise model', 'σ_read', 'DN', 'ELD §3')
@@ -367,12 +386,12 @@ def read_noise(lines: LineNoise, dv: DarkVariances) -> Estimate:
     """Gaussian read noise σ_read [DN] of the noise model: √(σ²_pix − σ²_q).
 
     ELD (Wei et al. 2020) §3; symbol σ_read; unit DN. EMVA 1288 counts it in σ_d (§2.2); here the row and
-    column parts are apart, so it is the per-pixel share only. SE over frame pairs.
+    column parts are apart, so it is the per-pixel share only. SE over dark frame pairs (:func:`line_noise_variances`).
     """
     q = dv.quantization_dn2
     return sigma_from_variance(lines.pixel_var_dn2 - q, lines.pixel_var_se_dn2,
-                               "√(σ²_pix − 1/12 DN² quantization); SE over frame pairs" if q else "√σ²_pix; SE over frame pairs",
-                               lines.n_frames)
+                               "√(σ²_pix − 1/12 DN² quantization); SE over dark pairs" if q else "√σ²_pix; SE over dark pairs",
+                               lines.n_frames, dof=lines.pixel_var_dof)
 
 
 @_figure('Read noise per channel', 'σ_read', 'DN', 'ELD §3')
@@ -382,8 +401,10 @@ def read_noise_per_channel(lines: LineNoise, dv: DarkVariances) -> list[Estimate
     ELD (Wei et al. 2020) §3, per channel; symbol σ_read; unit DN. The SE is the pooled one × √C.
     """
     nch = dv.good_pixels_dn2.size
+    se = lines.pixel_var_se_per_channel_dn2 or (lines.pixel_var_se_dn2 * math.sqrt(nch),) * nch
+    dof = lines.pixel_var_dof_per_channel or (None,) * nch
     return [sigma_from_variance(dv.good_pixels_dn2[c] - lines.row_var_dn2 - lines.col_var_dn2 - dv.quantization_dn2,
-                                lines.pixel_var_se_dn2 * math.sqrt(nch), "per channel", lines.n_frames) for c in range(nch)]
+                                se[c], "per channel; SE over dark pairs", lines.n_frames, dof=dof[c]) for c in range(nch)]
 
 
 def row_noise_spectrum(ds: DarkStats) -> np.ndarray:
@@ -627,7 +648,7 @@ def photo_response_nonuniformity(facc: FlatAccumulator, hot_packed: np.ndarray, 
 
 @_figure('Photon transfer curve per channel', 'K', 'DN/e⁻', 'EMVA 1288 §6')
 def photon_transfer(levels: list[FlatLevel], span_dn: np.ndarray, black_error: list[Estimate], dv: DarkVariances,
-                    cfa: CFA) -> list[PTCFit]:
+                    cfa: CFA, lines: LineNoise | None = None) -> list[PTCFit]:
     """Photon-transfer fit of each packed channel: σ²_y − σ²_y.dark = K (μ_y − μ_y.dark) below 70 % of saturation.
 
     EMVA 1288: section §6 (photon transfer method); symbol K (the slope); unit DN/e⁻. The points
@@ -644,28 +665,57 @@ def photon_transfer(levels: list[FlatLevel], span_dn: np.ndarray, black_error: l
         :func:`black_level_error`.
     dv : DarkVariances
     cfa : CFA
+    lines : LineNoise, optional
+        Row and column noise of the darks: a flat pair's spatial variance over a channel's M rows holds
+        σ²_r (1 − 1/M) of it where the darks' per-pixel variance holds σ²_r, so σ²_r/M (σ²_c likewise) is
+        taken off the subtracted dark variance (:func:`_flat_dark_variance`), and each point's variance gets
+        the 2σ⁴_r/M + 2σ⁴_c/M_c its pair's realized row and column noise adds (the fit's weights).
     """
     site = cfa.site_index.ravel()
     site_vals = np.array([e.value for e in black_error])
     mu = np.array([lv.mean_dn for lv in levels])  # (L, C)
     pvar = np.array([lv.pair_var_dn2 for lv in levels])
-    v_chan = dv.all_pixels_dn2
+    v_chan, line_var = _flat_dark_variance(dv, lines, cfa)
     npx = levels[0].n_pixels
     out = []
     for c in range(cfa.n_channels):
         sat_proxy = float(span_dn[c] - site_vals[site[c]])
-        out.append(fit_ptc(mu[:, c], pvar[:, c] - v_chan[c], n_pixels=npx, sigma2_dark_dn2=v_chan[c], saturation_mean_dn=sat_proxy))
+        out.append(fit_ptc(mu[:, c], pvar[:, c] - v_chan[c], n_pixels=npx, sigma2_dark_dn2=v_chan[c], saturation_mean_dn=sat_proxy,
+                           line_var_dn4=line_var))
     return out
 
 
+def _flat_dark_variance(dv: DarkVariances, lines: LineNoise | None, cfa: CFA) -> tuple[np.ndarray, float]:
+    """The dark variance a flat pair's ½ var(A − B) holds per channel [DN²], and the variance its row and column
+    noise adds to that point [DN⁴] (see :func:`photon_transfer`); without ``lines``: σ²_y.dark and 0."""
+    if lines is None or not lines.frame_shape[0]:
+        return dv.all_pixels_dn2, 0.0
+    mr = max(lines.frame_shape[0] // cfa.period, 1)
+    mc = max(lines.frame_shape[1] // cfa.period, 1)
+    r2, c2 = max(lines.row_var_dn2, 0.0), max(lines.col_var_dn2, 0.0)
+    return dv.all_pixels_dn2 - r2 / mr - c2 / mc, 2.0 * (r2 * r2 / mr + c2 * c2 / mc)
+
+
 @_figure('System gain', 'K', 'DN/e⁻', 'EMVA 1288 §6, §2.1')
-def system_gain(ptcs: list[PTCFit]) -> Estimate:
+def system_gain(ptcs: list[PTCFit], *, dark: DarkStats | None = None, dv: DarkVariances | None = None,
+                lines: LineNoise | None = None) -> Estimate:
     """Overall system gain K [DN/e⁻].
 
     EMVA 1288: section §6 (photon transfer method), §2.1 (linear signal model); symbol K; unit DN/e⁻. The
     inverse-variance mean of the channels' photon-transfer slopes; its SE scaled up by the channels' scatter
     where they disagree beyond their own SEs (χ²/dof > 1).
+
+    With the dark stack (``dark``, ``dv``, and ``lines`` as given to :func:`photon_transfer`), the channels are
+    combined with their covariance (:func:`~.uncertainty.channel_gain`: shared row/column noise, the one dark
+    variance subtracted from every level), and each fit's ``gain_k_dn_per_e`` gets the dark variance's share
+    of its SE (the PTCFit objects are updated in place). Without: as independent channels.
     """
+    if dark is not None and dv is not None and ptcs:
+        v_flat, _ = _flat_dark_variance(dv, lines, dark.cfa)
+        gain, per = channel_gain(ptcs, v_flat, dark.pair_var_dn2, dark.n_frames, int(ptcs[0].n_pixels))
+        for p, k in zip(ptcs, per):
+            p.gain_k_dn_per_e = k
+        return gain
     kc = [p.gain_k_dn_per_e for p in ptcs]
     nch = len(kc)
     kv = np.array([k.value for k in kc])

@@ -143,10 +143,12 @@ class PTCFit:
     saturation_mean_dn: float
     saturation_found: bool
     residuals_dn2: np.ndarray = field(default_factory=lambda: np.zeros(0))
+    weights: np.ndarray = field(default_factory=lambda: np.zeros(0))  # final 1/var(σ̂²) of the used points [1/DN⁴]
+    n_pixels: int = 0  # pixels per channel behind each point
 
 
 def fit_ptc(mean_dn, var_dn2, *, n_pixels: int, sigma2_dark_dn2: float = 0.0, saturation_mean_dn: float | None = None,
-            fraction: float = 0.70) -> PTCFit:
+            fraction: float = 0.70, line_var_dn4: float = 0.0) -> PTCFit:
     """K [DN/e⁻] from photon-transfer points by a weighted fit through the origin (EMVA 1288 §6.3).
 
     Parameters
@@ -161,6 +163,10 @@ def fit_ptc(mean_dn, var_dn2, *, n_pixels: int, sigma2_dark_dn2: float = 0.0, sa
         Where saturation is if the variance peak cannot show it (not reached); default: the variance peak.
     fraction : float
         Points with μ below ``fraction`` × saturation are used (EMVA: 70 %).
+    line_var_dn4 : float
+        Variance every point's σ̂² has from the row and column noise its pair realized [DN⁴]: a pair
+        difference holds 2σ²_row per row, so its ½var has 2σ⁴_row/M_rows + 2σ⁴_col/M_cols on top of the
+        pixels' 2σ⁴/n; it enters the weights.
 
     Returns
     -------
@@ -188,9 +194,9 @@ def fit_ptc(mean_dn, var_dn2, *, n_pixels: int, sigma2_dark_dn2: float = 0.0, sa
         )
     x, y = mu[used], var[used]
     k0 = float(np.sum(x * y) / np.sum(x * x))
-    for _ in range(3):  # iteratively reweighted: var(σ̂²_i) ≈ 2 (K μ_i + σ²_d)² / n
+    for _ in range(3):  # iteratively reweighted: var(σ̂²_i) ≈ 2 (K μ_i + σ²_d)² / n + line part
         s2 = np.maximum(k0 * x + sigma2_dark_dn2, 1e-12)
-        w = 1.0 / (2.0 * s2**2 / n_pixels)
+        w = 1.0 / (2.0 * s2**2 / n_pixels + line_var_dn4)
         k = float(np.sum(w * x * y) / np.sum(w * x * x))
         if abs(k - k0) < 1e-12 * abs(k0):
             break
@@ -204,7 +210,7 @@ def fit_ptc(mean_dn, var_dn2, *, n_pixels: int, sigma2_dark_dn2: float = 0.0, sa
         se = se_model
     est = Estimate.normal(k, se, f"weighted LS through origin, {n_used} levels, t({n_used - 1})", n_used, dof=n_used - 1)
     full_resid = var - k * mu
-    return PTCFit(est, mu, var, used, sat, bool(found), full_resid)
+    return PTCFit(est, mu, var, used, sat, bool(found), full_resid, w, int(n_pixels))
 
 
 # ------------------------------------------------------------------------------------------------

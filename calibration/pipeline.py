@@ -335,9 +335,9 @@ def _calibrate_iso(iso: float, darks: dict[float, list[FrameInfo]], flats: dict[
     del mean_packed
     # flats: photon transfer per channel → K, saturation; PRNU
     facc, n_pairs, files = _accumulate_flats(iso, flats, ds, black, white, warnings, progress)
-    ptcs = fig.photon_transfer(facc.levels, facc.span, ble, dv, cfa)
+    ptcs = fig.photon_transfer(facc.levels, facc.span, ble, dv, cfa, lines)
     _check_ptc(iso, ptcs, facc, warnings)
-    gain = fig.system_gain(ptcs)
+    gain = fig.system_gain(ptcs, dark=ds, dv=dv, lines=lines)  # channels with their covariance (shared dark, rows)
     prnu_fit = fig.photo_response_nonuniformity(facc, hot_packed, dv, ds.n_frames, denoise=settings.denoise_maps)
     if prnu_fit is None:
         _warn(warnings, f"ISO {iso:g}: no unclipped flats between 5 % and 70 % of the range; PRNU not measured")
