@@ -201,10 +201,59 @@ def _match_prnu_variance(prnu: np.ndarray, prs: list[ISOResult], wsum: float) ->
             view *= np.float32(math.sqrt(target / have))
 
 
+def _sqrtm_psd(m: np.ndarray) -> np.ndarray:
+    """Symmetric square root of a symmetric 2 × 2 matrix, negative eigenvalues clipped to 0."""
+    w, v = np.linalg.eigh(m)
+    return (v * np.sqrt(np.clip(w, 0.0, None))) @ v.T
+
+
+def _match_dark_shading_variance(k: np.ndarray, b: np.ndarray, rs: list[ISOResult]) -> None:
+    """Transform the least-squares maps k, b in place, per packed channel, so that the spatial variance of
+    ``k·ISO + b`` at each ISO is that ISO's DSNU1288² (least squares over ≥ 3 ISOs).
+
+    Each per-ISO map is noisy and scaled to variance DSNU²; a line fitted through ≥ 3 of them averages part of
+    their independent noise away, so the fitted map alone reproduces too little DSNU (2 ISOs: the line passes
+    through both maps, nothing is lost). Per channel, with t = (ISO − mean)/sd and DS = α·t + β, the variance
+    at t is [t, 1] Σ [t, 1]ᵀ for the 2 × 2 covariance Σ of (α, β): Σ is fitted to the DSNU² values (projected
+    onto the positive semidefinite matrices) and (α, β) are moved by the smallest linear map (the Gaussian
+    optimal-transport map) that turns their covariance into Σ. Hot pixels keep their offsets.
+    """
+    p = math.isqrt(len(rs[0].channel_names))
+    isos = np.array([r.iso for r in rs], dtype=np.float64)
+    xm, sx = float(isos.mean()), float(isos.std())
+    t = (isos - xm) / sx
+    design = np.stack([t * t, 2 * t, np.ones_like(t)], axis=1)
+    hot = np.zeros(k.shape, bool)
+    for r in rs:
+        hot |= r.hot_mask
+    for c in range(p * p):
+        target = np.array([r.dsnu_dn[c].value for r in rs], dtype=np.float64) ** 2
+        if not np.all(np.isfinite(target)):
+            continue
+        cy, cx = divmod(c, p)
+        kv, bv, good = k[cy::p, cx::p], b[cy::p, cx::p], ~hot[cy::p, cx::p]
+        z = np.stack([kv[good] * sx, bv[good] + kv[good] * xm]).astype(np.float64)  # (α, β) per good pixel
+        mean = z.mean(axis=1, keepdims=True)
+        s = np.cov(z, bias=True)
+        if not np.linalg.det(s) > 1e-12 * np.trace(s) ** 2:
+            continue
+        a_, b_, c_ = np.linalg.lstsq(design, target, rcond=None)[0]
+        sig = np.array([[a_, b_], [b_, c_]])
+        sig = _sqrtm_psd(sig) @ _sqrtm_psd(sig)  # nearest PSD (eigenvalues clipped)
+        sh = _sqrtm_psd(s)
+        shi = np.linalg.inv(sh)
+        tmap = shi @ _sqrtm_psd(sh @ sig @ sh) @ shi  # T S Tᵀ = Σ, T closest to the identity
+        z = tmap @ (z - mean) + mean
+        kv[good] = (z[0] / sx).astype(np.float32)
+        bv[good] = (z[1] - z[0] / sx * xm).astype(np.float32)
+
+
 def build_maps(results: list[ISOResult]) -> FixedPatternMaps | None:
     """The card's fixed-pattern maps from the per-ISO maps.
 
-    * dark shading: a least-squares line per pixel over ISO, DS = k·ISO + b [DN] (one ISO: k = 0);
+    * dark shading: a least-squares line per pixel over ISO, DS = k·ISO + b [DN] (one ISO: k = 0); with ≥ 3
+      ISOs transformed per channel so that the variance at each ISO is that ISO's DSNU1288² (least squares;
+      unless the maps are Wiener-shrunk);
     * PRNU: the mean of the per-ISO maps weighted by their flats, rescaled per channel so that its variance
       is the weighted mean of the ISOs' PRNU² (unless the maps are Wiener-shrunk);
     * read σ scale: the mean of the per-ISO maps weighted by dark frames;
@@ -241,6 +290,8 @@ def build_maps(results: list[ISOResult]) -> FixedPatternMaps | None:
     for r, a_k, a_b in zip(rs, wk, wb):
         k += np.multiply(r.ds_map_dn, np.float32(a_k), out=tmp)
         b += np.multiply(r.ds_map_dn, np.float32(a_b), out=tmp)
+    if len(rs) >= 3 and not any(r.maps_denoised for r in rs):
+        _match_dark_shading_variance(k, b, rs)
     prs = [r for r in results if r.prnu_map is not None]
     prnu = None
     if prs:
