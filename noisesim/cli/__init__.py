@@ -172,13 +172,31 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+class _CliLogFormatter(logging.Formatter):
+    """``noisesim: message``; another library's record also names that library (``noisesim: distributed: …``)."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        top = record.name.split(".")[0]
+        origin = "" if top == "noisesim" else f"{top}: "
+        return f"noisesim: {origin}{record.getMessage()}"
+
+
+def _cli_log_handler() -> logging.Handler:
+    # Libraries that configure their own loggers at INFO (Dask distributed: "Start Nanny at …", one line per
+    # worker event) would otherwise fill stderr through the root handler: theirs shows from WARNING up.
+    handler = logging.StreamHandler()
+    handler.setFormatter(_CliLogFormatter())
+    handler.addFilter(lambda record: record.name.split(".")[0] == "noisesim" or record.levelno >= logging.WARNING)
+    return handler
+
+
 def main(argv: list[str] | None = None) -> int:
     """Run the command line; returns the exit status (0 ok, 1 a failed check, 2 bad input)."""
     from ..errors import NoiseSimError
 
     parser = build_parser()
     args = parser.parse_args(argv)
-    logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING, format="noisesim: %(message)s")
+    logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING, handlers=[_cli_log_handler()])
     if not getattr(args, "run", None):
         parser.print_help()
         return 2
