@@ -102,6 +102,8 @@ class NoiseParamsBatch:
     (per-pixel dark current × t) and ``hot_pixel_dark_current_e_per_s`` (NaN: none); ``origin``, when
     set, is the ``(N, 2)`` int64 top-left mosaic pixel of each sample in the full sensor, where it reads
     the maps (:class:`RawNoise` draws it). Fields left None read as NaN / 0 s / no origin.
+    ``read_model`` ("tukey" or "gaussian"), when every sample has that read model (it must agree with
+    ``tukey``), lets a call draw only that read noise; None: each sample's own, both drawn.
 
     Build one with :meth:`from_params` or :meth:`CardParamSampler.sample`; :meth:`to_params` goes back.
     """
@@ -121,6 +123,7 @@ class NoiseParamsBatch:
     exposure_s: torch.Tensor | None = None
     hot_pixel_dark_current_e_per_s: torch.Tensor | None = None
     origin: torch.Tensor | None = None
+    read_model: str | None = None
 
     def __len__(self) -> int:
         return int(self.gain_k_dn_per_e.shape[0])
@@ -202,6 +205,7 @@ class NoiseParamsBatch:
             hot_pixel_dark_current_e_per_s=t[:, 11],
             black_level_error_dn=t[:, 12:16],
             black_level_dn=t[:, 16:20],
+            read_model=plist[0].read_model if len({q.read_model for q in plist}) == 1 else None,
         )
 
     def to(self, device=None, dtype=None) -> "NoiseParamsBatch":
@@ -209,7 +213,7 @@ class NoiseParamsBatch:
         changes = {}
         for f in dataclasses.fields(self):
             t = getattr(self, f.name)
-            if t is not None:
+            if isinstance(t, torch.Tensor):
                 changes[f.name] = t.to(device=device, dtype=dtype) if t.is_floating_point() else t.to(device=device)
         return dataclasses.replace(self, **changes)
 
@@ -223,7 +227,7 @@ class NoiseParamsBatch:
             ``dark_e`` becomes dark current over ``exposure_s`` (over 1 s when the exposure is 0 or unknown).
         """
         host = {f.name: getattr(self, f.name).detach().cpu().numpy() for f in dataclasses.fields(self)
-                if getattr(self, f.name) is not None}
+                if isinstance(getattr(self, f.name), torch.Tensor)}
         nan = np.full(len(self), math.nan)
         iso, hot = host.get("iso", nan), host.get("hot_pixel_dark_current_e_per_s", nan)
         exposure = host.get("exposure_s", np.zeros(len(self)))
@@ -533,11 +537,14 @@ def _noise(mosaic, pb: NoiseParamsBatch, black_sites, white_sites, site_index, c
     d = k * (torch.poisson(mu_e, generator=generator) if components.shot else mu_e) + add
 
     if components.read:
-        is_tukey = per_sample(pb.tukey)
-        u = torch.rand(mosaic.shape, generator=generator, device=dev, dtype=dtype).clamp_(U_EPS, 1.0 - U_EPS)
-        tl = tukey_lambda_quantile(u, per_sample(pb.tukey_lambda)) * per_sample(pb.tukey_scale_dn)
-        g = torch.randn(mosaic.shape, generator=generator, device=dev, dtype=dtype) * per_sample(pb.read_sigma_dn)
-        read = torch.where(is_tukey, tl, g)
+        # one read model for the whole batch (a host-side hint): only its draw; else both, chosen per sample
+        tl = g = None
+        if pb.read_model != "gaussian":
+            u = torch.rand(mosaic.shape, generator=generator, device=dev, dtype=dtype).clamp_(U_EPS, 1.0 - U_EPS)
+            tl = tukey_lambda_quantile(u, per_sample(pb.tukey_lambda)) * per_sample(pb.tukey_scale_dn)
+        if pb.read_model != "tukey":
+            g = torch.randn(mosaic.shape, generator=generator, device=dev, dtype=dtype) * per_sample(pb.read_sigma_dn)
+        read = g if tl is None else tl if g is None else torch.where(per_sample(pb.tukey), tl, g)
         d = d + (read if scale is None else read * scale)
     if components.row:
         if components.row_per_channel:
@@ -861,6 +868,7 @@ class CardParamSampler:
             iso=iso,
             exposure_s=torch.full((n,), self.exposure_s, device=dev, dtype=wdt),
             hot_pixel_dark_current_e_per_s=hot,
+            read_model=self.read_model,
         )
         return batch.to(dtype=dtype)
 

@@ -584,3 +584,27 @@ def test_raw_noise_passes_maps_draws_and_replays_origins():
     assert not torch.equal(aug(clean), out)  # a new draw: other origins and parameters
     with pytest.warns(UserWarning, match="without the card's fixed-pattern maps"):
         RawNoise(dataclasses.replace(MAP_SENSOR, maps_of_card="X"))
+
+
+def test_one_read_model_per_batch_draws_only_that_noise(monkeypatch):
+    """A batch whose samples share a read model (from_params, the card sampler) skips the other draw."""
+    import noisesim.torch_noise as tn
+
+    g = NoiseParams(gain_k_dn_per_e=1.0, read_model="gaussian", read_sigma_dn=2.0)
+    t = NoiseParams(gain_k_dn_per_e=1.0, read_model="tukey", tukey_lambda=0.1, tukey_scale_dn=2.0)
+    assert NoiseParamsBatch.from_params([g, g]).read_model == "gaussian"
+    assert NoiseParamsBatch.from_params([g, t]).read_model is None
+    assert CardParamSampler(load_card("SonyA7S2")).sample(2).read_model == "tukey"
+    assert NoiseParamsBatch.from_params([t, t]).to(dtype=torch.float64).read_model == "tukey"
+    comps = NoiseComponents.only("read", quantize=False, dither=False, clip=False)
+    clean = torch.full((2, 64, 64), 0.1)
+    real = tn.tukey_lambda_quantile
+    calls = []
+    monkeypatch.setattr(tn, "tukey_lambda_quantile", lambda *a: calls.append(1) or real(*a))
+    out = simulate_torch(clean, [g, g], SENSOR, components=comps, output_unit="dn", generator=torch.Generator().manual_seed(0))
+    assert not calls  # Gaussian only: no Tukey quantile evaluated
+    base = 512 + 0.1 * RANGE
+    v = float(((out - base) ** 2).mean())
+    assert abs(v - 4.0) < 5 * 4.0 * math.sqrt(2 / out.numel())
+    simulate_torch(clean, [g, t], SENSOR, components=comps, output_unit="dn")
+    assert calls  # mixed: both drawn, chosen per sample
