@@ -23,7 +23,13 @@ __all__ = ["atomic_path", "write_bytes", "write_text", "current_umask", "default
 
 
 def current_umask() -> int:
-    """The process umask, read without changing it where the OS allows (Linux ``/proc``)."""
+    """The process umask, read without changing it where the OS allows (Linux ``/proc``).
+
+    Returns
+    -------
+    int
+        Permission bits the process masks from new files (e.g. ``0o022``).
+    """
     try:
         with open("/proc/self/status", encoding="ascii", errors="replace") as f:
             for line in f:
@@ -37,7 +43,13 @@ def current_umask() -> int:
 
 
 def default_file_mode() -> int:
-    """Permission bits of a newly created regular file: ``0o666 & ~umask``."""
+    """Permission bits of a newly created regular file: ``0o666 & ~umask``.
+
+    Returns
+    -------
+    int
+        Mode bits, e.g. ``0o644`` under umask ``0o022``.
+    """
     return 0o666 & ~current_umask()
 
 
@@ -64,6 +76,11 @@ def atomic_path(path: str | os.PathLike, *, fsync: bool = True) -> Iterator[Path
     fsync : bool
         Flush the file to disk before the rename (default), so a power loss cannot leave an empty file
         under the final name.
+
+    Yields
+    ------
+    Path
+        The temporary file to write (same folder and suffix as ``path``).
     """
     path = Path(path)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=f".tmp{path.suffix}")
@@ -90,7 +107,22 @@ def atomic_path(path: str | os.PathLike, *, fsync: bool = True) -> Iterator[Path
 
 
 def write_bytes(path: str | os.PathLike, data: bytes, *, fsync: bool = True) -> Path:
-    """Write ``data`` to ``path`` atomically (see :func:`atomic_path`); returns ``path``."""
+    """Write ``data`` to ``path`` atomically (see :func:`atomic_path`); returns ``path``.
+
+    Parameters
+    ----------
+    path : str or PathLike
+        Destination; its folder must exist.
+    data : bytes
+        The whole file content.
+    fsync : bool
+        Flush to disk before the rename (see :func:`atomic_path`).
+
+    Returns
+    -------
+    Path
+        ``path``, now complete.
+    """
     path = Path(path)
     with atomic_path(path, fsync=fsync) as tmp:
         with open(tmp, "wb") as f:
@@ -99,5 +131,22 @@ def write_bytes(path: str | os.PathLike, data: bytes, *, fsync: bool = True) -> 
 
 
 def write_text(path: str | os.PathLike, text: str, *, encoding: str = "utf-8", fsync: bool = True) -> Path:
-    """Write ``text`` to ``path`` atomically (see :func:`atomic_path`); returns ``path``."""
+    """Write ``text`` to ``path`` atomically (see :func:`atomic_path`); returns ``path``.
+
+    Parameters
+    ----------
+    path : str or PathLike
+        Destination; its folder must exist.
+    text : str
+        The whole file content.
+    encoding : str
+        Text encoding.
+    fsync : bool
+        Flush to disk before the rename (see :func:`atomic_path`).
+
+    Returns
+    -------
+    Path
+        ``path``, now complete.
+    """
     return write_bytes(path, text.encode(encoding), fsync=fsync)

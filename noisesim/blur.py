@@ -66,6 +66,18 @@ def normalize_kernel(kernel, *, what: str = "kernel") -> np.ndarray:
 
     Raises :class:`ShapeError` for non-2-D input and :class:`ParameterError` for negative, non-finite or
     all-zero kernels.
+
+    Parameters
+    ----------
+    kernel : (h, w) array_like
+        Non-negative weights.
+    what : str
+        What the kernel is, for error messages (e.g. its file).
+
+    Returns
+    -------
+    (k, k) ndarray of float32
+        k = the larger of h, w rounded up to odd; sum 1.
     """
     k = np.asarray(kernel, dtype=np.float64)
     if k.ndim != 2 or k.shape[0] == 0 or k.shape[1] == 0:
@@ -87,6 +99,18 @@ def pad_kernel(kernel, size: int) -> np.ndarray:
 
     Used to store kernels of different sizes in one (M, k, k) array. Raises :class:`ShapeError` if the
     kernel is larger than ``size``.
+
+    Parameters
+    ----------
+    kernel : (k, k) ndarray
+        An odd-sized kernel.
+    size : int
+        Target side [px], ≥ k.
+
+    Returns
+    -------
+    (size, size) ndarray
+        Same dtype; the added border is zero.
     """
     k = np.asarray(kernel)
     h, w = k.shape
@@ -109,7 +133,20 @@ def _grid(size: int) -> tuple[np.ndarray, np.ndarray]:
 
 def default_kernel_size(kind: str, value: float) -> int:
     """Side [px] of the kernel :func:`sample_kernel` builds for ``kind`` at parameter ``value`` (an upper
-    bound for ``motion``, whose side depends on the drawn path)."""
+    bound for ``motion``, whose side depends on the drawn path).
+
+    Parameters
+    ----------
+    kind : {"gaussian", "anisotropic", "defocus", "motion"}
+        Blur kind.
+    value : float
+        Its parameter: σ [px], the larger σ [px], the radius [px] or the path length [px].
+
+    Returns
+    -------
+    int
+        Odd kernel side [px].
+    """
     if kind in ("gaussian", "anisotropic"):
         return _odd(6 * value + 1)
     if kind == "defocus":
@@ -140,6 +177,11 @@ def gaussian_kernel(sigma: float, size: int | None = None) -> np.ndarray:
         Standard deviation [px], > 0.
     size : odd int, optional
         Kernel side; default ``2·ceil(3σ) + 1``.
+
+    Returns
+    -------
+    (size, size) ndarray of float32
+        The kernel, summing to 1.
     """
     if not np.isfinite(sigma) or sigma <= 0:
         raise ParameterError(f"Gaussian blur sigma must be > 0 px, got {sigma!r}")
@@ -151,6 +193,20 @@ def anisotropic_gaussian_kernel(sigma_x: float, sigma_y: float, theta: float, si
 
     The covariance is ``R(θ) diag(σx², σy²) R(θ)ᵀ``; θ is measured from the image x axis (columns) towards
     +y (rows, i.e. downwards on screen). Shape ``(size, size)``, default size ``2·ceil(3·max σ) + 1``.
+
+    Parameters
+    ----------
+    sigma_x, sigma_y : float
+        Standard deviations along the principal axes [px], > 0.
+    theta : float
+        Rotation of the first axis from the image x axis [rad].
+    size : odd int, optional
+        Kernel side [px].
+
+    Returns
+    -------
+    (size, size) ndarray of float32
+        The kernel, summing to 1.
     """
     for name, s in (("sigma_x", sigma_x), ("sigma_y", sigma_y)):
         if not np.isfinite(s) or s <= 0:
@@ -171,6 +227,20 @@ def defocus_kernel(radius: float, size: int | None = None, *, supersample: int =
 
     Edge pixels get their covered area fraction (``supersample``² sub-samples per pixel), so the kernel
     varies smoothly with the radius. Default size ``2·ceil(radius) + 1``.
+
+    Parameters
+    ----------
+    radius : float
+        Disk radius [px], > 0.
+    size : odd int, optional
+        Kernel side [px].
+    supersample : int
+        Sub-samples per pixel side for the edge coverage.
+
+    Returns
+    -------
+    (size, size) ndarray of float32
+        The kernel, summing to 1.
     """
     if not np.isfinite(radius) or radius <= 0:
         raise ParameterError(f"defocus radius must be > 0 px, got {radius!r}")
@@ -207,6 +277,11 @@ def motion_kernel(
         Path length [px], ≥ 1.
     size : odd int, optional
         Kernel side; default just large enough for the trajectory.
+
+    Returns
+    -------
+    (k, k) ndarray of float32
+        The kernel (k odd), summing to 1.
     """
     if not np.isfinite(length) or length < 1:
         raise ParameterError(f"motion blur length must be >= 1 px, got {length!r}")
@@ -245,6 +320,16 @@ def load_kernel(path) -> np.ndarray:
 
     Images are read as single-channel intensity (8 or 16 bit, or float TIFF); a colour image is averaged
     over its channels. Errors name the file.
+
+    Parameters
+    ----------
+    path : str or Path
+        A ``.npy``, ``.png``, ``.tif`` or ``.tiff`` file.
+
+    Returns
+    -------
+    (k, k) ndarray of float32
+        The kernel, k odd, summing to 1.
     """
     path = Path(path)
     if not path.is_file():
@@ -346,7 +431,13 @@ class BlurSpec:
         return len(self.kinds) + len(self.kernel_files)
 
     def to_string(self) -> str:
-        """The ``--blur`` text that parses back to this spec."""
+        """The ``--blur`` text that parses back to this spec.
+
+        Returns
+        -------
+        str
+            E.g. ``"gaussian:0.5-2,p=0.5"``; :func:`parse_blur_spec` of it equals this spec.
+        """
         parts = [f"{k}:{lo:g}-{hi:g}" for k, lo, hi in self.kinds]
         parts += [f"file:{f}" for f in self.kernel_files]
         parts.append(f"none={self.p_none:g}")
@@ -370,6 +461,16 @@ def parse_blur_spec(text: str) -> BlurSpec:
     0.5
 
     Raises :class:`ParameterError` naming the offending item.
+
+    Parameters
+    ----------
+    text : str
+        The ``--blur`` value, e.g. ``"gaussian:0.5-2.0,motion:5-15,p=0.5"``.
+
+    Returns
+    -------
+    BlurSpec
+        Kinds with their parameter ranges [px] and the probability of no blur.
     """
     if not isinstance(text, str) or not text.strip():
         raise ParameterError("empty blur spec; expected e.g. 'gaussian:0.5-2,defocus:1-4,p=0.5'")
@@ -425,6 +526,18 @@ def sample_kernel(spec: BlurSpec | None, rng) -> np.ndarray | None:
 
     The draws always consume the same number of values from ``rng`` for a given outcome, so the stream
     is reproducible from the seed.
+
+    Parameters
+    ----------
+    spec : BlurSpec or None
+        What to draw from; None: no blur.
+    rng : int, SeedSequence, Generator or None
+        Source of the draws.
+
+    Returns
+    -------
+    (k, k) ndarray of float32 or None
+        The kernel, or None when this sample is not blurred.
     """
     if spec is None:
         return None
@@ -451,6 +564,18 @@ def apply_blur(rgb, kernel) -> np.ndarray:
     Shape: ``(H, W, 3) -> (H, W, 3)`` or ``(H, W) -> (H, W)``, float32. ``kernel=None`` returns the input
     unchanged (as float32). The kernel is flipped so the operation is a convolution, not a correlation
     (it matters for asymmetric motion kernels).
+
+    Parameters
+    ----------
+    rgb : (H, W, 3) or (H, W) array_like
+        Linear (not gamma-encoded) image, any unit.
+    kernel : (k, k) ndarray or None
+        Convolution kernel, summing to 1.
+
+    Returns
+    -------
+    ndarray of float32
+        The blurred image, same shape and unit as ``rgb``.
     """
     import cv2
 

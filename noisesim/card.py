@@ -209,7 +209,15 @@ def _frozen_mapping(value: Mapping) -> FrozenDict:
 # --------------------------------------------------------------------------------------------------
 @dataclass(frozen=True)
 class Camera:
-    """Identity of the camera a card describes (``name`` is the display name, e.g. ``"SonyA7S2"``)."""
+    """Identity of the camera a card describes (``name`` is the display name, e.g. ``"SonyA7S2"``).
+
+    Attributes
+    ----------
+    name : str
+        Display name and shipped-card name (letters and digits).
+    make, model : str
+        As the raw files' EXIF states them (may be empty).
+    """
 
     name: str
     make: str = ""
@@ -339,7 +347,17 @@ class ISOEntry:
 
 @dataclass(frozen=True)
 class LogLinearFit:
-    """``ln σ = slope · ln K + intercept + ε``, ``ε ~ N(0, residual_std²)``; natural logs, σ in DN, K in DN/e⁻ (ELD)."""
+    """``ln σ = slope · ln K + intercept + ε``, ``ε ~ N(0, residual_std²)``; natural logs, σ in DN, K in DN/e⁻ (ELD).
+
+    Attributes
+    ----------
+    slope : float
+        d ln σ / d ln K.
+    intercept : float
+        ln σ [ln DN] at K = 1 DN/e⁻.
+    residual_std : float
+        Standard deviation of the residual ε [ln DN]; 0 for a deterministic fit.
+    """
 
     slope: float
     intercept: float
@@ -351,16 +369,48 @@ class LogLinearFit:
         object.__setattr__(self, "residual_std", _number("residual_std", self.residual_std, nonneg=True))
 
     def mean_log(self, gain_k_dn_per_e):
-        """E[ln σ] at K (scalar or array)."""
+        """E[ln σ] at K (scalar or array).
+
+        Parameters
+        ----------
+        gain_k_dn_per_e : float or ndarray
+            System gain K [DN/e⁻].
+
+        Returns
+        -------
+        float or ndarray
+            ``slope · ln K + intercept`` [ln DN], same shape as K.
+        """
         return self.slope * np.log(gain_k_dn_per_e) + self.intercept
 
     def median(self, gain_k_dn_per_e):
-        """Median σ [DN] at K: exp(slope · ln K + intercept)."""
+        """Median σ [DN] at K: exp(slope · ln K + intercept).
+
+        Parameters
+        ----------
+        gain_k_dn_per_e : float or ndarray
+            System gain K [DN/e⁻].
+
+        Returns
+        -------
+        float or ndarray
+            σ [DN], same shape as K.
+        """
         return np.exp(self.mean_log(gain_k_dn_per_e))
 
 
 def search_key(text: str) -> str:
-    """Lower-case letters and digits of ``text``: what camera search compares (``"EOS-6D"`` → ``"eos6d"``)."""
+    """Lower-case letters and digits of ``text``: what camera search compares (``"EOS-6D"`` → ``"eos6d"``).
+
+    Parameters
+    ----------
+    text : str
+        Any text.
+
+    Returns
+    -------
+    str
+    """
     return "".join(c for c in text.lower() if c.isalnum())
 
 
@@ -371,6 +421,17 @@ def camera_matches(query: str, *names: str) -> bool:
     True
     >>> camera_matches("EOS-6d", "Canon", "Canon EOS 6D"), camera_matches("nikon", "Canon", "Canon EOS 6D")
     (True, False)
+
+    Parameters
+    ----------
+    query : str
+        Search words.
+    *names : str
+        The texts searched (e.g. card name, make, model).
+
+    Returns
+    -------
+    bool
     """
     hay = search_key(" ".join(names))
     words = [search_key(w) for w in query.split()]
@@ -400,6 +461,17 @@ class JointProfile:
 
     A dual-gain sensor has two adjacent profiles; several profiles may also overlap (ELD's NikonD850),
     in which case :func:`~noisesim.sampling.sample_params` picks one at random by ``weight``.
+
+    Attributes
+    ----------
+    name : str
+        E.g. ``"Profile-1"``.
+    k_min_dn_per_e, k_max_dn_per_e : float
+        The K range it covers [DN/e⁻].
+    tukey_scale_dn, read_sigma_dn, row_sigma_dn : LogLinearFit
+        ln σ against ln K of the Tukey-lambda scale, the Gaussian read σ and the row σ [DN].
+    weight : float
+        Relative probability of this profile where profiles overlap.
     """
 
     name: str
@@ -419,17 +491,51 @@ class JointProfile:
                 raise _Invalid(name, f"must be a LogLinearFit, got {type(getattr(self, name)).__name__}")
 
     def covers(self, gain_k_dn_per_e: float) -> bool:
-        """Whether K [DN/e⁻] lies in this profile's K range (ends included)."""
+        """Whether K [DN/e⁻] lies in this profile's K range (ends included).
+
+        Parameters
+        ----------
+        gain_k_dn_per_e : float
+            System gain K [DN/e⁻].
+
+        Returns
+        -------
+        bool
+        """
         return self.k_min_dn_per_e <= gain_k_dn_per_e <= self.k_max_dn_per_e
 
     def fit(self, name: str) -> LogLinearFit:
-        """The log-linear fit of one σ (``tukey_scale_dn``, ``read_sigma_dn`` or ``row_sigma_dn``)."""
+        """The log-linear fit of one σ (``tukey_scale_dn``, ``read_sigma_dn`` or ``row_sigma_dn``).
+
+        Parameters
+        ----------
+        name : {"tukey_scale_dn", "read_sigma_dn", "row_sigma_dn"}
+            Which σ.
+
+        Returns
+        -------
+        LogLinearFit
+        """
         return getattr(self, name)
 
 
 @dataclass(frozen=True)
 class JointModel:
-    """The joint ISO model: K range, profiles of log-linear fits, and the per-K tables of ELD."""
+    """The joint ISO model: K range, profiles of log-linear fits, and the per-K tables of ELD.
+
+    Attributes
+    ----------
+    k_min_dn_per_e, k_max_dn_per_e : float
+        The calibrated K range [DN/e⁻]; :func:`~noisesim.sampling.sample_params` draws ln K uniformly in it.
+    profiles : tuple of JointProfile
+        The log-linear fits, each over its own K range.
+    dual_gain_switch_iso : float or None
+        ISO at which a dual-gain sensor switches conversion gain, when known.
+    tukey_lambda_values : tuple of float or None
+        Tukey-lambda shapes, one per equal-width ln K bin over the K range (ascending K).
+    black_level_error_bins : tuple of 4-float tuples or None
+        Black-level error per colour site [DN], one vector per ln K bin, Bayer reading order.
+    """
 
     k_min_dn_per_e: float
     k_max_dn_per_e: float
@@ -476,11 +582,33 @@ class JointModel:
                 object.__setattr__(self, name, tuple(check_item(f"{name}[{i}]", v) for i, v in enumerate(items)))
 
     def profiles_covering(self, gain_k_dn_per_e: float) -> tuple[JointProfile, ...]:
-        """The profiles whose K range holds K [DN/e⁻] (several where they overlap)."""
+        """The profiles whose K range holds K [DN/e⁻] (several where they overlap).
+
+        Parameters
+        ----------
+        gain_k_dn_per_e : float
+            System gain K [DN/e⁻].
+
+        Returns
+        -------
+        tuple of JointProfile
+            Empty when K is outside every profile.
+        """
         return tuple(p for p in self.profiles if p.covers(gain_k_dn_per_e))
 
     def black_level_bin(self, gain_k_dn_per_e: float) -> int:
-        """Index of the equal-width ln K bin over [k_min, k_max] that holds K (clamped to the ends)."""
+        """Index of the equal-width ln K bin over [k_min, k_max] that holds K (clamped to the ends).
+
+        Parameters
+        ----------
+        gain_k_dn_per_e : float
+            System gain K [DN/e⁻].
+
+        Returns
+        -------
+        int
+            Bin index, 0 … (number of bins − 1), of :attr:`black_level_error_bins` / :attr:`tukey_lambda_values`.
+        """
         n = len(self.black_level_error_bins or ())
         if n == 0:
             raise ParameterError("this joint model has no black_level_error_bins")
@@ -605,7 +733,13 @@ class Card:
         return ("tukey", "gaussian")
 
     def check_read_model(self, read_model: str) -> None:
-        """Raise :class:`~noisesim.errors.ParameterError`, naming the card, for a read model it lacks."""
+        """Raise :class:`~noisesim.errors.ParameterError`, naming the card, for a read model it lacks.
+
+        Parameters
+        ----------
+        read_model : {"tukey", "gaussian"}
+            The read-noise model asked for.
+        """
         if read_model not in self.read_models:
             raise ParameterError(
                 f"card {self.name!r} is a {self.kind} card: it has no {read_model} read-noise parameters "
@@ -613,7 +747,17 @@ class Card:
             )
 
     def matches(self, query: str) -> bool:
-        """Whether a search text names this card (see :func:`camera_matches`)."""
+        """Whether a search text names this card (see :func:`camera_matches`).
+
+        Parameters
+        ----------
+        query : str
+            Words to find in the card's name, make and model (case and punctuation ignored).
+
+        Returns
+        -------
+        bool
+        """
         return camera_matches(query, self.camera.name, self.camera.make, self.camera.model)
 
     @property
@@ -634,6 +778,16 @@ class Card:
 
         The ISO-table row nearest in ln ISO gives it where that row has one (schema /2); otherwise (and for
         ``iso=None``) it is ``sensor.black_level_dn``.
+
+        Parameters
+        ----------
+        iso : float or None
+            ISO of the frame.
+
+        Returns
+        -------
+        4 floats
+            Black level per colour site, Bayer reading order [DN].
         """
         if iso is None or not self.iso_table:
             return self.sensor.black_level_dn
@@ -642,7 +796,17 @@ class Card:
         return row.black_level_dn if row.black_level_dn is not None else self.sensor.black_level_dn
 
     def sensor_at(self, iso: float | None) -> Sensor:
-        """:attr:`sensor` with the black level of ``iso`` (see :meth:`black_level_at`)."""
+        """:attr:`sensor` with the black level of ``iso`` (see :meth:`black_level_at`).
+
+        Parameters
+        ----------
+        iso : float or None
+            ISO of the frame.
+
+        Returns
+        -------
+        Sensor
+        """
         black = self.black_level_at(iso)
         if black == self.sensor.black_level_dn:
             return self.sensor
@@ -654,7 +818,17 @@ class Card:
         return any(e.black_level_dn is not None and e.black_level_dn != self.sensor.black_level_dn for e in self.iso_table)
 
     def iso_entry(self, iso: float) -> ISOEntry | None:
-        """The table row of a tabled ISO (relative tolerance 1e-9), else None."""
+        """The table row of a tabled ISO (relative tolerance 1e-9), else None.
+
+        Parameters
+        ----------
+        iso : float
+            ISO to look up.
+
+        Returns
+        -------
+        ISOEntry or None
+        """
         for e in self.iso_table:
             if math.isclose(e.iso, float(iso), rel_tol=1e-9):
                 return e
@@ -698,6 +872,17 @@ class Card:
         """A copy referencing the dark-frame bank at ``path`` with its checksum; None removes it.
 
         ``relative_to`` (the folder the card will be saved in) stores the path relative to it.
+
+        Parameters
+        ----------
+        path : str, PathLike or None
+            The bank file (:func:`noisesim.darkbank.build_dark_bank`); None removes the reference.
+        relative_to : str or PathLike, optional
+            Folder the card will be saved in.
+
+        Returns
+        -------
+        Card
         """
         if path is None:
             return dataclasses.replace(self, dark_bank_file=None, dark_bank_sha256=None)
@@ -713,6 +898,17 @@ class Card:
         ``file`` defaults to ``"<camera name>_maps.npz"`` (:func:`save_card` names the sidecar after the card
         file it writes, whatever ``file`` says); ``maps=None`` removes the maps. The sidecar is
         compressed and checksummed only when saved (seconds for 12 MP maps), so ``maps_sha256`` is None here.
+
+        Parameters
+        ----------
+        maps : FixedPatternMaps or None
+            (H, W) maps of the full sensor, or None to remove them.
+        file : str, optional
+            Sidecar file name.
+
+        Returns
+        -------
+        Card
         """
         if maps is None:
             return dataclasses.replace(self, maps_file=None, maps_sha256=None, _maps=None)
@@ -722,7 +918,17 @@ class Card:
         return dataclasses.replace(self, maps_file=file, maps_sha256=None, _maps=maps)
 
     def replace(self, **changes) -> "Card":
-        """A copy with some fields changed (validated again)."""
+        """A copy with some fields changed (validated again).
+
+        Parameters
+        ----------
+        **changes
+            Field names and new values.
+
+        Returns
+        -------
+        Card
+        """
         return dataclasses.replace(self, **changes)
 
 
@@ -961,7 +1167,26 @@ class _Parser:
 
 
 def parse_card(text: str, source: str | os.PathLike = "<string>", *, source_path: Path | None = None) -> Card:
-    """Parse and validate card text; ``source`` names it in error messages."""
+    """Parse and validate card text; ``source`` names it in error messages.
+
+    Parameters
+    ----------
+    text : str
+        TOML text of a card.
+    source : str or PathLike
+        Where it came from, for error messages.
+    source_path : Path, optional
+        The card file, against which a relative maps sidecar or dark bank is resolved.
+
+    Returns
+    -------
+    Card
+
+    Raises
+    ------
+    CardError
+        Invalid TOML or card fields; the message names ``source`` and the field.
+    """
     try:
         doc = tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
@@ -978,7 +1203,12 @@ def parse_card(text: str, source: str | os.PathLike = "<string>", *, source_path
 # --------------------------------------------------------------------------------------------------
 def shipped_cards_dir() -> Path | None:
     """The folder of shipped cards: ``data_cards/`` beside the package in a checkout, else the installed
-    ``data_cards`` package data; None when neither exists."""
+    ``data_cards`` package data; None when neither exists.
+
+    Returns
+    -------
+    Path or None
+    """
     here = Path(__file__).resolve().parent.parent / "data_cards"
     if here.is_dir() and any(here.glob("*.toml")):
         return here
@@ -999,7 +1229,13 @@ def _shipped() -> dict[str, Path]:
 
 
 def list_cards() -> list[str]:
-    """Names of the shipped cards (file stems in ``data_cards/``), sorted."""
+    """Names of the shipped cards (file stems in ``data_cards/``), sorted.
+
+    Returns
+    -------
+    list of str
+        Names :func:`load_card` accepts.
+    """
     return sorted(_shipped(), key=str.lower)
 
 
@@ -1033,6 +1269,11 @@ def load_card(name_or_path: str | os.PathLike) -> Card:
     ----------
     name_or_path : str or path
         A shipped card name (case-insensitive, see :func:`list_cards`) or a path to a ``.toml`` card.
+
+    Returns
+    -------
+    Card
+        Validated; its fixed-pattern maps (if any) are loaded on first use.
 
     Raises
     ------
@@ -1101,6 +1342,16 @@ def card_to_toml(card: Card) -> str:
     The schema line is the oldest version that holds the card: ``noisesim.card/1`` when no ISO row uses a
     ``/2`` key and the card is not a Poisson–Gaussian one (so such files stay readable by older noisesim),
     else ``noisesim.card/2``.
+
+    Parameters
+    ----------
+    card : Card
+        The card.
+
+    Returns
+    -------
+    str
+        TOML text (units in the key names, as in the records).
     """
     import tomli_w
 
@@ -1213,6 +1464,18 @@ def save_card(card: Card, path: str | os.PathLike) -> Path:
     The sidecar is named after the card file: ``<card stem>_maps.npz`` (so two cards of one camera can share
     a folder). A sidecar of that name with other content that another card in the folder references is
     never overwritten: the maps then go to ``<card stem>_maps-<first 12 hex digits of their SHA-256>.npz``.
+
+    Parameters
+    ----------
+    card : Card
+        The card to write.
+    path : str or PathLike
+        The ``.toml`` file; its folder must exist.
+
+    Returns
+    -------
+    Path
+        The card file.
     """
     if not isinstance(card, Card):
         raise TypeError(f"save_card needs a Card, got {type(card).__name__}")

@@ -173,12 +173,29 @@ class CFA:
         return sites[self.site_index]
 
     def color_index(self) -> np.ndarray:
-        """(p, p) int array: 0 = R, 1 = G, 2 = B at each tile position (for mosaicking RGB)."""
+        """(p, p) int array: 0 = R, 1 = G, 2 = B at each tile position (for mosaicking RGB).
+
+        Returns
+        -------
+        (p, p) ndarray of int
+            Colour of each tile position: 0 = R, 1 = G, 2 = B.
+        """
         lut = {"R": 0, "G": 1, "B": 2}
         return np.vectorize(lut.__getitem__)(self.colors).astype(np.int64)
 
     def shifted(self, dy: int, dx: int) -> "CFA":
-        """The pattern seen by a crop whose top-left pixel is at (dy, dx) of this mosaic."""
+        """The pattern seen by a crop whose top-left pixel is at (dy, dx) of this mosaic.
+
+        Parameters
+        ----------
+        dy, dx : int
+            Crop origin [px] (rows, columns); only their values modulo the period matter.
+
+        Returns
+        -------
+        CFA
+            The crop's pattern, read from its top-left pixel.
+        """
         p = self.period
         b = self.bayer
         if self.is_quad:
@@ -195,7 +212,15 @@ class CFA:
 
     # --- validation -----------------------------------------------------------------------------
     def check_mosaic(self, raw: np.ndarray, what: str = "raw image") -> None:
-        """Raise :class:`ShapeError` unless ``raw`` is (H, W) with H and W multiples of the period."""
+        """Raise :class:`ShapeError` unless ``raw`` is (H, W) with H and W multiples of the period.
+
+        Parameters
+        ----------
+        raw : ndarray
+            The array to check.
+        what : str
+            What it is, for the error message.
+        """
         if raw.ndim != 2:
             raise ShapeError(f"{what} must have shape (H, W) for CFA {self.pattern}. Got {tuple(raw.shape)}.")
         h, w = raw.shape
@@ -207,7 +232,15 @@ class CFA:
             )
 
     def check_packed(self, packed: np.ndarray, what: str = "packed raw") -> None:
-        """Raise :class:`ShapeError` unless ``packed`` is (C, h, w) with C = p²."""
+        """Raise :class:`ShapeError` unless ``packed`` is (C, h, w) with C = p².
+
+        Parameters
+        ----------
+        packed : ndarray
+            The array to check.
+        what : str
+            What it is, for the error message.
+        """
         if packed.ndim != 3 or packed.shape[0] != self.n_channels:
             raise ShapeError(
                 f"{what} must have shape ({self.n_channels}, H/{self.period}, W/{self.period}) for CFA "
@@ -219,6 +252,16 @@ class CFA:
         """(H, W) mosaic → (C, H/p, W/p) packed, channel order :attr:`channel_names`.
 
         Shape: ``(H, W) -> (p², H/p, W/p)``. Returns a new contiguous array of the same dtype.
+
+        Parameters
+        ----------
+        raw : (H, W) ndarray
+            Mosaic, any unit; H and W multiples of the period p.
+
+        Returns
+        -------
+        (p², H/p, W/p) ndarray
+            One plane per tile position.
         """
         raw = np.asarray(raw)
         self.check_mosaic(raw)
@@ -227,7 +270,18 @@ class CFA:
         return np.ascontiguousarray(raw.reshape(h // p, p, w // p, p).transpose(1, 3, 0, 2).reshape(p * p, h // p, w // p))
 
     def unpack(self, packed: np.ndarray) -> np.ndarray:
-        """(C, H/p, W/p) packed → (H, W) mosaic; inverse of :meth:`pack`."""
+        """(C, H/p, W/p) packed → (H, W) mosaic; inverse of :meth:`pack`.
+
+        Parameters
+        ----------
+        packed : (p², H/p, W/p) ndarray
+            One plane per tile position, in :attr:`channel_names` order.
+
+        Returns
+        -------
+        (H, W) ndarray
+            The mosaic, same dtype.
+        """
         packed = np.asarray(packed)
         self.check_packed(packed)
         p = self.period
@@ -252,7 +306,20 @@ class CFA:
         return v[self.site_index]
 
     def per_pixel(self, per_site, shape: tuple[int, int]) -> np.ndarray:
-        """A (H, W) float64 map of a per-site value (e.g. black level) tiled over the mosaic."""
+        """A (H, W) float64 map of a per-site value (e.g. black level) tiled over the mosaic.
+
+        Parameters
+        ----------
+        per_site : float or 4 floats
+            One value per colour site in Bayer reading order (a scalar for all), any unit (e.g. DN).
+        shape : (H, W)
+            Mosaic shape [px], multiples of the period.
+
+        Returns
+        -------
+        (H, W) ndarray of float64
+            Each pixel's site value, same unit.
+        """
         h, w = shape
         p = self.period
         tile = self.tile_values(per_site)

@@ -96,6 +96,19 @@ class DarkFrameChoice:
 
     The source window starts at (``y0``, ``x0``) of bank frame ``frame`` and has the output's shape
     (transposed shape when ``transpose``); the window is transposed first, then flipped.
+
+    Attributes
+    ----------
+    frame : int
+        Bank frame index.
+    y0, x0 : int
+        Top-left corner of the source window [px].
+    transpose, flip_y, flip_x : bool
+        Transform applied to the window (transpose first).
+    iso : float
+        ISO of the bank frame.
+    exposure_s : float
+        Its exposure time [s].
     """
 
     frame: int
@@ -110,6 +123,11 @@ class DarkFrameChoice:
 
 def phase_preserving_transforms(cfa: CFA) -> list[tuple[bool, bool, bool, int, int]]:
     """The dihedral transforms (and source offsets modulo the CFA period) that keep every CFA site.
+
+    Parameters
+    ----------
+    cfa : CFA
+        The mosaic's pattern.
 
     Returns
     -------
@@ -289,13 +307,36 @@ class DarkFrameBank:
         return self._file["frames"]
 
     def frame(self, i: int) -> np.ndarray:
-        """Bank frame ``i``: (H, W) uint16 DN."""
+        """Bank frame ``i``: (H, W) uint16 DN.
+
+        Parameters
+        ----------
+        i : int
+            Frame index, 0 … N − 1.
+
+        Returns
+        -------
+        (H, W) ndarray of uint16
+            The stored dark frame [DN], black level included.
+        """
         return self._frames()[int(i)]
 
     def candidates(self, iso: float, exposure_s: float | None = None) -> np.ndarray:
         """Indices of the frames to draw from: the nearest ISO (in ln ISO), then the nearest exposure.
 
         A warning is logged when the ISO or the exposure time is not in the bank exactly.
+
+        Parameters
+        ----------
+        iso : float
+            ISO of the simulated frame.
+        exposure_s : float, optional
+            Its exposure time [s]; None: any exposure of the nearest ISO.
+
+        Returns
+        -------
+        (n,) ndarray of int
+            Frame indices into the bank.
         """
         isos = self.index["iso"]
         if not iso or iso <= 0:
@@ -318,6 +359,23 @@ class DarkFrameBank:
         """Draw the frame, window and transform for an output of ``shape`` (mosaic pixels).
 
         The draw depends only on (seed, ``frame_index``), on the bank and on ``shape``.
+
+        Parameters
+        ----------
+        shape : (h, w)
+            Output mosaic shape [px].
+        iso : float
+            ISO of the simulated frame.
+        exposure_s : float, optional
+            Its exposure time [s].
+        rng : int, SeedSequence, Generator or None
+            Seed of the draw.
+        frame_index : int
+            Index of the frame in its sequence (a different draw per frame).
+
+        Returns
+        -------
+        DarkFrameChoice
         """
         h, w = (int(v) for v in shape)
         p = self.cfa.period
@@ -343,7 +401,23 @@ class DarkFrameBank:
         return DarkFrameChoice(frame, y0, x0, transpose, flip_y, flip_x, float(rec["iso"]), float(rec["exposure_s"]))
 
     def choice_for(self, shape: tuple[int, int], params: NoiseParams, *, rng=None, frame_index: int = 0) -> DarkFrameChoice:
-        """The choice :func:`simulate_dark_frame` makes for a draw of ``params`` under seed ``rng``."""
+        """The choice :func:`simulate_dark_frame` makes for a draw of ``params`` under seed ``rng``.
+
+        Parameters
+        ----------
+        shape : (h, w)
+            Output mosaic shape [px].
+        params : NoiseParams
+            The draw; its ISO and exposure select the frames.
+        rng : int, SeedSequence, Generator or None
+            Seed.
+        frame_index : int
+            Index of the frame in its sequence.
+
+        Returns
+        -------
+        DarkFrameChoice
+        """
         return self.choose(shape, params.iso, exposure_s=params.exposure_s or None,
                            rng=np.random.SeedSequence(list(key_from_seed(rng))), frame_index=frame_index)
 
@@ -353,7 +427,20 @@ class DarkFrameBank:
         return hashlib.sha256(self.index.tobytes()).hexdigest()
 
     def dark(self, choice: DarkFrameChoice, shape: tuple[int, int]) -> np.ndarray:
-        """The dark frame a choice describes, cut and transformed to ``shape``: (h, w) float32 DN."""
+        """The dark frame a choice describes, cut and transformed to ``shape``: (h, w) float32 DN.
+
+        Parameters
+        ----------
+        choice : DarkFrameChoice
+            From :meth:`choose` or :meth:`choice_for`.
+        shape : (h, w)
+            Output mosaic shape [px].
+
+        Returns
+        -------
+        (h, w) ndarray of float32
+            Dark frame [DN], black level included.
+        """
         h, w = shape
         hs, ws = (w, h) if choice.transpose else (h, w)
         win = self._frames()[choice.frame, choice.y0 : choice.y0 + hs, choice.x0 : choice.x0 + ws]

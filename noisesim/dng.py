@@ -212,6 +212,11 @@ def write_linear_dng(
         Saturation level [DN] (the file stores one).
     iso, exposure_s, noise_profile, make, model
         As :func:`write_dng` (a NoiseProfile here describes each of the 3 planes).
+
+    Returns
+    -------
+    Path
+        The written file.
     """
     rgb = np.asarray(rgb)
     if rgb.ndim != 3 or rgb.shape[2] != 3 or rgb.shape[0] < 1 or rgb.shape[1] < 1:

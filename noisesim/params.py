@@ -105,7 +105,18 @@ class Sensor:
         return 2**self.bit_depth - 1
 
     def with_black_level(self, black_level_dn) -> "Sensor":
-        """This sensor with another black level (e.g. :attr:`NoiseParams.black_level_dn`); None keeps it."""
+        """This sensor with another black level (e.g. :attr:`NoiseParams.black_level_dn`); None keeps it.
+
+        Parameters
+        ----------
+        black_level_dn : float, 4 floats or None
+            Black level per colour site [DN].
+
+        Returns
+        -------
+        Sensor
+            ``self`` when nothing changes, else a copy.
+        """
         if black_level_dn is None or tuple(black_level_dn) == self.black_level_dn:
             return self
         return dataclasses.replace(self, black_level_dn=tuple(black_level_dn))
@@ -188,11 +199,27 @@ class NoiseParams:
             _check_finite("hot_pixel_dark_current_e_per_s", self.hot_pixel_dark_current_e_per_s, nonneg=True)
 
     def replace(self, **changes) -> "NoiseParams":
-        """A copy with some fields changed (validated again)."""
+        """A copy with some fields changed (validated again).
+
+        Parameters
+        ----------
+        **changes
+            Field names and new values (units as in the names).
+
+        Returns
+        -------
+        NoiseParams
+        """
         return dataclasses.replace(self, **changes)
 
     def to_dict(self) -> dict:
-        """The record as a plain dict (JSON/HDF5 ready; units as in the field names)."""
+        """The record as a plain dict (JSON/HDF5 ready; units as in the field names).
+
+        Returns
+        -------
+        dict
+            Field name → value (floats, str, lists of 4 floats or None).
+        """
         d = dataclasses.asdict(self)
         d["black_level_error_dn"] = list(self.black_level_error_dn)
         if self.black_level_dn is not None:
@@ -201,7 +228,17 @@ class NoiseParams:
 
     @classmethod
     def from_dict(cls, d: dict) -> "NoiseParams":
-        """The inverse of :meth:`to_dict`; unknown keys raise ParameterError."""
+        """The inverse of :meth:`to_dict`; unknown keys raise ParameterError.
+
+        Parameters
+        ----------
+        d : dict
+            As written by :meth:`to_dict` (missing optional fields take their defaults).
+
+        Returns
+        -------
+        NoiseParams
+        """
         known = {f.name for f in dataclasses.fields(cls)}
         unknown = set(d) - known
         if unknown:
@@ -219,6 +256,24 @@ class NoiseComponents:
     the read-noise distribution alone). ``clip_at_black`` clips the low end at the black level instead of 0 DN.
     ``per_pixel_read``: draw read noise with each pixel's own σ (``FixedPatternMaps.read_sigma_scale`` times
     the card's σ, same Gaussian or Tukey shape) where the maps have one; off: one σ for the whole sensor.
+
+    Parameters
+    ----------
+    shot, read, row, column, black_level_error, dark_current, dark_shading, prnu, hot_pixels : bool
+        The physical terms of docs/model.md: photon shot noise, read noise, row and column offsets, the
+        per-site black-level error, dark current, dark shading (DSNU), PRNU and hot pixels.
+    row_per_channel : bool
+        One row offset per packed-channel row instead of per sensor row.
+    quantize : bool
+        Round to integer DN (off: the float path).
+    dither : bool
+        With ``quantize=False``, add U(−½, ½) DN quantization noise.
+    clip : bool
+        Clip to [0, white] DN (or [black, white] with ``clip_at_black``).
+    clip_at_black : bool
+        Clip the low end at the black level instead of 0 DN.
+    per_pixel_read : bool
+        Use each pixel's own read σ where the maps have one.
     """
 
     shot: bool = True
@@ -243,6 +298,17 @@ class NoiseComponents:
 
         >>> NoiseComponents.only("shot", "read").row
         False
+
+        Parameters
+        ----------
+        *names : str
+            Field names of the physical terms to keep on (``"shot"``, ``"read"``, …).
+        **overrides : bool
+            Other fields to set (e.g. ``quantize=False``).
+
+        Returns
+        -------
+        NoiseComponents
         """
         terms = ("shot", "read", "row", "column", "black_level_error", "dark_current", "dark_shading", "prnu", "hot_pixels")
         bad = set(names) - set(terms)
@@ -316,7 +382,18 @@ class FixedPatternMaps:
         return None
 
     def dark_shading_dn(self, iso: float) -> np.ndarray | None:
-        """DS(iso) = k · iso + b, (H, W) float32 DN, or None without a dark-shading map."""
+        """DS(iso) = k · iso + b, (H, W) float32 DN, or None without a dark-shading map.
+
+        Parameters
+        ----------
+        iso : float
+            ISO the frame is taken at.
+
+        Returns
+        -------
+        (H, W) ndarray of float32 or None
+            Dark shading [DN] (offset above black), or None when the maps have none.
+        """
         if self.dark_shading_k_dn_per_iso is None:
             return None
         return (self.dark_shading_k_dn_per_iso * np.float32(iso) + self.dark_shading_b_dn).astype(np.float32)

@@ -89,6 +89,22 @@ def raw_cfa_and_black(r, path) -> tuple[CFA, tuple[float, float, float, float], 
     """CFA, per-site black levels and the LibRaw colour-index tile of an open rawpy file.
 
     Raises :class:`InputFileError` for a linear/demosaiced file or a CFA noisesim does not support.
+
+    Parameters
+    ----------
+    r : rawpy.RawPy
+        An open file.
+    path : str or Path
+        Its path, for error messages.
+
+    Returns
+    -------
+    cfa : CFA
+        Pattern of the top-left visible pixel.
+    black_level_dn : 4 floats
+        Per colour site, Bayer reading order [DN].
+    tile : (2, 2) or (4, 4) ndarray of int
+        LibRaw colour indices of the top-left tile.
     """
     import rawpy
 
@@ -120,6 +136,16 @@ def read_raw(path) -> RawFrame:
     """Open a camera raw file (DNG from phones included) and copy its visible mosaic and levels.
 
     Raises :class:`InputFileError` naming the file when it is missing, unreadable, not raw, or linear.
+
+    Parameters
+    ----------
+    path : str or Path
+        Any raw format LibRaw reads (``.dng``, ``.cr2``, ``.nef``, …).
+
+    Returns
+    -------
+    RawFrame
+        The (H, W) mosaic [DN] with its CFA, levels and (for DNG) NoiseProfile.
     """
     import rawpy
 
@@ -149,7 +175,18 @@ def read_raw(path) -> RawFrame:
 
 
 def read_array(path) -> np.ndarray:
-    """Read a ``.npy`` (no pickles) or ``.tif``/``.tiff`` array; numeric only; errors name the file."""
+    """Read a ``.npy`` (no pickles) or ``.tif``/``.tiff`` array; numeric only; errors name the file.
+
+    Parameters
+    ----------
+    path : str or Path
+        A ``.npy``, ``.tif`` or ``.tiff`` file.
+
+    Returns
+    -------
+    ndarray
+        Its samples (integer or float dtype), unit as stored.
+    """
     path = Path(path)
     if not path.is_file():
         raise InputFileError(f"{path}: no such file")
@@ -177,7 +214,20 @@ def read_array(path) -> np.ndarray:
 
 
 def write_array(path, array: np.ndarray) -> Path:
-    """Write ``.npy`` or ``.tif``/``.tiff`` atomically (temporary name in the same folder, then rename)."""
+    """Write ``.npy`` or ``.tif``/``.tiff`` atomically (temporary name in the same folder, then rename).
+
+    Parameters
+    ----------
+    path : str or Path
+        ``.npy``, ``.tif`` or ``.tiff``; its folder must exist.
+    array : ndarray
+        Any shape and dtype the format holds.
+
+    Returns
+    -------
+    Path
+        ``path``.
+    """
     path = Path(path)
     suffix = path.suffix.lower()
     if suffix not in ARRAY_EXTENSIONS:
@@ -282,6 +332,15 @@ def read_dng_metadata(path) -> DNGMetadata:
 
     Raises :class:`InputFileError` naming the file when it is missing, not a TIFF/DNG, or has a
     NoiseProfile whose length fits neither form (2 values, or 2 per plane).
+
+    Parameters
+    ----------
+    path : str or Path
+        A ``.dng`` file.
+
+    Returns
+    -------
+    DNGMetadata
     """
     import rawpy
     import tifffile
@@ -355,7 +414,22 @@ NORMALIZED_MAX = 1.5
 def check_integer_dn(array: np.ndarray, sensor, source="array") -> None:
     """Refuse integer samples that cannot be the sensor's raw DN: a dtype whose largest value does not
     exceed the black level (uint8 / int8 for any camera with a black level above 255, e.g. an 8-bit image),
-    which would otherwise be read as a frame below black (a pure dark frame, silently)."""
+    which would otherwise be read as a frame below black (a pure dark frame, silently).
+
+    Parameters
+    ----------
+    array : ndarray
+        Samples that are about to be read as raw DN.
+    sensor : Sensor
+        Its black level is the bound.
+    source : str
+        The file or label named in the error.
+
+    Raises
+    ------
+    InputFileError
+        The dtype cannot hold a value above the black level.
+    """
     a = np.asarray(array)
     if a.dtype.kind not in "ui":
         return

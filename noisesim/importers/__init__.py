@@ -39,6 +39,21 @@ def import_card(
     ELD-style parameters. ``black_level_dn`` / ``white_level_dn`` give the raw levels where the source has
     none (darktable, ELD); DNGs and Android dumps carry their own.
 
+    Parameters
+    ----------
+    paths : path or sequence of paths
+        The source files (all of one kind).
+    camera : str, optional
+        Which camera of a darktable file.
+    name : str, optional
+        The card's name (default: from make and model).
+    black_level_dn, white_level_dn : float, optional
+        Raw levels [DN] for sources without them.
+
+    Returns
+    -------
+    Card
+
     Raises
     ------
     InputFileError

@@ -55,7 +55,17 @@ def _get(obj: dict, what: str):
 
 
 def looks_like_android_dump(doc: Any) -> bool:
-    """Whether parsed JSON holds at least one capture result with a noise profile."""
+    """Whether parsed JSON holds at least one capture result with a noise profile.
+
+    Parameters
+    ----------
+    doc : object
+        Parsed JSON.
+
+    Returns
+    -------
+    bool
+    """
     try:
         return any(_get(r, "noise") is not None for r in _results(doc)[1])
     except InputFileError:
@@ -111,6 +121,17 @@ def _four(value, where: str, what: str) -> tuple[float, float, float, float] | N
 
 def card_from_android_dump(path: str | Path, *, name: str | None = None) -> Card:
     """A Poisson–Gaussian card from a JSON dump of camera2 capture results (one or more ISOs).
+
+    Parameters
+    ----------
+    path : str or Path
+        The JSON dump.
+    name : str, optional
+        The card's name (default: from make and model).
+
+    Returns
+    -------
+    Card
 
     Raises
     ------

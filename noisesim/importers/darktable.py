@@ -39,7 +39,17 @@ NOMINAL_WHITE_DN = 16383.0
 
 
 def looks_like_darktable(doc: Any) -> bool:
-    """Whether parsed JSON has darktable's layout (a top-level ``noiseprofiles`` list)."""
+    """Whether parsed JSON has darktable's layout (a top-level ``noiseprofiles`` list).
+
+    Parameters
+    ----------
+    doc : object
+        Parsed JSON.
+
+    Returns
+    -------
+    bool
+    """
     return isinstance(doc, dict) and isinstance(doc.get("noiseprofiles"), list)
 
 
@@ -50,7 +60,19 @@ def _label(maker: str, model: str) -> str:
 
 
 def darktable_cameras(doc: dict, where: str = "noiseprofiles.json") -> list[tuple[str, str, dict]]:
-    """(maker, model, entry) of every camera in a parsed darktable file, entries marked ``skip`` left out."""
+    """(maker, model, entry) of every camera in a parsed darktable file, entries marked ``skip`` left out.
+
+    Parameters
+    ----------
+    doc : dict
+        Parsed ``noiseprofiles.json``.
+    where : str
+        The file, for error messages.
+
+    Returns
+    -------
+    list of (str, str, dict)
+    """
     out = []
     for mi, maker_entry in enumerate(doc.get("noiseprofiles", [])):
         if not isinstance(maker_entry, dict) or not isinstance(maker_entry.get("models"), list):
@@ -107,6 +129,11 @@ def card_from_darktable(
         The card's name (default: make and model without spaces).
     black_level_dn, white_level_dn : float, optional
         The camera's raw levels [DN], to express K and σ in its DN; nominal 0 / 16383 when not given.
+
+    Returns
+    -------
+    Card
+        One ISO row per profile, K [DN/e⁻] and Gaussian read σ [DN] in the given levels' DN.
 
     Raises
     ------

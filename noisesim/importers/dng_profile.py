@@ -79,6 +79,17 @@ def card_from_dngs(paths: Sequence[str | Path], *, name: str | None = None) -> C
     """A Poisson–Gaussian card from the NoiseProfile tags of one or more DNGs of one camera (one ISO each;
     several files at one ISO are averaged).
 
+    Parameters
+    ----------
+    paths : sequence of str or Path
+        DNG files (CFA or linear, not mixed).
+    name : str, optional
+        The card's name (default: from make and model).
+
+    Returns
+    -------
+    Card
+
     Raises
     ------
     InputFileError

@@ -92,6 +92,15 @@ def _plain(value: Any) -> Any:
 def load_eld_params(path: str | Path) -> dict:
     """The parameter dict of an ELD-style ``.npy`` file, unpickled with a restricted unpickler.
 
+    Parameters
+    ----------
+    path : str or Path
+        The ``.npy`` file.
+
+    Returns
+    -------
+    dict
+
     Raises
     ------
     InputFileError
@@ -150,6 +159,29 @@ def card_from_eld_params(
 
     ``black_level_dn`` None means unknown (ELD's files carry none): 0 DN is used and marked unsourced.
     ``source`` names the file in errors and provenance.
+
+    Parameters
+    ----------
+    params : Mapping
+        ELD's dict (``Kmin``, ``Kmax``, ``G_shape``, ``color_bias``, ``Profile-1`` …).
+    name : str
+        The card's name.
+    make, model : str
+        Camera identity.
+    black_level_dn : float or 4 floats, optional
+        Black level [DN]; None: unknown.
+    white_level_dn : float or 4 floats
+        White level [DN].
+    bit_depth : int
+        Bits per raw sample.
+    source : str
+        The source file.
+    extra_provenance : Mapping, optional
+        Added to the card's provenance (``notes`` appended).
+
+    Returns
+    -------
+    Card
     """
     where = source or name
     try:
@@ -214,7 +246,23 @@ def card_from_eld_params(
 
 def card_from_eld_npy(path: str | Path, *, name: str | None = None, black_level_dn: float | None = None,
                       white_level_dn: float | None = None) -> Card:
-    """A card from an ELD-style ``<Camera>_params.npy`` (restricted unpickling; 14-bit range by default)."""
+    """A card from an ELD-style ``<Camera>_params.npy`` (restricted unpickling; 14-bit range by default).
+
+    Parameters
+    ----------
+    path : str or Path
+        The ``.npy`` file.
+    name : str, optional
+        The card's name (default: from the file name).
+    black_level_dn : float, optional
+        Black level [DN]; None: unknown (0, marked unsourced).
+    white_level_dn : float, optional
+        White level [DN]; default 16383.
+
+    Returns
+    -------
+    Card
+    """
     path = Path(path)
     params = load_eld_params(path)
     stem = path.stem[: -len("_params")] if path.stem.endswith("_params") else path.stem

@@ -28,12 +28,36 @@ PMN_CITATION = (
 
 
 def pmn_fit(model: Mapping, prefix: str) -> LogLinearFit:
-    """``{prefix}k``, ``{prefix}b``, ``{prefix}sig`` → ln σ = k · ln K + b + N(0, sig²)."""
+    """``{prefix}k``, ``{prefix}b``, ``{prefix}sig`` → ln σ = k · ln K + b + N(0, sig²).
+
+    Parameters
+    ----------
+    model : Mapping
+        PMN's dict.
+    prefix : str
+        Key prefix of one σ (e.g. ``"g"``).
+
+    Returns
+    -------
+    LogLinearFit
+    """
     return LogLinearFit(slope=model[f"{prefix}k"], intercept=model[f"{prefix}b"], residual_std=model[f"{prefix}sig"])
 
 
 def joint_from_pmn(model: Mapping, *, name: str = "PMN") -> JointModel:
-    """A one-profile joint model from a PMN joint-model dict (``Kmin``/``Kmax`` are ln K)."""
+    """A one-profile joint model from a PMN joint-model dict (``Kmin``/``Kmax`` are ln K).
+
+    Parameters
+    ----------
+    model : Mapping
+        PMN's joint-model dict.
+    name : str
+        Name of the one profile.
+
+    Returns
+    -------
+    JointModel
+    """
     kmin, kmax = math.exp(model["Kmin"]), math.exp(model["Kmax"])
     profile = JointProfile(name=name, k_min_dn_per_e=kmin, k_max_dn_per_e=kmax, tukey_scale_dn=pmn_fit(model, "sigTL"),
                            read_sigma_dn=pmn_fit(model, "sigGs"), row_sigma_dn=pmn_fit(model, "sigR"))
@@ -44,6 +68,19 @@ def iso_entry_from_pmn(entry: Mapping, iso: float, *, with_bias: bool) -> ISOEnt
     """One ``[[iso]]`` row from a PMN per-ISO dict (``Kmax`` is the linear K at that ISO).
 
     ``with_bias`` puts PMN's ``bias`` into ``black_level_error_dn`` (the same value at the four sites).
+
+    Parameters
+    ----------
+    entry : Mapping
+        PMN's per-ISO dict.
+    iso : float
+        Its ISO.
+    with_bias : bool
+        Keep PMN's bias as the black-level error.
+
+    Returns
+    -------
+    ISOEntry
     """
     bias = entry["bias"]
     return ISOEntry(iso=iso, gain_k_dn_per_e=entry["Kmax"], read_sigma_dn=entry["sigGs"], tukey_lambda=entry["lam"],

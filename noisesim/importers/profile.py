@@ -27,12 +27,42 @@ __all__ = ["ProfilePoint", "bit_depth_for", "card_name", "gain_and_variance_dn",
 
 def gain_and_variance_dn(s: float, o: float, range_dn: float) -> tuple[float, float]:
     """(K [DN/e⁻], signal-independent variance [DN²]) of a normalized pair (S, O) on a span of ``range_dn``
-    = white − black [DN]. The variance is returned as given, negative included."""
+    = white − black [DN]. The variance is returned as given, negative included.
+
+    Parameters
+    ----------
+    s, o : float
+        NoiseProfile pair: variance = S·x + O for the normalized signal x.
+    range_dn : float
+        White − black [DN].
+
+    Returns
+    -------
+    gain_k_dn_per_e : float
+        K [DN/e⁻].
+    variance_dn2 : float
+        Signal-independent variance [DN²].
+    """
     return s * range_dn, o * range_dn * range_dn
 
 
 def normalized_pair(gain_k_dn_per_e: float, variance_dn2: float, range_dn: float) -> tuple[float, float]:
-    """The inverse of :func:`gain_and_variance_dn`: (S, O) in normalized units."""
+    """The inverse of :func:`gain_and_variance_dn`: (S, O) in normalized units.
+
+    Parameters
+    ----------
+    gain_k_dn_per_e : float
+        K [DN/e⁻].
+    variance_dn2 : float
+        Signal-independent variance [DN²].
+    range_dn : float
+        White − black [DN].
+
+    Returns
+    -------
+    s, o : float
+        Normalized NoiseProfile pair.
+    """
     return gain_k_dn_per_e / range_dn, variance_dn2 / (range_dn * range_dn)
 
 
@@ -45,6 +75,18 @@ def params_noise_profile(params: NoiseParams, sensor: Sensor) -> tuple[tuple[flo
     NoiseProfile is. R = white − black of the plane's sites (averaged over the plane's sites; the per-ISO
     black level of ``params`` when it has one). The 1/12 DN² of integer quantization is left out, as the
     importers do not remove it: a card written into a DNG and imported back keeps its K and read σ.
+
+    Parameters
+    ----------
+    params : NoiseParams
+        The parameters a frame is simulated with.
+    sensor : Sensor
+        Its levels give R.
+
+    Returns
+    -------
+    tuple of 3 (S, O) pairs
+        Normalized units, planes R, G, B.
     """
     from ..stats import read_noise_std_dn
 
@@ -120,6 +162,23 @@ def poisson_gaussian_card(
 
     A negative signal-independent variance cannot be a σ: the row gets read σ = 0 and the provenance
     lists the ISO and the variance the source gave. ``where`` names the source in errors.
+
+    Parameters
+    ----------
+    name, make, model : str
+        Camera identity.
+    sensor : Sensor
+        Raw format and levels.
+    points : sequence of ProfilePoint
+        One per ISO: K [DN/e⁻] and signal-independent variance [DN²].
+    provenance : dict
+        The card's provenance (notes are added).
+    where : str
+        The source, for error messages.
+
+    Returns
+    -------
+    Card
     """
     if not points:
         raise InputFileError(f"{where}: no noise profile found")
@@ -145,7 +204,19 @@ def poisson_gaussian_card(
 
 
 def card_name(make: str, model: str, fallback: str = "Imported") -> str:
-    """A card name from make and model: ``"Canon", "Canon EOS 6D"`` → ``"CanonEOS6D"`` (letters and digits)."""
+    """A card name from make and model: ``"Canon", "Canon EOS 6D"`` → ``"CanonEOS6D"`` (letters and digits).
+
+    Parameters
+    ----------
+    make, model : str
+        Camera identity (model may repeat the make).
+    fallback : str
+        Name when neither has letters or digits.
+
+    Returns
+    -------
+    str
+    """
     label = model if model.lower().startswith(make.lower()) else f"{make} {model}"
     name = "".join(c for c in label if c.isalnum())
     return name or fallback
