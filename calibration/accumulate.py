@@ -116,7 +116,15 @@ class DarkAccumulator:
     BATCH = 4  # frames per pass over the running sums (even, so frame pairs never straddle two passes)
 
     def add(self, raw: np.ndarray, frame: FrameInfo | None = None) -> None:
-        """Add one (H, W) frame in DN; frames are summed in batches by :func:`calibration.kernels.dark_batch`."""
+        """Add one (H, W) frame in DN; frames are summed in batches by :func:`calibration.kernels.dark_batch`.
+
+        Parameters
+        ----------
+        raw : (H, W) ndarray
+            Dark frame [DN], black level included.
+        frame : FrameInfo, optional
+            Its description (whether its samples are integer DN).
+        """
         raw = np.asarray(raw)
         if raw.shape != self.shape:
             raise CalibrationError(f"{frame.path if frame else 'frame'}: shape {raw.shape} differs from the stack's {self.shape}")
@@ -158,7 +166,18 @@ class DarkAccumulator:
                 self.col_means.append(col_sum[k] / h)
 
     def finish(self, exposure_s: float) -> DarkStats:
-        """The statistics of every dark frame added so far, taken at ``exposure_s`` [s]; CalibrationError without frames."""
+        """The statistics of every dark frame added so far, taken at ``exposure_s`` [s]; CalibrationError without frames.
+
+        Parameters
+        ----------
+        exposure_s : float
+            Exposure time of the stack [s].
+
+        Returns
+        -------
+        DarkStats
+            Per-pixel mean [DN] and temporal variance [DN²] maps (H, W), row/column residuals and samples.
+        """
         n = self.n
         if n == 0:
             raise CalibrationError("no dark frames")
@@ -191,7 +210,23 @@ class DarkAccumulator:
 
 @dataclass
 class FlatLevel:
-    """One flat pair at one exposure level: per-channel statistics (DN, dark-subtracted)."""
+    """One flat pair at one exposure level: per-channel statistics (DN, dark-subtracted).
+
+    Attributes
+    ----------
+    exposure_s : float
+        Exposure time [s].
+    paths : (str, str)
+        The two frames.
+    mean_dn : (C,) ndarray
+        Per packed channel μ_y − μ_y.dark = mean(A + B)/2 − dark mean [DN].
+    pair_var_dn2 : (C,) ndarray
+        ½ var(A − B) [DN²], the dark's temporal variance not yet subtracted.
+    clipped_fraction : (C,) ndarray
+        Fraction of pixels at or above the white level in A or B.
+    n_pixels : int
+        Pixels per channel.
+    """
 
     exposure_s: float
     paths: tuple[str, str]
@@ -210,6 +245,17 @@ class FlatAccumulator:
     (EMVA 1288 §8: PRNU from averaged flats); their clipped pixels are collected in ``prnu_clipped``.
     ``prnu_inv_level`` (Σ 1/μ) carries the dark mean's temporal noise, which is common to every frame of
     the sum, into the PRNU estimate.
+
+    Parameters
+    ----------
+    dark : DarkStats
+        The dark stack of this ISO (its per-pixel mean is subtracted from every flat).
+    black_level_dn : 4 floats
+        Declared black level per colour site, Bayer reading order [DN].
+    white_level_dn : float or 4 floats
+        White level [DN], per colour site or one for all.
+    prnu_range : (float, float)
+        Fraction of white − black between which a pair enters the PRNU sum.
     """
 
     def __init__(self, dark: DarkStats, black_level_dn, white_level_dn, *, prnu_range=(0.05, 0.70)):
@@ -236,7 +282,20 @@ class FlatAccumulator:
         self._rows_per_channel = max(1, self.shape[0] // self.cfa.period)
 
     def add_pair(self, a_raw: np.ndarray, b_raw: np.ndarray, a: FrameInfo, b: FrameInfo) -> FlatLevel:
-        """Add one pair of flat frames (H, W) [DN] at one illumination level; returns that level's FlatLevel."""
+        """Add one pair of flat frames (H, W) [DN] at one illumination level; returns that level's FlatLevel.
+
+        Parameters
+        ----------
+        a_raw, b_raw : (H, W) ndarray
+            The two frames of one exposure [DN], black level included.
+        a, b : FrameInfo
+            Their descriptions (paths, exposure time).
+
+        Returns
+        -------
+        FlatLevel
+            Kept in :attr:`levels` unless the two frames are not a pair (then listed in :attr:`mismatched`).
+        """
         a_raw, b_raw = np.asarray(a_raw), np.asarray(b_raw)
         if a_raw.shape != self.shape or b_raw.shape != self.shape:
             raise CalibrationError(f"{b.path}: flat shape differs from the dark stack {self.shape}")

@@ -77,7 +77,15 @@ IGNORED_SUFFIXES = {
 
 @dataclass(frozen=True)
 class CaptureProblem:
-    """Something wrong with one file (or group) of a capture; ``path`` names it."""
+    """Something wrong with one file (or group) of a capture; ``path`` names it.
+
+    Attributes
+    ----------
+    path : str
+        The file or group.
+    message : str
+        What is wrong and what was done about it.
+    """
 
     path: str
     message: str
@@ -137,7 +145,13 @@ class FrameInfo:
     camera: str | None = None
 
     def load(self) -> np.ndarray:
-        """The (H, W) mosaic in DN (black level included)."""
+        """The (H, W) mosaic in DN (black level included).
+
+        Returns
+        -------
+        (H, W) ndarray
+            Integer or float DN.
+        """
         if self.loader is None:
             raise InputFileError(f"{self.path}: no way to load this frame")
         a = self.loader()
@@ -148,7 +162,17 @@ class FrameInfo:
 
 @dataclass
 class Capture:
-    """The usable frames of a capture plus the problems met while reading it."""
+    """The usable frames of a capture plus the problems met while reading it.
+
+    Attributes
+    ----------
+    frames : list of FrameInfo
+        The usable frames.
+    problems : list of CaptureProblem
+        Files skipped or doubtful, each with the reason.
+    source : str
+        The folder or manifest read.
+    """
 
     frames: list[FrameInfo]
     problems: list[CaptureProblem] = field(default_factory=list)
@@ -156,13 +180,33 @@ class Capture:
 
     def problem_summary(self, limit: int = 3) -> str:
         """The first ``limit`` problems on one line (``"a.dng: …; b.dng: … (and 4 more)"``), for an error
-        that says why no frame was usable; "" when there were none."""
+        that says why no frame was usable; "" when there were none.
+
+        Parameters
+        ----------
+        limit : int
+            Problems shown.
+
+        Returns
+        -------
+        str
+        """
         shown = "; ".join(str(p) for p in self.problems[:limit])
         more = len(self.problems) - limit
         return shown + (f" (and {more} more)" if more > 0 else "")
 
     def by_kind(self, kind: str) -> list[FrameInfo]:
-        """The frames of one kind (``"dark"`` or ``"flat"``), in the capture's order."""
+        """The frames of one kind (``"dark"`` or ``"flat"``), in the capture's order.
+
+        Parameters
+        ----------
+        kind : {"dark", "flat"}
+            Frame kind.
+
+        Returns
+        -------
+        list of FrameInfo
+        """
         return [f for f in self.frames if f.kind == kind]
 
     @property
@@ -189,7 +233,19 @@ def _fraction_value(v) -> float:
 
 
 def read_exif(path) -> tuple[float | None, float | None]:
-    """ISO and exposure time [s] from a file's EXIF (exifread); None where absent or unreadable."""
+    """ISO and exposure time [s] from a file's EXIF (exifread); None where absent or unreadable.
+
+    Parameters
+    ----------
+    path : str or Path
+        A raw file.
+
+    Returns
+    -------
+    iso : float or None
+    exposure_s : float or None
+        [s]
+    """
     import exifread
 
     try:
@@ -226,7 +282,17 @@ _MAKE_NOISE = re.compile(r"\b(corporation|corp|co|ltd|inc|imaging|company|electr
 def normalize_camera(make: str | None, model: str | None) -> str | None:
     """"Make Model" from EXIF Make/Model: corporate suffixes dropped ("NIKON CORPORATION" → "Nikon"), all-caps
     makes of more than 3 letters title-cased, the make not repeated in the model ("Canon" + "Canon EOS R5" →
-    "Canon EOS R5"), whitespace collapsed. None when both are empty."""
+    "Canon EOS R5"), whitespace collapsed. None when both are empty.
+
+    Parameters
+    ----------
+    make, model : str or None
+        EXIF ``Make`` and ``Model``.
+
+    Returns
+    -------
+    str or None
+    """
     mk = " ".join(_MAKE_NOISE.sub(" ", (make or "").replace(",", " ")).split()).strip(" .")
     if mk.isupper() and len(mk) > 3 or mk.islower():
         mk = mk.title()
@@ -240,7 +306,17 @@ def normalize_camera(make: str | None, model: str | None) -> str | None:
 
 
 def read_camera(path) -> str | None:
-    """Normalized "Make Model" of a file's EXIF (:func:`normalize_camera`), None where absent or unreadable."""
+    """Normalized "Make Model" of a file's EXIF (:func:`normalize_camera`), None where absent or unreadable.
+
+    Parameters
+    ----------
+    path : str or Path
+        A raw file.
+
+    Returns
+    -------
+    str or None
+    """
     import exifread
 
     try:
@@ -254,20 +330,56 @@ def read_camera(path) -> str | None:
 
 
 def capture_camera(frames) -> str | None:
-    """The most common camera name among frames that carry one."""
+    """The most common camera name among frames that carry one.
+
+    Parameters
+    ----------
+    frames : iterable of FrameInfo
+        Frames of a capture.
+
+    Returns
+    -------
+    str or None
+    """
     names = Counter(f.camera for f in frames if f.camera)
     return names.most_common(1)[0][0] if names else None
 
 
 def read_raw_frame(path) -> tuple[np.ndarray, str, tuple[float, float, float, float], tuple[float, float, float, float]]:
     """(mosaic, CFA pattern, per-site black levels, per-site white levels) of a raw file, read by
-    :func:`noisesim.rawio.read_raw` (errors name the file: unreadable, not raw, linear/demosaiced)."""
+    :func:`noisesim.rawio.read_raw` (errors name the file: unreadable, not raw, linear/demosaiced).
+
+    Parameters
+    ----------
+    path : str or Path
+        A raw file.
+
+    Returns
+    -------
+    mosaic : (H, W) ndarray of uint16
+        [DN], black level included.
+    cfa : str
+        Pattern of the top-left visible pixel.
+    black_level_dn, white_level_dn : 4 floats
+        Per colour site, Bayer reading order [DN].
+    """
     rf = read_raw(path)
     return rf.mosaic, rf.cfa.pattern, rf.black_level_dn, rf.white_level_dn
 
 
 def pixel_hash(a: np.ndarray) -> str:
-    """Content hash of a frame's pixels (shape, dtype and bytes; BLAKE2b-128, hex)."""
+    """Content hash of a frame's pixels (shape, dtype and bytes; BLAKE2b-128, hex).
+
+    Parameters
+    ----------
+    a : ndarray
+        Pixels.
+
+    Returns
+    -------
+    str
+        32 hex digits.
+    """
     h = hashlib.blake2b(digest_size=16)
     h.update(f"{a.shape}{a.dtype.str}".encode())
     h.update(np.ascontiguousarray(a).data)
@@ -302,7 +414,29 @@ def _array_loader(path: str) -> Callable[[], np.ndarray]:
 
 def frame_from_array(array: np.ndarray, *, kind: str, iso: float, exposure_s: float, cfa: str, black_level_dn,
                      white_level_dn, label: str = "<array>") -> FrameInfo:
-    """A :class:`FrameInfo` over an in-memory (H, W) mosaic in DN."""
+    """A :class:`FrameInfo` over an in-memory (H, W) mosaic in DN.
+
+    Parameters
+    ----------
+    array : (H, W) ndarray
+        Mosaic [DN], black level included.
+    kind : {"dark", "flat"}
+        Frame kind.
+    iso : float
+        ISO.
+    exposure_s : float
+        Exposure time [s].
+    cfa : str
+        Pattern of the top-left pixel.
+    black_level_dn, white_level_dn : float or 4 floats
+        Levels per colour site, Bayer reading order [DN].
+    label : str
+        Stands for the path in messages.
+
+    Returns
+    -------
+    FrameInfo
+    """
     a = np.asarray(array)
     f = frame_from_loader(lambda: a, shape=a.shape, kind=kind, iso=iso, exposure_s=exposure_s, cfa=cfa,
                           black_level_dn=black_level_dn, white_level_dn=white_level_dn, label=label,
@@ -313,7 +447,33 @@ def frame_from_array(array: np.ndarray, *, kind: str, iso: float, exposure_s: fl
 def frame_from_loader(loader: Callable[[], np.ndarray], *, shape, kind: str, iso: float, exposure_s: float, cfa: str,
                       black_level_dn, white_level_dn, label: str = "<generated>",
                       integer_valued: bool = True) -> FrameInfo:
-    """A :class:`FrameInfo` whose pixels come from ``loader()`` (e.g. a simulator), read when needed."""
+    """A :class:`FrameInfo` whose pixels come from ``loader()`` (e.g. a simulator), read when needed.
+
+    Parameters
+    ----------
+    loader : callable
+        ``loader() -> (H, W) ndarray`` [DN], called each time the frame is read.
+    shape : (H, W)
+        Shape of what ``loader`` returns [px].
+    kind : {"dark", "flat"}
+        Frame kind.
+    iso : float
+        ISO.
+    exposure_s : float
+        Exposure time [s].
+    cfa : str
+        Pattern of the top-left pixel.
+    black_level_dn, white_level_dn : float or 4 floats
+        Levels per colour site, Bayer reading order [DN].
+    label : str
+        Stands for the path in messages.
+    integer_valued : bool
+        Whether the samples are integer DN (quantized).
+
+    Returns
+    -------
+    FrameInfo
+    """
     if kind not in KINDS:
         raise CalibrationError(f"{label}: kind must be one of {KINDS}, got {kind!r}")
     return FrameInfo(
@@ -390,6 +550,18 @@ def read_manifest(path, *, progress: Callable[[Iterable], Iterable] | None = Non
     ``[[frame]]`` (or ``[[frames]]``) of tables with the same keys; top-level keys of the same names are
     defaults for every frame. Paths are relative to the manifest. For raw files the levels and CFA may be
     omitted (read from the file) and ISO/exposure are taken from EXIF when not given.
+
+    Parameters
+    ----------
+    path : str or Path
+        The ``.csv`` or ``.toml`` manifest.
+    progress : callable, optional
+        Wraps the row iterable (e.g. ``tqdm``).
+
+    Returns
+    -------
+    Capture
+        Rows that cannot be used are in ``problems``, naming the file.
     """
     path = Path(path)
     try:
@@ -515,6 +687,10 @@ def scan_capture(path, *, progress: Callable[[Iterable], Iterable] | None = None
         ``.csv``/``.toml`` manifest.
     progress : callable, optional
         Wraps the file iterable (e.g. ``tqdm``) for a progress bar.
+
+    Returns
+    -------
+    Capture
     """
     path = Path(path)
     if not path.exists():
@@ -562,7 +738,18 @@ def scan_capture(path, *, progress: Callable[[Iterable], Iterable] | None = None
 
 def check_consistency(capture: Capture) -> Capture:
     """Drop byte-identical copies of a frame (a file manager's ``flat (1).dng``: it would pair a frame with
-    itself) and frames whose resolution or CFA disagrees with the majority, naming each file."""
+    itself) and frames whose resolution or CFA disagrees with the majority, naming each file.
+
+    Parameters
+    ----------
+    capture : Capture
+        As scanned.
+
+    Returns
+    -------
+    Capture
+        The kept frames; each dropped one is added to ``problems``.
+    """
     if not capture.frames:
         return capture
     first: dict[str, FrameInfo] = {}
@@ -595,6 +782,16 @@ def group_frames(frames: Iterable[FrameInfo]) -> dict[tuple[str, float, float], 
     """Group frames by (kind, iso, exposure_s), each group sorted by path (capture order for most cameras).
 
     Exposure times are compared to 6 significant digits (EXIF ratios such as 1/125 are exact).
+
+    Parameters
+    ----------
+    frames : iterable of FrameInfo
+        Frames of a capture.
+
+    Returns
+    -------
+    dict
+        (kind, iso, exposure_s [s]) → frames of that group.
     """
     groups: dict[tuple[str, float, float], list[FrameInfo]] = {}
     for f in frames:
@@ -605,6 +802,11 @@ def group_frames(frames: Iterable[FrameInfo]) -> dict[tuple[str, float, float], 
 
 def modal_levels(frames: Iterable[FrameInfo]) -> tuple[tuple[float, float, float, float], tuple[float, float, float, float]]:
     """The most common declared black level and white level of some frames, per colour site [DN].
+
+    Parameters
+    ----------
+    frames : iterable of FrameInfo
+        Frames that should share their levels.
 
     Returns
     -------

@@ -39,6 +39,11 @@ def build_provenance(capture: Capture, results: list[ISOResult], camera: str) ->
     results : list of ISOResult
     camera : str
         "Maker Model" as given or read from EXIF.
+
+    Returns
+    -------
+    dict
+        TOML-ready (str, numbers, lists, tables).
     """
     from noisesim import __version__
 

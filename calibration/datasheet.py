@@ -23,7 +23,22 @@ def _fmt(e, spec=".4g") -> str:
 
 
 def snr_model(mu_e: np.ndarray, sigma_y_dark_dn2: float, gain_k_dn_per_e: float) -> np.ndarray:
-    """Temporal SNR of the linear camera model at mean signals ``mu_e`` [e⁻] (EMVA 1288): μ_e / √(σ²_y.dark/K² + μ_e)."""
+    """Temporal SNR of the linear camera model at mean signals ``mu_e`` [e⁻] (EMVA 1288): μ_e / √(σ²_y.dark/K² + μ_e).
+
+    Parameters
+    ----------
+    mu_e : ndarray
+        Mean signal [e⁻], any shape.
+    sigma_y_dark_dn2 : float
+        Temporal dark variance σ²_y.dark [DN²].
+    gain_k_dn_per_e : float
+        System gain K [DN/e⁻].
+
+    Returns
+    -------
+    ndarray
+        SNR (unit 1), same shape as ``mu_e``.
+    """
     mu_e = np.asarray(mu_e, dtype=np.float64)
     return mu_e / np.sqrt(sigma_y_dark_dn2 / gain_k_dn_per_e**2 + mu_e)
 
@@ -32,6 +47,18 @@ def datasheet_html(result, png: Callable) -> str:
     """HTML of the EMVA 1288 datasheet section for a :class:`~calibration.pipeline.CalibrationResult`.
 
     ``png`` turns a matplotlib figure into an ``<img>`` tag (the report's own helper).
+
+    Parameters
+    ----------
+    result : CalibrationResult
+        A calibration.
+    png : callable
+        ``png(figure) -> str``.
+
+    Returns
+    -------
+    str
+        An HTML fragment.
     """
     import matplotlib.pyplot as plt
 

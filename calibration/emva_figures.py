@@ -119,6 +119,24 @@ def sigma_from_variance(var: float, se_var: float, method: str, n: int, dof: int
 
     A negative variance (noise larger than the signal it is subtracted from) gives σ = 0 with SE √se_var.
     The interval is on the log scale (:meth:`Estimate.positive`); ``dof`` selects Student t.
+
+    Parameters
+    ----------
+    var : float
+        The variance [unit²].
+    se_var : float
+        Its standard error [unit²].
+    method : str
+        How it was measured (recorded in the Estimate).
+    n : int
+        Sample size behind it.
+    dof : int, optional
+        Degrees of freedom for a Student-t interval.
+
+    Returns
+    -------
+    Estimate
+        σ [unit].
     """
     s = math.sqrt(max(var, 0.0))
     se = se_var / (2 * s) if s > 0 else math.sqrt(max(se_var, 0.0))
@@ -128,7 +146,22 @@ def sigma_from_variance(var: float, se_var: float, method: str, n: int, dof: int
 def map_scale(signal_var: float, total_var: float, denoise: bool) -> float:
     """Factor for a noisy per-pixel map whose spatial variance is ``total_var`` of which ``signal_var`` is the
     sensor's: √(signal/total) makes the map's variance the sensor's (simulations reproduce DSNU1288 and
-    PRNU1288); with ``denoise`` the Wiener factor signal/total (best per-pixel estimate, too little variance)."""
+    PRNU1288); with ``denoise`` the Wiener factor signal/total (best per-pixel estimate, too little variance).
+
+    Parameters
+    ----------
+    signal_var : float
+        The sensor's spatial variance (the map's noise removed), any squared unit.
+    total_var : float
+        The measured map's spatial variance, same unit.
+    denoise : bool
+        Wiener factor instead of the variance-preserving one.
+
+    Returns
+    -------
+    float
+        Multiplier of the map's deviations, in [0, 1].
+    """
     if not total_var > 0 or not signal_var > 0:
         return 0.0
     f = min(1.0, signal_var / total_var)
@@ -185,6 +218,11 @@ def temporal_dark_variance(ds: DarkStats, hot_packed: np.ndarray) -> DarkVarianc
         The dark stack at the shortest exposure.
     hot_packed : (C, h, w) bool
         Hot pixels, packed.
+
+    Returns
+    -------
+    DarkVariances
+        Per packed channel σ²_y.dark [DN²] (all pixels and without hot pixels), σ²_q [DN²] and pair SEs.
     """
     cfa = ds.cfa
     var_packed = cfa.pack(ds.temporal_var_map_dn2)
@@ -201,6 +239,13 @@ def temporal_dark_noise(ds: DarkStats, dv: DarkVariances) -> list[Estimate]:
     EMVA 1288: section §2.2 / §6 (sensitivity, noise); symbol σ_y.dark; unit DN. √σ²_y.dark over all pixels;
     SE from the spread of ½ var(d₁ − d₂) over consecutive frame pairs (from the pixel count when there is
     one pair).
+
+    Parameters
+    ----------
+    ds : DarkStats
+        The dark stack.
+    dv : DarkVariances
+        :func:`temporal_dark_variance`.
 
     Returns
     -------
@@ -255,6 +300,18 @@ def temporal_dark_variance_mean(dv: DarkVariances, dark_sigma: list[Estimate]) -
     EMVA 1288: section §2.2 (noise model); symbol σ²_y.dark; unit DN². Pooled per-pixel variance of the darks
     (all pixels). The SE is the mean of the channels' SEs: the channels share row noise, so averaging
     them gains no √C.
+
+    Parameters
+    ----------
+    dv : DarkVariances
+        :func:`temporal_dark_variance`.
+    dark_sigma : list of Estimate
+        :func:`temporal_dark_noise` (their SEs).
+
+    Returns
+    -------
+    Estimate
+        σ²_y.dark [DN²].
     """
     sy2 = float(np.mean(dv.all_pixels_dn2))
     se_sy2 = float(np.mean([2.0 * e.value * e.se for e in dark_sigma]))
@@ -275,6 +332,11 @@ def temporal_dark_noise_e(sigma_y_dark2: Estimate, dv: DarkVariances, gain: Esti
         For σ²_q.
     gain : Estimate
         K [DN/e⁻] (:func:`system_gain`).
+
+    Returns
+    -------
+    Estimate
+        σ_d [e⁻].
     """
     sy2, se_sy2 = sigma_y_dark2.value, sigma_y_dark2.se
     kval, rel_k = gain.value, gain.se / gain.value
@@ -296,6 +358,21 @@ class LineNoise:
     pixels excluded, quantization included); ``n_frames`` N behind the frame-spread SEs. ``pixel_var_dof`` the
     degrees of freedom of σ²_pix's SE (None: normal), ``pixel_var_se_per_channel_dn2`` / ``pixel_var_dof_per_channel``
     the same for each channel's σ²_y.dark,c − σ²_r − σ²_c (:mod:`.uncertainty`); ``frame_shape`` (H, W).
+
+    Attributes
+    ----------
+    row_var_dn2, col_var_dn2, pixel_var_dn2 : float
+        σ²_r, σ²_c, σ²_pix [DN²].
+    row_var_se_dn2, col_var_se_dn2, pixel_var_se_dn2 : float
+        Their standard errors [DN²].
+    n_frames : int
+        N, frames of the dark stack.
+    pixel_var_dof : int or None
+        Degrees of freedom of σ²_pix's SE.
+    pixel_var_se_per_channel_dn2 : list of float
+        SE of each channel's σ²_y.dark,c − σ²_r − σ²_c [DN²]; ``pixel_var_dof_per_channel`` their dof.
+    frame_shape : (H, W)
+        [px]
     """
 
     row_var_dn2: float
@@ -320,6 +397,17 @@ def line_noise_variances(ds: DarkStats, dv: DarkVariances) -> LineNoise:
     row and pixel variances) applied to the temporal residuals. SEs from the spread over frames (σ²_r,
     σ²_c) and over independent frame pairs (σ²_pix, each pair's realized row and column noise removed so
     that it cancels as in the estimate: :func:`~.uncertainty.dark_pair_variances`).
+
+    Parameters
+    ----------
+    ds : DarkStats
+        The dark stack.
+    dv : DarkVariances
+        :func:`temporal_dark_variance`.
+
+    Returns
+    -------
+    LineNoise
     """
     n = ds.n_frames
     h, w = ds.shape
@@ -351,6 +439,16 @@ def row_noise(lines: LineNoise) -> Estimate:
 
     Not an EMVA 1288 figure: ELD (Wei et al. 2020) §3, "row noise"; symbol σ_r; unit DN.
     √(var of row means − σ²_pix / N_cols); SE over N frames, Student t(N − 1).
+
+    Parameters
+    ----------
+    lines : LineNoise
+        :func:`line_noise_variances`.
+
+    Returns
+    -------
+    Estimate
+        [DN], with SE and 95 % interval.
     """
     n = lines.n_frames
     return sigma_from_variance(lines.row_var_dn2, lines.row_var_se_dn2,
@@ -363,6 +461,16 @@ def column_noise(lines: LineNoise) -> Estimate:
 
     Not an EMVA 1288 figure: ELD (Wei et al. 2020) §3, as :func:`row_noise` along columns; symbol σ_c; unit DN.
     √(var of column means − σ²_pix / N_rows); SE over N frames, Student t(N − 1).
+
+    Parameters
+    ----------
+    lines : LineNoise
+        :func:`line_noise_variances`.
+
+    Returns
+    -------
+    Estimate
+        [DN], with SE and 95 % interval.
     """
     n = lines.n_frames
     return sigma_from_variance(lines.col_var_dn2, lines.col_var_se_dn2,
@@ -375,6 +483,16 @@ def pixel_noise(lines: LineNoise) -> Estimate:
 
     EMVA 1288 §4.3 (column, row and pixel variances, here of the temporal residuals); symbol σ_pix; unit DN.
     SE over dark frame pairs (:func:`line_noise_variances`).
+
+    Parameters
+    ----------
+    lines : LineNoise
+        :func:`line_noise_variances`.
+
+    Returns
+    -------
+    Estimate
+        [DN], with SE and 95 % interval.
     """
     return sigma_from_variance(lines.pixel_var_dn2, lines.pixel_var_se_dn2,
                                "pooled temporal variance minus row and column parts; SE over dark pairs", lines.n_frames,
@@ -387,6 +505,18 @@ def read_noise(lines: LineNoise, dv: DarkVariances) -> Estimate:
 
     ELD (Wei et al. 2020) §3; symbol σ_read; unit DN. EMVA 1288 counts it in σ_d (§2.2); here the row and
     column parts are apart, so it is the per-pixel share only. SE over dark frame pairs (:func:`line_noise_variances`).
+
+    Parameters
+    ----------
+    lines : LineNoise
+        :func:`line_noise_variances`.
+    dv : DarkVariances
+        For σ²_q (1/12 DN² on integer samples).
+
+    Returns
+    -------
+    Estimate
+        σ_read [DN].
     """
     q = dv.quantization_dn2
     return sigma_from_variance(lines.pixel_var_dn2 - q, lines.pixel_var_se_dn2,
@@ -399,6 +529,18 @@ def read_noise_per_channel(lines: LineNoise, dv: DarkVariances) -> list[Estimate
     """σ_read [DN] of each packed channel: √(σ²_y.dark,c − σ²_r − σ²_c − σ²_q), hot pixels excluded.
 
     ELD (Wei et al. 2020) §3, per channel; symbol σ_read; unit DN. The SE is the pooled one × √C.
+
+    Parameters
+    ----------
+    lines : LineNoise
+        :func:`line_noise_variances`.
+    dv : DarkVariances
+        Per-channel σ²_y.dark and σ²_q.
+
+    Returns
+    -------
+    list of Estimate
+        σ_read [DN], one per packed channel.
     """
     nch = dv.good_pixels_dn2.size
     se = lines.pixel_var_se_per_channel_dn2 or (lines.pixel_var_se_dn2 * math.sqrt(nch),) * nch
@@ -412,6 +554,16 @@ def row_noise_spectrum(ds: DarkStats) -> np.ndarray:
 
     Shape ``(H // 2 + 1,)``; for the report (banding shows as peaks; white row noise is flat), in the spirit
     of the EMVA 1288 §8 vertical spectrogram, but of the temporal residuals.
+
+    Parameters
+    ----------
+    ds : DarkStats
+        The dark stack (its row-mean residuals).
+
+    Returns
+    -------
+    (H // 2 + 1,) ndarray
+        [DN²] per frequency bin.
     """
     rs = np.fft.rfft(ds.row_resid, axis=1)
     return (np.abs(rs) ** 2).mean(axis=0) / ds.row_resid.shape[1]
@@ -464,6 +616,11 @@ def read_noise_shape(ds: DarkStats, hot: np.ndarray, sample_black_dn: np.ndarray
         The black level at each sample pixel (``DarkAccumulator.sample_black_dn``): the quantization phase.
     n_sim : int
         Samples of the debiasing simulation.
+
+    Returns
+    -------
+    ReadNoiseShape
+        λ and σ_TL [DN] as :class:`~.estimators.Estimate`, per-channel λ, the probability-plot r² and the samples [DN].
     """
     n = ds.n_frames
     corr = 1.0 / (1.0 - 1.0 / n)
@@ -499,6 +656,28 @@ def tukey_lambda_per_channel(resid: np.ndarray, index: np.ndarray, width: int, c
     PPCC maximum on the channel's residual samples, shifted by the pooled debiasing to first order:
     λ_c = λ_pooled + (λ̂_c − λ̂_pooled) / (dλ̂/dλ). SE from frame batches, as for the pooled λ.
     ``resid`` is (N frames, S samples), ``index`` the samples' flat pixel indices.
+
+    Parameters
+    ----------
+    resid : (N, S) ndarray
+        Read-noise residual samples [DN].
+    index : (S,) ndarray of int
+        Flat pixel index of each sample.
+    width : int
+        Frame width [px].
+    cfa : CFA
+        Mosaic pattern.
+    lam_pooled_meas, lam_pooled : float
+        Pooled λ as measured and debiased.
+    dlam : float
+        dλ̂/dλ of the debiasing.
+    sim_share : float
+        Share of the SE due to the debiasing simulation.
+
+    Returns
+    -------
+    list of Estimate
+        λ (unit 1), one per packed channel.
     """
     p = cfa.period
     r_idx, c_idx = np.divmod(index, width)
@@ -670,6 +849,11 @@ def photon_transfer(levels: list[FlatLevel], span_dn: np.ndarray, black_error: l
         σ²_r (1 − 1/M) of it where the darks' per-pixel variance holds σ²_r, so σ²_r/M (σ²_c likewise) is
         taken off the subtracted dark variance (:func:`_flat_dark_variance`), and each point's variance gets
         the 2σ⁴_r/M + 2σ⁴_c/M_c its pair's realized row and column noise adds (the fit's weights).
+
+    Returns
+    -------
+    list of PTCFit
+        One per packed channel (``cfa.channel_names`` order): K [DN/e⁻], the points and saturation.
     """
     site = cfa.site_index.ravel()
     site_vals = np.array([e.value for e in black_error])
@@ -709,6 +893,16 @@ def system_gain(ptcs: list[PTCFit], *, dark: DarkStats | None = None, dv: DarkVa
     combined with their covariance (:func:`~.uncertainty.channel_gain`: shared row/column noise, the one dark
     variance subtracted from every level), and each fit's ``gain_k_dn_per_e`` gets the dark variance's share
     of its SE (the PTCFit objects are updated in place). Without: as independent channels.
+
+    Parameters
+    ----------
+    ptcs : list of PTCFit
+        :func:`photon_transfer`, one per packed channel.
+
+    Returns
+    -------
+    Estimate
+        K [DN/e⁻].
     """
     if dark is not None and dv is not None and ptcs:
         v_flat, _ = _flat_dark_variance(dv, lines, dark.cfa)
@@ -735,6 +929,18 @@ def saturation_capacity(ptcs: list[PTCFit], gain: Estimate) -> Estimate:
     EMVA 1288: section §2.4 (signal saturation); symbol μ_e.sat; unit e⁻. μ_y.sat / K, μ_y.sat the dark-subtracted
     mean at the peak of the photon-transfer variance (mean over channels), or the white level less the
     dark mean where the flats do not reach the peak. SE from K only.
+
+    Parameters
+    ----------
+    ptcs : list of PTCFit
+        :func:`photon_transfer`.
+    gain : Estimate
+        K [DN/e⁻].
+
+    Returns
+    -------
+    Estimate
+        μ_e.sat [e⁻].
     """
     kval, rel_k = gain.value, gain.se / gain.value
     sat_dn = float(np.mean([p.saturation_mean_dn for p in ptcs]))
@@ -760,6 +966,11 @@ def dynamic_range(sigma_y_dark2: Estimate, saturation: Estimate, gain: Estimate)
         :func:`saturation_capacity` [e⁻].
     gain : Estimate
         K [DN/e⁻].
+
+    Returns
+    -------
+    Estimate
+        DR_dB [dB].
     """
     sy2, se_sy2 = sigma_y_dark2.value, sigma_y_dark2.se
     kval, rel_k = gain.value, gain.se / gain.value

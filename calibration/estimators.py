@@ -76,7 +76,25 @@ class Estimate:
 
     @classmethod
     def normal(cls, value: float, se: float, method: str, n: int = 0, dof: int | None = None, level: float = CONFIDENCE) -> "Estimate":
-        """value ± q·se with q the normal (or Student-t with ``dof``) quantile of ``level``."""
+        """value ± q·se with q the normal (or Student-t with ``dof``) quantile of ``level``.
+
+        Parameters
+        ----------
+        value, se : float
+            The figure and its standard error, same unit.
+        method : str
+            How it was measured.
+        n : int
+            Sample size.
+        dof : int, optional
+            Degrees of freedom (Student t); None: normal.
+        level : float
+            Confidence level of the interval.
+
+        Returns
+        -------
+        Estimate
+        """
         q = stats.t.ppf(0.5 + level / 2, dof) if dof and dof > 0 else stats.norm.ppf(0.5 + level / 2)
         se = float(se) if math.isfinite(se) else float("nan")
         return cls(float(value), se, (float(value - q * se), float(value + q * se)), level, method, int(n))
@@ -84,7 +102,25 @@ class Estimate:
     @classmethod
     def positive(cls, value: float, se: float, method: str, n: int = 0, dof: int | None = None, level: float = CONFIDENCE) -> "Estimate":
         """A figure that cannot be negative (a σ, a PRNU): the interval is symmetric in log(value),
-        value · exp(±q·se/value), so it never reaches below 0; a zero value gets [0, q·se]."""
+        value · exp(±q·se/value), so it never reaches below 0; a zero value gets [0, q·se].
+
+        Parameters
+        ----------
+        value, se : float
+            The figure (≥ 0) and its standard error, same unit.
+        method : str
+            How it was measured.
+        n : int
+            Sample size.
+        dof : int, optional
+            Degrees of freedom (Student t); None: normal.
+        level : float
+            Confidence level of the interval.
+
+        Returns
+        -------
+        Estimate
+        """
         q = stats.t.ppf(0.5 + level / 2, dof) if dof and dof > 0 else stats.norm.ppf(0.5 + level / 2)
         value = float(value)
         se = float(se) if math.isfinite(se) else float("nan")
@@ -100,11 +136,26 @@ class Estimate:
         return cls(value, se, (float(ci[0]), float(ci[1])), level, method + " (interval on the log scale)", int(n))
 
     def contains(self, x: float) -> bool:
-        """Whether ``value`` lies inside the confidence interval (same unit as the estimate)."""
+        """Whether ``value`` lies inside the confidence interval (same unit as the estimate).
+
+        Parameters
+        ----------
+        x : float
+            A value in the estimate's unit.
+
+        Returns
+        -------
+        bool
+        """
         return self.ci[0] <= x <= self.ci[1]
 
     def to_dict(self) -> dict:
-        """The estimate as a plain dict (value, se, ci_low, ci_high, level, method, n) for cards and reports."""
+        """The estimate as a plain dict (value, se, ci_low, ci_high, level, method, n) for cards and reports.
+
+        Returns
+        -------
+        dict
+        """
         return {"value": self.value, "se": self.se, "ci_low": self.ci[0], "ci_high": self.ci[1], "level": self.level, "method": self.method, "n": self.n}
 
     def __float__(self) -> float:
@@ -116,7 +167,18 @@ class Estimate:
 
 
 def batch_se(values: np.ndarray) -> float:
-    """Standard error of the mean of independent batch estimates (batch means / jackknife-free)."""
+    """Standard error of the mean of independent batch estimates (batch means / jackknife-free).
+
+    Parameters
+    ----------
+    values : (B,) array_like
+        One estimate per batch, B ≥ 2.
+
+    Returns
+    -------
+    float
+        std(values, ddof=1) / √B, in the unit of the values.
+    """
     v = np.asarray(values, dtype=np.float64)
     v = v[np.isfinite(v)]
     if v.size < 2:
@@ -134,6 +196,23 @@ class PTCFit:
 
     ``mean_dn`` (μ, dark-subtracted mean) and ``var_dn2`` (σ², dark-temporal-subtracted variance of the pair
     difference / 2) are per exposure level, sorted by μ; ``used`` marks the points of the fit.
+
+    Attributes
+    ----------
+    gain_k_dn_per_e : Estimate
+        K [DN/e⁻], the slope.
+    mean_dn : (L,) ndarray
+        μ_y − μ_y.dark per level [DN].
+    var_dn2 : (L,) ndarray
+        σ²_y − σ²_y.dark per level [DN²].
+    used : (L,) ndarray of bool
+        Points of the fit.
+    saturation_mean_dn : float
+        μ_y − μ_y.dark at saturation [DN].
+    saturation_found : bool
+        Whether the variance peak was reached (else the white level stands in).
+    residuals_dn2 : (L,) ndarray
+        Variance minus the fitted line [DN²].
     """
 
     gain_k_dn_per_e: Estimate
@@ -223,6 +302,20 @@ def solve_row_col_pixel(v_row: float, v_col: float, v_total: float, n_cols: int,
     With independent row offsets (σ²_r), column offsets (σ²_c) and pixel noise (σ²_p):
     ``v_row = σ²_r + σ²_p / N_cols``, ``v_col = σ²_c + σ²_p / N_rows``, ``v_total = σ²_p + σ²_r + σ²_c``
     (docs/calibration.md step 4: the pixel noise averaged into each row mean is removed).
+
+    Parameters
+    ----------
+    v_row, v_col : float
+        Variance of the row means and of the column means [DN²].
+    v_total : float
+        Per-pixel variance [DN²].
+    n_cols, n_rows : int
+        Pixels per row and per column.
+
+    Returns
+    -------
+    row_var_dn2, col_var_dn2, pixel_var_dn2 : float
+        σ²_r, σ²_c, σ²_p [DN²].
     """
     a = np.array([[1.0, 0.0, 1.0 / n_cols], [0.0, 1.0, 1.0 / n_rows], [1.0, 1.0, 1.0]])
     r, c, p = np.linalg.solve(a, np.array([v_row, v_col, v_total]))
@@ -235,7 +328,19 @@ def solve_row_col_pixel(v_row: float, v_col: float, v_total: float, n_cols: int,
 
 @dataclass
 class TukeyFit:
-    """Tukey-lambda shape λ (PPCC maximum), scale σ_TL (probability-plot slope) and r² of the plot."""
+    """Tukey-lambda shape λ (PPCC maximum), scale σ_TL (probability-plot slope) and r² of the plot.
+
+    Attributes
+    ----------
+    tukey_lambda : float
+        λ (unit 1).
+    tukey_scale_dn : float
+        σ_TL [DN].
+    r2 : float
+        Squared correlation of the probability plot.
+    n : int
+        Samples.
+    """
 
     tukey_lambda: float
     tukey_scale_dn: float
@@ -321,6 +426,18 @@ def ppcc_max_tukey(x: np.ndarray, bounds=(-0.5, 0.5)) -> float:
     The same objective as ``scipy.stats.ppcc_max(x, dist="tukeylambda")`` (Filliben order-statistic medians,
     Pearson r of the probability plot), maximized by bounded Brent search on data sorted once, so it is
     several times faster on large samples; tested against scipy.
+
+    Parameters
+    ----------
+    x : (n,) ndarray
+        Samples, any unit.
+    bounds : (float, float)
+        Search interval of λ.
+
+    Returns
+    -------
+    float
+        λ (unit 1).
     """
     from scipy.optimize import minimize_scalar
 
@@ -337,6 +454,11 @@ def fit_tukey(x: np.ndarray, *, bounds=(-0.5, 0.5)) -> TukeyFit:
     ----------
     x : 1-D array
         Residual read noise samples [DN] (row/column means and fixed pattern removed).
+
+    Returns
+    -------
+    TukeyFit
+        λ (unit 1), σ_TL [DN], r² and n.
     """
     x = np.sort(np.asarray(x, dtype=np.float64).ravel())
     x = x[np.isfinite(x)]
@@ -375,6 +497,23 @@ def debias_tukey(lam_meas: float, scale_meas: float, *, n_frames: int, quantized
     ``offsets_dn`` are per-pixel mean levels (DN, black included) whose fractional parts fix the
     quantization phase; without them uniform phases are assumed.
 
+    Parameters
+    ----------
+    lam_meas : float
+        λ̂ of the probability-plot fit (unit 1).
+    scale_meas : float
+        σ̂_TL [DN].
+    n_frames : int
+        Frames in the stack the residuals are taken from.
+    quantized : bool
+        Whether the samples are integer DN.
+    n_sim : int
+        Samples per simulation.
+    offsets_dn : (S,) ndarray, optional
+        Per-pixel mean levels [DN].
+    rng : int, SeedSequence or Generator
+        Seed of the common random numbers.
+
     Returns
     -------
     (λ, σ_TL, dλ_meas/dλ) — the corrected values and the sensitivity (to carry the standard error over).
@@ -411,7 +550,20 @@ def debias_tukey(lam_meas: float, scale_meas: float, *, n_frames: int, quantized
 
 
 def ppcc_curve(x: np.ndarray, lambdas: np.ndarray) -> np.ndarray:
-    """PPCC r(λ) on a grid (for the report)."""
+    """PPCC r(λ) on a grid (for the report).
+
+    Parameters
+    ----------
+    x : (n,) ndarray
+        Samples [DN].
+    lambdas : (L,) ndarray
+        Tukey-λ values.
+
+    Returns
+    -------
+    (L,) ndarray
+        Correlation coefficient r at each λ.
+    """
     x = np.sort(np.asarray(x, dtype=np.float64).ravel())
     u = filliben_medians(x.size)
     return np.array([np.corrcoef(tukey_lambda_ppf(u, float(l)), x)[0, 1] for l in lambdas])
@@ -422,14 +574,38 @@ def ppcc_curve(x: np.ndarray, lambdas: np.ndarray) -> np.ndarray:
 
 
 def median5(plane: np.ndarray) -> np.ndarray:
-    """5×5 median of one packed channel plane (float32)."""
+    """5×5 median of one packed channel plane (float32).
+
+    Parameters
+    ----------
+    plane : (h, w) ndarray
+        One packed channel, any unit.
+
+    Returns
+    -------
+    (h, w) ndarray of float32
+        Same unit.
+    """
     import cv2
 
     return cv2.medianBlur(np.ascontiguousarray(plane, dtype=np.float32), 5)
 
 
 def box_lowpass(plane: np.ndarray, size: int) -> np.ndarray:
-    """Box filter of side ``size`` (reflecting borders), float64."""
+    """Box filter of side ``size`` (reflecting borders), float64.
+
+    Parameters
+    ----------
+    plane : (h, w) ndarray
+        Any unit.
+    size : int
+        Box side [px].
+
+    Returns
+    -------
+    (h, w) ndarray of float64
+        Same unit.
+    """
     import cv2
 
     size = max(3, int(size) | 1)
@@ -442,6 +618,20 @@ def flatten_illumination(plane: np.ndarray, *, degree: int = 4, box: int = 31) -
     The illumination and vignetting are removed in two stages: a 2-D polynomial surface of ``degree``
     (least squares on a subsample), then a ``box`` low-pass of the ratio, which is then nearly flat so the
     reflected borders of the box filter add no bias. Shape: (h, w) → (h, w), float64.
+
+    Parameters
+    ----------
+    plane : (h, w) ndarray
+        One packed channel of a flat, dark-subtracted [DN].
+    degree : int
+        Degree of the polynomial illumination surface.
+    box : int
+        Side [px] of the box low-pass.
+
+    Returns
+    -------
+    (h, w) ndarray of float64
+        Relative response (unit 1, mean ≈ 0).
     """
     h, w = plane.shape
     p = np.asarray(plane, dtype=np.float64)
@@ -467,6 +657,17 @@ def hot_pixel_mask(ds_packed: np.ndarray, *, threshold: float = 6.0) -> np.ndarr
     """Pixels whose dark shading departs from the 5×5 median of its channel by > ``threshold`` robust σ.
 
     Shape: ``(C, h, w) -> (C, h, w)`` bool. σ is 1.4826 × MAD of (DS − median₅ DS) per channel (docs/calibration.md step 3).
+
+    Parameters
+    ----------
+    ds_packed : (C, h, w) ndarray
+        Dark shading per packed channel [DN].
+    threshold : float
+        In robust σ.
+
+    Returns
+    -------
+    (C, h, w) ndarray of bool
     """
     mask = np.zeros(ds_packed.shape, dtype=bool)
     for c in range(ds_packed.shape[0]):
@@ -483,7 +684,17 @@ def hot_pixel_mask(ds_packed: np.ndarray, *, threshold: float = 6.0) -> np.ndarr
 
 @dataclass
 class LineFit:
-    """y = slope · x + intercept with SEs, residual std and the points."""
+    """y = slope · x + intercept with SEs, residual std and the points.
+
+    Attributes
+    ----------
+    slope, intercept : Estimate
+        [y unit / x unit] and [y unit].
+    residual_std : float
+        Standard deviation of the residuals [y unit].
+    x, y : (n,) ndarray
+        The points.
+    """
 
     slope: Estimate
     intercept: Estimate
@@ -492,7 +703,18 @@ class LineFit:
     y: np.ndarray
 
     def predict(self, x):
-        """The fitted line at ``x`` (array_like, same unit as the fit's x): intercept + slope · x."""
+        """The fitted line at ``x`` (array_like, same unit as the fit's x): intercept + slope · x.
+
+        Parameters
+        ----------
+        x : array_like
+            Any shape.
+
+        Returns
+        -------
+        ndarray or float
+            Same shape, in the unit of y.
+        """
         return self.slope.value * np.asarray(x) + self.intercept.value
 
 
@@ -501,6 +723,20 @@ def fit_line(x, y, *, weights=None, what: str = "fit") -> LineFit:
 
     With two points the line is exact; its SE is then taken from ``weights`` (1/σ² of y) when given,
     else reported as NaN.
+
+    Parameters
+    ----------
+    x, y : (n,) array_like
+        The points, n ≥ 2, any units.
+    weights : (n,) array_like, optional
+        1/σ² of each y.
+    what : str
+        What is fitted, for error messages.
+
+    Returns
+    -------
+    LineFit
+        Slope [y unit / x unit] and intercept [y unit] as Estimates.
     """
     x = np.asarray(x, dtype=np.float64)
     y = np.asarray(y, dtype=np.float64)
@@ -546,7 +782,18 @@ MAX_BINS = 4096
 def histogram_bins(real: np.ndarray, synthetic: np.ndarray) -> np.ndarray:
     """Bin edges [DN] for comparing two samples: integer-DN bins over the union of both samples' 0.1–99.9 %
     ranges, plus an underflow bin (−∞, lo) and an overflow bin (hi, +∞), so that no sample is dropped and
-    mass outside the other's support always costs. Bins widen (integer width) beyond ``MAX_BINS``."""
+    mass outside the other's support always costs. Bins widen (integer width) beyond ``MAX_BINS``.
+
+    Parameters
+    ----------
+    real, synthetic : ndarray
+        Samples [DN], any shape (flattened).
+
+    Returns
+    -------
+    (B + 1,) ndarray of float64
+        Bin edges [DN], the outer ones ±∞.
+    """
     qa = np.quantile(real, [TAIL_QUANTILE, 1.0 - TAIL_QUANTILE])
     qb = np.quantile(synthetic, [TAIL_QUANTILE, 1.0 - TAIL_QUANTILE])
     lo = math.floor(min(qa[0], qb[0])) - 0.5
@@ -564,6 +811,18 @@ def kl_divergences(real: np.ndarray, synthetic: np.ndarray, *, pseudo_count: flo
     normalizing, the other is the plain empirical distribution: the divergence is finite, never negative,
     and a sample lying wholly outside the other scores worse the further away it lies (the pseudo-count
     mass spreads over more bins), never better than a nearby one.
+
+    Parameters
+    ----------
+    real, synthetic : ndarray
+        Samples [DN], any shape.
+    pseudo_count : float
+        Counts added per bin of the reference histogram.
+
+    Returns
+    -------
+    kl_forward, kl_symmetric : float
+        [nats]
     """
     real = np.asarray(real, dtype=np.float64).ravel()
     synthetic = np.asarray(synthetic, dtype=np.float64).ravel()
@@ -582,7 +841,18 @@ def kl_divergences(real: np.ndarray, synthetic: np.ndarray, *, pseudo_count: flo
 
 
 def ks_statistic(a: np.ndarray, b: np.ndarray) -> float:
-    """Two-sample Kolmogorov–Smirnov statistic sup |F_a − F_b| (exact, ties handled; 0 … 1)."""
+    """Two-sample Kolmogorov–Smirnov statistic sup |F_a − F_b| (exact, ties handled; 0 … 1).
+
+    Parameters
+    ----------
+    a, b : ndarray
+        Samples, any shape, same unit.
+
+    Returns
+    -------
+    float
+        In [0, 1].
+    """
     a = np.sort(np.asarray(a, dtype=np.float64).ravel())
     b = np.sort(np.asarray(b, dtype=np.float64).ravel())
     grid = np.concatenate([a, b])

@@ -104,6 +104,32 @@ class ChannelFidelity:
     """Real against synthetic darks for one ISO, packed channel and read-noise model.
 
     Differences are synthetic − real; ``*_se`` are those differences divided by their standard errors.
+
+    Attributes
+    ----------
+    iso : float
+    channel : str
+        Packed channel name (e.g. ``"G1"``).
+    model : {"tukey", "gaussian"}
+        Read-noise model of the synthetic frames.
+    n_frames, n_pixels : int
+        Frames compared and pixels per frame.
+    kl_forward, kl_symmetric : float
+        KL(real‖synthetic) and the symmetric sum [nats].
+    ks_statistic : float
+        Two-sample KS statistic (0 … 1).
+    mean_real_dn, mean_synthetic_dn, mean_diff_dn : float
+        Means and their difference [DN].
+    mean_diff_se : float
+        The mean difference in standard errors.
+    std_real_dn, std_synthetic_dn : float
+        Standard deviations [DN].
+    var_diff_dn2 : float
+        Variance difference [DN²].
+    var_diff_se : float
+        The variance difference in standard errors.
+    failures : tuple of str
+        The thresholds this channel misses.
     """
 
     iso: float
@@ -141,7 +167,21 @@ def _crop_box(shape, period: int, side: int = CROP):
 
 
 def params_for(card, iso: float, exposure_s: float, read_model: str):
-    """The :class:`~noisesim.params.NoiseParams` of a card's tabled ISO (its measured row, no scatter), or None."""
+    """The :class:`~noisesim.params.NoiseParams` of a card's tabled ISO (its measured row, no scatter), or None.
+
+    Parameters
+    ----------
+    card : Card
+    iso : float
+    exposure_s : float
+        [s]
+    read_model : {"tukey", "gaussian"}
+
+    Returns
+    -------
+    NoiseParams or None
+        None when the card does not table ``iso``.
+    """
     from noisesim.sampling import sample_params
 
     if card.iso_entry(iso) is None:
@@ -167,7 +207,24 @@ def _block_stats(planes: list[np.ndarray]) -> tuple[float, float, float, float]:
 
 def compare_channel(iso: float, channel: str, model: str, real: list[np.ndarray], synthetic: list[np.ndarray],
                     thresholds: Thresholds = Thresholds()) -> ChannelFidelity:
-    """Compare one channel's real and synthetic (h, w) planes [DN] (any number of frames each)."""
+    """Compare one channel's real and synthetic (h, w) planes [DN] (any number of frames each).
+
+    Parameters
+    ----------
+    iso : float
+    channel : str
+        Packed channel name.
+    model : str
+        Read-noise model of ``synthetic``.
+    real, synthetic : list of (h, w) ndarray
+        Planes [DN].
+    thresholds : Thresholds
+        Pass/fail limits.
+
+    Returns
+    -------
+    ChannelFidelity
+    """
     r_all = np.concatenate([p.ravel() for p in real])
     s_all = np.concatenate([p.ravel() for p in synthetic])
     fwd, sym = kl_divergences(r_all, s_all)
@@ -206,6 +263,26 @@ def compare_frames(card, frames: list[np.ndarray], iso: float, exposure_s: float
     The centred :data:`CROP`² region is compared; each synthetic frame has its own ``frame_index``
     (``frame_index + i``) under ``rng``. Returns one :class:`ChannelFidelity` per read model and channel,
     or an empty list when the card does not table ``iso``.
+
+    Parameters
+    ----------
+    card : Card
+        The card to simulate from.
+    frames : list of (H, W) ndarray
+        Dark frames [DN] of one ISO and exposure.
+    iso : float
+    exposure_s : float
+        [s]
+    rng : int, SeedSequence, Generator or None
+        Seed of the synthetic frames.
+    frame_index : int
+        Index of the first synthetic frame.
+    thresholds : Thresholds
+        Pass/fail limits.
+
+    Returns
+    -------
+    list of ChannelFidelity
     """
     from noisesim.noise import simulate
 
@@ -235,12 +312,45 @@ def compare_frames(card, frames: list[np.ndarray], iso: float, exposure_s: float
 
 
 def compare_frame(card, real: np.ndarray, iso: float, exposure_s: float, *, rng=0, frame_index: int = 0) -> list[ChannelFidelity]:
-    """:func:`compare_frames` for one real frame."""
+    """:func:`compare_frames` for one real frame.
+
+    Parameters
+    ----------
+    card : Card
+        The card to simulate from.
+    real : (H, W) ndarray
+        A dark frame [DN].
+    iso : float
+    exposure_s : float
+        [s]
+    rng : int, SeedSequence, Generator or None
+        Seed of the synthetic frames.
+    frame_index : int
+        Index of the first synthetic frame.
+
+    Returns
+    -------
+    list of ChannelFidelity
+    """
     return compare_frames(card, [real], iso, exposure_s, rng=rng, frame_index=frame_index)
 
 
 def fidelity_heldout(result, *, rng=0, thresholds: Thresholds = Thresholds()) -> list[ChannelFidelity]:
-    """Fidelity table of a :class:`~calibration.pipeline.CalibrationResult` on its held-out darks."""
+    """Fidelity table of a :class:`~calibration.pipeline.CalibrationResult` on its held-out darks.
+
+    Parameters
+    ----------
+    result : CalibrationResult
+        With held-out darks per ISO.
+    rng : int, SeedSequence, Generator or None
+        Seed of the synthetic frames.
+    thresholds : Thresholds
+        Pass/fail limits.
+
+    Returns
+    -------
+    list of ChannelFidelity
+    """
     rows = []
     for r in result.iso_results:
         rows += compare_frames(result.card, list(r.heldout), r.iso, r.heldout_exposure_s, rng=rng, frame_index=10_000,
@@ -254,7 +364,19 @@ def fidelity_heldout(result, *, rng=0, thresholds: Thresholds = Thresholds()) ->
 
 @dataclass
 class MapCheck:
-    """Correlation of a capture's mean dark (fixed pattern) with the card's dark-shading map at one ISO."""
+    """Correlation of a capture's mean dark (fixed pattern) with the card's dark-shading map at one ISO.
+
+    Attributes
+    ----------
+    iso : float
+    correlation : float
+        Measured ρ.
+    expected : float
+        ρ the card predicts.
+    n_frames : int
+        Darks averaged.
+    verdict : {"match", "mismatch", "too weak to tell"}
+    """
 
     iso: float
     correlation: float
@@ -271,7 +393,20 @@ class MapCheck:
 @dataclass
 class ValidationReport:
     """What :func:`validate` finds. ``passed`` is False when the capture does not belong to the card
-    (``mismatches``), the maps do not match it, or any channel of the verdict model fails."""
+    (``mismatches``), the maps do not match it, or any channel of the verdict model fails.
+
+    Attributes
+    ----------
+    rows : list of ChannelFidelity
+    model : str
+        The read-noise model the verdict is about.
+    thresholds : Thresholds
+    mismatches : list of str
+        :func:`capture_mismatches`.
+    map_checks : list of MapCheck
+    skipped : list of str
+        ISOs that could not be compared, with the reason.
+    """
 
     rows: list[ChannelFidelity]
     model: str
@@ -298,7 +433,20 @@ def _bits(white: float) -> int:
 
 def capture_mismatches(card, frames) -> list[str]:
     """Why frames (:class:`~calibration.capture.FrameInfo`) cannot come from the card's sensor, one line each:
-    white level / bit depth, CFA pattern, and frame size (against the card's maps)."""
+    white level / bit depth, CFA pattern, and frame size (against the card's maps).
+
+    Parameters
+    ----------
+    card : Card
+        The card to check against.
+    frames : list of FrameInfo
+        The capture's frames.
+
+    Returns
+    -------
+    list of str
+        Empty when the capture fits the card.
+    """
     out = []
     sen = card.sensor
     white_card = max(sen.white_level_dn)
@@ -327,6 +475,20 @@ def map_check(card, frames: list[np.ndarray], iso: float, *, thresholds: Thresho
     the card's DSNU D [DN] estimated from N_cal darks, against a mean of F darks with temporal variance σ²,
     predicts ρ ≈ √(D² / (D² + σ²/N_cal)) · √(D² / (D² + σ²/F)); a different unit of the same model gives
     ρ ≈ 0. None when the card has no dark-shading map or the shapes differ.
+
+    Parameters
+    ----------
+    card : Card
+        With fixed-pattern maps.
+    frames : list of (H, W) ndarray
+        Dark frames [DN] of one ISO.
+    iso : float
+    thresholds : Thresholds
+        ``map_correlation_fraction`` of the predicted ρ is required.
+
+    Returns
+    -------
+    MapCheck or None
     """
     maps = card.maps
     if maps is None or maps.dark_shading_b_dn is None or maps.shape != frames[0].shape:
@@ -432,7 +594,18 @@ def validate(card, capture, *, max_frames_per_iso: int = 4, thresholds: Threshol
 
 
 def summarize(rows: list[ChannelFidelity]) -> list[dict]:
-    """Per (ISO, model): mean KL over channels, the worst KS, and how many channels pass."""
+    """Per (ISO, model): mean KL over channels, the worst KS, and how many channels pass.
+
+    Parameters
+    ----------
+    rows : list of ChannelFidelity
+
+    Returns
+    -------
+    list of dict
+        Keys ``iso``, ``model``, ``kl_forward`` and ``kl_symmetric`` [nats], ``ks_max``, ``n`` (channels)
+        and ``passed`` (how many pass).
+    """
     out: dict = {}
     for r in rows:
         out.setdefault((r.iso, r.model), []).append(r)
@@ -445,7 +618,16 @@ def summarize(rows: list[ChannelFidelity]) -> list[dict]:
 
 
 def format_table(rows: list[ChannelFidelity]) -> str:
-    """A text table, one line per ISO, channel and model."""
+    """A text table, one line per ISO, channel and model.
+
+    Parameters
+    ----------
+    rows : list of ChannelFidelity
+
+    Returns
+    -------
+    str
+    """
     lines = [f"{'ISO':>7} {'ch':>3} {'model':>8} {'KL fwd':>8} {'KL sym':>8} {'KS':>6} {'Δmean DN':>9} {'(SE)':>7} "
              f"{'σ real':>7} {'σ syn':>7} {'(SE)':>7}  verdict"]
     for r in sorted(rows, key=lambda r: (r.iso, r.model != "tukey", r.model, r.channel)):
@@ -456,7 +638,16 @@ def format_table(rows: list[ChannelFidelity]) -> str:
 
 
 def format_report(report: ValidationReport) -> str:
-    """The text ``noisesim validate`` prints: capture checks, map checks, the table and the verdict."""
+    """The text ``noisesim validate`` prints: capture checks, map checks, the table and the verdict.
+
+    Parameters
+    ----------
+    report : ValidationReport
+
+    Returns
+    -------
+    str
+    """
     t = report.thresholds
     lines = []
     for m in report.mismatches:

@@ -40,7 +40,19 @@ USE_NUMBA = not nb.config.DISABLE_JIT
 
 
 def channel_counts(shape, period: int) -> np.ndarray:
-    """Pixels per packed channel of an (H, W) mosaic, (p·p,) float64."""
+    """Pixels per packed channel of an (H, W) mosaic, (p·p,) float64.
+
+    Parameters
+    ----------
+    shape : (H, W)
+        Mosaic shape [px].
+    period : int
+        CFA period p.
+
+    Returns
+    -------
+    (p·p,) ndarray of float64
+    """
     h, w = shape
     p = period
     return np.array([len(range(cy, h, p)) * len(range(cx, w, p)) for cy in range(p) for cx in range(p)], dtype=np.float64)
@@ -55,13 +67,37 @@ def _views(a: np.ndarray, p: int) -> list[np.ndarray]:
 
 
 def pair_diff_var_reference(a, b, period: int) -> np.ndarray:
-    """½ var(A − B) per packed channel (ddof = 1) [DN²], two-pass numpy (EMVA 1288 §6.2)."""
+    """½ var(A − B) per packed channel (ddof = 1) [DN²], two-pass numpy (EMVA 1288 §6.2).
+
+    Parameters
+    ----------
+    a, b : (H, W) ndarray
+        The pair [DN].
+    period : int
+        CFA period p.
+
+    Returns
+    -------
+    (p·p,) ndarray of float64
+        [DN²]
+    """
     d = np.subtract(a, b, dtype=np.float64)
     return np.array([v.var(ddof=1) / 2.0 for v in _views(d, period)])
 
 
 def dark_batch_reference(stack, m, black_tile, s1, s2, row_sum, col_sum, ch_sum, full: bool) -> tuple[float, np.ndarray]:
-    """Plain-numpy :func:`dark_batch` (same arguments, same results to rounding)."""
+    """Plain-numpy :func:`dark_batch` (same arguments, same results to rounding).
+
+    Parameters
+    ----------
+    stack, m, black_tile, s1, s2, row_sum, col_sum, ch_sum, full
+        As :func:`dark_batch`.
+
+    Returns
+    -------
+    (float, ndarray)
+        As :func:`dark_batch`.
+    """
     p = black_tile.shape[0]
     h, w = stack.shape[1:]
     black = np.tile(black_tile, (h // p + 1, w // p + 1))[:h, :w]
@@ -78,7 +114,18 @@ def dark_batch_reference(stack, m, black_tile, s1, s2, row_sum, col_sum, ch_sum,
 
 
 def flat_pair_pass_reference(a, b, black_tile, mean_map, saturation_dn: float):
-    """Plain-numpy :func:`flat_pair_pass`."""
+    """Plain-numpy :func:`flat_pair_pass`.
+
+    Parameters
+    ----------
+    a, b, black_tile, mean_map, saturation_dn
+        As :func:`flat_pair_pass`.
+
+    Returns
+    -------
+    tuple of 4 (p·p,) ndarray
+        As :func:`flat_pair_pass`.
+    """
     p = black_tile.shape[0]
     h, w = a.shape
     offset = np.tile(black_tile, (h // p + 1, w // p + 1))[:h, :w] + mean_map.astype(np.float64)
@@ -278,6 +325,21 @@ def flat_pair_pass(a: np.ndarray, b: np.ndarray, black_tile: np.ndarray, mean_ma
 
     ``offset`` = ``black_tile`` (p, p) tiled + ``mean_map`` (H, W) (the dark stack's mean above black).
     Returns four (p·p,) float64 arrays.
+
+    Parameters
+    ----------
+    a, b : (H, W) ndarray
+        The pair [DN].
+    black_tile : (p, p) ndarray
+        Declared black level per tile position [DN].
+    mean_map : (H, W) ndarray
+        Dark stack mean above black [DN].
+    saturation_dn : float
+        Clipping threshold [DN].
+
+    Returns
+    -------
+    sum_a, sum_b, n_clipped, pair_var_dn2 : (p·p,) ndarray of float64
     """
     if USE_NUMBA:
         return _flat_pair_pass_numba(np.ascontiguousarray(a), np.ascontiguousarray(b), black_tile,
@@ -286,7 +348,13 @@ def flat_pair_pass(a: np.ndarray, b: np.ndarray, black_tile: np.ndarray, mean_ma
 
 
 def prnu_add_reference(acc, raw, black_tile, mean_map, level_tile) -> None:
-    """Plain-numpy :func:`prnu_add`."""
+    """Plain-numpy :func:`prnu_add`.
+
+    Parameters
+    ----------
+    acc, raw, black_tile, mean_map, level_tile
+        As :func:`prnu_add`.
+    """
     p = black_tile.shape[0]
     h, w = raw.shape
     reps = (h // p + 1, w // p + 1)
@@ -316,7 +384,21 @@ def _prnu_add_numba(acc, raw, black_tile, mean_map, level_tile):  # pragma: no c
 
 def prnu_add(acc: np.ndarray, raw: np.ndarray, black_tile: np.ndarray, mean_map: np.ndarray, level_tile: np.ndarray) -> None:
     """``acc += (raw − black − mean_map) / level`` in place; ``level_tile`` (p, p) is the frame's mean signal
-    per CFA position [DN], so each flat enters normalized to 1 (EMVA 1288 §8, PRNU from averaged flats)."""
+    per CFA position [DN], so each flat enters normalized to 1 (EMVA 1288 §8, PRNU from averaged flats).
+
+    Parameters
+    ----------
+    acc : (H, W) ndarray of float64
+        Running sum, updated in place.
+    raw : (H, W) ndarray
+        A flat frame [DN].
+    black_tile : (p, p) ndarray
+        Declared black level per tile position [DN].
+    mean_map : (H, W) ndarray
+        Dark stack mean above black [DN].
+    level_tile : (p, p) ndarray
+        The frame's mean signal per tile position [DN].
+    """
     if USE_NUMBA:
         _prnu_add_numba(acc, np.ascontiguousarray(raw), black_tile, np.ascontiguousarray(mean_map), level_tile)
     else:
@@ -328,7 +410,17 @@ def prnu_add(acc: np.ndarray, raw: np.ndarray, black_tile: np.ndarray, mean_map:
 
 
 def stack_mean_var_reference(s1: np.ndarray, s2: np.ndarray, n: int) -> tuple[np.ndarray, np.ndarray]:
-    """Plain-numpy :func:`stack_mean_var`."""
+    """Plain-numpy :func:`stack_mean_var`.
+
+    Parameters
+    ----------
+    s1, s2, n
+        As :func:`stack_mean_var`.
+
+    Returns
+    -------
+    mean_dn, var_dn2 : (H, W) ndarray of float32
+    """
     mean = s1 / n
     var = (s2 - s1 * mean) / (n - 1)
     np.maximum(var, 0.0, out=var)
@@ -352,6 +444,17 @@ def stack_mean_var(s1: np.ndarray, s2: np.ndarray, n: int) -> tuple[np.ndarray, 
 
     ``s1``, ``s2`` are float64 running sums of x and x² (x = raw − black, so values are small and, for
     integer DN, the sums exact). Needs n ≥ 2.
+
+    Parameters
+    ----------
+    s1, s2 : (H, W) ndarray of float64
+        Σx [DN] and Σx² [DN²].
+    n : int
+        Frames summed.
+
+    Returns
+    -------
+    mean_dn, var_dn2 : (H, W) ndarray of float32
     """
     if USE_NUMBA:
         mean = np.empty(s1.shape, np.float32)

@@ -60,6 +60,18 @@ def nps_distance(real: dict[str, np.ndarray], synthetic: dict[str, np.ndarray], 
 
     Bins average the spectrum first so that the figure measures shape, not the χ² scatter of single bins.
     For the 2-D spectrum the bins are radial.
+
+    Parameters
+    ----------
+    real, synthetic : dict of str to ndarray
+        Spectra by name, same keys and shapes.
+    bins : int
+        Coarse frequency bins.
+
+    Returns
+    -------
+    dict of str to float
+        Distance per spectrum (unit 1).
     """
     out = {}
     for name in ("row", "column"):
@@ -85,7 +97,17 @@ def nps_distance(real: dict[str, np.ndarray], synthetic: dict[str, np.ndarray], 
 
 @dataclass
 class ModelScore:
-    """One model's agreement with the held-out darks of one ISO."""
+    """One model's agreement with the held-out darks of one ISO.
+
+    Attributes
+    ----------
+    model : str
+        Model name.
+    channels : list of ChannelFidelity
+        Per packed channel.
+    nps : dict of str to float
+        Noise-power-spectrum distances by spectrum (rows, columns, 2-D).
+    """
 
     model: str
     channels: list[ChannelFidelity]
@@ -104,7 +126,14 @@ class ModelScore:
 
 @dataclass
 class ModelComparison:
-    """All models compared at one ISO, best first."""
+    """All models compared at one ISO, best first.
+
+    Attributes
+    ----------
+    iso : float
+    scores : list of ModelScore
+        Best first.
+    """
 
     iso: float
     scores: list[ModelScore] = field(default_factory=list)
@@ -115,7 +144,12 @@ class ModelComparison:
         return self.scores[0].model
 
     def format(self) -> str:
-        """The comparison as a small text table: symmetric KL and NPS distances per model, and the one to use."""
+        """The comparison as a small text table: symmetric KL and NPS distances per model, and the one to use.
+
+        Returns
+        -------
+        str
+        """
         lines = [f"ISO {self.iso:g}: model comparison on held-out darks (lower is better)",
                  f"  {'model':<11} {'sym KL':>8} {'NPS row':>8} {'NPS col':>8} {'NPS 2-D':>8} {'score':>8}"]
         for s in self.scores:

@@ -44,7 +44,61 @@ MIN_LEVELS_RECOMMENDED = 8
 @dataclass
 class ISOResult:
     """Everything estimated at one ISO. Per-channel lists are in packed channel order (``channel_names``);
-    ``black_level_error_dn`` is per colour site (Bayer reading order), which is the same for Bayer CFAs."""
+    ``black_level_error_dn`` is per colour site (Bayer reading order), which is the same for Bayer CFAs.
+
+    Attributes
+    ----------
+    iso : float
+    channel_names : tuple of str
+    n_darks, n_flat_pairs : int
+    dark_exposure_s : float
+        Exposure of the dark stack [s].
+    gain_k_dn_per_e : Estimate
+        K [DN/e⁻]; ``gain_k_per_channel`` per packed channel.
+    ptc : list of PTCFit
+        Photon transfer per packed channel.
+    dark_temporal_sigma_dn : list of Estimate
+        σ_y.dark per packed channel [DN].
+    black_level_error_dn : list of Estimate
+        Dark mean − declared black per colour site [DN].
+    read_sigma_dn : Estimate
+        σ_read [DN]; ``read_sigma_per_channel`` per packed channel.
+    tukey_lambda, tukey_scale_dn : Estimate
+        λ (unit 1) and σ_TL [DN]; ``tukey_r2`` the probability plot's r², ``tukey_lambda_per_channel`` a diagnostic.
+    row_sigma_dn, col_sigma_dn, pixel_sigma_dn : Estimate
+        σ_r, σ_c, σ_pix [DN].
+    dsnu_dn : list of Estimate
+        DSNU₁₂₈₈ per packed channel [DN].
+    prnu : list of Estimate or None
+        PRNU₁₂₈₈ per packed channel (fraction).
+    dark_current_e_per_s : Estimate or None
+        μ_I [e⁻/s].
+    hot_pixels : int
+    files : list of str
+    read_samples_dn, row_spectrum : ndarray or None
+        Residual read-noise samples [DN] and the row-mean power spectrum [DN²], for the report.
+    dark_levels, hot_levels : list of (t [s], mean [DN], se [DN])
+        Dark signal against exposure, all pixels but hot ones / hot pixels only.
+    ds_map_dn, prnu_map, hot_mask : (H, W) ndarray or None
+        Dark-shading map [DN], PRNU map (fraction), hot pixels.
+    prnu_frames : int
+        Flats in the PRNU sum.
+    read_sigma_scale : (H, W) ndarray or None
+        Each pixel's read σ over its site median; ``read_sigma_scale_rel_se`` its relative SE,
+        ``noisy_read_pixels`` the pixels far above the median.
+    heldout : list of (H, W) ndarray
+        Darks kept out of the fit, for the fidelity check; ``heldout_exposure_s`` their exposure [s].
+    maps_denoised : bool
+        Maps Wiener-shrunk instead of variance-matched.
+    black_level_dn : 4 floats
+        Black level the files declare at this ISO, per colour site [DN].
+    sigma_y_dark_dn2 : float
+        σ²_y.dark [DN²].
+    read_noise_e, saturation_capacity_e, dynamic_range_db : Estimate or None
+        σ_d [e⁻], μ_e.sat [e⁻], DR_dB [dB] (EMVA 1288).
+    hot_pixel_dark_current_e_per_s : Estimate or None
+        Dark current of the hot pixels [e⁻/s].
+    """
 
     iso: float
     channel_names: tuple[str, ...]
@@ -96,7 +150,12 @@ class ISOResult:
     hot_levels: list[tuple[float, float, float]] = field(default_factory=list)  # (t, mean DN of hot pixels, se)
 
     def summary(self) -> dict:
-        """The values of this ISO's figures as a plain dict (keys with units, e.g. ``gain_k_dn_per_e``)."""
+        """The values of this ISO's figures as a plain dict (keys with units, e.g. ``gain_k_dn_per_e``).
+
+        Returns
+        -------
+        dict
+        """
         return {
             "iso": self.iso,
             "gain_k_dn_per_e": self.gain_k_dn_per_e.value,
@@ -115,7 +174,24 @@ class ISOResult:
 
 @dataclass
 class CalibrationResult:
-    """What :func:`calibrate` returns: the card, the per-ISO estimates, the joint fits, the warnings."""
+    """What :func:`calibrate` returns: the card, the per-ISO estimates, the joint fits, the warnings.
+
+    Attributes
+    ----------
+    card : Card
+        The calibrated card (maps attached).
+    iso_results : list of ISOResult
+        One per calibrated ISO, ascending.
+    joint : JointFits or None
+        The joint ISO model's fits (several ISOs).
+    warnings : list of str
+    problems : list of CaptureProblem
+        Files skipped or doubtful.
+    provenance : dict
+        The card's provenance table.
+    fidelity : list of dict
+        :func:`~.fidelity.summarize` of the held-out comparison.
+    """
 
     card: object  # noisesim.card.Card
     iso_results: list[ISOResult]
@@ -126,7 +202,20 @@ class CalibrationResult:
     fidelity: list[dict] = field(default_factory=list)
 
     def save(self, path, *, report: str | Path | None = None) -> Path:
-        """Write the card (+ maps sidecar) and, optionally, the HTML report."""
+        """Write the card (+ maps sidecar) and, optionally, the HTML report.
+
+        Parameters
+        ----------
+        path : str or Path
+            The ``.toml`` card file.
+        report : str or Path, optional
+            The ``.html`` report file.
+
+        Returns
+        -------
+        Path
+            The card file.
+        """
         from noisesim.card import save_card
 
         out = save_card(self.card, path)

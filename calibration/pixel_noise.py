@@ -22,7 +22,17 @@ NOISY_PIXEL_N_SE = 6.0
 
 
 def sigma_relative_se(n_frames: int) -> float:
-    """Relative standard error of a σ estimated from ``n_frames`` Gaussian samples: 1/√(2(N − 1))."""
+    """Relative standard error of a σ estimated from ``n_frames`` Gaussian samples: 1/√(2(N − 1)).
+
+    Parameters
+    ----------
+    n_frames : int
+        N ≥ 2.
+
+    Returns
+    -------
+    float
+    """
     if n_frames < 2:
         raise ValueError(f"a per-pixel σ needs at least 2 dark frames, got {n_frames}")
     return 1.0 / np.sqrt(2.0 * (n_frames - 1))

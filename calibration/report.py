@@ -36,7 +36,18 @@ def _fmt(e, spec=".4g") -> str:
 
 
 def write_report(result, path) -> Path:
-    """Write the HTML report of a :class:`~calibration.pipeline.CalibrationResult` (temporary name, then rename)."""
+    """Write the HTML report of a :class:`~calibration.pipeline.CalibrationResult` (temporary name, then rename).
+
+    Parameters
+    ----------
+    result : CalibrationResult
+    path : str or Path
+        The ``.html`` file.
+
+    Returns
+    -------
+    Path
+    """
     import matplotlib
 
     matplotlib.use("Agg", force=False)

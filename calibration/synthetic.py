@@ -21,7 +21,19 @@ __all__ = ["synthetic_frames", "SyntheticSpec", "vignette", "write_capture_dng"]
 
 
 def vignette(shape, strength: float = 0.3) -> np.ndarray:
-    """A smooth radial illumination falloff (1 at the centre, 1 − strength at the corners), float32."""
+    """A smooth radial illumination falloff (1 at the centre, 1 − strength at the corners), float32.
+
+    Parameters
+    ----------
+    shape : (H, W)
+        [px]
+    strength : float
+        Falloff at the corners (fraction).
+
+    Returns
+    -------
+    (H, W) ndarray of float32
+    """
     h, w = shape
     y = (np.arange(h) - (h - 1) / 2) / (h / 2)
     x = (np.arange(w) - (w - 1) / 2) / (w / 2)
@@ -31,7 +43,21 @@ def vignette(shape, strength: float = 0.3) -> np.ndarray:
 
 @dataclass
 class SyntheticSpec:
-    """What to shoot per ISO: darks, optional darks at longer exposures, flat pairs at normalized levels."""
+    """What to shoot per ISO: darks, optional darks at longer exposures, flat pairs at normalized levels.
+
+    Attributes
+    ----------
+    n_darks : int
+        Darks at ``dark_exposure_s`` [s].
+    dark_current_exposures_s : tuple of float
+        Further dark exposures [s], ``n_darks_per_exposure`` frames each.
+    flat_levels : tuple of float
+        Normalized mean signals of the flat pairs; ``pairs_per_level`` pairs each.
+    flat_base_exposure_s : float
+        Exposure of the first level [s].
+    vignetting : float
+        Illumination falloff at the corners (fraction).
+    """
 
     n_darks: int = 16
     dark_exposure_s: float = 1 / 1000
@@ -54,6 +80,30 @@ def synthetic_frames(params_by_iso: dict[float, NoiseParams], sensor: Sensor | M
 
     ``sensor`` may be a mapping ISO → :class:`Sensor`, for a camera whose files declare another black level
     at each ISO (as phones do); each frame's metadata then carries its ISO's levels.
+
+    Parameters
+    ----------
+    params_by_iso : dict of float to NoiseParams
+        The parameters to simulate at each ISO.
+    sensor : Sensor or mapping of ISO to Sensor
+        Raw format and levels.
+    shape : (H, W)
+        Frame shape [px].
+    spec : SyntheticSpec
+        What to shoot.
+    maps : FixedPatternMaps, optional
+        (H, W) fixed-pattern maps.
+    components : NoiseComponents, optional
+        Model terms.
+    rng : int, SeedSequence or None
+        Seed.
+    prefix : str
+        Label prefix of the frames.
+
+    Returns
+    -------
+    list of FrameInfo
+        Lazy frames: pixels are simulated when loaded.
     """
     from noisesim.noise import simulate
 
@@ -91,7 +141,22 @@ def synthetic_frames(params_by_iso: dict[float, NoiseParams], sensor: Sensor | M
 
 
 def write_capture_dng(frames: list[FrameInfo], folder, *, make: str = "noisesim", model: str = "synthetic") -> Path:
-    """Write frames as DNG files into ``folder/darks/...`` and ``folder/flats/...`` with EXIF ISO/exposure."""
+    """Write frames as DNG files into ``folder/darks/...`` and ``folder/flats/...`` with EXIF ISO/exposure.
+
+    Parameters
+    ----------
+    frames : list of FrameInfo
+        Frames to write (loaded one at a time).
+    folder : str or Path
+        Capture folder, created as needed.
+    make, model : str
+        EXIF camera.
+
+    Returns
+    -------
+    Path
+        ``folder``.
+    """
     from noisesim.dng import write_dng
 
     folder = Path(folder)

@@ -60,7 +60,17 @@ def _distributed():
 
 
 def describe(scheduler: str) -> str:
-    """What ``scheduler`` names, for messages: 'a LocalCluster', 'scheduler file X' or 'scheduler at X'."""
+    """What ``scheduler`` names, for messages: 'a LocalCluster', 'scheduler file X' or 'scheduler at X'.
+
+    Parameters
+    ----------
+    scheduler : str
+        As for :func:`connect`.
+
+    Returns
+    -------
+    str
+    """
     kind = _kind(scheduler)
     return {"local": "a LocalCluster", "file": f"scheduler file {scheduler}"}.get(kind, f"the Dask scheduler at {scheduler}")
 
@@ -95,6 +105,17 @@ def connect(scheduler: str, *, workers: int = 1) -> Iterator[Any]:
 
     ``"local"`` starts a ``LocalCluster`` of ``workers`` processes with one thread each (the synthesis
     is CPU-bound Python + numba; parallelism is across processes), closed on exit as well.
+
+    Parameters
+    ----------
+    scheduler : str
+        ``"local"``, a scheduler address (``tcp://host:8786``) or a scheduler file.
+    workers : int
+        Processes of the ``LocalCluster`` for ``"local"``; ignored otherwise.
+
+    Yields
+    ------
+    distributed.Client
 
     Raises
     ------
@@ -227,6 +248,11 @@ def map_on_cluster(
         moves within tasks (Dask events, at most every :data:`REPORT_INTERVAL_S` per task), not only when
         a task ends. Without ``progress`` nothing is reported.
 
+    Returns
+    -------
+    list
+        ``fn``'s results, in the order of ``items``.
+
     Raises
     ------
     ClusterError
@@ -332,6 +358,26 @@ def run_shards(scheduler: str, job, tasks: Sequence, *, workers: int = 1, pairs:
     (:func:`noisesim.dataset.write_shard`) in input order; the caller writes the master file.
     ``pairs`` is the dataset's size, for the progress bar (shards finished earlier count as done). The bar
     counts pairs as the workers write them (each task reports its shard's count, :data:`REPORT_INTERVAL_S`).
+
+    Parameters
+    ----------
+    scheduler : str
+        As for :func:`connect`.
+    job : object
+        The shared synthesis settings (card, sampling, source).
+    tasks : sequence of ShardTask
+        The shards to write.
+    workers : int
+        Processes of a ``LocalCluster``.
+    pairs : int, optional
+        Pairs in the whole dataset.
+    progress : bool
+        Show a progress bar.
+
+    Returns
+    -------
+    list of dict
+        One shard record per task.
     """
     return map_on_cluster(scheduler, _shard_task, tasks, shared=job, workers=workers, progress=progress, desc="generate",
                           unit="pair", weights=[t.n for t in tasks], total=pairs, name="noisesim-shard", reports=True)

@@ -94,6 +94,16 @@ def srgb_to_linear(x):
 
     >>> float(srgb_to_linear(np.float32(0.5)))  # doctest: +ELLIPSIS
     0.21404...
+
+    Parameters
+    ----------
+    x : float or ndarray
+        Encoded sRGB, any shape.
+
+    Returns
+    -------
+    float32 ndarray (or scalar)
+        Linear values in [0, 1], same shape.
     """
     x = np.clip(np.asarray(x, dtype=np.float32), 0.0, 1.0)
     return np.where(x <= 0.04045, x / np.float32(12.92), ((x + np.float32(0.055)) / np.float32(1.055)) ** np.float32(2.4)).astype(np.float32)
@@ -103,6 +113,16 @@ def linear_to_srgb(x):
     """Inverse sRGB EOTF (the sRGB OETF): linear [0, 1] → encoded sRGB [0, 1] (IEC 61966-2-1).
 
     ``12.92 L`` for ``L ≤ 0.0031308``, else ``1.055 L^(1/2.4) − 0.055``. Input is clipped to [0, 1].
+
+    Parameters
+    ----------
+    x : float or ndarray
+        Linear values, any shape.
+
+    Returns
+    -------
+    float32 ndarray (or scalar)
+        Encoded sRGB in [0, 1], same shape.
     """
     x = np.clip(np.asarray(x, dtype=np.float32), 0.0, 1.0)
     return np.where(
@@ -111,13 +131,35 @@ def linear_to_srgb(x):
 
 
 def tone_curve(x):
-    """Global tone curve of Brooks et al. §3.1: the smoothstep ``3x² − 2x³`` on [0, 1] (input clipped)."""
+    """Global tone curve of Brooks et al. §3.1: the smoothstep ``3x² − 2x³`` on [0, 1] (input clipped).
+
+    Parameters
+    ----------
+    x : float or ndarray
+        Values in [0, 1], any shape.
+
+    Returns
+    -------
+    ndarray (or scalar)
+        Tone-mapped values in [0, 1], same shape.
+    """
     x = np.clip(np.asarray(x, dtype=np.float32), 0.0, 1.0)
     return (3.0 * x * x - 2.0 * x * x * x).astype(np.float32)
 
 
 def inverse_tone_curve(y):
-    """Inverse of :func:`tone_curve`: ``x = 0.5 − sin(asin(1 − 2y) / 3)`` (Brooks et al. §3.1), y clipped to [0, 1]."""
+    """Inverse of :func:`tone_curve`: ``x = 0.5 − sin(asin(1 − 2y) / 3)`` (Brooks et al. §3.1), y clipped to [0, 1].
+
+    Parameters
+    ----------
+    y : float or ndarray
+        Tone-mapped values, any shape.
+
+    Returns
+    -------
+    ndarray (or scalar)
+        Values before the tone curve, in [0, 1], same shape.
+    """
     y = np.clip(np.asarray(y, dtype=np.float32), 0.0, 1.0)
     return (0.5 - np.sin(np.arcsin(1.0 - 2.0 * y) / 3.0)).astype(np.float32)
 
@@ -179,7 +221,12 @@ class ISPMeta:
         return np.array([self.red_gain, 1.0, self.blue_gain]) * self.rgb_gain
 
     def to_dict(self) -> dict:
-        """The metadata as a JSON-ready dict (arrays as nested lists)."""
+        """The metadata as a JSON-ready dict (arrays as nested lists).
+
+        Returns
+        -------
+        dict
+        """
         return {
             "rgb_gain": self.rgb_gain,
             "red_gain": self.red_gain,
@@ -190,7 +237,17 @@ class ISPMeta:
 
     @classmethod
     def from_dict(cls, d: dict) -> "ISPMeta":
-        """The inverse of :meth:`to_dict`."""
+        """The inverse of :meth:`to_dict`.
+
+        Parameters
+        ----------
+        d : dict
+            As written by :meth:`to_dict`.
+
+        Returns
+        -------
+        ISPMeta
+        """
         return cls(
             rgb_gain=d["rgb_gain"],
             red_gain=d["red_gain"],
@@ -207,6 +264,16 @@ def cam2rgb_from_xyz2cam(xyz2cam) -> np.ndarray:
     equal channels before white balance, as Brooks et al. §3.2 do), then inverted.
 
     Shape: ``(3, 3) -> (3, 3)``.
+
+    Parameters
+    ----------
+    xyz2cam : (3, 3) array_like
+        XYZ (D65) → camera RGB.
+
+    Returns
+    -------
+    (3, 3) ndarray
+        Camera RGB → linear sRGB.
     """
     xyz2cam = np.asarray(xyz2cam, dtype=np.float64)
     if xyz2cam.shape != (3, 3):
@@ -439,6 +506,20 @@ def unprocess_mosaic(srgb, meta: ISPMeta, cfa) -> np.ndarray:
 
     Shape: ``(H, W, 3)`` sRGB in [0, 1] → ``(H, W)`` float32 normalized raw mosaic. Same values as the
     two-step path (tested); used by the sources when no blur needs the linear RGB image.
+
+    Parameters
+    ----------
+    srgb : (H, W, 3) array_like
+        Display sRGB in [0, 1].
+    meta : ISPMeta
+        The ISP parameters to invert (colour matrix, white-balance gains, …).
+    cfa : CFA or str
+        Mosaic pattern.
+
+    Returns
+    -------
+    (H, W) ndarray of float32
+        Normalized raw mosaic.
     """
     cfa = _as_cfa(cfa)
     img = _check_rgb(srgb, "sRGB image")
@@ -463,6 +544,18 @@ def mosaic(rgb, cfa) -> np.ndarray:
 
     Any pattern of :mod:`noisesim.cfa` (Bayer, quad Bayer), read from the top-left pixel; H and W must be
     multiples of the pattern's period.
+
+    Parameters
+    ----------
+    rgb : (H, W, 3) array_like
+        Camera RGB, any unit.
+    cfa : CFA or str
+        Mosaic pattern.
+
+    Returns
+    -------
+    (H, W) ndarray of float32
+        The mosaic, same unit.
     """
     cfa = _as_cfa(cfa)
     img = _check_rgb(rgb, "RGB image")
@@ -525,6 +618,11 @@ def demosaic(raw, cfa, *, method: str = "opencv") -> np.ndarray:
         ``"opencv"``: OpenCV's edge-aware Bayer demosaic (``COLOR_Bayer**2RGB_EA`` on a 16-bit copy, i.e.
         quantized to 1/65535); quad Bayer falls back to ``"bilinear"``. ``"bilinear"``: normalized
         convolution with a tent kernel, any CFA, exact float.
+
+    Returns
+    -------
+    (H, W, 3) ndarray of float32
+        Camera RGB, normalized.
     """
     cfa = _as_cfa(cfa)
     raw = np.asarray(raw, dtype=np.float32)
@@ -542,6 +640,18 @@ def process_rgb(rgb_linear, meta: ISPMeta) -> np.ndarray:
     Shape: ``(H, W, 3) -> (H, W, 3)``; linear camera RGB (normalized) → display sRGB in [0, 1], float32.
     The exact inverse of :func:`unprocess` on pixels that neither step clipped and that lie below the
     highlight-preservation threshold.
+
+    Parameters
+    ----------
+    rgb_linear : (H, W, 3) array_like
+        Linear camera RGB, normalized.
+    meta : ISPMeta
+        White-balance gains, colour matrix and the rest of the forward ISP.
+
+    Returns
+    -------
+    (H, W, 3) ndarray of float32
+        Display sRGB in [0, 1].
     """
     x = _check_rgb(rgb_linear, "linear RGB image")
     x = np.clip(x * meta.wb_gains.astype(np.float32), 0.0, 1.0)

@@ -90,6 +90,11 @@ def key_from_seed(rng=None) -> tuple[int, int]:
     rng : int, numpy.random.SeedSequence, numpy.random.Generator or None
         An int or SeedSequence gives a reproducible key; a Generator is advanced by one draw; None takes
         fresh OS entropy (not reproducible).
+
+    Returns
+    -------
+    (k0, k1) : (int, int)
+        The two 32-bit key words.
     """
     if isinstance(rng, np.random.Generator):
         words = rng.integers(0, 2**32, size=2, dtype=np.uint64)
@@ -128,25 +133,77 @@ philox4x32 = nb.njit(inline="always", cache=True)(_philox4x32_rounds)
 
 
 def philox4x32_np(c0, c1, c2, c3, k0: int, k1: int):
-    """Vectorized numpy Philox4x32-10 (the reference). Counters broadcast; returns four uint64 arrays."""
+    """Vectorized numpy Philox4x32-10 (the reference). Counters broadcast; returns four uint64 arrays.
+
+    Parameters
+    ----------
+    c0, c1, c2, c3 : int or ndarray
+        The four 32-bit counter words (broadcast together).
+    k0, k1 : int
+        The 32-bit key words.
+
+    Returns
+    -------
+    tuple of 4 ndarray of uint64
+        The four output words (values below 2³²), broadcast shape.
+    """
     c0, c1, c2, c3 = (np.asarray(c, dtype=np.uint64) for c in np.broadcast_arrays(c0, c1, c2, c3))
     return _philox4x32_rounds(c0, c1, c2, c3, np.uint64(k0), np.uint64(k1))
 
 
 def packed_words_np(gx, gy, frame: int, stream: int, key) -> np.ndarray:
-    """The word of each pixel in a packed stream (word gx mod 4 of the block at column gx // 4), uint64."""
+    """The word of each pixel in a packed stream (word gx mod 4 of the block at column gx // 4), uint64.
+
+    Parameters
+    ----------
+    gx, gy : int or ndarray
+        Pixel column and row in sensor coordinates (broadcast together).
+    frame : int
+        Frame index.
+    stream : int
+        Stream number (which noise term).
+    key : (int, int)
+        Philox key from :func:`key_from_seed`.
+
+    Returns
+    -------
+    ndarray of uint64
+        One 32-bit word per pixel, broadcast shape.
+    """
     gx = np.asarray(gx, dtype=np.uint64)
     words = philox4x32_np(gx >> np.uint64(2), gy, np.uint64(frame), np.uint64(stream << 16), *key)
     return np.choose((gx & np.uint64(3)).astype(np.intp), words)
 
 
 def uniform_np(word) -> np.ndarray:
-    """32-bit words → float64 uniforms on the open interval (0, 1)."""
+    """32-bit words → float64 uniforms on the open interval (0, 1).
+
+    Parameters
+    ----------
+    word : ndarray of uint
+        32-bit random words.
+
+    Returns
+    -------
+    ndarray of float64
+        Same shape.
+    """
     return (np.asarray(word, dtype=np.float64) + 0.5) * INV_2_32
 
 
 def normal_np(w_a, w_b) -> np.ndarray:
-    """Two words → one standard normal by Box–Muller (the cosine branch)."""
+    """Two words → one standard normal by Box–Muller (the cosine branch).
+
+    Parameters
+    ----------
+    w_a, w_b : ndarray of uint
+        32-bit random words, same shape.
+
+    Returns
+    -------
+    ndarray of float64
+        N(0, 1) draws, same shape.
+    """
     u1, u2 = uniform_np(w_a), uniform_np(w_b)
     return np.sqrt(-2.0 * np.log(u1)) * np.cos(2.0 * np.pi * u2)
 
@@ -156,6 +213,28 @@ def line_normals(n: int, start: int, fixed: int, *, line_is_row: bool, frame: in
 
     Row ``y`` is the counter (fixed, y, frame, stream<<16); column ``x`` is (x, fixed, frame, stream<<16).
     Used for row and column noise by both the numba kernel's wrapper and the numpy reference.
+
+    Parameters
+    ----------
+    n : int
+        Number of rows (or columns).
+    start : int
+        Global index of the first one (sensor coordinates, not the crop's).
+    fixed : int
+        The counter word that is held fixed (the packed channel or phase).
+    line_is_row : bool
+        Rows (True) or columns (False).
+    frame : int
+        Frame index.
+    stream : int
+        Stream number (which noise term).
+    key : (int, int)
+        Philox key from :func:`key_from_seed`.
+
+    Returns
+    -------
+    (n,) ndarray of float64
+        Standard normals.
     """
     idx = np.arange(start, start + n, dtype=np.uint64)
     c0, c1 = (np.uint64(fixed), idx) if line_is_row else (idx, np.uint64(fixed))

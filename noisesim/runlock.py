@@ -33,7 +33,17 @@ LOCK_SUFFIX = ".lock"
 
 
 def lock_path(output: str | os.PathLike) -> Path:
-    """The lock file of ``output``: ``ds.h5`` → ``ds.h5.lock`` (same folder)."""
+    """The lock file of ``output``: ``ds.h5`` → ``ds.h5.lock`` (same folder).
+
+    Parameters
+    ----------
+    output : str or PathLike
+        The dataset file.
+
+    Returns
+    -------
+    Path
+    """
     output = Path(output)
     return output.with_name(output.name + LOCK_SUFFIX)
 

@@ -103,7 +103,12 @@ class CleanSource:
         raise NotImplementedError
 
     def describe(self) -> str:
-        """A one-line description (for dataset attributes and logs)."""
+        """A one-line description (for dataset attributes and logs).
+
+        Returns
+        -------
+        str
+        """
         return type(self).__name__
 
     def _check_patch(self, patch: int) -> int:
@@ -114,7 +119,22 @@ class CleanSource:
         return int(patch)
 
     def sample_patch(self, rng, patch: int, *, blur: BlurSpec | None = None) -> CleanPatch:
-        """Draw one random clean patch of ``patch × patch`` mosaic pixels. See the class docs."""
+        """Draw one random clean patch of ``patch × patch`` mosaic pixels. See the class docs.
+
+        Parameters
+        ----------
+        rng : int, SeedSequence, Generator or None
+            Source of the draws (a Generator is advanced).
+        patch : int
+            Side [px] of the square mosaic patch, a multiple of the CFA period.
+        blur : BlurSpec, optional
+            Blur to draw and apply in linear camera RGB.
+
+        Returns
+        -------
+        CleanPatch
+            ``raw``: (patch, patch) float32 normalized mosaic in [0, 1]; the ISP metadata and blur kernel used.
+        """
         raise NotImplementedError
 
     def _finish_rgb(self, srgb: np.ndarray, rng: np.random.Generator, blur: BlurSpec | None, index: int, origin) -> CleanPatch:
@@ -396,6 +416,11 @@ def render_dead_leaves(
     out : (H, W, 3) float32 C-contiguous array, optional
         Render into this buffer (and return it) instead of a new array: a source drawing many patches
         reuses one buffer (no page faults on 3 MB per 512² patch).
+
+    Returns
+    -------
+    (height, width, 3) ndarray of float32
+        sRGB in [0, 1] (``out`` when given).
     """
     rng = as_generator(rng)
     if r_max is None:
@@ -462,11 +487,30 @@ class DeadLeavesSource(CleanSource):
         return 1
 
     def describe(self) -> str:
-        """A short text naming the source and its settings (stored with a dataset)."""
+        """A short text naming the source and its settings (stored with a dataset).
+
+        Returns
+        -------
+        str
+        """
         return "builtin dead leaves (procedural, power-law radii, alpha=3)"
 
     def sample_patch(self, rng, patch: int, *, blur: BlurSpec | None = None) -> CleanPatch:
-        """A random clean patch: see :meth:`CleanSource.sample_patch`."""
+        """A random clean patch: see :meth:`CleanSource.sample_patch`.
+
+        Parameters
+        ----------
+        rng : int, SeedSequence, Generator or None
+            Source of the draws.
+        patch : int
+            Side [px], a multiple of the CFA period.
+        blur : BlurSpec, optional
+            Blur to draw and apply.
+
+        Returns
+        -------
+        CleanPatch
+        """
         patch = self._check_patch(patch)
         rng = as_generator(rng)
         if self._buffer is None or self._buffer.shape != (patch, patch, 3):
@@ -653,7 +697,21 @@ class ImageFolderSource(_FolderSource):
         return self._cache.get(i, lambda: read_srgb_image(self.files[i]))
 
     def sample_patch(self, rng, patch: int, *, blur: BlurSpec | None = None) -> CleanPatch:
-        """A random clean patch from a random image: see :meth:`CleanSource.sample_patch`."""
+        """A random clean patch from a random image: see :meth:`CleanSource.sample_patch`.
+
+        Parameters
+        ----------
+        rng : int, SeedSequence, Generator or None
+            Source of the draws.
+        patch : int
+            Side [px], a multiple of the CFA period.
+        blur : BlurSpec, optional
+            Blur to draw and apply.
+
+        Returns
+        -------
+        CleanPatch
+        """
         patch = self._check_patch(patch)
         rng = as_generator(rng)
         usable = self.usable_indices(patch)
@@ -682,6 +740,17 @@ class RawFolderSource(_FolderSource):
     or X-Trans) raises :class:`CFAError` naming it.
 
     With blur, the crop is demosaicked (bilinear), blurred in camera RGB and mosaicked again.
+
+    Parameters
+    ----------
+    folder : str or Path
+        Searched recursively for raw files.
+    cfa : CFA or str
+        Pattern of the patches to produce.
+    cam2rgb : (3, 3) array_like, optional
+        Camera RGB → linear sRGB, used when blurring.
+    cache_size : int
+        Decoded files kept in memory.
     """
 
     kind = "raw files"
@@ -739,7 +808,22 @@ class RawFolderSource(_FolderSource):
         return self._cache.get(i, load)
 
     def sample_patch(self, rng, patch: int, *, blur: BlurSpec | None = None) -> CleanPatch:
-        """A random clean patch from a random raw file: see :meth:`CleanSource.sample_patch`."""
+        """A random clean patch from a random raw file: see :meth:`CleanSource.sample_patch`.
+
+        Parameters
+        ----------
+        rng : int, SeedSequence, Generator or None
+            Source of the draws.
+        patch : int
+            Side [px], a multiple of the CFA period.
+        blur : BlurSpec, optional
+            Blur to draw and apply.
+
+        Returns
+        -------
+        CleanPatch
+            ``raw`` normalized by the file's own levels and clipped to [0, 1].
+        """
         patch = self._check_patch(patch)
         rng = as_generator(rng)
         usable = self.usable_indices(patch)
@@ -776,6 +860,19 @@ def open_source(spec, *, cfa, cam2rgb=None) -> CleanSource:
     ``"builtin"`` → :class:`DeadLeavesSource`; a folder → :class:`ImageFolderSource` if it holds sRGB
     images, :class:`RawFolderSource` if it holds raw files. A folder with both kinds, an empty folder or a
     missing path raises an error naming it.
+
+    Parameters
+    ----------
+    spec : str or Path
+        ``"builtin"`` or a folder.
+    cfa : CFA or str
+        Pattern of the patches.
+    cam2rgb : (3, 3) array_like, optional
+        Camera RGB → linear sRGB.
+
+    Returns
+    -------
+    CleanSource
     """
     if isinstance(spec, str) and spec.strip().lower() == "builtin":
         return DeadLeavesSource(cfa, cam2rgb=cam2rgb)

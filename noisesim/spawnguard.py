@@ -21,7 +21,19 @@ __all__ = ["main_guard_message", "require_main_guard", "unguarded_main_call"]
 
 
 def main_guard_message(what: str, where: str = "") -> str:
-    """The one explanation of the problem, for ``what`` (e.g. ``"generate_dataset(workers > 1)"``)."""
+    """The one explanation of the problem, for ``what`` (e.g. ``"generate_dataset(workers > 1)"``).
+
+    Parameters
+    ----------
+    what : str
+        The call that needs the guard.
+    where : str
+        ``"script:line"`` of the call, when known.
+
+    Returns
+    -------
+    str
+    """
     at = f"{where}: " if where else ""
     return (f"{at}{what} starts worker processes with 'spawn', which re-imports the main script and re-runs "
             "its top level: put the script's work under `if __name__ == \"__main__\":` (or use no worker processes)")
@@ -43,6 +55,10 @@ def unguarded_main_call() -> tuple[str, int] | None:
 
     None also when the main module has no source file (interactive sessions, ``python -c``, notebooks):
     spawn does not re-run those.
+
+    Returns
+    -------
+    (str, int) or None
     """
     main = sys.modules.get("__main__")
     path = getattr(main, "__file__", None)
@@ -73,7 +89,13 @@ def unguarded_main_call() -> tuple[str, int] | None:
 
 def require_main_guard(what: str) -> None:
     """Raise :class:`~noisesim.errors.ParameterError` (naming the script and line) when called from an
-    unguarded top level of the main script; see the module docstring."""
+    unguarded top level of the main script; see the module docstring.
+
+    Parameters
+    ----------
+    what : str
+        The call that needs the guard, named in the message.
+    """
     hit = unguarded_main_call()
     if hit is not None:
         raise ParameterError(main_guard_message(what, f"{hit[0]}, line {hit[1]}"))

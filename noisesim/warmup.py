@@ -25,7 +25,12 @@ SLOW_S = 2.0
 
 def cache_is_cold() -> bool | None:
     """True when numba's on-disk cache has no entry for the fused noise kernel yet, False when it has;
-    None when that cannot be told (numba internals changed)."""
+    None when that cannot be told (numba internals changed).
+
+    Returns
+    -------
+    bool or None
+    """
     from . import kernels
 
     known = False

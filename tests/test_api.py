@@ -160,11 +160,7 @@ def test_no_module_imports_another_modules_private_names():
 
 # Modules whose docstrings have not yet all been given their numpydoc sections (issue 10 item 5): this set
 # only shrinks; a module not in it must have Parameters / Returns wherever a public callable takes / returns.
-PENDING_SECTIONS = frozenset({
-    "noisesim.calibration", "noisesim.cli", "noisesim.dataset", "noisesim.distributed", "noisesim.isp",
-    "noisesim.kernels", "noisesim.rng", "noisesim.runlock", "noisesim.sources", "noisesim.spawnguard",
-    "noisesim.torch_data", "noisesim.torch_noise", "noisesim.warmup",
-})
+PENDING_SECTIONS = frozenset({"noisesim.cli", "noisesim.dataset", "noisesim.kernels", "noisesim.torch_data", "noisesim.torch_noise"})
 _ORDER = ("Parameters", "Attributes", "Returns", "Yields")
 
 
