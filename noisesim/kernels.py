@@ -650,7 +650,20 @@ def fused_noise_rows(clean, out, tiles, xs, counter, model, switches, row_offset
 
 def expand_tiles(tiles: np.ndarray, w: int) -> tuple[np.ndarray, np.ndarray]:
     """The (7, p, p) tile table expanded along a row, (7, p, W), and the column phase of each x, (W,) int64:
-    no modulo in the kernel's inner loops."""
+    no modulo in the kernel's inner loops.
+
+    Parameters
+    ----------
+    tiles : (7, p, p) ndarray
+        The kernel's tile table.
+    w : int
+        Frame width W [px].
+
+    Returns
+    -------
+    row_tiles : (7, p, W) ndarray
+    col_phase : (W,) ndarray of int64
+    """
     xs = np.arange(w, dtype=np.int64) % tiles.shape[1]
     return np.ascontiguousarray(tiles[:, :, xs], dtype=np.float64), xs
 
@@ -675,6 +688,28 @@ def fused_noise_serial(clean, out, tiles, counter, model, switches, row_offsets,
 
     ``clean`` (H, W) float32 in the input unit; ``out`` (H, W) float32 in the output unit; the grouped
     arguments are described above :func:`_philox_words`.
+
+    Parameters
+    ----------
+    clean : (H, W) ndarray of float32
+        Clean signal in the input unit (normalized, DN or e⁻; ``tiles`` converts it to e⁻).
+    out : (H, W) ndarray of float32
+        Written in place: the noisy frame in the output unit.
+    tiles : (7, p, p) ndarray of float64
+        Per CFA tile position: input offset, gain [e⁻ per input unit], black + black-level error [DN],
+        clip low / high [DN], output offset [DN] and scale (rows ``T_*``).
+    counter : (5,) ndarray of int64
+        Origin row and column in the full sensor, frame index, the two Philox key words (``C_*``).
+    model : (5,) ndarray of float64
+        K [DN/e⁻], dark signal [e⁻], Gaussian σ [DN], Tukey λ, Tukey σ_TL [DN] (``M_*``).
+    switches : (6,) ndarray of int64
+        Shot noise, read kind (``READ_*``), per-channel row offsets, quantize, dither, clip (``S_*``).
+    row_offsets : (H, 1), (H, p) or (0, 1) ndarray of float64
+        Row offsets [DN] (per channel with p columns; none with 0 rows).
+    col_offsets : (W,) or (0,) ndarray of float64
+        Column offsets [DN].
+    maps : tuple of three (H, W) or (0, 0) float32 ndarrays
+        Dark shading [DN], PRNU [1], dark signal [e⁻] (``MAP_*``); (0, 0) where absent.
     """
     row_tiles, xs = expand_tiles(tiles, clean.shape[1])
     fused_noise_rows(clean, out, row_tiles, xs, counter, model, switches, row_offsets, col_offsets, maps, 0, clean.shape[0])
@@ -686,6 +721,28 @@ def fused_noise_numba(clean, out, tiles, counter, model, switches, row_offsets, 
     Python threads rather than a ``parallel=True`` kernel: the compiled code is the serial kernel's, so a
     fresh environment compiles it once (a parallel kernel compiles and optimizes it all again), and the
     result is the same bit for bit (each pixel's random numbers depend on its coordinates only).
+
+    Parameters
+    ----------
+    clean : (H, W) ndarray of float32
+        Clean signal in the input unit (normalized, DN or e⁻; ``tiles`` converts it to e⁻).
+    out : (H, W) ndarray of float32
+        Written in place: the noisy frame in the output unit.
+    tiles : (7, p, p) ndarray of float64
+        Per CFA tile position: input offset, gain [e⁻ per input unit], black + black-level error [DN],
+        clip low / high [DN], output offset [DN] and scale (rows ``T_*``).
+    counter : (5,) ndarray of int64
+        Origin row and column in the full sensor, frame index, the two Philox key words (``C_*``).
+    model : (5,) ndarray of float64
+        K [DN/e⁻], dark signal [e⁻], Gaussian σ [DN], Tukey λ, Tukey σ_TL [DN] (``M_*``).
+    switches : (6,) ndarray of int64
+        Shot noise, read kind (``READ_*``), per-channel row offsets, quantize, dither, clip (``S_*``).
+    row_offsets : (H, 1), (H, p) or (0, 1) ndarray of float64
+        Row offsets [DN] (per channel with p columns; none with 0 rows).
+    col_offsets : (W,) or (0,) ndarray of float64
+        Column offsets [DN].
+    maps : tuple of three (H, W) or (0, 0) float32 ndarrays
+        Dark shading [DN], PRNU [1], dark signal [e⁻] (``MAP_*``); (0, 0) where absent.
     """
     h, w = clean.shape
     n_threads = nb.get_num_threads()
@@ -709,7 +766,18 @@ def _tile(tile: np.ndarray, shape) -> np.ndarray:
 
 
 def log_numpy(x: np.ndarray) -> np.ndarray:
-    """Reference of the kernels' log (same operations as :func:`_log_poly` on the float's bits)."""
+    """Reference of the kernels' log (same operations as :func:`_log_poly` on the float's bits).
+
+    Parameters
+    ----------
+    x : ndarray of float64
+        Positive arguments.
+
+    Returns
+    -------
+    ndarray of float64
+        ln x, same shape.
+    """
     bits = np.ascontiguousarray(x, dtype=np.float64).view(np.int64)
     e = ((bits >> 52) - 1023).astype(np.float64)
     m = ((bits & _FRAC_MASK) | _ONE_BITS).view(np.float64)
@@ -725,7 +793,18 @@ def log_numpy(x: np.ndarray) -> np.ndarray:
 
 
 def exp_numpy(t: np.ndarray) -> np.ndarray:
-    """Reference of the kernels' exp (Cody–Waite reduction, Taylor polynomial of expm1, 2^k from its bits)."""
+    """Reference of the kernels' exp (Cody–Waite reduction, Taylor polynomial of expm1, 2^k from its bits).
+
+    Parameters
+    ----------
+    t : ndarray of float64
+        Arguments.
+
+    Returns
+    -------
+    ndarray of float64
+        exp(t), same shape.
+    """
     t = np.maximum(np.asarray(t, dtype=np.float64), -700.0)
     k = np.floor(t * INV_LN2 + 0.5)
     r = (t - k * LN2_HI) - k * LN2_LO
@@ -738,7 +817,18 @@ def exp_numpy(t: np.ndarray) -> np.ndarray:
 
 
 def cos_numpy(a: np.ndarray) -> np.ndarray:
-    """Reference of the kernels' cos on [0, π]."""
+    """Reference of the kernels' cos on [0, π].
+
+    Parameters
+    ----------
+    a : ndarray
+        Angles in [0, π] [rad].
+
+    Returns
+    -------
+    ndarray
+        Same shape and dtype.
+    """
     neg = a > 0.5 * math.pi
     a = np.where(neg, math.pi - a, a)
     z = a * a
@@ -749,7 +839,18 @@ def cos_numpy(a: np.ndarray) -> np.ndarray:
 
 
 def log_factorial_numpy(k: np.ndarray) -> np.ndarray:
-    """log k! for integer-valued k ≥ 0 (table below 32, Stirling above), as the kernel computes it."""
+    """log k! for integer-valued k ≥ 0 (table below 32, Stirling above), as the kernel computes it.
+
+    Parameters
+    ----------
+    k : ndarray
+        Counts.
+
+    Returns
+    -------
+    ndarray of float64
+        ln k!, same shape.
+    """
     k = np.asarray(k, dtype=np.float64)
     z = k + 1.0
     log_z = log_numpy(z)
@@ -760,7 +861,24 @@ def log_factorial_numpy(k: np.ndarray) -> np.ndarray:
 
 
 def poisson_numpy(mu: np.ndarray, gx: np.ndarray, gy: np.ndarray, frame: int, key) -> np.ndarray:
-    """Reference Poisson draws: the algorithms, random words and arithmetic of the numba kernel."""
+    """Reference Poisson draws: the algorithms, random words and arithmetic of the numba kernel.
+
+    Parameters
+    ----------
+    mu : ndarray of float64
+        Mean [e⁻] per pixel.
+    gx, gy : ndarray of int
+        Pixel column and row in sensor coordinates, same shape as ``mu``.
+    frame : int
+        Frame index.
+    key : (int, int)
+        Philox key words.
+
+    Returns
+    -------
+    ndarray of float64
+        Counts [e⁻], same shape.
+    """
     mu = np.asarray(mu, dtype=np.float64)
     out = np.zeros(mu.shape, dtype=np.float64)
     s = STREAM_SHOT << 16
@@ -813,7 +931,18 @@ def poisson_numpy(mu: np.ndarray, gx: np.ndarray, gy: np.ndarray, frame: int, ke
 
 
 def log32_numpy(x: np.ndarray) -> np.ndarray:
-    """Reference of the kernel's float32 log (:func:`_log_row32`)."""
+    """Reference of the kernel's float32 log (:func:`_log_row32`).
+
+    Parameters
+    ----------
+    x : ndarray of float32
+        Positive arguments.
+
+    Returns
+    -------
+    ndarray of float32
+        ln x, same shape.
+    """
     bits = np.ascontiguousarray(x, dtype=np.float32).view(np.int32)
     e = ((bits >> 23) - 127).astype(np.float32)
     m = ((bits & 0x007FFFFF) | 0x3F800000).view(np.float32)
@@ -829,7 +958,18 @@ def log32_numpy(x: np.ndarray) -> np.ndarray:
 
 
 def expm1_32_numpy(t: np.ndarray) -> np.ndarray:
-    """Reference of the kernel's float32 expm1 (:func:`_expm1_row32`)."""
+    """Reference of the kernel's float32 expm1 (:func:`_expm1_row32`).
+
+    Parameters
+    ----------
+    t : ndarray of float32
+        Arguments.
+
+    Returns
+    -------
+    ndarray of float32
+        expm1(t), same shape.
+    """
     t = np.asarray(t, dtype=np.float32)
     k = np.floor(t * INV_LN2_32 + F32(0.5))
     r = (t - k * LN2_HI32) - k * LN2_LO32
@@ -844,6 +984,20 @@ def tukey_read_numpy(word: np.ndarray, lam: float, scale: float) -> np.ndarray:
     """σ_TL · Q_λ(u) from one 32-bit word per pixel, Q_λ(u) = (u^λ − (1−u)^λ)/λ (logistic as λ → 0).
 
     Q is evaluated in float32 (1 − u exactly from the complement word), as the kernel does.
+
+    Parameters
+    ----------
+    word : ndarray of uint
+        One 32-bit word per pixel.
+    lam : float
+        Tukey λ.
+    scale : float
+        σ_TL [DN].
+
+    Returns
+    -------
+    ndarray of float32
+        Read noise [DN], same shape.
     """
     word = np.asarray(word, dtype=np.uint64)
     lu = log32_numpy(uniform_np(word).astype(np.float32))
@@ -855,7 +1009,20 @@ def tukey_read_numpy(word: np.ndarray, lam: float, scale: float) -> np.ndarray:
 
 
 def gaussian_read_numpy(w_a: np.ndarray, w_b: np.ndarray, sigma: float) -> np.ndarray:
-    """σ · Box–Muller normal from two words per pixel (cosine branch)."""
+    """σ · Box–Muller normal from two words per pixel (cosine branch).
+
+    Parameters
+    ----------
+    w_a, w_b : ndarray of uint
+        32-bit words, same shape.
+    sigma : float
+        σ [DN].
+
+    Returns
+    -------
+    ndarray
+        Read noise [DN], same shape.
+    """
     w_b = np.asarray(w_b, dtype=np.uint64)
     lu = log_numpy(uniform_np(w_a))
     angle = (np.minimum(w_b, w_b ^ np.uint64(0xFFFFFFFF)).astype(np.float64) + 0.5) * TWO_PI_INV_2_32
@@ -863,7 +1030,30 @@ def gaussian_read_numpy(w_a: np.ndarray, w_b: np.ndarray, sigma: float) -> np.nd
 
 
 def fused_noise_numpy(clean, out, tiles, counter, model, switches, row_offsets, col_offsets, maps):
-    """Plain-numpy reference of :func:`fused_noise_numba`: same arguments, same result, whole-frame arrays."""
+    """Plain-numpy reference of :func:`fused_noise_numba`: same arguments, same result, whole-frame arrays.
+
+    Parameters
+    ----------
+    clean : (H, W) ndarray of float32
+        Clean signal in the input unit (normalized, DN or e⁻; ``tiles`` converts it to e⁻).
+    out : (H, W) ndarray of float32
+        Written in place: the noisy frame in the output unit.
+    tiles : (7, p, p) ndarray of float64
+        Per CFA tile position: input offset, gain [e⁻ per input unit], black + black-level error [DN],
+        clip low / high [DN], output offset [DN] and scale (rows ``T_*``).
+    counter : (5,) ndarray of int64
+        Origin row and column in the full sensor, frame index, the two Philox key words (``C_*``).
+    model : (5,) ndarray of float64
+        K [DN/e⁻], dark signal [e⁻], Gaussian σ [DN], Tukey λ, Tukey σ_TL [DN] (``M_*``).
+    switches : (6,) ndarray of int64
+        Shot noise, read kind (``READ_*``), per-channel row offsets, quantize, dither, clip (``S_*``).
+    row_offsets : (H, 1), (H, p) or (0, 1) ndarray of float64
+        Row offsets [DN] (per channel with p columns; none with 0 rows).
+    col_offsets : (W,) or (0,) ndarray of float64
+        Column offsets [DN].
+    maps : tuple of three (H, W) or (0, 0) float32 ndarrays
+        Dark shading [DN], PRNU [1], dark signal [e⁻] (``MAP_*``); (0, 0) where absent.
+    """
     h, w = clean.shape
     oy, ox, frame, k0, k1 = (int(v) for v in counter)
     key = (k0, k1)

@@ -276,7 +276,13 @@ class OnTheFlyRawDataset:
         return int(self._epoch.value)
 
     def set_epoch(self, epoch: int) -> None:
-        """Select the epoch whose noise the next items draw (visible to already started workers)."""
+        """Select the epoch whose noise the next items draw (visible to already started workers).
+
+        Parameters
+        ----------
+        epoch : int
+            Epoch number, ≥ 0.
+        """
         if int(epoch) < 0:
             raise ParameterError(f"epoch must be >= 0, got {epoch}")
         self._epoch.value = int(epoch)
@@ -306,7 +312,17 @@ class OnTheFlyRawDataset:
         return None
 
     def spawn_key(self, index: int) -> tuple[int, ...]:
-        """The ``SeedSequence`` spawn key of item ``index`` in the current epoch and rank."""
+        """The ``SeedSequence`` spawn key of item ``index`` in the current epoch and rank.
+
+        Parameters
+        ----------
+        index : int
+            Item index.
+
+        Returns
+        -------
+        tuple of int
+        """
         rank = self.rank
         return (self.epoch, int(index)) if rank is None else (self.epoch, int(index), rank)
 
@@ -398,6 +414,23 @@ def make_loader(dataset, *, batch_size: int = 8, num_workers: int = 0, shuffle: 
     loader with ``num_workers > 0`` must keep its work under ``if __name__ == "__main__":``; called from
     an unguarded top level, this raises :class:`~noisesim.errors.ParameterError` naming the script and
     line (:func:`noisesim.spawnguard.require_main_guard`) instead of letting the workers re-run it.
+
+    Parameters
+    ----------
+    dataset : torch.utils.data.Dataset
+        E.g. :class:`PairedRawDataset` or :class:`OnTheFlyRawDataset`.
+    batch_size : int
+        Items per batch.
+    num_workers : int
+        Worker processes (spawned).
+    shuffle : bool
+        Shuffle the items each epoch.
+    **kwargs
+        Passed to ``DataLoader``.
+
+    Returns
+    -------
+    torch.utils.data.DataLoader
     """
     ctx = kwargs.get("multiprocessing_context", "spawn")
     method = ctx if isinstance(ctx, str) else getattr(ctx, "get_start_method", lambda: "spawn")()

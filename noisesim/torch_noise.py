@@ -106,6 +106,25 @@ class NoiseParamsBatch:
     ``tukey``), lets a call draw only that read noise; None: each sample's own, both drawn.
 
     Build one with :meth:`from_params` or :meth:`CardParamSampler.sample`; :meth:`to_params` goes back.
+
+    Attributes
+    ----------
+    gain_k_dn_per_e, read_sigma_dn, tukey_lambda, tukey_scale_dn, row_sigma_dn, col_sigma_dn : (N,) tensor
+        As the :class:`~noisesim.params.NoiseParams` fields [DN/e⁻, DN, 1, DN, DN, DN].
+    tukey : (N,) bool tensor
+        Tukey-lambda (True) or Gaussian (False) read noise.
+    black_level_error_dn : (N, 4) tensor
+        [DN], Bayer reading order.
+    dark_e : (N,) tensor
+        Expected dark charge [e⁻].
+    ratio : (N,) tensor
+        Exposure ratio r ≥ 1.
+    black_level_dn : (N, 4) tensor or None
+        [DN]; NaN: the sensor's.
+    iso, exposure_s, hot_pixel_dark_current_e_per_s : (N,) tensor or None
+        For the maps [ISO, s, e⁻/s].
+    origin : (N, 2) int64 tensor or None
+        Top-left mosaic pixel of each sample in the full sensor.
     """
 
     gain_k_dn_per_e: torch.Tensor
@@ -209,7 +228,17 @@ class NoiseParamsBatch:
         )
 
     def to(self, device=None, dtype=None) -> "NoiseParamsBatch":
-        """The same batch on another device and/or floating dtype (``tukey`` stays bool, ``origin`` int64)."""
+        """The same batch on another device and/or floating dtype (``tukey`` stays bool, ``origin`` int64).
+
+        Parameters
+        ----------
+        device : torch.device or str, optional
+        dtype : torch floating dtype, optional
+
+        Returns
+        -------
+        NoiseParamsBatch
+        """
         changes = {}
         for f in dataclasses.fields(self):
             t = getattr(self, f.name)
@@ -315,6 +344,24 @@ class DeviceMaps:
     engine derives from them: ``dark_current_cold_e_per_s`` (the dark-current map with its hot pixels
     replaced by the median of their CFA phase, used with the ``hot_pixels`` switch off) and the unmasked
     pixels of each phase (for the dark-shading medians, which depend on each sample's ISO).
+
+    Attributes
+    ----------
+    shape : (H_s, W_s)
+        Full-sensor shape [px].
+    period : int
+        CFA period p.
+    dark_shading_k_dn_per_iso, dark_shading_b_dn : (H_s, W_s) tensor or None
+        Dark shading DS = k · iso + b [DN per ISO, DN].
+    prnu : (H_s, W_s) tensor or None
+        Relative gain deviation [1].
+    dark_current_e_per_s : (H_s, W_s) tensor or None
+        [e⁻/s]; ``dark_current_cold_e_per_s`` the same with hot pixels replaced.
+    hot_pixel_mask : (H_s, W_s) bool tensor or None
+    read_sigma_scale : (H_s, W_s) tensor or None
+        Each pixel's read σ over the card's [1].
+    unmasked : tuple of tensors
+        Indices of the pixels of each CFA phase outside the hot-pixel mask.
     """
 
     shape: tuple[int, int]
@@ -374,7 +421,16 @@ class DeviceMaps:
                    unmasked=unmasked)
 
     def to(self, device) -> "DeviceMaps":
-        """The same maps on ``device``."""
+        """The same maps on ``device``.
+
+        Parameters
+        ----------
+        device : torch.device or str
+
+        Returns
+        -------
+        DeviceMaps
+        """
         def move(v):
             if isinstance(v, torch.Tensor):
                 return v.to(device=device)
@@ -940,7 +996,22 @@ class RawNoise(torch.nn.Module):
 
     def forward_parameters(self, batch_shape, *, device=None, dtype=torch.float32, generator=None) -> NoiseParamsBatch:
         """Draw parameters for a batch of shape ``batch_shape`` ((N, C, h, w) packed or (N, H, W) mosaic)
-        with the sampler, and with maps each sample's ``origin`` on the sensor."""
+        with the sampler, and with maps each sample's ``origin`` on the sensor.
+
+        Parameters
+        ----------
+        batch_shape : tuple of int
+            (N, C, h, w) or (N, H, W).
+        device : torch.device, optional
+            Where the parameters go.
+        dtype : torch floating dtype
+        generator : torch.Generator, optional
+            Source of the draws.
+
+        Returns
+        -------
+        NoiseParamsBatch
+        """
         if self.sampler is None:
             raise ParameterError("RawNoise without a sampler needs params= in every call")
         n = int(batch_shape[0])

@@ -102,6 +102,17 @@ def announce_compiles(announce: Callable[[str], None] | None, message: str) -> I
 
     numba broadcasts its ``numba:compile`` event only on a cache miss, so loading a kernel from the on-disk
     cache says nothing. Yields an event that is set once the message has been given.
+
+    Parameters
+    ----------
+    announce : callable or None
+        ``announce(text)``, e.g. a print to stderr; None says nothing (the event is still set).
+    message : str
+        What to say.
+
+    Yields
+    ------
+    threading.Event
     """
     from numba.core import event
 

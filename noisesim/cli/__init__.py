@@ -31,7 +31,17 @@ COMMANDS = ("simulate", "cards", "calibrate", "validate", "generate", "inspect",
 
 
 def seed_arg(text: str) -> int:
-    """argparse ``type`` of every ``--seed``: an integer in 0 .. 2**64 - 1 (a usage error otherwise)."""
+    """argparse ``type`` of every ``--seed``: an integer in 0 .. 2**64 - 1 (a usage error otherwise).
+
+    Parameters
+    ----------
+    text : str
+        The option's value.
+
+    Returns
+    -------
+    int
+    """
     from ..dataset import check_seed
     from ..errors import ParameterError
 
@@ -53,7 +63,16 @@ def os_error_text(exc: OSError) -> str:
 
 
 def describe_card(card) -> str:
-    """One line about a loaded card, for ``-v``: name, file, kind, ISO rows or K range, maps."""
+    """One line about a loaded card, for ``-v``: name, file, kind, ISO rows or K range, maps.
+
+    Parameters
+    ----------
+    card : Card
+
+    Returns
+    -------
+    str
+    """
     rows = f"{len(card.iso_table)} ISO rows" if card.iso_table else "no ISO table"
     lo, hi = card.k_range_dn_per_e
     maps = f"maps {card.maps_file}" if card.maps_file else "no maps"
@@ -62,7 +81,20 @@ def describe_card(card) -> str:
 
 
 def usage_error(prog: str, message: str) -> int:
-    """Print a usage error as one line, ``PROG: error: MESSAGE (see PROG --help)``; returns exit status 2."""
+    """Print a usage error as one line, ``PROG: error: MESSAGE (see PROG --help)``; returns exit status 2.
+
+    Parameters
+    ----------
+    prog : str
+        The (sub-)command, e.g. ``"noisesim darks bank"``.
+    message : str
+        What is wrong.
+
+    Returns
+    -------
+    int
+        2.
+    """
     print(f"{prog}: error: {message} (see {prog} --help)", file=sys.stderr)
     return 2
 
@@ -92,18 +124,47 @@ class Parser(argparse.ArgumentParser):
         super().__init__(*args, **kwargs)
 
     def error(self, message):
-        """argparse's hook for a usage error: one line (:func:`usage_error`) and exit status 2."""
+        """argparse's hook for a usage error: one line (:func:`usage_error`) and exit status 2.
+
+        Parameters
+        ----------
+        message : str
+            argparse's description of the problem.
+        """
         sys.exit(usage_error(self.prog, message))
 
     def parse_known_args(self, args=None, namespace=None):
-        """As argparse's; also records in ``cli_prog`` the innermost sub-command (``noisesim darks bank``)."""
+        """As argparse's; also records in ``cli_prog`` the innermost sub-command (``noisesim darks bank``).
+
+        Parameters
+        ----------
+        args : list of str, optional
+            Default ``sys.argv[1:]``.
+        namespace : argparse.Namespace, optional
+
+        Returns
+        -------
+        (argparse.Namespace, list of str)
+            The options and the arguments not recognized.
+        """
         ns, extras = super().parse_known_args(args, namespace)
         if not hasattr(ns, "cli_prog"):  # the innermost sub-command returns first: it names the command
             ns.cli_prog = self.prog
         return ns, extras
 
     def parse_args(self, args=None, namespace=None):
-        """As argparse's; unrecognized arguments are reported under the sub-command they followed."""
+        """As argparse's; unrecognized arguments are reported under the sub-command they followed.
+
+        Parameters
+        ----------
+        args : list of str, optional
+            Default ``sys.argv[1:]``.
+        namespace : argparse.Namespace, optional
+
+        Returns
+        -------
+        argparse.Namespace
+        """
         ns, extras = self.parse_known_args(args, namespace)
         if extras:  # argparse would report these under the top-level ``noisesim``, not the sub-command
             sys.exit(usage_error(ns.cli_prog, f"unrecognized arguments: {' '.join(extras)}"))
@@ -150,7 +211,12 @@ def _add_verbose(parser: argparse.ArgumentParser) -> None:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    """The ``noisesim`` argument parser with one sub-command per module of :mod:`noisesim.cli`."""
+    """The ``noisesim`` argument parser with one sub-command per module of :mod:`noisesim.cli`.
+
+    Returns
+    -------
+    argparse.ArgumentParser
+    """
     from .. import __version__
 
     parser = Parser(
@@ -191,7 +257,18 @@ def _cli_log_handler() -> logging.Handler:
 
 
 def main(argv: list[str] | None = None) -> int:
-    """Run the command line; returns the exit status (0 ok, 1 a failed check, 2 bad input)."""
+    """Run the command line; returns the exit status (0 ok, 1 a failed check, 2 bad input).
+
+    Parameters
+    ----------
+    argv : list of str, optional
+        Arguments after the program name; default ``sys.argv[1:]``.
+
+    Returns
+    -------
+    int
+        Exit status.
+    """
     from ..errors import NoiseSimError
 
     parser = build_parser()

@@ -18,7 +18,13 @@ API_OPTIONS = {"camera": "--camera", "workers": "--workers", "scheduler": "--sch
 
 
 def add_parser(subparsers) -> None:
-    """Register the ``calibrate`` sub-command and its options on ``sub`` (argparse sub-parsers)."""
+    """Register the ``calibrate`` sub-command and its options on ``sub`` (argparse sub-parsers).
+
+    Parameters
+    ----------
+    subparsers : argparse sub-parsers action
+        From ``ArgumentParser.add_subparsers``.
+    """
     p = subparsers.add_parser(
         "calibrate",
         help="estimate a data card from dark and flat frames",
@@ -54,7 +60,18 @@ def add_parser(subparsers) -> None:
 
 
 def run(args) -> int:
-    """Run ``noisesim calibrate`` with parsed ``args``; returns the exit status."""
+    """Run ``noisesim calibrate`` with parsed ``args``; returns the exit status.
+
+    Parameters
+    ----------
+    args : argparse.Namespace
+        Parsed options of the sub-command.
+
+    Returns
+    -------
+    int
+        0 ok, 1 a failed check, 2 bad input.
+    """
     from pathlib import Path
 
     from tqdm import tqdm

@@ -28,7 +28,18 @@ __all__ = ["ACTIONS", "API_OPTIONS", "add_parser", "format_card", "format_card_l
 
 
 def add_parser(subparsers) -> argparse.ArgumentParser:
-    """Register the ``cards`` sub-command and its options on ``sub`` (argparse sub-parsers)."""
+    """Register the ``cards`` sub-command and its options on ``sub`` (argparse sub-parsers).
+
+    Parameters
+    ----------
+    subparsers : argparse sub-parsers action
+        From ``ArgumentParser.add_subparsers``.
+
+    Returns
+    -------
+    argparse.ArgumentParser
+        The sub-command's parser.
+    """
     p = subparsers.add_parser(
         "cards",
         help="list, search, show, compare or import data cards",
@@ -65,7 +76,18 @@ def _usage_error(message: str) -> int:
 
 
 def run(args) -> int:
-    """Run ``noisesim cards`` with parsed ``args``; returns the exit status."""
+    """Run ``noisesim cards`` with parsed ``args``; returns the exit status.
+
+    Parameters
+    ----------
+    args : argparse.Namespace
+        Parsed options of the sub-command.
+
+    Returns
+    -------
+    int
+        0 ok, 1 a failed check, 2 bad input.
+    """
     if args.action in ("list", "search"):
         if args.action == "search" and not args.items:
             return _usage_error("'search' needs words to look for, e.g. noisesim cards search canon 6d")
@@ -131,7 +153,17 @@ def _range_text(card: Card) -> str:
 
 def format_card_list(query: str | None = None) -> str:
     """The table ``noisesim cards`` prints: one line per shipped card (those matching ``query``, if given;
-    see :func:`noisesim.card.camera_matches`)."""
+    see :func:`noisesim.card.camera_matches`).
+
+    Parameters
+    ----------
+    query : str, optional
+        Search words.
+
+    Returns
+    -------
+    str
+    """
     rows = [("NAME", "CAMERA", "KIND", "CFA", "BITS", "RANGE", "SOURCE")]
     for name in list_cards():
         card = load_card(name)
@@ -149,7 +181,16 @@ def format_card_list(query: str | None = None) -> str:
 
 
 def format_card(card: Card) -> str:
-    """A readable multi-line summary of a card: levels, per-ISO table, joint fits, maps, provenance."""
+    """A readable multi-line summary of a card: levels, per-ISO table, joint fits, maps, provenance.
+
+    Parameters
+    ----------
+    card : Card
+
+    Returns
+    -------
+    str
+    """
     s = card.sensor
     sites = ", ".join(s.cfa.site_names)
     lines = [f"{card.name}: {_camera_label(card)}"]

@@ -13,7 +13,13 @@ log = logging.getLogger("noisesim.darks")
 
 
 def add_parser(subparsers) -> None:
-    """Register the ``darks`` sub-command and its options on ``sub`` (argparse sub-parsers)."""
+    """Register the ``darks`` sub-command and its options on ``sub`` (argparse sub-parsers).
+
+    Parameters
+    ----------
+    subparsers : argparse sub-parsers action
+        From ``ArgumentParser.add_subparsers``.
+    """
     p = subparsers.add_parser("darks", help="dark-frame banks for dark-frame noise",
                               description="Store a sensor's real dark frames for dark-frame noise "
                                           "(shot noise from K plus a real dark frame of the same ISO).")
@@ -29,7 +35,18 @@ def add_parser(subparsers) -> None:
 
 
 def run(args) -> int:
-    """Run ``noisesim darks`` with parsed ``args``; returns the exit status."""
+    """Run ``noisesim darks`` with parsed ``args``; returns the exit status.
+
+    Parameters
+    ----------
+    args : argparse.Namespace
+        Parsed options of the sub-command.
+
+    Returns
+    -------
+    int
+        0 ok, 1 a failed check, 2 bad input.
+    """
     from tqdm import tqdm
 
     from noisesim.calibration.banks import bank_from_capture  # lazy: simulation never imports calibration

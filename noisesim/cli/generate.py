@@ -19,7 +19,18 @@ API_OPTIONS = {"gain_k_dn_per_e": "--gain-k", "gain_k": "--gain-k", "iso": "--is
 
 
 def add_parser(subparsers) -> argparse.ArgumentParser:
-    """Register the ``generate`` sub-command and its options on ``sub`` (argparse sub-parsers)."""
+    """Register the ``generate`` sub-command and its options on ``sub`` (argparse sub-parsers).
+
+    Parameters
+    ----------
+    subparsers : argparse sub-parsers action
+        From ``ArgumentParser.add_subparsers``.
+
+    Returns
+    -------
+    argparse.ArgumentParser
+        The sub-command's parser.
+    """
     p = subparsers.add_parser(
         "generate",
         help="synthesize paired (noisy, clean) raw training data into HDF5",
@@ -77,7 +88,18 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
 
 
 def run(args) -> int:
-    """Run ``noisesim generate`` with parsed ``args``; returns the exit status."""
+    """Run ``noisesim generate`` with parsed ``args``; returns the exit status.
+
+    Parameters
+    ----------
+    args : argparse.Namespace
+        Parsed options of the sub-command.
+
+    Returns
+    -------
+    int
+        0 ok, 1 a failed check, 2 bad input.
+    """
     from ..dataset import generate_dataset
 
     command = canonical_command(args)
@@ -117,6 +139,15 @@ def canonical_command(args) -> str:
 
     Flags that do not change the content (--resume, --force, --workers, --scheduler, progress) are left out, so an
     interrupted-and-resumed run, or one with another worker count, writes the same bytes.
+
+    Parameters
+    ----------
+    args : argparse.Namespace
+        Parsed ``generate`` options.
+
+    Returns
+    -------
+    str
     """
     parts = ["noisesim", "generate", "--card", args.card, "--source", args.source, "--output", args.output,
              "--pairs", str(args.pairs), "--patch", str(args.patch)]

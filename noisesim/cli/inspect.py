@@ -16,7 +16,18 @@ API_OPTIONS = {"n": "--n", "card": "--card"}
 
 
 def add_parser(subparsers) -> argparse.ArgumentParser:
-    """Register the ``inspect`` sub-command and its options on ``sub`` (argparse sub-parsers)."""
+    """Register the ``inspect`` sub-command and its options on ``sub`` (argparse sub-parsers).
+
+    Parameters
+    ----------
+    subparsers : argparse sub-parsers action
+        From ``ArgumentParser.add_subparsers``.
+
+    Returns
+    -------
+    argparse.ArgumentParser
+        The sub-command's parser.
+    """
     p = subparsers.add_parser(
         "inspect",
         help="summarize a generated dataset (layout, counts, parameter ranges, card) and draw a contact sheet",
@@ -37,7 +48,18 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
 
 
 def run(args) -> int:
-    """Run ``noisesim inspect`` with parsed ``args``; returns the exit status."""
+    """Run ``noisesim inspect`` with parsed ``args``; returns the exit status.
+
+    Parameters
+    ----------
+    args : argparse.Namespace
+        Parsed options of the sub-command.
+
+    Returns
+    -------
+    int
+        0 ok, 1 a failed check, 2 bad input.
+    """
     from ..dataset import contact_sheet, format_summary, inspect_dataset
     from ..errors import ParameterError
 

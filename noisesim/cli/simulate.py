@@ -47,7 +47,18 @@ SWITCHABLE = ("shot", "read", "row", "column", "black_level_error", "dark_curren
 
 
 def add_parser(subparsers) -> argparse.ArgumentParser:
-    """Register the ``simulate`` sub-command and its options on ``sub`` (argparse sub-parsers)."""
+    """Register the ``simulate`` sub-command and its options on ``sub`` (argparse sub-parsers).
+
+    Parameters
+    ----------
+    subparsers : argparse sub-parsers action
+        From ``ArgumentParser.add_subparsers``.
+
+    Returns
+    -------
+    argparse.ArgumentParser
+        The sub-command's parser.
+    """
     p = subparsers.add_parser(
         "simulate",
         help="add a camera's noise to a clean raw frame",
@@ -190,7 +201,18 @@ def _write(path: Path, noisy: np.ndarray, params, card, args) -> None:
 
 
 def run(args) -> int:
-    """Run ``noisesim simulate`` with parsed ``args``; returns the exit status."""
+    """Run ``noisesim simulate`` with parsed ``args``; returns the exit status.
+
+    Parameters
+    ----------
+    args : argparse.Namespace
+        Parsed options of the sub-command.
+
+    Returns
+    -------
+    int
+        0 ok, 1 a failed check, 2 bad input.
+    """
     card = load_card(args.card)
     log.info("%s", describe_card(card))
     disabled = {t.strip() for t in args.disable.split(",") if t.strip()}

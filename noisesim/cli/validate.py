@@ -24,7 +24,13 @@ API_OPTIONS = {"max_frames_per_iso": "--max-frames", "model": "--model", "kl_sym
 
 
 def add_parser(subparsers) -> None:
-    """Register the ``validate`` sub-command and its options on ``sub`` (argparse sub-parsers)."""
+    """Register the ``validate`` sub-command and its options on ``sub`` (argparse sub-parsers).
+
+    Parameters
+    ----------
+    subparsers : argparse sub-parsers action
+        From ``ArgumentParser.add_subparsers``.
+    """
     from noisesim.calibration.fidelity import Thresholds
 
     t = Thresholds()
@@ -71,7 +77,18 @@ def add_parser(subparsers) -> None:
 
 
 def run(args) -> int:
-    """Run ``noisesim validate`` with parsed ``args``; returns the exit status."""
+    """Run ``noisesim validate`` with parsed ``args``; returns the exit status.
+
+    Parameters
+    ----------
+    args : argparse.Namespace
+        Parsed options of the sub-command.
+
+    Returns
+    -------
+    int
+        0 ok, 1 a failed check, 2 bad input.
+    """
     from tqdm import tqdm
 
     from noisesim.calibration.fidelity import Thresholds, format_report, validate

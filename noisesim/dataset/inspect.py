@@ -29,6 +29,17 @@ def channel_levels(attrs, rec=None) -> tuple[np.ndarray, np.ndarray]:
     """Black and white level per packed channel [DN], (C,) each, of the dataset or of one sample ``rec``.
 
     A sample drawn at an ISO with its own black level (card schema /2) records it in ``/params``.
+
+    Parameters
+    ----------
+    attrs : h5py attributes or dict
+        The dataset file's attributes.
+    rec : structured ndarray row, optional
+        One ``/params`` row.
+
+    Returns
+    -------
+    black_dn, white_dn : (C,) ndarray of float64
     """
     b = np.asarray(attrs["channel_black_level_dn"], dtype=np.float64)
     w = np.asarray(attrs["channel_white_level_dn"], dtype=np.float64)
@@ -44,6 +55,22 @@ def to_normalized(x: np.ndarray, attrs, *, channel_axis: int = -3, rec=None) -> 
     """Stored samples → float32 normalized: float32 storage as is; uint16 DN → (x − B) / (W − B) per channel.
 
     ``rec`` (the sample's ``/params`` row) supplies its own black level where it has one.
+
+    Parameters
+    ----------
+    x : ndarray
+        Stored samples, packed channels on ``channel_axis`` (e.g. (N, C, h, w) or (C, h, w)).
+    attrs : h5py attributes or dict
+        The dataset file's attributes (levels per channel [DN]).
+    channel_axis : int
+        Axis of the C packed channels.
+    rec : structured ndarray row, optional
+        The sample's ``/params`` row.
+
+    Returns
+    -------
+    ndarray of float32
+        Same shape, normalized (0 at black, 1 at white).
     """
     if str(attrs["storage"]) != "uint16":
         return np.asarray(x, dtype=np.float32)
@@ -58,7 +85,16 @@ READ_ERRORS = (OSError, RuntimeError, KeyError, ValueError, TypeError, IndexErro
 
 
 def first_line(exc: BaseException) -> str:
-    """The first line of an exception's message (its type name when it has none), for one-line errors."""
+    """The first line of an exception's message (its type name when it has none), for one-line errors.
+
+    Parameters
+    ----------
+    exc : BaseException
+
+    Returns
+    -------
+    str
+    """
     text = str(exc).strip()
     return text.splitlines()[0] if text else type(exc).__name__
 
@@ -69,6 +105,18 @@ def open_dataset_file(path: str | os.PathLike, *, allow_partial: bool = False):
     Raises :class:`DatasetError` (one line naming the file) when the file is missing, not HDF5, not a
     noisesim dataset, a ``.partial`` (unless ``allow_partial``), or a shard master whose shards are missing
     or belong to another run: HDF5 would read a missing shard's samples as zeros.
+
+    Parameters
+    ----------
+    path : str or PathLike
+        The dataset file.
+    allow_partial : bool
+        Accept a ``.partial`` file.
+
+    Returns
+    -------
+    h5py.File
+        Open for reading; the caller closes it.
     """
     import h5py
 
@@ -124,6 +172,17 @@ def inspect_dataset(path: str | os.PathLike) -> dict:
 
     A ``.partial`` file is summarized too, with ``info["partial"]`` True and ``info["samples_done"]``
     (samples flagged done in its progress file). Any damage gives :class:`DatasetError`, never another error.
+
+    Parameters
+    ----------
+    path : str or PathLike
+        A dataset file (or its ``.partial``).
+
+    Returns
+    -------
+    dict
+        ``path``, ``size_bytes``, ``partial``, ``datasets`` (shape (N, C, h, w), dtype, chunks, compression
+        of each), ``attrs``, ``card_text``, ``param_ranges`` (K [DN/e⁻], ISO, ratio, σ [DN] …) and ``n_pairs``.
     """
     path = Path(path)
     f = open_dataset_file(path, allow_partial=True)
@@ -177,6 +236,18 @@ def verify_dataset(path: str | os.PathLike, *, progress: bool = False) -> list[i
 
     Raises :class:`DatasetError` for a file that cannot be checked: unreadable, a partial, a master with
     missing shards, or a file written before checksums were stored (schema ``noisesim.dataset/1``).
+
+    Parameters
+    ----------
+    path : str or PathLike
+        The dataset file.
+    progress : bool
+        Show a progress bar.
+
+    Returns
+    -------
+    list of int
+        Indices of damaged samples; empty when all match.
     """
     from tqdm.auto import tqdm
 
@@ -201,7 +272,17 @@ def verify_dataset(path: str | os.PathLike, *, progress: bool = False) -> list[i
 
 
 def format_summary(info: dict) -> str:
-    """Human-readable text of :func:`inspect_dataset`'s dict."""
+    """Human-readable text of :func:`inspect_dataset`'s dict.
+
+    Parameters
+    ----------
+    info : dict
+        From :func:`inspect_dataset`.
+
+    Returns
+    -------
+    str
+    """
     a = info["attrs"]
     lines = []
     if info.get("partial"):

@@ -106,6 +106,22 @@ def sample_crc32(clean: np.ndarray, noisy: np.ndarray, rec, kernel_row: np.ndarr
 
     CRC-32 detects every error burst up to 32 bits and misses random damage with probability 2⁻³²; it
     guards against storage faults, not against deliberate tampering.
+
+    Parameters
+    ----------
+    clean, noisy : (C, h, w) ndarray
+        The stored rows.
+    rec : structured ndarray row
+        The ``/params`` row.
+    kernel_row : (k, k) ndarray of float32, optional
+        The padded blur kernel.
+    kernel_size : int, optional
+        Its true side [px].
+
+    Returns
+    -------
+    int
+        CRC-32, 0 … 2³² − 1.
     """
     import zlib
 
@@ -122,7 +138,23 @@ def sample_crc32(clean: np.ndarray, noisy: np.ndarray, rec, kernel_row: np.ndarr
 
 def stored_sample_crc32(f, index: int, rec=None, *, clean=None, noisy=None) -> int:
     """CRC-32 of sample ``index`` recomputed from an open dataset file ``f`` (compare with ``rec["crc32"]``);
-    ``rec``, ``clean`` and ``noisy`` may be passed when the caller has already read them."""
+    ``rec``, ``clean`` and ``noisy`` may be passed when the caller has already read them.
+
+    Parameters
+    ----------
+    f : h5py.File
+        An open dataset (master or shard).
+    index : int
+        Sample index.
+    rec : structured ndarray row, optional
+        Its ``/params`` row, if already read.
+    clean, noisy : (C, h, w) ndarray, optional
+        Its stored rows, if already read.
+
+    Returns
+    -------
+    int
+    """
     rec = f["params"][index] if rec is None else rec
     clean = f["clean"][index] if clean is None else clean
     noisy = f["noisy"][index] if noisy is None else noisy
@@ -134,7 +166,19 @@ def stored_sample_crc32(f, index: int, rec=None, *, clean=None, noisy=None) -> i
 
 
 def shard_paths(output: str | os.PathLike, shards: int) -> list[Path]:
-    """File names of the ``shards`` shard files of ``output`` (``ds.h5`` → ``ds-00000-of-00004.h5`` …)."""
+    """File names of the ``shards`` shard files of ``output`` (``ds.h5`` → ``ds-00000-of-00004.h5`` …).
+
+    Parameters
+    ----------
+    output : str or PathLike
+        The master file.
+    shards : int
+        Number of shards.
+
+    Returns
+    -------
+    list of Path
+    """
     out = Path(output)
     if shards <= 1:
         return [out]
@@ -142,17 +186,47 @@ def shard_paths(output: str | os.PathLike, shards: int) -> list[Path]:
 
 
 def partial_path(path: Path) -> Path:
-    """The file ``path`` is written as until it is complete: ``<path>.partial``."""
+    """The file ``path`` is written as until it is complete: ``<path>.partial``.
+
+    Parameters
+    ----------
+    path : Path
+        The final file.
+
+    Returns
+    -------
+    Path
+    """
     return path.with_name(path.name + PARTIAL_SUFFIX)
 
 
 def progress_path(tmp: Path) -> Path:
-    """The per-sample ``done`` flags (one byte each) of the partial file ``tmp``: ``<tmp>.progress``."""
+    """The per-sample ``done`` flags (one byte each) of the partial file ``tmp``: ``<tmp>.progress``.
+
+    Parameters
+    ----------
+    tmp : Path
+        The ``.partial`` file.
+
+    Returns
+    -------
+    Path
+    """
     return tmp.with_name(tmp.name + ".progress")
 
 
 def samples_durable(partial: Path) -> int:
-    """Samples a partial file has flagged done in its progress sidecar (0 when there is none)."""
+    """Samples a partial file has flagged done in its progress sidecar (0 when there is none).
+
+    Parameters
+    ----------
+    partial : Path
+        The ``.partial`` file.
+
+    Returns
+    -------
+    int
+    """
     try:
         return int(np.count_nonzero(np.frombuffer(progress_path(partial).read_bytes(), np.uint8)))
     except OSError:
@@ -160,13 +234,34 @@ def samples_durable(partial: Path) -> int:
 
 
 def sensor_from_attrs(attrs) -> Sensor:
-    """The :class:`Sensor` (CFA, bit depth, levels) recorded in a dataset's attributes."""
+    """The :class:`Sensor` (CFA, bit depth, levels) recorded in a dataset's attributes.
+
+    Parameters
+    ----------
+    attrs : h5py attributes or dict
+        The dataset file's attributes.
+
+    Returns
+    -------
+    Sensor
+    """
     return Sensor(cfa=str(attrs["cfa"]), bit_depth=int(attrs["bit_depth"]),
                   black_level_dn=tuple(attrs["black_level_dn"]), white_level_dn=tuple(attrs["white_level_dn"]))
 
 
 def record_black(rec) -> np.ndarray | None:
-    """A /params row's black level per site (card schema /2 varies it by ISO), or None (files before it)."""
+    """A /params row's black level per site (card schema /2 varies it by ISO), or None (files before it).
+
+    Parameters
+    ----------
+    rec : structured ndarray row
+        One ``/params`` row.
+
+    Returns
+    -------
+    (4,) ndarray of float64 or None
+        Black level per colour site, Bayer reading order [DN].
+    """
     if "black_level_dn" not in (rec.dtype.names or ()):
         return None
     b = np.asarray(rec["black_level_dn"], dtype=np.float64)

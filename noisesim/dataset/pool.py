@@ -102,14 +102,34 @@ SHM_DIR = "/dev/shm"
 
 
 def shared_memory_bytes(job: SynthesisJob, workers: int) -> int:
-    """Bytes of shared memory ``workers`` processes use to hand samples back (3 slots of a pair each)."""
+    """Bytes of shared memory ``workers`` processes use to hand samples back (3 slots of a pair each).
+
+    Parameters
+    ----------
+    job : SynthesisJob
+        Fixes the size of a sample.
+    workers : int
+        Worker processes.
+
+    Returns
+    -------
+    int
+    """
     p = job.card.sensor.cfa.period
     itemsize = 2 if job.storage == "uint16" else 4
     return 3 * workers * 2 * job.card.sensor.cfa.n_channels * (job.patch // p) ** 2 * itemsize
 
 
 def check_shared_memory(job: SynthesisJob, workers: int) -> None:
-    """Refuse up front when /dev/shm cannot hold the workers' buffers (a worker would die of SIGBUS)."""
+    """Refuse up front when /dev/shm cannot hold the workers' buffers (a worker would die of SIGBUS).
+
+    Parameters
+    ----------
+    job : SynthesisJob
+        Fixes the size of a sample.
+    workers : int
+        Worker processes.
+    """
     if workers <= 1 or not os.path.isdir(SHM_DIR):
         return
     need = shared_memory_bytes(job, workers)
@@ -123,7 +143,22 @@ def check_shared_memory(job: SynthesisJob, workers: int) -> None:
 
 
 def produce(job: SynthesisJob, todo: Sequence[int], workers: int) -> Iterator[tuple]:
-    """Yield (i, clean, noisy, rec, kernel) for every i in ``todo``, in that order."""
+    """Yield (i, clean, noisy, rec, kernel) for every i in ``todo``, in that order.
+
+    Parameters
+    ----------
+    job : SynthesisJob
+        What to synthesize.
+    todo : sequence of int
+        Sample indices.
+    workers : int
+        Processes (1: in this process).
+
+    Yields
+    ------
+    (int, ndarray, ndarray, structured row, ndarray or None)
+        Index, packed clean and noisy (C, h, w), ``/params`` row and blur kernel.
+    """
     if workers <= 1 or len(todo) <= 1:
         synth = Synthesizer(job)
         for i in todo:

@@ -53,7 +53,31 @@ def _dcpl():
 
 
 class ShardWriter:
-    """One HDF5 file holding samples [first, first + n) of the dataset, written via ``<name>.partial``."""
+    """One HDF5 file holding samples [first, first + n) of the dataset, written via ``<name>.partial``.
+
+    Parameters
+    ----------
+    path : Path
+        Final file name.
+    first, n : int
+        Global index of the first sample and number of samples.
+    shape : (C, h, w)
+        One packed patch.
+    dtype : numpy dtype
+        Of clean/noisy.
+    kernel_cap : int
+        Padded blur-kernel side [px] (0: no blur).
+    blur : bool
+        Whether kernels are stored.
+    compression : str or None
+        HDF5 filter.
+    attrs : dict
+        File attributes.
+    config_json : str
+        The run's configuration.
+    resume : bool
+        Continue an existing ``.partial``.
+    """
 
     def __init__(self, path: Path, first: int, n: int, shape: tuple, dtype, kernel_cap: int, blur: bool,
                  compression: str | None, attrs: dict, config_json: str, resume: bool):
@@ -130,12 +154,29 @@ class ShardWriter:
         )
 
     def todo(self) -> list[int]:
-        """Global indices of the samples not yet flagged done, in order."""
+        """Global indices of the samples not yet flagged done, in order.
+
+        Returns
+        -------
+        list of int
+        """
         return [self.first + int(j) for j in np.flatnonzero(~self.done)]
 
     def write(self, i: int, clean, noisy, rec, kernel) -> None:
         """Store sample ``i`` (global index): packed ``clean`` and ``noisy`` (C, h, w), its ``/params`` row and
-        blur kernel (or None); durable only after the next :meth:`checkpoint`."""
+        blur kernel (or None); durable only after the next :meth:`checkpoint`.
+
+        Parameters
+        ----------
+        i : int
+            Global sample index.
+        clean, noisy : (C, h, w) ndarray
+            In the storage dtype.
+        rec : structured ndarray row
+            Its ``/params`` row.
+        kernel : (k, k) ndarray or None
+            Its blur kernel.
+        """
         from ..blur import pad_kernel
 
         j = i - self.first
@@ -165,6 +206,11 @@ class ShardWriter:
         progress flags follow on a background thread when ``wait`` is False (generation goes on
         meanwhile: samples written later are simply not flagged by this checkpoint). At most one
         such sync runs at a time; its error, if any, is raised by the next checkpoint.
+
+        Parameters
+        ----------
+        wait : bool
+            Wait for the sync (False: on a background thread).
         """
         if not self.unflushed:
             if wait:
@@ -244,7 +290,27 @@ class ShardWriter:
 @dataclass(frozen=True)
 class ShardTask:
     """One shard file to write: samples [first, first + n) of the dataset (small and picklable: the
-    :class:`SynthesisJob` with the card travels separately, once per worker). Used by :func:`write_shard`."""
+    :class:`SynthesisJob` with the card travels separately, once per worker). Used by :func:`write_shard`.
+
+    Attributes
+    ----------
+    path : Path
+        Final name (absolute); written via ``<path>.partial``.
+    first, n : int
+        Global index of the first sample and number of samples.
+    shape : (C, h, w)
+        One packed patch.
+    dtype : str
+        numpy dtype of clean/noisy.
+    compression : str or None
+        HDF5 filter.
+    attrs : dict
+        File attributes.
+    config_json : str
+        The run's configuration, stored in the file.
+    checkpoint_every : int
+        Samples between checkpoints.
+    """
 
     path: Path  # final name (absolute); written via ``<path>.partial``
     first: int
@@ -268,6 +334,15 @@ def write_shard(job: SynthesisJob, task: ShardTask, *, report: Callable[[int], N
     ``report``, when given, is called with the number of the shard's samples written so far (those kept
     from a partial included): once at the start and after every sample (the Dask task throttles what it
     sends on).
+
+    Parameters
+    ----------
+    job : SynthesisJob
+        What to synthesize.
+    task : ShardTask
+        Which shard.
+    report : callable, optional
+        ``report(n_written)``, see above.
 
     Returns
     -------
@@ -403,7 +478,23 @@ def _plan_file(fp: Path, config_json: str, *, force: bool, resume: bool) -> str:
 
 
 def bytes_per_sample(shape: tuple, dtype: np.dtype, kernel_cap: int, blur: bool) -> int:
-    """Bytes one sample occupies on disk, uncompressed (clean + noisy + parameter row + blur kernel)."""
+    """Bytes one sample occupies on disk, uncompressed (clean + noisy + parameter row + blur kernel).
+
+    Parameters
+    ----------
+    shape : (C, h, w)
+        One packed patch.
+    dtype : numpy dtype
+        Of clean/noisy.
+    kernel_cap : int
+        Padded kernel side [px].
+    blur : bool
+        Whether kernels are stored.
+
+    Returns
+    -------
+    int
+    """
     k = max(kernel_cap, 1)
     return 2 * int(np.prod(shape)) * dtype.itemsize + PARAMS_DTYPE.itemsize + (4 * k * k + 4 if blur else 0)
 
@@ -420,7 +511,34 @@ def _samples_left(fp: Path, n: int) -> int:
 def write_locked(output: Path, files: list[Path], job: SynthesisJob, shape: tuple, dtype: np.dtype, compression, attrs: dict,
                   config_json: str, *, workers: int, force: bool, resume: bool, progress: bool, checkpoint_every: int,
                   scheduler: str | None = None) -> Path:
-    """The writing half of :func:`generate_dataset`, run with the output's :class:`RunLock` held."""
+    """The writing half of :func:`generate_dataset`, run with the output's :class:`RunLock` held.
+
+    Parameters
+    ----------
+    output : Path
+        The dataset (or master) file.
+    files : list of Path
+        The files to write (one, or the shards).
+    job : SynthesisJob
+        What to synthesize.
+    shape, dtype, compression, attrs, config_json
+        As for :class:`ShardWriter`.
+    workers : int
+        Processes.
+    force, resume : bool
+        Overwrite / continue.
+    progress : bool
+        Show a progress bar.
+    checkpoint_every : int
+        Samples between checkpoints.
+    scheduler : str, optional
+        Dask scheduler (:mod:`noisesim.distributed`).
+
+    Returns
+    -------
+    Path
+        ``output``.
+    """
     pairs = int(attrs["n_pairs"])
     shards = len(files)
     bounds = np.linspace(0, pairs, shards + 1).round().astype(int)

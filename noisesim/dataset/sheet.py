@@ -20,7 +20,24 @@ def contact_sheet(path: str | os.PathLike, out_png: str | os.PathLike, *, n: int
     """Write a PNG of ``n`` pairs (noisy × ratio | clean), each row labelled with its index, ISO, ratio and
     K and the columns titled, rendered by the forward ISP
     (:func:`noisesim.isp.process`) with each sample's recorded white balance and colour matrix
-    (neutral gains and the identity matrix when the sample has none, e.g. procedural or raw sources)."""
+    (neutral gains and the identity matrix when the sample has none, e.g. procedural or raw sources).
+
+    Parameters
+    ----------
+    path : str or PathLike
+        The dataset file.
+    out_png : str or PathLike
+        The PNG to write.
+    n : int
+        Pairs shown (the first n, unless ``indices``).
+    indices : sequence of int, optional
+        Which samples.
+
+    Returns
+    -------
+    Path
+        ``out_png``.
+    """
     out_png = Path(out_png)
     if not out_png.parent.is_dir():
         raise DatasetError(f"cannot write {out_png}: directory {out_png.parent} does not exist")

@@ -53,7 +53,21 @@ __all__ = [
 
 def parse_range(value, what: str, *, allow_none: bool = True) -> tuple[float, float] | None:
     """``"800:6400"`` / ``(800, 6400)`` → (800.0, 6400.0); ``"1600"`` / ``1600`` → (1600.0, 1600.0);
-    ``None`` / ``"none"`` / ``"card"`` → None (when allowed). Values must be finite and > 0."""
+    ``None`` / ``"none"`` / ``"card"`` → None (when allowed). Values must be finite and > 0.
+
+    Parameters
+    ----------
+    value : str, number, pair or None
+        The range.
+    what : str
+        Its name in the error.
+    allow_none : bool
+        Whether None / ``"none"`` / ``"card"`` are accepted.
+
+    Returns
+    -------
+    (float, float) or None
+    """
     if value is None or (isinstance(value, str) and value.strip().lower() in ("none", "card", "")):
         if allow_none:
             return None
@@ -77,7 +91,18 @@ def parse_range(value, what: str, *, allow_none: bool = True) -> tuple[float, fl
 
 def parse_ratio(value) -> tuple[str, tuple[float, ...]]:
     """Exposure-ratio spec: ``"100:300"`` → log-uniform in [100, 300]; ``"100"`` → fixed;
-    ``"100,250,300"`` (or a list) → uniform choice among the values (as in SID/ELD). All values ≥ 1."""
+    ``"100,250,300"`` (or a list) → uniform choice among the values (as in SID/ELD). All values ≥ 1.
+
+    Parameters
+    ----------
+    value : str, number or sequence of numbers
+        The ratio spec.
+
+    Returns
+    -------
+    (kind, values) : (str, tuple of float)
+        ``("loguniform", (lo, hi))`` (lo = hi for a fixed ratio) or ``("choice", values)``.
+    """
     if isinstance(value, (list, tuple)) and len(value) != 2 or (isinstance(value, str) and "," in value):
         try:
             vals = tuple(float(v) for v in (value.split(",") if isinstance(value, str) else value))
@@ -96,7 +121,19 @@ SEED_MAX = 2**64 - 1
 
 
 def check_seed(seed, what: str = "seed") -> int:
-    """``seed`` as an int in 0 .. 2**64 - 1 (what ``SeedSequence`` and the uint64 record fields hold)."""
+    """``seed`` as an int in 0 .. 2**64 - 1 (what ``SeedSequence`` and the uint64 record fields hold).
+
+    Parameters
+    ----------
+    seed : int
+        Candidate seed.
+    what : str
+        Its name in the error.
+
+    Returns
+    -------
+    int
+    """
     if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)):
         raise ParameterError(f"{what} must be an integer in 0..2**64-1, got {seed!r}")
     if not 0 <= int(seed) <= SEED_MAX:
@@ -110,7 +147,30 @@ def _loguniform(g: np.random.Generator, lo: float, hi: float) -> float:
 
 @dataclass(frozen=True)
 class SynthesisJob:
-    """Everything needed to synthesize sample i; picklable (sent once to each worker)."""
+    """Everything needed to synthesize sample i; picklable (sent once to each worker).
+
+    Attributes
+    ----------
+    card : Card
+    source_spec : str
+        ``--source`` value (:func:`noisesim.sources.open_source`).
+    patch : int
+        Patch side [px].
+    iso, gain_k : (float, float) or None
+        ISO range or K range [DN/e⁻] (one of them).
+    ratio : (str, tuple of float)
+        :func:`parse_ratio`.
+    blur : BlurSpec or None
+    seed : int
+    storage : str
+        ``"uint16"`` (DN) or ``"float32"`` (normalized).
+    components : NoiseComponents
+    kernel_cap : int
+        Padded blur-kernel side [px].
+    noise : {"parametric", "dark-frame"}
+    bank_path : str or None
+        Dark-frame bank for ``noise="dark-frame"``.
+    """
 
     card: Any
     source_spec: str
@@ -132,6 +192,20 @@ def sample_seeds(seed: int, index: int, *, spawn_key: tuple[int, ...] | None = N
 
     ``SeedSequence(seed, spawn_key=(index,))`` equals ``SeedSequence(seed).spawn(index + 1)[index]``;
     ``spawn_key`` replaces ``(index,)`` (the on-the-fly loader uses ``(epoch, index)``).
+
+    Parameters
+    ----------
+    seed : int
+        The dataset's seed.
+    index : int
+        Sample index.
+    spawn_key : tuple of int, optional
+        Replaces ``(index,)``.
+
+    Returns
+    -------
+    params_seq, clean_seq : numpy.random.SeedSequence
+    noise_seed : int
     """
     key = (int(index),) if spawn_key is None else tuple(int(k) for k in spawn_key)
     ss = np.random.SeedSequence(int(seed), spawn_key=key)
@@ -179,7 +253,12 @@ class Synthesizer:
 
     def compile_message(self) -> str:
         """What :meth:`warm_up` says when it compiles, naming the kernel families this job uses, e.g.
-        ``"compiling noise, dead-leaves and unprocessing kernels (first run only) …"``."""
+        ``"compiling noise, dead-leaves and unprocessing kernels (first run only) …"``.
+
+        Returns
+        -------
+        str
+        """
         from ..sources import DeadLeavesSource, ImageFolderSource
 
         names = ["noise"]
@@ -213,7 +292,19 @@ class Synthesizer:
             render_dead_leaves(g, 16, 16, r_max=3.0, max_discs=1)
 
     def draw_params(self, g: np.random.Generator) -> tuple[NoiseParams, float]:
-        """Draw one sample's NoiseParams and exposure ratio from the job's ranges with generator ``g``."""
+        """Draw one sample's NoiseParams and exposure ratio from the job's ranges with generator ``g``.
+
+        Parameters
+        ----------
+        g : numpy.random.Generator
+            The sample's parameter stream.
+
+        Returns
+        -------
+        params : NoiseParams
+        ratio : float
+            Exposure ratio r ≥ 1.
+        """
         from ..sampling import sample_params
 
         job = self.job
@@ -236,6 +327,23 @@ class Synthesizer:
 
         When :attr:`timers` is a dict, the wall and CPU seconds of each stage are added to it
         (``{stage: [wall_s, cpu_s]}``; used by ``benchmarks/bench_generate.py``).
+
+        Parameters
+        ----------
+        i : int
+            Sample index.
+        spawn_key : tuple of int, optional
+            Replaces ``(i,)`` in the seed derivation.
+        noise : bool
+            Apply the noise kernel.
+
+        Returns
+        -------
+        clean, noisy : (C, h, w) ndarray
+            Packed, in the storage dtype (``noisy`` None without noise).
+        rec : structured ndarray row
+            The ``/params`` row.
+        kernel : (k, k) ndarray of float32 or None
         """
         job = self.job
         clock = _StageClock(self.timers)
@@ -336,7 +444,17 @@ def _card_cam2rgb(card):
 
 
 def kernel_capacity(spec) -> int:
-    """Largest kernel side ``spec`` can produce (the padded size of /blur_kernels); 0 without blur."""
+    """Largest kernel side ``spec`` can produce (the padded size of /blur_kernels); 0 without blur.
+
+    Parameters
+    ----------
+    spec : BlurSpec or None
+
+    Returns
+    -------
+    int
+        [px]
+    """
     if spec is None or spec.p_none >= 1.0:
         return 0
     cap = spec.max_kernel_size
@@ -344,7 +462,18 @@ def kernel_capacity(spec) -> int:
 
 
 def seal(job: SynthesisJob, clean, noisy, rec, kernel) -> None:
-    """Store the sample's CRC-32 in ``rec`` (done where the sample is made, so workers share the cost)."""
+    """Store the sample's CRC-32 in ``rec`` (done where the sample is made, so workers share the cost).
+
+    Parameters
+    ----------
+    job : SynthesisJob
+        Fixes whether a kernel is stored.
+    clean, noisy : (C, h, w) ndarray
+        The sample as stored.
+    rec : structured ndarray row
+        Its ``/params`` row (``crc32`` set in place).
+    kernel : (k, k) ndarray or None
+    """
     kernel_row = ksize = None
     if job.blur is not None:  # the layout ShardWriter.write stores
         from ..blur import pad_kernel
@@ -357,7 +486,16 @@ def seal(job: SynthesisJob, clean, noisy, rec, kernel) -> None:
 
 
 def resolve_card(card):
-    """A :class:`~noisesim.card.Card` from a card, a shipped card's name or a path (loaded); ParameterError otherwise."""
+    """A :class:`~noisesim.card.Card` from a card, a shipped card's name or a path (loaded); ParameterError otherwise.
+
+    Parameters
+    ----------
+    card : Card, str or PathLike
+
+    Returns
+    -------
+    Card
+    """
     from ..card import load_card
 
     if isinstance(card, (str, os.PathLike)):
@@ -368,7 +506,16 @@ def resolve_card(card):
 
 
 def check_sampling(card, iso, gain_k) -> None:
-    """Fail before writing anything if the card cannot serve the requested ISO / K range."""
+    """Fail before writing anything if the card cannot serve the requested ISO / K range.
+
+    Parameters
+    ----------
+    card : Card
+    iso : (float, float) or None
+        ISO range.
+    gain_k : (float, float) or None
+        K range [DN/e⁻].
+    """
     from ..sampling import sample_params
 
     name = getattr(card, "name", "card")
@@ -391,6 +538,20 @@ def check_noise_mode(noise: str, bank, cfa, *, card=None) -> tuple[str | None, s
     """Validate the noise mode; for dark-frame noise, the bank's absolute path and content hash.
 
     Without ``bank``, dark-frame noise uses the card's own bank (``[dark_bank]``) where it has one.
+
+    Parameters
+    ----------
+    noise : {"parametric", "dark-frame"}
+    bank : str, PathLike or None
+        Dark-frame bank file.
+    cfa : CFA
+        The card's pattern (the bank's must match).
+    card : Card, optional
+        Its own bank is the default.
+
+    Returns
+    -------
+    bank_path, bank_sha256 : str or None
     """
     from ..noise import NOISE_MODES
 
@@ -413,7 +574,17 @@ def check_noise_mode(noise: str, bank, cfa, *, card=None) -> tuple[str | None, s
 
 
 def params_from_record(rec) -> NoiseParams:
-    """The :class:`NoiseParams` stored in one ``/params`` row."""
+    """The :class:`NoiseParams` stored in one ``/params`` row.
+
+    Parameters
+    ----------
+    rec : structured ndarray row
+        One ``/params`` row.
+
+    Returns
+    -------
+    NoiseParams
+    """
     iso = float(rec["iso"])
     black = record_black(rec)
     return NoiseParams(
@@ -430,6 +601,22 @@ def resynthesize(path: str | os.PathLike, index: int, *, card=None, bank=None) -
 
     ``card`` is needed only when the dataset used the card's fixed-pattern maps (``attrs["uses_maps"]``);
     ``bank`` only for dark-frame noise when the bank has moved from the path stored in the file.
+
+    Parameters
+    ----------
+    path : str or PathLike
+        The dataset file.
+    index : int
+        Sample index.
+    card : Card, str or PathLike, optional
+        The card with the maps.
+    bank : str or PathLike, optional
+        The dark-frame bank's new path.
+
+    Returns
+    -------
+    (C, h, w) ndarray
+        ``noisy[index]`` as stored (dtype of the file).
     """
     import h5py
 
