@@ -2,6 +2,7 @@
 function, class and method has a docstring (issue 10 item 5)."""
 
 import importlib
+import importlib.util
 import inspect
 import pkgutil
 
@@ -72,33 +73,96 @@ def _undocumented_or_skip(name):
     return _undocumented(name)
 
 
-def test_architecture_names_functions_that_exist():
-    """docs/ARCHITECTURE.md's module table names only definitions its modules have (it once listed
-    ``noise_kernel_*`` for ``fused_noise_*``)."""
+def _doc_modules(path):
+    """The modules a path of docs/ARCHITECTURE.md's table stands for: ``noisesim/dataset/layout.py`` one,
+    a package folder (``noisesim/importers/``, ``calibration/``) the package and every module in it.
+    None when one cannot be imported (an optional extra such as torch is not installed)."""
+    name = path.removesuffix(".py").rstrip("/").replace("/", ".")
+    name = "noisesim.calibration" if name == "calibration" else name
+    try:
+        mod = importlib.import_module(name)
+        if path.endswith("/"):
+            return [mod] + [importlib.import_module(m.name) for m in pkgutil.walk_packages(mod.__path__, name + ".")]
+        return [mod]
+    except ImportError:
+        return None
+
+
+def _doc_names(span):
+    """The names a backticked span of the table refers to: each comma-separated item's leading identifier
+    (argument lists dropped; ``from X import a, b`` gives a and b; ``.pack`` a method)."""
     import re
+
+    while re.search(r"\([^()]*\)", span):  # drop argument lists, nested ones too
+        span = re.sub(r"\([^()]*\)", "", span)
+    span = span.split(" import ", 1)[1] if span.startswith("from ") else span
+    return [m.group(1) for part in span.split(",") if (m := re.match(r"\s*\.?([A-Za-z_][\w.]*)(?!\w|=)", part))]
+
+
+def _defined(name, mods):
+    """Whether ``name`` (``f``, ``Class.method``, a method or dataclass field of a class, or ``module.f`` of
+    another noisesim module) is defined."""
+    import dataclasses
+
+    head, *rest = name.split(".")
+    if rest and importlib.util.find_spec(f"noisesim.{head}") is not None:
+        mods, (head, *rest) = [importlib.import_module(f"noisesim.{head}")], rest
+    for m in mods:
+        obj = getattr(m, head, None)
+        if obj is None:
+            obj = next((getattr(v, head, True) for v in vars(m).values() if inspect.isclass(v) and (
+                hasattr(v, head) or (dataclasses.is_dataclass(v) and head in {f.name for f in dataclasses.fields(v)}))), None)
+        for part in rest:
+            obj = getattr(obj, part, None)
+        if obj is not None:
+            return True
+    return False
+
+
+def test_architecture_names_functions_that_exist():
+    """docs/ARCHITECTURE.md names only definitions its modules have (it once listed ``noise_kernel_*`` for
+    ``fused_noise_*``): every name of the table's API column (all rows: single modules, the dataset
+    modules, the importers, cli and calibration packages), the modules a package row's concept column lists,
+    and every dotted ``module.name`` of noisesim in the prose."""
     from pathlib import Path
 
-    text = (Path(__file__).resolve().parents[1] / "docs" / "ARCHITECTURE.md").read_text()
+    checked, missing = _architecture_missing((Path(__file__).resolve().parents[1] / "docs" / "ARCHITECTURE.md").read_text())
+    assert checked > 80 and not missing, missing
+
+
+def test_architecture_check_catches_wrong_names():
+    rows = ("| `noisesim/kernels.py` | kernel | `fused_noise_numba`, `noise_kernel_numba` (use `noise.simulate`) |\n"
+            "| `noisesim/dataset/layout.py` | format | `sample_crc32`, `no_such_crc` |\n"
+            "| `calibration/` | `capture`, `no_such_module` | `calibrate(capture, camera=...) -> CalibrationResult` |\n"
+            "Levels broadcast with `cfa.per_site_values`, not `cfa.per_site_value`.\n")
+    checked, missing = _architecture_missing(rows)
+    assert checked >= 9 and sorted(m.split(": ")[1] for m in missing) == [
+        "cfa.per_site_value", "no_such_crc", "no_such_module", "noise_kernel_numba"], missing
+
+
+def _architecture_missing(text):
+    import re
+
     checked, missing = 0, []
-    for paths, api in re.findall(r"^\| ((?:`noisesim/(?:\w+/)*\w+\.py`(?:, )?)+) \|[^|]*\| (.*) \|$", text, re.M):
-        mods, unavailable = [], False
-        for path in re.findall(r"`(noisesim/(?:\w+/)*\w+)\.py`", paths):
-            try:
-                mods.append(importlib.import_module(path.replace("/", ".")))
-            except ImportError:  # an optional extra (torch) is not installed: its names cannot be checked
-                unavailable = True
-        if not mods or unavailable:
+    for paths, concept, api in re.findall(r"^\| ((?:`(?:noisesim|calibration)[\w/.]*`(?:, )?)+) \|([^|]*)\| (.*) \|$", text, re.M):
+        found = [_doc_modules(p) for p in re.findall(r"`([\w/.]+)`", paths)]
+        if any(f is None for f in found):
             continue
-        while re.search(r"\([^()]*\)", api):  # drop argument lists, nested ones too
-            api = re.sub(r"\([^()]*\)", "", api)
-        for name in re.findall(r"`\.?([A-Za-z_]\w*)", api):
-            if name in ("noise",):  # `noise.simulate`
-                continue
-            checked += 1
-            found = any(hasattr(m, name) or any(hasattr(v, name) for v in vars(m).values() if inspect.isclass(v)) for m in mods)
-            if not found:
-                missing.append(f"{paths}: {name}")
-    assert checked > 40 and not missing, missing
+        mods = [m for f in found for m in f]
+        spans = re.findall(r"`([^`]+)`", api)
+        if all(p.endswith("/") for p in re.findall(r"`([\w/.]+)`", paths)) and len(mods) > 1:
+            spans += [s for s in re.findall(r"`([^`]+)`", concept) if re.fullmatch(r"[a-z_]+(\(.*\))?", s) and s != "noisesim"]
+        for span in spans:
+            for name in _doc_names(span):
+                checked += 1
+                if not (_defined(name, mods) or any(m.__name__.endswith("." + name) for m in mods)):
+                    missing.append(f"{paths}: {name}")
+    for dotted in re.findall(r"`((?:noisesim\.)?(?:cfa|card|params|noise|rawio|dng|isp|blur|sources|darkbank|sampling)\.\w+)", text):
+        mod, _, attr = dotted.removeprefix("noisesim.").rpartition(".")
+        checked += 1
+        if not hasattr(importlib.import_module(f"noisesim.{mod}"), attr):
+            missing.append(f"prose: {dotted}")
+    return checked, missing
 
 
 ROOT = __import__("pathlib").Path(__file__).resolve().parents[1]
