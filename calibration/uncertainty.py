@@ -80,7 +80,22 @@ def _ptc_weights(fit: PTCFit, sigma2_dark_dn2: float, n_pixels: int) -> tuple[np
 
 
 def ptc_dark_sensitivity(fit: PTCFit, sigma2_dark_dn2: float, n_pixels: int) -> float:
-    """∂K/∂σ²_dark [DN/e⁻ per DN²] of a photon-transfer fit through the origin: −Σ w μ / Σ w μ²."""
+    """∂K/∂σ²_dark [DN/e⁻ per DN²] of a photon-transfer fit through the origin: −Σ w μ / Σ w μ².
+
+    Parameters
+    ----------
+    fit : PTCFit
+        One channel's fit.
+    sigma2_dark_dn2 : float
+        σ²_y.dark [DN²].
+    n_pixels : int
+        Pixels per channel.
+
+    Returns
+    -------
+    float
+        [DN/e⁻ per DN²]
+    """
     x, w = _ptc_weights(fit, sigma2_dark_dn2, n_pixels)
     return float(-np.sum(w * x) / np.sum(w * x * x))
 
@@ -92,6 +107,20 @@ def ptc_residual_correlation(fits: list[PTCFit], sigma2_dark_dn2, n_pixels: int)
     realization of row / column noise: their residuals move together. The residuals are those of a weighted
     line with intercept, so the dark variance's error (a common offset) is left to :func:`gain_covariance`;
     identity where fewer than 4 common levels exist.
+
+    Parameters
+    ----------
+    fits : list of PTCFit
+        One per packed channel.
+    sigma2_dark_dn2 : (C,) array_like
+        σ²_y.dark per channel [DN²].
+    n_pixels : int
+        Pixels per channel.
+
+    Returns
+    -------
+    (C, C) ndarray
+        Correlation (unit 1).
     """
     c = len(fits)
     common = np.logical_and.reduce([f.used for f in fits])
@@ -121,6 +150,22 @@ def gain_covariance(fits: list[PTCFit], sigma2_dark_dn2, cov_dark_dn4: np.ndarra
     ``ρ_cd se_c se_d`` (level noise; se_c each fit's own SE) plus ``g_c g_d Cov(σ²_dark)_cd`` with
     g_c = ∂K_c/∂σ²_dark,c (:func:`ptc_dark_sensitivity`). A NaN dark covariance (fewer than two dark pairs)
     contributes nothing.
+
+    Parameters
+    ----------
+    fits : list of PTCFit
+        One per packed channel.
+    sigma2_dark_dn2 : (C,) array_like
+        σ²_y.dark per channel [DN²].
+    cov_dark_dn4 : (C, C) ndarray
+        Covariance of σ²_y.dark [DN⁴].
+    n_pixels : int
+        Pixels per channel.
+
+    Returns
+    -------
+    (C, C) ndarray
+        [(DN/e⁻)²]
     """
     v = np.broadcast_to(np.asarray(sigma2_dark_dn2, dtype=np.float64), (len(fits),))
     se = np.array([f.gain_k_dn_per_e.se for f in fits])
@@ -137,6 +182,13 @@ def combine_channels(values, cov) -> tuple[float, float, float]:
 
     The weights are a_c ∝ 1/Cov_cc (the channels' own variances, so the figure is the usual weighted mean);
     the SE is √(aᵀ Cov a), which is the independent-channel SE only when Cov is diagonal.
+
+    Parameters
+    ----------
+    values : (C,) array_like
+        Per-channel estimates, one unit.
+    cov : (C, C) array_like
+        Their covariance [unit²].
 
     Returns
     -------
@@ -189,6 +241,18 @@ class DarkPairVariances:
         and column variances (spatial, about each frame's mean) do not: F is a sum of many row, column and
         pixel offsets, so Gaussian, and its N-frame variance s²_F has variance ``2 s²_F² / (N − 1)``.
         Degrees of freedom by Welch–Satterthwaite. NaN below 2 pairs.
+
+        Parameters
+        ----------
+        channel : int, optional
+            Packed channel index; None: the mean over channels.
+
+        Returns
+        -------
+        se_dn2 : float
+            [DN²]
+        dof : float
+            Welch–Satterthwaite degrees of freedom.
         """
         n = self.n_frames
         pix = self.pixel_per_channel_dn2 if channel is None else self.pixel_per_channel_dn2[:, [channel]]
@@ -221,6 +285,10 @@ def dark_pair_variances(pair_var_dn2: np.ndarray, frame_channel_means_dn: np.nda
     row_resid : (N, H) array, row means minus their stack average [DN]
     col_resid : (N, W) array, column means minus their stack average [DN]
     period : CFA period (2 for Bayer)
+
+    Returns
+    -------
+    DarkPairVariances
     """
     pv = np.asarray(pair_var_dn2, dtype=np.float64)
     fm = np.asarray(frame_channel_means_dn, dtype=np.float64)

@@ -79,6 +79,13 @@ def check_workers(scheduler: str | None, workers: int) -> None:
     """Refuse ``workers`` > 1 with a scheduler other than ``"local"``: the count sizes only a LocalCluster
     started here; a running cluster has its own workers, and ignoring the option silently would mislead.
 
+    Parameters
+    ----------
+    scheduler : str or None
+        As for :func:`connect`; None: no cluster.
+    workers : int
+        The ``--workers`` value.
+
     Raises
     ------
     ClusterError
