@@ -213,6 +213,30 @@ def test_generate_with_dark_frame_noise_stores_the_choice_and_resynthesizes(tmp_
                  "--noise", "dark-frame", "--no-progress"]) == 2
 
 
+@pytest.mark.parametrize("storage", ["uint16", "float32"])
+def test_dataset_record_holds_the_dark_frame_the_noise_used(tmp_path, storage):
+    # the record's choice was drawn a second time, keyed by the raw seed, while the noise keyed it by the
+    # seed's words: the stored frame, window and transform were not the ones used (sample 0 here already)
+    from noisesim.dataset.synthesis import (SynthesisJob, Synthesizer, kernel_capacity, params_from_record, parse_ratio,
+                                            resolve_card)
+
+    bank = _bank(tmp_path, n=3, shape=(96, 96), iso=1600)
+    job = SynthesisJob(card=resolve_card("SonyA7S2"), source_spec="builtin", patch=32, iso=(1600.0, 1600.0), gain_k=None,
+                       ratio=parse_ratio("1"), blur=None, seed=7, storage=storage, components=NoiseComponents(),
+                       kernel_cap=kernel_capacity(None), noise="dark-frame", bank_path=str(bank.path))
+    synth = Synthesizer(job)
+    for i in range(4):
+        clean, noisy, rec, _ = synth.sample(i)
+        unit = "dn" if storage == "uint16" else "normalized"
+        again, used = simulate_dark_frame(clean, params_from_record(rec), synth.sensor, bank, ratio=float(rec["ratio"]),
+                                          input_unit=unit, output_unit=unit, dtype=noisy.dtype, rng=int(rec["seed"]),
+                                          return_choice=True)
+        assert np.array_equal(again, noisy)
+        stored = (int(rec["dark_frame"]), int(rec["dark_y0"]), int(rec["dark_x0"]), int(rec["dark_transform"]))
+        assert stored == (used.frame, used.y0, used.x0, 4 * used.transpose + 2 * used.flip_y + used.flip_x), f"sample {i}"
+        assert synth.sample(i, noise=False)[2].tobytes() == rec.tobytes()  # the record without the noise is the same
+
+
 @pytest.mark.torch
 def test_on_the_fly_dataset_with_dark_frame_noise(tmp_path):
     pytest.importorskip("torch")

@@ -19,6 +19,7 @@ reproduces ``noisy[i]`` exactly (see :func:`resynthesize`).
 from __future__ import annotations
 
 import dataclasses
+import functools
 import json
 import math
 import os
@@ -31,6 +32,7 @@ import numpy as np
 
 from ..errors import DatasetError, ParameterError, UnknownISOError
 from ..params import NoiseComponents, NoiseParams, Sensor
+from ..rng import key_from_seed
 from .layout import NOISE_FIELDS, PARAMS_DTYPE, record_black, sample_crc32, sensor_from_attrs
 
 __all__ = [
@@ -366,9 +368,18 @@ class Synthesizer:
         # The noise is drawn on the mosaic and both are packed afterwards: simulate() would unpack a
         # packed input and pack its output, so this saves a transpose; the values are identical
         # (the noise is keyed by mosaic pixel coordinates).
-        common = dict(components=job.components, maps=self.maps, origin=origin, rng=noise_seed, parallel=self.parallel)
+        common = dict(components=job.components, maps=self.maps, origin=origin, rng=noise_seed)
+        choice = None
         if self.bank is not None:
-            common.update(noise="dark-frame", bank=self.bank)
+            from ..darkbank import simulate_dark_frame
+
+            # one draw of the dark frame, window and transform: the one the noise used goes into the record
+            def add_noise(*args, **kw):
+                nonlocal choice
+                out, choice = simulate_dark_frame(*args, bank=self.bank, return_choice=True, **kw)
+                return out
+        else:
+            add_noise = functools.partial(simulate, parallel=self.parallel)
         if job.storage == "uint16":
             sensor = self.sensor.with_black_level(params.black_level_dn)  # the ISO's own black level (card /2)
             if self.px_range is None or self.px_levels != sensor.black_level_dn:
@@ -376,11 +387,11 @@ class Synthesizer:
                 self.px_black = self.cfa.per_pixel(sensor.black_level_dn, mosaic.shape)
                 self.px_levels = sensor.black_level_dn
             clean_m = np.clip(np.rint(mosaic * self.px_range + self.px_black), 0, self.sensor.max_dn).astype(np.uint16)
-            noisy_m = (simulate(clean_m, params, self.sensor, ratio=ratio, input_unit="dn", output_unit="dn", dtype=np.uint16,
+            noisy_m = (add_noise(clean_m, params, self.sensor, ratio=ratio, input_unit="dn", output_unit="dn", dtype=np.uint16,
                                 **common) if noise else None)  # fmt: skip
         else:
             clean_m = mosaic
-            noisy_m = simulate(mosaic, params, self.sensor, ratio=ratio, **common) if noise else None
+            noisy_m = add_noise(mosaic, params, self.sensor, ratio=ratio, **common) if noise else None
         clock.lap("noise kernel")
         clean, noisy = self.cfa.pack(clean_m), (None if noisy_m is None else self.cfa.pack(noisy_m))
         rec = np.zeros((), dtype=PARAMS_DTYPE)
@@ -399,7 +410,9 @@ class Synthesizer:
         rec["origin_y"], rec["origin_x"] = origin
         rec["dark_frame"] = -1
         if self.bank is not None:  # which dark frame, where and how it was cut (resynthesize replays the seed)
-            ch = self.bank.choice_for(mosaic.shape, params, rng=noise_seed)
+            # without noise, the choice simulate_dark_frame would make: it keys it by the seed's words
+            ch = choice if choice is not None else self.bank.choice_for(
+                mosaic.shape, params, rng=np.random.SeedSequence(list(key_from_seed(noise_seed))))
             rec["dark_frame"], rec["dark_y0"], rec["dark_x0"] = ch.frame, ch.y0, ch.x0
             rec["dark_transform"] = 4 * ch.transpose + 2 * ch.flip_y + ch.flip_x
         isp = cp.isp
