@@ -54,7 +54,9 @@ def sensor_maps(shape, *, dsnu_dn: float = 0.6, prnu: float = 0.01, seed: int = 
 
 def truths(params: NoiseParams, maps: FixedPatternMaps, cfa: CFA, dark_exposure_s: float) -> dict[str, list[float] | float]:
     """The figures a calibration of this unit should find (its realized fixed pattern is the truth)."""
-    read = params.tukey_scale_dn * math.sqrt(stats.tukeylambda.var(params.tukey_lambda))
+    # the darks' temporal variance also holds the shot noise of their dark signal, K² μ_I t (0.3 DN² at ISO 1600 here)
+    read = math.sqrt((params.tukey_scale_dn * params.tukey_scale_dn * stats.tukeylambda.var(params.tukey_lambda))
+                     + params.gain_k_dn_per_e**2 * params.dark_current_e_per_s * dark_exposure_s)
     site = cfa.site_index.ravel()
     ds = cfa.pack(maps.dark_shading_b_dn)
     dark_dn = params.gain_k_dn_per_e * params.dark_current_e_per_s * dark_exposure_s
