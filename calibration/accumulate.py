@@ -42,7 +42,7 @@ class DarkStats:
     frame_channel_means_dn : (N, C) float64
         Mean of each frame per packed channel.
     pair_var_dn2 : (P, C) float64
-        ½ var(d₁ − d₂) per consecutive frame pair and channel (EMVA 1288 temporal dark noise).
+        ½ var(d₁ − d₂) per consecutive frame pair and channel (EMVA 1288 §2.2, §6 temporal dark noise).
     row_resid : (N, H) float64 and col_resid : (N, W) float64
         Row / column means of each frame minus their stack average.
     sample_resid_dn : (N, S) float32

@@ -228,7 +228,7 @@ class PTCFit:
 
 def fit_ptc(mean_dn, var_dn2, *, n_pixels: int, sigma2_dark_dn2: float = 0.0, saturation_mean_dn: float | None = None,
             fraction: float = 0.70, line_var_dn4: float = 0.0) -> PTCFit:
-    """K [DN/e⁻] from photon-transfer points by a weighted fit through the origin (EMVA 1288 §6.3).
+    """K [DN/e⁻] from photon-transfer points by a weighted fit through the origin (EMVA 1288 §6).
 
     Parameters
     ----------
@@ -613,7 +613,7 @@ def box_lowpass(plane: np.ndarray, size: int) -> np.ndarray:
 
 
 def flatten_illumination(plane: np.ndarray, *, degree: int = 4, box: int = 31) -> np.ndarray:
-    """Relative pixel response of a flat: plane / smooth illumination − 1 (EMVA 1288 PRNU high-pass).
+    """Relative pixel response of a flat: plane / smooth illumination − 1 (EMVA 1288 §8 PRNU high-pass).
 
     The illumination and vignetting are removed in two stages: a 2-D polynomial surface of ``degree``
     (least squares on a subsample), then a ``box`` low-pass of the ratio, which is then nearly flat so the

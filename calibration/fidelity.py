@@ -31,6 +31,7 @@ from noisesim.cfa import CFA
 from noisesim.errors import CalibrationError, ParameterError
 
 from .estimators import kl_divergences, ks_statistic
+from .pixel_noise import QUANTIZATION_VAR_DN2
 
 __all__ = [
     "capture_mismatches",
@@ -515,7 +516,7 @@ def map_check(card, frames: list[np.ndarray], iso: float, *, thresholds: Thresho
         d2.append(float(b.var()))
     rho = num / math.sqrt(den_a * den_b) if den_a > 0 and den_b > 0 else 0.0
     e = card.iso_entry(iso)
-    sig2 = e.read_sigma_dn**2 + e.row_sigma_dn**2 + (e.col_sigma_dn or 0.0) ** 2 + 1.0 / 12.0
+    sig2 = e.read_sigma_dn**2 + e.row_sigma_dn**2 + (e.col_sigma_dn or 0.0) ** 2 + QUANTIZATION_VAR_DN2
     n_cal = (card.provenance or {}).get("counts", {}).get(f"iso_{iso:g}", {}).get("darks") or 1e9
     dd = float(np.mean(d2))
     expected = math.sqrt(dd / (dd + sig2 / float(n_cal))) * math.sqrt(dd / (dd + sig2 / len(frames))) if dd > 0 else 0.0

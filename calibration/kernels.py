@@ -5,9 +5,9 @@ temporaries:
 
 * :func:`dark_batch` — for a batch of dark frames: running per-pixel sums Σx and Σx² (x = raw − black of
   the site), row, column and per-channel sums of x per frame, the maximum, and per-channel ½·var of the
-  pair differences (EMVA 1288 temporal dark noise);
+  pair differences (EMVA 1288 §2.2, §6 temporal dark noise);
 * :func:`flat_pair_pass` — per-channel sums of A − offset and B − offset (offset = site black + dark mean
-  map), the count of pixels at or above the white level in A or B, and ½·var(A − B) (EMVA 1288 PTC);
+  map), the count of pixels at or above the white level in A or B, and ½·var(A − B) (EMVA 1288 §6 PTC);
 * :func:`prnu_add` — ``acc += (raw − offset) / level`` with one level per colour site.
 
 Channels are the packed channels of :class:`noisesim.cfa.CFA`: channel ``(y % p)·p + (x % p)`` for CFA
@@ -67,7 +67,7 @@ def _views(a: np.ndarray, p: int) -> list[np.ndarray]:
 
 
 def pair_diff_var_reference(a, b, period: int) -> np.ndarray:
-    """½ var(A − B) per packed channel (ddof = 1) [DN²], two-pass numpy (EMVA 1288 §6.2).
+    """½ var(A − B) per packed channel (ddof = 1) [DN²], two-pass numpy (EMVA 1288 §6).
 
     Parameters
     ----------
@@ -251,7 +251,7 @@ def dark_batch(stack: np.ndarray, m: int, black_tile: np.ndarray, s1: np.ndarray
     max_dn : float
         Largest value of the ``m`` frames.
     pair_var_dn2 : (m // 2, p·p) float64
-        ½ var(F₂ⱼ₊₁ − F₂ⱼ) per channel (ddof = 1; EMVA 1288 temporal dark noise) for the frame pairs
+        ½ var(F₂ⱼ₊₁ − F₂ⱼ) per channel (ddof = 1; EMVA 1288 §2.2, §6 temporal dark noise) for the frame pairs
         (0, 1), (2, 3), … — shifted-data sums (shift: the difference at the channel's first pixel), so
         the variance is sound whatever the offset between the frames. Empty when ``full`` is False.
     """
@@ -321,7 +321,7 @@ def _flat_pair_pass_numba(a, b, black_tile, mean_map, sat):  # pragma: no cover 
 
 def flat_pair_pass(a: np.ndarray, b: np.ndarray, black_tile: np.ndarray, mean_map: np.ndarray, saturation_dn: float):
     """One pass over a flat pair: per-channel Σ(A − offset), Σ(B − offset) [DN], count of pixels
-    ≥ ``saturation_dn`` in A or B, and ½ var(A − B) [DN²] (ddof = 1, shifted-data sums; EMVA 1288 §6.2).
+    ≥ ``saturation_dn`` in A or B, and ½ var(A − B) [DN²] (ddof = 1, shifted-data sums; EMVA 1288 §6).
 
     ``offset`` = ``black_tile`` (p, p) tiled + ``mean_map`` (H, W) (the dark stack's mean above black).
     Returns four (p·p,) float64 arrays.

@@ -125,3 +125,35 @@ def test_report_has_the_datasheet_section(result, tmp_path):
     result.save(tmp_path / "cam.toml", report=report)
     text = report.read_text()
     assert "EMVA 1288 datasheet figures" in text and text.count("<img") >= 3
+
+
+def test_emva_section_citations_agree_with_the_figure_registry():
+    """Every "EMVA 1288 §…" a calibration module cites uses the figure registry's sectioning (release 4.0):
+    a subsection (§6.3) of a section the registry cites only whole (§6 photon transfer, §8 nonuniformity)
+    is a citation from another release. Old code: fit_ptc §6.3, kernels §6.2."""
+    import re
+    from pathlib import Path
+
+    import noisesim.calibration as cal
+    from noisesim.calibration.emva_figures import FIGURES
+
+    cite = re.compile(r"§(\d+)(?:\.(\d+))?")
+    registry = {m.group(0) for f in FIGURES.values() if f.section.startswith("EMVA") for m in cite.finditer(f.section)}
+    whole = {s for s in registry if "." not in s and not any(r.startswith(s + ".") for r in registry)}
+    bad = []
+    for path in sorted(Path(cal.__file__).parent.glob("*.py")):
+        for n, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
+            if "EMVA" not in line:
+                continue
+            for m in cite.finditer(line[line.index("EMVA"):]):
+                if m.group(2) and f"§{m.group(1)}" in whole:
+                    bad.append(f"{path.name}:{n}: {m.group(0)}")
+    assert {"§6", "§8"} <= whole and not bad, bad
+
+
+def test_fidelity_uses_the_quantization_constant():
+    from pathlib import Path
+
+    import noisesim.calibration.fidelity as fidelity
+
+    assert "1.0 / 12.0" not in Path(fidelity.__file__).read_text(encoding="utf-8")
