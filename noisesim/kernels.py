@@ -20,8 +20,9 @@ Random streams (counter c3 = stream << 16 | block):
 * shot: for μ < 10 inversion by sequential search (packed stream 5: one word per pixel, four pixels per
   Philox block, :mod:`noisesim.rng`), run for all such pixels of a row in lockstep; for μ ≥ 10 PTRS, the
   transformed rejection method of Hörmann (1993, "The transformed rejection method for generating Poisson
-  random variables", Insurance: Math. and Econ. 12), as numpy uses, from stream 0, two tries per block
-  (words 0–1, 2–3), evaluated in rounds over the still-pending pixels.
+  random variables", Insurance: Math. and Econ. 12), as numpy uses, from stream 0 (paired: try t of pixel
+  column gx takes words 2·(gx mod 2) and 2·(gx mod 2) + 1 of block t at column gx // 2), evaluated in rounds
+  over the still-pending pixels.
 * read: Tukey-lambda by its quantile of one word (packed stream 6; 1 − u from the complement word,
   exactly), evaluated in float32 (its ~1e-7 relative error is far below any read-noise figure);
   Gaussian by Box–Muller from words 0 and 1 of stream 1; the float path's U(−½, ½) dither from packed
@@ -335,15 +336,14 @@ _ACCEPT, _REJECT = -1.0, -2.0  # PTRS decisions, coded where the log test's (pos
 
 
 @nb.njit(cache=True, error_model="numpy")
-def _philox_words(cols, n, gy, stream, counter, words):
-    """words[:, i] = Philox4x32(column cols[i], row gy, frame, stream) for i < n: the kernel's only Philox call."""
-    ox = counter[C_OX]
+def _philox_words(gcols, n, gy, stream, counter, words):
+    """words[:, i] = Philox4x32(counter column gcols[i], row gy, frame, stream) for i < n (gcols: global)."""
     fr = np.uint64(counter[C_FRAME])
     k0 = np.uint64(counter[C_KEY0])
     k1 = np.uint64(counter[C_KEY1])
     w0, w1, w2, w3 = words[0], words[1], words[2], words[3]
     for i in range(n):
-        a, b, c, d = philox4x32(np.uint64(cols[i] + ox), gy, fr, stream, k0, k1)
+        a, b, c, d = philox4x32(np.uint64(gcols[i]), gy, fr, stream, k0, k1)
         w0[i] = np.uint32(a)
         w1[i] = np.uint32(b)
         w2[i] = np.uint32(c)
@@ -351,25 +351,23 @@ def _philox_words(cols, n, gy, stream, counter, words):
 
 
 @nb.njit(cache=True, error_model="numpy")
-def _philox_packed(w, gy, stream, counter, flat):
-    """The packed stream's words of one row: pixel x's word is flat[x + off]; returns off.
+def _philox_blocks(j0, j1, gy, stream, counter, flat):
+    """flat[4·(j − j0) + r] = word r of the Philox block at counter column j, j0 ≤ j ≤ j1 (row gy, frame, stream).
 
-    Pixel column gx = x + ox takes word gx mod 4 of the block at column gx // 4, so blocks are those of
-    columns ox // 4 … (ox + w − 1) // 4 and off = ox mod 4. ``flat`` (w + 8,) uint32.
+    A packed stream's row: j0 = ox // 4, and pixel x's word is flat[x + ox − 4·j0]. The PTRS stream's first
+    try: j0 = gx_first // 2, and pixel column gx's two words are flat[2·gx − 4·j0] and the next.
+    ``flat`` (2·W + 8,) uint32.
     """
-    ox = counter[C_OX]
     fr = np.uint64(counter[C_FRAME])
     k0 = np.uint64(counter[C_KEY0])
     k1 = np.uint64(counter[C_KEY1])
-    j0 = ox // PACKED
-    for j in range(j0, (ox + w - 1) // PACKED + 1):
+    for j in range(j0, j1 + 1):
         a, b, c, d = philox4x32(np.uint64(j), gy, fr, stream, k0, k1)
         i = PACKED * (j - j0)
         flat[i] = np.uint32(a)
         flat[i + 1] = np.uint32(b)
         flat[i + 2] = np.uint32(c)
         flat[i + 3] = np.uint32(d)
-    return ox - PACKED * j0
 
 
 @nb.njit(cache=True, error_model="numpy")
@@ -382,7 +380,10 @@ def _poisson_inversion(mu, cols, n, gy, counter, counts, flat, s):
     ``s`` (5, W) float64 scratch rows: u, μ, p_0 = exp(−μ), the count, and the exp pass's own row.
     """
     u, lam, p, k, exp_scratch = s[0], s[1], s[2], s[3], s[4]
-    off = _philox_packed(cols[n - 1] + 1, gy, np.uint64(STREAM_SHOT_INVERSION << 16), counter, flat)
+    ox = counter[C_OX]
+    j0 = ox // PACKED
+    _philox_blocks(j0, (ox + cols[n - 1]) // PACKED, gy, np.uint64(STREAM_SHOT_INVERSION << 16), counter, flat)
+    off = ox - PACKED * j0
     for i in range(n):
         u[i] = (np.float64(flat[cols[i] + off]) + 0.5) * INV_2_32
         lam[i] = mu[cols[i]]
@@ -423,71 +424,98 @@ def _poisson_inversion(mu, cols, n, gy, counter, counts, flat, s):
 
 
 @nb.njit(cache=True, error_model="numpy")
-def _poisson_ptrs(mu, cols, n, gy, counter, counts, words, s, tpos):
-    """counts[cols[i]] = Poisson(μ) for the n listed pixels (μ ≥ 10) by PTRS (Hörmann 1993), in rounds.
-
-    Round t is try t for every pixel still pending (Philox block t // 2: words 0–1 for even t, 2–3 for odd t,
-    kept from the even round). The squeeze decides most tries; the three logs of the exact test are
-    evaluated only for the undecided ones, gathered into contiguous rows. ``cols`` is consumed (compacted).
-    ``s`` (10, W) float64 scratch rows: μ, k and the log test's argument (or decision) per pending pixel;
-    per undecided one the three logs (the first then its decision), the log passes' own two rows, μ and k; ``tpos`` (W,) int64: the position of
-    each undecided one in the pending list.
-    """
-    lam, kk, arg = s[0], s[1], s[2]
+def _ptrs_exact_test(arg, lam, kk, n, s, tpos):
+    """The exact PTRS test for the tries still undecided (arg[i] > 0: the log test's argument), i < n; the
+    decision replaces arg[i]. Those tries are gathered into contiguous rows first, so the three logs and
+    the test run vectorized over them only. ``s`` (10, W) float64 scratch (rows 3–9), ``tpos`` (W,) int64."""
     log_arg, log_lam, log_z, log_m, log_e = s[3], s[4], s[5], s[6], s[7]
     t_lam, t_k = s[8], s[9]
     log_mi = log_m.view(np.int64)
+    nt = _ZERO
+    for i in range(n):  # positions of the undecided (branch-free), then their values gathered into rows
+        tpos[nt] = i
+        nt += 1 if arg[i] > 0.0 else 0
+    for j in range(nt):
+        log_arg[j] = arg[tpos[j]]
+    for j in range(nt):
+        t_lam[j] = lam[tpos[j]]
+        log_lam[j] = t_lam[j]
+    for j in range(nt):
+        t_k[j] = kk[tpos[j]]
+        log_z[j] = t_k[j] + 1.0  # k ≥ 0 here (k < 0 is rejected)
+    _log_row(log_arg, log_arg.view(np.int64), log_m, log_mi, log_e, nt)
+    _log_row(log_lam, log_lam.view(np.int64), log_m, log_mi, log_e, nt)
+    _log_row(log_z, log_z.view(np.int64), log_m, log_mi, log_e, nt)
+    for j in range(nt):  # the exact test, vectorized over the gathered rows (decision into log_arg)
+        k = t_k[j]
+        ok = log_arg[j] <= -t_lam[j] + k * log_lam[j] - _log_factorial(k, log_z[j])
+        log_arg[j] = _ACCEPT if ok else _REJECT
+    for j in range(nt):
+        arg[tpos[j]] = log_arg[j]
+
+
+@nb.njit(cache=True, error_model="numpy")
+def _poisson_ptrs(mu, w, gy, counter, counts, words, flat, s, cols, tpos):
+    """counts[x] = Poisson(μ_x) for the pixels of the row with μ ≥ 10 by PTRS (Hörmann 1993), in rounds.
+
+    Round t is try t for every pixel still pending, from Philox block t (two pixels per block). The first
+    round runs on the whole row (contiguous rows, no gathers; pixels with μ < 10 make a dummy try that
+    decides nothing) from the row's blocks made at once into ``flat``; later rounds run on the compact list
+    of pending pixels, one block each. The squeeze decides most tries, :func:`_ptrs_exact_test` the rest.
+    ``s`` (10, W) float64 scratch rows: μ, k and the log test's argument (or decision) per pending pixel,
+    then the exact test's; ``cols``, ``tpos`` (W,) int64 scratch.
+    """
+    lam, kk, arg = s[0], s[1], s[2]
+    ox = counter[C_OX]
+    wu, wv, w2, w3 = words[0], words[1], words[2], words[3]
+    j0 = ox // 2
+    _philox_blocks(j0, (ox + w - 1) // 2, gy, np.uint64(STREAM_SHOT << 16), counter, flat)
+    base = 2 * ox - PACKED * j0
+    # try 0 on the whole row (the decision coded in arg: two rows written, so LLVM vectorizes the loop)
+    for x in range(w):  # the row's words (two per pixel) and means, contiguous
+        wu[x] = flat[2 * x + base]
+        wv[x] = flat[2 * x + base + 1]
+    for x in range(w):
+        lam_x = mu[x]
+        small = lam_x < POISSON_INVERSION_MAX
+        k, u_s, v, v_r, a = _ptrs_prepare(POISSON_INVERSION_MAX if small else lam_x, wu[x], wv[x])
+        kk[x] = k
+        accept = ((u_s >= 0.07) & (v <= v_r)) | small
+        reject = (k < 0.0) | ((u_s < 0.013) & (v > u_s))
+        arg[x] = _ACCEPT if accept else (_REJECT if reject else a)
+    _ptrs_exact_test(arg, mu, kk, w, s, tpos)
+    n = _ZERO
+    for x in range(w):
+        big = mu[x] >= POISSON_INVERSION_MAX
+        counts[x] = kk[x] if big else counts[x]
+        cols[n] = x
+        n += 0 if arg[x] == _ACCEPT else 1
     for i in range(n):
         lam[i] = mu[cols[i]]
-    t = 0
+    t = 1
     while n > 0:
-        if t % 2 == 0:
-            _philox_words(cols, n, gy, np.uint64(STREAM_SHOT << 16 | t // 2), counter, words)
-            wu, wv = words[0], words[1]
-        else:
-            wu, wv = words[2], words[3]
-        # The try and the squeeze; the decision is coded in arg (the log test's argument, > 0 when the
-        # test is still to be made), so this loop writes two rows only and LLVM vectorizes it.
+        for i in range(n):
+            tpos[i] = (cols[i] + ox) // 2
+        _philox_words(tpos, n, gy, np.uint64(STREAM_SHOT << 16 | t), counter, words)
+        for i in range(n):  # the pixel's two words of its block
+            odd = ((cols[i] + ox) & 1) == 1
+            wu[i] = w2[i] if odd else wu[i]
+            wv[i] = w3[i] if odd else wv[i]
         for i in range(n):
             k, u_s, v, v_r, a = _ptrs_prepare(lam[i], wu[i], wv[i])
             kk[i] = k
             accept = (u_s >= 0.07) & (v <= v_r)
             reject = (k < 0.0) | ((u_s < 0.013) & (v > u_s))
             arg[i] = _ACCEPT if accept else (_REJECT if reject else a)
-        nt = _ZERO
-        for i in range(n):  # positions of the undecided (branch-free), then their values gathered into rows
-            tpos[nt] = i
-            nt += 1 if arg[i] > 0.0 else 0
-        for j in range(nt):
-            log_arg[j] = arg[tpos[j]]
-        for j in range(nt):
-            t_lam[j] = lam[tpos[j]]
-            log_lam[j] = t_lam[j]
-        for j in range(nt):
-            t_k[j] = kk[tpos[j]]
-            log_z[j] = t_k[j] + 1.0  # k ≥ 0 here (k < 0 is rejected)
-        _log_row(log_arg, log_arg.view(np.int64), log_m, log_mi, log_e, nt)
-        _log_row(log_lam, log_lam.view(np.int64), log_m, log_mi, log_e, nt)
-        _log_row(log_z, log_z.view(np.int64), log_m, log_mi, log_e, nt)
-        for j in range(nt):  # the exact test, vectorized over the gathered rows (decision into log_arg)
-            k = t_k[j]
-            ok = log_arg[j] <= -t_lam[j] + k * log_lam[j] - _log_factorial(k, log_z[j])
-            log_arg[j] = _ACCEPT if ok else _REJECT
-        for j in range(nt):
-            arg[tpos[j]] = log_arg[j]
+        _ptrs_exact_test(arg, lam, kk, n, s, tpos)
         # Accepted counts out, the rest compacted for the next try (branch-free: every count is written,
         # a rejected one is overwritten when its pixel is accepted later).
         m = _ZERO
-        w2, w3 = words[2], words[3]
-        keep_words = t % 2 == 0  # the odd try reads words 2–3 of this block
         for i in range(n):
             c = cols[i]
             counts[c] = kk[i]
             cols[m] = c
             lam[m] = lam[i]
-            if keep_words:
-                w2[m] = w2[i]
-                w3[m] = w3[i]
             m += 0 if arg[i] == _ACCEPT else 1
         n = m
         t += 1
@@ -565,15 +593,19 @@ def fused_noise_rows(clean, out, tiles, xs, counter, model, switches, row_offset
     mu = np.empty(w)
     d = np.empty(w)
     words = np.empty((4, w), dtype=np.uint32)
-    flat = np.empty(w + 2 * PACKED, dtype=np.uint32)
+    flat = np.empty(2 * w + 2 * PACKED, dtype=np.uint32)
     small_cols = np.empty(w, dtype=np.int64)
     big_cols = np.empty(w, dtype=np.int64)
-    all_cols = np.arange(w)
+    all_gcols = np.arange(w) + counter[C_OX]
     inversion_s = np.empty((5, w))
     ptrs_s = np.empty((10, w))
     ptrs_tpos = np.empty(w, dtype=np.int64)
     gauss_s = np.empty((4, w))
     tukey_f32 = np.empty((4, w), dtype=np.float32)
+    # a packed stream's row: blocks j_row … j_row_end, pixel x's word at flat[x + off]
+    j_row = counter[C_OX] // PACKED
+    j_row_end = (counter[C_OX] + w - 1) // PACKED
+    off = counter[C_OX] - PACKED * j_row
     for y in range(y0, min(h, y1)):
         py = y % period
         gy = np.uint64(y + counter[C_OY])
@@ -599,13 +631,12 @@ def fused_noise_rows(clean, out, tiles, xs, counter, model, switches, row_offset
                 lam = mu[x]
                 small_cols[n_small] = x
                 n_small += 1 if (lam > 0.0) & (lam < POISSON_INVERSION_MAX) else 0
-                big_cols[n_big] = x
                 n_big += 1 if lam >= POISSON_INVERSION_MAX else 0
                 d[x] = 0.0
             if n_small > 0:
                 _poisson_inversion(mu, small_cols, n_small, gy, counter, d, flat, inversion_s)
             if n_big > 0:
-                _poisson_ptrs(mu, big_cols, n_big, gy, counter, d, words, ptrs_s, ptrs_tpos)
+                _poisson_ptrs(mu, w, gy, counter, d, words, flat, ptrs_s, big_cols, ptrs_tpos)
             for x in range(w):
                 d[x] = gain_k * d[x] + add[x]
         else:
@@ -613,10 +644,10 @@ def fused_noise_rows(clean, out, tiles, xs, counter, model, switches, row_offset
                 d[x] = gain_k * mu[x] + add[x]
         # 3. read noise (Tukey: packed stream; Box–Muller: words 0, 1 of the Gaussian read stream)
         if read_kind == READ_TUKEY:
-            off = _philox_packed(w, gy, np.uint64(STREAM_READ_TUKEY << 16), counter, flat)
+            _philox_blocks(j_row, j_row_end, gy, np.uint64(STREAM_READ_TUKEY << 16), counter, flat)
             _tukey_add(flat, off, w, model[M_TUKEY_LAMBDA], model[M_TUKEY_SCALE], d, tukey_f32)
         elif read_kind == READ_GAUSSIAN:
-            _philox_words(all_cols, w, gy, np.uint64(STREAM_READ << 16), counter, words)
+            _philox_words(all_gcols, w, gy, np.uint64(STREAM_READ << 16), counter, words)
             _gaussian_add(words, w, model[M_READ_SIGMA], d, gauss_s)
         # 4. line offsets, fixed pattern, dither, quantization, clipping, output scaling
         if has_row:
@@ -634,7 +665,7 @@ def fused_noise_rows(clean, out, tiles, xs, counter, model, switches, row_offset
             for x in range(w):
                 d[x] += ds_map[y, x]
         if dither:
-            off = _philox_packed(w, gy, np.uint64(STREAM_DITHER << 16), counter, flat)
+            _philox_blocks(j_row, j_row_end, gy, np.uint64(STREAM_DITHER << 16), counter, flat)
             for x in range(w):
                 d[x] += (np.float64(flat[x + off]) + 0.5) * INV_2_32 - 0.5
         lo, hi = tiles[T_LO, py], tiles[T_HI, py]
@@ -906,26 +937,22 @@ def poisson_numpy(mu: np.ndarray, gx: np.ndarray, gy: np.ndarray, frame: int, ke
         result = np.zeros(m.shape)
         pending = np.ones(m.shape, dtype=bool)
         block = 0
-        while pending.any():
-            i = np.nonzero(pending)[0]
-            w = philox4x32_np(gxl[i], gyl[i], frame, s | block, *key)
+        while pending.any():  # try t from block t, two pixels per block
+            ii = np.nonzero(pending)[0]
+            w = philox4x32_np(gxl[ii] >> np.uint64(1), gyl[ii], frame, s | block, *key)
             block += 1
-            still = np.ones(i.size, dtype=bool)
-            for t in range(2):  # two tries per Philox block, as in the kernel
-                j = np.nonzero(still)[0]
-                ii = i[j]
-                uu = uniform_np(w[2 * t][j]) - 0.5
-                v = uniform_np(w[2 * t + 1][j])
-                k, us, vr, arg = _ptrs_try_math(m[ii], uu, v)
-                accept = (us >= 0.07) & (v <= vr)
-                test = ~accept & ~((k < 0) | ((us < 0.013) & (v > us)))
-                if test.any():
-                    it, kt = ii[test], k[test]
-                    lhs = log_numpy(arg[test])
-                    accept[test] = lhs <= -m[it] + kt * loglam[it] - log_factorial_numpy(kt)
-                result[ii[accept]] = k[accept]
-                pending[ii[accept]] = False
-                still[j[accept]] = False
+            odd = (gxl[ii] & np.uint64(1)) == 1
+            uu = uniform_np(np.where(odd, w[2], w[0])) - 0.5
+            v = uniform_np(np.where(odd, w[3], w[1]))
+            k, us, vr, arg = _ptrs_try_math(m[ii], uu, v)
+            accept = (us >= 0.07) & (v <= vr)
+            test = ~accept & ~((k < 0) | ((us < 0.013) & (v > us)))
+            if test.any():
+                it, kt = ii[test], k[test]
+                lhs = log_numpy(arg[test])
+                accept[test] = lhs <= -m[it] + kt * loglam[it] - log_factorial_numpy(kt)
+            result[ii[accept]] = k[accept]
+            pending[ii[accept]] = False
         out.ravel()[pos] = result
     return out
 

@@ -53,7 +53,7 @@ _SHIFT = np.uint64(32)
 ROUNDS = 10
 
 # Streams: each random quantity has its own stream, so switching one component never changes another's draws.
-STREAM_SHOT = 0  # PTRS (μ ≥ 10): one block per pixel and pair of tries
+STREAM_SHOT = 0  # PTRS (μ ≥ 10), paired: try t of pixel column gx from words 2·(gx mod 2), +1 of block t at gx // 2
 STREAM_READ = 1  # Gaussian read noise: words 0 and 1 of one block per pixel
 STREAM_ROW = 2
 STREAM_COL = 3
