@@ -92,6 +92,7 @@ __all__ = [
     "READ_GAUSSIAN",
     "READ_NONE",
     "READ_TUKEY",
+    "ROWS_KERNELS",
     "ROWS_PER_TASK",
     "S_CLIP",
     "S_DITHER",
@@ -153,6 +154,12 @@ _ATANH_C32 = np.array([1.0 / 3, 1.0 / 5, 1.0 / 7, 1.0 / 9], dtype=np.float32)
 _EXPM1_C32 = np.array([1.0 / math.factorial(k) for k in range(2, 8)], dtype=np.float32)
 
 
+# The compiled functions that only the row kernels call: no Python entry point and no cache of their own
+# (each row kernel's cache holds them, linked in), so a cold start neither makes nor saves their separate
+# machine code.
+_CALLEE = dict(no_cpython_wrapper=True)
+
+
 # --------------------------------------------------------------------------------------------------
 # elementary functions (numba, scalar forms inlined into row loops)
 # --------------------------------------------------------------------------------------------------
@@ -196,7 +203,7 @@ def _cos_poly(a):
     return -v if neg else v
 
 
-@nb.njit(cache=True, error_model="numpy")
+@nb.njit(**_CALLEE, error_model="numpy")
 def _log_row32(x, xi, m, mi, e, n):
     """In place x[:n] = log(x[:n]) in float32 (positive normal floats); xi, mi are int32 views of x and m."""
     c = _ATANH_C32
@@ -217,7 +224,7 @@ def _log_row32(x, xi, m, mi, e, n):
         x[i] = ee * LN2_32 + F32(2.0) * s * (F32(1.0) + z * p)
 
 
-@nb.njit(cache=True, error_model="numpy")
+@nb.njit(**_CALLEE, error_model="numpy")
 def _expm1_row32(x, a, ai, n):
     """In place x[:n] = expm1(x[:n]) in float32 for |x| < 80; a/ai are float32/int32 views of one scratch row."""
     c = _EXPM1_C32
@@ -233,7 +240,7 @@ def _expm1_row32(x, a, ai, n):
         x[i] = sc * x[i] + (sc - F32(1.0))
 
 
-@nb.njit(cache=True, error_model="numpy")
+@nb.njit(**_CALLEE, error_model="numpy")
 def _log_row(x, xi, m, mi, e, n):
     """In place x[:n] = log(x[:n]) for positive normal floats; xi, mi are int64 views of x and m."""
     for i in range(n):
@@ -244,7 +251,7 @@ def _log_row(x, xi, m, mi, e, n):
         x[i] = _log_poly(m[i], e[i])
 
 
-@nb.njit(cache=True, error_model="numpy")
+@nb.njit(**_CALLEE, error_model="numpy")
 def _exp_row(x, a, ai, n):
     """In place x[:n] = exp(x[:n]); a/ai are float/int64 views of one scratch row (2^k built from its bits)."""
     for i in range(n):
@@ -335,7 +342,7 @@ _ZERO = np.int64(0)
 _ACCEPT, _REJECT = -1.0, -2.0  # PTRS decisions, coded where the log test's (positive) argument goes
 
 
-@nb.njit(cache=True, error_model="numpy")
+@nb.njit(**_CALLEE, error_model="numpy")
 def _philox_words(gcols, n, gy, stream, counter, words):
     """words[:, i] = Philox4x32(counter column gcols[i], row gy, frame, stream) for i < n (gcols: global)."""
     fr = np.uint64(counter[C_FRAME])
@@ -350,7 +357,7 @@ def _philox_words(gcols, n, gy, stream, counter, words):
         w3[i] = np.uint32(d)
 
 
-@nb.njit(cache=True, error_model="numpy")
+@nb.njit(**_CALLEE, error_model="numpy")
 def _philox_blocks(j0, j1, gy, stream, counter, flat):
     """flat[4·(j − j0) + r] = word r of the Philox block at counter column j, j0 ≤ j ≤ j1 (row gy, frame, stream).
 
@@ -370,7 +377,7 @@ def _philox_blocks(j0, j1, gy, stream, counter, flat):
         flat[i + 3] = np.uint32(d)
 
 
-@nb.njit(cache=True, error_model="numpy")
+@nb.njit(**_CALLEE, error_model="numpy")
 def _poisson_inversion(mu, cols, n, gy, counter, counts, flat, s):
     """counts[cols[i]] = Poisson(μ) for the n listed pixels (0 < μ < 10): sequential search from the
     pixel's word of the packed inversion stream (``flat``, (w + 8,) uint32 scratch).
@@ -423,7 +430,7 @@ def _poisson_inversion(mu, cols, n, gy, counter, counts, flat, s):
         counts[cols[i]] = k[i]
 
 
-@nb.njit(cache=True, error_model="numpy")
+@nb.njit(**_CALLEE, error_model="numpy")
 def _ptrs_exact_test(arg, lam, kk, n, s, tpos):
     """The exact PTRS test for the tries still undecided (arg[i] > 0: the log test's argument), i < n; the
     decision replaces arg[i]. Those tries are gathered into contiguous rows first, so the three logs and
@@ -454,7 +461,7 @@ def _ptrs_exact_test(arg, lam, kk, n, s, tpos):
         arg[tpos[j]] = log_arg[j]
 
 
-@nb.njit(cache=True, error_model="numpy")
+@nb.njit(**_CALLEE, error_model="numpy")
 def _poisson_ptrs(mu, w, gy, counter, counts, words, flat, s, cols, tpos):
     """counts[x] = Poisson(μ_x) for the pixels of the row with μ ≥ 10 by PTRS (Hörmann 1993), in rounds.
 
@@ -521,7 +528,7 @@ def _poisson_ptrs(mu, w, gy, counter, counts, words, flat, s, cols, tpos):
         t += 1
 
 
-@nb.njit(cache=True, error_model="numpy")
+@nb.njit(**_CALLEE, error_model="numpy")
 def _tukey_add(flat, off, w, lam, scale, d, f32):
     """d[:w] += σ_TL · Q_λ(u), u from pixel x's word flat[x + off], in float32 (log u and log(1 − u) from the
     word and its complement).
@@ -552,7 +559,7 @@ def _tukey_add(flat, off, w, lam, scale, d, f32):
             d[x] += scale * np.float64((fa[x] - fb[x]) / lam32)
 
 
-@nb.njit(cache=True, error_model="numpy")
+@nb.njit(**_CALLEE, error_model="numpy")
 def _gaussian_add(words, w, sigma, d, s):
     """d[:w] += σ · Box–Muller normal from words 0 and 1 (cosine branch). ``s`` (4, W) float64 scratch rows."""
     mask32 = np.uint32(0xFFFFFFFF)
@@ -567,116 +574,133 @@ def _gaussian_add(words, w, sigma, d, s):
         d[x] += sigma * (math.sqrt(-2.0 * lu[x]) * _cos_poly(angle[x]))
 
 
-@nb.njit(cache=True, nogil=True, error_model="numpy")
+def _rows_kernel(read_kind: int):
+    """The row kernel compiled for one read-noise kind (a constant of it, so the other kinds' code is pruned
+    before typing: a call compiles only the path it uses; each kind is cached on its own)."""
+
+    @nb.njit(cache=True, nogil=True, error_model="numpy")
+    def fused_noise_rows_kind(clean, out, tiles, xs, counter, model, switches, row_offsets, col_offsets, maps, y0, y1):
+        """:func:`fused_noise_rows` for this read-noise kind."""
+        h, w = clean.shape
+        period = tiles.shape[1]
+        gain_k = model[M_GAIN_K]
+        dark_e = model[M_DARK_E]
+        shot = switches[S_SHOT] != 0
+        dither = switches[S_DITHER] != 0
+        quantize = switches[S_QUANTIZE] != 0
+        clip = switches[S_CLIP] != 0
+        ds_map, prnu_map, dark_map = maps[MAP_DS], maps[MAP_PRNU], maps[MAP_DARK]
+        has_row = row_offsets.shape[0] > 0
+        has_col = col_offsets.shape[0] > 0
+        has_ds = ds_map.shape[0] > 0
+        has_prnu = prnu_map.shape[0] > 0
+        has_dark = dark_map.shape[0] > 0
+        # Rows of W: expected electrons, the DN value being built, and each stage's own scratch.
+        mu = np.empty(w)
+        d = np.empty(w)
+        words = np.empty((4, w), dtype=np.uint32)
+        flat = np.empty(2 * w + 2 * PACKED, dtype=np.uint32)
+        small_cols = np.empty(w, dtype=np.int64)
+        big_cols = np.empty(w, dtype=np.int64)
+        inversion_s = np.empty((5, w))
+        ptrs_s = np.empty((10, w))
+        ptrs_tpos = np.empty(w, dtype=np.int64)
+        gauss_s = np.empty((4, w))
+        tukey_f32 = np.empty((4, w), dtype=np.float32)
+        # a packed stream's row: blocks j_row … j_row_end, pixel x's word at flat[x + off]
+        j_row = counter[C_OX] // PACKED
+        j_row_end = (counter[C_OX] + w - 1) // PACKED
+        off = counter[C_OX] - PACKED * j_row
+        for y in range(y0, min(h, y1)):
+            py = y % period
+            gy = np.uint64(y + counter[C_OY])
+            offset, gain, add = tiles[T_OFFSET, py], tiles[T_GAIN, py], tiles[T_ADD, py]
+            # 1. expected electrons
+            for x in range(w):
+                v = clean[y, x] - offset[x]
+                mu[x] = (v if v > 0.0 else 0.0) * gain[x]
+            if has_prnu:
+                for x in range(w):
+                    mu[x] *= 1.0 + prnu_map[y, x]
+            if has_dark:
+                for x in range(w):
+                    mu[x] += dark_map[y, x]
+            elif dark_e != 0.0:
+                for x in range(w):
+                    mu[x] += dark_e
+            # 2. shot noise: inversion for 0 < μ < 10, PTRS for μ ≥ 10, each on its compact list of columns
+            if shot:
+                n_small = _ZERO
+                n_big = _ZERO
+                for x in range(w):
+                    lam = mu[x]
+                    small_cols[n_small] = x
+                    n_small += 1 if (lam > 0.0) & (lam < POISSON_INVERSION_MAX) else 0
+                    n_big += 1 if lam >= POISSON_INVERSION_MAX else 0
+                    d[x] = 0.0
+                if n_small > 0:
+                    _poisson_inversion(mu, small_cols, n_small, gy, counter, d, flat, inversion_s)
+                if n_big > 0:
+                    _poisson_ptrs(mu, w, gy, counter, d, words, flat, ptrs_s, big_cols, ptrs_tpos)
+                for x in range(w):
+                    d[x] = gain_k * d[x] + add[x]
+            else:
+                for x in range(w):
+                    d[x] = gain_k * mu[x] + add[x]
+            # 3. read noise (Tukey: packed stream; Box–Muller: words 0, 1 of the Gaussian read stream)
+            if read_kind == READ_TUKEY:  # a constant of this kernel: the other branch is not compiled
+                _philox_blocks(j_row, j_row_end, gy, np.uint64(STREAM_READ_TUKEY << 16), counter, flat)
+                _tukey_add(flat, off, w, model[M_TUKEY_LAMBDA], model[M_TUKEY_SCALE], d, tukey_f32)
+            elif read_kind == READ_GAUSSIAN:
+                for x in range(w):
+                    big_cols[x] = x + counter[C_OX]  # free at this stage: the counter columns
+                _philox_words(big_cols, w, gy, np.uint64(STREAM_READ << 16), counter, words)
+                _gaussian_add(words, w, model[M_READ_SIGMA], d, gauss_s)
+            # 4. line offsets, fixed pattern, dither, quantization, clipping, output scaling
+            if has_row:
+                if switches[S_ROW_PER_CHANNEL] != 0:
+                    for x in range(w):
+                        d[x] += row_offsets[y, xs[x]]
+                else:
+                    rv = row_offsets[y, 0]
+                    for x in range(w):
+                        d[x] += rv
+            if has_col:
+                for x in range(w):
+                    d[x] += col_offsets[x]
+            if has_ds:
+                for x in range(w):
+                    d[x] += ds_map[y, x]
+            if dither:
+                _philox_blocks(j_row, j_row_end, gy, np.uint64(STREAM_DITHER << 16), counter, flat)
+                for x in range(w):
+                    d[x] += (np.float64(flat[x + off]) + 0.5) * INV_2_32 - 0.5
+            lo, hi = tiles[T_LO, py], tiles[T_HI, py]
+            out_offset, out_scale = tiles[T_OUT_OFFSET, py], tiles[T_OUT_SCALE, py]
+            for x in range(w):
+                v = d[x]
+                if quantize:
+                    v = math.floor(v + 0.5)
+                if clip:
+                    v = min(max(v, lo[x]), hi[x])
+                out[y, x] = (v - out_offset[x]) * out_scale[x]
+
+    return fused_noise_rows_kind
+
+
+# One compiled kernel per read-noise kind, each compiled on its first use.
+ROWS_KERNELS = {kind: _rows_kernel(kind) for kind in (READ_NONE, READ_GAUSSIAN, READ_TUKEY)}
+
+
 def fused_noise_rows(clean, out, tiles, xs, counter, model, switches, row_offsets, col_offsets, maps, y0, y1):
-    """Rows ``y0 … y1 − 1`` of the fused kernel, on the calling thread with the GIL released.
+    """Rows ``y0 … y1 − 1`` of the fused kernel, on the calling thread with the GIL released, by the compiled
+    kernel of ``switches[S_READ_KIND]`` (:data:`ROWS_KERNELS`).
 
     ``tiles`` here is the tile table expanded along a row, (7, p, W), and ``xs`` the column phase of each x
     (:func:`expand_tiles`); the other grouped arguments are described above :func:`_philox_words`.
     """
-    h, w = clean.shape
-    period = tiles.shape[1]
-    gain_k = model[M_GAIN_K]
-    dark_e = model[M_DARK_E]
-    shot = switches[S_SHOT] != 0
-    read_kind = switches[S_READ_KIND]
-    dither = switches[S_DITHER] != 0
-    quantize = switches[S_QUANTIZE] != 0
-    clip = switches[S_CLIP] != 0
-    ds_map, prnu_map, dark_map = maps[MAP_DS], maps[MAP_PRNU], maps[MAP_DARK]
-    has_row = row_offsets.shape[0] > 0
-    has_col = col_offsets.shape[0] > 0
-    has_ds = ds_map.shape[0] > 0
-    has_prnu = prnu_map.shape[0] > 0
-    has_dark = dark_map.shape[0] > 0
-    # Rows of W: expected electrons, the DN value being built, and each stage's own scratch.
-    mu = np.empty(w)
-    d = np.empty(w)
-    words = np.empty((4, w), dtype=np.uint32)
-    flat = np.empty(2 * w + 2 * PACKED, dtype=np.uint32)
-    small_cols = np.empty(w, dtype=np.int64)
-    big_cols = np.empty(w, dtype=np.int64)
-    all_gcols = np.arange(w) + counter[C_OX]
-    inversion_s = np.empty((5, w))
-    ptrs_s = np.empty((10, w))
-    ptrs_tpos = np.empty(w, dtype=np.int64)
-    gauss_s = np.empty((4, w))
-    tukey_f32 = np.empty((4, w), dtype=np.float32)
-    # a packed stream's row: blocks j_row … j_row_end, pixel x's word at flat[x + off]
-    j_row = counter[C_OX] // PACKED
-    j_row_end = (counter[C_OX] + w - 1) // PACKED
-    off = counter[C_OX] - PACKED * j_row
-    for y in range(y0, min(h, y1)):
-        py = y % period
-        gy = np.uint64(y + counter[C_OY])
-        offset, gain, add = tiles[T_OFFSET, py], tiles[T_GAIN, py], tiles[T_ADD, py]
-        # 1. expected electrons
-        for x in range(w):
-            v = clean[y, x] - offset[x]
-            mu[x] = (v if v > 0.0 else 0.0) * gain[x]
-        if has_prnu:
-            for x in range(w):
-                mu[x] *= 1.0 + prnu_map[y, x]
-        if has_dark:
-            for x in range(w):
-                mu[x] += dark_map[y, x]
-        elif dark_e != 0.0:
-            for x in range(w):
-                mu[x] += dark_e
-        # 2. shot noise: inversion for 0 < μ < 10, PTRS for μ ≥ 10, each on its compact list of columns
-        if shot:
-            n_small = _ZERO
-            n_big = _ZERO
-            for x in range(w):
-                lam = mu[x]
-                small_cols[n_small] = x
-                n_small += 1 if (lam > 0.0) & (lam < POISSON_INVERSION_MAX) else 0
-                n_big += 1 if lam >= POISSON_INVERSION_MAX else 0
-                d[x] = 0.0
-            if n_small > 0:
-                _poisson_inversion(mu, small_cols, n_small, gy, counter, d, flat, inversion_s)
-            if n_big > 0:
-                _poisson_ptrs(mu, w, gy, counter, d, words, flat, ptrs_s, big_cols, ptrs_tpos)
-            for x in range(w):
-                d[x] = gain_k * d[x] + add[x]
-        else:
-            for x in range(w):
-                d[x] = gain_k * mu[x] + add[x]
-        # 3. read noise (Tukey: packed stream; Box–Muller: words 0, 1 of the Gaussian read stream)
-        if read_kind == READ_TUKEY:
-            _philox_blocks(j_row, j_row_end, gy, np.uint64(STREAM_READ_TUKEY << 16), counter, flat)
-            _tukey_add(flat, off, w, model[M_TUKEY_LAMBDA], model[M_TUKEY_SCALE], d, tukey_f32)
-        elif read_kind == READ_GAUSSIAN:
-            _philox_words(all_gcols, w, gy, np.uint64(STREAM_READ << 16), counter, words)
-            _gaussian_add(words, w, model[M_READ_SIGMA], d, gauss_s)
-        # 4. line offsets, fixed pattern, dither, quantization, clipping, output scaling
-        if has_row:
-            if switches[S_ROW_PER_CHANNEL] != 0:
-                for x in range(w):
-                    d[x] += row_offsets[y, xs[x]]
-            else:
-                rv = row_offsets[y, 0]
-                for x in range(w):
-                    d[x] += rv
-        if has_col:
-            for x in range(w):
-                d[x] += col_offsets[x]
-        if has_ds:
-            for x in range(w):
-                d[x] += ds_map[y, x]
-        if dither:
-            _philox_blocks(j_row, j_row_end, gy, np.uint64(STREAM_DITHER << 16), counter, flat)
-            for x in range(w):
-                d[x] += (np.float64(flat[x + off]) + 0.5) * INV_2_32 - 0.5
-        lo, hi = tiles[T_LO, py], tiles[T_HI, py]
-        out_offset, out_scale = tiles[T_OUT_OFFSET, py], tiles[T_OUT_SCALE, py]
-        for x in range(w):
-            v = d[x]
-            if quantize:
-                v = math.floor(v + 0.5)
-            if clip:
-                v = min(max(v, lo[x]), hi[x])
-            out[y, x] = (v - out_offset[x]) * out_scale[x]
+    ROWS_KERNELS[int(switches[S_READ_KIND])](clean, out, tiles, xs, counter, model, switches, row_offsets, col_offsets,
+                                            maps, y0, y1)
 
 
 def expand_tiles(tiles: np.ndarray, w: int) -> tuple[np.ndarray, np.ndarray]:
