@@ -63,6 +63,9 @@ __all__ = [
     "fused_noise_numba",
     "fused_noise_numpy",
     "fused_noise_rows",
+    "fused_noise_rows_gaussian",
+    "fused_noise_rows_none",
+    "fused_noise_rows_tukey",
     "fused_noise_serial",
     "gaussian_read_numpy",
     "HALF_LOG_2PI",
@@ -378,13 +381,14 @@ def _philox_blocks(j0, j1, gy, stream, counter, flat):
 
 
 @nb.njit(**_CALLEE, error_model="numpy")
-def _poisson_inversion(mu, cols, n, gy, counter, counts, flat, s):
+def _poisson_inversion(mu, cols, n, gy, counter, counts, flat, s, si, grp):
     """counts[cols[i]] = Poisson(μ) for the n listed pixels (0 < μ < 10): sequential search from the
     pixel's word of the packed inversion stream (``flat``, (w + 8,) uint32 scratch).
 
     All pixels of a group step in lockstep: step j adds p_j = p_{j−1}·μ/j to the CDF f and counts the steps
     where u > f_{j−1}. f only grows, so a pixel that has stopped stays stopped: the search, branch-free.
-    ``s`` (5, W) float64 scratch rows: u, μ, p_0 = exp(−μ), the count, and the exp pass's own row.
+    ``s`` (5, W) float64 scratch rows: u, μ, p_0 = exp(−μ), the count, and the exp pass's own row; ``si``
+    its int64 view; ``grp`` (5·INVERSION_GROUP,) float64 scratch.
     """
     u, lam, p, k, exp_scratch = s[0], s[1], s[2], s[3], s[4]
     ox = counter[C_OX]
@@ -395,12 +399,11 @@ def _poisson_inversion(mu, cols, n, gy, counter, counts, flat, s):
         u[i] = (np.float64(flat[cols[i] + off]) + 0.5) * INV_2_32
         lam[i] = mu[cols[i]]
         p[i] = -lam[i]
-    _exp_row(p, exp_scratch, exp_scratch.view(np.int64), n)  # p_0 = exp(−μ)
+    _exp_row(p, exp_scratch, si[4], n)  # p_0 = exp(−μ)
     # Each group is copied into one flat scratch at fixed offsets (u, f, p_j, μ, count) with a fixed trip
     # count, so LLVM sees that its rows cannot overlap and vectorizes the steps (over rows of the (6, W)
     # scratch it does not: it cannot rule out aliasing).
     G = INVERSION_GROUP
-    grp = np.empty(5 * G)
     for g0 in range(0, n, G):
         m = min(G, n - g0)
         for i in range(G):
@@ -431,13 +434,12 @@ def _poisson_inversion(mu, cols, n, gy, counter, counts, flat, s):
 
 
 @nb.njit(**_CALLEE, error_model="numpy")
-def _ptrs_exact_test(arg, lam, kk, n, s, tpos):
+def _ptrs_exact_test(arg, lam, kk, n, s, si, tpos):
     """The exact PTRS test for the tries still undecided (arg[i] > 0: the log test's argument), i < n; the
     decision replaces arg[i]. Those tries are gathered into contiguous rows first, so the three logs and
     the test run vectorized over them only. ``s`` (10, W) float64 scratch (rows 3–9), ``tpos`` (W,) int64."""
     log_arg, log_lam, log_z, log_m, log_e = s[3], s[4], s[5], s[6], s[7]
     t_lam, t_k = s[8], s[9]
-    log_mi = log_m.view(np.int64)
     nt = _ZERO
     for i in range(n):  # positions of the undecided (branch-free), then their values gathered into rows
         tpos[nt] = i
@@ -450,9 +452,9 @@ def _ptrs_exact_test(arg, lam, kk, n, s, tpos):
     for j in range(nt):
         t_k[j] = kk[tpos[j]]
         log_z[j] = t_k[j] + 1.0  # k ≥ 0 here (k < 0 is rejected)
-    _log_row(log_arg, log_arg.view(np.int64), log_m, log_mi, log_e, nt)
-    _log_row(log_lam, log_lam.view(np.int64), log_m, log_mi, log_e, nt)
-    _log_row(log_z, log_z.view(np.int64), log_m, log_mi, log_e, nt)
+    _log_row(log_arg, si[3], log_m, si[6], log_e, nt)
+    _log_row(log_lam, si[4], log_m, si[6], log_e, nt)
+    _log_row(log_z, si[5], log_m, si[6], log_e, nt)
     for j in range(nt):  # the exact test, vectorized over the gathered rows (decision into log_arg)
         k = t_k[j]
         ok = log_arg[j] <= -t_lam[j] + k * log_lam[j] - _log_factorial(k, log_z[j])
@@ -462,7 +464,7 @@ def _ptrs_exact_test(arg, lam, kk, n, s, tpos):
 
 
 @nb.njit(**_CALLEE, error_model="numpy")
-def _poisson_ptrs(mu, w, gy, counter, counts, words, flat, s, cols, tpos):
+def _poisson_ptrs(mu, w, gy, counter, counts, words, flat, s, si, cols, tpos):
     """counts[x] = Poisson(μ_x) for the pixels of the row with μ ≥ 10 by PTRS (Hörmann 1993), in rounds.
 
     Round t is try t for every pixel still pending, from Philox block t (two pixels per block). The first
@@ -490,7 +492,7 @@ def _poisson_ptrs(mu, w, gy, counter, counts, words, flat, s, cols, tpos):
         accept = ((u_s >= 0.07) & (v <= v_r)) | small
         reject = (k < 0.0) | ((u_s < 0.013) & (v > u_s))
         arg[x] = _ACCEPT if accept else (_REJECT if reject else a)
-    _ptrs_exact_test(arg, mu, kk, w, s, tpos)
+    _ptrs_exact_test(arg, mu, kk, w, s, si, tpos)
     n = _ZERO
     for x in range(w):
         big = mu[x] >= POISSON_INVERSION_MAX
@@ -514,7 +516,7 @@ def _poisson_ptrs(mu, w, gy, counter, counts, words, flat, s, cols, tpos):
             accept = (u_s >= 0.07) & (v <= v_r)
             reject = (k < 0.0) | ((u_s < 0.013) & (v > u_s))
             arg[i] = _ACCEPT if accept else (_REJECT if reject else a)
-        _ptrs_exact_test(arg, lam, kk, n, s, tpos)
+        _ptrs_exact_test(arg, lam, kk, n, s, si, tpos)
         # Accepted counts out, the rest compacted for the next try (branch-free: every count is written,
         # a rejected one is overwritten when its pixel is accepted later).
         m = _ZERO
@@ -529,15 +531,16 @@ def _poisson_ptrs(mu, w, gy, counter, counts, words, flat, s, cols, tpos):
 
 
 @nb.njit(**_CALLEE, error_model="numpy")
-def _tukey_add(flat, off, w, lam, scale, d, f32):
+def _tukey_add(flat, off, w, lam, scale, d, f32, f32i):
     """d[:w] += σ_TL · Q_λ(u), u from pixel x's word flat[x + off], in float32 (log u and log(1 − u) from the
     word and its complement).
 
-    ``f32`` (4, W) float32 scratch rows: log u, log(1 − u), and the log/expm1 passes' mantissa and exponent.
+    ``f32`` (4, W) float32 scratch rows: log u, log(1 − u), and the log/expm1 passes' mantissa and exponent;
+    ``f32i`` its int32 view.
     """
     mask32 = np.uint32(0xFFFFFFFF)
     fa, fb, fm, fe = f32[0], f32[1], f32[2], f32[3]
-    fai, fbi, fmi = fa.view(np.int32), fb.view(np.int32), fm.view(np.int32)
+    fai, fbi, fmi = f32i[0], f32i[1], f32i[2]
     for x in range(w):
         wx = flat[x + off]
         fa[x] = F32((np.float64(wx) + 0.5) * INV_2_32)
@@ -560,8 +563,9 @@ def _tukey_add(flat, off, w, lam, scale, d, f32):
 
 
 @nb.njit(**_CALLEE, error_model="numpy")
-def _gaussian_add(words, w, sigma, d, s):
-    """d[:w] += σ · Box–Muller normal from words 0 and 1 (cosine branch). ``s`` (4, W) float64 scratch rows."""
+def _gaussian_add(words, w, sigma, d, s, si):
+    """d[:w] += σ · Box–Muller normal from words 0 and 1 (cosine branch). ``s`` (4, W) float64 scratch rows,
+    ``si`` its int64 view."""
     mask32 = np.uint32(0xFFFFFFFF)
     lu, angle, log_m, log_e = s[0], s[1], s[2], s[3]
     w0, w1 = words[0], words[1]
@@ -569,7 +573,7 @@ def _gaussian_add(words, w, sigma, d, s):
         lu[x] = (np.float64(w0[x]) + 0.5) * INV_2_32
         # cos(2πu) = cos(2π·min(u, 1 − u)): an angle in (0, π]
         angle[x] = (min(np.float64(w1[x]), np.float64(w1[x] ^ mask32)) + 0.5) * TWO_PI_INV_2_32
-    _log_row(lu, lu.view(np.int64), log_m, log_m.view(np.int64), log_e, w)
+    _log_row(lu, si[0], log_m, si[2], log_e, w)
     for x in range(w):
         d[x] += sigma * (math.sqrt(-2.0 * lu[x]) * _cos_poly(angle[x]))
 
@@ -579,7 +583,8 @@ def _rows_kernel(read_kind: int):
     before typing: a call compiles only the path it uses; each kind is cached on its own)."""
 
     @nb.njit(cache=True, nogil=True, error_model="numpy")
-    def fused_noise_rows_kind(clean, out, tiles, xs, counter, model, switches, row_offsets, col_offsets, maps, y0, y1):
+    def fused_noise_rows_kind(clean, out, tiles, xs, counter, model, switches, row_offsets, col_offsets, maps, y0, y1,
+                              scratch):
         """:func:`fused_noise_rows` for this read-noise kind."""
         h, w = clean.shape
         period = tiles.shape[1]
@@ -596,17 +601,10 @@ def _rows_kernel(read_kind: int):
         has_prnu = prnu_map.shape[0] > 0
         has_dark = dark_map.shape[0] > 0
         # Rows of W: expected electrons, the DN value being built, and each stage's own scratch.
-        mu = np.empty(w)
-        d = np.empty(w)
-        words = np.empty((4, w), dtype=np.uint32)
-        flat = np.empty(2 * w + 2 * PACKED, dtype=np.uint32)
-        small_cols = np.empty(w, dtype=np.int64)
-        big_cols = np.empty(w, dtype=np.int64)
-        inversion_s = np.empty((5, w))
-        ptrs_s = np.empty((10, w))
-        ptrs_tpos = np.empty(w, dtype=np.int64)
-        gauss_s = np.empty((4, w))
-        tukey_f32 = np.empty((4, w), dtype=np.float32)
+        (rows, words, flat, int_rows, inversion_s, inversion_si, ptrs_s, ptrs_si, gauss_s, gauss_si, tukey_f32,
+         tukey_f32i, grp) = scratch
+        mu, d = rows[0], rows[1]
+        small_cols, big_cols, ptrs_tpos = int_rows[0], int_rows[1], int_rows[2]
         # a packed stream's row: blocks j_row … j_row_end, pixel x's word at flat[x + off]
         j_row = counter[C_OX] // PACKED
         j_row_end = (counter[C_OX] + w - 1) // PACKED
@@ -639,9 +637,9 @@ def _rows_kernel(read_kind: int):
                     n_big += 1 if lam >= POISSON_INVERSION_MAX else 0
                     d[x] = 0.0
                 if n_small > 0:
-                    _poisson_inversion(mu, small_cols, n_small, gy, counter, d, flat, inversion_s)
+                    _poisson_inversion(mu, small_cols, n_small, gy, counter, d, flat, inversion_s, inversion_si, grp)
                 if n_big > 0:
-                    _poisson_ptrs(mu, w, gy, counter, d, words, flat, ptrs_s, big_cols, ptrs_tpos)
+                    _poisson_ptrs(mu, w, gy, counter, d, words, flat, ptrs_s, ptrs_si, big_cols, ptrs_tpos)
                 for x in range(w):
                     d[x] = gain_k * d[x] + add[x]
             else:
@@ -650,12 +648,12 @@ def _rows_kernel(read_kind: int):
             # 3. read noise (Tukey: packed stream; Box–Muller: words 0, 1 of the Gaussian read stream)
             if read_kind == READ_TUKEY:  # a constant of this kernel: the other branch is not compiled
                 _philox_blocks(j_row, j_row_end, gy, np.uint64(STREAM_READ_TUKEY << 16), counter, flat)
-                _tukey_add(flat, off, w, model[M_TUKEY_LAMBDA], model[M_TUKEY_SCALE], d, tukey_f32)
+                _tukey_add(flat, off, w, model[M_TUKEY_LAMBDA], model[M_TUKEY_SCALE], d, tukey_f32, tukey_f32i)
             elif read_kind == READ_GAUSSIAN:
                 for x in range(w):
                     big_cols[x] = x + counter[C_OX]  # free at this stage: the counter columns
                 _philox_words(big_cols, w, gy, np.uint64(STREAM_READ << 16), counter, words)
-                _gaussian_add(words, w, model[M_READ_SIGMA], d, gauss_s)
+                _gaussian_add(words, w, model[M_READ_SIGMA], d, gauss_s, gauss_si)
             # 4. line offsets, fixed pattern, dither, quantization, clipping, output scaling
             if has_row:
                 if switches[S_ROW_PER_CHANNEL] != 0:
@@ -689,7 +687,10 @@ def _rows_kernel(read_kind: int):
 
 
 # One compiled kernel per read-noise kind, each compiled on its first use.
-ROWS_KERNELS = {kind: _rows_kernel(kind) for kind in (READ_NONE, READ_GAUSSIAN, READ_TUKEY)}
+fused_noise_rows_none = _rows_kernel(READ_NONE)
+fused_noise_rows_gaussian = _rows_kernel(READ_GAUSSIAN)
+fused_noise_rows_tukey = _rows_kernel(READ_TUKEY)
+ROWS_KERNELS = {READ_NONE: fused_noise_rows_none, READ_GAUSSIAN: fused_noise_rows_gaussian, READ_TUKEY: fused_noise_rows_tukey}
 
 
 def fused_noise_rows(clean, out, tiles, xs, counter, model, switches, row_offsets, col_offsets, maps, y0, y1):
@@ -700,7 +701,19 @@ def fused_noise_rows(clean, out, tiles, xs, counter, model, switches, row_offset
     (:func:`expand_tiles`); the other grouped arguments are described above :func:`_philox_words`.
     """
     ROWS_KERNELS[int(switches[S_READ_KIND])](clean, out, tiles, xs, counter, model, switches, row_offsets, col_offsets,
-                                            maps, y0, y1)
+                                            maps, y0, y1, _scratch(clean.shape[1]))
+
+
+def _scratch(w: int) -> tuple:
+    """The row kernel's scratch rows for rows of ``w`` pixels, made here rather than in compiled code (each
+    numpy allocation or view compiled into the kernel costs ~0.1–0.2 s of a cold start), with the integer
+    views the bit-level log/exp passes read."""
+    f64 = lambda r: np.empty((r, w))  # noqa: E731
+    inversion_s, ptrs_s, gauss_s = f64(5), f64(10), f64(4)
+    tukey_f32 = np.empty((4, w), dtype=np.float32)
+    return (f64(2), np.empty((4, w), dtype=np.uint32), np.empty(2 * w + 2 * PACKED, dtype=np.uint32),
+            np.empty((3, w), dtype=np.int64), inversion_s, inversion_s.view(np.int64), ptrs_s, ptrs_s.view(np.int64),
+            gauss_s, gauss_s.view(np.int64), tukey_f32, tukey_f32.view(np.int32), np.empty(5 * INVERSION_GROUP))
 
 
 def expand_tiles(tiles: np.ndarray, w: int) -> tuple[np.ndarray, np.ndarray]:
