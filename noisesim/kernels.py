@@ -434,98 +434,91 @@ def _poisson_inversion(mu, cols, n, gy, counter, counts, flat, s, si, grp):
 
 
 @nb.njit(**_CALLEE, error_model="numpy")
-def _ptrs_exact_test(arg, lam, kk, n, s, si, tpos):
-    """The exact PTRS test for the tries still undecided (arg[i] > 0: the log test's argument), i < n; the
-    decision replaces arg[i]. Those tries are gathered into contiguous rows first, so the three logs and
-    the test run vectorized over them only. ``s`` (10, W) float64 scratch (rows 3–9), ``tpos`` (W,) int64."""
-    log_arg, log_lam, log_z, log_m, log_e = s[3], s[4], s[5], s[6], s[7]
-    t_lam, t_k = s[8], s[9]
-    nt = _ZERO
-    for i in range(n):  # positions of the undecided (branch-free), then their values gathered into rows
-        tpos[nt] = i
-        nt += 1 if arg[i] > 0.0 else 0
-    for j in range(nt):
-        log_arg[j] = arg[tpos[j]]
-    for j in range(nt):
-        t_lam[j] = lam[tpos[j]]
-        log_lam[j] = t_lam[j]
-    for j in range(nt):
-        t_k[j] = kk[tpos[j]]
-        log_z[j] = t_k[j] + 1.0  # k ≥ 0 here (k < 0 is rejected)
-    _log_row(log_arg, si[3], log_m, si[6], log_e, nt)
-    _log_row(log_lam, si[4], log_m, si[6], log_e, nt)
-    _log_row(log_z, si[5], log_m, si[6], log_e, nt)
-    for j in range(nt):  # the exact test, vectorized over the gathered rows (decision into log_arg)
-        k = t_k[j]
-        ok = log_arg[j] <= -t_lam[j] + k * log_lam[j] - _log_factorial(k, log_z[j])
-        log_arg[j] = _ACCEPT if ok else _REJECT
-    for j in range(nt):
-        arg[tpos[j]] = log_arg[j]
-
-
-@nb.njit(**_CALLEE, error_model="numpy")
 def _poisson_ptrs(mu, w, gy, counter, counts, words, flat, s, si, cols, tpos):
     """counts[x] = Poisson(μ_x) for the pixels of the row with μ ≥ 10 by PTRS (Hörmann 1993), in rounds.
 
     Round t is try t for every pixel still pending, from Philox block t (two pixels per block). The first
     round runs on the whole row (contiguous rows, no gathers; pixels with μ < 10 make a dummy try that
-    decides nothing) from the row's blocks made at once into ``flat``; later rounds run on the compact list
-    of pending pixels, one block each. The squeeze decides most tries, :func:`_ptrs_exact_test` the rest.
-    ``s`` (10, W) float64 scratch rows: μ, k and the log test's argument (or decision) per pending pixel,
-    then the exact test's; ``cols``, ``tpos`` (W,) int64 scratch.
+    decides nothing and writes nothing) from the row's blocks made at once into ``flat``; later rounds run
+    on the compact list of pending pixels, one block each. The squeeze decides most tries; the three logs
+    of the exact test are evaluated only for the undecided ones, gathered into contiguous rows. One loop
+    of each kind serves every round (each compiled loop costs a cold start time).
+    ``s`` (10, W) float64 scratch rows: μ, k and the log test's argument (or decision) per pending pixel;
+    per undecided one the three logs (the first then its decision), the log passes' own two rows, μ and k;
+    ``si`` its int64 view; ``cols`` (W,) int64: the pending pixels; ``tpos`` (W,) int64: the undecided ones'
+    positions among them.
     """
     lam, kk, arg = s[0], s[1], s[2]
+    log_arg, log_lam, log_z, log_m, log_e = s[3], s[4], s[5], s[6], s[7]
+    t_lam, t_k = s[8], s[9]
     ox = counter[C_OX]
     wu, wv, w2, w3 = words[0], words[1], words[2], words[3]
     j0 = ox // 2
     _philox_blocks(j0, (ox + w - 1) // 2, gy, np.uint64(STREAM_SHOT << 16), counter, flat)
     base = 2 * ox - PACKED * j0
-    # try 0 on the whole row (the decision coded in arg: two rows written, so LLVM vectorizes the loop)
-    for x in range(w):  # the row's words (two per pixel) and means, contiguous
+    for x in range(w):  # round 0: every pixel of the row, its two words of the row's blocks, contiguous
         wu[x] = flat[2 * x + base]
         wv[x] = flat[2 * x + base + 1]
-    for x in range(w):
-        lam_x = mu[x]
-        small = lam_x < POISSON_INVERSION_MAX
-        k, u_s, v, v_r, a = _ptrs_prepare(POISSON_INVERSION_MAX if small else lam_x, wu[x], wv[x])
-        kk[x] = k
-        accept = ((u_s >= 0.07) & (v <= v_r)) | small
-        reject = (k < 0.0) | ((u_s < 0.013) & (v > u_s))
-        arg[x] = _ACCEPT if accept else (_REJECT if reject else a)
-    _ptrs_exact_test(arg, mu, kk, w, s, si, tpos)
-    n = _ZERO
-    for x in range(w):
-        big = mu[x] >= POISSON_INVERSION_MAX
-        counts[x] = kk[x] if big else counts[x]
-        cols[n] = x
-        n += 0 if arg[x] == _ACCEPT else 1
-    for i in range(n):
-        lam[i] = mu[cols[i]]
-    t = 1
+        lam[x] = mu[x]
+    n = w
+    t = 0
     while n > 0:
+        if t > 0:
+            for i in range(n):
+                tpos[i] = (cols[i] + ox) // 2
+            _philox_words(tpos, n, gy, np.uint64(STREAM_SHOT << 16 | t), counter, words)
+            for i in range(n):  # the pixel's two words of its block
+                odd = ((cols[i] + ox) & 1) == 1
+                wu[i] = w2[i] if odd else wu[i]
+                wv[i] = w3[i] if odd else wv[i]
+        # The try and the squeeze; the decision is coded in arg (the log test's argument, > 0 when the
+        # test is still to be made), so this loop writes two rows only and LLVM vectorizes it.
         for i in range(n):
-            tpos[i] = (cols[i] + ox) // 2
-        _philox_words(tpos, n, gy, np.uint64(STREAM_SHOT << 16 | t), counter, words)
-        for i in range(n):  # the pixel's two words of its block
-            odd = ((cols[i] + ox) & 1) == 1
-            wu[i] = w2[i] if odd else wu[i]
-            wv[i] = w3[i] if odd else wv[i]
-        for i in range(n):
-            k, u_s, v, v_r, a = _ptrs_prepare(lam[i], wu[i], wv[i])
+            lam_i = lam[i]
+            small = lam_i < POISSON_INVERSION_MAX  # round 0 only: not this algorithm's pixel, decided at once
+            k, u_s, v, v_r, a = _ptrs_prepare(POISSON_INVERSION_MAX if small else lam_i, wu[i], wv[i])
             kk[i] = k
-            accept = (u_s >= 0.07) & (v <= v_r)
+            accept = ((u_s >= 0.07) & (v <= v_r)) | small
             reject = (k < 0.0) | ((u_s < 0.013) & (v > u_s))
             arg[i] = _ACCEPT if accept else (_REJECT if reject else a)
-        _ptrs_exact_test(arg, lam, kk, n, s, si, tpos)
-        # Accepted counts out, the rest compacted for the next try (branch-free: every count is written,
-        # a rejected one is overwritten when its pixel is accepted later).
+        nt = _ZERO
+        for i in range(n):  # positions of the undecided (branch-free), then their values gathered into rows
+            tpos[nt] = i
+            nt += 1 if arg[i] > 0.0 else 0
+        for j in range(nt):
+            log_arg[j] = arg[tpos[j]]
+        for j in range(nt):
+            t_lam[j] = lam[tpos[j]]
+            log_lam[j] = t_lam[j]
+        for j in range(nt):
+            t_k[j] = kk[tpos[j]]
+            log_z[j] = t_k[j] + 1.0  # k ≥ 0 here (k < 0 is rejected)
+        _log_row(log_arg, si[3], log_m, si[6], log_e, nt)
+        _log_row(log_lam, si[4], log_m, si[6], log_e, nt)
+        _log_row(log_z, si[5], log_m, si[6], log_e, nt)
+        for j in range(nt):  # the exact test, vectorized over the gathered rows (decision into log_arg)
+            k = t_k[j]
+            ok = log_arg[j] <= -t_lam[j] + k * log_lam[j] - _log_factorial(k, log_z[j])
+            log_arg[j] = _ACCEPT if ok else _REJECT
+        for j in range(nt):
+            arg[tpos[j]] = log_arg[j]
+        # Accepted counts out, the rest compacted for the next try (branch-free: every count of this
+        # algorithm's pixels is written, a rejected one is overwritten when its pixel is accepted later).
         m = _ZERO
-        for i in range(n):
-            c = cols[i]
-            counts[c] = kk[i]
-            cols[m] = c
-            lam[m] = lam[i]
-            m += 0 if arg[i] == _ACCEPT else 1
+        if t == 0:
+            for x in range(w):
+                counts[x] = kk[x] if lam[x] >= POISSON_INVERSION_MAX else counts[x]
+            for x in range(w):
+                cols[m] = x
+                lam[m] = lam[x]
+                m += 0 if arg[x] == _ACCEPT else 1
+        else:
+            for i in range(n):
+                c = cols[i]
+                counts[c] = kk[i]
+                cols[m] = c
+                lam[m] = lam[i]
+                m += 0 if arg[i] == _ACCEPT else 1
         n = m
         t += 1
 
@@ -697,8 +690,18 @@ def fused_noise_rows(clean, out, tiles, xs, counter, model, switches, row_offset
     """Rows ``y0 … y1 − 1`` of the fused kernel, on the calling thread with the GIL released, by the compiled
     kernel of ``switches[S_READ_KIND]`` (:data:`ROWS_KERNELS`).
 
-    ``tiles`` here is the tile table expanded along a row, (7, p, W), and ``xs`` the column phase of each x
-    (:func:`expand_tiles`); the other grouped arguments are described above :func:`_philox_words`.
+    Parameters
+    ----------
+    clean, out : (H, W) ndarray of float32
+        Clean signal in the input unit; the noisy frame in the output unit (written in place).
+    tiles : (7, p, W) ndarray of float64
+        The tile table expanded along a row (:func:`expand_tiles`).
+    xs : (W,) ndarray of int64
+        The column phase of each x.
+    counter, model, switches, row_offsets, col_offsets, maps
+        The grouped arguments described above :func:`_philox_words`.
+    y0, y1 : int
+        First row and one past the last row to make.
     """
     ROWS_KERNELS[int(switches[S_READ_KIND])](clean, out, tiles, xs, counter, model, switches, row_offsets, col_offsets,
                                             maps, y0, y1, _scratch(clean.shape[1]))
