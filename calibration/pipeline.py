@@ -23,7 +23,7 @@ from .capture import Capture, CaptureProblem, FrameInfo, capture_camera, check_c
 from .card_builder import build_card, build_provenance
 from .estimators import Estimate, PTCFit, hot_pixel_mask
 from .joint_fit import JointFits, fit_joint
-from .pixel_noise import read_sigma_scale_map
+from .pixel_noise import PixelNoiseNotMeasurable, read_sigma_scale_map
 
 __all__ = [
     "calibrate",
@@ -416,9 +416,14 @@ def _calibrate_iso(iso: float, darks: dict[float, list[FrameInfo]], flats: dict[
     dark_sigma = fig.temporal_dark_noise(ds, dv)
     ble = fig.black_level_error(ds, mean_packed, hot_packed)
     lines = fig.line_noise_variances(ds, dv)
-    pixel_read = read_sigma_scale_map(ds.temporal_var_map_dn2, ds.n_frames, cfa,
-                                      line_var_dn2=max(lines.row_var_dn2, 0.0) + max(lines.col_var_dn2, 0.0),
-                                      quantized=ds.integer_valued) if ds.n_frames >= 2 and lines.pixel_var_dn2 > 0 else None
+    pixel_read = None
+    if ds.n_frames >= 2 and lines.pixel_var_dn2 > 0:
+        try:
+            pixel_read = read_sigma_scale_map(ds.temporal_var_map_dn2, ds.n_frames, cfa,
+                                              line_var_dn2=max(lines.row_var_dn2, 0.0) + max(lines.col_var_dn2, 0.0),
+                                              quantized=ds.integer_valued)
+        except PixelNoiseNotMeasurable as exc:  # the card still gets every other figure; the map is left out
+            _warn(warnings, f"ISO {iso:g}: {exc}")
     shape_fit = fig.read_noise_shape(ds, hot, sample_black_dn)
     dsnu, ds_map = fig.dark_signal_nonuniformity(mean_packed, hot_packed, ble, dv, lines, cfa, denoise=settings.denoise_maps)
     del mean_packed

@@ -15,10 +15,14 @@ import numpy as np
 
 from noisesim.cfa import CFA
 
-__all__ = ["PixelReadNoise", "QUANTIZATION_VAR_DN2", "read_sigma_scale_map", "sigma_relative_se"]
+__all__ = ["PixelReadNoise", "PixelNoiseNotMeasurable", "QUANTIZATION_VAR_DN2", "read_sigma_scale_map", "sigma_relative_se"]
 
 QUANTIZATION_VAR_DN2 = 1.0 / 12.0  # EMVA 1288 σ²_q of integer DN
 NOISY_PIXEL_N_SE = 6.0
+
+
+class PixelNoiseNotMeasurable(ValueError):
+    """The dark stack cannot resolve each pixel's read σ: the shared row/column variance swamps it."""
 
 
 def sigma_relative_se(n_frames: int) -> float:
@@ -80,6 +84,12 @@ def read_sigma_scale_map(temporal_var_map_dn2: np.ndarray, n_frames: int, cfa: C
     Returns
     -------
     PixelReadNoise
+
+    Raises
+    ------
+    PixelNoiseNotMeasurable
+        When the median per-pixel σ of a CFA site is not above zero once the shared variance is removed:
+        with few darks and strong row noise the per-pixel variances scatter by more than σ²_read itself.
     """
     var = np.asarray(temporal_var_map_dn2, dtype=np.float64)
     cfa.check_mosaic(var, "temporal variance map")
@@ -88,7 +98,10 @@ def read_sigma_scale_map(temporal_var_map_dn2: np.ndarray, n_frames: int, cfa: C
     site_of_pixel = cfa.per_pixel(np.arange(4), var.shape).astype(np.int64)
     medians = np.array([np.median(sigma[site_of_pixel == s]) if np.any(site_of_pixel == s) else np.nan for s in range(4)])
     if not np.all(np.isfinite(medians[np.unique(site_of_pixel)])) or np.any(medians[np.unique(site_of_pixel)] <= 0):
-        raise ValueError("the dark stack shows no temporal noise: no per-pixel σ can be estimated")
+        raise PixelNoiseNotMeasurable(
+            f"no per-pixel read σ map: with {n_frames} darks the per-pixel temporal variance (median "
+            f"{float(np.median(var)):.3g} DN²) is not resolved above the shared row/column and quantization "
+            f"variance ({shared:.3g} DN²); more dark frames resolve it")
     scale = sigma / medians[site_of_pixel]
     rse = sigma_relative_se(n_frames)
     noisy = scale > 1.0 + NOISY_PIXEL_N_SE * rse

@@ -83,7 +83,7 @@ def test_heavy_tailed_sigma_map_recovered_from_32_darks():
 
 
 def test_no_temporal_noise_is_refused():
-    with pytest.raises(ValueError, match="no temporal noise"):
+    with pytest.raises(ValueError, match="no per-pixel read σ map"):
         read_sigma_scale_map(np.zeros((8, 8)), 16, SENSOR.cfa, quantized=False)
 
 
@@ -108,3 +108,18 @@ def test_calibrate_stores_the_per_pixel_sigma_map_in_the_card_maps():
     assert np.std(est[bulk] / truth[bulk]) < 1.5 * rel_se + 0.02
     assert np.corrcoef(est.ravel(), truth.ravel())[0, 1] > 0.95
     assert all(r.noisy_read_pixels >= 0.9 * noisy.sum() for r in res.iso_results)
+
+
+def test_row_noise_that_swamps_the_per_pixel_variance_leaves_the_map_out_with_a_warning():
+    # 6 darks, row σ 4 DN over read σ 1 DN: the per-pixel variances (5 degrees of freedom) scatter by more
+    # than σ²_read, so the site median of σ²_pix − σ²_row is 0. calibrate() crashed with a bare ValueError.
+    from noisesim.calibration import calibrate
+    from noisesim.calibration.synthetic import SyntheticSpec, synthetic_frames
+
+    params = {800: NoiseParams(gain_k_dn_per_e=0.8, read_model="gaussian", read_sigma_dn=1.0, row_sigma_dn=4.0, iso=800),
+              1600: NoiseParams(gain_k_dn_per_e=1.6, read_model="gaussian", read_sigma_dn=3.0, row_sigma_dn=0.2, iso=1600)}
+    frames = synthetic_frames(params, SENSOR, (64, 64), SyntheticSpec(n_darks=6), rng=5)
+    res = calibrate(frames, "Test Cam", fidelity=False)
+    assert any(w.startswith("ISO 800: no per-pixel read σ map") and "6 darks" in w for w in res.warnings)
+    assert not any(w.startswith("ISO 1600: no per-pixel read σ map") for w in res.warnings)
+    assert [e.iso for e in res.card.iso_table] == [800, 1600]  # every other figure is still measured
