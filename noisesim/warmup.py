@@ -3,13 +3,12 @@
 numba compiles the kernels on their first call and caches the machine code on disk (``cache=True``).
 On a fresh environment that first call takes tens of seconds; a command line that starts its progress
 bar first shows a frozen bar and a meaningless ETA. :func:`warm_up` makes the first call on a tiny frame
-before the real work, announcing "compiling noise kernels (first run only)" when the on-disk cache does
-not hold the kernel yet (or when loading takes longer than a cache hit does).
+before the real work, announcing "compiling noise kernels (first run only)" when numba compiles for real (its
+``numba:compile`` event fires on a cache miss only, so a slow cache load on a busy machine says nothing).
 """
 
 from __future__ import annotations
 
-import os
 import threading
 from contextlib import contextmanager
 from typing import Callable, Iterator
@@ -19,8 +18,6 @@ import numpy as np
 __all__ = ["MESSAGE", "announce_compiles", "cache_is_cold", "warm_up"]
 
 MESSAGE = "compiling noise kernels (first run only) …"
-# A cache hit loads the kernel in well under a second; longer than this means it is being compiled.
-SLOW_S = 2.0
 
 
 def cache_is_cold() -> bool | None:
@@ -66,34 +63,17 @@ def warm_up(announce: Callable[[str], None] | None = None) -> bool:
     Parameters
     ----------
     announce : callable, optional
-        Called with :data:`MESSAGE` when the kernels are being compiled: at once on a cold cache, else
-        after :data:`SLOW_S` seconds if loading has not finished.
+        Called with :data:`MESSAGE` when numba really compiles a kernel (a cache miss), never for a
+        kernel loaded from the on-disk cache however long that takes on a loaded machine.
 
     Returns
     -------
     bool
         Whether the message was given.
     """
-    cold = cache_is_cold()
-    said = threading.Event()
-    if cold and announce is not None:
-        announce(MESSAGE)
-        said.set()
-    timer = None
-    if not cold and announce is not None:
-        def late():
-            said.set()
-            announce(MESSAGE)
-
-        timer = threading.Timer(SLOW_S, late)
-        timer.daemon = True
-        timer.start()
-    try:
+    with announce_compiles(announce, MESSAGE) as compiled:
         _tiny_frame()
-    finally:
-        if timer is not None:
-            timer.cancel()
-    return said.is_set()
+    return compiled.is_set()
 
 
 @contextmanager
