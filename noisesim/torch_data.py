@@ -21,7 +21,7 @@ Each item is a dict of tensors::
     clean       (C, h, w) float32, normalized long exposure
     noise_map   (C, h, w) float32 per-pixel noise σ of ``noisy`` (same scaling), if ``noise_map``
     ratio, iso, gain_k_dn_per_e, read_sigma_dn, tukey_lambda, tukey_scale_dn, row_sigma_dn, col_sigma_dn,
-    dark_current_e_per_s, exposure_s, read_std_dn  float64 scalars;  tukey bool (Tukey-lambda read noise);
+    dark_current_e_per_s, exposure_s, hot_pixel_dark_current_e_per_s (NaN: none), read_std_dn  float64 scalars;  tukey bool (Tukey-lambda read noise);
     black_level_error_dn, black_level_dn (4,) float64;  origin (2,) int64 (on the sensor);  index int64
 
 Noise on the training device: ``OnTheFlyRawDataset(..., noise_on="device")`` makes the clean patches and
@@ -81,6 +81,8 @@ def _item(clean: np.ndarray, noisy: np.ndarray, rec, channel_range_dn: np.ndarra
     names = rec.dtype.names or ()
     black = rec["black_level_dn"] if "black_level_dn" in names else np.full(4, np.nan)  # older schemas: the sensor's
     out["black_level_dn"] = torch.tensor(np.asarray(black, dtype=np.float64))
+    hot = params.hot_pixel_dark_current_e_per_s  # NaN: none (older files too)
+    out["hot_pixel_dark_current_e_per_s"] = torch.tensor(np.nan if hot is None else hot, dtype=torch.float64)
     out["tukey"] = torch.tensor(params.read_model == "tukey")
     origin = (int(rec["origin_y"]), int(rec["origin_x"])) if "origin_y" in names else (0, 0)
     out["origin"] = torch.tensor(origin, dtype=torch.int64)
@@ -403,7 +405,7 @@ def batch_params(batch: dict):
     f = {k: batch[k] for k in ("gain_k_dn_per_e", "read_sigma_dn", "tukey_lambda", "tukey_scale_dn", "row_sigma_dn",
                                "col_sigma_dn", "black_level_error_dn", "ratio", "black_level_dn", "iso", "exposure_s")}
     return NoiseParamsBatch(tukey=batch["tukey"].to(torch.bool), dark_e=batch["dark_current_e_per_s"] * batch["exposure_s"],
-                            origin=batch["origin"], **f)
+                            origin=batch["origin"], hot_pixel_dark_current_e_per_s=batch.get("hot_pixel_dark_current_e_per_s"), **f)
 
 
 def make_loader(dataset, *, batch_size: int = 8, num_workers: int = 0, shuffle: bool = False, **kwargs):

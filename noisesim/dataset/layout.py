@@ -8,7 +8,7 @@ Layout (schema ``noisesim.dataset/2``)
     /noisy         (N, C, h, w) same dtype; short exposure, NOT multiplied by the ratio
     /params        (N,) compound, see PARAMS_DTYPE (iso, K, read noise, row/col σ, ratio, black-level
                    error and black level per site (a card of schema /2 may vary it by ISO; uint16 samples
-                   include their own), seed, blur kernel index, source index, map origin, ISP gains/matrix,
+                   include their own), the hot pixels' own dark current (NaN: none), seed, blur kernel index, source index, map origin, ISP gains/matrix,
                    and the sample's CRC-32 (:func:`sample_crc32`; schema /2), checked by
                    :func:`noisesim.dataset.verify_dataset`)
     /blur_kernels  (M, k, k) float32, each kernel zero-padded (centred) to the largest possible size k;
@@ -29,6 +29,7 @@ A file being written is ``<output>.partial``, with its per-sample ``done`` flags
 
 from __future__ import annotations
 
+import math
 import os
 from pathlib import Path
 
@@ -46,6 +47,7 @@ __all__ = [
     "partial_path",
     "progress_path",
     "record_black",
+    "record_hot_pixel_dark_current",
     "sample_crc32",
     "samples_durable",
     "sensor_from_attrs",
@@ -74,6 +76,7 @@ PARAMS_DTYPE = np.dtype(
         ("black_level_dn", "<f8", (4,)),  # black level of the sample's ISO per site (card schema /2 may vary it)
         ("dark_current_e_per_s", "<f8"),
         ("exposure_s", "<f8"),
+        ("hot_pixel_dark_current_e_per_s", "<f8"),  # the hot pixels' own dark current (card /2 ISO row); NaN: none
         ("ratio", "<f8"),  # exposure ratio r >= 1
         ("seed", "<u8"),  # noise seed: simulate(..., rng=int(seed))
         ("blur_kernel_index", "<i8"),  # row of /blur_kernels (global index), -1 = no blur
@@ -125,7 +128,8 @@ def sample_crc32(clean: np.ndarray, noisy: np.ndarray, rec, kernel_row: np.ndarr
     """
     import zlib
 
-    row = np.array(rec, dtype=PARAMS_DTYPE)  # a copy, with the checksum field zeroed
+    # a copy, with the checksum field zeroed; a row of an older /2 file (fewer fields) keeps its own layout
+    row = np.array(rec, dtype=PARAMS_DTYPE if rec.dtype.names == PARAMS_DTYPE.names else rec.dtype)
     row["crc32"] = 0
     crc = zlib.crc32(np.ascontiguousarray(clean).data)
     crc = zlib.crc32(np.ascontiguousarray(noisy).data, crc)
@@ -266,3 +270,22 @@ def record_black(rec) -> np.ndarray | None:
         return None
     b = np.asarray(rec["black_level_dn"], dtype=np.float64)
     return b if np.all(np.isfinite(b)) else None
+
+
+def record_hot_pixel_dark_current(rec) -> float | None:
+    """A /params row's hot-pixel dark current, or None (none on the card's ISO row, or a file before the field).
+
+    Parameters
+    ----------
+    rec : structured ndarray row
+        One ``/params`` row.
+
+    Returns
+    -------
+    float or None
+        The hot pixels' own dark current [e⁻/s].
+    """
+    if "hot_pixel_dark_current_e_per_s" not in (rec.dtype.names or ()):
+        return None
+    v = float(rec["hot_pixel_dark_current_e_per_s"])
+    return None if math.isnan(v) else v

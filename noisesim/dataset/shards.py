@@ -95,6 +95,10 @@ class ShardWriter:
                 f.close()
                 raise DatasetError(f"cannot resume from {self.tmp}: it was started with different settings ({_config_diff(old, config_json)}); "
                                    "rerun with the original settings, or with --force to start over")
+            if f["params"].dtype.names != PARAMS_DTYPE.names:  # started by a noisesim whose /params row had other fields
+                f.close()
+                raise DatasetError(f"cannot resume from {self.tmp}: it was started by another noisesim version (its /params record "
+                                   "has other fields); rerun with --force to start over")
             self.f = f
             self.resumed = True
         else:

@@ -33,7 +33,7 @@ import numpy as np
 from ..errors import DatasetError, ParameterError, UnknownISOError
 from ..params import NoiseComponents, NoiseParams, Sensor
 from ..rng import key_from_seed
-from .layout import NOISE_FIELDS, PARAMS_DTYPE, record_black, sample_crc32, sensor_from_attrs
+from .layout import NOISE_FIELDS, PARAMS_DTYPE, record_black, record_hot_pixel_dark_current, sample_crc32, sensor_from_attrs
 
 __all__ = [
     "SEED_MAX",
@@ -402,6 +402,8 @@ class Synthesizer:
             rec[name] = getattr(params, name)
         rec["black_level_error_dn"] = params.black_level_error_dn
         rec["black_level_dn"] = self.sensor.with_black_level(params.black_level_dn).black_level_dn
+        hot = params.hot_pixel_dark_current_e_per_s
+        rec["hot_pixel_dark_current_e_per_s"] = np.nan if hot is None else hot
         rec["ratio"] = ratio
         rec["seed"] = noise_seed
         kernel = None if cp.blur_kernel is None else np.asarray(cp.blur_kernel, dtype=np.float32)
@@ -605,6 +607,7 @@ def params_from_record(rec) -> NoiseParams:
         black_level_error_dn=tuple(float(v) for v in rec["black_level_error_dn"]),
         iso=None if math.isnan(iso) else iso,
         black_level_dn=None if black is None else tuple(float(v) for v in black),
+        hot_pixel_dark_current_e_per_s=record_hot_pixel_dark_current(rec),
         **{name: float(rec[name]) for name in NOISE_FIELDS},
     )
 
