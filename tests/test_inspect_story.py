@@ -53,3 +53,20 @@ def test_contact_sheet_labels_rows_and_columns(datasets, tmp_path):
     for y in starts:
         strip = img[y:y + LABEL_PX].astype(int)
         assert (strip.min(axis=2) < 100).sum() > 20 and np.median(strip) > 200, y
+
+
+def test_contact_sheet_bad_count_or_indices_is_a_clear_error(datasets, tmp_path):
+    """n = 0 used to raise a bare IndexError from the PNG writer; bad counts and indices now name the problem
+    and leave no file behind."""
+    from noisesim.errors import DatasetError, ParameterError
+
+    one, _ = datasets
+    out = tmp_path / "sheet.png"
+    for n in (0, -2, 1.5, True):
+        with pytest.raises(ParameterError, match=r"n must be an integer >= 1"):
+            contact_sheet(one, out, n=n)
+    with pytest.raises(DatasetError, match="no samples to put on a contact sheet"):
+        contact_sheet(one, out, indices=[])
+    with pytest.raises(DatasetError, match=r"indices \[99\] are not sample indices"):
+        contact_sheet(one, out, indices=[0, 99])
+    assert not out.exists()

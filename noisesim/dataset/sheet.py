@@ -9,7 +9,7 @@ from typing import Sequence
 import numpy as np
 
 from ..atomic import write_bytes
-from ..errors import DatasetError, NoiseSimError
+from ..errors import DatasetError, NoiseSimError, ParameterError
 from .inspect import READ_ERRORS, first_line, open_dataset_file, to_normalized
 from .layout import sensor_from_attrs
 
@@ -29,15 +29,24 @@ def contact_sheet(path: str | os.PathLike, out_png: str | os.PathLike, *, n: int
     out_png : str or PathLike
         The PNG to write.
     n : int
-        Pairs shown (the first n, unless ``indices``).
+        Pairs shown (≥ 1; spread evenly over the file, unless ``indices``).
     indices : sequence of int, optional
-        Which samples.
+        Which samples (non-empty, each in 0 … N − 1).
+
+    Raises
+    ------
+    ParameterError
+        ``n`` < 1 or not an integer.
+    DatasetError
+        An unreadable file, no samples to show, or an index outside the file.
 
     Returns
     -------
     Path
         ``out_png``.
     """
+    if indices is None and (isinstance(n, bool) or not isinstance(n, (int, np.integer)) or n < 1):
+        raise ParameterError(f"n must be an integer >= 1 (pairs on the contact sheet), got {n!r}")
     out_png = Path(out_png)
     if not out_png.parent.is_dir():
         raise DatasetError(f"cannot write {out_png}: directory {out_png.parent} does not exist")
@@ -60,6 +69,11 @@ def _sheet_tiles(f, n: int, indices) -> list[np.ndarray]:
     attrs = dict(f.attrs)
     N = f["params"].shape[0]
     idx = list(indices) if indices is not None else list(np.linspace(0, N - 1, min(n, N)).round().astype(int))
+    if not idx:
+        raise DatasetError(f"{f.filename}: no samples to put on a contact sheet ({N} in the file, indices {list(indices or ())})")
+    bad = [i for i in idx if isinstance(i, bool) or not isinstance(i, (int, np.integer)) or not 0 <= i < N]
+    if bad:
+        raise DatasetError(f"{f.filename}: contact-sheet indices {bad} are not sample indices 0..{N - 1}")
     sensor = sensor_from_attrs(attrs)
     cfa = sensor.cfa
     rows = []
