@@ -54,7 +54,10 @@ def main() -> None:
     ap.add_argument("--shard-counts", default="2,8,32", help="shard counts for the growth table")
     args = ap.parse_args()
 
+    import dask
     from distributed import Client, LocalCluster
+
+    from noisesim.distributed import WORKER_CONFIG
 
     from noisesim.dataset import generate_dataset
 
@@ -74,7 +77,8 @@ def main() -> None:
         t = {"one": (timed("one", n_small), timed("one", n_big))}
         t["pool"] = (timed("pool", n_small, workers=2), timed("pool", n_big, workers=2))
         t0 = time.perf_counter()
-        with LocalCluster(n_workers=2, threads_per_worker=1, processes=True, dashboard_address=":0") as cluster, \
+        with dask.config.set(WORKER_CONFIG), \
+                LocalCluster(n_workers=2, threads_per_worker=1, processes=True, dashboard_address=":0") as cluster, \
                 Client(cluster) as client:
             t_start = time.perf_counter() - t0
             addr = cluster.scheduler_address

@@ -368,3 +368,13 @@ def test_cluster_progress_bar_counts_pairs_not_shards(cluster, tmp_path, monkeyp
     assert positions and positions[-1] == 12
     within = sorted({p for p in positions if p % 6})  # not a multiple of the shard size: mid-shard
     assert len(within) >= 4, positions
+
+
+def test_local_cluster_workers_sample_their_profile_once_a_second():
+    # At Dask's default 10 ms the stack sampling cost +27 % CPU per pair in a worker (docs/distributed.md).
+    pytest.importorskip("dask.distributed")
+    from noisesim.distributed import connect
+
+    with connect("local", workers=1) as client:
+        interval = list(client.run(lambda: __import__("dask").config.get("distributed.worker.profile.interval")).values())
+    assert interval == ["1s"]
