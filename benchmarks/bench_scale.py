@@ -47,10 +47,10 @@ def _best_time(fn, repeat: int) -> float:
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--pairs", type=int, default=48)
+    ap.add_argument("--pairs", type=int, default=1200, help="pairs of the long run (default 1200; fewer make the steady rates noisy)")
     ap.add_argument("--patch", type=int, default=256)
     ap.add_argument("--shards", type=int, default=4)
-    ap.add_argument("--repeat", type=int, default=2)
+    ap.add_argument("--repeat", type=int, default=3)
     ap.add_argument("--shard-counts", default="2,8,32", help="shard counts for the growth table")
     args = ap.parse_args()
 
