@@ -49,6 +49,11 @@ __all__ = [
 CONFIDENCE = 0.95  # level of every interval written into the card (the card schema states 95 %)
 
 
+def _two_sided_quantile(level: float, dof: int | None) -> float:
+    """q with P(|T| ≤ q) = level: Student t with ``dof`` degrees of freedom, or normal when None/0."""
+    return float(stats.t.ppf(0.5 + level / 2, dof) if dof and dof > 0 else stats.norm.ppf(0.5 + level / 2))
+
+
 @dataclass(frozen=True)
 class Estimate:
     """A figure with its uncertainty.
@@ -95,7 +100,7 @@ class Estimate:
         -------
         Estimate
         """
-        q = stats.t.ppf(0.5 + level / 2, dof) if dof and dof > 0 else stats.norm.ppf(0.5 + level / 2)
+        q = _two_sided_quantile(level, dof)
         se = float(se) if math.isfinite(se) else float("nan")
         return cls(float(value), se, (float(value - q * se), float(value + q * se)), level, method, int(n))
 
@@ -121,7 +126,7 @@ class Estimate:
         -------
         Estimate
         """
-        q = stats.t.ppf(0.5 + level / 2, dof) if dof and dof > 0 else stats.norm.ppf(0.5 + level / 2)
+        q = _two_sided_quantile(level, dof)
         value = float(value)
         se = float(se) if math.isfinite(se) else float("nan")
         z = q * se / value if value > 0 and math.isfinite(se) else float("nan")
