@@ -22,13 +22,18 @@ from contextlib import ExitStack
 from pathlib import Path
 
 
-def slurm_cluster(jobs: int, stack: ExitStack, *, cores: int = 16, memory: str = "32GB") -> str:
-    """Start ``jobs`` SLURM jobs of ``cores`` worker processes each (dask-jobqueue); returns the scheduler address."""
+def slurm_cluster(jobs: int, stack: ExitStack, *, cores: int = 16, memory: str = "32GB",
+                  interface: str | None = None) -> str:
+    """Start ``jobs`` SLURM jobs of ``cores`` worker processes each (dask-jobqueue); returns the scheduler address.
+
+    ``interface`` (e.g. ``ib0``) is the network interface the scheduler listens on and the workers use;
+    by default dask-jobqueue takes the host's default address, which compute nodes must be able to reach.
+    """
     from dask_jobqueue import SLURMCluster  # pip install dask-jobqueue
 
     # One worker process per core, one thread each: the synthesis is CPU-bound per process.
     cluster = stack.enter_context(SLURMCluster(cores=cores, processes=cores, memory=memory, walltime="02:00:00",
-                                               job_extra_directives=[f"--cpus-per-task={cores}"]))
+                                               interface=interface, job_extra_directives=[f"--cpus-per-task={cores}"]))
     cluster.scale(jobs=jobs)
     return cluster.scheduler_address
 
@@ -63,6 +68,8 @@ def main() -> None:
     ap.add_argument("--jobs", type=int, default=2, help="SLURM jobs / pods (default 2); LocalCluster processes")
     ap.add_argument("--cores-per-job", type=int, default=16, help="SLURM: cores (= worker processes) per job (default 16)")
     ap.add_argument("--memory-per-job", default="32GB", help="SLURM: memory per job (default 32GB)")
+    ap.add_argument("--interface", default=None,
+                    help="SLURM: network interface for the scheduler and workers, e.g. ib0 (default: the host's address)")
     ap.add_argument("--out-dir", default=None, help="shared output folder (default: a temporary folder)")
     ap.add_argument("--pairs", type=int, default=64)
     ap.add_argument("--shards", type=int, default=4)
@@ -73,7 +80,8 @@ def main() -> None:
 
     with ExitStack() as stack:
         if args.slurm:
-            scheduler = slurm_cluster(args.jobs, stack, cores=args.cores_per_job, memory=args.memory_per_job)
+            scheduler = slurm_cluster(args.jobs, stack, cores=args.cores_per_job, memory=args.memory_per_job,
+                                      interface=args.interface)
         elif args.kubernetes:
             scheduler = kubernetes_cluster(args.jobs, stack)
         else:

@@ -73,13 +73,21 @@ def test_generate_on_cluster_example_slurm(tmp_path):
         (bin_dir / name).chmod(0o755)
     env = {**os.environ, "PATH": f"{bin_dir}{os.pathsep}{os.environ['PATH']}"}
     out_dir = tmp_path / "out"
-    proc = subprocess.run([sys.executable, str(REPO / "examples" / "generate_on_cluster.py"), "--slurm", "--jobs", "1",
-                           "--cores-per-job", "1", "--memory-per-job", "2GB", "--pairs", "8", "--shards", "2",
-                           "--out-dir", str(out_dir)], cwd=tmp_path, capture_output=True, text=True, timeout=300, env=env)
-    job_log = (tmp_path / "sbatch.log.job").read_text() if (tmp_path / "sbatch.log.job").exists() else ""
+    job_log_path = tmp_path / "sbatch.log.job"
+    # Loopback: a machine whose firewall drops traffic to its own external address (CI's did) would leave
+    # the worker unable to reach a scheduler on the default interface, and the run waiting for workers.
+    cmd = [sys.executable, str(REPO / "examples" / "generate_on_cluster.py"), "--slurm", "--jobs", "1",
+           "--cores-per-job", "1", "--memory-per-job", "2GB", "--interface", "lo", "--pairs", "8", "--shards", "2",
+           "--out-dir", str(out_dir)]
+    try:
+        proc = subprocess.run(cmd, cwd=tmp_path, capture_output=True, text=True, timeout=240, env=env)
+    except subprocess.TimeoutExpired as exc:
+        job_log = job_log_path.read_text() if job_log_path.exists() else "(no job log: sbatch never ran)"
+        pytest.fail(f"the SLURM example did not finish in 240 s; its stderr: {exc.stderr!r}; the job's log: {job_log}")
+    job_log = job_log_path.read_text() if job_log_path.exists() else ""
     assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-3000:] + job_log[-2000:]
     script = (tmp_path / "sbatch.log.script").read_text()
-    assert "#SBATCH --cpus-per-task=1" in script and "--nthreads 1" in script
+    assert "#SBATCH --cpus-per-task=1" in script and "--nthreads 1" in script and "--interface lo" in script
     assert "8 pairs in 2 shards" in proc.stdout
     assert sorted(p.name for p in out_dir.glob("*.h5")) == ["train-00000-of-00002.h5", "train-00001-of-00002.h5",
                                                               "train.h5"]
