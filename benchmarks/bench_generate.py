@@ -9,9 +9,16 @@ Prints, for packed 4 × 256 × 256 patches (512 × 512 mosaic) by default:
    page faults of the reused buffers), then times ``--pairs`` samples; repeats are interleaved and the
    minimum CPU time per stage is kept. **Per-core pairs/s** is 1 / (CPU seconds per pair): what one
    worker process delivers on one core whatever else shares the machine;
-2. ``--reference DIR``: the same breakdown for another checkout of noisesim (e.g. a worktree of the
+   ``--reference DIR``: the same breakdown for another checkout of noisesim (e.g. a worktree of the
    commit before a change), run in subprocesses alternating with this checkout's, so both are measured
-   in the same run under the same load; prints the per-core ratio per stage and in total;
+   in the same run under the same load; prints the per-core ratio per stage and in total. A checkout from
+   before the dataset package (e.g. f0f8309, issue 12's baseline) works too; its samples carry no CRC-32,
+   which stage "hdf5 write" includes here;
+2. the issue's figure, **generation CPU per pair end to end**: one whole ``generate_dataset`` run of
+   ``--generate-pairs`` pairs (default 300; one worker, default ISO/ratio/storage) after a warm-up run in the
+   same fresh process, the warm-up excluded; with ``--reference`` the two checkouts' processes alternate,
+   ``--repeats`` times, the minimum kept, and the per-core ratio is printed. Issue 12 measures at
+   ``--patch 256`` (a 256 × 256 mosaic, packed 4 × 128 × 128);
 3. the steady state of generation's sample producer (``noisesim.dataset.pool.produce``, what
    ``generate_dataset`` iterates) with 1 and 2 workers: after ``--warmup`` pairs per worker (spawning,
    imports, numba cache loading), ``--pairs`` pairs per worker are timed, wall and CPU (the parent's and
@@ -22,7 +29,8 @@ Prints, for packed 4 × 256 × 256 patches (512 × 512 mosaic) by default:
    workers (float32 and uint16 storage; ``--loader``, needs torch).
 
 The first line names the machine (CPU model, vector ISA, cores, numba threads, load average).
-Run: ``python benchmarks/bench_generate.py [--pairs N] [--repeats R] [--reference DIR] [--patch P]``.
+Run: ``python benchmarks/bench_generate.py [--pairs N] [--repeats R] [--reference DIR] [--patch P]``; issue 12's
+configuration against its baseline: ``--patch 256 --reference /path/to/f0f8309-checkout --no-end-to-end``.
 About a minute with the defaults on 2 cores.
 """
 
@@ -59,12 +67,23 @@ def _shard_writer():
     return ShardWriter
 
 
+def _synthesis_classes():
+    """(job class, synthesizer class): ``SynthesisJob`` and ``Synthesizer`` of the dataset package, or in a
+    ``--reference`` checkout from before the split (e.g. f0f8309), the single module's ``_Job`` and ``_Synth``."""
+    import noisesim.dataset as module
+
+    if hasattr(module, "Synthesizer"):
+        return module.SynthesisJob, module.Synthesizer
+    return getattr(module, "_Job"), getattr(module, "_Synth")
+
+
 def _job(patch: int, storage: str = "float32"):
     from noisesim.card import load_card
-    from noisesim.dataset import SynthesisJob, parse_ratio
+    from noisesim.dataset import parse_ratio
     from noisesim.params import NoiseComponents
 
-    return SynthesisJob(card=load_card(CARD), source_spec="builtin", patch=patch, iso=(800.0, 3200.0), gain_k=None,
+    job_cls, _ = _synthesis_classes()
+    return job_cls(card=load_card(CARD), source_spec="builtin", patch=patch, iso=(800.0, 3200.0), gain_k=None,
                         ratio=parse_ratio("100:300"), blur=None, seed=0, storage=storage, components=NoiseComponents(),
                         kernel_cap=0)
 
@@ -72,10 +91,13 @@ def _job(patch: int, storage: str = "float32"):
 def stage_breakdown(patch: int, n: int, warmup: int) -> dict:
     """{stage: (wall_s, cpu_s)} per sample through Synthesizer.sample and ShardWriter (one process, the
     noise kernel on the calling thread as generate_dataset runs it), after ``warmup`` untimed samples."""
-    from noisesim.dataset import Synthesizer
-
+    _, synth_cls = _synthesis_classes()
     writer_cls = _shard_writer()
-    synth = Synthesizer(_job(patch))
+    try:
+        from noisesim.dataset.synthesis import seal
+    except ImportError:
+        seal = None
+    synth = synth_cls(_job(patch))
     synth.parallel = False
     with tempfile.TemporaryDirectory() as d:
         w = writer_cls(Path(d) / "w.h5", 0, n + warmup, synth.shape, np.dtype(np.float32), 0, False, None, {}, "{}", resume=False)
@@ -86,6 +108,8 @@ def stage_breakdown(patch: int, n: int, warmup: int) -> dict:
             synth.timers = acc
             clean, noisy, rec, kernel = synth.sample(i)
             t0, c0 = time.perf_counter(), time.process_time()
+            if seal is not None:  # the sample's CRC-32, made where the sample is (a checkout without one has none)
+                seal(synth.job, clean, noisy, rec, kernel)
             w.write(i, clean, noisy, rec, kernel)
             if (i + 1) % 64 == 0:  # generate_dataset's default checkpoint_every; fsync in the background as there
                 w.checkpoint(wait=False)
@@ -129,12 +153,29 @@ def _measure_json(patch: int, n: int, warmup: int) -> dict:
     return {"stages": st, "split": split, "noisesim": str(Path(noisesim.__file__).resolve().parent)}
 
 
-def _subprocess_measure(code_dir: Path | None, patch: int, n: int, warmup: int) -> dict:
-    """One stage breakdown in a fresh interpreter whose ``noisesim`` comes from ``code_dir`` (None: this checkout)."""
+def _generate_json(patch: int, n: int, warmup: int) -> dict:
+    """CPU and wall seconds per pair of one ``generate_dataset`` run of ``n`` pairs in this process (one
+    worker: the default), after a ``warmup``-pair run in the same process (imports, numba cache loads,
+    first-touch page faults), with the same call in every checkout: card, pairs, patch, seed, no progress
+    bar; ISO, ratio, source (built-in dead leaves) and storage (float32) at their defaults."""
+    import noisesim
+    from noisesim.dataset import generate_dataset
+
+    with tempfile.TemporaryDirectory() as d:
+        generate_dataset(Path(d) / "warm.h5", card=CARD, pairs=max(1, warmup), patch=patch, seed=0, progress=False)
+        t0, c0 = time.perf_counter(), time.process_time()
+        generate_dataset(Path(d) / "timed.h5", card=CARD, pairs=n, patch=patch, seed=0, progress=False)
+        wall, cpu = time.perf_counter() - t0, time.process_time() - c0
+    return {"wall": wall / n, "cpu": cpu / n, "noisesim": str(Path(noisesim.__file__).resolve().parent)}
+
+
+def _subprocess_measure(code_dir: Path | None, patch: int, n: int, warmup: int, mode: str = "--stages-json") -> dict:
+    """One stage breakdown (``mode="--generate-json"``: one timed generate_dataset run) in a fresh interpreter
+    whose ``noisesim`` comes from ``code_dir`` (None: this checkout)."""
     env = dict(os.environ)
     if code_dir is not None:
         env["PYTHONPATH"] = str(code_dir) + (os.pathsep + env["PYTHONPATH"] if env.get("PYTHONPATH") else "")
-    cmd = [sys.executable, __file__, "--stages-json", "--patch", str(patch), "--pairs", str(n), "--warmup", str(warmup)]
+    cmd = [sys.executable, __file__, mode, "--patch", str(patch), "--pairs", str(n), "--warmup", str(warmup)]
     out = subprocess.run(cmd, env=env, capture_output=True, text=True, check=False)
     if out.returncode != 0:
         raise SystemExit(f"bench_generate: the run against {code_dir or 'this checkout'} failed:\n{out.stderr[-2000:]}")
@@ -248,11 +289,17 @@ def main() -> None:
     ap.add_argument("--no-end-to-end", action="store_true", help="skip the generate_dataset runs")
     ap.add_argument("--loader", action="store_true", help="also measure DataLoader reads (needs torch)")
     ap.add_argument("--no-loader", action="store_true", help=argparse.SUPPRESS)  # the default now; kept for old scripts
+    ap.add_argument("--generate-pairs", type=int, default=300,
+                    help="pairs of each timed generate_dataset run (section 2; 0 skips it)")
     ap.add_argument("--stages-json", action="store_true", help=argparse.SUPPRESS)  # internal: one breakdown as JSON
+    ap.add_argument("--generate-json", action="store_true", help=argparse.SUPPRESS)  # internal: one timed generate_dataset
     args = ap.parse_args()
     p = args.patch
     if args.stages_json:
         print(json.dumps(_measure_json(p, args.pairs, args.warmup)))
+        return
+    if args.generate_json:
+        print(json.dumps(_generate_json(p, args.pairs, args.warmup)))
         return
     import numba
 
@@ -273,7 +320,7 @@ def main() -> None:
     if ref:
         old = _min_merge(ref)
         old_c = sum(v[1] for v in old["stages"].values())
-        print(f"\n2. against --reference {args.reference} (same run, interleaved; CPU ms per pair, old / new):")
+        print(f"\n1b. the same stages against --reference {args.reference} (same run, interleaved; CPU ms per pair, old / new):")
         for k in cur["stages"]:
             o, n_ = old["stages"][k][1], cur["stages"][k][1]
             print(f"   {k:<18} {o * 1e3:8.2f} {n_ * 1e3:8.2f}   ×{o / n_:.2f}")
@@ -281,6 +328,27 @@ def main() -> None:
             print(f"     {k:<16} {old['split'][k] * 1e3:8.2f} {cur['split'][k] * 1e3:8.2f}   ×{old['split'][k] / cur['split'][k]:.2f}")
         print(f"   {'total':<18} {old_c * 1e3:8.2f} {total_c * 1e3:8.2f}   ×{old_c / total_c:.2f}  "
               f"({1 / old_c:.1f} → {1 / total_c:.1f} pairs/s per core)")
+
+    if args.generate_pairs > 0:
+        n = args.generate_pairs
+        print(f"\n2. whole generate_dataset runs, one worker (defaults: ISO over the card's range, ratio 100:300, float32), "
+              f"{n} pairs after a {args.warmup}-pair warm-up run in the same process; fresh processes"
+              + (", alternating with the reference" if args.reference is not None else "")
+              + f", {args.repeats} repeats, minimum kept:")
+        gen_mine, gen_ref = [], []
+        for _ in range(args.repeats):
+            gen_mine.append(_subprocess_measure(None, p, n, args.warmup, "--generate-json"))
+            if args.reference is not None:
+                gen_ref.append(_subprocess_measure(args.reference, p, n, args.warmup, "--generate-json"))
+        cm = min(r["cpu"] for r in gen_mine)
+        wm = min(r["wall"] for r in gen_mine)
+        if gen_ref:
+            co = min(r["cpu"] for r in gen_ref)
+            wo = min(r["wall"] for r in gen_ref)
+            print(f"   reference  CPU {co * 1e3:6.2f} ms/pair = {1 / co:6.1f} pairs/s per core (wall {wo * 1e3:6.2f} ms/pair)")
+        print(f"   this code  CPU {cm * 1e3:6.2f} ms/pair = {1 / cm:6.1f} pairs/s per core (wall {wm * 1e3:6.2f} ms/pair)")
+        if gen_ref:
+            print(f"   per-core ratio (reference CPU / this CPU): ×{co / cm:.2f}  at {p}² (issue 12's target: ×2 at 256²)")
 
     if not args.no_end_to_end:
         print(f"\n3. steady state of generation's sample producer: {args.warmup} warm-up + {args.pairs} timed pairs per worker "
