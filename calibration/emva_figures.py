@@ -32,11 +32,12 @@ from .estimators import (
     debias_tukey,
     fit_line,
     fit_ptc,
-    fit_tukey,
+    fit_tukey_sorted,
     flatten_illumination,
     solve_row_col_pixel,
 )
 from .pixel_noise import QUANTIZATION_VAR_DN2  # EMVA 1288 σ²_q = 1/12 DN² of integer data
+from .sorting import merge_sorted, sort_finite
 from .uncertainty import channel_gain, dark_pair_variances
 
 __all__ = [
@@ -626,12 +627,13 @@ def read_noise_shape(ds: DarkStats, hot: np.ndarray, sample_black_dn: np.ndarray
     corr = 1.0 / (1.0 - 1.0 / n)
     good = ~hot.ravel()[ds.sample_index]
     resid = ds.sample_resid_dn[:, good].astype(np.float64) * math.sqrt(corr)
-    tk = fit_tukey(resid.ravel())
     nb = min(8, n)
+    groups = _SortedResiduals(resid, ds.sample_index[good], ds.shape[1], ds.cfa, nb)
+    tk = fit_tukey_sorted(groups.pooled())
     lam_b, sc_b = [], []
     if nb >= 2:
-        for idx in np.array_split(np.arange(n), nb):
-            tb = fit_tukey(resid[idx].ravel())
+        for b in range(nb):
+            tb = fit_tukey_sorted(groups.batch(b))
             lam_b.append(tb.tukey_lambda)
             sc_b.append(tb.tukey_scale_dn)
     # remove the bias of the residual construction (stack-mean mixing, quantization) by indirect inference
@@ -642,15 +644,49 @@ def read_noise_shape(ds: DarkStats, hot: np.ndarray, sample_black_dn: np.ndarray
     se_sc = batch_se(sc_b) * (scale_c / tk.tukey_scale_dn) * sim_share
     lam = Estimate.normal(lam_c, se_lam, f"PPCC maximum on {resid.size} residuals, debiased by simulation; SE from {nb} frame batches", nb, dof=nb - 1)
     scale = Estimate.positive(scale_c, se_sc, f"probability-plot slope (r² = {tk.r2:.5f}), debiased by simulation; SE from {nb} frame batches", nb, dof=nb - 1)
-    per_channel = tukey_lambda_per_channel(resid, ds.sample_index[good], ds.shape[1], ds.cfa, tk.tukey_lambda, lam_c, dlam, sim_share)
+    per_channel = tukey_lambda_per_channel(resid, ds.sample_index[good], ds.shape[1], ds.cfa, tk.tukey_lambda, lam_c, dlam, sim_share,
+                                           groups=groups)
     rsub = resid.ravel()
     if rsub.size > 20000:
         rsub = rsub[:: rsub.size // 20000]
     return ReadNoiseShape(lam, scale, tk.r2, per_channel, rsub.astype(np.float32))
 
 
+class _SortedResiduals:
+    """Read-noise residuals (N frames, S samples) sorted once per (frame batch, packed channel) group; the
+    samples of a batch, of a channel and of the whole stack are merged from those groups (:mod:`.sorting`),
+    so the 1 + nb + C + nb·C Tukey fits of an ISO sort each sample once.
+
+    Batches are ``np.array_split`` of the frames into ``n_batches`` (one batch when fewer than 2)."""
+
+    def __init__(self, resid: np.ndarray, index: np.ndarray, width: int, cfa: CFA, n_batches: int):
+        p = cfa.period
+        r_idx, c_idx = np.divmod(index, width)
+        chan = (r_idx % p) * p + (c_idx % p)
+        n = resid.shape[0]
+        self.batches = np.array_split(np.arange(n), n_batches) if n_batches >= 2 else [np.arange(n)]
+        cols = [np.flatnonzero(chan == c) for c in range(cfa.n_channels)]
+        self.channel_sizes = [n * cc.size for cc in cols]  # samples per channel, non-finite ones included
+        self.leaves = [[sort_finite(resid[rows[0]: rows[-1] + 1][:, cc]) for cc in cols] for rows in self.batches]
+        self._channels: dict[int, np.ndarray] = {}
+
+    def leaf(self, batch: int, channel: int) -> np.ndarray:
+        return self.leaves[batch][channel]
+
+    def batch(self, batch: int) -> np.ndarray:
+        return merge_sorted(self.leaves[batch])
+
+    def channel(self, channel: int) -> np.ndarray:
+        if channel not in self._channels:
+            self._channels[channel] = merge_sorted([row[channel] for row in self.leaves])
+        return self._channels[channel]
+
+    def pooled(self) -> np.ndarray:
+        return merge_sorted([self.channel(c) for c in range(len(self.channel_sizes))])
+
+
 def tukey_lambda_per_channel(resid: np.ndarray, index: np.ndarray, width: int, cfa: CFA, lam_pooled_meas: float,
-                             lam_pooled: float, dlam: float, sim_share: float) -> list[Estimate]:
+                             lam_pooled: float, dlam: float, sim_share: float, *, groups: _SortedResiduals | None = None) -> list[Estimate]:
     """Tukey-λ of each packed channel (diagnostic; the card keeps the pooled λ).
 
     PPCC maximum on the channel's residual samples, shifted by the pooled debiasing to first order:
@@ -673,28 +709,29 @@ def tukey_lambda_per_channel(resid: np.ndarray, index: np.ndarray, width: int, c
         dλ̂/dλ of the debiasing.
     sim_share : float
         Share of the SE due to the debiasing simulation.
+    groups : optional
+        The same residuals already sorted by (frame batch, channel), as :func:`read_noise_shape` has them.
 
     Returns
     -------
     list of Estimate
         λ (unit 1), one per packed channel.
     """
-    p = cfa.period
-    r_idx, c_idx = np.divmod(index, width)
-    chan = (r_idx % p) * p + (c_idx % p)
     n = resid.shape[0]
     nb = min(8, n)
+    if groups is None:
+        groups = _SortedResiduals(resid, index, width, cfa, nb)
     slope = max(dlam, 0.2)
     out = []
     for c in range(cfa.n_channels):
-        sel = resid[:, chan == c]
-        if sel.size < 1000:
-            out.append(Estimate.normal(float("nan"), float("nan"), f"too few samples ({sel.size})", 0))
+        size = groups.channel_sizes[c]
+        if size < 1000:
+            out.append(Estimate.normal(float("nan"), float("nan"), f"too few samples ({size})", 0))
             continue
-        lam = lam_pooled + (fit_tukey(sel.ravel()).tukey_lambda - lam_pooled_meas) / slope
-        lb = [fit_tukey(sel[idx].ravel()).tukey_lambda for idx in np.array_split(np.arange(n), nb)] if nb >= 2 else []
+        lam = lam_pooled + (fit_tukey_sorted(groups.channel(c)).tukey_lambda - lam_pooled_meas) / slope
+        lb = [fit_tukey_sorted(groups.leaf(b, c)).tukey_lambda for b in range(nb)] if nb >= 2 else []
         out.append(Estimate.normal(lam, batch_se(lb) / slope * sim_share,
-                                   f"PPCC maximum on {sel.size} residuals of the channel, pooled debiasing; SE from {nb} frame batches",
+                                   f"PPCC maximum on {size} residuals of the channel, pooled debiasing; SE from {nb} frame batches",
                                    nb, dof=nb - 1))
     return out
 

@@ -18,6 +18,7 @@ from noisesim.errors import CalibrationError
 from noisesim.stats import tukey_lambda_ppf, tukey_lambda_ppf_logs
 
 from .kernels import USE_NUMBA
+from .sorting import sort_finite
 
 __all__ = [
     "batch_se",
@@ -29,6 +30,7 @@ __all__ = [
     "fit_line",
     "fit_ptc",
     "fit_tukey",
+    "fit_tukey_sorted",
     "flatten_illumination",
     "histogram_bins",
     "hot_pixel_mask",
@@ -444,10 +446,13 @@ def ppcc_max_tukey(x: np.ndarray, bounds=(-0.5, 0.5)) -> float:
     float
         λ (unit 1).
     """
+    return _ppcc_argmax(_PPCC(np.sort(np.asarray(x, dtype=np.float64).ravel())), bounds)
+
+
+def _ppcc_argmax(pp: _PPCC, bounds) -> float:
+    """λ maximizing ``pp.r`` by bounded Brent search (the search of :func:`ppcc_max_tukey`)."""
     from scipy.optimize import minimize_scalar
 
-    xs = np.sort(np.asarray(x, dtype=np.float64).ravel())
-    pp = _PPCC(xs)
     res = minimize_scalar(lambda l: -pp.r(l), bounds=bounds, method="bounded", options={"xatol": 1e-4})
     return float(res.x)
 
@@ -465,24 +470,39 @@ def fit_tukey(x: np.ndarray, *, bounds=(-0.5, 0.5)) -> TukeyFit:
     TukeyFit
         λ (unit 1), σ_TL [DN], r² and n.
     """
-    x = np.sort(np.asarray(x, dtype=np.float64).ravel())
-    x = x[np.isfinite(x)]
+    return fit_tukey_sorted(sort_finite(x), bounds=bounds)
+
+
+def fit_tukey_sorted(x: np.ndarray, *, bounds=(-0.5, 0.5)) -> TukeyFit:
+    """:func:`fit_tukey` of samples already sorted and finite (:func:`~.sorting.sort_finite`,
+    :func:`~.sorting.merge_sorted`): fits of several unions of the same groups sort each group once.
+
+    Parameters
+    ----------
+    x : (n,) ndarray of float64
+        Ascending, finite residual read-noise samples [DN].
+
+    Returns
+    -------
+    TukeyFit
+    """
     if x.size < 100:
         raise CalibrationError(f"too few read-noise samples for a Tukey-lambda fit ({x.size}; need ≥ 100)")
     if x[0] == x[-1]:  # sorted: every sample equal (was a ZeroDivisionError in the PPCC)
         raise CalibrationError(f"the dark frames have zero read-noise variance (all {x.size} residuals equal {x[0]:g} DN): "
                                "constant or clipped frames, not raw darks; a read-noise fit is impossible")
-    lam = ppcc_max_tukey(x, bounds)
-    pp = _PPCC(x)
+    pp = _PPCC(x)  # sorted once: the search and the slope share it
+    lam = _ppcc_argmax(pp, bounds)
     q = pp.quantiles(lam)
     slope = _dot(q, pp.xc) / _dot(q, q)
     r = pp.r(lam)
     return TukeyFit(lam, slope, float(r * r), int(x.size))
 
 
-def _simulated_fit(lam: float, scale: float, u: np.ndarray, offsets: np.ndarray, quantized: bool) -> TukeyFit:
-    """Run the residual construction of the dark-stack pipeline on synthetic Tukey noise (common random numbers)."""
-    x = scale * tukey_lambda_ppf(u, lam) + offsets[None, :]
+def _simulated_fit(lam: float, scale: float, logs_u: tuple[np.ndarray, np.ndarray], offsets: np.ndarray, quantized: bool) -> TukeyFit:
+    """Run the residual construction of the dark-stack pipeline on synthetic Tukey noise (common random numbers
+    u, given as (log u, log(1 − u)): :func:`~noisesim.stats.tukey_lambda_ppf` of u without its two logs)."""
+    x = scale * tukey_lambda_ppf_logs(logs_u[0], logs_u[1], float(lam)) + offsets[None, :]
     if quantized:
         x = np.rint(x)
     n = x.shape[0]
@@ -532,6 +552,7 @@ def debias_tukey(lam_meas: float, scale_meas: float, *, n_frames: int, quantized
         offsets = np.resize(np.asarray(offsets_dn, dtype=np.float64).ravel(), m)
     else:
         offsets = gen.random(m) * 8.0
+    u = (np.log(u), np.log1p(-u))  # what tukey_lambda_ppf takes of u, once for every simulation
     lam, scale = lam_meas, scale_meas
     deriv = 1.0
     for it in range(4):
@@ -617,6 +638,27 @@ def box_lowpass(plane: np.ndarray, size: int) -> np.ndarray:
     return cv2.blur(np.ascontiguousarray(plane, dtype=np.float64), (size, size), borderType=cv2.BORDER_REFLECT)
 
 
+@functools.lru_cache(maxsize=8)
+def _illumination_basis(h: int, w: int, degree: int):
+    """What :func:`flatten_illumination` needs of a plane's shape alone (cached: every channel and ISO of a
+    capture shares it): the subsampling steps, the pseudo-inverse (T, S) of the polynomial design on the
+    subsampled grid (the least-squares solution of any subsample is ``pinv @ subsample``), and the powers of
+    the normalized coordinates, y^i (h, degree + 1) and x^j (degree + 1, w)."""
+    sy, sx = max(1, h // 128), max(1, w // 128)
+    yy, xx = np.mgrid[0:h:sy, 0:w:sx]
+    ys, xs = 2.0 * yy / max(h - 1, 1) - 1.0, 2.0 * xx / max(w - 1, 1) - 1.0
+    terms = [(i, j) for i in range(degree + 1) for j in range(degree + 1 - i)]
+    a = np.stack([(ys**i * xs**j).ravel() for i, j in terms], axis=1)
+    pinv = np.linalg.pinv(a)
+    yf = 2.0 * np.arange(h) / max(h - 1, 1) - 1.0
+    xf = 2.0 * np.arange(w) / max(w - 1, 1) - 1.0
+    py = np.stack([yf**i for i in range(degree + 1)], axis=1)
+    xpow = np.stack([xf**j for j in range(degree + 1)], axis=0)
+    for arr in (pinv, py, xpow):
+        arr.flags.writeable = False
+    return sy, sx, pinv, py, xpow
+
+
 def flatten_illumination(plane: np.ndarray, *, degree: int = 4, box: int = 31) -> np.ndarray:
     """Relative pixel response of a flat: plane / smooth illumination − 1 (EMVA 1288 §8 PRNU high-pass).
 
@@ -640,20 +682,18 @@ def flatten_illumination(plane: np.ndarray, *, degree: int = 4, box: int = 31) -
     """
     h, w = plane.shape
     p = np.asarray(plane, dtype=np.float64)
-    sy, sx = max(1, h // 128), max(1, w // 128)
-    yy, xx = np.mgrid[0:h:sy, 0:w:sx]
-    ys, xs = 2.0 * yy / max(h - 1, 1) - 1.0, 2.0 * xx / max(w - 1, 1) - 1.0
+    sy, sx, pinv, py, xpow = _illumination_basis(h, w, degree)
+    # coefficients = pinv · subsample, summed by numpy (not a threaded BLAS: on a busy machine its spinning
+    # threads cost 10× the arithmetic, and the sum would depend on the thread count)
+    coef = np.multiply(pinv, p[::sy, ::sx].ravel()[None, :]).sum(axis=1)
+    # separable evaluation: surf = Σ_i y^i · (Σ_j c_ij x^j)
     terms = [(i, j) for i in range(degree + 1) for j in range(degree + 1 - i)]
-    a = np.stack([(ys**i * xs**j).ravel() for i, j in terms], axis=1)
-    coef = np.linalg.lstsq(a, p[::sy, ::sx].ravel(), rcond=None)[0]
-    yf = (2.0 * np.arange(h) / max(h - 1, 1) - 1.0)[:, None]
-    xf = (2.0 * np.arange(w) / max(w - 1, 1) - 1.0)[None, :]
-    # separable evaluation: surf = Σ_i y^i · (Σ_j c_ij x^j), one (h, d+1) @ (d+1, w) product
-    py = np.stack([yf[:, 0] ** i for i in range(degree + 1)], axis=1)
     px = np.zeros((degree + 1, w))
     for (i, j), c in zip(terms, coef):
-        px[i] += c * xf[0] ** j
-    surf = py @ px
+        px[i] += c * xpow[j]
+    surf = py[:, 0:1] * px[0]
+    for i in range(1, degree + 1):
+        surf += py[:, i:i + 1] * px[i]
     ratio = p / np.where(np.abs(surf) > 1e-12, surf, 1e-12)
     return ratio / box_lowpass(ratio, box) - 1.0
 

@@ -1,0 +1,49 @@
+"""calibration.sorting: the radix sort and the merge give exactly np.sort of the finite values."""
+
+import numpy as np
+import pytest
+
+from noisesim.calibration import sorting
+
+
+@pytest.fixture(params=[True, False], ids=["numba", "numpy"])
+def use_numba(request, monkeypatch):
+    monkeypatch.setattr(sorting, "USE_NUMBA", request.param)
+    return request.param
+
+
+def _samples(seed: int, n: int) -> np.ndarray:
+    g = np.random.default_rng(seed)
+    x = np.concatenate([g.standard_normal(n) * 3.0, np.rint(g.standard_normal(n // 4) * 5.0),  # ties
+                        g.standard_t(1.5, n // 4) * 1e3, [0.0, -0.0, 1e-310, -1e-310, 1e300, -1e300]])
+    g.shuffle(x)
+    return x
+
+
+@pytest.mark.parametrize("n", [0, 1, 7, 1000, 50_000])
+def test_sort_finite_equals_numpy(use_numba, n):
+    x = _samples(n, n)
+    x = np.concatenate([x, [np.nan, np.inf, -np.inf, -np.nan]])
+    got = sorting.sort_finite(x)
+    want = np.sort(x[np.isfinite(x)])
+    assert got.dtype == np.float64 and got.shape == want.shape
+    assert np.array_equal(got, want)
+
+
+def test_sort_finite_of_float32_and_2d(use_numba):
+    x = _samples(3, 4000)[:4000].astype(np.float32).reshape(40, -1)  # ±1e300 overflow to ±inf: dropped
+    x64 = x.astype(np.float64).ravel()
+    assert np.array_equal(sorting.sort_finite(x), np.sort(x64[np.isfinite(x64)]))
+
+
+def test_sort_finite_constant_skips_every_pass(use_numba):
+    x = np.full(300, 2.5)
+    assert np.array_equal(sorting.sort_finite(x), x)
+
+
+@pytest.mark.parametrize("sizes", [[], [0], [5], [3, 0, 8], [1000, 999, 1, 4000, 17]])
+def test_merge_sorted_equals_sort_of_concatenation(use_numba, sizes):
+    runs = [np.sort(_samples(10 + i, s)[:s]) for i, s in enumerate(sizes)]
+    got = sorting.merge_sorted(runs)
+    want = np.sort(np.concatenate(runs)) if runs else np.zeros(0)
+    assert np.array_equal(got, want)
