@@ -34,7 +34,7 @@ branch-free polynomials over whole rows so LLVM vectorizes them (AVX2 here), wit
 block vectorization. LLVM vectorizes a loop over several rows only when its run-time checks that the rows do
 not overlap are few (about 8 pairs), so hot loops write at most two rows: the PTRS decision is coded into
 the log test's argument, and the inversion steps run on groups copied to one flat scratch. Each stage
-(Philox words, inversion, PTRS, Tukey, Gaussian) is its own compiled function with its own scratch rows.
+(inversion, PTRS, Tukey, Gaussian) is its own function with its own scratch rows.
 """
 
 from __future__ import annotations
@@ -157,10 +157,15 @@ _ATANH_C32 = np.array([1.0 / 3, 1.0 / 5, 1.0 / 7, 1.0 / 9], dtype=np.float32)
 _EXPM1_C32 = np.array([1.0 / math.factorial(k) for k in range(2, 8)], dtype=np.float32)
 
 
-# The compiled functions that only the row kernels call: no Python entry point and no cache of their own
-# (each row kernel's cache holds them, linked in), so a cold start neither makes nor saves their separate
-# machine code.
-_CALLEE = dict(no_cpython_wrapper=True)
+# The compiled functions that only the row kernels call: no Python or C entry point and no cache of their
+# own (each row kernel's cache holds them, linked in), so a cold start neither makes nor saves their
+# separate wrappers. Each compiled function costs a cold start a fixed ~0.2-0.4 s (its own LLVM module,
+# optimized and turned into machine code, then again inside each caller), so a row pass with a single
+# call site (one per kernel: each pass runs once over all its values, e.g. the three logs of the PTRS
+# test in one row) is inlined into its caller (_INLINED) rather than compiled on its own; a function
+# called from several sites stays compiled once (inlining types it again at every site).
+_CALLEE = dict(no_cpython_wrapper=True, no_cfunc_wrapper=True)
+_INLINED = dict(inline="always")
 
 
 # --------------------------------------------------------------------------------------------------
@@ -206,7 +211,7 @@ def _cos_poly(a):
     return -v if neg else v
 
 
-@nb.njit(**_CALLEE, error_model="numpy")
+@nb.njit(**_INLINED, error_model="numpy")
 def _log_row32(x, xi, m, mi, e, n):
     """In place x[:n] = log(x[:n]) in float32 (positive normal floats); xi, mi are int32 views of x and m."""
     c = _ATANH_C32
@@ -227,7 +232,7 @@ def _log_row32(x, xi, m, mi, e, n):
         x[i] = ee * LN2_32 + F32(2.0) * s * (F32(1.0) + z * p)
 
 
-@nb.njit(**_CALLEE, error_model="numpy")
+@nb.njit(**_INLINED, error_model="numpy")
 def _expm1_row32(x, a, ai, n):
     """In place x[:n] = expm1(x[:n]) in float32 for |x| < 80; a/ai are float32/int32 views of one scratch row."""
     c = _EXPM1_C32
@@ -243,7 +248,7 @@ def _expm1_row32(x, a, ai, n):
         x[i] = sc * x[i] + (sc - F32(1.0))
 
 
-@nb.njit(**_CALLEE, error_model="numpy")
+@nb.njit(**_INLINED, error_model="numpy")
 def _log_row(x, xi, m, mi, e, n):
     """In place x[:n] = log(x[:n]) for positive normal floats; xi, mi are int64 views of x and m."""
     for i in range(n):
@@ -254,7 +259,7 @@ def _log_row(x, xi, m, mi, e, n):
         x[i] = _log_poly(m[i], e[i])
 
 
-@nb.njit(**_CALLEE, error_model="numpy")
+@nb.njit(**_INLINED, error_model="numpy")
 def _exp_row(x, a, ai, n):
     """In place x[:n] = exp(x[:n]); a/ai are float/int64 views of one scratch row (2^k built from its bits)."""
     for i in range(n):
@@ -345,7 +350,7 @@ _ZERO = np.int64(0)
 _ACCEPT, _REJECT = -1.0, -2.0  # PTRS decisions, coded where the log test's (positive) argument goes
 
 
-@nb.njit(**_CALLEE, error_model="numpy")
+@nb.njit(**_INLINED, error_model="numpy")
 def _philox_words(gcols, n, gy, stream, counter, words):
     """words[:, i] = Philox4x32(counter column gcols[i], row gy, frame, stream) for i < n (gcols: global)."""
     fr = np.uint64(counter[C_FRAME])
@@ -434,7 +439,7 @@ def _poisson_inversion(mu, cols, n, gy, counter, counts, flat, s, si, grp):
 
 
 @nb.njit(**_CALLEE, error_model="numpy")
-def _poisson_ptrs(mu, w, gy, counter, counts, words, flat, s, si, cols, tpos):
+def _poisson_ptrs(mu, w, gy, counter, counts, words, flat, s, logs, logsi, cols, tpos):
     """counts[x] = Poisson(μ_x) for the pixels of the row with μ ≥ 10 by PTRS (Hörmann 1993), in rounds.
 
     Round t is try t for every pixel still pending, from Philox block t (two pixels per block). The first
@@ -443,14 +448,14 @@ def _poisson_ptrs(mu, w, gy, counter, counts, words, flat, s, si, cols, tpos):
     on the compact list of pending pixels, one block each. The squeeze decides most tries; the three logs
     of the exact test are evaluated only for the undecided ones, gathered into contiguous rows. One loop
     of each kind serves every round (each compiled loop costs a cold start time).
-    ``s`` (10, W) float64 scratch rows: μ, k and the log test's argument (or decision) per pending pixel;
-    per undecided one the three logs (the first then its decision), the log passes' own two rows, μ and k;
-    ``si`` its int64 view; ``cols`` (W,) int64: the pending pixels; ``tpos`` (W,) int64: the undecided ones'
-    positions among them.
+    ``s`` (5, W) float64 scratch rows: μ, k and the log test's argument (or decision) per pending pixel, μ and
+    k per undecided one; ``logs`` (3, 3·W) float64: the undecided ones' three log arguments one after the
+    other (one log pass for all three; the first then holds the decision), the log pass's mantissa and
+    exponent; ``logsi`` its int64 view; ``cols`` (W,) int64: the pending pixels; ``tpos`` (W,) int64: the
+    undecided ones' positions among them.
     """
-    lam, kk, arg = s[0], s[1], s[2]
-    log_arg, log_lam, log_z, log_m, log_e = s[3], s[4], s[5], s[6], s[7]
-    t_lam, t_k = s[8], s[9]
+    lam, kk, arg, t_lam, t_k = s[0], s[1], s[2], s[3], s[4]
+    log_x, log_m, log_e = logs[0], logs[1], logs[2]
     ox = counter[C_OX]
     wu, wv, w2, w3 = words[0], words[1], words[2], words[3]
     j0 = ox // 2
@@ -486,22 +491,20 @@ def _poisson_ptrs(mu, w, gy, counter, counts, words, flat, s, si, cols, tpos):
             tpos[nt] = i
             nt += 1 if arg[i] > 0.0 else 0
         for j in range(nt):
-            log_arg[j] = arg[tpos[j]]
+            log_x[j] = arg[tpos[j]]
         for j in range(nt):
             t_lam[j] = lam[tpos[j]]
-            log_lam[j] = t_lam[j]
+            log_x[nt + j] = t_lam[j]
         for j in range(nt):
             t_k[j] = kk[tpos[j]]
-            log_z[j] = t_k[j] + 1.0  # k ≥ 0 here (k < 0 is rejected)
-        _log_row(log_arg, si[3], log_m, si[6], log_e, nt)
-        _log_row(log_lam, si[4], log_m, si[6], log_e, nt)
-        _log_row(log_z, si[5], log_m, si[6], log_e, nt)
-        for j in range(nt):  # the exact test, vectorized over the gathered rows (decision into log_arg)
+            log_x[2 * nt + j] = t_k[j] + 1.0  # k ≥ 0 here (k < 0 is rejected)
+        _log_row(log_x, logsi[0], log_m, logsi[1], log_e, 3 * nt)
+        for j in range(nt):  # the exact test, vectorized over the gathered rows (decision into log_x[:nt])
             k = t_k[j]
-            ok = log_arg[j] <= -t_lam[j] + k * log_lam[j] - _log_factorial(k, log_z[j])
-            log_arg[j] = _ACCEPT if ok else _REJECT
+            ok = log_x[j] <= -t_lam[j] + k * log_x[nt + j] - _log_factorial(k, log_x[2 * nt + j])
+            log_x[j] = _ACCEPT if ok else _REJECT
         for j in range(nt):
-            arg[tpos[j]] = log_arg[j]
+            arg[tpos[j]] = log_x[j]
         # Accepted counts out, the rest compacted for the next try (branch-free: every count of this
         # algorithm's pixels is written, a rejected one is overwritten when its pixel is accepted later).
         m = _ZERO
@@ -528,31 +531,28 @@ def _tukey_add(flat, off, w, lam, scale, d, f32, f32i):
     """d[:w] += σ_TL · Q_λ(u), u from pixel x's word flat[x + off], in float32 (log u and log(1 − u) from the
     word and its complement).
 
-    ``f32`` (4, W) float32 scratch rows: log u, log(1 − u), and the log/expm1 passes' mantissa and exponent;
-    ``f32i`` its int32 view.
+    ``f32`` (3, 2·W) float32 scratch rows: log u then log(1 − u) (one row, so each pass below runs once over
+    both), and the log/expm1 passes' mantissa and exponent; ``f32i`` its int32 view.
     """
     mask32 = np.uint32(0xFFFFFFFF)
-    fa, fb, fm, fe = f32[0], f32[1], f32[2], f32[3]
-    fai, fbi, fmi = f32i[0], f32i[1], f32i[2]
+    ab, fm, fe = f32[0], f32[1], f32[2]
+    abi, fmi = f32i[0], f32i[1]
     for x in range(w):
         wx = flat[x + off]
-        fa[x] = F32((np.float64(wx) + 0.5) * INV_2_32)
-        fb[x] = F32((np.float64(wx ^ mask32) + 0.5) * INV_2_32)
-    _log_row32(fa, fai, fm, fmi, fe, w)
-    _log_row32(fb, fbi, fm, fmi, fe, w)
+        ab[x] = F32((np.float64(wx) + 0.5) * INV_2_32)
+        ab[w + x] = F32((np.float64(wx ^ mask32) + 0.5) * INV_2_32)
+    _log_row32(ab, abi, fm, fmi, fe, 2 * w)
     if abs(lam) < TUKEY_LOGISTIC_EPS:
         for x in range(w):
-            d[x] += scale * np.float64(fa[x] - fb[x])
+            d[x] += scale * np.float64(ab[x] - ab[w + x])
     else:
         # Q = (expm1(λ log u) − expm1(λ log(1 − u))) / λ
         lam32 = F32(lam)
+        for x in range(2 * w):
+            ab[x] = ab[x] * lam32
+        _expm1_row32(ab, fm, fmi, 2 * w)
         for x in range(w):
-            fa[x] = fa[x] * lam32
-            fb[x] = fb[x] * lam32
-        _expm1_row32(fa, fm, fmi, w)
-        _expm1_row32(fb, fm, fmi, w)
-        for x in range(w):
-            d[x] += scale * np.float64((fa[x] - fb[x]) / lam32)
+            d[x] += scale * np.float64((ab[x] - ab[w + x]) / lam32)
 
 
 @nb.njit(**_CALLEE, error_model="numpy")
@@ -575,7 +575,7 @@ def _rows_kernel(read_kind: int):
     """The row kernel compiled for one read-noise kind (a constant of it, so the other kinds' code is pruned
     before typing: a call compiles only the path it uses; each kind is cached on its own)."""
 
-    @nb.njit(cache=True, nogil=True, error_model="numpy")
+    @nb.njit(cache=True, nogil=True, error_model="numpy", no_cfunc_wrapper=True)
     def fused_noise_rows_kind(clean, out, tiles, xs, counter, model, switches, row_offsets, col_offsets, maps, y0, y1,
                               scratch):
         """:func:`fused_noise_rows` for this read-noise kind."""
@@ -594,8 +594,8 @@ def _rows_kernel(read_kind: int):
         has_prnu = prnu_map.shape[0] > 0
         has_dark = dark_map.shape[0] > 0
         # Rows of W: expected electrons, the DN value being built, and each stage's own scratch.
-        (rows, words, flat, int_rows, inversion_s, inversion_si, ptrs_s, ptrs_si, gauss_s, gauss_si, tukey_f32,
-         tukey_f32i, grp) = scratch
+        (rows, words, flat, int_rows, inversion_s, inversion_si, ptrs_s, ptrs_logs, ptrs_logsi, gauss_s, gauss_si,
+         tukey_f32, tukey_f32i, grp) = scratch
         mu, d = rows[0], rows[1]
         small_cols, big_cols, ptrs_tpos = int_rows[0], int_rows[1], int_rows[2]
         # a packed stream's row: blocks j_row … j_row_end, pixel x's word at flat[x + off]
@@ -632,7 +632,7 @@ def _rows_kernel(read_kind: int):
                 if n_small > 0:
                     _poisson_inversion(mu, small_cols, n_small, gy, counter, d, flat, inversion_s, inversion_si, grp)
                 if n_big > 0:
-                    _poisson_ptrs(mu, w, gy, counter, d, words, flat, ptrs_s, ptrs_si, big_cols, ptrs_tpos)
+                    _poisson_ptrs(mu, w, gy, counter, d, words, flat, ptrs_s, ptrs_logs, ptrs_logsi, big_cols, ptrs_tpos)
                 for x in range(w):
                     d[x] = gain_k * d[x] + add[x]
             else:
@@ -712,11 +712,13 @@ def _scratch(w: int) -> tuple:
     numpy allocation or view compiled into the kernel costs ~0.1–0.2 s of a cold start), with the integer
     views the bit-level log/exp passes read."""
     f64 = lambda r: np.empty((r, w))  # noqa: E731
-    inversion_s, ptrs_s, gauss_s = f64(5), f64(10), f64(4)
-    tukey_f32 = np.empty((4, w), dtype=np.float32)
+    inversion_s, gauss_s = f64(5), f64(4)
+    ptrs_logs = np.empty((3, 3 * w))
+    tukey_f32 = np.empty((3, 2 * w), dtype=np.float32)
     return (f64(2), np.empty((4, w), dtype=np.uint32), np.empty(2 * w + 2 * PACKED, dtype=np.uint32),
-            np.empty((3, w), dtype=np.int64), inversion_s, inversion_s.view(np.int64), ptrs_s, ptrs_s.view(np.int64),
-            gauss_s, gauss_s.view(np.int64), tukey_f32, tukey_f32.view(np.int32), np.empty(5 * INVERSION_GROUP))
+            np.empty((3, w), dtype=np.int64), inversion_s, inversion_s.view(np.int64), f64(5), ptrs_logs,
+            ptrs_logs.view(np.int64), gauss_s, gauss_s.view(np.int64), tukey_f32, tukey_f32.view(np.int32),
+            np.empty(5 * INVERSION_GROUP))
 
 
 def expand_tiles(tiles: np.ndarray, w: int) -> tuple[np.ndarray, np.ndarray]:
