@@ -30,6 +30,7 @@ References
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 import numba as nb
@@ -190,18 +191,32 @@ class ISPMeta:
     ccm_source: str = "sampled"
 
     def __post_init__(self) -> None:
+        # plain-float checks: this runs once per synthesized patch (numpy's per-call overhead was ~15 µs)
         for name in ("rgb_gain", "red_gain", "blue_gain"):
             v = getattr(self, name)
-            if not np.isfinite(v) or v <= 0:
+            try:
+                ok = math.isfinite(v) and v > 0
+            except TypeError:
+                ok = False
+            if not ok:
                 raise ParameterError(f"ISPMeta.{name} must be a finite number > 0, got {v!r}")
             object.__setattr__(self, name, float(v))
-        m = np.asarray(self.cam2rgb, dtype=np.float64)
-        if m.size != 9 or not np.all(np.isfinite(m)):
-            raise ParameterError(f"ISPMeta.cam2rgb must be 9 finite numbers (3×3 row-major), got shape {m.shape}")
-        m = m.reshape(3, 3)
-        if abs(np.linalg.det(m)) < 1e-9:
+        m = self.cam2rgb
+        if isinstance(m, np.ndarray) or not isinstance(m, (tuple, list)) or len(m) != 9:
+            m = np.asarray(m, dtype=np.float64)
+            if m.size != 9:
+                raise ParameterError(f"ISPMeta.cam2rgb must be 9 finite numbers (3×3 row-major), got shape {m.shape}")
+            m = m.ravel().tolist()
+        try:
+            m = tuple(float(v) for v in m)
+        except (TypeError, ValueError):
+            raise ParameterError(f"ISPMeta.cam2rgb must be 9 finite numbers (3×3 row-major), got {self.cam2rgb!r}") from None
+        if not all(math.isfinite(v) for v in m):
+            raise ParameterError("ISPMeta.cam2rgb must be 9 finite numbers (3×3 row-major), got a non-finite one")
+        a, b, c, d, e, f, g, h, i = m
+        if abs(a * (e * i - f * h) - b * (d * i - f * g) + c * (d * h - e * g)) < 1e-9:
             raise ParameterError("ISPMeta.cam2rgb is singular; a colour matrix must be invertible")
-        object.__setattr__(self, "cam2rgb", tuple(float(v) for v in m.ravel()))
+        object.__setattr__(self, "cam2rgb", m)
         if self.ccm_source not in ("card", "sampled"):
             raise ParameterError(f"ISPMeta.ccm_source must be 'card' or 'sampled', got {self.ccm_source!r}")
 
@@ -212,8 +227,13 @@ class ISPMeta:
 
     @property
     def rgb2cam_matrix(self) -> np.ndarray:
-        """(3, 3) float64 linear sRGB → camera RGB, the inverse of :attr:`cam2rgb_matrix`."""
-        return np.linalg.inv(self.cam2rgb_matrix)
+        """(3, 3) float64 linear sRGB → camera RGB, the inverse of :attr:`cam2rgb_matrix` (computed once
+        per instance; a new array on each access)."""
+        inv = self.__dict__.get("_rgb2cam")
+        if inv is None:
+            inv = np.linalg.inv(self.cam2rgb_matrix)
+            object.__setattr__(self, "_rgb2cam", inv)
+        return inv.copy()
 
     @property
     def wb_gains(self) -> np.ndarray:
@@ -310,7 +330,8 @@ def sample_isp_meta(rng=None, *, cam2rgb=None) -> ISPMeta:
     if cam2rgb is None:
         weights = rng.uniform(1e-8, 1e8, size=len(XYZ2CAM_MATRICES))
         weights /= weights.sum()
-        xyz2cam = np.tensordot(weights, XYZ2CAM_MATRICES, axes=1)
+        # np.tensordot(weights, XYZ2CAM_MATRICES, axes=1) without its shape bookkeeping: the same (1, n) · (n, 9) product
+        xyz2cam = np.dot(weights.reshape(1, -1), XYZ2CAM_MATRICES.reshape(len(XYZ2CAM_MATRICES), 9)).reshape(3, 3)
         m = cam2rgb_from_xyz2cam(xyz2cam)
         source = "sampled"
     else:

@@ -19,6 +19,7 @@ a patch is reproducible from its seed.
 
 from __future__ import annotations
 
+import functools
 import logging
 import math
 import os
@@ -382,6 +383,7 @@ def render_dead_leaves(
     smooth_sigma: float = 0.6,
     use_numba: bool = True,
     out: np.ndarray | None = None,
+    clip: bool = True,
 ) -> np.ndarray:
     """A dead-leaves sRGB image, (H, W, 3) float32 in [0, 1].
 
@@ -416,11 +418,16 @@ def render_dead_leaves(
     out : (H, W, 3) float32 C-contiguous array, optional
         Render into this buffer (and return it) instead of a new array: a source drawing many patches
         reuses one buffer (no page faults on 3 MB per 512² patch).
+    clip : bool
+        Clip to [0, 1] (shading, texture and the smoothing can overshoot by a few hundredths). False leaves
+        that to a consumer that clamps anyway: the unprocessing's 16-bit table
+        (:func:`noisesim.isp.unprocess_mosaic`, ``unprocess(lut=True)``) maps values below 0 and above 1
+        to its first and last entries, as it maps 0 and 1, so its output is the same bit for bit.
 
     Returns
     -------
     (height, width, 3) ndarray of float32
-        sRGB in [0, 1] (``out`` when given).
+        sRGB in [0, 1] (``out`` when given; with ``clip=False``, slightly beyond at places).
     """
     rng = as_generator(rng)
     if r_max is None:
@@ -432,14 +439,7 @@ def render_dead_leaves(
         out = np.empty((height, width, 3), dtype=np.float32)
     elif out.shape != (height, width, 3) or out.dtype != np.float32 or not out.flags.c_contiguous:
         raise ParameterError(f"out must be a C-contiguous float32 array of shape {(height, width, 3)}, got {out.dtype} {out.shape}")
-    nw = (width + 63) // 64
-    bits = np.full((height, nw), 0xFFFFFFFFFFFFFFFF, dtype=np.uint64)  # 1 = uncovered
-    if width % 64:
-        bits[:, -1] = np.uint64((1 << (width % 64)) - 1)
-    # Uncovered pixels per 8 × 8 block (edge blocks may be partial).
-    rows = np.minimum(8, height - 8 * np.arange((height + 7) // 8))
-    cols = np.minimum(8, width - 8 * np.arange((width + 7) // 8))
-    blk = np.outer(rows, cols).astype(np.int32)
+    bits, blk = (a.copy() for a in _coverage_templates(height, width))
     render = _render_dead_leaves_numba if use_numba else _render_dead_leaves_python
     a1 = 1.0 - alpha
     lo, hi = r_min**a1, r_max**a1
@@ -456,7 +456,23 @@ def render_dead_leaves(
         # 3e-6 at ±3 px) and cost 1.5× as much; the images differ by < 1e-5.
         taps = cv2.getGaussianKernel(2 * int(math.ceil(3.0 * smooth_sigma)) + 1, smooth_sigma, cv2.CV_32F)
         cv2.sepFilter2D(out, -1, taps, taps, dst=out, borderType=cv2.BORDER_REFLECT_101)  # in place
-    return np.clip(out, 0.0, 1.0, out=out)
+    return np.clip(out, 0.0, 1.0, out=out) if clip else out
+
+
+@functools.lru_cache(maxsize=8)
+def _coverage_templates(height: int, width: int) -> tuple[np.ndarray, np.ndarray]:
+    """The render's starting coverage state for an image size (copied per render, never written):
+    ``bits`` (H, ceil(W/64)) uint64, every pixel's bit set (uncovered); ``blk`` (ceil(H/8), ceil(W/8)) int32,
+    the pixel count of each 8 × 8 block (edge blocks may be partial)."""
+    nw = (width + 63) // 64
+    bits = np.full((height, nw), 0xFFFFFFFFFFFFFFFF, dtype=np.uint64)  # 1 = uncovered
+    if width % 64:
+        bits[:, -1] = np.uint64((1 << (width % 64)) - 1)
+    rows = np.minimum(8, height - 8 * np.arange((height + 7) // 8))
+    cols = np.minimum(8, width - 8 * np.arange((width + 7) // 8))
+    blk = np.outer(rows, cols).astype(np.int32)
+    bits.flags.writeable = blk.flags.writeable = False
+    return bits, blk
 
 
 class DeadLeavesSource(CleanSource):
@@ -515,7 +531,9 @@ class DeadLeavesSource(CleanSource):
         rng = as_generator(rng)
         if self._buffer is None or self._buffer.shape != (patch, patch, 3):
             self._buffer = np.empty((patch, patch, 3), dtype=np.float32)
-        srgb = render_dead_leaves(rng, patch, patch, out=self._buffer, **self.render_options)
+        # unclipped: the unprocessing's table clamps to [0, 1] itself (same values, one pass less)
+        options = {"clip": False, **self.render_options}
+        srgb = render_dead_leaves(rng, patch, patch, out=self._buffer, **options)
         return self._finish_rgb(srgb, rng, blur, -1, (0, 0))  # consumes srgb (no reference kept)
 
 

@@ -238,3 +238,20 @@ def test_fused_lut_loops_are_compiled():
 
     for loop in (isp._unprocess_mosaic_lut_numba, isp._unprocess_lut_numba):
         assert isinstance(loop, CPUDispatcher), loop
+
+
+def test_ispmeta_rgb2cam_is_the_inverse_computed_once_and_handed_out_as_copies():
+    meta = isp.sample_isp_meta(8)
+    a = meta.rgb2cam_matrix
+    np.testing.assert_array_equal(a, np.linalg.inv(meta.cam2rgb_matrix))
+    a[:] = 0.0  # a caller's copy: the cached inverse is untouched
+    np.testing.assert_array_equal(meta.rgb2cam_matrix, np.linalg.inv(meta.cam2rgb_matrix))
+    assert meta == isp.ISPMeta.from_dict(meta.to_dict())
+    with pytest.raises(ParameterError, match="finite"):
+        isp.ISPMeta(1.0, 2.0, 1.5, (1.0, 0, 0, 0, float("nan"), 0, 0, 0, 1.0))
+    with pytest.raises(ParameterError, match="9 finite"):
+        isp.ISPMeta(1.0, 2.0, 1.5, (1.0, 0.0))
+    with pytest.raises(ParameterError, match="singular"):
+        isp.ISPMeta(1.0, 2.0, 1.5, np.ones((3, 3)))
+    with pytest.raises(ParameterError, match="rgb_gain"):
+        isp.ISPMeta("x", 2.0, 1.5, np.eye(3))

@@ -346,3 +346,24 @@ def test_quad_bayer_raw_phase_with_mocked_rawpy(tmp_path, monkeypatch):
         np.testing.assert_allclose(p.raw, expect, atol=1e-6)
     with pytest.raises(CFAError, match="different CFA family"):
         sources.RawFolderSource(tmp_path, "RGGB").sample_patch(0, 8)
+
+
+def test_unclipped_render_unprocesses_to_the_same_bits_as_the_clipped_one():
+    # DeadLeavesSource renders with clip=False (one pass less): the 16-bit decode table must clamp values
+    # beyond [0, 1] exactly as np.clip does, in the fused and in the two-step (blur) path
+    meta = isp.sample_isp_meta(3)
+    raw = sources.render_dead_leaves(11, 96, 96, clip=False, texture_probability=1.0)
+    assert raw.min() < 0.0 or raw.max() > 1.0  # the overshoot exists, so the comparison tests something
+    clipped = sources.render_dead_leaves(11, 96, 96, texture_probability=1.0)
+    np.testing.assert_array_equal(np.clip(raw, 0.0, 1.0), clipped)
+    assert isp.unprocess_mosaic(raw, meta, "RGGB").tobytes() == isp.unprocess_mosaic(clipped, meta, "RGGB").tobytes()
+    assert isp.unprocess(raw, meta, lut=True).tobytes() == isp.unprocess(clipped, meta, lut=True).tobytes()
+
+
+def test_dead_leaves_coverage_templates_are_not_shared_state():
+    # the render copies the cached starting masks: a second render of the same seed is the same image
+    a = sources.render_dead_leaves(4, 70, 130).copy()
+    b = sources.render_dead_leaves(4, 70, 130)
+    np.testing.assert_array_equal(a, b)
+    bits, blk = sources._coverage_templates(70, 130)
+    assert not bits.flags.writeable and int(blk.sum()) == 70 * 130

@@ -156,6 +156,12 @@ class ShardWriter:
             ds.compression is None and not ds.is_virtual and ds.chunks == (1,) + ds.shape[1:] and ds.dtype.byteorder in "<="
             for ds in (self.ds_clean, self.ds_noisy)
         )
+        # h5py queries the dataspace on every .shape / .dtype (~10 µs each); write() reads them per sample
+        self._row_shape = tuple(self.ds_clean.shape[1:])
+        self._row_dtype = self.ds_clean.dtype
+        self._chunk_origin = (0,) * len(self._row_shape)
+        self._has_kernels = self.ds_kern.shape[0] > 0
+        self._kernel_side = self.ds_kern.shape[1]
 
     def todo(self) -> list[int]:
         """Global indices of the samples not yet flagged done, in order.
@@ -185,21 +191,22 @@ class ShardWriter:
 
         j = i - self.first
         if self.direct:
+            at = (j,) + self._chunk_origin
             for ds, x in ((self.ds_clean, clean), (self.ds_noisy, noisy)):
-                x = np.ascontiguousarray(x, dtype=ds.dtype)
-                if x.shape != ds.shape[1:]:
-                    raise DatasetError(f"internal error: sample {i} has shape {x.shape}, dataset rows are {ds.shape[1:]}")
-                ds.id.write_direct_chunk((j,) + (0,) * x.ndim, x)
+                x = np.ascontiguousarray(x, dtype=self._row_dtype)
+                if x.shape != self._row_shape:
+                    raise DatasetError(f"internal error: sample {i} has shape {x.shape}, dataset rows are {self._row_shape}")
+                ds.id.write_direct_chunk(at, x)
         else:
             self.ds_clean[j] = clean
             self.ds_noisy[j] = noisy
         self.rec_buf[j] = rec
-        if self.ds_kern.shape[0]:
+        if self._has_kernels:
             if kernel is None:
                 self.ds_kern[j] = 0.0
                 self.ds_ksize[j] = 0
             else:
-                self.ds_kern[j] = pad_kernel(kernel, self.ds_kern.shape[1])
+                self.ds_kern[j] = pad_kernel(kernel, self._kernel_side)
                 self.ds_ksize[j] = max(kernel.shape)
         self.unflushed.append(j)
 
