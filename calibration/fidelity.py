@@ -30,8 +30,9 @@ import numpy as np
 from noisesim.cfa import CFA
 from noisesim.errors import CalibrationError, ParameterError
 
-from .estimators import kl_divergences, ks_statistic
+from .estimators import kl_divergences, kl_divergences_sorted, ks_statistic, ks_statistic_sorted
 from .pixel_noise import QUANTIZATION_VAR_DN2
+from .sorting import merge_sorted, sort_finite
 
 __all__ = [
     "capture_mismatches",
@@ -226,12 +227,39 @@ def compare_channel(iso: float, channel: str, model: str, real: list[np.ndarray]
     -------
     ChannelFidelity
     """
-    r_all = np.concatenate([p.ravel() for p in real])
-    s_all = np.concatenate([p.ravel() for p in synthetic])
-    fwd, sym = kl_divergences(r_all, s_all)
-    ks = ks_statistic(r_all, s_all)
-    mr, se_mr, vr, se_vr = _block_stats(real)
-    ms, se_ms, vs, se_vs = _block_stats(synthetic)
+    return _compare_samples(iso, channel, model, _Sample.of(real), _Sample.of(synthetic), thresholds)
+
+
+@dataclass
+class _Sample:
+    """One side of a comparison: its (h, w) planes' values, sorted when all finite (then the histograms, the
+    KS statistic and the bin count are read off the sorted values, and a real sample compared with both read
+    models is sorted once), and :func:`_block_stats`."""
+
+    values: np.ndarray
+    sorted_values: np.ndarray | None
+    n_frames: int
+    n_pixels: int
+    stats: tuple[float, float, float, float]
+
+    @classmethod
+    def of(cls, planes: list[np.ndarray]) -> "_Sample":
+        values = np.concatenate([np.asarray(p, dtype=np.float64).ravel() for p in planes])
+        s = sort_finite(values)
+        return cls(values, s if s.size == values.size else None, len(planes), int(planes[0].size), _block_stats(planes))
+
+
+def _compare_samples(iso: float, channel: str, model: str, real: _Sample, synthetic: _Sample, thresholds: Thresholds) -> ChannelFidelity:
+    r_all, s_all = real.values, synthetic.values
+    presorted = real.sorted_values is not None and synthetic.sorted_values is not None
+    if presorted:
+        fwd, sym = kl_divergences_sorted(real.sorted_values, synthetic.sorted_values)
+        ks = ks_statistic_sorted(real.sorted_values, synthetic.sorted_values)
+    else:
+        fwd, sym = kl_divergences(r_all, s_all)
+        ks = ks_statistic(r_all, s_all)
+    mr, se_mr, vr, se_vr = real.stats
+    ms, se_ms, vs, se_vs = synthetic.stats
     dm, dv = ms - mr, vs - vr
     se_dm, se_dv = math.hypot(se_mr, se_ms), math.hypot(se_vr, se_vs)
     z_m = dm / se_dm if se_dm > 0 else (0.0 if dm == 0 else math.copysign(math.inf, dm))
@@ -242,7 +270,11 @@ def compare_channel(iso: float, channel: str, model: str, real: list[np.ndarray]
     # small samples: the limits never fall below what two samples of one distribution reach, the symmetric KL's
     # bias (B − 1)(1/n_r + 1/n_s) over B occupied bins and the KS statistic's 99 % point 1.63 √(1/n_r + 1/n_s)
     inv_n = 1.0 / r_all.size + 1.0 / s_all.size
-    n_bins = np.unique(np.rint(np.concatenate([r_all, s_all]))).size
+    if presorted:  # distinct integer DN of both samples: rint keeps the order, so count the steps of the merge
+        both = np.rint(merge_sorted([real.sorted_values, synthetic.sorted_values]))
+        n_bins = int(np.count_nonzero(np.diff(both))) + 1 if both.size else 0
+    else:
+        n_bins = np.unique(np.rint(np.concatenate([r_all, s_all]))).size
     kl_lim = t.kl_symmetric_nats + (n_bins - 1) * inv_n
     ks_lim = max(t.ks_statistic, 1.63 * math.sqrt(inv_n))
     if sym > kl_lim:
@@ -253,7 +285,7 @@ def compare_channel(iso: float, channel: str, model: str, real: list[np.ndarray]
         fails.append(f"mean off by {dm:+.3g} DN ({z_m:+.1f} SE)")
     if abs(ss / sr - 1.0 if sr > 0 else ss) > t.std_diff_rel and abs(z_v) > t.var_diff_se:
         fails.append(f"std {ss:.3g} vs {sr:.3g} DN ({z_v:+.1f} SE in variance)")
-    return ChannelFidelity(float(iso), channel, model, len(real), int(real[0].size), fwd, sym, ks, mr, ms, dm, z_m,
+    return ChannelFidelity(float(iso), channel, model, real.n_frames, real.n_pixels, fwd, sym, ks, mr, ms, dm, z_m,
                            sr, ss, dv, z_v, tuple(fails))
 
 
@@ -293,6 +325,7 @@ def compare_frames(card, frames: list[np.ndarray], iso: float, exposure_s: float
     shape = frames[0].shape
     y0, x0, ch, cw = _crop_box(shape, cfa.period)
     real_p = [cfa.pack(np.asarray(f[y0:y0 + ch, x0:x0 + cw], dtype=np.float64)) for f in frames]
+    real_samples = [_Sample.of([p[c] for p in real_p]) for c in range(cfa.n_channels)]  # shared by both read models
     maps = card.maps
     if maps is not None and maps.shape != tuple(shape):
         log.warning("card maps have shape %s, frames %s: fidelity computed without maps", maps.shape, shape)
@@ -308,7 +341,7 @@ def compare_frames(card, frames: list[np.ndarray], iso: float, exposure_s: float
                            dtype=np.float32, maps=maps, origin=(y0, x0), rng=rng, frame_index=frame_index + i)
             syn_p.append(cfa.pack(np.asarray(syn, np.float64)))
         for c, name in enumerate(cfa.channel_names):
-            out.append(compare_channel(iso, name, model, [p[c] for p in real_p], [p[c] for p in syn_p], thresholds))
+            out.append(_compare_samples(iso, name, model, real_samples[c], _Sample.of([p[c] for p in syn_p]), thresholds))
     return out
 
 

@@ -95,14 +95,16 @@ def read_sigma_scale_map(temporal_var_map_dn2: np.ndarray, n_frames: int, cfa: C
     cfa.check_mosaic(var, "temporal variance map")
     shared = float(line_var_dn2) + (QUANTIZATION_VAR_DN2 if quantized else 0.0)
     sigma = np.sqrt(np.maximum(var - shared, 0.0))
-    site_of_pixel = cfa.per_pixel(np.arange(4), var.shape).astype(np.int64)
-    medians = np.array([np.median(sigma[site_of_pixel == s]) if np.any(site_of_pixel == s) else np.nan for s in range(4)])
-    if not np.all(np.isfinite(medians[np.unique(site_of_pixel)])) or np.any(medians[np.unique(site_of_pixel)] <= 0):
+    # a mosaic of whole periods has every site; each site's pixels are its packed channels
+    packed, site = cfa.pack(sigma), cfa.site_index.ravel()
+    medians = np.array([np.median(packed[site == s]) for s in range(4)])
+    del packed
+    if not np.all(np.isfinite(medians)) or np.any(medians <= 0):
         raise PixelNoiseNotMeasurable(
             f"no per-pixel read σ map: with {n_frames} darks the per-pixel temporal variance (median "
             f"{float(np.median(var)):.3g} DN²) is not resolved above the shared row/column and quantization "
             f"variance ({shared:.3g} DN²); more dark frames resolve it")
-    scale = sigma / medians[site_of_pixel]
+    scale = sigma / cfa.per_pixel(medians, var.shape)
     rse = sigma_relative_se(n_frames)
     noisy = scale > 1.0 + NOISY_PIXEL_N_SE * rse
     return PixelReadNoise(sigma.astype(np.float32), scale.astype(np.float32), float(rse), noisy)

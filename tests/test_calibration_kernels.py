@@ -192,3 +192,57 @@ def test_flatten_illumination_surface_is_the_polynomial():
     surf = 100.0 + 20 * xf - 15 * yf + 8 * xf * yf - 30 * xf**2 + 5 * yf**4 + 3 * xf**3 * yf
     hp = flatten_illumination(surf, degree=4, box=15)
     np.testing.assert_allclose(hp, 0.0, atol=1e-9)
+
+
+def test_vectorized_expm1_within_two_ulp_of_libm():
+    """The PPCC's expm1 (a polynomial LLVM vectorizes) against numpy's over the range the fits use."""
+    import numba as nb
+
+    from noisesim.calibration.estimators import _EXPM1_MAX_ABS, _expm1_vec
+
+    @nb.njit
+    def apply(t):
+        out = np.empty_like(t)
+        for i in range(t.size):
+            out[i] = _expm1_vec(t[i])
+        return out
+
+    g = np.random.default_rng(4)
+    t = np.concatenate([np.linspace(-_EXPM1_MAX_ABS, _EXPM1_MAX_ABS, 200_001), g.uniform(-1e-3, 1e-3, 20_000),
+                        g.uniform(-0.35, 0.35, 20_000), [0.0, -0.0, 1e-300, -1e-300, 5e-324]])
+    got, want = apply(t), np.expm1(t)
+    ulp = np.abs(got - want) / np.spacing(np.abs(want))
+    assert ulp.max() <= 2.0
+    assert np.array_equal(np.signbit(got[want != 0]), np.signbit(want[want != 0]))
+
+
+@pytest.mark.parametrize("quantized", [False, True])
+@pytest.mark.parametrize("lam", [-0.3, 0.0, 0.14, 0.9])
+def test_simulated_residuals_match_numpy(quantized, lam):
+    from noisesim.calibration import estimators as E
+
+    g = np.random.default_rng(5)
+    u = np.clip(g.random((9, 700)), 1e-9, 1 - 1e-9)
+    logs = (np.log(u), np.log1p(-u))
+    offsets = g.random(700) * 8.0
+    got = np.empty(u.shape)
+    E._simulated_residuals_numba(logs[0], logs[1], lam, 2.5, offsets, quantized, got)
+    x = 2.5 * E.tukey_lambda_ppf_logs(logs[0], logs[1], lam) + offsets[None, :]
+    if quantized:
+        x = np.rint(x)
+    want = (x - x.mean(axis=0)) * np.sqrt(9 / 8)
+    np.testing.assert_allclose(got, want, rtol=1e-13, atol=1e-12)
+
+
+def test_ks_and_kl_of_sorted_samples_equal_the_unsorted_forms():
+    from noisesim.calibration import estimators as E
+
+    g = np.random.default_rng(6)
+    for a, b in [(np.rint(g.normal(0, 3, 5000)), np.rint(g.normal(0.3, 3, 4000))),  # ties
+                 (g.normal(0, 3, 3000).astype(np.float32), g.standard_t(3, 2500)),
+                 (np.arange(10.0), np.arange(10.0) + 100)]:
+        sa, sb = np.sort(np.asarray(a, np.float64)), np.sort(np.asarray(b, np.float64))
+        grid = np.concatenate([sa, sb])
+        ks_ref = float(np.max(np.abs(sa.searchsorted(grid, "right") / sa.size - sb.searchsorted(grid, "right") / sb.size)))
+        assert E.ks_statistic_sorted(sa, sb) == ks_ref == E.ks_statistic(a, b)
+        assert E.kl_divergences_sorted(sa, sb) == E.kl_divergences(a, b)
