@@ -155,6 +155,33 @@ def _resolve_card(params, sensor, card, iso, gain_k_dn_per_e, maps, rng):
     return params, card.sensor, maps, rng
 
 
+def _level_tiles(cfa, sensor: Sensor, params: NoiseParams, k: float, ratio: float, input_unit: str, output_unit: str,
+                 components: NoiseComponents) -> np.ndarray:
+    """The kernels' per-site level tiles, (7, p, p) float64 C-contiguous: input offset, gain to expected
+    electrons of the short exposure, DN added back (black + black-level error), clip low and high [DN],
+    output offset and scale (``noisesim.kernels``, "the fused kernel").
+
+    Evaluated on the four per-site Python floats, then tiled: the same float64 operations as on (p, p)
+    arrays, without ~15 small numpy calls per frame.
+    """
+    # Sensor and NoiseParams hold these as 4 validated floats already (their __post_init__)
+    black, white = sensor.black_level_dn, sensor.white_level_dn
+    ble = params.black_level_error_dn if components.black_level_error else (0.0,) * 4
+    rows = []
+    for b, w, e in zip(black, white, ble):
+        if input_unit == "normalized":
+            offset, gain = 0.0, (w - b) / (ratio * k)
+        elif input_unit == "dn":
+            offset, gain = b, 1.0 / (ratio * k)
+        else:
+            offset, gain = 0.0, 1.0 / ratio
+        lo = b if components.clip_at_black else 0.0
+        out_offset, out_scale = (0.0, 1.0) if output_unit == "dn" else (b, 1.0 / (w - b))
+        rows.append((offset, gain, b + e, lo, w, out_offset, out_scale))
+    per_site = np.array(rows, dtype=np.float64).T  # (7, 4): one column per colour site, Bayer reading order
+    return np.ascontiguousarray(per_site[:, cfa.site_index])
+
+
 def _phase_row_normals(h: int, oy: int, p: int, frame: int, key) -> np.ndarray:
     """Standard normals of rows ``oy … oy + h − 1`` for each column phase 0 … p − 1, (h, p) float64: column
     ``ph`` is ``line_normals(h, oy, ph, line_is_row=True, stream=STREAM_ROW, …)``, all phases in one
@@ -305,23 +332,8 @@ def simulate(
 
     # a per-ISO black level (card schema /2) travels with the parameters of that ISO
     sensor = sensor.with_black_level(params.black_level_dn)
-    black = cfa.tile_values(sensor.black_level_dn)
-    white = cfa.tile_values(sensor.white_level_dn)
     k = float(params.gain_k_dn_per_e)
-    if input_unit == "normalized":
-        offset, gain = np.zeros_like(black), (white - black) / (ratio * k)
-    elif input_unit == "dn":
-        offset, gain = black, np.full_like(black, 1.0 / (ratio * k))
-    else:
-        offset, gain = np.zeros_like(black), np.full_like(black, 1.0 / ratio)
-    ble = cfa.tile_values(params.black_level_error_dn) if components.black_level_error else np.zeros_like(black)
-    add = black + ble
-    lo = black.copy() if components.clip_at_black else np.zeros_like(black)
-    hi = white
-    if output_unit == "dn":
-        out_offset, out_scale = np.zeros_like(black), np.ones_like(black)
-    else:
-        out_offset, out_scale = black, 1.0 / (white - black)
+    tiles = _level_tiles(cfa, sensor, params, k, ratio, input_unit, output_unit, components)
 
     h, w = mosaic.shape
     key = key_from_seed(rng)
@@ -396,7 +408,6 @@ def simulate(
         kernel = kernels.fused_noise_serial
     # The kernels' grouped arguments (noisesim.kernels, "the fused kernel"); contiguous arrays of fixed
     # dtypes, so every call reuses one compiled specialisation.
-    tiles = np.ascontiguousarray(np.stack([offset, gain, add, lo, hi, out_offset, out_scale]), dtype=np.float64)
     counter = np.array([oy, ox, int(frame_index), key[0], key[1]], dtype=np.int64)
     model = np.array([k, dark_e, params.read_sigma_dn, params.tukey_lambda, params.tukey_scale_dn], dtype=np.float64)
     switches = np.array([components.shot, read_kind, components.row_per_channel, components.quantize,
