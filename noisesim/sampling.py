@@ -28,12 +28,54 @@ __all__ = ["sample_params"]
 _SIGMAS = ("tukey_scale_dn", "read_sigma_dn", "row_sigma_dn")
 
 
+class _TableLogs:
+    """Logarithms of one ISO table's gains and ISOs, computed once per table (a draw used to redo them per
+    sample): exactly the expressions the functions below evaluated each time, so the values are the same."""
+
+    __slots__ = ("table", "log_k", "log_k_array", "log_iso_array", "k_min", "k_max", "modes")
+
+    def __init__(self, table: tuple) -> None:
+        self.table = table  # held, so the id() key below cannot be reused while this entry lives
+        self.log_k = tuple(math.log(e.gain_k_dn_per_e) for e in table)
+        self.log_k_array = np.log([e.gain_k_dn_per_e for e in table])
+        self.log_iso_array = np.log(tuple(e.iso for e in table))
+        ks = [e.gain_k_dn_per_e for e in table]
+        self.k_min, self.k_max = (min(ks), max(ks)) if ks else (math.nan, math.nan)
+        self.modes: dict = {}  # (switch ISO, high side) → (rows, ln K array) of one gain mode
+        for a in (self.log_k_array, self.log_iso_array):
+            a.flags.writeable = False
+
+    def mode_rows(self, switch, high: bool) -> tuple[tuple, np.ndarray]:
+        key = (switch, high)
+        if key not in self.modes:
+            rows = tuple(e for e in self.table if (e.iso >= switch) == high) or self.table
+            ks = np.log([e.gain_k_dn_per_e for e in rows])
+            ks.flags.writeable = False
+            self.modes[key] = (rows, ks)
+        return self.modes[key]
+
+
+_TABLE_LOGS: dict[int, _TableLogs] = {}
+
+
+def _table_logs(card: Card) -> _TableLogs:
+    """The cached :class:`_TableLogs` of ``card.iso_table`` (cards are frozen: the table tuple never changes)."""
+    table = card.iso_table
+    logs = _TABLE_LOGS.get(id(table))
+    if logs is None or logs.table is not table:
+        if len(_TABLE_LOGS) >= 64:
+            _TABLE_LOGS.clear()
+        logs = _TABLE_LOGS[id(table)] = _TableLogs(table)
+    return logs
+
+
 def _nearest_entry(card: Card, gain_k_dn_per_e: float) -> ISOEntry | None:
     """The ISO-table row nearest to K in ln K (ties → the lower ISO), or None without a table."""
     if not card.iso_table:
         return None
     lk = math.log(gain_k_dn_per_e)
-    return min(card.iso_table, key=lambda e: abs(math.log(e.gain_k_dn_per_e) - lk))
+    log_k = _table_logs(card).log_k
+    return card.iso_table[min(range(len(log_k)), key=lambda j: abs(log_k[j] - lk))]
 
 
 def _choose_profile(card: Card, gain_k_dn_per_e: float, u: float) -> JointProfile:
@@ -70,9 +112,9 @@ def _table_at_k(card: Card, gain_k_dn_per_e: float, iso: float) -> dict:
     rows = card.iso_table
     switch = card.joint.dual_gain_switch_iso if card.joint is not None else None
     if switch is not None:
-        high = iso >= switch * (1 - 1e-9)
-        rows = tuple(e for e in rows if (e.iso >= switch) == high) or rows
-    ks = np.log([e.gain_k_dn_per_e for e in rows])
+        rows, ks = _table_logs(card).mode_rows(switch, iso >= switch * (1 - 1e-9))
+    else:
+        ks = _table_logs(card).log_k_array
     lk = math.log(gain_k_dn_per_e)
     for e in rows:
         if math.isclose(e.gain_k_dn_per_e, gain_k_dn_per_e, rel_tol=1e-12):
@@ -117,8 +159,10 @@ def _table_at_k(card: Card, gain_k_dn_per_e: float, iso: float) -> dict:
 
 
 def _in_table_span(card: Card, gain_k_dn_per_e: float) -> bool:
-    ks = [e.gain_k_dn_per_e for e in card.iso_table]
-    return bool(ks) and min(ks) * (1 - 1e-12) <= gain_k_dn_per_e <= max(ks) * (1 + 1e-12)
+    if not card.iso_table:
+        return False
+    logs = _table_logs(card)
+    return logs.k_min * (1 - 1e-12) <= gain_k_dn_per_e <= logs.k_max * (1 + 1e-12)
 
 
 def _black_level_error(card: Card, gain_k_dn_per_e: float, nearest: ISOEntry | None) -> tuple:
@@ -195,8 +239,8 @@ def _equivalent_iso(card: Card, gain_k_dn_per_e: float) -> float | None:
     for e in card.iso_table:  # a tabled K gives its own ISO, not exp(log(ISO)) with rounding
         if math.isclose(e.gain_k_dn_per_e, gain_k_dn_per_e, rel_tol=1e-12):
             return e.iso
-    ks = np.log([e.gain_k_dn_per_e for e in card.iso_table])
-    isos = np.log(card.isos)
+    logs = _table_logs(card)
+    ks, isos = logs.log_k_array, logs.log_iso_array
     lk = math.log(gain_k_dn_per_e)
     if lk <= ks[0]:
         return float(np.exp(isos[0] + lk - ks[0]))
@@ -226,7 +270,8 @@ def _iso_gain(card: Card, iso: float) -> tuple[float, float]:
             f"card {card.name!r} cannot serve iso={iso:g}: calibrated ISOs are {_fmt_isos(card)} "
             f"(ISOs between them are interpolated; outside {isos[0]:g}–{isos[-1]:g} is not extrapolated)"
         )
-    log_k = np.interp(math.log(iso), np.log(isos), np.log([e.gain_k_dn_per_e for e in card.iso_table]))
+    logs = _table_logs(card)
+    log_k = np.interp(math.log(iso), logs.log_iso_array, logs.log_k_array)
     return float(np.exp(log_k)), iso
 
 

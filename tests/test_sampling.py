@@ -362,3 +362,26 @@ def test_result_fields():
     assert sample_params(card, gain_k_dn_per_e=0.765, rng=1).iso == pytest.approx(800, rel=1e-3)
     # a card without an ISO table has no ISO to give
     assert sample_params(load_card("NikonD850"), rng=0).iso is None
+
+
+def test_table_logs_are_per_table_and_equal_the_direct_expressions():
+    # sample_params caches the logarithms of a card's ISO table; a card with another table (even one
+    # allocated where a freed one was) must get its own, equal to the expressions evaluated directly
+    import dataclasses
+    import math
+
+    from noisesim.sampling import _table_logs
+
+    card = load_card("SonyA7S2")
+    logs = _table_logs(card)
+    assert logs.table is card.iso_table and _table_logs(card) is logs
+    assert logs.log_k == tuple(math.log(e.gain_k_dn_per_e) for e in card.iso_table)
+    assert logs.log_k_array.tobytes() == np.log([e.gain_k_dn_per_e for e in card.iso_table]).tobytes()
+    assert logs.log_iso_array.tobytes() == np.log(card.isos).tobytes()
+    for _ in range(3):
+        table = tuple(dataclasses.replace(e, gain_k_dn_per_e=2.0 * e.gain_k_dn_per_e) for e in card.iso_table)
+        other = dataclasses.replace(card, iso_table=table)
+        assert _table_logs(other).table is other.iso_table
+        iso = float(card.isos[1])
+        assert sample_params(other, iso=iso).gain_k_dn_per_e == 2.0 * sample_params(card, iso=iso).gain_k_dn_per_e
+        del other, table
