@@ -1014,12 +1014,12 @@ def kl_divergences_sorted(real: np.ndarray, synthetic: np.ndarray, *, pseudo_cou
     real, synthetic : (n,) ndarray of float64
         Ascending, finite samples [DN].
     pseudo_count : float
-        Counts added per bin of the reference histogram.
+        As :func:`kl_divergences`.
 
     Returns
     -------
-    kl_forward, kl_symmetric : float
-        [nats]
+    (kl_forward, kl_symmetric) : (float, float)
+        As :func:`kl_divergences` [nats].
     """
     edges = histogram_bins(real, synthetic)
     return _kl_of_counts(_sorted_histogram(real, edges), _sorted_histogram(synthetic, edges), pseudo_count)
