@@ -626,9 +626,11 @@ def read_noise_shape(ds: DarkStats, hot: np.ndarray, sample_black_dn: np.ndarray
     n = ds.n_frames
     corr = 1.0 / (1.0 - 1.0 / n)
     good = ~hot.ravel()[ds.sample_index]
-    resid = ds.sample_resid_dn[:, good].astype(np.float64) * math.sqrt(corr)
+    samples = ds.sample_resid_dn[:, good]
+    resid = samples.astype(np.float64) * math.sqrt(corr)
     nb = min(8, n)
-    groups = _SortedResiduals(resid, ds.sample_index[good], ds.shape[1], ds.cfa, nb)
+    # sorted as the float32 samples they are, then scaled (an increasing map: the same sorted values)
+    groups = _SortedResiduals(samples, ds.sample_index[good], ds.shape[1], ds.cfa, nb, scale=math.sqrt(corr))
     tk = fit_tukey_sorted(groups.pooled())
     lam_b, sc_b = [], []
     if nb >= 2:
@@ -657,9 +659,10 @@ class _SortedResiduals:
     samples of a batch, of a channel and of the whole stack are merged from those groups (:mod:`.sorting`),
     so the 1 + nb + C + nb·C Tukey fits of an ISO sort each sample once.
 
-    Batches are ``np.array_split`` of the frames into ``n_batches`` (one batch when fewer than 2)."""
+    Batches are ``np.array_split`` of the frames into ``n_batches`` (one batch when fewer than 2); the
+    groups hold float64(resid)·``scale`` (when given)."""
 
-    def __init__(self, resid: np.ndarray, index: np.ndarray, width: int, cfa: CFA, n_batches: int):
+    def __init__(self, resid: np.ndarray, index: np.ndarray, width: int, cfa: CFA, n_batches: int, *, scale: float | None = None):
         p = cfa.period
         r_idx, c_idx = np.divmod(index, width)
         chan = (r_idx % p) * p + (c_idx % p)
@@ -667,7 +670,9 @@ class _SortedResiduals:
         self.batches = np.array_split(np.arange(n), n_batches) if n_batches >= 2 else [np.arange(n)]
         cols = [np.flatnonzero(chan == c) for c in range(cfa.n_channels)]
         self.channel_sizes = [n * cc.size for cc in cols]  # samples per channel, non-finite ones included
-        self.leaves = [[sort_finite(resid[rows[0]: rows[-1] + 1][:, cc]) for cc in cols] for rows in self.batches]
+        leaves = [[sort_finite(resid[rows[0]: rows[-1] + 1][:, cc]) for cc in cols] for rows in self.batches]
+        self.leaves = [[leaf.astype(np.float64) * scale if scale is not None else leaf.astype(np.float64, copy=False)
+                        for leaf in row] for row in leaves]
         self._channels: dict[int, np.ndarray] = {}
 
     def leaf(self, batch: int, channel: int) -> np.ndarray:

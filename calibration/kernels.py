@@ -140,7 +140,13 @@ def flat_pair_pass_reference(a, b, black_tile, mean_map, saturation_dn: float):
 # numba kernels
 
 
-@nb.njit(cache=True, nogil=True, error_model="numpy")
+# reassoc lets LLVM vectorize the loops that also sum (a row's sum, the channel sums): 1.8× (dark batch) and
+# 1.5× (flat pair) per pixel. Integer DN minus a black level in halves sum exactly in any order; float frames
+# move by rounding only.
+_SUMMING = {"reassoc"}
+
+
+@nb.njit(cache=True, nogil=True, error_model="numpy", fastmath=_SUMMING)
 def _dark_batch_numba(stack, m, black_tile, s1, s2, row_sum, col_sum, ch_sum, full):  # pragma: no cover - compiled
     # Inner loops run over contiguous pixels of a row (vectorizable); per-channel figures are gathered in
     # per-(row phase, column) buffers and reduced at the end, so no loop strides over the CFA period.
@@ -261,7 +267,7 @@ def dark_batch(stack: np.ndarray, m: int, black_tile: np.ndarray, s1: np.ndarray
     return dark_batch_reference(stack, m, black_tile, s1, s2, row_sum, col_sum, ch_sum, full)
 
 
-@nb.njit(cache=True, nogil=True, error_model="numpy")
+@nb.njit(cache=True, nogil=True, error_model="numpy", fastmath=_SUMMING)
 def _flat_pair_pass_numba(a, b, black_tile, mean_map, sat):  # pragma: no cover - compiled
     # contiguous inner loops; per-(row phase, column) buffers reduced to channels at the end
     h, w = a.shape

@@ -6,7 +6,7 @@ million values per ISO. Two things make that cheap without changing any sorted v
 
 * :func:`sort_finite` — an LSD radix sort on the IEEE-754 bit patterns (8-bit digits; passes whose digit is
   the same for every key are skipped), about twice as fast as ``np.sort``'s comparison sort on 10⁵–10⁶
-  doubles;
+  doubles, twice that on float32 (the read-noise samples are kept as float32);
 * :func:`merge_sorted` — the samples of a channel, of a frame batch and of the whole stack are unions of
   the same (batch, channel) groups, so each group is sorted once and the larger sets are merged from
   them (a branch-free two-way merge, a balanced tree of them for several runs).
@@ -24,31 +24,30 @@ from .kernels import USE_NUMBA
 
 __all__ = ["merge_sorted", "sort_finite"]
 
-_SIGN = np.uint64(1) << np.uint64(63)
 _DIGIT_BITS = 8
 
 
 @nb.njit(cache=True, nogil=True)
-def _radix_sort_numba(x):  # pragma: no cover - compiled
+def _radix_sort_bits(x, bits, sign):  # pragma: no cover - compiled
+    # x: float32 or float64; bits: the same memory as uint32 / uint64; sign: that width's sign bit.
+    # Returns the sorted finite values' bit patterns (one 8-bit digit per pass, LSD first).
     n = x.size
-    keys = np.empty(n, np.uint64)
+    keys = np.empty_like(bits)
     m = 0
-    bits = x.view(np.uint64)
     for i in range(n):
-        v = x[i]
-        if np.isfinite(v):  # order-preserving map of the bit pattern: negatives flipped, positives signed
+        if np.isfinite(x[i]):  # order-preserving map of the bit pattern: negatives flipped, positives signed
             k = bits[i]
-            keys[m] = ~k if k & _SIGN else k | _SIGN
+            keys[m] = ~k if k & sign else k | sign
             m += 1
     keys = keys[:m]
+    npass = bits.itemsize
     nbins = 1 << _DIGIT_BITS
-    npass = 64 // _DIGIT_BITS
-    mask = np.uint64(nbins - 1)
+    mask = nbins - 1
     hist = np.zeros((npass, nbins), np.int64)
     for i in range(m):
         k = keys[i]
         for p in range(npass):
-            hist[p, (k >> np.uint64(p * _DIGIT_BITS)) & mask] += 1
+            hist[p, (k >> (p * _DIGIT_BITS)) & mask] += 1
     tmp = np.empty_like(keys)
     src, dst = keys, tmp
     off = np.empty(nbins, np.int64)
@@ -63,7 +62,7 @@ def _radix_sort_numba(x):  # pragma: no cover - compiled
         for b in range(nbins):
             off[b] = s
             s += h[b]
-        sh = np.uint64(p * _DIGIT_BITS)
+        sh = p * _DIGIT_BITS
         for i in range(m):
             k = src[i]
             d = (k >> sh) & mask
@@ -72,12 +71,15 @@ def _radix_sort_numba(x):  # pragma: no cover - compiled
         src, dst = dst, src
     for i in range(m):
         k = src[i]
-        src[i] = k & ~_SIGN if k & _SIGN else ~k
-    return src.view(np.float64)
+        src[i] = k & ~sign if k & sign else ~k
+    return src
 
 
 def sort_finite(x: np.ndarray) -> np.ndarray:
     """The finite values of ``x``, ascending (= ``np.sort(x[np.isfinite(x)])``).
+
+    float32 samples are sorted as float32 (4 passes instead of 8; converting after sorting gives the same
+    values in the same order, as does any increasing map such as a positive scale), anything else as float64.
 
     Parameters
     ----------
@@ -86,12 +88,15 @@ def sort_finite(x: np.ndarray) -> np.ndarray:
 
     Returns
     -------
-    (m,) ndarray of float64
+    (m,) ndarray of float32 (float32 input) or float64
         Same unit.
     """
-    x = np.ascontiguousarray(x, dtype=np.float64).ravel()
+    dtype = np.float32 if np.asarray(x).dtype == np.float32 else np.float64
+    x = np.ascontiguousarray(x, dtype=dtype).ravel()
     if USE_NUMBA:
-        return _radix_sort_numba(x)
+        key = np.uint32 if dtype == np.float32 else np.uint64
+        sign = key(1) << key(8 * x.itemsize - 1)
+        return _radix_sort_bits(x, x.view(key), sign).view(dtype)
     return np.sort(x[np.isfinite(x)])
 
 
