@@ -37,7 +37,7 @@ from .estimators import (
     solve_row_col_pixel,
 )
 from .pixel_noise import QUANTIZATION_VAR_DN2  # EMVA 1288 σ²_q = 1/12 DN² of integer data
-from .sorting import merge_sorted, sort_finite
+from .sorting import sort_finite
 from .uncertainty import channel_gain, dark_pair_variances
 
 __all__ = [
@@ -655,39 +655,39 @@ def read_noise_shape(ds: DarkStats, hot: np.ndarray, sample_black_dn: np.ndarray
 
 
 class _SortedResiduals:
-    """Read-noise residuals (N frames, S samples) sorted once per (frame batch, packed channel) group; the
-    samples of a batch, of a channel and of the whole stack are merged from those groups (:mod:`.sorting`),
-    so the 1 + nb + C + nb·C Tukey fits of an ISO sort each sample once.
+    """Read-noise residuals (N frames, S samples) sorted for the 1 + nb + C + nb·C Tukey fits of an ISO: the
+    pooled samples, each frame batch, each packed channel and each (batch, channel) group, each sorted by
+    :func:`~.sorting.sort_finite` in the samples' own width (float32 radix passes are cheaper than merging
+    the groups) and then converted to float64 and scaled by ``scale`` (an increasing map, so the sorted
+    values are those of the scaled samples).
 
-    Batches are ``np.array_split`` of the frames into ``n_batches`` (one batch when fewer than 2); the
-    groups hold float64(resid)·``scale`` (when given)."""
+    Batches are ``np.array_split`` of the frames into ``n_batches`` (one batch when fewer than 2)."""
 
     def __init__(self, resid: np.ndarray, index: np.ndarray, width: int, cfa: CFA, n_batches: int, *, scale: float | None = None):
         p = cfa.period
         r_idx, c_idx = np.divmod(index, width)
         chan = (r_idx % p) * p + (c_idx % p)
         n = resid.shape[0]
-        self.batches = np.array_split(np.arange(n), n_batches) if n_batches >= 2 else [np.arange(n)]
-        cols = [np.flatnonzero(chan == c) for c in range(cfa.n_channels)]
-        self.channel_sizes = [n * cc.size for cc in cols]  # samples per channel, non-finite ones included
-        leaves = [[sort_finite(resid[rows[0]: rows[-1] + 1][:, cc]) for cc in cols] for rows in self.batches]
-        self.leaves = [[leaf.astype(np.float64) * scale if scale is not None else leaf.astype(np.float64, copy=False)
-                        for leaf in row] for row in leaves]
-        self._channels: dict[int, np.ndarray] = {}
+        self.resid, self.scale = resid, scale
+        self.batches = [slice(int(b[0]), int(b[-1]) + 1) for b in (np.array_split(np.arange(n), n_batches) if n_batches >= 2 else [np.arange(n)])]
+        self.cols = [np.flatnonzero(chan == c) for c in range(cfa.n_channels)]
+        self.channel_sizes = [n * cc.size for cc in self.cols]  # samples per channel, non-finite ones included
+
+    def _sorted(self, x: np.ndarray) -> np.ndarray:
+        s = sort_finite(x).astype(np.float64)
+        return s * self.scale if self.scale is not None else s
 
     def leaf(self, batch: int, channel: int) -> np.ndarray:
-        return self.leaves[batch][channel]
+        return self._sorted(self.resid[self.batches[batch]][:, self.cols[channel]])
 
     def batch(self, batch: int) -> np.ndarray:
-        return merge_sorted(self.leaves[batch])
+        return self._sorted(self.resid[self.batches[batch]])
 
     def channel(self, channel: int) -> np.ndarray:
-        if channel not in self._channels:
-            self._channels[channel] = merge_sorted([row[channel] for row in self.leaves])
-        return self._channels[channel]
+        return self._sorted(self.resid[:, self.cols[channel]])
 
     def pooled(self) -> np.ndarray:
-        return merge_sorted([self.channel(c) for c in range(len(self.channel_sizes))])
+        return self._sorted(self.resid)
 
 
 def tukey_lambda_per_channel(resid: np.ndarray, index: np.ndarray, width: int, cfa: CFA, lam_pooled_meas: float,

@@ -53,8 +53,10 @@ __all__ = [
 CONFIDENCE = 0.95  # level of every interval written into the card (the card schema states 95 %)
 
 
+@functools.lru_cache(maxsize=256)
 def _two_sided_quantile(level: float, dof: int | None) -> float:
-    """q with P(|T| ≤ q) = level: Student t with ``dof`` degrees of freedom, or normal when None/0."""
+    """q with P(|T| ≤ q) = level: Student t with ``dof`` degrees of freedom, or normal when None/0 (cached:
+    every figure asks for one of a few)."""
     return float(stats.t.ppf(0.5 + level / 2, dof) if dof and dof > 0 else stats.norm.ppf(0.5 + level / 2))
 
 
@@ -379,15 +381,15 @@ def filliben_medians(n: int) -> np.ndarray:
     return m
 
 
-@functools.lru_cache(maxsize=8)
+@functools.lru_cache(maxsize=32)
 def _log_filliben_medians(n: int) -> np.ndarray:
-    """log of :func:`filliben_medians` (read-only, cached: batch fits reuse a few sample sizes)."""
+    """log of :func:`filliben_medians` (read-only, cached: the ~50 fits of an ISO use a dozen sample sizes)."""
     lu = np.log(filliben_medians(n))
     lu.flags.writeable = False
     return lu
 
 
-@functools.lru_cache(maxsize=8)
+@functools.lru_cache(maxsize=32)
 def _log_filliben_pairs(n: int) -> tuple[np.ndarray, np.ndarray]:
     """(log u_i, log u_{n−1−i}) = (log u_i, log(1 − u_i)) for i < n/2, contiguous (read-only, cached)."""
     lu = _log_filliben_medians(n)

@@ -9,11 +9,15 @@ median of its CFA site gives a unitless map that scales the card's σ at any ISO
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
+import numba as nb
 import numpy as np
 
 from noisesim.cfa import CFA
+
+from .kernels import USE_NUMBA
 
 __all__ = ["PixelReadNoise", "PixelNoiseNotMeasurable", "QUANTIZATION_VAR_DN2", "read_sigma_scale_map", "sigma_relative_se"]
 
@@ -91,20 +95,70 @@ def read_sigma_scale_map(temporal_var_map_dn2: np.ndarray, n_frames: int, cfa: C
         When the median per-pixel σ of a CFA site is not above zero once the shared variance is removed:
         with few darks and strong row noise the per-pixel variances scatter by more than σ²_read itself.
     """
-    var = np.asarray(temporal_var_map_dn2, dtype=np.float64)
+    var = np.asarray(temporal_var_map_dn2)
+    if var.dtype not in (np.float32, np.float64):
+        var = var.astype(np.float64)
     cfa.check_mosaic(var, "temporal variance map")
     shared = float(line_var_dn2) + (QUANTIZATION_VAR_DN2 if quantized else 0.0)
-    sigma = np.sqrt(np.maximum(var - shared, 0.0))
-    # a mosaic of whole periods has every site; each site's pixels are its packed channels
-    packed, site = cfa.pack(sigma), cfa.site_index.ravel()
-    medians = np.array([np.median(packed[site == s]) for s in range(4)])
-    del packed
+    medians = _site_sigma_medians(var, cfa, shared)
     if not np.all(np.isfinite(medians)) or np.any(medians <= 0):
         raise PixelNoiseNotMeasurable(
             f"no per-pixel read σ map: with {n_frames} darks the per-pixel temporal variance (median "
             f"{float(np.median(var)):.3g} DN²) is not resolved above the shared row/column and quantization "
             f"variance ({shared:.3g} DN²); more dark frames resolve it")
-    scale = sigma / cfa.per_pixel(medians, var.shape)
     rse = sigma_relative_se(n_frames)
-    noisy = scale > 1.0 + NOISY_PIXEL_N_SE * rse
-    return PixelReadNoise(sigma.astype(np.float32), scale.astype(np.float32), float(rse), noisy)
+    sigma = np.empty(var.shape, np.float32)
+    scale = np.empty(var.shape, np.float32)
+    noisy = np.empty(var.shape, bool)
+    tile, limit = np.ascontiguousarray(cfa.tile_values(medians)), 1.0 + NOISY_PIXEL_N_SE * rse
+    if USE_NUMBA:
+        _sigma_scale_maps(var, shared, tile, limit, sigma, scale, noisy)
+    else:
+        sig = np.sqrt(np.maximum(var.astype(np.float64) - shared, 0.0))
+        sc = sig / cfa.per_pixel(medians, var.shape)
+        sigma[:], scale[:], noisy[:] = sig, sc, sc > limit
+    return PixelReadNoise(sigma, scale, float(rse), noisy)
+
+
+def _sigma_of_variance(v: float, shared_dn2: float) -> float:
+    """A pixel's σ [DN] from its temporal variance [DN²]: √max(v − shared, 0) (non-decreasing in v)."""
+    return math.sqrt(max(float(v) - shared_dn2, 0.0))
+
+
+def _site_sigma_medians(var: np.ndarray, cfa: CFA, shared_dn2: float) -> np.ndarray:
+    """``np.median`` of each CFA site's pixel σ (4,) [DN], from the site's middle order statistics of the
+    variance: σ is a non-decreasing function of it, so the k-th smallest σ is σ of the k-th smallest variance,
+    and only those one or two are converted (the variance is partitioned in its own width, not the full
+    σ map in float64). NaN when the site has a NaN (as np.median)."""
+    packed, site = cfa.pack(var), cfa.site_index.ravel()  # a mosaic of whole periods has every site
+    medians = np.empty(4)
+    for s in range(4):
+        vals = packed[site == s].ravel()
+        n = vals.size
+        if np.isnan(vals).any():
+            medians[s] = np.nan
+            continue
+        k = n // 2
+        if n % 2:
+            medians[s] = _sigma_of_variance(np.partition(vals, k)[k], shared_dn2)
+        else:
+            part = np.partition(vals, (k - 1, k))
+            medians[s] = np.mean(np.array([_sigma_of_variance(part[k - 1], shared_dn2), _sigma_of_variance(part[k], shared_dn2)]))
+    return medians
+
+
+@nb.njit(cache=True, nogil=True, error_model="numpy")
+def _sigma_scale_maps(var, shared, median_tile, noisy_above, sigma_out, scale_out, noisy_out):  # pragma: no cover - compiled
+    # per pixel: σ = √max(v − shared, 0), scale = σ / its site's median, noisy = scale > limit (one pass)
+    h, w = var.shape
+    p = median_tile.shape[0]
+    for y in range(h):
+        med = median_tile[y % p]
+        for x in range(w):
+            v = np.float64(var[y, x]) - shared
+            sig = math.sqrt(v if v > 0.0 else 0.0)
+            sc = sig / med[x % p]
+            sigma_out[y, x] = sig
+            scale_out[y, x] = sc
+            noisy_out[y, x] = sc > noisy_above
+
