@@ -199,18 +199,18 @@ _ONE = np.uint64(1)
 _ALL = np.uint64(0xFFFFFFFFFFFFFFFF)
 
 
-def _render_dead_leaves_python(out, bits, blk, key, lo, hi, inv_a1, texture_probability, max_discs, target):
+def _render_dead_leaves_python(out, bits, key, lo, hi, inv_a1, texture_probability, max_discs, target):
     """Front-to-back rendering of discs into the pixels not yet covered; returns the covered count.
 
     Plain reference implementation (slow); :func:`_render_dead_leaves_numba` is the same loop compiled.
     ``out``: (H, W, 3) float32. ``bits``: (H, ceil(W/64)) uint64, bit ``x % 64`` of word ``x // 64`` set
-    while pixel (y, x) is uncovered (32 KB for 512², so it stays in cache). ``blk``: (ceil(H/8),
-    ceil(W/8)) int32, the number of uncovered pixels of each 8 × 8 block. Disc i's uniforms come from
+    while pixel (y, x) is uncovered (32 KB for 512², so it stays in cache). Disc i's uniforms come from
     :func:`_disc_uniform_python` (``key``): centre, radius by the inverse CDF of the power law (``lo``,
     ``hi`` = r_min^(1−α), r_max^(1−α), ``inv_a1`` = 1/(1−α)); colour, shading gradient and (with
     probability ``texture_probability``) a sinusoidal texture only once the disc shows. A disc whose
-    bounding box holds no uncovered block is skipped at once (late in the rendering almost every disc
-    is); the others are scanned row by row over their exact chords, 64 pixels per bit-mask test, and
+    bounding box holds no uncovered pixel (its rows' mask words, 64 pixels per test) is skipped at once
+    (late in the rendering almost every disc is); the others are scanned row by row over their exact
+    chords, 64 pixels per bit-mask test, and
     only uncovered pixels are visited (lowest set bit). The texture sine advances along a run by a
     rotation (no sin call per pixel). Drawing stops once ``target`` pixels are covered or after
     ``max_discs`` discs.
@@ -231,10 +231,17 @@ def _render_dead_leaves_python(out, bits, blk, key, lo, hi, inv_a1, texture_prob
         x1 = min(int(math.floor(cx + r)), w - 1)
         if y0 > y1 or x0 > x1:
             continue
+        # The box test reads the bit mask itself: per-8 × 8-block counters of uncovered pixels (updated at
+        # every pixel write) cost more than they saved (512²: 3.6 → 3.3 ms per render, same images).
         hidden = True
-        for by in range(y0 >> 3, (y1 >> 3) + 1):
-            for bx in range(x0 >> 3, (x1 >> 3) + 1):
-                if blk[by, bx] != 0:
+        for yy in range(y0, y1 + 1):
+            for wi in range(x0 >> 6, (x1 >> 6) + 1):
+                m = bits[yy, wi]
+                if m == 0:
+                    continue
+                lo_b = max(x0 - (wi << 6), 0)
+                hi_b = min(x1 - (wi << 6), 63)
+                if m & ((_ALL >> np.uint64(63 - hi_b + lo_b)) << np.uint64(lo_b)) != 0:
                     hidden = False
                     break
             if not hidden:
@@ -307,7 +314,6 @@ def _render_dead_leaves_python(out, bits, blk, key, lo, hi, inv_a1, texture_prob
                     out[yy, xx, 0] = c0 + gx0 * dx + gy0 * dy + t
                     out[yy, xx, 1] = c1 + gx1 * dx + gy1 * dy + t
                     out[yy, xx, 2] = c2 + gx2 * dx + gy2 * dy + t
-                    blk[yy >> 3, xx >> 3] -= 1
                     count += 1
     return count
 
@@ -399,7 +405,7 @@ def render_dead_leaves(
     ``r_min`` = 2 px (a 4 px disc, the size of a Bayer 2 × 2 cell) keeps the measured spectral slope at
     −2.2 over 1/128 … 1/4 cycles/px (−2.1 with 1.5 px, for 1.7× the discs).
 
-    Cost: a disc over fully covered 8 × 8 blocks is skipped at once; the others are scanned over their
+    Cost: a disc whose bounding box is fully covered is skipped after one mask test per row; the others are scanned over their
     exact chords through a bit mask of uncovered pixels, so each pixel is written once and covered runs
     cost one test per 64 pixels (see :func:`_render_dead_leaves_python`). The disc parameters come from a counter-based hash keyed by one 64-bit draw
     from ``rng`` (so hidden discs cost no random numbers).
@@ -439,12 +445,12 @@ def render_dead_leaves(
         out = np.empty((height, width, 3), dtype=np.float32)
     elif out.shape != (height, width, 3) or out.dtype != np.float32 or not out.flags.c_contiguous:
         raise ParameterError(f"out must be a C-contiguous float32 array of shape {(height, width, 3)}, got {out.dtype} {out.shape}")
-    bits, blk = (a.copy() for a in _coverage_templates(height, width))
+    bits = _coverage_template(height, width).copy()
     render = _render_dead_leaves_numba if use_numba else _render_dead_leaves_python
     a1 = 1.0 - alpha
     lo, hi = r_min**a1, r_max**a1
     target = min(int(math.ceil(coverage * height * width)), height * width)
-    count = render(out, bits, blk, key, lo, hi, 1.0 / a1, float(texture_probability), int(max_discs), target)
+    count = render(out, bits, key, lo, hi, 1.0 / a1, float(texture_probability), int(max_discs), target)
     if count < height * width:
         left = (_fill_uncovered_numba if use_numba else _fill_uncovered_python)(out, bits)
         if left:  # only if nothing at all was covered
@@ -460,19 +466,15 @@ def render_dead_leaves(
 
 
 @functools.lru_cache(maxsize=8)
-def _coverage_templates(height: int, width: int) -> tuple[np.ndarray, np.ndarray]:
-    """The render's starting coverage state for an image size (copied per render, never written):
-    ``bits`` (H, ceil(W/64)) uint64, every pixel's bit set (uncovered); ``blk`` (ceil(H/8), ceil(W/8)) int32,
-    the pixel count of each 8 × 8 block (edge blocks may be partial)."""
+def _coverage_template(height: int, width: int) -> np.ndarray:
+    """The render's starting bit mask for an image size (copied per render, never written): (H, ceil(W/64))
+    uint64, every pixel's bit set (uncovered)."""
     nw = (width + 63) // 64
     bits = np.full((height, nw), 0xFFFFFFFFFFFFFFFF, dtype=np.uint64)  # 1 = uncovered
     if width % 64:
         bits[:, -1] = np.uint64((1 << (width % 64)) - 1)
-    rows = np.minimum(8, height - 8 * np.arange((height + 7) // 8))
-    cols = np.minimum(8, width - 8 * np.arange((width + 7) // 8))
-    blk = np.outer(rows, cols).astype(np.int32)
-    bits.flags.writeable = blk.flags.writeable = False
-    return bits, blk
+    bits.flags.writeable = False
+    return bits
 
 
 class DeadLeavesSource(CleanSource):
