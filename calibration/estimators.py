@@ -821,11 +821,39 @@ def flatten_illumination(plane: np.ndarray, *, degree: int = 4, box: int = 31) -
     px = np.zeros((degree + 1, w))
     for (i, j), c in zip(terms, coef):
         px[i] += c * xpow[j]
+    if USE_NUMBA:  # the same sums and quotients in one pass, without full-size temporaries
+        ratio = np.empty((h, w))
+        _surface_ratio_numba(np.ascontiguousarray(p), py, px, ratio)
+        low = box_lowpass(ratio, box)
+        _relative_to_numba(ratio, low)
+        return ratio
     surf = py[:, 0:1] * px[0]
     for i in range(1, degree + 1):
         surf += py[:, i:i + 1] * px[i]
     ratio = p / np.where(np.abs(surf) > 1e-12, surf, 1e-12)
     return ratio / box_lowpass(ratio, box) - 1.0
+
+
+@nb.njit(cache=True, nogil=True, error_model="numpy")
+def _surface_ratio_numba(p, py, px, out):  # pragma: no cover - compiled
+    # out = p / surf (surf = Σ_i py[:, i] · px[i], summed in i order; |surf| ≤ 1e-12 replaced by 1e-12)
+    h, w = p.shape
+    d = px.shape[0]
+    for y in range(h):
+        for x in range(w):
+            sv = py[y, 0] * px[0, x]
+            for i in range(1, d):
+                sv += py[y, i] * px[i, x]
+            out[y, x] = p[y, x] / (sv if abs(sv) > 1e-12 else 1e-12)
+
+
+@nb.njit(cache=True, nogil=True, error_model="numpy")
+def _relative_to_numba(ratio, low):  # pragma: no cover - compiled
+    # ratio ← ratio / low − 1, in place
+    h, w = ratio.shape
+    for y in range(h):
+        for x in range(w):
+            ratio[y, x] = ratio[y, x] / low[y, x] - 1.0
 
 
 def hot_pixel_mask(ds_packed: np.ndarray, *, threshold: float = 6.0) -> np.ndarray:

@@ -246,3 +246,14 @@ def test_ks_and_kl_of_sorted_samples_equal_the_unsorted_forms():
         ks_ref = float(np.max(np.abs(sa.searchsorted(grid, "right") / sa.size - sb.searchsorted(grid, "right") / sb.size)))
         assert E.ks_statistic_sorted(sa, sb) == ks_ref == E.ks_statistic(a, b)
         assert E.kl_divergences_sorted(sa, sb) == E.kl_divergences(a, b)
+
+
+def test_flatten_illumination_fused_pass_equals_numpy(monkeypatch):
+    """The one-pass surface/ratio kernels give the numpy lines' result bit for bit."""
+    from noisesim.calibration import estimators as E
+
+    g = np.random.default_rng(10)
+    plane = 800.0 * (1.0 + 0.01 * g.standard_normal((90, 140))) * np.linspace(0.6, 1.0, 140)[None, :]
+    got = E.flatten_illumination(plane, box=15)
+    monkeypatch.setattr(E, "USE_NUMBA", False)
+    np.testing.assert_array_equal(got, E.flatten_illumination(plane, box=15))
