@@ -199,6 +199,20 @@ _ONE = np.uint64(1)
 _ALL = np.uint64(0xFFFFFFFFFFFFFFFF)
 
 
+def _span_bits_python(bits, yy, wi, xa, xb):
+    """Mask word ``wi`` of row ``yy`` restricted to columns ``xa … xb``: the uncovered pixels of that span
+    within the word's 64 columns (0 when the word is fully covered)."""
+    m = bits[yy, wi]
+    if m == 0:
+        return m
+    lo_b = max(xa - (wi << 6), 0)
+    hi_b = min(xb - (wi << 6), 63)
+    return m & ((_ALL >> np.uint64(63 - hi_b + lo_b)) << np.uint64(lo_b))
+
+
+_span_bits = numba.njit(cache=True, nogil=True)(_span_bits_python)
+
+
 def _render_dead_leaves_python(out, bits, key, lo, hi, inv_a1, texture_probability, max_discs, target):
     """Front-to-back rendering of discs into the pixels not yet covered; returns the covered count.
 
@@ -236,12 +250,7 @@ def _render_dead_leaves_python(out, bits, key, lo, hi, inv_a1, texture_probabili
         hidden = True
         for yy in range(y0, y1 + 1):
             for wi in range(x0 >> 6, (x1 >> 6) + 1):
-                m = bits[yy, wi]
-                if m == 0:
-                    continue
-                lo_b = max(x0 - (wi << 6), 0)
-                hi_b = min(x1 - (wi << 6), 63)
-                if m & ((_ALL >> np.uint64(63 - hi_b + lo_b)) << np.uint64(lo_b)) != 0:
+                if _span_bits(bits, yy, wi, x0, x1) != 0:
                     hidden = False
                     break
             if not hidden:
@@ -264,12 +273,7 @@ def _render_dead_leaves_python(out, bits, key, lo, hi, inv_a1, texture_probabili
             last = -2
             sn = cs = 0.0
             for wi in range(xa >> 6, (xb >> 6) + 1):
-                m = bits[yy, wi]
-                if m == 0:
-                    continue
-                lo_b = max(xa - (wi << 6), 0)
-                hi_b = min(xb - (wi << 6), 63)
-                m = m & ((_ALL >> np.uint64(63 - hi_b + lo_b)) << np.uint64(lo_b))
+                m = _span_bits(bits, yy, wi, xa, xb)
                 if m == 0:
                     continue
                 bits[yy, wi] = bits[yy, wi] ^ m  # all of them are covered now
