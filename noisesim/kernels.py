@@ -166,6 +166,8 @@ _EXPM1_C32 = np.array([1.0 / math.factorial(k) for k in range(2, 8)], dtype=np.f
 # called from several sites stays compiled once (inlining types it again at every site).
 _CALLEE = dict(no_cpython_wrapper=True, no_cfunc_wrapper=True)
 _INLINED = dict(inline="always")
+# min, max and int of scalars are written out as conditional expressions and casts: numba compiles its
+# overloads of them as functions of their own (~0.1 s of a cold start each).
 
 
 # --------------------------------------------------------------------------------------------------
@@ -189,7 +191,7 @@ def _log_poly(m, e):
 def _expm1_reduce(t):
     """Cody–Waite reduction t = k·ln2 + r, |r| ≤ ln2/2; returns (k, expm1(r)). t is floored at −700
     (exp underflows there anyway) so 2^k stays a normal float."""
-    t = max(t, -700.0)
+    t = -700.0 if -700.0 > t else t  # max(t, −700), without compiling numba's min/max overloads
     k = math.floor(t * INV_LN2 + 0.5)
     r = (t - k * LN2_HI) - k * LN2_LO
     c = _EXPM1_C
@@ -283,7 +285,8 @@ def _log_factorial(k, log_z):
     iz = 1.0 / z
     iz2 = iz * iz
     stirling = (z - 0.5) * log_z - z + HALF_LOG_2PI + iz * (1.0 / 12.0 - iz2 * (1.0 / 360.0 - iz2 * (1.0 / 1260.0 - iz2 / 1680.0)))
-    table = _LOG_FACTORIAL[min(int(k), 31)]
+    ik = np.int64(k)
+    table = _LOG_FACTORIAL[31 if ik > 31 else ik]
     return table if k < 32.0 else stirling
 
 
@@ -350,45 +353,31 @@ _ZERO = np.int64(0)
 _ACCEPT, _REJECT = -1.0, -2.0  # PTRS decisions, coded where the log test's (positive) argument goes
 
 
-@nb.njit(**_INLINED, error_model="numpy")
-def _philox_words(gcols, n, gy, stream, counter, words):
-    """words[:, i] = Philox4x32(counter column gcols[i], row gy, frame, stream) for i < n (gcols: global)."""
-    fr = np.uint64(counter[C_FRAME])
-    k0 = np.uint64(counter[C_KEY0])
-    k1 = np.uint64(counter[C_KEY1])
-    w0, w1, w2, w3 = words[0], words[1], words[2], words[3]
-    for i in range(n):
-        a, b, c, d = philox4x32(np.uint64(gcols[i]), gy, fr, stream, k0, k1)
-        w0[i] = np.uint32(a)
-        w1[i] = np.uint32(b)
-        w2[i] = np.uint32(c)
-        w3[i] = np.uint32(d)
-
-
 @nb.njit(**_CALLEE, error_model="numpy")
-def _philox_blocks(j0, j1, gy, stream, counter, flat):
-    """flat[4·(j − j0) + r] = word r of the Philox block at counter column j, j0 ≤ j ≤ j1 (row gy, frame, stream).
+def _philox_blocks(cols, j0, n, gy, stream, counter, flat):
+    """flat[4·i + r] = word r of the Philox block at counter column j0 + cols[i], i < n (row gy, frame, stream).
 
-    A packed stream's row: j0 = ox // 4, and pixel x's word is flat[x + ox − 4·j0]. The PTRS stream's first
-    try: j0 = gx_first // 2, and pixel column gx's two words are flat[2·gx − 4·j0] and the next.
-    ``flat`` (2·W + 8,) uint32.
+    The one Philox loop of the kernels (each copy compiled costs a cold start ~0.3 s): runs of consecutive
+    blocks pass ``cols`` = 0, 1, 2, … (the ``iota`` scratch row) and their first column as j0; scattered
+    blocks pass their columns and j0 = 0. A packed stream's row: j0 = ox // 4, and pixel x's word is
+    flat[x + ox − 4·j0]. The PTRS stream's first try: j0 = gx_first // 2, and pixel column gx's two words are
+    flat[2·gx − 4·j0] and the next. ``flat`` (4·W + 8,) uint32.
     """
     fr = np.uint64(counter[C_FRAME])
     k0 = np.uint64(counter[C_KEY0])
     k1 = np.uint64(counter[C_KEY1])
-    for j in range(j0, j1 + 1):
-        a, b, c, d = philox4x32(np.uint64(j), gy, fr, stream, k0, k1)
-        i = PACKED * (j - j0)
-        flat[i] = np.uint32(a)
-        flat[i + 1] = np.uint32(b)
-        flat[i + 2] = np.uint32(c)
-        flat[i + 3] = np.uint32(d)
+    for i in range(n):
+        a, b, c, d = philox4x32(np.uint64(j0 + cols[i]), gy, fr, stream, k0, k1)
+        flat[PACKED * i] = np.uint32(a)
+        flat[PACKED * i + 1] = np.uint32(b)
+        flat[PACKED * i + 2] = np.uint32(c)
+        flat[PACKED * i + 3] = np.uint32(d)
 
 
 @nb.njit(**_CALLEE, error_model="numpy")
-def _poisson_inversion(mu, cols, n, gy, counter, counts, flat, s, si, grp):
+def _poisson_inversion(mu, cols, n, gy, counter, counts, iota, flat, s, si, grp):
     """counts[cols[i]] = Poisson(μ) for the n listed pixels (0 < μ < 10): sequential search from the
-    pixel's word of the packed inversion stream (``flat``, (w + 8,) uint32 scratch).
+    pixel's word of the packed inversion stream (``flat``, its blocks; ``iota`` (W + 2,) int64: 0, 1, 2, …).
 
     All pixels of a group step in lockstep: step j adds p_j = p_{j−1}·μ/j to the CDF f and counts the steps
     where u > f_{j−1}. f only grows, so a pixel that has stopped stays stopped: the search, branch-free.
@@ -398,7 +387,8 @@ def _poisson_inversion(mu, cols, n, gy, counter, counts, flat, s, si, grp):
     u, lam, p, k, exp_scratch = s[0], s[1], s[2], s[3], s[4]
     ox = counter[C_OX]
     j0 = ox // PACKED
-    _philox_blocks(j0, (ox + cols[n - 1]) // PACKED, gy, np.uint64(STREAM_SHOT_INVERSION << 16), counter, flat)
+    _philox_blocks(iota, j0, (ox + cols[n - 1]) // PACKED - j0 + 1, gy, np.uint64(STREAM_SHOT_INVERSION << 16), counter,
+                   flat)
     off = ox - PACKED * j0
     for i in range(n):
         u[i] = (np.float64(flat[cols[i] + off]) + 0.5) * INV_2_32
@@ -410,7 +400,7 @@ def _poisson_inversion(mu, cols, n, gy, counter, counts, flat, s, si, grp):
     # scratch it does not: it cannot rule out aliasing).
     G = INVERSION_GROUP
     for g0 in range(0, n, G):
-        m = min(G, n - g0)
+        m = G if G < n - g0 else n - g0
         for i in range(G):
             live = i < m
             j0 = g0 + i if live else g0
@@ -439,10 +429,11 @@ def _poisson_inversion(mu, cols, n, gy, counter, counts, flat, s, si, grp):
 
 
 @nb.njit(**_CALLEE, error_model="numpy")
-def _poisson_ptrs(mu, w, gy, counter, counts, words, flat, s, logs, logsi, cols, tpos):
+def _poisson_ptrs(mu, w, gy, counter, counts, words, iota, flat, s, logs, logsi, cols, tpos):
     """counts[x] = Poisson(μ_x) for the pixels of the row with μ ≥ 10 by PTRS (Hörmann 1993), in rounds.
 
-    Round t is try t for every pixel still pending, from Philox block t (two pixels per block). The first
+    Round t is try t for every pixel still pending, from Philox block t (two pixels per block; ``words``
+    (2, W) uint32: each pending pixel's two words, ``iota`` (W + 2,) int64: 0, 1, 2, …). The first
     round runs on the whole row (contiguous rows, no gathers; pixels with μ < 10 make a dummy try that
     decides nothing and writes nothing) from the row's blocks made at once into ``flat``; later rounds run
     on the compact list of pending pixels, one block each. The squeeze decides most tries; the three logs
@@ -457,9 +448,9 @@ def _poisson_ptrs(mu, w, gy, counter, counts, words, flat, s, logs, logsi, cols,
     lam, kk, arg, t_lam, t_k = s[0], s[1], s[2], s[3], s[4]
     log_x, log_m, log_e = logs[0], logs[1], logs[2]
     ox = counter[C_OX]
-    wu, wv, w2, w3 = words[0], words[1], words[2], words[3]
+    wu, wv = words[0], words[1]
     j0 = ox // 2
-    _philox_blocks(j0, (ox + w - 1) // 2, gy, np.uint64(STREAM_SHOT << 16), counter, flat)
+    _philox_blocks(iota, j0, (ox + w - 1) // 2 - j0 + 1, gy, np.uint64(STREAM_SHOT << 16), counter, flat)
     base = 2 * ox - PACKED * j0
     for x in range(w):  # round 0: every pixel of the row, its two words of the row's blocks, contiguous
         wu[x] = flat[2 * x + base]
@@ -471,11 +462,11 @@ def _poisson_ptrs(mu, w, gy, counter, counts, words, flat, s, logs, logsi, cols,
         if t > 0:
             for i in range(n):
                 tpos[i] = (cols[i] + ox) // 2
-            _philox_words(tpos, n, gy, np.uint64(STREAM_SHOT << 16 | t), counter, words)
+            _philox_blocks(tpos, _ZERO, n, gy, np.uint64(STREAM_SHOT << 16 | t), counter, flat)
             for i in range(n):  # the pixel's two words of its block
-                odd = ((cols[i] + ox) & 1) == 1
-                wu[i] = w2[i] if odd else wu[i]
-                wv[i] = w3[i] if odd else wv[i]
+                pos = PACKED * i + 2 * ((cols[i] + ox) & 1)
+                wu[i] = flat[pos]
+                wv[i] = flat[pos + 1]
         # The try and the squeeze; the decision is coded in arg (the log test's argument, > 0 when the
         # test is still to be made), so this loop writes two rows only and LLVM vectorizes it.
         for i in range(n):
@@ -556,16 +547,17 @@ def _tukey_add(flat, off, w, lam, scale, d, f32, f32i):
 
 
 @nb.njit(**_CALLEE, error_model="numpy")
-def _gaussian_add(words, w, sigma, d, s, si):
-    """d[:w] += σ · Box–Muller normal from words 0 and 1 (cosine branch). ``s`` (4, W) float64 scratch rows,
-    ``si`` its int64 view."""
+def _gaussian_add(flat, w, sigma, d, s, si):
+    """d[:w] += σ · Box–Muller normal from words 0 and 1 of pixel x's block, flat[4·x] and flat[4·x + 1]
+    (cosine branch). ``s`` (4, W) float64 scratch rows, ``si`` its int64 view."""
     mask32 = np.uint32(0xFFFFFFFF)
     lu, angle, log_m, log_e = s[0], s[1], s[2], s[3]
-    w0, w1 = words[0], words[1]
     for x in range(w):
-        lu[x] = (np.float64(w0[x]) + 0.5) * INV_2_32
+        lu[x] = (np.float64(flat[PACKED * x]) + 0.5) * INV_2_32
         # cos(2πu) = cos(2π·min(u, 1 − u)): an angle in (0, π]
-        angle[x] = (min(np.float64(w1[x]), np.float64(w1[x] ^ mask32)) + 0.5) * TWO_PI_INV_2_32
+        w1 = flat[PACKED * x + 1]
+        wa, wb = np.float64(w1), np.float64(w1 ^ mask32)
+        angle[x] = ((wb if wb < wa else wa) + 0.5) * TWO_PI_INV_2_32
     _log_row(lu, si[0], log_m, si[2], log_e, w)
     for x in range(w):
         d[x] += sigma * (math.sqrt(-2.0 * lu[x]) * _cos_poly(angle[x]))
@@ -594,15 +586,15 @@ def _rows_kernel(read_kind: int):
         has_prnu = prnu_map.shape[0] > 0
         has_dark = dark_map.shape[0] > 0
         # Rows of W: expected electrons, the DN value being built, and each stage's own scratch.
-        (rows, words, flat, int_rows, inversion_s, inversion_si, ptrs_s, ptrs_logs, ptrs_logsi, gauss_s, gauss_si,
-         tukey_f32, tukey_f32i, grp) = scratch
+        (rows, words, flat, int_rows, iota, inversion_s, inversion_si, ptrs_s, ptrs_logs, ptrs_logsi, gauss_s,
+         gauss_si, tukey_f32, tukey_f32i, grp) = scratch
         mu, d = rows[0], rows[1]
         small_cols, big_cols, ptrs_tpos = int_rows[0], int_rows[1], int_rows[2]
-        # a packed stream's row: blocks j_row … j_row_end, pixel x's word at flat[x + off]
+        # a packed stream's row: n_row_blocks blocks from column j_row, pixel x's word at flat[x + off]
         j_row = counter[C_OX] // PACKED
-        j_row_end = (counter[C_OX] + w - 1) // PACKED
+        n_row_blocks = (counter[C_OX] + w - 1) // PACKED - j_row + 1
         off = counter[C_OX] - PACKED * j_row
-        for y in range(y0, min(h, y1)):
+        for y in range(y0, h if h < y1 else y1):
             py = y % period
             gy = np.uint64(y + counter[C_OY])
             offset, gain, add = tiles[T_OFFSET, py], tiles[T_GAIN, py], tiles[T_ADD, py]
@@ -630,9 +622,11 @@ def _rows_kernel(read_kind: int):
                     n_big += 1 if lam >= POISSON_INVERSION_MAX else 0
                     d[x] = 0.0
                 if n_small > 0:
-                    _poisson_inversion(mu, small_cols, n_small, gy, counter, d, flat, inversion_s, inversion_si, grp)
+                    _poisson_inversion(mu, small_cols, n_small, gy, counter, d, iota, flat, inversion_s, inversion_si,
+                                       grp)
                 if n_big > 0:
-                    _poisson_ptrs(mu, w, gy, counter, d, words, flat, ptrs_s, ptrs_logs, ptrs_logsi, big_cols, ptrs_tpos)
+                    _poisson_ptrs(mu, w, gy, counter, d, words, iota, flat, ptrs_s, ptrs_logs, ptrs_logsi, big_cols,
+                                  ptrs_tpos)
                 for x in range(w):
                     d[x] = gain_k * d[x] + add[x]
             else:
@@ -640,13 +634,11 @@ def _rows_kernel(read_kind: int):
                     d[x] = gain_k * mu[x] + add[x]
             # 3. read noise (Tukey: packed stream; Box–Muller: words 0, 1 of the Gaussian read stream)
             if read_kind == READ_TUKEY:  # a constant of this kernel: the other branch is not compiled
-                _philox_blocks(j_row, j_row_end, gy, np.uint64(STREAM_READ_TUKEY << 16), counter, flat)
+                _philox_blocks(iota, j_row, n_row_blocks, gy, np.uint64(STREAM_READ_TUKEY << 16), counter, flat)
                 _tukey_add(flat, off, w, model[M_TUKEY_LAMBDA], model[M_TUKEY_SCALE], d, tukey_f32, tukey_f32i)
             elif read_kind == READ_GAUSSIAN:
-                for x in range(w):
-                    big_cols[x] = x + counter[C_OX]  # free at this stage: the counter columns
-                _philox_words(big_cols, w, gy, np.uint64(STREAM_READ << 16), counter, words)
-                _gaussian_add(words, w, model[M_READ_SIGMA], d, gauss_s, gauss_si)
+                _philox_blocks(iota, counter[C_OX], w, gy, np.uint64(STREAM_READ << 16), counter, flat)
+                _gaussian_add(flat, w, model[M_READ_SIGMA], d, gauss_s, gauss_si)
             # 4. line offsets, fixed pattern, dither, quantization, clipping, output scaling
             if has_row:
                 if switches[S_ROW_PER_CHANNEL] != 0:
@@ -663,7 +655,7 @@ def _rows_kernel(read_kind: int):
                 for x in range(w):
                     d[x] += ds_map[y, x]
             if dither:
-                _philox_blocks(j_row, j_row_end, gy, np.uint64(STREAM_DITHER << 16), counter, flat)
+                _philox_blocks(iota, j_row, n_row_blocks, gy, np.uint64(STREAM_DITHER << 16), counter, flat)
                 for x in range(w):
                     d[x] += (np.float64(flat[x + off]) + 0.5) * INV_2_32 - 0.5
             lo, hi = tiles[T_LO, py], tiles[T_HI, py]
@@ -673,7 +665,8 @@ def _rows_kernel(read_kind: int):
                 if quantize:
                     v = math.floor(v + 0.5)
                 if clip:
-                    v = min(max(v, lo[x]), hi[x])
+                    v = lo[x] if lo[x] > v else v
+                    v = hi[x] if hi[x] < v else v
                 out[y, x] = (v - out_offset[x]) * out_scale[x]
 
     return fused_noise_rows_kind
@@ -699,7 +692,7 @@ def fused_noise_rows(clean, out, tiles, xs, counter, model, switches, row_offset
     xs : (W,) ndarray of int64
         The column phase of each x.
     counter, model, switches, row_offsets, col_offsets, maps
-        The grouped arguments described above :func:`_philox_words`.
+        The grouped arguments described above :func:`_philox_blocks`.
     y0, y1 : int
         First row and one past the last row to make.
     """
@@ -715,8 +708,8 @@ def _scratch(w: int) -> tuple:
     inversion_s, gauss_s = f64(5), f64(4)
     ptrs_logs = np.empty((3, 3 * w))
     tukey_f32 = np.empty((3, 2 * w), dtype=np.float32)
-    return (f64(2), np.empty((4, w), dtype=np.uint32), np.empty(2 * w + 2 * PACKED, dtype=np.uint32),
-            np.empty((3, w), dtype=np.int64), inversion_s, inversion_s.view(np.int64), f64(5), ptrs_logs,
+    return (f64(2), np.empty((2, w), dtype=np.uint32), np.empty(PACKED * w + 2 * PACKED, dtype=np.uint32),
+            np.empty((3, w), dtype=np.int64), np.arange(w + 2, dtype=np.int64), inversion_s, inversion_s.view(np.int64), f64(5), ptrs_logs,
             ptrs_logs.view(np.int64), gauss_s, gauss_s.view(np.int64), tukey_f32, tukey_f32.view(np.int32),
             np.empty(5 * INVERSION_GROUP))
 
@@ -760,7 +753,7 @@ def fused_noise_serial(clean, out, tiles, counter, model, switches, row_offsets,
     """Fused kernel on the calling thread: one pass over the frame, vectorized along rows.
 
     ``clean`` (H, W) float32 in the input unit; ``out`` (H, W) float32 in the output unit; the grouped
-    arguments are described above :func:`_philox_words`.
+    arguments are described above :func:`_philox_blocks`.
 
     Parameters
     ----------
