@@ -164,8 +164,11 @@ _EXPM1_C32 = np.array([1.0 / math.factorial(k) for k in range(2, 8)], dtype=np.f
 # call site (one per kernel: each pass runs once over all its values, e.g. the three logs of the PTRS
 # test in one row) is inlined into its caller (_INLINED) rather than compiled on its own; a function
 # called from several sites stays compiled once (inlining types it again at every site).
-_CALLEE = dict(no_cpython_wrapper=True, no_cfunc_wrapper=True)
+_CALLEE = dict(no_cpython_wrapper=True, no_cfunc_wrapper=True, _nrt=False)
 _INLINED = dict(inline="always")
+# No reference counting (_nrt=False): the kernels allocate nothing (every array, scratch included, comes from
+# Python and outlives the call), so the increments and decrements numba emits for each row view are dead
+# weight (a quarter of the LLVM IR a cold start optimizes).
 # min, max and int of scalars are written out as conditional expressions and casts: numba compiles its
 # overloads of them as functions of their own (~0.1 s of a cold start each).
 
@@ -567,7 +570,7 @@ def _rows_kernel(read_kind: int):
     """The row kernel compiled for one read-noise kind (a constant of it, so the other kinds' code is pruned
     before typing: a call compiles only the path it uses; each kind is cached on its own)."""
 
-    @nb.njit(cache=True, nogil=True, error_model="numpy", no_cfunc_wrapper=True)
+    @nb.njit(cache=True, nogil=True, error_model="numpy", no_cfunc_wrapper=True, _nrt=False)
     def fused_noise_rows_kind(clean, out, tiles, xs, counter, model, switches, row_offsets, col_offsets, maps, y0, y1,
                               scratch):
         """:func:`fused_noise_rows` for this read-noise kind."""
