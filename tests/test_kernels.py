@@ -228,3 +228,16 @@ def test_kernel_logic_without_jit():
     )
     assert res.returncode == 0, res.stdout[-3000:] + res.stderr[-2000:]
     assert " passed" in res.stdout
+
+
+def test_scratch_reuse_never_changes_a_result():
+    """Each thread keeps its scratch rows for the next call of the same width: a result must not depend on
+    what earlier calls (other scenes, widths, read models, maps) left in them."""
+    clean, params, sensor, comps, maps, ratio = _case("grbg_maps")
+    kw = dict(ratio=ratio, components=comps, maps=maps, rng=3, output_unit="dn", parallel=False)
+    ref = simulate(clean, params, sensor, backend="numpy", **kw)
+    for other in ("gaussian", "quad_low_light", "shot_only_dark", "tukey"):  # leave other values in the rows
+        c2, p2, s2, comps2, maps2, r2 = _case(other)
+        simulate(c2, p2, s2, ratio=r2, components=comps2, maps=maps2, rng=4, parallel=False)
+        simulate(np.full_like(clean, 0.9), params, sensor, **kw)
+        np.testing.assert_array_equal(simulate(clean, params, sensor, **kw), ref)
