@@ -37,7 +37,7 @@ from .estimators import (
     solve_row_col_pixel,
 )
 from .pixel_noise import QUANTIZATION_VAR_DN2  # EMVA 1288 σ²_q = 1/12 DN² of integer data
-from .sorting import sort_finite
+from .sorting import median, sort_finite
 from .uncertainty import channel_gain, dark_pair_variances
 
 __all__ = [
@@ -848,7 +848,7 @@ def photo_response_nonuniformity(facc: FlatAccumulator, hot_packed: np.ndarray, 
     cfac = 1.0 / (1.0 - 1.0 / box**2)  # white variance the box low-pass takes away
     for c in range(nch):
         plane = mflat[c]
-        plane[masked[c]] = float(np.median(plane[~masked[c]]))  # masked pixels must not bend the low-pass
+        plane[masked[c]] = float(median(plane[~masked[c]]))  # masked pixels must not bend the low-pass
         hp = flatten_illumination(plane, box=box)
         vals = hp[~masked[c]]
         raw_var = float(vals.var())

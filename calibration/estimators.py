@@ -18,7 +18,7 @@ from noisesim.errors import CalibrationError
 from noisesim.stats import TUKEY_LOGISTIC_EPS, tukey_lambda_ppf, tukey_lambda_ppf_logs
 
 from .kernels import USE_NUMBA
-from .sorting import sort_finite
+from .sorting import median, sort_finite
 
 __all__ = [
     "batch_se",
@@ -875,7 +875,7 @@ def hot_pixel_mask(ds_packed: np.ndarray, *, threshold: float = 6.0) -> np.ndarr
     mask = np.zeros(ds_packed.shape, dtype=bool)
     for c in range(ds_packed.shape[0]):
         d = ds_packed[c].astype(np.float32) - median5(ds_packed[c])
-        mad = float(np.median(np.abs(d - np.median(d)))) * 1.4826
+        mad = float(median(np.abs(d - median(d)))) * 1.4826
         mad = max(mad, 1e-6)
         mask[c] = np.abs(d) > threshold * mad
     return mask

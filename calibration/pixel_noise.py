@@ -18,6 +18,7 @@ import numpy as np
 from noisesim.cfa import CFA
 
 from .kernels import USE_NUMBA
+from .sorting import middle_order_statistics
 
 __all__ = ["PixelReadNoise", "PixelNoiseNotMeasurable", "QUANTIZATION_VAR_DN2", "read_sigma_scale_map", "sigma_relative_se"]
 
@@ -134,16 +135,16 @@ def _site_sigma_medians(var: np.ndarray, cfa: CFA, shared_dn2: float) -> np.ndar
     medians = np.empty(4)
     for s in range(4):
         vals = packed[site == s].ravel()
-        n = vals.size
-        if np.isnan(vals).any():
-            medians[s] = np.nan
-            continue
-        k = n // 2
-        if n % 2:
-            medians[s] = _sigma_of_variance(np.partition(vals, k)[k], shared_dn2)
-        else:
-            part = np.partition(vals, (k - 1, k))
-            medians[s] = np.mean(np.array([_sigma_of_variance(part[k - 1], shared_dn2), _sigma_of_variance(part[k], shared_dn2)]))
+        mid = middle_order_statistics(vals)
+        if mid is None:  # numpy's way (NaN propagates)
+            n = vals.size
+            if np.isnan(vals).any():
+                medians[s] = np.nan
+                continue
+            k = n // 2
+            part = np.partition(vals, (k - 1, k) if n % 2 == 0 else k)
+            mid = (part[k: k + 1] if n % 2 else part[k - 1: k + 1]), bool(n % 2)
+        medians[s] = np.mean(np.array([_sigma_of_variance(v, shared_dn2) for v in mid[0]]))
     return medians
 
 

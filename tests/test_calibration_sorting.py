@@ -51,3 +51,22 @@ def test_merge_sorted_equals_sort_of_concatenation(use_numba, sizes):
     got = sorting.merge_sorted(runs)
     want = np.sort(np.concatenate(runs)) if runs else np.zeros(0)
     assert np.array_equal(got, want)
+
+
+@pytest.mark.parametrize("case", ["normal32", "normal64_odd", "ties", "constant", "one", "two", "narrow32", "heavy", "zeros"])
+def test_median_equals_numpy(use_numba, case):
+    g = np.random.default_rng(20)
+    x = {"normal32": g.standard_normal(20_000).astype(np.float32), "normal64_odd": g.standard_normal(20_001),
+         "ties": np.rint(g.standard_normal(1001) * 3), "constant": np.full(50, 2.0), "one": np.array([1.0]),
+         "two": np.array([3.0, -1.0]),
+         "narrow32": (g.standard_normal(300_000) * 1e-3 + 5).astype(np.float32),  # one top-16-bit bucket
+         "heavy": np.abs(g.standard_t(2, 10_000)), "zeros": np.array([0.0, -0.0, 0.0, -0.0, 1.0])}[case]
+    got, want = sorting.median(x), np.median(x)
+    assert got == want and np.asarray(got).dtype == np.asarray(want).dtype
+
+
+def test_median_with_nan_is_nan_and_order_statistics_decline(use_numba):
+    x = np.concatenate([np.random.default_rng(21).standard_normal(100), [np.nan]])
+    assert np.isnan(sorting.median(x))
+    assert sorting.middle_order_statistics(x) is None
+    assert sorting.middle_order_statistics(np.zeros(0)) is None
