@@ -150,8 +150,10 @@ def merge_sorted(runs: list[np.ndarray]) -> np.ndarray:
 @nb.njit(cache=True, nogil=True)
 def _select_bits(x, bits, sign, lo, hi):  # pragma: no cover - compiled
     # The values of ranks lo ≤ hi ≤ lo + 1 (0-based) among the finite x, by MSD radix selection on 16-bit
-    # digits: a histogram pass over the candidates per digit, then only the buckets holding the ranks are
-    # kept (no copy when one bucket holds them all). Returns their bit patterns; empty when x has a non-finite value.
+    # digits: a histogram pass over the candidates per digit, then only the bucket holding rank lo is kept
+    # (no copy when it holds them all), so every candidate shares the digits above. When rank hi falls in
+    # a later bucket, lo is the largest key of its bucket and hi the smallest key above it: one pass.
+    # Returns their bit patterns; empty when x has a non-finite value.
     n = x.size
     keys = np.empty_like(bits)
     for i in range(n):
@@ -159,6 +161,7 @@ def _select_bits(x, bits, sign, lo, hi):  # pragma: no cover - compiled
             return keys[:0]
         k = bits[i]
         keys[i] = ~k if k & sign else k | sign
+    out = np.empty(2, keys.dtype)
     cand = keys
     shift = 8 * bits.itemsize - 16
     hist = np.zeros(1 << 16, np.int64)
@@ -167,34 +170,49 @@ def _select_bits(x, bits, sign, lo, hi):  # pragma: no cover - compiled
         for i in range(cand.size):
             hist[(cand[i] >> shift) & 0xFFFF] += 1
         below = 0
-        b_lo = 0
-        while below + hist[b_lo] <= lo:
-            below += hist[b_lo]
-            b_lo += 1
-        b_hi = b_lo
-        upto = below + hist[b_lo]
-        while upto <= hi:
-            b_hi += 1
-            upto += hist[b_hi]
+        b = 0
+        while below + hist[b] <= lo:
+            below += hist[b]
+            b += 1
         lo -= below
         hi -= below
-        m = upto - below
+        m = hist[b]
+        if hi >= m:  # straddles: the largest key of bucket b, and the smallest key above the bucket
+            largest = cand[0] ^ cand[0]
+            smallest = ~largest
+            for i in range(cand.size):
+                d = (cand[i] >> shift) & 0xFFFF
+                if d == b:
+                    largest = max(largest, cand[i])
+                elif d > b:
+                    smallest = min(smallest, cand[i])
+            out[0] = largest
+            out[1] = smallest
+            break
         if m < cand.size:
             kept = np.empty(m, keys.dtype)
             j = 0
             for i in range(cand.size):
-                d = (cand[i] >> shift) & 0xFFFF
-                if d >= b_lo and d <= b_hi:
+                if ((cand[i] >> shift) & 0xFFFF) == b:
                     kept[j] = cand[i]
                     j += 1
             cand = kept
-        if shift == 0 or cand.size <= 64:
-            cand = np.sort(cand)
+        if shift == 0:  # every digit fixed: the candidates are one key
+            out[0] = cand[0]
+            out[1] = cand[0]
+            break
+        if cand.size <= 64:  # insertion sort of the few left
+            for i in range(1, cand.size):
+                v = cand[i]
+                j = i - 1
+                while j >= 0 and cand[j] > v:
+                    cand[j + 1] = cand[j]
+                    j -= 1
+                cand[j + 1] = v
+            out[0] = cand[lo]
+            out[1] = cand[hi]
             break
         shift -= 16
-    out = np.empty(2, keys.dtype)
-    out[0] = cand[lo]
-    out[1] = cand[hi]
     for r in range(2):
         k = out[r]
         out[r] = k & ~sign if k & sign else ~k

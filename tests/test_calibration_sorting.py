@@ -53,14 +53,19 @@ def test_merge_sorted_equals_sort_of_concatenation(use_numba, sizes):
     assert np.array_equal(got, want)
 
 
-@pytest.mark.parametrize("case", ["normal32", "normal64_odd", "ties", "constant", "one", "two", "narrow32", "heavy", "zeros"])
+@pytest.mark.parametrize("case", ["normal32", "normal64_odd", "ties", "constant", "one", "two", "narrow32", "heavy", "zeros",
+                                  "straddle", "straddle32", "straddle_mixed"])
 def test_median_equals_numpy(use_numba, case):
     g = np.random.default_rng(20)
     x = {"normal32": g.standard_normal(20_000).astype(np.float32), "normal64_odd": g.standard_normal(20_001),
          "ties": np.rint(g.standard_normal(1001) * 3), "constant": np.full(50, 2.0), "one": np.array([1.0]),
          "two": np.array([3.0, -1.0]),
          "narrow32": (g.standard_normal(300_000) * 1e-3 + 5).astype(np.float32),  # one top-16-bit bucket
-         "heavy": np.abs(g.standard_t(2, 10_000)), "zeros": np.array([0.0, -0.0, 0.0, -0.0, 1.0])}[case]
+         "heavy": np.abs(g.standard_t(2, 10_000)), "zeros": np.array([0.0, -0.0, 0.0, -0.0, 1.0]),
+         # the two middle values in different top-16-bit buckets, many values in each (and below them)
+         "straddle": np.concatenate([np.full(3000, 1.0), np.full(2000, 1.0 + 2**-40), np.full(5000, 3.0)]),
+         "straddle32": np.concatenate([g.random(4000) + 1.0, g.random(6000) * 1e-3 + 7.0]).astype(np.float32),
+         "straddle_mixed": np.concatenate([g.random(5000) * 0.01 + 2.0, g.random(5000) * 0.01 + 2.5])}[case]
     got, want = sorting.median(x), np.median(x)
     assert got == want and np.asarray(got).dtype == np.asarray(want).dtype
 
