@@ -513,13 +513,6 @@ def _ppcc_sums_numba(log_u, log_1mu, xd, lam):  # pragma: no cover - compiled
     return sxq, 2.0 * sqq
 
 
-def _ppcc_r_numba(lu, xc, lam):
-    """Σ q·xc / √Σ q² (:func:`_ppcc_sums_numba`) for the log medians ``lu`` and centred sorted data ``xc``."""
-    h = lu.size // 2
-    sxq, sqq = _ppcc_sums_numba(np.ascontiguousarray(lu[:h]), np.ascontiguousarray(lu[::-1][:h]), xc[:h] - xc[::-1][:h], float(lam))
-    return sxq / math.sqrt(sqq)
-
-
 def ppcc_max_tukey(x: np.ndarray, bounds=(-0.5, 0.5)) -> float:
     """λ maximizing the Tukey-lambda probability-plot correlation coefficient (Filliben 1975).
 
@@ -1088,11 +1081,14 @@ def ks_statistic(a: np.ndarray, b: np.ndarray) -> float:
     a = np.sort(np.asarray(a, dtype=np.float64).ravel())
     b = np.sort(np.asarray(b, dtype=np.float64).ravel())
     if USE_NUMBA and a.size and b.size and np.isfinite(a[[0, -1]]).all() and np.isfinite(b[[0, -1]]).all():
-        return ks_statistic_sorted(a, b)
+        return float(_ks_sorted_numba(a, b))
+    return _ks_by_search(a, b)
+
+
+def _ks_by_search(a: np.ndarray, b: np.ndarray) -> float:
+    """sup |F_a − F_b| of two ascending samples over their pooled values, by binary search (numpy)."""
     grid = np.concatenate([a, b])
-    fa = np.searchsorted(a, grid, side="right") / a.size
-    fb = np.searchsorted(b, grid, side="right") / b.size
-    return float(np.max(np.abs(fa - fb)))
+    return float(np.max(np.abs(a.searchsorted(grid, "right") / a.size - b.searchsorted(grid, "right") / b.size)))
 
 
 def ks_statistic_sorted(a: np.ndarray, b: np.ndarray) -> float:
@@ -1108,10 +1104,7 @@ def ks_statistic_sorted(a: np.ndarray, b: np.ndarray) -> float:
     float
         In [0, 1].
     """
-    if not USE_NUMBA:
-        grid = np.concatenate([a, b])
-        return float(np.max(np.abs(a.searchsorted(grid, "right") / a.size - b.searchsorted(grid, "right") / b.size)))
-    return float(_ks_sorted_numba(a, b))
+    return float(_ks_sorted_numba(a, b)) if USE_NUMBA else _ks_by_search(a, b)
 
 
 @nb.njit(cache=True, nogil=True, error_model="numpy")
