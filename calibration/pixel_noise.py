@@ -136,14 +136,9 @@ def _site_sigma_medians(var: np.ndarray, cfa: CFA, shared_dn2: float) -> np.ndar
     for s in range(4):
         vals = packed[site == s].ravel()
         mid = middle_order_statistics(vals)
-        if mid is None:  # numpy's way (NaN propagates)
-            n = vals.size
-            if np.isnan(vals).any():
-                medians[s] = np.nan
-                continue
-            k = n // 2
-            part = np.partition(vals, (k - 1, k) if n % 2 == 0 else k)
-            mid = (part[k: k + 1] if n % 2 else part[k - 1: k + 1]), bool(n % 2)
+        if mid is None:  # a NaN (every site has pixels): NaN, as np.median
+            medians[s] = np.nan
+            continue
         medians[s] = np.mean(np.array([_sigma_of_variance(v, shared_dn2) for v in mid[0]]))
     return medians
 

@@ -220,32 +220,35 @@ def _select_bits(x, bits, sign, lo, hi):  # pragma: no cover - compiled
 
 
 def middle_order_statistics(x: np.ndarray) -> tuple[np.ndarray, bool] | None:
-    """The middle order statistic(s) of a float array's n values: ranks (n − 1)/2 for odd n, n/2 − 1 and
-    n/2 for even n, by radix selection (a few passes instead of numpy's introselect).
+    """The middle order statistic(s) of an array's n values: ranks (n − 1)/2 for odd n, n/2 − 1 and n/2 for
+    even n, by radix selection for finite float32/float64 (a few passes instead of numpy's introselect),
+    by ``np.partition`` otherwise (numba disabled, other dtypes, infinities).
 
     Parameters
     ----------
-    x : ndarray of float32 or float64
-        Any shape (flattened), n ≥ 1 values, any unit.
+    x : ndarray
+        Any shape (flattened), any unit.
 
     Returns
     -------
     (values, odd) or None
-        ``values`` (1,) or (2,) of x's dtype, ascending, and whether n is odd; None when x has a non-finite
-        value, is empty or is not float32/float64 (or numba is disabled): use numpy then.
+        ``values`` (1,) or (2,) of x's dtype, ascending, and whether n is odd; None when x is empty or has a
+        NaN (np.median's own rules apply then).
     """
-    x = np.asarray(x)
-    if not USE_NUMBA or x.dtype not in (np.float32, np.float64) or x.size == 0:
-        return None
     x = np.ascontiguousarray(x).ravel()
     n = x.size
-    lo, hi = (n // 2, n // 2) if n % 2 else (n // 2 - 1, n // 2)
-    key = np.uint32 if x.dtype == np.float32 else np.uint64
-    got = _select_bits(x, x.view(key), key(1) << key(8 * x.itemsize - 1), lo, hi)
-    if got.size == 0:
+    if n == 0:
         return None
+    lo, hi = (n // 2, n // 2) if n % 2 else (n // 2 - 1, n // 2)
     odd = bool(n % 2)
-    return got.view(x.dtype)[:1] if odd else got.view(x.dtype), odd
+    if USE_NUMBA and x.dtype in (np.float32, np.float64):
+        key = np.uint32 if x.dtype == np.float32 else np.uint64
+        got = _select_bits(x, x.view(key), key(1) << key(8 * x.itemsize - 1), lo, hi)
+        if got.size:
+            return got.view(x.dtype)[:1] if odd else got.view(x.dtype), odd
+    if x.dtype.kind in "fc" and np.isnan(x).any():
+        return None
+    return np.partition(x, lo if odd else (lo, hi))[lo: hi + 1], odd
 
 
 def median(x: np.ndarray):
