@@ -414,20 +414,3 @@ def test_unguarded_script_with_workers_gets_a_clear_error(tmp_path):
     assert proc.returncode != 0
     assert "__main__" in proc.stderr and "disk full" not in proc.stderr
     assert not (tmp_path / "d.h5").exists()
-
-
-@pytest.mark.parametrize("dtype", [np.float32, np.uint16])
-def test_generation_packs_exactly_as_cfa_pack(dtype):
-    # the synthesizer packs clean and noisy with its own compiled loop: the same arrays as CFA.pack
-    from noisesim.cfa import CFA, PATTERNS
-    from noisesim.dataset.synthesis import _pack_mosaic
-
-    g = np.random.default_rng(4)
-    for pattern in PATTERNS:
-        cfa = CFA(pattern)
-        p = cfa.period
-        raw = (g.random((6 * p, 10 * p)) * 4000).astype(dtype)
-        out = np.empty((p * p, 6, 10), dtype)
-        _pack_mosaic(raw, p, out)
-        ref = cfa.pack(raw)
-        assert out.dtype == ref.dtype and out.shape == ref.shape and out.tobytes() == ref.tobytes(), pattern
