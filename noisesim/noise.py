@@ -182,16 +182,6 @@ def _level_tiles(cfa, sensor: Sensor, params: NoiseParams, k: float, ratio: floa
     return np.ascontiguousarray(per_site[:, cfa.site_index])
 
 
-def _phase_row_normals(h: int, oy: int, p: int, frame: int, key) -> np.ndarray:
-    """Standard normals of rows ``oy … oy + h − 1`` for each column phase 0 … p − 1, (h, p) float64: column
-    ``ph`` is ``line_normals(h, oy, ph, line_is_row=True, stream=STREAM_ROW, …)``, all phases in one
-    vectorized Philox call (each numpy Philox call costs ~0.1 ms of per-operation overhead whatever its size)."""
-    idx = np.arange(oy, oy + h, dtype=np.uint64)[:, None]
-    phases = np.arange(p, dtype=np.uint64)[None, :]
-    w = philox4x32_np(phases, idx, np.uint64(frame), np.uint64(STREAM_ROW << 16), *key)
-    return normal_np(w[0], w[1])
-
-
 def simulate(
     clean: np.ndarray,
     params: NoiseParams | None = None,
@@ -341,7 +331,7 @@ def simulate(
     if components.row and params.row_sigma_dn > 0:
         if components.row_per_channel:
             # One offset per packed-channel row: each tile column phase of each row draws its own value.
-            rows = _phase_row_normals(h, oy, p, frame_index, key)
+            rows = line_normals(h, oy, range(p), line_is_row=True, frame=frame_index, stream=STREAM_ROW, key=key)
         else:
             rows = line_normals(h, oy, 0, line_is_row=True, frame=frame_index, stream=STREAM_ROW, key=key)[:, None]
         rows = np.ascontiguousarray(rows * params.row_sigma_dn)

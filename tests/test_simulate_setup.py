@@ -6,16 +6,18 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from noisesim.noise import _phase_row_normals, simulate
+from noisesim.noise import simulate
 from noisesim.params import NoiseComponents, NoiseParams, Sensor
 from noisesim.rng import STREAM_ROW, key_from_seed, line_normals
 
 
+@pytest.mark.parametrize("line_is_row", [True, False])
 @pytest.mark.parametrize("h, oy, p, frame, seed", [(256, 0, 2, 0, 1), (7, 6, 4, 3, 2**40), (1, 2**20, 2, 1, 0)])
-def test_phase_row_normals_are_line_normals_per_phase(h, oy, p, frame, seed):
+def test_line_normals_of_several_phases_are_line_normals_per_phase(h, oy, p, frame, seed, line_is_row):
     key = key_from_seed(seed)
-    ref = np.stack([line_normals(h, oy, ph, line_is_row=True, frame=frame, stream=STREAM_ROW, key=key) for ph in range(p)], axis=1)
-    got = _phase_row_normals(h, oy, p, frame, key)
+    ref = np.stack([line_normals(h, oy, ph, line_is_row=line_is_row, frame=frame, stream=STREAM_ROW, key=key)
+                    for ph in range(p)], axis=1)
+    got = line_normals(h, oy, range(p), line_is_row=line_is_row, frame=frame, stream=STREAM_ROW, key=key)
     assert got.shape == (h, p) and got.dtype == np.float64
     assert got.tobytes() == ref.tobytes()
 
