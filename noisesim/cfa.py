@@ -180,8 +180,15 @@ class CFA:
         (p, p) ndarray of int
             Colour of each tile position: 0 = R, 1 = G, 2 = B.
         """
+        return self._color_codes.copy()
+
+    @cached_property
+    def _color_codes(self) -> np.ndarray:
+        # computed once per CFA: the unprocessing asks for it per synthesized patch
         lut = {"R": 0, "G": 1, "B": 2}
-        return np.vectorize(lut.__getitem__)(self.colors).astype(np.int64)
+        codes = np.array([[lut[c] for c in row] for row in self.colors], dtype=np.int64)
+        codes.flags.writeable = False
+        return codes
 
     def shifted(self, dy: int, dx: int) -> "CFA":
         """The pattern seen by a crop whose top-left pixel is at (dy, dx) of this mosaic.

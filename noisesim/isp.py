@@ -30,7 +30,6 @@ References
 
 from __future__ import annotations
 
-import functools
 import math
 from dataclasses import dataclass
 
@@ -551,23 +550,13 @@ def unprocess_mosaic(srgb, meta: ISPMeta, cfa) -> np.ndarray:
     out = np.empty((h, w), dtype=np.float32)
     _unprocess_mosaic_lut_numba(
         np.ascontiguousarray(img), _decode_lut(), meta.rgb2cam_matrix.astype(np.float32), inv_gains,
-        np.float32(_HIGHLIGHT_INFLECTION), _column_colours(cfa.pattern, w), out,
+        np.float32(_HIGHLIGHT_INFLECTION), np.tile(cfa.color_index(), (1, w // cfa.period)), out,
     )
     return out
 
 
 def _as_cfa(cfa) -> CFA:
     return cfa if isinstance(cfa, CFA) else CFA(cfa)
-
-
-@functools.lru_cache(maxsize=64)
-def _column_colours(pattern: str, width: int) -> np.ndarray:
-    """(p, width) int64, read-only: ``CFA(pattern).color_index()`` tiled along a row, the colour of each
-    column per row phase. Cached: ``color_index`` goes through ``np.vectorize`` (~0.1 ms a call)."""
-    cfa = CFA(pattern)
-    tab = np.tile(cfa.color_index(), (1, width // cfa.period)).astype(np.int64)
-    tab.flags.writeable = False
-    return tab
 
 
 def mosaic(rgb, cfa) -> np.ndarray:
@@ -593,7 +582,7 @@ def mosaic(rgb, cfa) -> np.ndarray:
     cfa.check_mosaic(img[..., 0], "RGB image")
     h, w, _ = img.shape
     p = cfa.period
-    idx = _column_colours(cfa.pattern, p)
+    idx = cfa.color_index()
     out = np.empty((h, w), dtype=np.float32)
     for y in range(p):
         for x in range(p):
