@@ -15,6 +15,7 @@ import numpy as np
 from scipy import stats
 
 from noisesim.errors import CalibrationError
+from noisesim.kernels import INV_LN2, LN2_HI, LN2_LO  # the Cody–Waite split of ln 2 the noise kernel uses
 from noisesim.stats import TUKEY_LOGISTIC_EPS, tukey_lambda_ppf, tukey_lambda_ppf_logs
 
 from .kernels import USE_NUMBA
@@ -440,9 +441,6 @@ class _PPCC:
 # ISO. t = k·ln 2 + r (Cody–Waite, |r| ≤ ln2/2), expm1(r) by its Taylor series to r¹⁵ (truncation < 1e-18·|r|,
 # Estrin's scheme), expm1(t) = 2^k·expm1(r) + (2^k − 1) with 2^k from a table; within 2 ulp of libm for
 # |t| < _EXPM1_MAX_ABS (callers check), which the PPCC's |λ·log u| stays far below.
-_LN2_HI = 6.93147180369123816490e-01
-_LN2_LO = 1.90821492927058770002e-10
-_INV_LN2 = 1.44269504088896338700e00
 _EXPM1_TAYLOR = tuple(1.0 / math.factorial(k) for k in range(2, 16))  # 1/2!, …, 1/15!
 _POW2 = np.array([2.0**k for k in range(-64, 65)])  # 2^k at index k + 64
 _EXPM1_MAX_ABS = 40.0
@@ -450,8 +448,8 @@ _EXPM1_MAX_ABS = 40.0
 
 @nb.njit(inline="always", error_model="numpy")
 def _expm1_vec(t):  # pragma: no cover - compiled
-    k = np.rint(t * _INV_LN2)
-    r = (t - k * _LN2_HI) - k * _LN2_LO
+    k = np.rint(t * INV_LN2)
+    r = (t - k * LN2_HI) - k * LN2_LO
     c = _EXPM1_TAYLOR
     r2 = r * r
     r4 = r2 * r2
