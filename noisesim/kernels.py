@@ -384,10 +384,10 @@ def _poisson_inversion(mu, cols, n, gy, counter, counts, iota, flat, s, si, grp)
 
     All pixels of a group step in lockstep: step j adds p_j = p_{j−1}·μ/j to the CDF f and counts the steps
     where u > f_{j−1}. f only grows, so a pixel that has stopped stays stopped: the search, branch-free.
-    ``s`` (5, W) float64 scratch rows: u, μ, p_0 = exp(−μ), the count, and the exp pass's own row; ``si``
-    its int64 view; ``grp`` (5·INVERSION_GROUP,) float64 scratch.
+    ``s`` (4, W + INVERSION_GROUP) float64 scratch rows: u, μ, p_0 = exp(−μ) (each padded to whole groups),
+    and the exp pass's own row; ``si`` its int64 view; ``grp`` (5·INVERSION_GROUP,) float64 scratch.
     """
-    u, lam, p, k, exp_scratch = s[0], s[1], s[2], s[3], s[4]
+    u, lam, p, exp_scratch = s[0], s[1], s[2], s[3]
     ox = counter[C_OX]
     j0 = ox // PACKED
     _philox_blocks(iota, j0, (ox + cols[n - 1]) // PACKED - j0 + 1, gy, np.uint64(STREAM_SHOT_INVERSION << 16), counter,
@@ -397,20 +397,23 @@ def _poisson_inversion(mu, cols, n, gy, counter, counts, iota, flat, s, si, grp)
         u[i] = (np.float64(flat[cols[i] + off]) + 0.5) * INV_2_32
         lam[i] = mu[cols[i]]
         p[i] = -lam[i]
-    _exp_row(p, exp_scratch, si[4], n)  # p_0 = exp(−μ)
-    # Each group is copied into one flat scratch at fixed offsets (u, f, p_j, μ, count) with a fixed trip
-    # count, so LLVM sees that its rows cannot overlap and vectorizes the steps (over rows of the (6, W)
-    # scratch it does not: it cannot rule out aliasing).
+    _exp_row(p, exp_scratch, si[3], n)  # p_0 = exp(−μ)
     G = INVERSION_GROUP
+    for i in range(n, n + G):  # the last group's padding lanes: u = 0 ≤ f stops at once
+        u[i] = 0.0
+        p[i] = 1.0
+        lam[i] = 0.0
+    # Each group is copied into one flat scratch at fixed offsets (u, f, p_j, μ, count) with a fixed trip
+    # count, so LLVM sees that its rows cannot overlap and vectorizes the steps (over rows of the (5, W + G)
+    # scratch it does not: it cannot rule out aliasing); padded rows make the copy a plain one (a copy
+    # choosing per lane between a row's value and a padding value compiled to scalar loads).
     for g0 in range(0, n, G):
         m = G if G < n - g0 else n - g0
         for i in range(G):
-            live = i < m
-            j0 = g0 + i if live else g0
-            grp[i] = u[j0] if live else 0.0  # padding lanes: u = 0 ≤ f stops at once
-            grp[G + i] = p[j0] if live else 1.0
-            grp[2 * G + i] = p[j0] if live else 1.0
-            grp[3 * G + i] = lam[j0] if live else 0.0
+            grp[i] = u[g0 + i]
+            grp[G + i] = p[g0 + i]
+            grp[2 * G + i] = p[g0 + i]
+            grp[3 * G + i] = lam[g0 + i]
             grp[4 * G + i] = 0.0
         j = 0
         active = 1
@@ -426,14 +429,13 @@ def _poisson_inversion(mu, cols, n, gy, counter, counts, iota, flat, s, si, grp)
                 grp[2 * G + i] = pj
                 grp[G + i] += pj
         for i in range(m):
-            k[g0 + i] = grp[4 * G + i]
-    for i in range(n):
-        counts[cols[i]] = k[i]
+            counts[cols[g0 + i]] = grp[4 * G + i]
 
 
 @nb.njit(**_CALLEE, error_model="numpy")
 def _poisson_ptrs(mu, w, gy, counter, counts, words, iota, flat, s, logs, logsi, cols, tpos):
-    """counts[x] = Poisson(μ_x) for the pixels of the row with μ ≥ 10 by PTRS (Hörmann 1993), in rounds.
+    """counts[x] = Poisson(μ_x) for the pixels of the row with μ ≥ 10 by PTRS (Hörmann 1993), in rounds; 0 for
+    the others (the inversion fills those with 0 < μ < 10 afterwards).
 
     Round t is try t for every pixel still pending, from Philox block t (two pixels per block; ``words``
     (2, W) uint32: each pending pixel's two words, ``iota`` (W + 2,) int64: 0, 1, 2, …). The first
@@ -501,10 +503,13 @@ def _poisson_ptrs(mu, w, gy, counter, counts, words, iota, flat, s, logs, logsi,
             arg[tpos[j]] = log_x[j]
         # Accepted counts out, the rest compacted for the next try (branch-free: every count of this
         # algorithm's pixels is written, a rejected one is overwritten when its pixel is accepted later).
+        # Round 0 writes the whole row, 0 where μ < 10 (the inversion, run after, fills its pixels): a
+        # select between kk and the count already there compiled to a load through a selected pointer,
+        # scalar with a branch per pixel (17 % of this function's time on dataset patches).
         m = _ZERO
         if t == 0:
             for x in range(w):
-                counts[x] = kk[x] if lam[x] >= POISSON_INVERSION_MAX else counts[x]
+                counts[x] = kk[x] if lam[x] >= POISSON_INVERSION_MAX else 0.0
             for x in range(w):
                 cols[m] = x
                 lam[m] = lam[x]
@@ -614,7 +619,8 @@ def _rows_kernel(read_kind: int):
             elif dark_e != 0.0:
                 for x in range(w):
                     mu[x] += dark_e
-            # 2. shot noise: inversion for 0 < μ < 10, PTRS for μ ≥ 10, each on its compact list of columns
+            # 2. shot noise: PTRS for μ ≥ 10 (it writes the whole row, 0 elsewhere), then inversion for
+            # 0 < μ < 10 on its compact list of columns; μ ≤ 0 or NaN: 0
             if shot:
                 n_small = _ZERO
                 n_big = _ZERO
@@ -623,13 +629,15 @@ def _rows_kernel(read_kind: int):
                     small_cols[n_small] = x
                     n_small += 1 if (lam > 0.0) & (lam < POISSON_INVERSION_MAX) else 0
                     n_big += 1 if lam >= POISSON_INVERSION_MAX else 0
-                    d[x] = 0.0
-                if n_small > 0:
-                    _poisson_inversion(mu, small_cols, n_small, gy, counter, d, iota, flat, inversion_s, inversion_si,
-                                       grp)
                 if n_big > 0:
                     _poisson_ptrs(mu, w, gy, counter, d, words, iota, flat, ptrs_s, ptrs_logs, ptrs_logsi, big_cols,
                                   ptrs_tpos)
+                else:
+                    for x in range(w):
+                        d[x] = 0.0
+                if n_small > 0:
+                    _poisson_inversion(mu, small_cols, n_small, gy, counter, d, iota, flat, inversion_s, inversion_si,
+                                       grp)
                 for x in range(w):
                     d[x] = gain_k * d[x] + add[x]
             else:
@@ -722,7 +730,7 @@ def _new_scratch(w: int) -> tuple:
     numpy allocation or view compiled into the kernel costs ~0.1–0.2 s of a cold start), with the integer
     views the bit-level log/exp passes read."""
     f64 = lambda r: np.empty((r, w))  # noqa: E731
-    inversion_s, gauss_s = f64(5), f64(4)
+    inversion_s, gauss_s = np.empty((4, w + INVERSION_GROUP)), f64(4)
     ptrs_logs = np.empty((3, 3 * w))
     tukey_f32 = np.empty((3, 2 * w), dtype=np.float32)
     return (f64(2), np.empty((2, w), dtype=np.uint32), np.empty(PACKED * w + 2 * PACKED, dtype=np.uint32),
