@@ -602,14 +602,20 @@ def _rows_kernel(read_kind: int):
         j_row = counter[C_OX] // PACKED
         n_row_blocks = (counter[C_OX] + w - 1) // PACKED - j_row + 1
         off = counter[C_OX] - PACKED * j_row
+        non_finite = _ZERO
         for y in range(y0, h if h < y1 else y1):
             py = y % period
             gy = np.uint64(y + counter[C_OY])
             offset, gain, add = tiles[T_OFFSET, py], tiles[T_GAIN, py], tiles[T_ADD, py]
-            # 1. expected electrons
+            # 1. expected electrons; the clean values that are NaN or ±inf are counted on the way (c − c is NaN
+            # for them only) and make μ = 0 (an infinite mean would never be accepted), so the caller needs no
+            # pass of its own over the frame to refuse them
             for x in range(w):
-                v = clean[y, x] - offset[x]
-                mu[x] = (v if v > 0.0 else 0.0) * gain[x]
+                c = clean[y, x]
+                finite = c - c == 0.0
+                non_finite += 0 if finite else 1
+                v = c - offset[x]
+                mu[x] = (v if (v > 0.0) & finite else 0.0) * gain[x]
             if has_prnu:
                 for x in range(w):
                     mu[x] *= 1.0 + prnu_map[y, x]
@@ -679,6 +685,7 @@ def _rows_kernel(read_kind: int):
                     v = lo[x] if lo[x] > v else v
                     v = hi[x] if hi[x] < v else v
                 out[y, x] = (v - out_offset[x]) * out_scale[x]
+        return non_finite
 
     return fused_noise_rows_kind
 
@@ -706,9 +713,15 @@ def fused_noise_rows(clean, out, tiles, xs, counter, model, switches, row_offset
         The grouped arguments described above :func:`_philox_blocks`.
     y0, y1 : int
         First row and one past the last row to make.
+
+    Returns
+    -------
+    int
+        How many values of ``clean`` in these rows are NaN or ±inf (their output is meaningless; the caller
+        refuses the frame).
     """
-    ROWS_KERNELS[int(switches[S_READ_KIND])](clean, out, tiles, xs, counter, model, switches, row_offsets, col_offsets,
-                                            maps, y0, y1, _scratch(clean.shape[1]))
+    return ROWS_KERNELS[int(switches[S_READ_KIND])](clean, out, tiles, xs, counter, model, switches, row_offsets,
+                                                   col_offsets, maps, y0, y1, _scratch(clean.shape[1]))
 
 
 _SCRATCH = threading.local()  # this thread's scratch rows: (width, rows)
@@ -801,9 +814,16 @@ def fused_noise_serial(clean, out, tiles, counter, model, switches, row_offsets,
         Column offsets [DN].
     maps : tuple of three (H, W) or (0, 0) float32 ndarrays
         Dark shading [DN], PRNU [1], dark signal [e⁻] (``MAP_*``); (0, 0) where absent.
+
+    Returns
+    -------
+    int
+        How many values of ``clean`` are NaN or ±inf (their output is meaningless; the caller refuses the
+        frame).
     """
     row_tiles, xs = expand_tiles(tiles, clean.shape[1])
-    fused_noise_rows(clean, out, row_tiles, xs, counter, model, switches, row_offsets, col_offsets, maps, 0, clean.shape[0])
+    return fused_noise_rows(clean, out, row_tiles, xs, counter, model, switches, row_offsets, col_offsets, maps, 0,
+                            clean.shape[0])
 
 
 def fused_noise_numba(clean, out, tiles, counter, model, switches, row_offsets, col_offsets, maps):
@@ -834,17 +854,21 @@ def fused_noise_numba(clean, out, tiles, counter, model, switches, row_offsets, 
         Column offsets [DN].
     maps : tuple of three (H, W) or (0, 0) float32 ndarrays
         Dark shading [DN], PRNU [1], dark signal [e⁻] (``MAP_*``); (0, 0) where absent.
+
+    Returns
+    -------
+    int
+        How many values of ``clean`` are NaN or ±inf (their output is meaningless; the caller refuses the
+        frame).
     """
     h, w = clean.shape
     n_threads = nb.get_num_threads()
     row_tiles, xs = expand_tiles(tiles, w)
     args = (clean, out, row_tiles, xs, counter, model, switches, row_offsets, col_offsets, maps)
     if n_threads == 1 or h <= ROWS_PER_TASK:
-        fused_noise_rows(*args, 0, h)
-        return
+        return fused_noise_rows(*args, 0, h)
     jobs = [_pool(n_threads).submit(fused_noise_rows, *args, y, y + ROWS_PER_TASK) for y in range(0, h, ROWS_PER_TASK)]
-    for job in jobs:
-        job.result()
+    return sum(job.result() for job in jobs)
 
 
 # --------------------------------------------------------------------------------------------------
@@ -1140,7 +1164,16 @@ def fused_noise_numpy(clean, out, tiles, counter, model, switches, row_offsets, 
         Column offsets [DN].
     maps : tuple of three (H, W) or (0, 0) float32 ndarrays
         Dark shading [DN], PRNU [1], dark signal [e⁻] (``MAP_*``); (0, 0) where absent.
+
+    Returns
+    -------
+    int
+        How many values of ``clean`` are NaN or ±inf (their output is meaningless; the caller refuses the
+        frame).
     """
+    non_finite = int(np.count_nonzero(~np.isfinite(clean)))
+    if non_finite:  # refused by the caller; an infinite mean would never be accepted
+        return non_finite
     h, w = clean.shape
     oy, ox, frame, k0, k1 = (int(v) for v in counter)
     key = (k0, k1)
@@ -1181,3 +1214,4 @@ def fused_noise_numpy(clean, out, tiles, counter, model, switches, row_offsets, 
     if clip:
         d = np.clip(d, t(lo_tile), t(hi_tile))
     out[...] = (d - t(out_offset_tile)) * t(out_scale_tile)
+    return 0

@@ -298,8 +298,6 @@ def simulate(
     if not np.issubdtype(mosaic.dtype, np.number):
         raise ShapeError(f"clean must be numeric, got dtype {mosaic.dtype}")
     mosaic = np.ascontiguousarray(mosaic, dtype=np.float32)
-    if not np.all(np.isfinite(mosaic)):
-        raise ParameterError("clean contains NaN or infinite values")
     if input_unit not in INPUT_UNITS:
         raise ParameterError(f"input_unit must be one of {INPUT_UNITS}, got {input_unit!r}")
     if output_unit not in OUTPUT_UNITS:
@@ -403,8 +401,12 @@ def simulate(
     switches = np.array([components.shot, read_kind, components.row_per_channel, components.quantize,
                          components.dither and not components.quantize, components.clip], dtype=np.int64)
     maps_in = tuple(empty2 if m is None else np.ascontiguousarray(m, dtype=np.float32) for m in (ds, prnu, dark_map))
-    kernel(mosaic, out, tiles, counter, model, switches,
-           np.ascontiguousarray(rows, dtype=np.float64), np.ascontiguousarray(cols, dtype=np.float64), maps_in)
+    # The kernels count the NaN and infinite clean values as they read them (a separate pass cost 1.5–3 % of
+    # a 12 MP call): a frame holding any is refused after the fact, its output discarded.
+    non_finite = kernel(mosaic, out, tiles, counter, model, switches, np.ascontiguousarray(rows, dtype=np.float64),
+                        np.ascontiguousarray(cols, dtype=np.float64), maps_in)
+    if non_finite:
+        raise ParameterError(f"clean contains NaN or infinite values ({non_finite} of {mosaic.size})")
     if dtype == np.uint16:
         out = out.astype(np.uint16)
     return cfa.pack(out) if packed else out

@@ -249,6 +249,19 @@ def test_bad_input_errors(kwargs, exc, match):
         simulate(args.pop("clean"), args.pop("params"), args.pop("sensor"), **args)
 
 
+@pytest.mark.parametrize("bad", [np.nan, np.inf, -np.inf])
+@pytest.mark.parametrize("backend,parallel", [("numba", False), ("numba", True), ("numpy", None)])
+def test_one_non_finite_clean_value_is_refused_by_every_kernel(bad, backend, parallel):
+    # the kernels count non-finite clean values as they read them (no separate pass): a single one anywhere,
+    # in any row task of the threaded kernel, with or without shot noise, is refused
+    for y, x, components in [(0, 0, NoiseComponents()), (97, 61, NoiseComponents()), (127, 63, NoiseComponents.only("read"))]:
+        clean = np.full((128, 64), 0.25, np.float32)
+        clean[y, x] = bad
+        with pytest.raises(ParameterError, match=r"NaN or infinite values \(1 of 8192\)"):
+            simulate(clean, NoiseParams(1.0, read_sigma_dn=1.0), SENSOR14, components=components, rng=0, backend=backend,
+                     parallel=parallel)
+
+
 def test_parameter_validation():
     with pytest.raises(ParameterError, match="gain_k_dn_per_e"):
         NoiseParams(0.0)
