@@ -40,6 +40,7 @@ the log test's argument, and the inversion steps run on groups copied to one fla
 from __future__ import annotations
 
 import math
+import sys
 import threading
 
 import numba as nb
@@ -353,6 +354,9 @@ INVERSION_GROUP = 32
 # A count that starts at 0 and is passed to a compiled callee starts as np.int64, not the literal 0: numba
 # would otherwise compile the callee a second time for the literal type (doubling the cold start).
 _ZERO = np.int64(0)
+# Two consecutive 32-bit words read as one 64-bit word (PTRS takes a pixel's two words so: one contiguous
+# load instead of two strided ones, which LLVM left scalar): where each word sits depends on byte order.
+_FIRST_WORD_SHIFT, _SECOND_WORD_SHIFT = (np.uint64(0), np.uint64(32)) if sys.byteorder == "little" else (np.uint64(32), np.uint64(0))
 _ACCEPT, _REJECT = -1.0, -2.0  # PTRS decisions, coded where the log test's (positive) argument goes
 
 
@@ -433,14 +437,15 @@ def _poisson_inversion(mu, cols, n, gy, counter, counts, iota, flat, s, si, grp)
 
 
 @nb.njit(**_CALLEE, error_model="numpy")
-def _poisson_ptrs(mu, w, gy, counter, counts, words, iota, flat, s, logs, logsi, cols, tpos):
+def _poisson_ptrs(mu, w, gy, counter, counts, words, iota, flat, flat64, s, logs, logsi, cols, tpos):
     """counts[x] = Poisson(μ_x) for the pixels of the row with μ ≥ 10 by PTRS (Hörmann 1993), in rounds; 0 for
     the others (the inversion fills those with 0 < μ < 10 afterwards).
 
     Round t is try t for every pixel still pending, from Philox block t (two pixels per block; ``words``
     (2, W) uint32: each pending pixel's two words, ``iota`` (W + 2,) int64: 0, 1, 2, …). The first
     round runs on the whole row (contiguous rows, no gathers; pixels with μ < 10 make a dummy try that
-    decides nothing and writes nothing) from the row's blocks made at once into ``flat``; later rounds run
+    decides nothing and writes nothing) from the row's blocks made at once into ``flat`` (read through ``flat64``, its
+    uint64 view: a pixel's two words in one load); later rounds run
     on the compact list of pending pixels, one block each. The squeeze decides most tries; the three logs
     of the exact test are evaluated only for the undecided ones, gathered into contiguous rows. One loop
     of each kind serves every round (each compiled loop costs a cold start time).
@@ -456,10 +461,11 @@ def _poisson_ptrs(mu, w, gy, counter, counts, words, iota, flat, s, logs, logsi,
     wu, wv = words[0], words[1]
     j0 = ox // 2
     _philox_blocks(iota, j0, (ox + w - 1) // 2 - j0 + 1, gy, np.uint64(STREAM_SHOT << 16), counter, flat)
-    base = 2 * ox - PACKED * j0
+    base = ox - 2 * j0  # pixel x's two words: flat[2·(x + base)] and the next, i.e. flat64[x + base]
     for x in range(w):  # round 0: every pixel of the row, its two words of the row's blocks, contiguous
-        wu[x] = flat[2 * x + base]
-        wv[x] = flat[2 * x + base + 1]
+        pair = flat64[x + base]
+        wu[x] = np.uint32(pair >> _FIRST_WORD_SHIFT)
+        wv[x] = np.uint32(pair >> _SECOND_WORD_SHIFT)
         lam[x] = mu[x]
     n = w
     t = 0
@@ -469,9 +475,9 @@ def _poisson_ptrs(mu, w, gy, counter, counts, words, iota, flat, s, logs, logsi,
                 tpos[i] = (cols[i] + ox) // 2
             _philox_blocks(tpos, _ZERO, n, gy, np.uint64(STREAM_SHOT << 16 | t), counter, flat)
             for i in range(n):  # the pixel's two words of its block
-                pos = PACKED * i + 2 * ((cols[i] + ox) & 1)
-                wu[i] = flat[pos]
-                wv[i] = flat[pos + 1]
+                pair = flat64[2 * i + ((cols[i] + ox) & 1)]
+                wu[i] = np.uint32(pair >> _FIRST_WORD_SHIFT)
+                wv[i] = np.uint32(pair >> _SECOND_WORD_SHIFT)
         # The try and the squeeze; the decision is coded in arg (the log test's argument, > 0 when the
         # test is still to be made), so this loop writes two rows only and LLVM vectorizes it.
         for i in range(n):
@@ -594,7 +600,7 @@ def _rows_kernel(read_kind: int):
         has_prnu = prnu_map.shape[0] > 0
         has_dark = dark_map.shape[0] > 0
         # Rows of W: expected electrons, the DN value being built, and each stage's own scratch.
-        (rows, words, flat, int_rows, iota, inversion_s, inversion_si, ptrs_s, ptrs_logs, ptrs_logsi, gauss_s,
+        (rows, words, flat, flat64, int_rows, iota, inversion_s, inversion_si, ptrs_s, ptrs_logs, ptrs_logsi, gauss_s,
          gauss_si, tukey_f32, tukey_f32i, grp) = scratch
         mu, d = rows[0], rows[1]
         small_cols, big_cols, ptrs_tpos = int_rows[0], int_rows[1], int_rows[2]
@@ -636,8 +642,8 @@ def _rows_kernel(read_kind: int):
                     n_small += 1 if (lam > 0.0) & (lam < POISSON_INVERSION_MAX) else 0
                     n_big += 1 if lam >= POISSON_INVERSION_MAX else 0
                 if n_big > 0:
-                    _poisson_ptrs(mu, w, gy, counter, d, words, iota, flat, ptrs_s, ptrs_logs, ptrs_logsi, big_cols,
-                                  ptrs_tpos)
+                    _poisson_ptrs(mu, w, gy, counter, d, words, iota, flat, flat64, ptrs_s, ptrs_logs, ptrs_logsi,
+                                  big_cols, ptrs_tpos)
                 else:
                     for x in range(w):
                         d[x] = 0.0
@@ -746,7 +752,8 @@ def _new_scratch(w: int) -> tuple:
     inversion_s, gauss_s = np.empty((4, w + INVERSION_GROUP)), f64(4)
     ptrs_logs = np.empty((3, 3 * w))
     tukey_f32 = np.empty((3, 2 * w), dtype=np.float32)
-    return (f64(2), np.empty((2, w), dtype=np.uint32), np.empty(PACKED * w + 2 * PACKED, dtype=np.uint32),
+    flat = np.empty(PACKED * w + 2 * PACKED, dtype=np.uint32)
+    return (f64(2), np.empty((2, w), dtype=np.uint32), flat, flat.view(np.uint64),
             np.empty((3, w), dtype=np.int64), np.arange(w + 2, dtype=np.int64), inversion_s, inversion_s.view(np.int64), f64(5), ptrs_logs,
             ptrs_logs.view(np.int64), gauss_s, gauss_s.view(np.int64), tukey_f32, tukey_f32.view(np.int32),
             np.empty(5 * INVERSION_GROUP))
