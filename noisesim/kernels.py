@@ -492,14 +492,15 @@ def _poisson_ptrs(mu, w, gy, counter, counts, words, iota, flat, flat64, s, logs
         for i in range(n):  # positions of the undecided (branch-free), then their values gathered into rows
             tpos[nt] = i
             nt += 1 if arg[i] > 0.0 else 0
-        for j in range(nt):
-            log_x[j] = arg[tpos[j]]
-        for j in range(nt):
-            t_lam[j] = lam[tpos[j]]
-            log_x[nt + j] = t_lam[j]
-        for j in range(nt):
-            t_k[j] = kk[tpos[j]]
-            log_x[2 * nt + j] = t_k[j] + 1.0  # k ≥ 0 here (k < 0 is rejected)
+        for j in range(nt):  # one pass of gathers (they are scalar loads whatever the loop)
+            i = tpos[j]
+            log_x[j] = arg[i]
+            lam_i = lam[i]
+            t_lam[j] = lam_i
+            log_x[nt + j] = lam_i
+            k = kk[i]
+            t_k[j] = k
+            log_x[2 * nt + j] = k + 1.0  # k ≥ 0 here (k < 0 is rejected)
         _log_row(log_x, logsi[0], log_m, logsi[1], log_e, 3 * nt)
         for j in range(nt):  # the exact test, vectorized over the gathered rows (decision into log_x[:nt])
             k = t_k[j]
