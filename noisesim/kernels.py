@@ -637,9 +637,11 @@ def _rows_kernel(read_kind: int):
             if shot:
                 n_small = _ZERO
                 n_big = _ZERO
+                # Counted first, in a loop of its own that vectorizes; the inversion's columns are listed (a
+                # scalar loop) only in a row that has some (counting while listing was 2.5 % slower on the
+                # mixed scene, 5 % on the bright one).
                 for x in range(w):
                     lam = mu[x]
-                    small_cols[n_small] = x
                     n_small += 1 if (lam > 0.0) & (lam < POISSON_INVERSION_MAX) else 0
                     n_big += 1 if lam >= POISSON_INVERSION_MAX else 0
                 if n_big > 0:
@@ -649,6 +651,11 @@ def _rows_kernel(read_kind: int):
                     for x in range(w):
                         d[x] = 0.0
                 if n_small > 0:
+                    n_listed = _ZERO
+                    for x in range(w):
+                        lam = mu[x]
+                        small_cols[n_listed] = x
+                        n_listed += 1 if (lam > 0.0) & (lam < POISSON_INVERSION_MAX) else 0
                     _poisson_inversion(mu, small_cols, n_small, gy, counter, d, iota, flat, inversion_s, inversion_si,
                                        grp)
                 for x in range(w):
