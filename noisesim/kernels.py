@@ -218,8 +218,9 @@ def _cos_poly(a):
 
 
 @nb.njit(**_INLINED, error_model="numpy")
-def _log_row32(x, xi, m, mi, e, n):
-    """In place x[:n] = log(x[:n]) in float32 (positive normal floats); xi, mi are int32 views of x and m."""
+def _log_row32(x, xi, m, mi, e, n, factor):
+    """In place x[:n] = log(x[:n]) · factor in float32 (positive normal floats; the log rounded to float32, then
+    the product: what a pass of its own would give); xi, mi are int32 views of x and m."""
     c = _ATANH_C32
     for i in range(n):
         b = xi[i]
@@ -235,12 +236,15 @@ def _log_row32(x, xi, m, mi, e, n):
         s = f / (F32(2.0) + f)
         z = s * s
         p = ((c[3] * z + c[2]) * z + c[1]) * z + c[0]
-        x[i] = ee * LN2_32 + F32(2.0) * s * (F32(1.0) + z * p)
+        log_x = ee * LN2_32 + F32(2.0) * s * (F32(1.0) + z * p)
+        x[i] = log_x * factor
 
 
 @nb.njit(**_INLINED, error_model="numpy")
-def _expm1_row32(x, a, ai, n):
-    """In place x[:n] = expm1(x[:n]) in float32 for |x| < 80; a/ai are float32/int32 views of one scratch row."""
+def _expm1_row32_reduced(x, a, ai, n):
+    """First half of an in-place float32 expm1 for |x| < 80: x[:n] = expm1(r) and a[:n] = 2^k with
+    x = k·ln 2 + r (a/ai float32/int32 views of one scratch row); expm1(x) is then a·x + (a − 1), made where
+    it is used (:func:`_tukey_add`, one pass for both halves of a row)."""
     c = _EXPM1_C32
     for i in range(n):
         t = x[i]
@@ -249,9 +253,6 @@ def _expm1_row32(x, a, ai, n):
         p = ((((c[5] * r + c[4]) * r + c[3]) * r + c[2]) * r + c[1]) * r + c[0]
         x[i] = r + r * r * p
         ai[i] = np.int32(k + F32(127.0)) << 23
-    for i in range(n):
-        sc = a[i]
-        x[i] = sc * x[i] + (sc - F32(1.0))
 
 
 @nb.njit(**_INLINED, error_model="numpy")
@@ -547,18 +548,20 @@ def _tukey_add(flat, off, w, lam, scale, d, f32, f32i):
         wx = flat[x + off]
         ab[x] = F32((np.float64(wx) + 0.5) * INV_2_32)
         ab[w + x] = F32((np.float64(wx ^ mask32) + 0.5) * INV_2_32)
-    _log_row32(ab, abi, fm, fmi, fe, 2 * w)
-    if abs(lam) < TUKEY_LOGISTIC_EPS:
+    logistic = abs(lam) < TUKEY_LOGISTIC_EPS
+    lam32 = F32(lam)
+    _log_row32(ab, abi, fm, fmi, fe, 2 * w, F32(1.0) if logistic else lam32)  # λ·log u, λ·log(1 − u)
+    if logistic:
         for x in range(w):
             d[x] += scale * np.float64(ab[x] - ab[w + x])
     else:
-        # Q = (expm1(λ log u) − expm1(λ log(1 − u))) / λ
-        lam32 = F32(lam)
-        for x in range(2 * w):
-            ab[x] = ab[x] * lam32
-        _expm1_row32(ab, fm, fmi, 2 * w)
+        # Q = (expm1(λ log u) − expm1(λ log(1 − u))) / λ; each expm1 finished here, both in one pass
+        _expm1_row32_reduced(ab, fm, fmi, 2 * w)
         for x in range(w):
-            d[x] += scale * np.float64((ab[x] - ab[w + x]) / lam32)
+            s_u, s_v = fm[x], fm[w + x]
+            e_u = s_u * ab[x] + (s_u - F32(1.0))
+            e_v = s_v * ab[w + x] + (s_v - F32(1.0))
+            d[x] += scale * np.float64((e_u - e_v) / lam32)
 
 
 @nb.njit(**_CALLEE, error_model="numpy")
@@ -1084,7 +1087,7 @@ def log32_numpy(x: np.ndarray) -> np.ndarray:
 
 
 def expm1_32_numpy(t: np.ndarray) -> np.ndarray:
-    """Reference of the kernel's float32 expm1 (:func:`_expm1_row32`).
+    """Reference of the kernel's float32 expm1 (:func:`_expm1_row32_reduced` and its finish in :func:`_tukey_add`).
 
     Parameters
     ----------
