@@ -357,7 +357,8 @@ INVERSION_GROUP = 32
 _ZERO = np.int64(0)
 # Two consecutive 32-bit words read as one 64-bit word (PTRS takes a pixel's two words so: one contiguous
 # load instead of two strided ones, which LLVM left scalar): where each word sits depends on byte order.
-_FIRST_WORD_SHIFT, _SECOND_WORD_SHIFT = (np.uint64(0), np.uint64(32)) if sys.byteorder == "little" else (np.uint64(32), np.uint64(0))
+_FIRST_WORD_SHIFT, _SECOND_WORD_SHIFT = ((np.uint64(0), np.uint64(32)) if sys.byteorder == "little"
+                                         else (np.uint64(32), np.uint64(0)))
 _ACCEPT, _REJECT = -1.0, -2.0  # PTRS decisions, coded where the log test's (positive) argument goes
 
 
@@ -445,11 +446,12 @@ def _poisson_ptrs(mu, w, gy, counter, counts, words, iota, flat, flat64, s, logs
     Round t is try t for every pixel still pending, from Philox block t (two pixels per block; ``words``
     (2, W) uint32: each pending pixel's two words, ``iota`` (W + 2,) int64: 0, 1, 2, …). The first
     round runs on the whole row (contiguous rows, no gathers; pixels with μ < 10 make a dummy try that
-    decides nothing and writes nothing) from the row's blocks made at once into ``flat`` (read through ``flat64``, its
-    uint64 view: a pixel's two words in one load); later rounds run
-    on the compact list of pending pixels, one block each. The squeeze decides most tries; the three logs
-    of the exact test are evaluated only for the undecided ones, gathered into contiguous rows. One loop
-    of each kind serves every round (each compiled loop costs a cold start time).
+    decides nothing and writes nothing) from the row's blocks made at once into ``flat`` (read through
+    ``flat64``, its uint64 view: a pixel's two words in one load); later rounds run on the compact list of
+    pending pixels, one block each. The squeeze decides 39 % of the tries at μ = 10, 64 % at 50, 78 % at
+    1000 (a try is accepted with probability 0.75, 0.84, 0.88); the three logs of the exact test are
+    evaluated only for the undecided ones, gathered into contiguous rows. One loop of each kind serves every
+    round (each compiled loop costs a cold start time).
     ``s`` (5, W) float64 scratch rows: μ, k and the log test's argument (or decision) per pending pixel, μ and
     k per undecided one; ``logs`` (3, 3·W) float64: the undecided ones' three log arguments one after the
     other (one log pass for all three; the first then holds the decision), the log pass's mantissa and
