@@ -55,7 +55,10 @@ def load_revision(rev: str, into: Path):
     tar_path = into / "rev.tar"
     tar_path.write_bytes(res.stdout)
     with tarfile.open(tar_path) as tar:
-        tar.extractall(into, filter="data")
+        try:
+            tar.extractall(into, filter="data")
+        except TypeError:  # a Python without extraction filters (before 3.10.12 / 3.11.4): our own git tree
+            tar.extractall(into)
     (into / "noisesim").rename(into / AB_PACKAGE)
     sys.path.insert(0, str(into))
     return importlib.import_module(f"{AB_PACKAGE}.kernels")
