@@ -77,7 +77,9 @@ def _synthesis_classes():
     return getattr(module, "_Job"), getattr(module, "_Synth")
 
 
-def _job(patch: int, storage: str = "float32"):
+def synthesis_job(patch: int, storage: str = "float32"):
+    """The benchmarks' generation job: the SonyA7S2 card, built-in dead leaves, ``patch``² mosaics, ISO
+    800–3200, exposure ratio 100–300, no blur, seed 0 (also used by ``bench_kernel_ab.py --patches``)."""
     from noisesim.card import load_card
     from noisesim.dataset import parse_ratio
     from noisesim.params import NoiseComponents
@@ -97,7 +99,7 @@ def stage_breakdown(patch: int, n: int, warmup: int) -> dict:
         from noisesim.dataset.synthesis import seal
     except ImportError:
         seal = None
-    synth = synth_cls(_job(patch))
+    synth = synth_cls(synthesis_job(patch))
     synth.parallel = False
     with tempfile.TemporaryDirectory() as d:
         w = writer_cls(Path(d) / "w.h5", 0, n + warmup, synth.shape, np.dtype(np.float32), 0, False, None, {}, "{}", resume=False)
@@ -246,7 +248,7 @@ def steady_state(patch: int, workers: int, warm: int, n: int) -> tuple[float, fl
     todo = range((warm + n) * workers)
     start = warm * workers
     t0 = c0 = k0 = None
-    for k, _sample in enumerate(produce(_job(patch), todo, workers)):
+    for k, _sample in enumerate(produce(synthesis_job(patch), todo, workers)):
         if k == start:
             t0, c0, k0 = time.perf_counter(), time.process_time(), _live_children_cpu()
         if k == len(todo) - 1:

@@ -143,7 +143,7 @@ def main(argv=None) -> int:
             import bench_generate
             from noisesim.dataset import Synthesizer
 
-            synth = Synthesizer(bench_generate._job(256))
+            synth = Synthesizer(bench_generate.synthesis_job(256))
             synth.parallel = False
             batches[f"dataset, {args.patches} pairs of 256²"] = captured_calls(
                 lambda: [synth.sample(i) for i in range(args.patches)])
