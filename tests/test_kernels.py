@@ -137,13 +137,19 @@ def _case(name):
     elif name == "quad_low_light":
         sensor = Sensor("QUAD_BGGR", 10, 64, 1023)
         ratio = 300.0
+    elif name == "ptrs_minority_rows":
+        # Dark rows with a share of bright pixels growing from 0 to all down the frame: below half, PTRS's
+        # first round runs on its own list of pixels instead of the whole row (both must give these bytes).
+        share = np.linspace(0.0, 1.0, H)[:, None]
+        bright = rng.uniform(0, 1, (H, W)) < share
+        clean = np.where(bright, rng.uniform(0.002, 0.2, (H, W)), rng.uniform(0, 6e-4, (H, W))).astype(np.float32)
     elif name == "shot_only_dark":
         comps = NoiseComponents.only("shot", "dark_current")
         clean[:] = 0
     return clean, NoiseParams(**base), sensor, comps, maps, ratio
 
 
-CASES = ["tukey", "gaussian", "logistic", "positive_lambda_float_path", "no_dither", "grbg_maps", "quad_low_light", "shot_only_dark"]
+CASES = ["tukey", "gaussian", "logistic", "positive_lambda_float_path", "no_dither", "grbg_maps", "quad_low_light", "ptrs_minority_rows", "shot_only_dark"]
 
 
 @pytest.mark.parametrize("name", CASES)
