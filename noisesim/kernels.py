@@ -450,10 +450,10 @@ def _poisson_ptrs(mu, w, n_big, gy, counter, counts, words, iota, flat, flat64, 
     nothing) from the row's blocks made at once into ``flat`` (read through ``flat64``, its uint64 view: a
     pixel's two words in one load); in a row with fewer, as on dark dataset patches, it runs on their list
     (the dummy tries cost more than the gathers: 256² patches ×0.94, same bytes). Later rounds run on the
-    compact list of pending pixels, one block each. The squeeze decides 39 % of the tries at μ = 10, 64 % at 50, 78 % at
-    1000 (a try is accepted with probability 0.75, 0.84, 0.88); the three logs of the exact test are
-    evaluated only for the undecided ones, gathered into contiguous rows. One loop of each kind serves every
-    round (each compiled loop costs a cold start time).
+    compact list of pending pixels, one block each. The squeeze decides 39 % of the tries at μ = 10, 64 % at
+    50, 78 % at 1000 (a try is accepted with probability 0.75, 0.84, 0.88); the three logs of the exact test
+    are evaluated only for the undecided ones, gathered into contiguous rows. One loop of each kind serves
+    every round (each compiled loop costs a cold start time).
     ``s`` (5, W) float64 scratch rows: μ, k and the log test's argument (or decision) per pending pixel, μ and
     k per undecided one; ``logs`` (3, 3·W) float64: the undecided ones' three log arguments one after the
     other (one log pass for all three; the first then holds the decision), the log pass's mantissa and
@@ -525,12 +525,12 @@ def _poisson_ptrs(mu, w, n_big, gy, counter, counts, words, iota, flat, flat64, 
             arg[tpos[j]] = log_x[j]
         # Accepted counts out, the rest compacted for the next try (branch-free: every count of this
         # algorithm's pixels is written, a rejected one is overwritten when its pixel is accepted later).
-        # Round 0 writes the whole row, 0 where μ < 10 (the inversion, run after, fills its pixels): a
-        # select between kk and the count already there compiled to a load through a selected pointer,
-        # scalar with a branch per pixel (17 % of this function's time on dataset patches).
+        # A whole-row round 0 writes the whole row, 0 where μ < 10 (the inversion, run after, fills its
+        # pixels): a select between kk and the count already there compiled to a load through a selected
+        # pointer, scalar with a branch per pixel (17 % of this function's time on dataset patches).
         m = _ZERO
         if not listed:
-            listed = True
+            listed = True  # the pixels still pending are listed from here on
             for x in range(w):
                 counts[x] = kk[x] if lam[x] >= POISSON_INVERSION_MAX else 0.0
             for x in range(w):
