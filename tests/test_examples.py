@@ -46,10 +46,12 @@ def test_generate_on_cluster_example(tmp_path):
 
 
 FAKE_SBATCH = """#!/bin/bash
-# Stands in for SLURM's sbatch: runs the job script dask-jobqueue wrote, detached, as the batch job.
+# Stands in for SLURM's sbatch: runs the job script dask-jobqueue wrote, detached, as the batch job. Like
+# sbatch it runs its own copy: dask-jobqueue deletes its temporary script as soon as sbatch returns, which
+# can be before a detached bash has opened it (a loaded CI machine lost that race).
 echo "$@" >> "{log}"
 cp "${{@: -1}}" "{log}.script"
-setsid bash "${{@: -1}}" > "{log}.job" 2>&1 < /dev/null &
+setsid bash "{log}.script" > "{log}.job" 2>&1 < /dev/null &
 echo "Submitted batch job $!"
 """
 FAKE_SCANCEL = """#!/bin/bash
