@@ -12,8 +12,10 @@ Three ways in:
 * **in memory**: :func:`frame_from_array` / :func:`frame_from_loader` (tests, benchmarks, synthetic runs).
 
 A frame is described by a :class:`FrameInfo` whose ``load()`` returns the (H, W) mosaic in DN; pixels
-are read when the estimators stream over them, never all at once. Files that cannot be used become
-:class:`CaptureProblem` entries naming the file; the rest of the capture is still used.
+are read when the estimators stream over them, never all at once. In a folder, files that cannot be used
+become :class:`CaptureProblem` entries naming the file and the rest of the capture is still used; in a
+manifest, where the user named each file, such a file is an error. A frame with NaN or inf pixels is refused
+wherever it is read (:func:`check_finite`).
 """
 
 from __future__ import annotations
@@ -36,6 +38,8 @@ __all__ = [
     "capture_camera",
     "CaptureProblem",
     "check_consistency",
+    "check_finite",
+    "check_levels",
     "DARK_FOLDERS",
     "FLAT_FOLDERS",
     "frame_from_array",
@@ -157,6 +161,7 @@ class FrameInfo:
         a = self.loader()
         if a.shape != self.shape:
             raise InputFileError(f"{self.path}: frame shape changed from {self.shape} to {a.shape} since it was scanned")
+        check_finite(a, self.path)
         return a
 
 
@@ -386,6 +391,51 @@ def pixel_hash(a: np.ndarray) -> str:
     return h.hexdigest()
 
 
+def check_finite(a: np.ndarray, path: str) -> None:
+    """Refuse a frame with NaN or ±inf pixels: corrupt data, which the estimators would drop or spread silently.
+
+    Integer frames cannot hold them and cost nothing; a float frame costs one ``isfinite`` over its pixels.
+
+    Parameters
+    ----------
+    a : ndarray
+        A frame [DN].
+    path : str
+        Named in the error.
+
+    Raises
+    ------
+    InputFileError
+        Naming the file and how many values are not finite.
+    """
+    if a.dtype.kind in "fc":
+        finite = np.isfinite(a)
+        if not finite.all():
+            n = a.size - int(np.count_nonzero(finite))
+            raise InputFileError(f"{path}: {n} non-finite value{'s' if n != 1 else ''} (NaN or inf) of {a.size} pixels; "
+                                 "a frame must hold finite DN")
+
+
+def check_levels(black_level_dn, white_level_dn, path: str) -> None:
+    """Refuse per-site levels outside ``0 <= black < white`` (a swapped or mistyped manifest column).
+
+    Parameters
+    ----------
+    black_level_dn, white_level_dn : 4 floats
+        Per colour site, Bayer reading order [DN].
+    path : str
+        The file (or manifest row) named in the error.
+
+    Raises
+    ------
+    CalibrationError
+    """
+    for site, (b, w) in enumerate(zip(black_level_dn, white_level_dn)):
+        if not (0 <= b < w):
+            raise CalibrationError(f"{path}: black level {b:g} DN and white level {w:g} DN (site {site} in Bayer reading "
+                                   "order) must satisfy 0 <= black < white")
+
+
 def _raw_loader(path: str) -> Callable[[], np.ndarray]:
     def load() -> np.ndarray:
         return read_raw(path).mosaic
@@ -476,10 +526,11 @@ def frame_from_loader(loader: Callable[[], np.ndarray], *, shape, kind: str, iso
     """
     if kind not in KINDS:
         raise CalibrationError(f"{label}: kind must be one of {KINDS}, got {kind!r}")
+    black, white = _four_levels(black_level_dn, label), _four_levels(white_level_dn, label, "white_level")
+    check_levels(black, white, label)
     return FrameInfo(
         path=label, kind=kind, iso=float(iso), exposure_s=float(exposure_s), shape=tuple(int(s) for s in shape),
-        cfa=CFA(cfa).pattern, black_level_dn=_four_levels(black_level_dn, label),
-        white_level_dn=_four_levels(white_level_dn, label, "white_level"),
+        cfa=CFA(cfa).pattern, black_level_dn=black, white_level_dn=white,
         kind_source="given", loader=loader, integer_valued=integer_valued,
     )
 
@@ -561,7 +612,14 @@ def read_manifest(path, *, progress: Callable[[Iterable], Iterable] | None = Non
     Returns
     -------
     Capture
-        Rows that cannot be used are in ``problems``, naming the file.
+        Every listed frame (byte-identical copies used once, in ``problems``).
+
+    Raises
+    ------
+    InputFileError
+        When a listed frame cannot be used (missing, unreadable, truncated, not a 2-D mosaic, non-finite
+        pixels, a resolution or CFA unlike the rest, bad levels): the first such entry, naming the manifest
+        row and the file, and how many more there are.
     """
     path = Path(path)
     try:
@@ -595,9 +653,12 @@ def read_manifest(path, *, progress: Callable[[Iterable], Iterable] | None = Non
         try:
             frames.append(_manifest_frame(row, path.parent, where))
         except (CalibrationError, InputFileError) as exc:
-            problems.append(CaptureProblem(str(row.get("path", where)), str(exc)))
+            problems.append(CaptureProblem(where, str(exc)))
+    if problems:  # the user named each file: one that cannot be used is an error, not a frame quietly left out
+        more = f" (and {len(problems) - 1} more unusable entr{'ies' if len(problems) > 2 else 'y'})" if len(problems) > 1 else ""
+        raise InputFileError(f"{problems[0]}{more}")
     capture = Capture(frames, problems, source=str(path))
-    return check_consistency(capture)
+    return check_consistency(capture, strict=True)
 
 
 def _manifest_frame(row: dict, base: Path, where: str) -> FrameInfo:
@@ -615,6 +676,7 @@ def _manifest_frame(row: dict, base: Path, where: str) -> FrameInfo:
     is_array = fpath.suffix.lower() in ARRAY_EXTENSIONS
     if is_array:
         a = _read_mosaic_array(fpath)
+        check_finite(a, str(fpath))
         shape, integer = a.shape, a.dtype.kind in "ui" or bool(np.all(a == np.round(a)))
         digest = pixel_hash(a)
         missing = [k for k in ("iso", "exposure_s", "black_level", "white_level", "cfa") if k not in row]
@@ -643,6 +705,7 @@ def _manifest_frame(row: dict, base: Path, where: str) -> FrameInfo:
         loader = _raw_loader(str(fpath))
         camera = read_camera(fpath)
     iso_f = _manifest_number(iso, "iso", str(fpath))
+    check_levels(black, white, str(fpath))
     try:
         cfa = CFA(cfa).pattern
     except CFAError as exc:
@@ -736,7 +799,7 @@ def scan_capture(path, *, progress: Callable[[Iterable], Iterable] | None = None
     return check_consistency(capture)
 
 
-def check_consistency(capture: Capture) -> Capture:
+def check_consistency(capture: Capture, *, strict: bool = False) -> Capture:
     """Drop byte-identical copies of a frame (a file manager's ``flat (1).dng``: it would pair a frame with
     itself) and frames whose resolution or CFA disagrees with the majority, naming each file.
 
@@ -744,6 +807,8 @@ def check_consistency(capture: Capture) -> Capture:
     ----------
     capture : Capture
         As scanned.
+    strict : bool
+        A frame whose resolution or CFA disagrees is an error instead (a manifest, where the user listed it).
 
     Returns
     -------
@@ -768,6 +833,10 @@ def check_consistency(capture: Capture) -> Capture:
     (shape, cfa), _ = keyed.most_common(1)[0]
     keep = []
     for f in capture.frames:
+        if strict and (f.shape, f.cfa) != (shape, cfa):
+            what = (f"resolution {f.shape[1]}×{f.shape[0]} differs from the rest of the capture ({shape[1]}×{shape[0]})"
+                    if f.shape != shape else f"CFA {f.cfa} differs from the rest of the capture ({cfa})")
+            raise InputFileError(f"{capture.source}: {f.path}: {what}")
         if f.shape != shape:
             capture.problems.append(CaptureProblem(f.path, f"resolution {f.shape[1]}×{f.shape[0]} differs from the rest of the capture ({shape[1]}×{shape[0]}); skipped"))
         elif f.cfa != cfa:

@@ -84,6 +84,99 @@ def test_calibrate_bad_files(files, capsys):
     assert "complex.npy" in proc.stderr and "complex64" in proc.stderr and "Traceback" not in proc.stderr
 
 
+@pytest.fixture(scope="module")
+def small_capture(tmp_path_factory):
+    """A usable manifest capture: 4 darks and 3 flat pairs of 32×32 uint16 at ISO 100 (RGGB, black 512 DN,
+    white 16383 DN: the SonyA7S2 card's levels). Returns (folder, the manifest's lines)."""
+    from noisesim.calibration.synthetic import SyntheticSpec, synthetic_frames
+    from noisesim.params import NoiseParams, Sensor
+
+    folder = tmp_path_factory.mktemp("small_capture")
+    frames = synthetic_frames({100: NoiseParams(0.5, "tukey", 3.0, 0.0, 2.0, 0.0, 0.0)}, Sensor("RGGB", 14, (512,) * 4, 16383),
+                              (32, 32), SyntheticSpec(n_darks=4, flat_levels=(0.1, 0.3, 0.5)), rng=5)
+    lines = []
+    for i, f in enumerate(frames):
+        np.save(folder / f"f{i:02d}.npy", f.load())
+        lines.append(f"f{i:02d}.npy,{f.kind},100,{f.exposure_s!r},512,16383,RGGB")
+    return folder, lines
+
+
+def corrupt_capture(small_capture, tmp_path, how):
+    """A copy of ``small_capture`` whose first flat is damaged as ``how`` says; returns (manifest, the file's name)."""
+    import shutil
+
+    src, lines = small_capture
+    for p in src.glob("*.npy"):
+        shutil.copy(p, tmp_path / p.name)
+    i = next(i for i, line in enumerate(lines) if ",flat," in line)
+    name = lines[i].split(",")[0]
+    bad = tmp_path / name
+    a = np.load(bad)
+    lines = list(lines)
+    if how == "nan":  # one NaN in a float frame: it was dropped silently (a flat level fewer, K changed)
+        a = a.astype(np.float32)
+        a[3, 5] = np.nan
+        np.save(bad, a)
+    elif how == "missing":
+        bad.unlink()
+    elif how == "truncated":
+        bad.write_bytes(bad.read_bytes()[:300])
+    elif how == "size":
+        np.save(bad, a[:16, :16])
+    elif how == "rgb":
+        np.save(bad, np.stack([a] * 3, axis=-1))
+    elif how == "complex":
+        np.save(bad, a.astype(np.complex64))
+    elif how == "levels":  # black above white: the error named no file
+        lines[i] = lines[i].replace(",512,16383,", ",16383,512,")
+    (tmp_path / "m.csv").write_text(MANIFEST_HEAD + "\n".join(lines) + "\n")
+    return tmp_path / "m.csv", name
+
+
+@pytest.mark.parametrize("how,problem", [("nan", "1 non-finite value"), ("missing", "not found"), ("truncated", ""),
+                                         ("size", "resolution"), ("rgb", "(32, 32, 3)"), ("complex", "complex64"),
+                                         ("levels", "black < white")])
+def test_calibrate_refuses_a_bad_frame_of_a_manifest(small_capture, tmp_path, capsys, how, problem):
+    """A file the manifest lists but that cannot be used was skipped with a warning and the card written
+    (exit 0); a NaN was not even warned about. Now: one line naming the file, exit 2, no card."""
+    manifest, name = corrupt_capture(small_capture, tmp_path, how)
+    card = tmp_path / "c.toml"
+    one_line_error(capsys, ["calibrate", manifest, "--camera", "A B", "--output", card, "--no-fidelity"], name, problem)
+    assert not card.exists() and not list(tmp_path.glob("c_maps*"))
+
+
+@pytest.mark.parametrize("how", ["nan", "truncated"])
+def test_validate_and_darks_bank_refuse_a_bad_frame_of_a_manifest(small_capture, tmp_path, capsys, how):
+    """``darks bank`` said "wrote …: N dark frames" without naming the truncated file it left out."""
+    manifest, _ = corrupt_capture(small_capture, tmp_path, how)
+    text = manifest.read_text().replace(",flat,", ",dark,")  # the damaged file is a dark for both commands
+    manifest.write_text(text)
+    name = text.splitlines()[1 + next(i for i, line in enumerate(small_capture[1]) if ",flat," in line)].split(",")[0]
+    one_line_error(capsys, ["validate", "SonyA7S2", manifest], name)
+    one_line_error(capsys, ["darks", "bank", manifest, "--card", "SonyA7S2", "--output", tmp_path / "b.h5"], name)
+    assert not (tmp_path / "b.h5").exists()
+
+
+def test_calibrate_refuses_non_finite_in_memory_frames(small_capture):
+    """Frames given in memory (no manifest scan) are checked as they are read: an inf in a flat is an error."""
+    from noisesim.calibration.capture import read_manifest, frame_from_array
+    from noisesim.calibration.pipeline import calibrate
+    from noisesim.errors import InputFileError
+
+    folder, lines = small_capture
+    (folder / "ok.csv").write_text(MANIFEST_HEAD + "\n".join(lines) + "\n")
+    frames = []
+    for f in read_manifest(folder / "ok.csv").frames:
+        a = f.load().astype(np.float64)
+        if f.kind == "flat" and not any(g.kind == "flat" for g in frames):
+            a[0, 0] = np.inf
+        frames.append(frame_from_array(a, kind=f.kind, iso=f.iso, exposure_s=f.exposure_s, cfa=f.cfa,
+                                       black_level_dn=f.black_level_dn, white_level_dn=f.white_level_dn, label=f"mem{len(frames)}"))
+    bad = next(g.path for g in frames if g.kind == "flat")
+    with pytest.raises(InputFileError, match=f"{bad}: 1 non-finite value"):
+        calibrate(frames, "A B", fidelity=False)
+
+
 def test_validate_bad_files(files, capsys):
     # the only dark is an RGB image: it said "no dark frames at an ISO of the card (50, 64, …)"
     one_line_error(capsys, ["validate", "SonyA7S2", files / "rgb_frame.csv"], "rgb_frame.csv", "rgb.npy", "(32, 32, 3)")
