@@ -116,6 +116,21 @@ def test_resume_over_complete_output_checks_settings(tmp_path, caplog):
     assert out.read_bytes() == before
 
 
+def test_resume_with_an_empty_partial_never_replaces_a_complete_output(tmp_path):
+    """A partial with no finished sample (here: zeros, as a kill while creating it could leave) used to be
+    started over as a new run that then replaced the complete output of other settings, exit 0."""
+    out = generate_dataset(tmp_path / "d.h5", pairs=6, seed=3, **SMALL)
+    before = out.read_bytes()
+    (tmp_path / "d.h5.partial").write_bytes(bytes(30000))
+    with pytest.raises(DatasetError, match=r"d\.h5 is complete but was made with different settings.*pairs: 6 then, 3 now"):
+        generate_dataset(out, pairs=3, seed=3, resume=True, **SMALL)
+    assert out.read_bytes() == before
+    assert not (tmp_path / "d.h5.partial").exists()  # nothing in it to keep
+    (tmp_path / "d.h5.partial").write_bytes(bytes(30000))
+    assert generate_dataset(out, pairs=6, seed=3, resume=True, **SMALL) == out  # same settings: complete
+    assert out.read_bytes() == before
+
+
 def test_killed_force_rebuild_resumes_the_new_run(tmp_path):
     out = generate_dataset(tmp_path / "d.h5", pairs=20, seed=3, **SMALL)
     undo = _interrupt_after(7)

@@ -459,13 +459,13 @@ def _plan_file(fp: Path, config_json: str, *, force: bool, resume: bool) -> str:
         partial.unlink(missing_ok=True)
         progress_path(partial).unlink(missing_ok=True)
         return "new"
+    if partial.exists() and samples_durable(partial) == 0:
+        # Killed before any sample was flagged done (possibly while creating the file): nothing to keep. What
+        # is under fp is then judged as if there were no partial (a new run must not replace it unasked).
+        log.info("%s holds no finished sample; starting it over", partial)
+        partial.unlink()
+        progress_path(partial).unlink(missing_ok=True)
     if partial.exists():
-        if samples_durable(partial) == 0:
-            # Killed before any sample was flagged done (possibly while creating the file): nothing to keep.
-            log.info("%s holds no finished sample; starting it over", partial)
-            partial.unlink()
-            progress_path(partial).unlink(missing_ok=True)
-            return "new"
         old = _stored_config(partial)
         if old == config_json:
             return "resume"  # a killed run (a --force rebuild included) continues, whatever is under fp
