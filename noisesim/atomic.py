@@ -83,7 +83,10 @@ def atomic_path(path: str | os.PathLike, *, fsync: bool = True) -> Iterator[Path
         The temporary file to write (same folder and suffix as ``path``).
     """
     path = Path(path)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=f".tmp{path.suffix}")
+    try:
+        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=f".tmp{path.suffix}")
+    except OSError as exc:  # a missing or read-only folder: name the destination, not the temporary name
+        raise OSError(exc.errno, exc.strerror or str(exc), str(path)) from exc
     os.close(fd)
     try:
         yield Path(tmp)

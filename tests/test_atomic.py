@@ -79,3 +79,15 @@ def test_every_atomic_writer_honours_umask(tmp_path, umask_027):
     for p in written:
         assert _mode(p) == 0o640, p
     assert not [p for p in tmp_path.iterdir() if p.name.startswith(".")]
+
+
+@pytest.mark.parametrize("where", ["missing/a.npy", "file.npy/a.npy"])
+def test_an_unwritable_folder_is_reported_under_the_destination_name(tmp_path, where):
+    """mkstemp's error named the temporary file (``.a.npy.x1y2.tmp.npy``), which the user never asked for."""
+    (tmp_path / "file.npy").write_bytes(b"x")
+    dest = tmp_path / where
+    with pytest.raises(OSError) as info:
+        write_bytes(dest, b"data")
+    assert info.value.filename == str(dest)
+    assert ".tmp" not in str(info.value)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["file.npy"]
