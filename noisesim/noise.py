@@ -24,12 +24,14 @@ from .errors import ParameterError, ShapeError
 from .params import FixedPatternMaps, NoiseComponents, NoiseParams, Sensor
 from .rng import STREAM_COL, STREAM_READ_PIXEL, STREAM_ROW, key_from_seed, line_normals, normal_np, philox4x32_np, uniform_np
 
-__all__ = ["BACKENDS", "INPUT_UNITS", "NOISE_MODES", "OUTPUT_UNITS", "PARALLEL_MIN_PIXELS", "simulate"]
+__all__ = ["BACKENDS", "FRAME_INDEX_LIMIT", "INPUT_UNITS", "NOISE_MODES", "OUTPUT_UNITS", "PARALLEL_MIN_PIXELS", "simulate"]
 
 INPUT_UNITS = ("normalized", "dn", "electrons")
 OUTPUT_UNITS = ("normalized", "dn")
 BACKENDS = ("numba", "numpy")
 NOISE_MODES = ("parametric", "dark-frame")
+#: One past the largest frame index: the index is one 32-bit word of the noise's Philox counter.
+FRAME_INDEX_LIMIT = 1 << 32
 # Frames smaller than this run on the calling thread: starting the thread pool costs more than it saves
 # (measured: 0.4 ms serial vs 16 ms parallel for a 32×32 frame on a busy 2-core machine, and 41 vs 32 ms
 # wall per 512² dataset pair), while a 1 Mpix frame takes ~50 ms of kernel time.
@@ -254,7 +256,7 @@ def simulate(
         Seed of the noise (and, with a card and no ``params``, of the parameter draw: an int or
         SeedSequence is split in two, the first child for the parameters, the second for the noise).
     frame_index : int
-        Frame of a burst: the same seed with another index gives independent noise.
+        Frame of a burst, 0 … 2³² − 1: the same seed with another index gives independent noise.
     backend : {"numba", "numpy"}
         The fused numba kernel (default) or the plain-numpy reference (slow; for tests).
     parallel : bool, optional
@@ -315,8 +317,9 @@ def simulate(
     p = cfa.period
     if oy < 0 or ox < 0 or oy % p or ox % p:
         raise ShapeError(f"origin {tuple(origin)} must be non-negative multiples of the CFA period {p}")
-    if frame_index < 0:
-        raise ParameterError(f"frame_index must be >= 0, got {frame_index}")
+    if not 0 <= frame_index < FRAME_INDEX_LIMIT:
+        raise ParameterError(f"frame_index must be an integer in 0 … 2³² − 1 (a 32-bit word of the noise's counter), "
+                             f"got {frame_index}")
 
     # a per-ISO black level (card schema /2) travels with the parameters of that ISO
     sensor = sensor.with_black_level(params.black_level_dn)

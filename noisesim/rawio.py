@@ -29,6 +29,7 @@ __all__ = [
     "infer_input_unit",
     "NOISE_PROFILE_TAG",
     "NORMALIZED_MAX",
+    "NORMALIZED_MIN",
     "raw_cfa_and_black",
     "RAW_EXTENSIONS",
     "RawFrame",
@@ -409,12 +410,16 @@ def read_dng_metadata(path) -> DNGMetadata:
 #: Largest value a float array may hold and still be read as normalized by :func:`infer_input_unit`
 #: (highlights of a normalized frame may exceed 1 a little; raw DN of any real sensor exceed it by far).
 NORMALIZED_MAX = 1.5
+#: Smallest value a float array may hold and still be read as normalized (the same margin below 0: a
+#: black-subtracted frame may dip below 0 a little; a frame reaching −0.5 of the range is not normalized).
+NORMALIZED_MIN = -0.5
 
 
 def check_integer_dn(array: np.ndarray, sensor, source="array") -> None:
     """Refuse integer samples that cannot be the sensor's raw DN: a dtype whose largest value does not
     exceed the black level (uint8 / int8 for any camera with a black level above 255, e.g. an 8-bit image),
-    which would otherwise be read as a frame below black (a pure dark frame, silently).
+    which would otherwise be read as a frame below black (a pure dark frame, silently), and values outside
+    the sensor's codes 0 … 2^bit_depth − 1 (they were clipped at the white level or read as below black).
 
     Parameters
     ----------
@@ -428,7 +433,7 @@ def check_integer_dn(array: np.ndarray, sensor, source="array") -> None:
     Raises
     ------
     InputFileError
-        The dtype cannot hold a value above the black level.
+        The dtype cannot hold a value above the black level, or a value is outside the sensor's codes.
     """
     a = np.asarray(array)
     if a.dtype.kind not in "ui":
@@ -440,13 +445,21 @@ def check_integer_dn(array: np.ndarray, sensor, source="array") -> None:
             f"{source}: {a.dtype} samples (at most {top}) cannot be raw DN of this {sensor.bit_depth}-bit sensor "
             f"(black level {black:g} DN): an 8-bit image? Give uint16 raw DN, or floats in [0, 1] with --input-unit normalized"
         )
+    if a.size == 0:
+        return
+    lo, hi, codes = int(a.min()), int(a.max()), (1 << sensor.bit_depth) - 1
+    if lo < 0 or hi > codes:
+        raise InputFileError(
+            f"{source}: integer values {lo}…{hi} cannot be raw DN of this {sensor.bit_depth}-bit sensor (codes 0…{codes}, "
+            f"white level {max(sensor.white_level_dn):g}); give its raw DN, or floats with --input-unit normalized or electrons"
+        )
 
 
 def infer_input_unit(array: np.ndarray, sensor, source="array") -> tuple[str, str | None]:
     """The unit of a clean frame from its dtype and range (``--input-unit auto``).
 
     * integer samples → ``"dn"`` (raw DN including the black level);
-    * floating point with every value ≤ :data:`NORMALIZED_MAX` → ``"normalized"``;
+    * floating point with every value in :data:`NORMALIZED_MIN` … :data:`NORMALIZED_MAX` → ``"normalized"``;
     * floating point above that, within the sensor's levels (0 ≤ values ≤ white level, maximum above the
       black level) → ``"dn"``, with a note saying so;
     * anything else is ambiguous and refused.
@@ -479,14 +492,15 @@ def infer_input_unit(array: np.ndarray, sensor, source="array") -> tuple[str, st
     lo, hi = float(np.min(a)), float(np.max(a))
     if not (np.isfinite(lo) and np.isfinite(hi)):
         raise InputFileError(f"{source}: contains NaN or infinite values")
-    if hi <= NORMALIZED_MAX:
+    if NORMALIZED_MIN <= lo and hi <= NORMALIZED_MAX:
         return "normalized", None
     black, white = min(sensor.black_level_dn), max(sensor.white_level_dn)
     if lo >= 0 and hi <= white + 0.5 and hi > black:
         return "dn", (f"{source}: float values {lo:g}…{hi:g} exceed {NORMALIZED_MAX:g}, so they are read as raw DN "
                       f"(black level {black:g}, white level {white:g}); pass --input-unit to choose")
     raise InputFileError(
-        f"{source}: cannot tell the unit of float values {lo:g}…{hi:g}: not normalized (≤ {NORMALIZED_MAX:g}) and "
+        f"{source}: cannot tell the unit of float values {lo:g}…{hi:g}: not normalized ({NORMALIZED_MIN:g} … "
+        f"{NORMALIZED_MAX:g}) and "
         f"not raw DN of this sensor (black level {black:g}, white level {white:g}); "
         "pass --input-unit normalized, dn or electrons"
     )

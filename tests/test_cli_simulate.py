@@ -126,6 +126,36 @@ def test_ambiguous_float_input_is_refused(tmp_path, capsys, lo, hi):
                    "--input-unit", "electrons") == 0
 
 
+@pytest.mark.parametrize("values,found", [
+    (np.linspace(-5, -1, 64 * 96, dtype=np.float32), "float values -5…-1"),  # was read as normalized, exit 0
+    (np.full(64 * 96, 70000, np.int32), "integer values 70000…70000"),  # was clipped at white, exit 0
+    (np.full(64 * 96, -3, np.int16), "integer values -3…-3"),  # was read as DN below black, exit 0
+])
+def test_input_outside_every_unit_is_refused(tmp_path, capsys, values, found):
+    src = tmp_path / "odd.npy"
+    np.save(src, values.reshape(64, 96))
+    out = tmp_path / "n.npy"
+    assert run_cli("simulate", "--card", "SonyA7S2", "--iso", 100, "--input", src, "--output", out) == 2
+    err = capsys.readouterr().err
+    assert "odd.npy" in err and found in err and err.count("\n") == 1
+    assert not out.exists()
+
+
+def test_output_over_its_own_input_is_refused(tmp_path, clean_npy, capsys):
+    before = clean_npy.read_bytes()
+    assert run_cli("simulate", "--card", "SonyA7S2", "--iso", 100, "--input", clean_npy, "--output", clean_npy) == 2
+    assert "would overwrite its own input" in capsys.readouterr().err
+    assert clean_npy.read_bytes() == before
+
+
+@pytest.mark.parametrize("index", [2**63, 2**32])  # 2**63 was an OverflowError traceback
+def test_frame_index_beyond_the_counter_word_is_refused(tmp_path, clean_npy, capsys, index):
+    assert run_cli("simulate", "--card", "SonyA7S2", "--iso", 100, "--input", clean_npy, "--output", tmp_path / "n.npy",
+                   "--frame-index", index) == 2
+    err = capsys.readouterr().err
+    assert "--frame-index" in err and "Traceback" not in err and err.count("\n") == 1
+
+
 def test_normalized_float_input_is_unchanged(tmp_path, clean_npy, capsys):
     out = tmp_path / "n.npy"
     assert run_cli("simulate", "--card", "SonyA7S2", "--iso", 100, "--input", clean_npy, "--output", out) == 0
@@ -139,7 +169,7 @@ def test_help_says_what_auto_does(capsys):
     with pytest.raises(SystemExit):
         run_cli("simulate", "--help")
     text = " ".join(capsys.readouterr().out.split())
-    assert "auto (default): integers are raw DN" in text and "floats ≤ 1.5 are normalized" in text
+    assert "auto (default): integers are raw DN" in text and "floats in -0.5 … 1.5 are normalized" in text
 
 
 @pytest.mark.parametrize("shape,message", [((64, 96, 3), "RGB image"), ((63, 96), "multiples of 2")])

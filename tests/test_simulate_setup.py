@@ -66,3 +66,12 @@ def test_level_tiles_equal_the_array_formulas(pattern, input_unit, output_unit, 
     ref = _tiles_by_arrays(cfa, sensor, params, 1.7, 137.0, input_unit, output_unit, comps)
     assert got.shape == ref.shape == (7, cfa.period, cfa.period) and got.flags.c_contiguous
     assert got.tobytes() == ref.tobytes()
+
+
+@pytest.mark.parametrize("index", [-1, 2**32, 2**63])
+def test_frame_index_outside_the_counter_word_is_refused(index):
+    """The index is one 32-bit word of the Philox counter: 2**32 was accepted (a word outside its range)."""
+    from noisesim.errors import ParameterError
+
+    with pytest.raises(ParameterError, match="frame_index"):
+        simulate(np.zeros((8, 8), np.float32), NoiseParams(1.0), Sensor("RGGB", 12, 64, 4095), frame_index=index)

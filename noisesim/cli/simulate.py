@@ -27,9 +27,9 @@ import numpy as np
 from ..atomic import write_text
 from ..card import load_card
 from ..errors import CFAError, InputFileError, ParameterError, ShapeError
-from ..noise import simulate
+from ..noise import FRAME_INDEX_LIMIT, simulate
 from ..params import NoiseComponents
-from ..rawio import (ARRAY_EXTENSIONS, NORMALIZED_MAX, RAW_EXTENSIONS, check_integer_dn, infer_input_unit, read_array, read_raw,
+from ..rawio import (ARRAY_EXTENSIONS, NORMALIZED_MAX, NORMALIZED_MIN, RAW_EXTENSIONS, check_integer_dn, infer_input_unit, read_array, read_raw,
                      write_array)
 from ..sampling import sample_params
 from . import describe_card, seed_arg
@@ -94,8 +94,8 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     p.add_argument("--no-progress", action="store_true", help="no progress bar for a folder or glob --input")
     p.add_argument("--input-unit", choices=("auto", "normalized", "dn", "electrons"), default="auto",
                    help="unit of a .npy/.tiff input (raw files are always read with their own levels). auto "
-                        "(default): integers are raw DN incl. the black level; floats ≤ "
-                        f"{NORMALIZED_MAX:g} are normalized (DN − black)/(white − black); larger floats "
+                        "(default): integers are raw DN incl. the black level; floats in "
+                        f"{NORMALIZED_MIN:g} … {NORMALIZED_MAX:g} are normalized (DN − black)/(white − black); larger floats "
                         "within the card's levels are raw DN (said on stderr); any other range is refused")
     p.add_argument("--output-unit", choices=("dn", "normalized"), default="dn",
                    help="dn: uint16 raw DN incl. black level (default); normalized: float32")
@@ -154,6 +154,8 @@ def _plan(args) -> tuple[list[tuple[Path, Path]], bool]:
             raise InputFileError(f"{args.output}: unknown output format; expected .npy, .tif, .tiff or .dng")
         if not args.output.parent.exists():
             raise InputFileError(f"{args.output}: the output folder {args.output.parent} does not exist")
+        if args.output.exists() and args.output.resolve() == args.input.resolve():
+            raise InputFileError(f"{args.output}: would overwrite its own input; choose another --output")
         return [(args.input, args.output)], False
     if args.input.is_dir():
         found = [f for f in args.input.iterdir() if f.is_file() and f.suffix.lower() in INPUT_EXTENSIONS]
@@ -222,6 +224,9 @@ def run(args) -> int:
     if args.frame_index < 0:
         raise InputFileError(f"--frame-index must be >= 0, got {args.frame_index}")
     pairs, batch = _plan(args)
+    if args.frame_index + len(pairs) > FRAME_INDEX_LIMIT:  # frame i of a batch gets index --frame-index + i
+        raise InputFileError(f"--frame-index {args.frame_index}: frame indices must stay below 2³² = {FRAME_INDEX_LIMIT} "
+                             f"({len(pairs)} frame(s) from it)")
     if args.params_out is not None and (args.params_out.is_dir() or not args.params_out.parent.is_dir()):
         raise InputFileError(f"{args.params_out}: --params-out needs a file in an existing folder")
     seeds = np.random.SeedSequence(args.seed).spawn(2)  # one for the parameters, one for the noise
