@@ -13,6 +13,8 @@ are per LibRaw colour index, not per position).
 
 from __future__ import annotations
 
+import logging
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -175,6 +177,19 @@ def read_raw(path) -> RawFrame:
     return RawFrame(mosaic, cfa, black, per_site_values(white, "white level"), path, profile)
 
 
+@contextmanager
+def _tifffile_quiet():
+    """tifffile logs one line per damaged tag of a file it then fails to read (five lines before our one
+    error for a truncated TIFF): quiet it while we read; the error we raise says what is wrong."""
+    logger = logging.getLogger("tifffile")
+    level = logger.level
+    logger.setLevel(logging.CRITICAL)
+    try:
+        yield
+    finally:
+        logger.setLevel(level)
+
+
 def read_array(path) -> np.ndarray:
     """Read a ``.npy`` (no pickles) or ``.tif``/``.tiff`` array; numeric only; errors name the file.
 
@@ -201,7 +216,8 @@ def read_array(path) -> np.ndarray:
         elif suffix in (".tif", ".tiff"):
             import tifffile
 
-            a = tifffile.imread(path)
+            with _tifffile_quiet():
+                a = tifffile.imread(path)
         else:
             raise InputFileError(f"{path}: unknown array format {suffix!r}; expected one of {ARRAY_EXTENSIONS}")
     except InputFileError:
@@ -350,7 +366,7 @@ def read_dng_metadata(path) -> DNGMetadata:
     if not path.is_file():
         raise InputFileError(f"{path}: no such file")
     try:
-        with tifffile.TiffFile(path) as tf:
+        with _tifffile_quiet(), tifffile.TiffFile(path) as tf:
             pages = _tiff_pages(tf)
             if _tag(pages, 50706) is None:
                 raise InputFileError(f"{path}: not a DNG (no DNGVersion tag)")

@@ -229,3 +229,17 @@ def test_batch_errors_are_one_line(tmp_path, capsys):
         assert run_cli("simulate", "--card", "SonyA7S2", "--iso", 100, *args) == 2
         err = capsys.readouterr().err
         assert message in err and err.count("\n") == 1, (args, err)
+
+
+def test_a_truncated_tiff_gives_one_line(tmp_path):
+    """tifffile logged a line per damaged tag (five for this file) before noisesim's one error."""
+    import tifffile
+
+    whole = tmp_path / "whole.tif"
+    tifffile.imwrite(whole, np.full((64, 96), 2000, np.uint16), description="x" * 50, resolution=(300, 300))
+    cut = tmp_path / "cut.tif"
+    cut.write_bytes(whole.read_bytes()[:200])  # the header and IFD, but not the tag values they point to
+    res = subprocess.run([sys.executable, "-m", "noisesim", "simulate", "--card", "SonyA7S2", "--iso", "100", "--input",
+                          str(cut), "--output", str(tmp_path / "n.npy")], capture_output=True, text=True)
+    assert res.returncode == 2
+    assert "cut.tif" in res.stderr and res.stderr.count("\n") == 1, res.stderr
