@@ -108,7 +108,11 @@ class RunLock:
             self._fd = fd
             return
         while True:
-            fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o666)
+            try:
+                fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o666)
+            except OSError as exc:  # the output's folder is missing or read-only: name the output, not the lock
+                raise OSError(exc.errno, f"{exc.strerror or exc} (its lock file {self.path.name} cannot be made)",
+                              str(self.output)) from None
             try:
                 fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
             except OSError as exc:

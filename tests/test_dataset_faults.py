@@ -103,6 +103,17 @@ def test_lock_released_when_holder_is_killed(tmp_path):
 # ------------------------------------------------------------------------------------------------
 # 2. --resume over an existing output
 # ------------------------------------------------------------------------------------------------
+def test_a_lock_that_cannot_be_made_is_reported_under_the_output(tmp_path):
+    """The error named ``o.h5.lock``, a file the user never asked for."""
+    from noisesim.runlock import RunLock
+
+    (tmp_path / "file").write_bytes(b"x")
+    output = tmp_path / "file" / "o.h5"  # its folder is a file
+    with pytest.raises(OSError) as info:
+        RunLock(output).acquire()
+    assert info.value.filename == str(output) and "lock" in info.value.strerror
+
+
 def test_resume_over_complete_output_checks_settings(tmp_path, caplog):
     out = generate_dataset(tmp_path / "d.h5", pairs=4, seed=3, **SMALL)
     before = out.read_bytes()
