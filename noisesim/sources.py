@@ -48,6 +48,7 @@ __all__ = [
     "open_source",
     "render_dead_leaves",
     "IMAGE_EXTENSIONS",
+    "DEAD_LEAVES_R_MIN_PX",
     "RAW_EXTENSIONS",
 ]
 
@@ -157,6 +158,9 @@ class CleanSource:
 # Lea & Flood, "Fast splittable pseudorandom number generators", OOPSLA 2014), so only the discs that
 # are reached cost anything, and only the visible ones draw their colour and texture. One 64-bit key per
 # image comes from the caller's Generator.
+#: Smallest disc radius [px] of the built-in dead leaves (a 4 px disc, a Bayer 2 × 2 cell): an image must be
+#: larger than it.
+DEAD_LEAVES_R_MIN_PX = 2.0
 _GOLDEN = np.uint64(0x9E3779B97F4A7C15)
 _MIX1 = np.uint64(0xBF58476D1CE4E5B9)
 _MIX2 = np.uint64(0x94D049BB133111EB)
@@ -384,7 +388,7 @@ def render_dead_leaves(
     height: int,
     width: int,
     *,
-    r_min: float = 2.0,
+    r_min: float = DEAD_LEAVES_R_MIN_PX,
     r_max: float | None = None,
     alpha: float = 3.0,
     max_discs: int = 1 << 17,

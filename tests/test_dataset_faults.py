@@ -16,7 +16,7 @@ import numpy as np
 import pytest
 
 from noisesim.dataset import generate_dataset
-from noisesim.errors import DatasetError
+from noisesim.errors import DatasetError, ParameterError
 
 REPO = Path(__file__).resolve().parents[1]
 CARD = "SonyA7S2"
@@ -667,3 +667,10 @@ def test_read_only_folder_is_one_line_for_every_writing_command(tmp_path):
         assert "Traceback" not in p.stderr and len(p.stderr.strip().splitlines()) == 1, (name, p.stderr)
         assert str(ro) in p.stderr and "read-only" in p.stderr.lower(), (name, p.stderr)
     assert list(ro.iterdir()) == []
+
+
+def test_a_patch_smaller_than_the_dead_leaves_discs_names_the_patch(tmp_path):
+    """--patch 2 said only 'dead leaves radii need 0 < r_min < r_max, got 2.0, 2.0'."""
+    with pytest.raises(ParameterError, match="patch 2 is too small.*at least 4"):
+        generate_dataset(tmp_path / "d.h5", pairs=2, seed=1, **{**SMALL, "patch": 2})
+    assert list(tmp_path.iterdir()) == []

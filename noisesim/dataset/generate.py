@@ -15,6 +15,7 @@ import numpy as np
 from ..errors import DatasetError, ParameterError
 from ..params import NoiseComponents
 from ..runlock import RunLock
+from ..sources import DEAD_LEAVES_R_MIN_PX
 from ..spawnguard import require_main_guard
 from ..warmup import announce_compiles
 from .layout import COMPRESSIONS, SCHEMA, STORAGES, partial_path, shard_paths
@@ -207,6 +208,10 @@ def generate_dataset(
     bank_path, bank_sha = check_noise_mode(noise, bank, cfa, card=card)
     if patch < p or patch % p:
         raise ParameterError(f"patch must be a positive multiple of the CFA period {p} ({cfa.pattern}), got {patch}")
+    if str(source) == "builtin" and patch <= DEAD_LEAVES_R_MIN_PX:
+        smallest = p * (int(DEAD_LEAVES_R_MIN_PX) // p + 1)
+        raise ParameterError(f"patch {patch} is too small for the built-in dead leaves (their smallest disc has a radius "
+                             f"of {DEAD_LEAVES_R_MIN_PX:g} px): use a patch of at least {smallest}")
     _check_patch_memory(patch, workers)
     maps = getattr(card, "maps", None)
     if maps is not None and maps.shape is not None and (maps.shape[0] < patch or maps.shape[1] < patch):
