@@ -243,3 +243,18 @@ def test_a_truncated_tiff_gives_one_line(tmp_path):
                           str(cut), "--output", str(tmp_path / "n.npy")], capture_output=True, text=True)
     assert res.returncode == 2
     assert "cut.tif" in res.stderr and res.stderr.count("\n") == 1, res.stderr
+
+
+def test_maps_smaller_than_the_frame_name_the_frame_and_card(tmp_path, capsys):
+    """The error said only 'map … of shape (64, 64) does not cover the frame', naming neither file."""
+    from noisesim.card import load_card, save_card
+    from noisesim.params import FixedPatternMaps
+
+    g = np.random.default_rng(0)
+    maps = FixedPatternMaps(prnu=g.normal(0, 0.01, (64, 64)).astype(np.float32))
+    card = save_card(load_card("SonyA7S2").with_maps(maps), tmp_path / "small_maps.toml")
+    src = tmp_path / "big_frame.npy"
+    np.save(src, np.full((128, 128), 0.1, np.float32))
+    assert run_cli("simulate", "--card", card, "--iso", 100, "--input", src, "--output", tmp_path / "n.npy") == 2
+    err = capsys.readouterr().err
+    assert "big_frame.npy" in err and "small_maps.toml" in err and "does not cover" in err and err.count("\n") == 1

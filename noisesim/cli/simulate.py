@@ -258,8 +258,11 @@ def run(args) -> int:
             out_unit = "dn" if dst.suffix.lower() == ".dng" else args.output_unit
             dtype = np.uint16 if out_unit == "dn" and not args.float_path else np.float32
             # frame i of a batch: the batch's one parameter draw, noise of frame index --frame-index + i
-            noisy = simulate(clean, params, card=card, ratio=args.ratio, input_unit=unit, output_unit=out_unit,
-                             dtype=dtype, components=comps, maps=maps, rng=seeds[1], frame_index=args.frame_index + i)
+            try:
+                noisy = simulate(clean, params, card=card, ratio=args.ratio, input_unit=unit, output_unit=out_unit,
+                                 dtype=dtype, components=comps, maps=maps, rng=seeds[1], frame_index=args.frame_index + i)
+            except ShapeError as exc:  # e.g. the card's maps do not cover this frame: say which frame and card
+                raise InputFileError(f"{src}: {exc} (card {args.card})") from None
             _write(dst, noisy, params, card, args)
             log.info("wrote %s (frame index %d)", dst, args.frame_index + i)
     if args.params_out:
