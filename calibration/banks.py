@@ -2,14 +2,18 @@
 
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 
 from noisesim.darkbank import DarkFrame, build_dark_bank
 from noisesim.errors import InputFileError
 
 from .capture import Capture, scan_capture
+from .outputs import check_output_path
 
 __all__ = ["bank_from_capture"]
+
+log = logging.getLogger("calibration")
 
 
 def bank_from_capture(capture, output, *, sensor, camera: str = "", progress=None) -> Path:
@@ -33,10 +37,10 @@ def bank_from_capture(capture, output, *, sensor, camera: str = "", progress=Non
     Path
         ``output``.
     """
-    output = Path(output)
-    if output.suffix.lower() not in (".h5", ".hdf5"):
-        raise InputFileError(f"{output}: the bank file must end in .h5")
+    output = check_output_path(output, suffixes=(".h5", ".hdf5"), what="bank file")
     cap = capture if isinstance(capture, Capture) else scan_capture(capture)
+    for p in cap.problems:  # a folder's skipped files, named (a manifest's are errors)
+        log.warning("%s", p)
     darks = cap.by_kind("dark")
     if not darks:
         why = cap.problem_summary()

@@ -218,12 +218,20 @@ class CalibrationResult:
         """
         from noisesim.card import save_card
 
-        out = save_card(self.card, path)
-        if report is not None:
-            from .report import write_report
+        from .outputs import check_output_path
 
-            write_report(self, report)
-        return out
+        check_output_path(path, suffixes=(".toml",), what="card file")
+        if report is None:
+            return save_card(self.card, path)
+        from .report import write_report
+
+        # the report first: a card is never left behind by a report that cannot be written
+        report = write_report(self, check_output_path(report, what="report"))
+        try:
+            return save_card(self.card, path)
+        except BaseException:
+            Path(report).unlink(missing_ok=True)  # no report of a card that was not written
+            raise
 
 
 def _warn(warnings: list[str], msg: str) -> None:

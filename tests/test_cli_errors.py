@@ -177,6 +177,60 @@ def test_calibrate_refuses_non_finite_in_memory_frames(small_capture):
         calibrate(frames, "A B", fidelity=False)
 
 
+@pytest.mark.parametrize("option,path,problem", [
+    ("--report", "nodir/r.html", "folder"), ("--report", ".", "is a folder"),
+    ("--dark-bank", "nodir/b.h5", "folder"), ("--dark-bank", "b.txt", ".h5"),
+])
+def test_calibrate_checks_every_output_before_the_work(small_capture, tmp_path, capsys, option, path, problem):
+    """An unwritable --report or --dark-bank failed after the whole calibration, leaving the card and its maps
+    sidecar behind (and named a temporary file). Now it fails first, naming the path; nothing is written."""
+    folder, lines = small_capture
+    (tmp_path / "m.csv").write_text(MANIFEST_HEAD + "\n".join(f"{folder}/{line}" for line in lines) + "\n")
+    target = tmp_path / path
+    err = one_line_error(capsys, ["calibrate", tmp_path / "m.csv", "--camera", "A B", "--output", tmp_path / "c.toml",
+                                  "--no-fidelity", option, target], str(target), problem)
+    assert ".tmp" not in err
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["m.csv"]
+
+
+def test_calibrate_refuses_workers_below_one(small_capture, tmp_path, capsys):
+    """--workers 0 was accepted silently without --scheduler."""
+    folder, lines = small_capture
+    (tmp_path / "m.csv").write_text(MANIFEST_HEAD + "\n".join(f"{folder}/{line}" for line in lines) + "\n")
+    one_line_error(capsys, ["calibrate", tmp_path / "m.csv", "--camera", "A B", "--output", tmp_path / "c.toml",
+                            "--workers", 0], "--workers must be ≥ 1, got 0")
+    assert not (tmp_path / "c.toml").exists()
+
+
+def test_save_leaves_no_card_when_the_report_cannot_be_written(small_capture, tmp_path):
+    """CalibrationResult.save wrote the card, then failed on the report: the card was left behind."""
+    from noisesim.calibration.pipeline import calibrate
+    from noisesim.errors import InputFileError
+
+    folder, lines = small_capture
+    (tmp_path / "m.csv").write_text(MANIFEST_HEAD + "\n".join(f"{folder}/{line}" for line in lines) + "\n")
+    res = calibrate(tmp_path / "m.csv", "A B", fidelity=False)
+    with pytest.raises(InputFileError, match="nodir"):
+        res.save(tmp_path / "c.toml", report=tmp_path / "nodir" / "r.html")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["m.csv"]
+
+
+def test_darks_bank_names_the_files_a_folder_scan_skips(tmp_path, caplog):
+    """A folder's unusable file is still skipped (the design for folders), but the bank said nothing about it."""
+    from noisesim.calibration.banks import bank_from_capture
+    from noisesim.calibration.synthetic import SyntheticSpec, synthetic_frames, write_capture_dng
+    from noisesim.card import load_card
+    from noisesim.params import NoiseParams, Sensor
+
+    frames = synthetic_frames({100: NoiseParams(0.5, "tukey", 3.0, 0.0, 2.0, 0.0, 0.0)}, Sensor("RGGB", 14, (512,) * 4, 16383),
+                              (32, 32), SyntheticSpec(n_darks=2, flat_levels=()), rng=1)
+    write_capture_dng(frames, tmp_path / "cap")
+    (tmp_path / "cap" / "darks" / "broken.dng").write_bytes(b"II*\0garbage")
+    with caplog.at_level("WARNING"):
+        bank_from_capture(tmp_path / "cap", tmp_path / "b.h5", sensor=load_card("SonyA7S2").sensor)
+    assert any("broken.dng" in r.getMessage() and "skipped" in r.getMessage() for r in caplog.records), caplog.text
+
+
 def test_validate_bad_files(files, capsys):
     # the only dark is an RGB image: it said "no dark frames at an ISO of the card (50, 64, …)"
     one_line_error(capsys, ["validate", "SonyA7S2", files / "rgb_frame.csv"], "rgb_frame.csv", "rgb.npy", "(32, 32, 3)")

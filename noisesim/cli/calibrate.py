@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import logging
-import logging
 import sys
 
 from . import seed_arg
@@ -72,18 +71,20 @@ def run(args) -> int:
     int
         0 ok, 1 a failed check, 2 bad input.
     """
-    from pathlib import Path
-
     from tqdm import tqdm
 
+    from noisesim.calibration.outputs import check_output_path
     from noisesim.calibration.pipeline import calibrate  # lazy: noisesim never imports calibration at import time
     from noisesim.errors import CalibrationError
 
-    out = Path(args.output)
-    if out.suffix.lower() != ".toml":
-        raise CalibrationError(f"{out}: the card file must end in .toml")
-    if not out.parent.is_dir():
-        raise CalibrationError(f"{out}: folder {out.parent} does not exist")
+    if args.workers < 1:
+        raise CalibrationError(f"--workers must be ≥ 1, got {args.workers}")
+    # every output (the maps sidecar goes next to the card) before the calibration, which takes minutes
+    out = check_output_path(args.output, suffixes=(".toml",), what="card file")
+    if args.report:
+        check_output_path(args.report, what="report")
+    if args.dark_bank:
+        check_output_path(args.dark_bank, suffixes=(".h5", ".hdf5"), what="bank file")
 
     def progress(it):
         return tqdm(it, desc="reading frames", unit="frame", leave=False, file=sys.stderr, disable=None)
