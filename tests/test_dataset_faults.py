@@ -9,6 +9,7 @@ import signal
 import subprocess
 import sys
 import time
+import warnings
 from pathlib import Path
 
 import h5py
@@ -241,6 +242,22 @@ def test_verify_finds_flipped_bit_and_nan(small_ds, tmp_path, capsys):
     with pytest.raises(DatasetError, match="sample 2 fails"):
         ds[2]
     assert np.isnan(np.asarray(PairedRawDataset(bad)[4]["noisy"])).any()  # verify=False reads what is there
+
+
+def test_contact_sheet_of_a_sample_with_nan_is_refused(small_ds, tmp_path, capsys):
+    """The sheet was written (exit 0) after numpy's raw 'invalid value encountered in cast' warning."""
+    bad = tmp_path / "nan.h5"
+    bad.write_bytes(small_ds.read_bytes())
+    with h5py.File(bad, "r+") as f:
+        row = f["clean"][0]
+        row[0, 0, 0] = np.nan
+        f["clean"][0] = row
+    sheet = tmp_path / "s.png"
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # no numpy warning may reach the user
+        rc, _, err = _cli_main(capsys, "inspect", str(bad), "--contact-sheet", str(sheet))
+    assert rc == 2 and "sample 0 holds NaN" in err and str(bad) in err and len(err.strip().splitlines()) == 1
+    assert not sheet.exists()
 
 
 def test_checksums_hold_for_blur_uint16_and_workers(tmp_path):

@@ -79,8 +79,13 @@ def _sheet_tiles(f, n: int, indices) -> list[np.ndarray]:
     rows = []
     for i in idx:
         rec = f["params"][i]
-        clean = to_normalized(f["clean"][i], attrs, rec=rec)
-        noisy = to_normalized(f["noisy"][i], attrs, rec=rec) * float(rec["ratio"])
+        stored = f["clean"][i], f["noisy"][i]
+        if not all(np.isfinite(x).all() for x in stored):  # damaged: a sheet of it would show garbage
+            raise DatasetError(f"{f.filename}: sample {i} holds NaN or infinite values; the file is damaged "
+                               "(noisesim inspect --verify lists every damaged sample)")
+        with np.errstate(over="ignore"):  # absurd but finite values (damage too) saturate in the picture
+            clean = to_normalized(stored[0], attrs, rec=rec)
+            noisy = to_normalized(stored[1], attrs, rec=rec) * float(rec["ratio"])
         if np.isfinite(rec["isp_rgb_gain"]):
             meta = ISPMeta(rgb_gain=float(rec["isp_rgb_gain"]), red_gain=float(rec["isp_red_gain"]),
                            blue_gain=float(rec["isp_blue_gain"]), cam2rgb=tuple(rec["isp_cam2rgb"].ravel().tolist()))
