@@ -285,6 +285,7 @@ class DarkFrameBank:
         except OSError as exc:
             raise InputFileError(f"{self.path}: cannot read the dark-frame bank ({exc})") from None
         self._file = None
+        self._substitutes_said: set = set()  # (ISO, exposure) stand-ins already logged: once each, not per draw
 
     def __len__(self) -> int:
         return len(self.index)
@@ -324,7 +325,8 @@ class DarkFrameBank:
     def candidates(self, iso: float, exposure_s: float | None = None) -> np.ndarray:
         """Indices of the frames to draw from: the nearest ISO (in ln ISO), then the nearest exposure.
 
-        A warning is logged when the ISO or the exposure time is not in the bank exactly.
+        A warning is logged when the ISO or the exposure time is not in the bank exactly (once per stand-in
+        used, not at every draw: a dataset draws its ISOs from a continuous range).
 
         Parameters
         ----------
@@ -343,14 +345,19 @@ class DarkFrameBank:
             raise ParameterError(f"{self.path}: dark-frame noise needs the ISO of the draw, got {iso!r}")
         d = np.abs(np.log(isos) - math.log(iso))
         nearest = isos[np.argmin(d)]
-        if not math.isclose(nearest, iso, rel_tol=1e-9):
-            log.warning("%s: no dark frames at ISO %g; using ISO %g", self.path, iso, nearest)
+        if not math.isclose(nearest, iso, rel_tol=1e-9) and ("iso", float(nearest)) not in self._substitutes_said:
+            self._substitutes_said.add(("iso", float(nearest)))
+            log.warning("%s: no dark frames at ISO %g; using ISO %g (said once; other ISOs nearest to it use it too)",
+                        self.path, iso, nearest)
         sel = np.flatnonzero(isos == nearest)
         if exposure_s is not None and len(sel):
             exps = self.index["exposure_s"][sel]
             best = exps[np.argmin(np.abs(exps - exposure_s))]
-            if not math.isclose(best, exposure_s, rel_tol=1e-6, abs_tol=1e-9) and len(np.unique(exps)) > 1:
-                log.warning("%s: no ISO %g darks at %g s; using %g s", self.path, nearest, exposure_s, best)
+            said = ("exposure", float(nearest), float(best))
+            if (not math.isclose(best, exposure_s, rel_tol=1e-6, abs_tol=1e-9) and len(np.unique(exps)) > 1
+                    and said not in self._substitutes_said):
+                self._substitutes_said.add(said)
+                log.warning("%s: no ISO %g darks at %g s; using %g s (said once)", self.path, nearest, exposure_s, best)
             sel = sel[exps == best]
         return sel
 

@@ -278,6 +278,15 @@ def test_calibrate_dark_bank_is_referenced_by_the_card(tmp_path):
         load_card(card_path).dark_bank
 
 
+def test_a_stand_in_iso_is_said_once_not_at_every_draw(tmp_path, caplog):
+    """A dataset draws ISOs from a range: every sample logged 'no dark frames at ISO …' (hundreds of lines)."""
+    bank = _bank(tmp_path, n=2, iso=800)
+    with caplog.at_level("WARNING"):
+        for k, iso in enumerate((1000, 2317.5, 4805.14, 1000)):
+            assert bank.choose((32, 32), iso, rng=k).iso == 800
+    assert caplog.text.count("no dark frames at ISO") == 1
+
+
 def test_exposure_time_is_matched_where_the_bank_has_several(tmp_path):
     frames = list(_darks(2, (32, 32), exposure_s=0.01, seed=1)) + list(_darks(2, (32, 32), exposure_s=2.0, seed=2))
     bank = DarkFrameBank(build_dark_bank(tmp_path / "b.h5", frames, cfa="RGGB", white_level_dn=WHITE))
@@ -299,3 +308,16 @@ def test_dark_frame_dataset_does_not_depend_on_the_worker_count(tmp_path):
     with h5py.File(one) as a, h5py.File(two) as b:
         for name in ("clean", "noisy", "params"):  # bytes: a record's "none" fields are NaN, and NaN != NaN
             assert a[name][...].tobytes() == b[name][...].tobytes(), name
+
+
+def test_a_bank_of_another_bit_depth_is_refused(tmp_path):
+    """Its dark frames are in another DN scale than the card's sensor: the noise would be wrong, exit 0."""
+    from noisesim.dataset import generate_dataset
+    from noisesim.errors import ParameterError
+
+    bank = build_dark_bank(tmp_path / "b12.h5", _darks(2, (64, 64), black=64.0), cfa="RGGB", white_level_dn=4095.0,
+                           bit_depth=12)
+    with pytest.raises(ParameterError, match=r"12-bit, card .* is 14-bit"):
+        generate_dataset(tmp_path / "d.h5", card="SonyA7S2", pairs=2, patch=32, noise="dark-frame", bank=bank,
+                         progress=False)
+    assert not (tmp_path / "d.h5").exists()

@@ -21,6 +21,7 @@ from __future__ import annotations
 import dataclasses
 import functools
 import json
+import logging
 import math
 import os
 import time
@@ -34,6 +35,8 @@ from ..errors import DatasetError, ParameterError, UnknownISOError
 from ..params import NoiseComponents, NoiseParams, Sensor
 from ..rng import key_from_seed
 from .layout import NOISE_FIELDS, PARAMS_DTYPE, record_black, record_hot_pixel_dark_current, sample_crc32, sensor_from_attrs
+
+log = logging.getLogger(__name__)
 
 __all__ = [
     "SEED_MAX",
@@ -585,6 +588,13 @@ def check_noise_mode(noise: str, bank, cfa, *, card=None) -> tuple[str | None, s
     b = DarkFrameBank(bank)
     if b.cfa.pattern != cfa.pattern:
         raise ParameterError(f"{bank}: bank CFA {b.cfa.pattern} differs from the card's {cfa.pattern}")
+    if card is not None:
+        if b.bit_depth != card.sensor.bit_depth:  # its frames are in another DN scale
+            raise ParameterError(f"{bank}: its dark frames are {b.bit_depth}-bit, card {card.camera.name} is "
+                                 f"{card.sensor.bit_depth}-bit; use a bank made with this camera's card")
+        if b.camera and b.camera != card.camera.name:
+            log.warning("%s: dark frames of %s used with card %s (made with another card)", bank, b.camera,
+                        card.camera.name)
     return str(Path(bank).resolve()), b.content_sha256
 
 
