@@ -70,6 +70,7 @@ from noisesim.rawio import ARRAY_EXTENSIONS, read_array, read_raw
 log = logging.getLogger("calibration")
 
 KINDS = ("dark", "flat")
+MAX_WHITE_DN = 2**16 - 1  # a card's sensor has 8 to 16 bits (noisesim.params.Sensor)
 DARK_FOLDERS = {"dark", "darks", "bias", "biases", "black", "blacks"}
 FLAT_FOLDERS = {"flat", "flats", "flatfield", "flatfields", "flat_field", "flat_fields"}
 # Files that are never frames; skipped silently when scanning a folder.
@@ -417,7 +418,8 @@ def check_finite(a: np.ndarray, path: str) -> None:
 
 
 def check_levels(black_level_dn, white_level_dn, path: str) -> None:
-    """Refuse per-site levels outside ``0 <= black < white`` (a swapped or mistyped manifest column).
+    """Refuse per-site levels outside ``0 <= black < white <= 65535`` (a swapped or mistyped manifest column;
+    a card holds at most 16-bit DN).
 
     Parameters
     ----------
@@ -434,6 +436,9 @@ def check_levels(black_level_dn, white_level_dn, path: str) -> None:
         if not (0 <= b < w):
             raise CalibrationError(f"{path}: black level {b:g} DN and white level {w:g} DN (site {site} in Bayer reading "
                                    "order) must satisfy 0 <= black < white")
+        if w > MAX_WHITE_DN:
+            raise CalibrationError(f"{path}: white level {w:g} DN (site {site}) exceeds the 16-bit range of a card "
+                                   f"({MAX_WHITE_DN} DN)")
 
 
 def _raw_loader(path: str) -> Callable[[], np.ndarray]:

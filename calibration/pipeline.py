@@ -485,6 +485,12 @@ def _select_darks(iso, darks, flats, holdout_darks: int, warnings):
     if len(declared) > 1:
         _warn(warnings, f"ISO {iso:g}: the frames declare {len(declared)} different black levels "
                         f"({'; '.join(str(list(b)) for b in declared[:4])} DN); the most common, {list(black)}, is used for all")
+    declared_white = sorted({tuple(f.white_level_dn) for f in iso_frames})
+    if len(declared_white) > 1:
+        odd = [f.path for f in iso_frames if f.white_level_dn != white]
+        _warn(warnings, f"ISO {iso:g}: the frames declare {len(declared_white)} different white levels "
+                        f"({'; '.join(str(list(w)) for w in declared_white[:4])} DN); the most common, {list(white)}, is used "
+                        f"for all (others: {', '.join(odd[:3])}{' …' if len(odd) > 3 else ''})")
     n_total = len(bias_frames)
     if n_total < 2:
         raise CalibrationError(f"only {n_total} dark frame at {t_bias:g} s ({bias_frames[0].path}); need at least 2 (≥ {MIN_DARKS_RECOMMENDED} recommended)")

@@ -129,13 +129,15 @@ def corrupt_capture(small_capture, tmp_path, how):
         np.save(bad, a.astype(np.complex64))
     elif how == "levels":  # black above white: the error named no file
         lines[i] = lines[i].replace(",512,16383,", ",16383,512,")
+    elif how == "white":  # beyond 16 bits: it failed after the calibration, naming no file
+        lines[i] = lines[i].replace(",512,16383,", ",512,70000,")
     (tmp_path / "m.csv").write_text(MANIFEST_HEAD + "\n".join(lines) + "\n")
     return tmp_path / "m.csv", name
 
 
 @pytest.mark.parametrize("how,problem", [("nan", "1 non-finite value"), ("missing", "not found"), ("truncated", ""),
                                          ("size", "resolution"), ("rgb", "(32, 32, 3)"), ("complex", "complex64"),
-                                         ("levels", "black < white")])
+                                         ("levels", "black < white"), ("white", "70000 DN")])
 def test_calibrate_refuses_a_bad_frame_of_a_manifest(small_capture, tmp_path, capsys, how, problem):
     """A file the manifest lists but that cannot be used was skipped with a warning and the card written
     (exit 0); a NaN was not even warned about. Now: one line naming the file, exit 2, no card."""
@@ -229,6 +231,20 @@ def test_darks_bank_names_the_files_a_folder_scan_skips(tmp_path, caplog):
     with caplog.at_level("WARNING"):
         bank_from_capture(tmp_path / "cap", tmp_path / "b.h5", sensor=load_card("SonyA7S2").sensor)
     assert any("broken.dng" in r.getMessage() and "skipped" in r.getMessage() for r in caplog.records), caplog.text
+
+
+def test_frames_declaring_another_white_level_are_named(small_capture):
+    """A frame declaring another white level was calibrated with the common one without a word."""
+    from noisesim.calibration.capture import read_manifest
+    from noisesim.calibration.pipeline import calibrate
+
+    folder, lines = small_capture
+    i = next(i for i, line in enumerate(lines) if ",flat," in line)
+    lines = [line.replace(",16383,", ",16000,") if j == i else line for j, line in enumerate(lines)]
+    (folder / "w.csv").write_text(MANIFEST_HEAD + "\n".join(lines) + "\n")
+    res = calibrate(read_manifest(folder / "w.csv"), "A B", fidelity=False)
+    name = lines[i].split(",")[0]
+    assert any("different white levels" in w and name in w for w in res.warnings), res.warnings
 
 
 def test_validate_bad_files(files, capsys):
