@@ -26,6 +26,7 @@ from .errors import CFAError, InputFileError
 
 __all__ = [
     "ARRAY_EXTENSIONS",
+    "array_header",
     "check_integer_dn",
     "DNGMetadata",
     "infer_input_unit",
@@ -188,6 +189,58 @@ def _tifffile_quiet():
         yield
     finally:
         logger.setLevel(level)
+
+
+def array_header(path) -> tuple[tuple[int, ...], np.dtype]:
+    """Shape and dtype of a ``.npy`` or uncompressed ``.tif``/``.tiff`` array from its header, without reading
+    its samples; a file too short for them is refused (so a batch can check every input before it starts).
+
+    Parameters
+    ----------
+    path : str or Path
+        A ``.npy``, ``.tif`` or ``.tiff`` file.
+
+    Returns
+    -------
+    shape : tuple of int
+    dtype : numpy dtype
+
+    Raises
+    ------
+    InputFileError
+        Not such a file, an unreadable header, a non-numeric dtype or a truncated file; names the file.
+    """
+    path = Path(path)
+    suffix = path.suffix.lower()
+    try:
+        size = path.stat().st_size
+        if suffix == ".npy":
+            with open(path, "rb") as f:
+                if f.read(6) != b"\x93NUMPY":
+                    raise InputFileError(f"{path}: not a .npy file (no NumPy header); corrupted or another format?")
+                f.seek(0)
+                major, _ = np.lib.format.read_magic(f)
+                read = np.lib.format.read_array_header_1_0 if major == 1 else np.lib.format.read_array_header_2_0
+                shape, _, dtype = read(f)
+                end = f.tell() + int(np.prod(shape)) * dtype.itemsize
+        elif suffix in (".tif", ".tiff"):
+            import tifffile
+
+            with _tifffile_quiet(), tifffile.TiffFile(path) as tf:
+                page = tf.pages[0]
+                shape, dtype = tuple(tf.series[0].shape), np.dtype(tf.series[0].dtype)
+                end = max((o + n for o, n in zip(page.dataoffsets, page.databytecounts)), default=0)
+        else:
+            raise InputFileError(f"{path}: unknown array format {suffix!r}; expected one of {ARRAY_EXTENSIONS}")
+    except InputFileError:
+        raise
+    except Exception as exc:  # noqa: BLE001 — any reader failure means a bad file for the user
+        raise InputFileError(f"{path}: cannot be read as an array ({type(exc).__name__}: {exc})") from None
+    if np.dtype(dtype).kind not in "uif":
+        raise InputFileError(f"{path}: expected numeric samples, got dtype {dtype}")
+    if size < end:
+        raise InputFileError(f"{path}: truncated ({size} bytes, its header needs {end})")
+    return tuple(int(n) for n in shape), np.dtype(dtype)
 
 
 def read_array(path) -> np.ndarray:

@@ -258,3 +258,27 @@ def test_maps_smaller_than_the_frame_name_the_frame_and_card(tmp_path, capsys):
     assert run_cli("simulate", "--card", card, "--iso", 100, "--input", src, "--output", tmp_path / "n.npy") == 2
     err = capsys.readouterr().err
     assert "big_frame.npy" in err and "small_maps.toml" in err and "does not cover" in err and err.count("\n") == 1
+
+
+@pytest.mark.parametrize("damage", ["truncated_npy", "odd_shape", "truncated_tiff"])
+def test_a_bad_frame_stops_a_batch_before_any_output(tmp_path, capsys, damage):
+    """The batch ran frame by frame: a bad third frame stopped it with the first two written (exit 2)."""
+    import tifffile
+
+    src = tmp_path / "frames"
+    src.mkdir()
+    for name in ("a", "b"):
+        np.save(src / f"{name}.npy", np.full((32, 48), 0.1, np.float32))
+    if damage == "truncated_npy":
+        np.save(src / "c.npy", np.full((32, 48), 0.1, np.float32))
+        (src / "c.npy").write_bytes((src / "c.npy").read_bytes()[:-100])
+    elif damage == "odd_shape":
+        np.save(src / "c.npy", np.full((31, 48), 0.1, np.float32))
+    else:
+        tifffile.imwrite(src / "c.tif", np.full((32, 48), 2000, np.uint16))
+        (src / "c.tif").write_bytes((src / "c.tif").read_bytes()[:-500])
+    out = tmp_path / "noisy"
+    assert run_cli("simulate", "--card", "SonyA7S2", "--iso", 100, "--no-progress", "--input", src, "--output", out) == 2
+    err = capsys.readouterr().err
+    assert "c." in err and err.count("\n") == 1
+    assert not out.exists()

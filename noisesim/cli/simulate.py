@@ -29,7 +29,7 @@ from ..card import load_card
 from ..errors import CFAError, InputFileError, ParameterError, ShapeError
 from ..noise import FRAME_INDEX_LIMIT, simulate
 from ..params import NoiseComponents
-from ..rawio import (ARRAY_EXTENSIONS, NORMALIZED_MAX, NORMALIZED_MIN, RAW_EXTENSIONS, check_integer_dn, infer_input_unit, read_array, read_raw,
+from ..rawio import (ARRAY_EXTENSIONS, NORMALIZED_MAX, NORMALIZED_MIN, RAW_EXTENSIONS, array_header, check_integer_dn, infer_input_unit, read_array, read_raw,
                      write_array)
 from ..sampling import sample_params
 from . import describe_card, seed_arg
@@ -109,6 +109,17 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     return p
 
 
+def _check_shape(path: Path, shape: tuple, card) -> None:
+    """Refuse a frame shape that is neither a mosaic nor a packed frame of the card's CFA (names the file)."""
+    cfa = card.sensor.cfa
+    probe = np.broadcast_to(np.zeros((), np.float32), shape)  # a shape to check, no memory
+    try:
+        cfa.check_packed(probe, "the packed frame") if len(shape) == 3 else cfa.check_mosaic(probe, "the mosaic")
+    except ShapeError as exc:
+        rgb = " (an RGB image? simulate needs a raw mosaic)" if len(shape) == 3 and shape[-1] in (3, 4) else ""
+        raise InputFileError(f"{path}: {exc}{rgb}") from None
+
+
 def _read_clean(path: Path, unit: str, card):
     """The clean frame and its unit; raw files are normalized with their own levels."""
     suffix = path.suffix.lower()
@@ -121,12 +132,7 @@ def _read_clean(path: Path, unit: str, card):
     if suffix not in ARRAY_EXTENSIONS:
         raise InputFileError(f"{path}: unknown input format {suffix!r}; expected a raw file or one of {ARRAY_EXTENSIONS}")
     clean = read_array(path)
-    cfa = card.sensor.cfa
-    try:
-        cfa.check_packed(clean, "the packed frame") if clean.ndim == 3 else cfa.check_mosaic(clean, "the mosaic")
-    except ShapeError as exc:
-        rgb = " (an RGB image? simulate needs a raw mosaic)" if clean.ndim == 3 and clean.shape[-1] in (3, 4) else ""
-        raise InputFileError(f"{path}: {exc}{rgb}") from None
+    _check_shape(path, clean.shape, card)
     if unit == "auto":
         unit, note = infer_input_unit(clean, card.sensor, path)
         if note:
@@ -173,7 +179,6 @@ def _plan(args) -> tuple[list[tuple[Path, Path]], bool]:
     if not out_dir.is_dir():
         if not out_dir.parent.is_dir():
             raise InputFileError(f"{out_dir}: the output folder's parent {out_dir.parent} does not exist")
-        out_dir.mkdir()
     pairs, seen = [], {}
     for src in inputs:
         ext = args.output_format or (src.suffix.lower() if src.suffix.lower() in ARRAY_EXTENSIONS else ".dng")
@@ -245,6 +250,11 @@ def run(args) -> int:
         log.warning("dark shading needs an ISO; switched off because the gain was not given as --iso")
         disabled.add("dark_shading")
     comps = dataclasses.replace(NoiseComponents(), quantize=not args.float_path, **{t: False for t in disabled})
+    if batch:  # every array input's header and size first, so a bad one stops the batch before any output
+        for src, _ in pairs:
+            if src.suffix.lower() in ARRAY_EXTENSIONS:
+                _check_shape(src, array_header(src)[0], card)
+        args.output.mkdir(exist_ok=True)
     from tqdm import tqdm
 
     from ..warmup import warm_up
