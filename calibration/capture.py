@@ -156,6 +156,11 @@ class FrameInfo:
         -------
         (H, W) ndarray
             Integer or float DN.
+
+        Raises
+        ------
+        InputFileError
+            No loader, a shape other than scanned, or NaN/inf pixels (:func:`check_finite`), naming the file.
         """
         if self.loader is None:
             raise InputFileError(f"{self.path}: no way to load this frame")
