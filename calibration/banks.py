@@ -5,11 +5,11 @@ from __future__ import annotations
 import logging
 from pathlib import Path
 
+from noisesim.atomic import check_output_path
 from noisesim.darkbank import DarkFrame, build_dark_bank
 from noisesim.errors import InputFileError
 
 from .capture import Capture, scan_capture
-from .outputs import check_output_path
 
 __all__ = ["bank_from_capture"]
 

@@ -218,7 +218,7 @@ class CalibrationResult:
         """
         from noisesim.card import save_card
 
-        from .outputs import check_output_path
+        from noisesim.atomic import check_output_path
 
         check_output_path(path, suffixes=(".toml",), what="card file")
         if report is None:

@@ -19,7 +19,9 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Iterator
 
-__all__ = ["atomic_path", "write_bytes", "write_text", "current_umask", "default_file_mode"]
+from .errors import InputFileError
+
+__all__ = ["atomic_path", "write_bytes", "write_text", "check_output_path", "current_umask", "default_file_mode"]
 
 
 def current_umask() -> int:
@@ -153,3 +155,40 @@ def write_text(path: str | os.PathLike, text: str, *, encoding: str = "utf-8", f
         ``path``, now complete.
     """
     return write_bytes(path, text.encode(encoding), fsync=fsync)
+
+
+def check_output_path(path, *, suffixes: tuple[str, ...] = (), what: str = "output file") -> Path:
+    """Refuse an output path that cannot be written: a wrong suffix, a folder, a missing or read-only folder
+    (called before long work, so that it fails at the start naming the real path, not after other outputs).
+
+    Parameters
+    ----------
+    path : str or Path
+        The file to write.
+    suffixes : tuple of str
+        Accepted suffixes, lower case with the dot (``(".h5", ".hdf5")``); empty: any.
+    what : str
+        Names the file in the error ("card file", "report").
+
+    Returns
+    -------
+    Path
+        ``path``.
+
+    Raises
+    ------
+    InputFileError
+        Naming ``path`` and what is wrong.
+    """
+    path = Path(path)
+    if suffixes and path.suffix.lower() not in suffixes:
+        raise InputFileError(f"{path}: the {what} must end in {' or '.join(suffixes)}")
+    if path.is_dir():
+        raise InputFileError(f"{path}: is a folder; the {what} needs a file name")
+    folder = path.parent
+    if not folder.is_dir():
+        raise InputFileError(f"{path}: folder {folder} does not exist" if not folder.exists() else
+                             f"{path}: {folder} is not a folder")
+    if not os.access(folder, os.W_OK | os.X_OK):
+        raise InputFileError(f"{path}: folder {folder} is not writable")
+    return path

@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 import sys
 
+from ..atomic import check_output_path
 from . import seed_arg
 
 log = logging.getLogger("noisesim.calibrate")
@@ -73,7 +74,6 @@ def run(args) -> int:
     """
     from tqdm import tqdm
 
-    from noisesim.calibration.outputs import check_output_path
     from noisesim.calibration.pipeline import calibrate  # lazy: noisesim never imports calibration at import time
     from noisesim.errors import CalibrationError
 

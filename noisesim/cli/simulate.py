@@ -26,6 +26,7 @@ import numpy as np
 
 from ..atomic import write_text
 from ..card import load_card
+from ..atomic import check_output_path
 from ..errors import CFAError, InputFileError, ParameterError, ShapeError
 from ..noise import FRAME_INDEX_LIMIT, simulate
 from ..params import NoiseComponents
@@ -232,8 +233,8 @@ def run(args) -> int:
     if args.frame_index + len(pairs) > FRAME_INDEX_LIMIT:  # frame i of a batch gets index --frame-index + i
         raise InputFileError(f"--frame-index {args.frame_index}: frame indices must stay below 2³² = {FRAME_INDEX_LIMIT} "
                              f"({len(pairs)} frame(s) from it)")
-    if args.params_out is not None and (args.params_out.is_dir() or not args.params_out.parent.is_dir()):
-        raise InputFileError(f"{args.params_out}: --params-out needs a file in an existing folder")
+    if args.params_out is not None:  # before any frame: a failure after them would leave them written
+        check_output_path(args.params_out, what="--params-out file")
     seeds = np.random.SeedSequence(args.seed).spawn(2)  # one for the parameters, one for the noise
     if not (np.isfinite(args.ratio) and args.ratio >= 1):
         raise ParameterError(f"--ratio must be a finite number >= 1, got {args.ratio:g}")
