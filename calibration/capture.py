@@ -633,9 +633,14 @@ def read_manifest(path, *, progress: Callable[[Iterable], Iterable] | None = Non
     """
     path = Path(path)
     try:
-        text = path.read_text(encoding="utf-8")
+        text = path.read_bytes().decode("utf-8-sig")  # -sig: Excel's "CSV UTF-8" starts with a byte-order mark
+    except IsADirectoryError:
+        raise InputFileError(f"{path}: is a folder, not a manifest file") from None
     except OSError as exc:
         raise InputFileError(f"{path}: cannot read manifest ({exc.strerror or exc})") from None
+    except UnicodeDecodeError as exc:
+        raise InputFileError(f"{path}: not UTF-8 text (byte {exc.object[exc.start]:#04x} at offset {exc.start}); "
+                             "save the manifest as UTF-8") from None
     rows: list[dict] = []
     defaults: dict = {}
     if path.suffix.lower() == ".toml":
@@ -679,10 +684,12 @@ def _manifest_frame(row: dict, base: Path, where: str) -> FrameInfo:
         fpath = base / fpath
     if not fpath.exists():
         raise InputFileError(f"{fpath}: listed in the manifest but not found")
+    if fpath.is_dir():
+        raise InputFileError(f"{fpath}: listed in the manifest but is a folder, not a frame file")
     kind = str(row.get("kind", "")).strip().lower()
     kind = {"darks": "dark", "bias": "dark", "flats": "flat"}.get(kind, kind)
     if kind not in KINDS:
-        raise CalibrationError(f"{where} ({fpath}): kind must be 'dark' or 'flat', got {row.get('kind')!r}")
+        raise CalibrationError(f"{fpath}: kind must be 'dark' or 'flat', got {row.get('kind')!r}")
     is_array = fpath.suffix.lower() in ARRAY_EXTENSIONS
     if is_array:
         a = _read_mosaic_array(fpath)

@@ -304,6 +304,8 @@ def calibrate(
     CalibrationError
         When no ISO has both usable darks and flats; the message lists what was wrong.
     """
+    if camera is not None and not str(camera).strip():  # the card's name check came only after the whole calibration
+        raise CalibrationError(f"camera must not be empty, got {camera!r} (give \"Maker Model\", or leave it out to use the files' EXIF)")
     progress = progress or _identity
     if isinstance(capture, Capture):
         cap = capture

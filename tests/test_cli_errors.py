@@ -247,6 +247,69 @@ def test_frames_declaring_another_white_level_are_named(small_capture):
     assert any("different white levels" in w and name in w for w in res.warnings), res.warnings
 
 
+def _manifest(small_capture, tmp_path, name="m.csv", lines=None):
+    """``small_capture``'s manifest, its paths absolute, written to ``tmp_path / name``."""
+    folder, default = small_capture
+    m = tmp_path / name
+    m.write_text(MANIFEST_HEAD + "\n".join(f"{folder}/{line}" for line in (lines or default)) + "\n")
+    return m
+
+
+@pytest.mark.parametrize("suffix", [".csv", ".toml"])
+def test_a_manifest_that_is_not_utf8_is_one_line(tmp_path, capsys, suffix):
+    """A Latin-1 file name (0xE9) in a manifest gave a UnicodeDecodeError traceback, exit 1, in every command."""
+    m = tmp_path / f"m{suffix}"
+    m.write_bytes(MANIFEST_HEAD.encode() + b"f\xe9.npy,dark,100,0.001,512,16383,RGGB\n" if suffix == ".csv"
+                  else b'[[frame]]\npath = "f\xe9.npy"\nkind = "dark"\n')
+    for argv in (["calibrate", m, "--camera", "A B", "-o", tmp_path / "o.toml"], ["validate", "SonyA7S2", m],
+                 ["darks", "bank", m, "--card", "SonyA7S2", "--output", tmp_path / "b.h5"]):
+        one_line_error(capsys, argv, m, "not UTF-8 text")
+    assert sorted(p.name for p in tmp_path.iterdir()) == [m.name]
+
+
+def test_a_manifest_with_a_byte_order_mark_is_read(small_capture, tmp_path):
+    """Excel's "CSV UTF-8" starts with a BOM: the header was not recognised ("needs a header row with 'path'")."""
+    from noisesim.calibration.capture import read_manifest
+
+    m = _manifest(small_capture, tmp_path)
+    m.write_bytes(b"\xef\xbb\xbf" + m.read_bytes())
+    assert len(read_manifest(m).frames) == len(small_capture[1])
+
+
+def test_validate_checks_the_bank_before_the_work(small_capture, tmp_path, capsys):
+    """A missing, non-bank or non-HDF5 --bank failed only after the whole validation had printed its verdict."""
+    import h5py
+
+    m = _manifest(small_capture, tmp_path)
+    with h5py.File(tmp_path / "other.h5", "w") as f:
+        f["x"] = np.zeros(3)
+    for bank, problem in ((tmp_path / "nosuch.h5", "nosuch.h5: --bank not found"), (tmp_path, "is a folder"),
+                          (tmp_path / "other.h5", "not a noisesim dark-frame bank"), (m, "m.csv")):
+        rc = main(["validate", "SonyA7S2", str(m), "--bank", str(bank)])
+        out, err = capsys.readouterr()
+        assert rc == 2 and out == "" and err.count("\n") == 1 and problem in err and "Traceback" not in err, (out, err)
+
+
+def test_calibrate_refuses_an_empty_camera_first(tmp_path, capsys):
+    """``--camera ""`` ran the whole calibration, then said "name: must not be empty" without naming --camera.
+    Refused before the capture is read (it does not exist here)."""
+    one_line_error(capsys, ["calibrate", tmp_path / "nothing", "--camera", "", "-o", tmp_path / "c.toml"],
+                   "--camera must not be empty")
+    one_line_error(capsys, ["calibrate", tmp_path / "nothing", "--camera", "  ", "-o", tmp_path / "c.toml"], "--camera")
+
+
+def test_manifest_entry_errors_have_one_prefix_and_name_folders(small_capture, tmp_path, capsys):
+    """A bad kind said "m.csv (entry 1): m.csv (entry 1) (…f00.npy): kind must be …"; a path "." or a folder
+    said "no such file"."""
+    folder, lines = small_capture
+    m = _manifest(small_capture, tmp_path, lines=[lines[0].replace(",dark,", ",dork,")] + lines[1:])
+    err = one_line_error(capsys, ["calibrate", m, "--camera", "A B", "-o", tmp_path / "c.toml"], "kind must be", "f00.npy")
+    assert err.count("(entry 1)") == 1, err
+    for path in (".", str(folder)):
+        (tmp_path / "d.csv").write_text(MANIFEST_HEAD + f"{path},dark,100,0.001,512,16383,RGGB\n")
+        one_line_error(capsys, ["validate", "SonyA7S2", tmp_path / "d.csv"], "d.csv (entry 1)", "is a folder")
+
+
 def test_validate_bad_files(files, capsys):
     # the only dark is an RGB image: it said "no dark frames at an ISO of the card (50, 64, …)"
     one_line_error(capsys, ["validate", "SonyA7S2", files / "rgb_frame.csv"], "rgb_frame.csv", "rgb.npy", "(32, 32, 3)")

@@ -100,6 +100,16 @@ def run(args) -> int:
     thresholds = Thresholds(args.max_kl, args.max_ks, args.max_mean_diff, args.max_mean_se, args.max_std_diff,
                             args.max_var_se, args.min_map_correlation)
     card = load_card(args.card)
+    bank = None
+    if args.bank:  # opened (exists, is a dark-frame bank) before the validation, which takes a while
+        from pathlib import Path
+
+        from noisesim.darkbank import DarkFrameBank
+        from noisesim.errors import InputFileError
+
+        if not Path(args.bank).is_file():  # h5py's own message for a missing file is a paragraph
+            raise InputFileError(f"{args.bank}: --bank {'is a folder' if Path(args.bank).is_dir() else 'not found'}")
+        bank = DarkFrameBank(args.bank)
     log.info("%s", describe_card(card))
     log.info("thresholds: %s; verdict from the %s model, %d dark frame(s) per ISO", thresholds, args.model,
              args.max_frames)
@@ -109,10 +119,10 @@ def run(args) -> int:
     if not report.rows and not report.mismatches:
         raise CalibrationError(f"{args.capture}: no dark frames at an ISO of the card ({', '.join(f'{i:g}' for i in card.isos)})")
     print(format_report(report))
-    if args.bank:
+    if bank is not None:
         from noisesim.calibration.model_choice import compare_models_on_capture
 
-        for comparison in compare_models_on_capture(card, args.capture, bank=args.bank,
+        for comparison in compare_models_on_capture(card, args.capture, bank=bank,
                                                     max_frames_per_iso=args.max_frames, rng=args.seed):
             print(comparison.format())
     return 0 if report.passed else 1
