@@ -347,7 +347,7 @@ class DarkFrameBank:
         nearest = isos[np.argmin(d)]
         if not math.isclose(nearest, iso, rel_tol=1e-9) and ("iso", float(nearest)) not in self._substitutes_said:
             self._substitutes_said.add(("iso", float(nearest)))
-            log.warning("%s: no dark frames at ISO %g; using ISO %g (said once; other ISOs nearest to it use it too)",
+            log.warning("%s: no dark frames at ISO %g; using ISO %g (later draws that fall back to it are not logged)",
                         self.path, iso, nearest)
         sel = np.flatnonzero(isos == nearest)
         if exposure_s is not None and len(sel):
@@ -357,7 +357,8 @@ class DarkFrameBank:
             if (not math.isclose(best, exposure_s, rel_tol=1e-6, abs_tol=1e-9) and len(np.unique(exps)) > 1
                     and said not in self._substitutes_said):
                 self._substitutes_said.add(said)
-                log.warning("%s: no ISO %g darks at %g s; using %g s (said once)", self.path, nearest, exposure_s, best)
+                log.warning("%s: no ISO %g darks at %g s; using %g s (later draws that fall back to it are not logged)",
+                            self.path, nearest, exposure_s, best)
             sel = sel[exps == best]
         return sel
 
