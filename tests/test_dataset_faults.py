@@ -290,6 +290,25 @@ def test_master_with_missing_shard_is_an_error(tmp_path, capsys):
         PairedRawDataset(out)
 
 
+@pytest.mark.parametrize("how", ["copied", "swapped"])
+def test_a_copied_or_swapped_shard_is_an_error(tmp_path, capsys, how):
+    """A shard of the same run put where another belongs has the right settings and valid checksums:
+    inspect and inspect --verify said 'all 4 samples match' (samples 2–3 were copies of 0–1)."""
+    from noisesim.dataset import shard_paths
+
+    out = generate_dataset(tmp_path / "m.h5", pairs=4, seed=1, shards=2, **SMALL)
+    a, b = shard_paths(out, 2)
+    if how == "copied":
+        b.write_bytes(a.read_bytes())
+    else:
+        data_a, data_b = a.read_bytes(), b.read_bytes()
+        a.write_bytes(data_b)
+        b.write_bytes(data_a)
+    for extra in ((), ("--verify",)):
+        rc, _, err = _cli_main(capsys, "inspect", str(out), *extra)
+        assert rc == 2 and "copied or swapped" in err and len(err.strip().splitlines()) == 1, (extra, err)
+
+
 def test_partial_is_labelled_and_not_read_for_training(tmp_path, capsys):
     from noisesim.torch_data import PairedRawDataset
 

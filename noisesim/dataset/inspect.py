@@ -157,14 +157,20 @@ def _check_shards(path: Path, f) -> None:
     if missing:
         raise DatasetError(f"{path}: {len(missing)} of {len(names)} shard files are missing ({', '.join(missing[:3])}"
                            f"{', …' if len(missing) > 3 else ''}); their samples would read as zeros")
-    for n in names:
+    first = 0  # where each shard's samples must start: a copied or swapped shard of the same run has the
+    for n in names:  # same settings and valid checksums, but starts elsewhere
         try:
             with h5py.File(path.parent / n, "r") as sf:
                 same = sf.attrs.get("generation_config", "") == config
+                starts, count = int(sf.attrs.get("first_sample", -1)), int(sf["params"].shape[0])
         except READ_ERRORS as exc:
             raise DatasetError(f"{path}: shard {path.parent / n} cannot be read ({first_line(exc)})") from None
         if not same:
             raise DatasetError(f"{path}: shard {path.parent / n} belongs to another run (different settings)")
+        if starts != first:
+            raise DatasetError(f"{path}: shard {path.parent / n} holds samples {starts}… but sits where samples {first}… "
+                               "belong (a copied or swapped shard file?)")
+        first += count
 
 
 def inspect_dataset(path: str | os.PathLike) -> dict:
