@@ -710,3 +710,10 @@ def test_a_patch_smaller_than_the_dead_leaves_discs_names_the_patch(tmp_path):
     with pytest.raises(ParameterError, match="patch 2 is too small.*at least 4"):
         generate_dataset(tmp_path / "d.h5", pairs=2, seed=1, **{**SMALL, "patch": 2})
     assert list(tmp_path.iterdir()) == []
+
+
+@pytest.mark.parametrize("pairs", [2**53 + 1, 10**20])  # 10**20 was a numpy casting traceback
+def test_a_pair_count_beyond_the_limit_is_refused_before_anything_is_written(tmp_path, pairs):
+    with pytest.raises(ParameterError, match="pairs must lie in 1"):
+        generate_dataset(tmp_path / "d.h5", pairs=pairs, seed=1, **SMALL)
+    assert list(tmp_path.iterdir()) == []

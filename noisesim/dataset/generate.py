@@ -42,6 +42,10 @@ log = logging.getLogger(__name__)
 # noise scratch, packed copies): a generous upper bound, measured peak ≈ 10.
 _PLANES_PER_SAMPLE = 16
 
+#: Most pairs one dataset may hold: the shards' bounds are computed in float64, exact up to 2⁵³ (far beyond
+#: any disk: the up-front space check refuses sizes long before).
+PAIRS_MAX = 2**53
+
 
 def _available_memory_bytes() -> int | None:
     try:
@@ -171,8 +175,8 @@ def generate_dataset(
     if output.is_dir():
         raise DatasetError(f"cannot write {output}: it is a directory")
     pairs, patch, workers, shards = int(pairs), int(patch), int(workers), int(shards)
-    if pairs < 1:
-        raise ParameterError(f"pairs must be >= 1, got {pairs}")
+    if not 1 <= pairs <= PAIRS_MAX:
+        raise ParameterError(f"pairs must lie in 1 … 2⁵³, got {pairs}")
     if workers < 1:
         raise ParameterError(f"workers must be >= 1, got {workers}")
     if scheduler is not None:
