@@ -171,6 +171,9 @@ def read_raw(path) -> RawFrame:
         raise InputFileError(f"{path}: white level {white} is not above the black levels {list(black)}")
     profile = None
     if path.suffix.lower() == ".dng":
+        if not _has_dng_version(path):  # LibRaw reads a plain TIFF too, as RGGB with levels 0 … 65535
+            raise InputFileError(f"{path}: not a DNG (no DNGVersion tag): a TIFF renamed .dng? Give a raw file, or "
+                                 "the array as .tif with --input-unit")
         try:
             profile = read_dng_metadata(path).noise_profile
         except InputFileError:  # rawpy read the pixels; a tag tifffile cannot parse is simply absent
@@ -361,6 +364,17 @@ class DNGMetadata:
     black_level_dn: tuple[float, ...]
     white_level_dn: tuple[float, ...]
     bits_per_sample: int
+
+
+def _has_dng_version(path: Path) -> bool:
+    """Whether the TIFF structure of ``path`` carries a DNGVersion tag (50706) in IFD 0 or a SubIFD."""
+    import tifffile
+
+    try:
+        with _tifffile_quiet(), tifffile.TiffFile(path) as tf:
+            return _tag(_tiff_pages(tf), 50706) is not None
+    except Exception:  # noqa: BLE001 — not even a TIFF: rawpy, which read it, judged the file
+        return True
 
 
 def _tiff_pages(tf):

@@ -65,3 +65,16 @@ def test_writer_is_atomic_and_float_input_rounds(tmp_path):
     assert [p.name for p in tmp_path.iterdir()] == ["g.dng"]
     with rawpy.imread(str(path)) as r:
         assert int(r.raw_image_visible[0, 0]) == 700
+
+
+def test_a_plain_tiff_named_dng_is_refused(tmp_path):
+    """LibRaw reads a plain TIFF as a raw file: it was simulated as RGGB with levels 0 … 65535, exit 0."""
+    import tifffile
+
+    from noisesim.errors import InputFileError
+    from noisesim.rawio import read_raw
+
+    fake = tmp_path / "plain.dng"
+    tifffile.imwrite(fake, np.full((64, 64), 2000, np.uint16))
+    with pytest.raises(InputFileError, match="not a DNG"):
+        read_raw(fake)
