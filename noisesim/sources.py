@@ -685,7 +685,7 @@ class _FolderSource(CleanSource):
         ok = [i for i, s in enumerate(self._sizes) if s[0] >= need and s[1] >= need]
         ok_set = set(ok)
         small = [i for i in range(len(self.files)) if i not in ok_set]
-        if small:
+        if small and ok:  # (with none usable, the error below says it all in one line)
             names = ", ".join(f"{self.files[i].name} {self._sizes[i][0]}×{self._sizes[i][1]}" for i in small[:5])
             more = f" and {len(small) - 5} more" if len(small) > 5 else ""
             log.warning(
