@@ -283,6 +283,9 @@ class DarkFrameBank:
                 self.index = f["index"][...]
                 self.frame_shape = tuple(f["frames"].shape[1:])
         except OSError as exc:
+            if "file signature not found" in str(exc):  # h5py's wording for a file that is not HDF5 at all
+                raise InputFileError(f"{self.path}: not an HDF5 file, so not a dark-frame bank (noisesim darks bank "
+                                     "makes one)") from None
             raise InputFileError(f"{self.path}: cannot read the dark-frame bank ({exc})") from None
         self._file = None
         self._substitutes_said: set = set()  # (ISO, exposure) stand-ins already logged: once each, not per draw

@@ -321,3 +321,13 @@ def test_a_bank_of_another_bit_depth_is_refused(tmp_path):
         generate_dataset(tmp_path / "d.h5", card="SonyA7S2", pairs=2, patch=32, noise="dark-frame", bank=bank,
                          progress=False)
     assert not (tmp_path / "d.h5").exists()
+
+
+def test_a_bank_that_is_not_hdf5_says_so(tmp_path):
+    """The message was h5py's 'Unable to synchronously open file (file signature not found)'."""
+    from noisesim.errors import InputFileError
+
+    fake = tmp_path / "bank.h5"
+    fake.write_text("path,kind\n")
+    with pytest.raises(InputFileError, match="not an HDF5 file, so not a dark-frame bank"):
+        DarkFrameBank(fake)
