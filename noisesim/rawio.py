@@ -194,6 +194,33 @@ def _tifffile_quiet():
         logger.setLevel(level)
 
 
+@contextmanager
+def _reading_array(path: Path):
+    """Yield the array file's suffix (``.npy``, ``.tif`` or ``.tiff``; any other is refused); any reader
+    failure inside becomes one :class:`InputFileError` naming the file."""
+    suffix = path.suffix.lower()
+    if suffix not in ARRAY_EXTENSIONS:
+        raise InputFileError(f"{path}: unknown array format {suffix!r}; expected one of {ARRAY_EXTENSIONS}")
+    try:
+        yield suffix
+    except InputFileError:
+        raise
+    except Exception as exc:  # noqa: BLE001 — any reader failure means a bad file for the user
+        raise InputFileError(f"{path}: cannot be read as an array ({type(exc).__name__}: {exc})") from None
+
+
+def _check_npy_magic(f, path: Path) -> None:
+    """Refuse a ``.npy`` file without NumPy's magic bytes; leaves ``f`` at its start."""
+    if f.read(6) != b"\x93NUMPY":
+        raise InputFileError(f"{path}: not a .npy file (no NumPy header); corrupted or another format?")
+    f.seek(0)
+
+
+def _check_numeric(dtype: np.dtype, path: Path) -> None:
+    if dtype.kind not in "uif":
+        raise InputFileError(f"{path}: expected numeric samples, got dtype {dtype}")
+
+
 def array_header(path) -> tuple[tuple[int, ...], np.dtype]:
     """Shape and dtype of a ``.npy`` or uncompressed ``.tif``/``.tiff`` array from its header, without reading
     its samples; a file too short for them is refused (so a batch can check every input before it starts).
@@ -214,33 +241,23 @@ def array_header(path) -> tuple[tuple[int, ...], np.dtype]:
         Not such a file, an unreadable header, a non-numeric dtype or a truncated file; names the file.
     """
     path = Path(path)
-    suffix = path.suffix.lower()
-    try:
+    with _reading_array(path) as suffix:
         size = path.stat().st_size
         if suffix == ".npy":
             with open(path, "rb") as f:
-                if f.read(6) != b"\x93NUMPY":
-                    raise InputFileError(f"{path}: not a .npy file (no NumPy header); corrupted or another format?")
-                f.seek(0)
+                _check_npy_magic(f, path)
                 major, _ = np.lib.format.read_magic(f)
                 read = np.lib.format.read_array_header_1_0 if major == 1 else np.lib.format.read_array_header_2_0
                 shape, _, dtype = read(f)
                 end = f.tell() + int(np.prod(shape)) * dtype.itemsize
-        elif suffix in (".tif", ".tiff"):
+        else:
             import tifffile
 
             with _tifffile_quiet(), tifffile.TiffFile(path) as tf:
                 page = tf.pages[0]
                 shape, dtype = tuple(tf.series[0].shape), np.dtype(tf.series[0].dtype)
                 end = max((o + n for o, n in zip(page.dataoffsets, page.databytecounts)), default=0)
-        else:
-            raise InputFileError(f"{path}: unknown array format {suffix!r}; expected one of {ARRAY_EXTENSIONS}")
-    except InputFileError:
-        raise
-    except Exception as exc:  # noqa: BLE001 — any reader failure means a bad file for the user
-        raise InputFileError(f"{path}: cannot be read as an array ({type(exc).__name__}: {exc})") from None
-    if np.dtype(dtype).kind not in "uif":
-        raise InputFileError(f"{path}: expected numeric samples, got dtype {dtype}")
+    _check_numeric(np.dtype(dtype), path)
     if size < end:
         raise InputFileError(f"{path}: truncated ({size} bytes, its header needs {end})")
     return tuple(int(n) for n in shape), np.dtype(dtype)
@@ -262,27 +279,18 @@ def read_array(path) -> np.ndarray:
     path = Path(path)
     if not path.is_file():
         raise InputFileError(f"{path}: no such file")
-    suffix = path.suffix.lower()
-    try:
+    with _reading_array(path) as suffix:
         if suffix == ".npy":
             with open(path, "rb") as f:
-                if f.read(6) != b"\x93NUMPY":
-                    raise InputFileError(f"{path}: not a .npy file (no NumPy header); corrupted or another format?")
+                _check_npy_magic(f, path)
             a = np.load(path, allow_pickle=False)
-        elif suffix in (".tif", ".tiff"):
+        else:
             import tifffile
 
             with _tifffile_quiet():
                 a = tifffile.imread(path)
-        else:
-            raise InputFileError(f"{path}: unknown array format {suffix!r}; expected one of {ARRAY_EXTENSIONS}")
-    except InputFileError:
-        raise
-    except Exception as exc:  # noqa: BLE001 — any reader failure means a bad file for the user
-        raise InputFileError(f"{path}: cannot be read as an array ({type(exc).__name__}: {exc})") from None
     a = np.asarray(a)
-    if a.dtype.kind not in "uif":
-        raise InputFileError(f"{path}: expected numeric samples, got dtype {a.dtype}")
+    _check_numeric(a.dtype, path)
     return a
 
 
