@@ -325,6 +325,12 @@ class DarkFrameBank:
         """
         return self._frames()[int(i)]
 
+    def _say_stand_in(self, key: tuple, what: str) -> None:
+        """Log a stand-in ISO or exposure the first time this bank object uses it (not at every draw)."""
+        if key not in self._substitutes_said:
+            self._substitutes_said.add(key)
+            log.warning("%s: %s (later draws that fall back to it are not logged)", self.path, what)
+
     def candidates(self, iso: float, exposure_s: float | None = None) -> np.ndarray:
         """Indices of the frames to draw from: the nearest ISO (in ln ISO), then the nearest exposure.
 
@@ -348,20 +354,15 @@ class DarkFrameBank:
             raise ParameterError(f"{self.path}: dark-frame noise needs the ISO of the draw, got {iso!r}")
         d = np.abs(np.log(isos) - math.log(iso))
         nearest = isos[np.argmin(d)]
-        if not math.isclose(nearest, iso, rel_tol=1e-9) and ("iso", float(nearest)) not in self._substitutes_said:
-            self._substitutes_said.add(("iso", float(nearest)))
-            log.warning("%s: no dark frames at ISO %g; using ISO %g (later draws that fall back to it are not logged)",
-                        self.path, iso, nearest)
+        if not math.isclose(nearest, iso, rel_tol=1e-9):
+            self._say_stand_in(("iso", float(nearest)), f"no dark frames at ISO {iso:g}; using ISO {nearest:g}")
         sel = np.flatnonzero(isos == nearest)
         if exposure_s is not None and len(sel):
             exps = self.index["exposure_s"][sel]
             best = exps[np.argmin(np.abs(exps - exposure_s))]
-            said = ("exposure", float(nearest), float(best))
-            if (not math.isclose(best, exposure_s, rel_tol=1e-6, abs_tol=1e-9) and len(np.unique(exps)) > 1
-                    and said not in self._substitutes_said):
-                self._substitutes_said.add(said)
-                log.warning("%s: no ISO %g darks at %g s; using %g s (later draws that fall back to it are not logged)",
-                            self.path, nearest, exposure_s, best)
+            if not math.isclose(best, exposure_s, rel_tol=1e-6, abs_tol=1e-9) and len(np.unique(exps)) > 1:
+                self._say_stand_in(("exposure", float(nearest), float(best)),
+                                   f"no ISO {nearest:g} darks at {exposure_s:g} s; using {best:g} s")
             sel = sel[exps == best]
         return sel
 
