@@ -45,10 +45,15 @@ def cache_is_cold() -> bool | None:
     return False if known else None
 
 
-def _tiny_frame() -> None:
-    from .noise import simulate
+def _tiny_frame(params=None, sensor=None, components=None, maps=None) -> None:
+    from .noise import NoiseComponents, simulate
     from .params import NoiseParams, Sensor
 
+    if params is not None:  # the run's own path: its read-noise kind only
+        n = 4 * sensor.cfa.period  # a corner every map covers, whole CFA tiles
+        simulate(np.full((n, n), 0.25, np.float32), params, sensor, output_unit="dn", dtype=np.uint16,
+                 components=components or NoiseComponents(), maps=maps, rng=0)
+        return
     params = NoiseParams(gain_k_dn_per_e=1.0, read_sigma_dn=1.0, tukey_lambda=0.1, tukey_scale_dn=1.0,
                          row_sigma_dn=0.5, col_sigma_dn=0.5)
     sensor = Sensor("RGGB", bit_depth=12, black_level_dn=64)
@@ -57,22 +62,41 @@ def _tiny_frame() -> None:
         simulate(np.full((8, 8), 0.25, np.float32), p, sensor, output_unit="dn", dtype=np.uint16, rng=0)
 
 
-def warm_up(announce: Callable[[str], None] | None = None) -> bool:
-    """Compile (or load from the cache) the noise kernels now, on an 8×8 frame.
+def warm_up(announce: Callable[[str], None] | None = None, *, params=None, sensor=None, components=None,
+            maps=None) -> bool:
+    """Compile (or load from the cache) the noise kernels now, on a tiny frame.
+
+    Given a run's ``params`` and ``sensor`` (and its ``components`` and ``maps``), only the kernel that run
+    takes is compiled: each read-noise kind is a kernel of its own (:data:`noisesim.kernels.ROWS_KERNELS`),
+    and compiling a second one would add a whole kernel's compile to the first run. Without them, the
+    Tukey and the Gaussian kernels are both compiled.
 
     Parameters
     ----------
     announce : callable, optional
         Called with :data:`MESSAGE` when numba really compiles a kernel (a cache miss), never for a
         kernel loaded from the on-disk cache however long that takes on a loaded machine.
+    params : NoiseParams, optional
+        The run's parameters.
+    sensor : Sensor, optional
+        The run's sensor; needed with ``params``.
+    components : NoiseComponents, optional
+        The run's switches (default: all on).
+    maps : FixedPatternMaps, optional
+        The run's fixed-pattern maps, covering the frame's top-left corner (a card's maps do).
 
     Returns
     -------
     bool
         Whether the message was given.
     """
+    if params is not None and sensor is None:
+        raise ValueError("warm_up: params need the run's sensor too")
     with announce_compiles(announce, MESSAGE) as compiled:
-        _tiny_frame()
+        if params is None:
+            _tiny_frame()
+        else:
+            _tiny_frame(params, sensor, components, maps)
     return compiled.is_set()
 
 

@@ -45,3 +45,48 @@ def test_slow_cache_load_on_a_busy_machine_says_nothing(monkeypatch):
     monkeypatch.setattr(warmup, "_tiny_frame", lambda: (time.sleep(0.3), real()))
     said = []
     assert warm_up(announce=said.append) is False and said == []
+
+
+def _spy_read_kinds(monkeypatch) -> list[int]:
+    """Record the read-noise kind of every row-kernel call from now on (each kind is a compiled kernel of
+    its own, :data:`noisesim.kernels.ROWS_KERNELS`)."""
+    from noisesim import kernels
+
+    called = []
+    for kind, kernel in list(kernels.ROWS_KERNELS.items()):
+        def spy(*args, _kind=kind, _kernel=kernel):
+            called.append(_kind)
+            return _kernel(*args)
+        monkeypatch.setitem(kernels.ROWS_KERNELS, kind, spy)
+    return called
+
+
+@pytest.mark.parametrize("disable, kind", [("", "READ_TUKEY"), ("read", "READ_NONE")])
+def test_simulate_cli_warms_up_only_the_kernel_its_run_takes(tmp_path, monkeypatch, disable, kind):
+    # The CLI's warm-up compiled both the Tukey and the Gaussian kernel whatever the card: a Tukey card's
+    # first run compiled a whole kernel it never used (10.3 → 7.2 s CPU for a 1 Mpix first run), and a
+    # run without read noise compiled two kernels and then a third.
+    from noisesim import kernels
+    from noisesim.cli import main
+
+    np.save(tmp_path / "clean.npy", np.full((16, 16), 0.2, np.float32))
+    called = _spy_read_kinds(monkeypatch)
+    argv = ["simulate", "--card", "SonyA7S2", "--iso", "1600", "--input", str(tmp_path / "clean.npy"),
+            "--output", str(tmp_path / "n.npy")] + (["--disable", disable] if disable else [])
+    assert main(argv) == 0
+    assert set(called) == {getattr(kernels, kind)} and len(called) == 2  # the warm-up, then the frame
+
+
+def test_warm_up_without_a_run_takes_both_read_models(monkeypatch):
+    from noisesim import kernels
+
+    called = _spy_read_kinds(monkeypatch)
+    warm_up()
+    assert sorted(set(called)) == sorted({kernels.READ_TUKEY, kernels.READ_GAUSSIAN})
+
+
+def test_warm_up_params_need_the_sensor():
+    from noisesim import NoiseParams
+
+    with pytest.raises(ValueError, match="sensor"):
+        warm_up(params=NoiseParams(gain_k_dn_per_e=1.0))

@@ -261,7 +261,8 @@ def run(args) -> int:
     from ..warmup import warm_up
 
     # compile (first run) or load the kernels before the first frame, so the bar's ETA starts after it
-    warm_up(announce=lambda message: print(f"noisesim simulate: {message}", file=sys.stderr, flush=True))
+    warm_up(announce=lambda message: print(f"noisesim simulate: {message}", file=sys.stderr, flush=True),
+            params=params, sensor=card.sensor, components=comps, maps=maps)
     shown = batch and not args.no_progress and len(pairs) > 1
     with tqdm(pairs, disable=not shown, unit="frame", desc="simulate", dynamic_ncols=True) as bar:
         for i, (src, dst) in enumerate(bar):
