@@ -183,10 +183,14 @@ def _ctz_python(m):
     return (m & -m).bit_length() - 1
 
 
-_disc_uniform = numba.njit(cache=True, nogil=True)(_disc_uniform_python)
+# The render's small helpers are inlined into it by numba (inline="always") rather than compiled as functions
+# of their own: called with a literal j, _disc_uniform was compiled once per literal (18 copies, each its own
+# LLVM module), and each helper's module is optimized and made into machine code only to be inlined again.
+# The first render of a fresh environment: 29 compiled functions → 7, 4.15 → 3.74 s CPU (mean of four).
+_disc_uniform = numba.njit(cache=True, nogil=True, inline="always")(_disc_uniform_python)
 
 
-@numba.njit(cache=True, nogil=True)
+@numba.njit(cache=True, nogil=True, inline="always")
 def _ctz(m):
     return _trailing_zeros(m)
 
@@ -198,7 +202,7 @@ def _disc_radius_python(key, i, lo, hi, inv_a1):
     return 1.0 / math.sqrt(v) if inv_a1 == -0.5 else v**inv_a1  # alpha = 3: one sqrt instead of a pow
 
 
-_disc_radius = numba.njit(cache=True, nogil=True)(_disc_radius_python)
+_disc_radius = numba.njit(cache=True, nogil=True, inline="always")(_disc_radius_python)
 _ONE = np.uint64(1)
 _ALL = np.uint64(0xFFFFFFFFFFFFFFFF)
 
@@ -214,7 +218,7 @@ def _span_bits_python(bits, yy, wi, xa, xb):
     return m & ((_ALL >> np.uint64(63 - hi_b + lo_b)) << np.uint64(lo_b))
 
 
-_span_bits = numba.njit(cache=True, nogil=True)(_span_bits_python)
+_span_bits = numba.njit(cache=True, nogil=True, inline="always")(_span_bits_python)
 
 
 def _render_dead_leaves_python(out, bits, key, lo, hi, inv_a1, texture_probability, max_discs, target):
@@ -330,7 +334,7 @@ def _uncovered_python(bits, y, x):
     return (bits[y, x >> 6] >> np.uint64(x & 63)) & _ONE != 0
 
 
-_uncovered = numba.njit(cache=True, nogil=True)(_uncovered_python)
+_uncovered = numba.njit(cache=True, nogil=True, inline="always")(_uncovered_python)
 
 
 def _fill_uncovered_python(out, bits):
