@@ -143,6 +143,18 @@ def test_resume_with_an_empty_partial_never_replaces_a_complete_output(tmp_path)
     assert out.read_bytes() == before
 
 
+def test_resume_with_nothing_to_resume_says_so(tmp_path, caplog):
+    """--resume on an output with no partial (a mistyped --output, or a partial already deleted) started a
+    new run without a word; it still starts one (what the user asked for is there at the end), and says so."""
+    with caplog.at_level("WARNING"):
+        out = generate_dataset(tmp_path / "d.h5", pairs=2, seed=3, resume=True, **SMALL)
+    assert "no partial run with a finished sample to resume; starting a new run" in caplog.text
+    caplog.clear()
+    with caplog.at_level("WARNING"):
+        assert generate_dataset(out, pairs=2, seed=3, resume=True, **SMALL) == out  # complete: nothing to resume
+    assert "starting a new run" not in caplog.text and "already complete" in caplog.text
+
+
 def test_killed_force_rebuild_resumes_the_new_run(tmp_path):
     out = generate_dataset(tmp_path / "d.h5", pairs=20, seed=3, **SMALL)
     undo = _interrupt_after(7)

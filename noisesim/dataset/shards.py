@@ -563,6 +563,8 @@ def write_locked(output: Path, files: list[Path], job: SynthesisJob, shape: tupl
     elif plans[0] == "skip":
         log.warning("%s is already complete with these settings; nothing to do", output)
         return output
+    if resume and all(pl == "new" for pl in plans):  # e.g. a mistyped --output: say so rather than start silently
+        log.warning("%s: no partial run with a finished sample to resume; starting a new run", output)
 
     # Space check (uncompressed upper bound) before creating anything: only what is left to write (the
     # files are sparse, so a partial stopped by a full disk holds only the samples it wrote).
