@@ -50,7 +50,11 @@ def _tiny_frame(params=None, sensor=None, components=None, maps=None) -> None:
     from .params import NoiseParams, Sensor
 
     if params is not None:  # the run's own path: its read-noise kind only
-        n = 4 * sensor.cfa.period  # a corner every map covers, whole CFA tiles
+        p = sensor.cfa.period
+        n = 4 * p  # a corner of whole CFA tiles, within the maps (a card's cover the whole sensor)
+        map_shape = maps.shape if maps is not None else None
+        if map_shape is not None:
+            n = max(min(n, *map_shape) // p * p, p)
         simulate(np.full((n, n), 0.25, np.float32), params, sensor, output_unit="dn", dtype=np.uint16,
                  components=components or NoiseComponents(), maps=maps, rng=0)
         return

@@ -90,3 +90,14 @@ def test_warm_up_params_need_the_sensor():
 
     with pytest.raises(ValueError, match="sensor"):
         warm_up(params=NoiseParams(gain_k_dn_per_e=1.0))
+
+
+def test_warm_up_on_maps_smaller_than_its_corner():
+    # The run's warm-up corner (4 CFA periods) must stay inside the run's maps: a sensor whose maps (and
+    # frames) are 6×6 still warms up, on a 6×6 corner, instead of failing before the first frame.
+    from noisesim import FixedPatternMaps, NoiseComponents, NoiseParams, Sensor
+
+    maps = FixedPatternMaps(prnu=np.full((6, 6), 0.01, np.float32), read_sigma_scale=np.ones((6, 6), np.float32))
+    params = NoiseParams(gain_k_dn_per_e=1.0, read_sigma_dn=1.0)
+    warm_up(params=params, sensor=Sensor("RGGB", bit_depth=12, black_level_dn=64),
+            components=NoiseComponents(per_pixel_read=True), maps=maps)
