@@ -12,7 +12,6 @@ from dataclasses import dataclass, field
 
 import numba as nb
 import numpy as np
-from scipy import stats
 
 from noisesim.errors import CalibrationError
 from noisesim.kernels import INV_LN2, LN2_HI, LN2_LO  # the Cody–Waite split of ln 2 the noise kernel uses
@@ -58,6 +57,9 @@ CONFIDENCE = 0.95  # level of every interval written into the card (the card sch
 def _two_sided_quantile(level: float, dof: int | None) -> float:
     """q with P(|T| ≤ q) = level: Student t with ``dof`` degrees of freedom, or normal when None/0 (cached:
     every figure asks for one of a few)."""
+    from scipy import stats  # here, not at import: scipy.stats takes ~0.5 s to import, and every command line
+    # start imports this module (the validate sub-command's defaults)
+
     return float(stats.t.ppf(0.5 + level / 2, dof) if dof and dof > 0 else stats.norm.ppf(0.5 + level / 2))
 
 
