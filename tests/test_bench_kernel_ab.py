@@ -2,20 +2,12 @@
 
 from __future__ import annotations
 
-import importlib.util
 import subprocess
 from pathlib import Path
 
 import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
-
-
-def _bench():
-    spec = importlib.util.spec_from_file_location("bench_kernel_ab_under_test", ROOT / "benchmarks" / "bench_kernel_ab.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
 
 
 def _in_git_checkout() -> bool:
@@ -27,16 +19,16 @@ needs_git = pytest.mark.skipif(not _in_git_checkout(), reason="needs the reposit
 
 
 @needs_git
-def test_an_unknown_revision_is_one_line_and_exit_2(capsys):
-    assert _bench().main(["--against", "no-such-revision-x", "--reps", "1", "--patches", "0"]) == 2
+def test_an_unknown_revision_is_one_line_and_exit_2(capsys, load_benchmark):
+    assert load_benchmark("bench_kernel_ab").main(["--against", "no-such-revision-x", "--reps", "1", "--patches", "0"]) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and err[0].startswith("bench_kernel_ab: git archive no-such-revision-x failed")
 
 
 @pytest.mark.slow
 @needs_git
-def test_against_head_the_outputs_are_the_same_bytes(capsys):
+def test_against_head_the_outputs_are_the_same_bytes(capsys, load_benchmark):
     # HEAD's kernel compiled as a second package: same arguments, same bytes out on every scene
-    assert _bench().main(["--against", "HEAD", "--height", "16", "--width", "64", "--reps", "2", "--patches", "2"]) == 0
+    assert load_benchmark("bench_kernel_ab").main(["--against", "HEAD", "--height", "16", "--width", "64", "--reps", "2", "--patches", "2"]) == 0
     out = capsys.readouterr().out
     assert out.count("same bytes") == 4 and "OUTPUTS DIFFER" not in out, out

@@ -158,16 +158,10 @@ def test_the_checker_catches_round_trips(monkeypatch):
                 leak()
 
 
-def test_bench_noise_torch_device_option(capsys):
+def test_bench_noise_torch_device_option(capsys, load_benchmark):
     """benchmarks/bench_noise.py --torch-device: a name that is no device exits 2 at once with one line;
     a missing CUDA device is a skip line; the CPU figure is Mpix/s and the ratio to the numba kernel."""
-    import importlib.util
-    from pathlib import Path
-
-    path = Path(__file__).resolve().parents[1] / "benchmarks" / "bench_noise.py"
-    spec = importlib.util.spec_from_file_location("bench_noise_under_test", path)
-    bench = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(bench)
+    bench = load_benchmark("bench_noise")
     assert bench.main(["--torch-device", "nodevice"]) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "names no torch device" in err[0]
