@@ -183,11 +183,12 @@ def _ctz_python(m):
     return (m & -m).bit_length() - 1
 
 
-# The render's small helpers are inlined into it by numba (inline="always") rather than compiled as functions
-# of their own: called with a literal j, _disc_uniform was compiled once per literal (18 copies, each its own
-# LLVM module), and each helper's module is optimized and made into machine code only to be inlined again.
-# The first render of a fresh environment: 29 compiled functions → 7, 4.15 → 3.74 s CPU (mean of four).
-_disc_uniform = numba.njit(cache=True, nogil=True, inline="always")(_disc_uniform_python)
+# The render passes each uniform's index j as np.int64(j), not as the literal j: numba compiles a function
+# once per literal argument, and the literals 0 … 17 made 18 copies of _disc_uniform, each its own LLVM
+# module (~1.4 s of a fresh environment's first render). Inlining it by numba instead (inline="always")
+# cost more than one compiled copy: 3.71–4.20 vs 3.12–3.28 s for a first render, alternating; same images.
+# The other small helpers are inlined into the render: as functions of their own they cost as much.
+_disc_uniform = numba.njit(cache=True, nogil=True)(_disc_uniform_python)
 
 
 @numba.njit(cache=True, nogil=True, inline="always")
@@ -198,7 +199,7 @@ def _ctz(m):
 def _disc_radius_python(key, i, lo, hi, inv_a1):
     """Radius [px] of disc i: the inverse CDF of ``p(r) ∝ r^−alpha`` on [r_min, r_max] at its uniform 2
     (``lo``, ``hi`` = r_min^(1−α), r_max^(1−α), ``inv_a1`` = 1/(1−α))."""
-    v = lo + _disc_uniform(key, i, 2) * (hi - lo)
+    v = lo + _disc_uniform(key, i, np.int64(2)) * (hi - lo)
     return 1.0 / math.sqrt(v) if inv_a1 == -0.5 else v**inv_a1  # alpha = 3: one sqrt instead of a pow
 
 
@@ -243,8 +244,8 @@ def _render_dead_leaves_python(out, bits, key, lo, hi, inv_a1, texture_probabili
     for i in range(max_discs):
         if count >= target:
             break
-        cx = _disc_uniform(key, i, 0) * w
-        cy = _disc_uniform(key, i, 1) * h
+        cx = _disc_uniform(key, i, np.int64(0)) * w
+        cy = _disc_uniform(key, i, np.int64(1)) * h
         r = _disc_radius(key, i, lo, hi, inv_a1)
         r2 = r * r
         y0 = max(int(math.ceil(cy - r)), 0)
@@ -286,26 +287,26 @@ def _render_dead_leaves_python(out, bits, key, lo, hi, inv_a1, texture_probabili
                     continue
                 bits[yy, wi] = bits[yy, wi] ^ m  # all of them are covered now
                 if not ready:  # colour and texture only for discs that show (most late ones are hidden)
-                    lum = 0.02 + 0.96 * _disc_uniform(key, i, 3)
+                    lum = 0.02 + 0.96 * _disc_uniform(key, i, np.int64(3))
                     inv_r = 1.0 / max(r, 1.0)
                     # chroma: a uniform factor of std 0.2 per channel
-                    c0 = min(max(lum * (1.0 + 0.7 * (_disc_uniform(key, i, 4) - 0.5)), 0.0), 1.0)
-                    c1 = min(max(lum * (1.0 + 0.7 * (_disc_uniform(key, i, 5) - 0.5)), 0.0), 1.0)
-                    c2 = min(max(lum * (1.0 + 0.7 * (_disc_uniform(key, i, 6) - 0.5)), 0.0), 1.0)
+                    c0 = min(max(lum * (1.0 + 0.7 * (_disc_uniform(key, i, np.int64(4)) - 0.5)), 0.0), 1.0)
+                    c1 = min(max(lum * (1.0 + 0.7 * (_disc_uniform(key, i, np.int64(5)) - 0.5)), 0.0), 1.0)
+                    c2 = min(max(lum * (1.0 + 0.7 * (_disc_uniform(key, i, np.int64(6)) - 0.5)), 0.0), 1.0)
                     # Shading: a change of at most ~0.35 across the disc.
-                    gx0 = 0.35 * (_disc_uniform(key, i, 7) - 0.5) * inv_r
-                    gx1 = 0.35 * (_disc_uniform(key, i, 8) - 0.5) * inv_r
-                    gx2 = 0.35 * (_disc_uniform(key, i, 9) - 0.5) * inv_r
-                    gy0 = 0.35 * (_disc_uniform(key, i, 10) - 0.5) * inv_r
-                    gy1 = 0.35 * (_disc_uniform(key, i, 11) - 0.5) * inv_r
-                    gy2 = 0.35 * (_disc_uniform(key, i, 12) - 0.5) * inv_r
-                    amp = 0.02 + 0.10 * _disc_uniform(key, i, 14) if _disc_uniform(key, i, 13) < texture_probability else 0.0
+                    gx0 = 0.35 * (_disc_uniform(key, i, np.int64(7)) - 0.5) * inv_r
+                    gx1 = 0.35 * (_disc_uniform(key, i, np.int64(8)) - 0.5) * inv_r
+                    gx2 = 0.35 * (_disc_uniform(key, i, np.int64(9)) - 0.5) * inv_r
+                    gy0 = 0.35 * (_disc_uniform(key, i, np.int64(10)) - 0.5) * inv_r
+                    gy1 = 0.35 * (_disc_uniform(key, i, np.int64(11)) - 0.5) * inv_r
+                    gy2 = 0.35 * (_disc_uniform(key, i, np.int64(12)) - 0.5) * inv_r
+                    amp = 0.02 + 0.10 * _disc_uniform(key, i, np.int64(14)) if _disc_uniform(key, i, np.int64(13)) < texture_probability else 0.0
                     if amp != 0.0:  # the texture's numbers (5 hashes, 4 trig calls) only for textured discs
-                        f = 0.05 + 1.15 * _disc_uniform(key, i, 15)  # rad/px
-                        th = math.pi * _disc_uniform(key, i, 16)
+                        f = 0.05 + 1.15 * _disc_uniform(key, i, np.int64(15))  # rad/px
+                        th = math.pi * _disc_uniform(key, i, np.int64(16))
                         fx = f * math.cos(th)
                         fy = f * math.sin(th)
-                        ph = 2.0 * math.pi * _disc_uniform(key, i, 17)
+                        ph = 2.0 * math.pi * _disc_uniform(key, i, np.int64(17))
                         rot_c = math.cos(fx)
                         rot_s = math.sin(fx)
                     ready = True

@@ -374,6 +374,6 @@ def test_dead_leaves_coverage_templates_are_not_shared_state():
 
 def test_render_compiles_its_uniform_helper_once_not_per_literal_index():
     # _disc_uniform(key, i, j) was called with the literals j = 0 … 17, and numba compiled one function for
-    # each literal (18 copies: ~1.4 s of a fresh environment's first render). It is inlined now.
+    # each literal (18 copies: ~1.4 s of a fresh environment's first render). One signature now.
     sources.render_dead_leaves(np.random.default_rng(0), 64, 64)
     assert len(sources._disc_uniform.signatures) <= 1
