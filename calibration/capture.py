@@ -850,16 +850,14 @@ def check_consistency(capture: Capture, *, strict: bool = False) -> Capture:
     (shape, cfa), _ = keyed.most_common(1)[0]
     keep = []
     for f in capture.frames:
-        if strict and (f.shape, f.cfa) != (shape, cfa):
-            what = (f"resolution {f.shape[1]}×{f.shape[0]} differs from the rest of the capture ({shape[1]}×{shape[0]})"
-                    if f.shape != shape else f"CFA {f.cfa} differs from the rest of the capture ({cfa})")
-            raise InputFileError(f"{capture.source}: {f.path}: {what}")
-        if f.shape != shape:
-            capture.problems.append(CaptureProblem(f.path, f"resolution {f.shape[1]}×{f.shape[0]} differs from the rest of the capture ({shape[1]}×{shape[0]}); skipped"))
-        elif f.cfa != cfa:
-            capture.problems.append(CaptureProblem(f.path, f"CFA {f.cfa} differs from the rest of the capture ({cfa}); skipped"))
-        else:
+        if (f.shape, f.cfa) == (shape, cfa):
             keep.append(f)
+            continue
+        what = (f"resolution {f.shape[1]}×{f.shape[0]} differs from the rest of the capture ({shape[1]}×{shape[0]})"
+                if f.shape != shape else f"CFA {f.cfa} differs from the rest of the capture ({cfa})")
+        if strict:
+            raise InputFileError(f"{capture.source}: {f.path}: {what}")
+        capture.problems.append(CaptureProblem(f.path, f"{what}; skipped"))
     capture.frames = keep
     return capture
 
