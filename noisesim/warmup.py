@@ -46,8 +46,8 @@ def cache_is_cold() -> bool | None:
 
 
 def _tiny_frame(params=None, sensor=None, components=None, maps=None) -> None:
-    from .noise import NoiseComponents, simulate
-    from .params import NoiseParams, Sensor
+    from .noise import simulate
+    from .params import NoiseComponents, NoiseParams, Sensor
 
     if params is not None:  # the run's own path: its read-noise kind only
         p = sensor.cfa.period
@@ -97,10 +97,7 @@ def warm_up(announce: Callable[[str], None] | None = None, *, params=None, senso
     if params is not None and sensor is None:
         raise ValueError("warm_up: params need the run's sensor too")
     with announce_compiles(announce, MESSAGE) as compiled:
-        if params is None:
-            _tiny_frame()
-        else:
-            _tiny_frame(params, sensor, components, maps)
+        _tiny_frame(params, sensor, components, maps)
     return compiled.is_set()
 
 

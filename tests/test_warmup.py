@@ -42,7 +42,7 @@ def test_slow_cache_load_on_a_busy_machine_says_nothing(monkeypatch):
     warm_up()
     real = warmup._tiny_frame
     monkeypatch.setattr(warmup, "SLOW_S", 0.05, raising=False)  # the old heuristic's threshold, made short
-    monkeypatch.setattr(warmup, "_tiny_frame", lambda: (time.sleep(0.3), real()))
+    monkeypatch.setattr(warmup, "_tiny_frame", lambda *run: (time.sleep(0.3), real(*run)))
     said = []
     assert warm_up(announce=said.append) is False and said == []
 
