@@ -24,14 +24,13 @@ from pathlib import Path
 
 import numpy as np
 
-from ..atomic import write_text
+from ..atomic import check_output_path, write_text
 from ..card import load_card
-from ..atomic import check_output_path
 from ..errors import CFAError, InputFileError, ParameterError, ShapeError
 from ..noise import FRAME_INDEX_LIMIT, simulate
 from ..params import NoiseComponents
-from ..rawio import (ARRAY_EXTENSIONS, NORMALIZED_MAX, NORMALIZED_MIN, RAW_EXTENSIONS, array_header, check_integer_dn, infer_input_unit, read_array, read_raw,
-                     write_array)
+from ..rawio import (ARRAY_EXTENSIONS, NORMALIZED_MAX, NORMALIZED_MIN, RAW_EXTENSIONS, array_header, check_integer_dn,
+                     infer_input_unit, read_array, read_raw, write_array)
 from ..sampling import sample_params
 from . import describe_card, seed_arg
 
