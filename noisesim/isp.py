@@ -399,22 +399,31 @@ def _decode_row_python(row, lut, idx, v):
 _decode_row = nb.njit(cache=True, inline="always", error_model="numpy")(_decode_row_python)
 
 
-def _unprocess_lut_python(img, lut, rgb2cam, inv_gains, inflection, out):
+def _decode_scratch(w: int) -> tuple[np.ndarray, np.ndarray]:
+    """The decode's scratch rows for images W pixels wide: table indices (3W,) int64 and values (3W,) float32.
+
+    Made here, not in the compiled loops: an array allocated in compiled code makes numba compile its
+    allocator and reference counting too, which cost ~0.7 s of a fresh environment's first unprocessing
+    (1.7–2.0 → 1.0–1.4 s CPU, alternating fresh processes; same values)."""
+    return np.empty(3 * w, np.int64), np.empty(3 * w, np.float32)
+
+
+def _unprocess_lut_python(rows, lut, rgb2cam, inv_gains, inflection, idx, v, out):
     """Fused per-pixel unprocessing through the 16-bit decode table (reference loop; numba-compiled below).
 
-    Per row: decode (:func:`_decode_row_python`), inverse colour matrix, highlight mask
+    ``rows``: the (H, W, 3) image viewed as (H, 3W) rows; ``idx``, ``v``: :func:`_decode_scratch`; ``out``
+    (H, W, 3). Per row: decode (:func:`_decode_row_python`), inverse colour matrix, highlight mask
     ``((mean − inflection) / (1 − inflection))²`` and safe inverse white-balance gains, clip. float32,
     no divisions.
     """
-    h, w, _ = img.shape
+    h = rows.shape[0]
+    w = rows.shape[1] // 3
     one = np.float32(1.0)
     zero = np.float32(0.0)
     third = np.float32(1.0 / 3.0)
     scale = one / (one - inflection)
-    idx = np.empty(3 * w, np.int64)
-    v = np.empty(3 * w, np.float32)
     for y in range(h):
-        _decode_row(img[y].ravel(), lut, idx, v)
+        _decode_row(rows[y], lut, idx, v)
         o = out[y]
         for x in range(w):
             v0 = v[3 * x]
@@ -433,7 +442,7 @@ def _unprocess_lut_python(img, lut, rgb2cam, inv_gains, inflection, out):
             o[x, 2] = min(max(c2 * g2, zero), one)
 
 
-_unprocess_lut_numba = nb.njit(cache=True, nogil=True, error_model="numpy")(_unprocess_lut_python)
+_unprocess_lut_numba = nb.njit(cache=True, nogil=True, error_model="numpy", _nrt=False)(_unprocess_lut_python)
 
 
 def unprocess(srgb, meta: ISPMeta, *, lut: bool = False) -> np.ndarray:
@@ -466,10 +475,11 @@ def unprocess(srgb, meta: ISPMeta, *, lut: bool = False) -> np.ndarray:
     img = _check_rgb(srgb, "sRGB image")
     inv_gains = (1.0 / meta.wb_gains).astype(np.float32)
     if lut:
+        h, w, _ = img.shape
         out = np.empty(img.shape, dtype=np.float32)
         _unprocess_lut_numba(
-            np.ascontiguousarray(img), _decode_lut(), meta.rgb2cam_matrix.astype(np.float32), inv_gains,
-            np.float32(_HIGHLIGHT_INFLECTION), out,
+            np.ascontiguousarray(img).reshape(h, 3 * w), _decode_lut(), meta.rgb2cam_matrix.astype(np.float32),
+            inv_gains, np.float32(_HIGHLIGHT_INFLECTION), *_decode_scratch(w), out,
         )
         return out
     x = inverse_tone_curve(img)
@@ -482,25 +492,20 @@ def unprocess(srgb, meta: ISPMeta, *, lut: bool = False) -> np.ndarray:
     return np.clip(x, 0.0, 1.0).astype(np.float32)
 
 
-def _unprocess_mosaic_lut_python(img, lut, rgb2cam, inv_gains, inflection, ktab, out):
+def _unprocess_mosaic_lut_python(rows, lut, rgb2cam, inflection, ktab, gains, idx, v, out):
     """:func:`_unprocess_lut_python` followed by the mosaic in one pass: only the colour the CFA keeps at
     each pixel is written, into ``out`` (H, W). ``ktab``: (p, W) colour index 0/1/2 of each column for
-    each row phase (the pattern tiled along a row); the inverse gain of each column is looked up once per
-    phase, so the pixel loop has no indexed gain read."""
-    h, w, _ = img.shape
+    each row phase (the pattern tiled along a row); ``gains``: (p, W) float32, the inverse white-balance
+    gain of each of those columns (looked up once per phase, so the pixel loop has no indexed gain read)."""
+    h = rows.shape[0]
+    w = rows.shape[1] // 3
     p = ktab.shape[0]
     one = np.float32(1.0)
     zero = np.float32(0.0)
     third = np.float32(1.0 / 3.0)
     scale = one / (one - inflection)
-    idx = np.empty(3 * w, np.int64)
-    v = np.empty(3 * w, np.float32)
-    gains = np.empty((p, w), np.float32)
-    for r in range(p):
-        for x in range(w):
-            gains[r, x] = inv_gains[ktab[r, x]]
     for y in range(h):
-        _decode_row(img[y].ravel(), lut, idx, v)
+        _decode_row(rows[y], lut, idx, v)
         kr = ktab[y % p]
         gr = gains[y % p]
         o = out[y]
@@ -519,7 +524,7 @@ def _unprocess_mosaic_lut_python(img, lut, rgb2cam, inv_gains, inflection, ktab,
             o[x] = min(max(c * g, zero), one)
 
 
-_unprocess_mosaic_lut_numba = nb.njit(cache=True, nogil=True, error_model="numpy")(_unprocess_mosaic_lut_python)
+_unprocess_mosaic_lut_numba = nb.njit(cache=True, nogil=True, error_model="numpy", _nrt=False)(_unprocess_mosaic_lut_python)
 
 
 def unprocess_mosaic(srgb, meta: ISPMeta, cfa) -> np.ndarray:
@@ -548,9 +553,10 @@ def unprocess_mosaic(srgb, meta: ISPMeta, cfa) -> np.ndarray:
     h, w, _ = img.shape
     inv_gains = (1.0 / meta.wb_gains).astype(np.float32)
     out = np.empty((h, w), dtype=np.float32)
+    ktab = np.tile(cfa.color_index(), (1, w // cfa.period))
     _unprocess_mosaic_lut_numba(
-        np.ascontiguousarray(img), _decode_lut(), meta.rgb2cam_matrix.astype(np.float32), inv_gains,
-        np.float32(_HIGHLIGHT_INFLECTION), np.tile(cfa.color_index(), (1, w // cfa.period)), out,
+        np.ascontiguousarray(img).reshape(h, 3 * w), _decode_lut(), meta.rgb2cam_matrix.astype(np.float32),
+        np.float32(_HIGHLIGHT_INFLECTION), ktab, inv_gains[ktab], *_decode_scratch(w), out,
     )
     return out
 

@@ -384,8 +384,9 @@ def _fill_uncovered_python(out, bits):
     return left
 
 
-_render_dead_leaves_numba = numba.njit(cache=True, nogil=True)(_render_dead_leaves_python)
-_fill_uncovered_numba = numba.njit(cache=True, nogil=True)(_fill_uncovered_python)
+# No reference counting or allocation in the compiled loops (_nrt=False): every array comes from Python.
+_render_dead_leaves_numba = numba.njit(cache=True, nogil=True, _nrt=False)(_render_dead_leaves_python)
+_fill_uncovered_numba = numba.njit(cache=True, nogil=True, _nrt=False)(_fill_uncovered_python)
 
 
 def render_dead_leaves(

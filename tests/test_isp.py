@@ -118,8 +118,10 @@ def test_fused_unprocess_mosaic_equals_the_two_steps(pattern):
     assert got.shape == (32, 48) and got.dtype == np.float32
     np.testing.assert_array_equal(got, want)
     ref = np.empty_like(got)  # the plain-Python reference loop gives the same
-    isp._unprocess_mosaic_lut_python(img.astype(np.float32), isp._decode_lut(), meta.rgb2cam_matrix.astype(np.float32),
-                                     (1.0 / meta.wb_gains).astype(np.float32), np.float32(0.9), np.tile(CFA(pattern).color_index(), (1, 48 // CFA(pattern).period)), ref)
+    ktab = np.tile(CFA(pattern).color_index(), (1, 48 // CFA(pattern).period))
+    isp._unprocess_mosaic_lut_python(img.astype(np.float32).reshape(32, 3 * 48), isp._decode_lut(),
+                                     meta.rgb2cam_matrix.astype(np.float32), np.float32(0.9), ktab,
+                                     (1.0 / meta.wb_gains).astype(np.float32)[ktab], *isp._decode_scratch(48), ref)
     np.testing.assert_allclose(ref, got, atol=1e-6)
     with pytest.raises(ShapeError, match="multiples"):
         isp.unprocess_mosaic(img[:31], meta, pattern)

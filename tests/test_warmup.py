@@ -117,3 +117,17 @@ def test_a_command_line_start_does_not_import_scipy_stats():
     probe = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
     assert probe.returncode == 0, probe.stderr
     assert probe.stdout.strip().splitlines()[-1] == "False"
+
+
+@pytest.mark.skipif(os.environ.get("NUMBA_DISABLE_JIT") == "1", reason="nothing is compiled without JIT")
+def test_the_compiled_loops_allocate_nothing():
+    """Every compiled loop of simulation and generation gets its arrays from Python (``_nrt=False``: numba then
+    refuses to compile an allocation). The unprocessing loops once made their scratch rows with ``np.empty``,
+    which made a fresh environment compile numba's allocator and reference counting with them (~0.7 s of the
+    first unprocessing)."""
+    from noisesim import isp, kernels, sources
+
+    loops = [isp._unprocess_lut_numba, isp._unprocess_mosaic_lut_numba, sources._render_dead_leaves_numba,
+             sources._fill_uncovered_numba, *kernels.ROWS_KERNELS.values()]
+    for loop in loops:
+        assert loop.targetoptions.get("_nrt") is False, loop.py_func.__qualname__
