@@ -404,7 +404,7 @@ def _decode_scratch(w: int) -> tuple[np.ndarray, np.ndarray]:
 
     Made here, not in the compiled loops: an array allocated in compiled code makes numba compile its
     allocator and reference counting too, which cost ~0.7 s of a fresh environment's first unprocessing
-    (1.7–2.0 → 1.0–1.4 s CPU, alternating fresh processes; same values)."""
+    (1.8–2.1 → 1.2–1.5 s CPU, alternating fresh processes; same values)."""
     return np.empty(3 * w, np.int64), np.empty(3 * w, np.float32)
 
 
