@@ -158,11 +158,13 @@ def write_report(result, path) -> Path:
         names = ("tukey_scale_dn", "read_sigma_dn", "row_sigma_dn")
         rows = []
         for ax, name in zip(axes, names):
+            plotted = []
             for seg in res.joint.segments:
                 ks = np.array(seg["k"])
                 ys = np.array([max(getattr(next(r for r in res.iso_results if r.iso == i), name).value, 1e-3) for i in seg["isos"]])
                 isos = ", ".join(f"{i:g}" for i in seg["isos"])
                 pts = ax.loglog(ks, ys, "o", label=f"ISO {isos}")
+                plotted.extend(ys)
                 lf = seg["fits"][name]
                 if lf is not None:
                     kk = np.geomspace(ks.min(), ks.max(), 20)
@@ -171,6 +173,9 @@ def write_report(result, path) -> Path:
                     resid = f"{lf.residual_std:.4g}" if len(seg["isos"]) >= 3 else "needs ≥ 3 ISOs"
                     rows.append(f"<tr><td>{name}</td><td>{isos}</td><td>{_fmt(lf.slope)}</td>"
                                 f"<td>{_fmt(lf.intercept)}</td><td>{resid}</td></tr>")
+            if plotted and min(plotted) == max(plotted):  # one value at every ISO (e.g. no row noise): a visible range
+                ax.set_autoscaley_on(False)  # else set_ylim first runs the pending autoscale on the flat data
+                ax.set_ylim(plotted[0] / 2.0, plotted[0] * 2.0)
             ax.legend(fontsize=7)
             ax.set_xlabel("K [DN/e⁻]")
             ax.set_title(f"ln {name} vs ln K")

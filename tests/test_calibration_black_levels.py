@@ -16,7 +16,7 @@ from noisesim.calibration.pipeline import calibrate
 from noisesim.calibration.synthetic import SyntheticSpec, synthetic_frames
 from noisesim.card import load_card
 from noisesim.noise import simulate
-from noisesim.params import NoiseParams, Sensor
+from noisesim.params import FixedPatternMaps, NoiseParams, Sensor
 from noisesim.sampling import sample_params
 
 SHAPE = (128, 128)
@@ -63,7 +63,7 @@ def test_darks_simulated_from_the_card_have_each_isos_black_level(result, tmp_pa
             want = black + truth.black_level_error_dn[site]
             assert abs(means[c] - want) < 5 * se + 0.05, f"ISO {iso}: channel {c} mean {means[c]:.2f} DN, want {want:.2f} (5 SE = {5 * se:.3f})"
         # normalized output is relative to the ISO's own black level, as the camera's files are
-        norm = simulate(np.zeros(SHAPE, np.float32), p, card.sensor, rng=7)
+        norm = simulate(np.zeros(SHAPE, np.float32), p, card.sensor, maps=FixedPatternMaps(), rng=7)
         assert abs(float(norm.mean()) - np.mean(truth.black_level_error_dn) / (4095 - black)) < 5 * se / (4095 - black) + 1e-4
 
 
